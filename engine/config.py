@@ -1,0 +1,206 @@
+"""Settings: one TOML file (`listwise.toml`), every key with a documented default.
+
+Each section is a frozen dataclass below; the field's comment is its documentation, and
+`listwise settings` prints the effective values. Unknown sections or keys are an error,
+so a typo never silently falls back to a default. `LISTWISE_DATABASE_URL` and
+`LISTWISE_SECRET` from the environment override the file.
+
+Example ``listwise.toml``::
+
+    chain_name = "Fresh Fields Market"
+    database_url = "sqlite:///listwise.db"
+
+    [batch]
+    threshold_cents = 2500
+    holdout_share = 0.05
+
+    [[campaigns]]
+    category = "ANALGESICS"
+    depth_by_tier = { high = 0.40, mid = 0.25, low = 0.10 }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+__all__ = [
+    "Settings", "BatchSettings", "CycleSettings", "ValueSettings", "OfferSettings",
+    "Campaign", "PrintSettings", "CheckoutSettings", "ExtractSettings",
+    "load_settings", "resolve_secret", "DEFAULT_DATABASE_URL",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///listwise.db"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    period_days: int = 14                 # length of a list period
+    threshold_cents: int = 2500           # average weekly spend needed for a list ($25)
+    qualifying_weeks: int = 8             # window over which that average is taken
+    holdout_share: float = 0.05           # random share of qualifying customers without a list
+    max_offers: int = 20                  # offer lines per list, at most
+    first_period_start: str = ""          # ISO date of the first period; "" = the Monday after the last purchase
+    chain_budget_cents: int = 0           # retailer-funded discount per batch; 0 = no limit
+    out_dir: str = "batches"              # batch files go to <out_dir>/<period-start>/
+
+
+@dataclass(frozen=True)
+class CycleSettings:
+    lookback_weeks: int = 52              # history the profile reads
+    window_days: int = 14                 # default window of p_buy_in_window
+    min_occasions: int = 2                # fewer purchase days: brand cell 'unclassified'
+    national_max_store_share: float = 0.20  # store-brand share of units <= this: 'national'
+    store_min_store_share: float = 0.80   # store-brand share of units >= this: 'store'
+    volume_cuts: tuple[float, float] = (1 / 3, 2 / 3)  # quantiles of units/week: low | mid | high
+
+
+@dataclass(frozen=True)
+class ValueSettings:
+    rfm_lookback_weeks: int = 52
+    decline_months: int = 3               # consecutive falling months that raise a decline warning
+    lapsed_days: int = 60                 # no visit for this long: 'lapsed'
+    new_days: int = 56                    # first visit within this: 'new'
+    annual_discount_rate: float = 0.10    # for CLV
+    clv_years: float = 3.0                # CLV horizon
+    margin_share: float = 0.25            # contribution share of spend where unit_cost is unknown
+    # weekly grocery budget in cents by household size (1..6+), for share of wallet
+    weekly_budget_cents: tuple[int, ...] = (9000, 15000, 19000, 23000, 27000, 31000)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    category: str                         # e.g. "ANALGESICS"
+    to_brand_type: str = "store"          # convert towards this brand type
+    target_cells: tuple[str, ...] = ("national", "switcher")
+    depth_by_tier: dict[str, float] = field(default_factory=lambda: {"high": 0.40, "mid": 0.25, "low": 0.10})
+
+
+@dataclass(frozen=True)
+class OfferSettings:
+    min_p_buy: float = 0.15               # cycle offers below this probability are not made
+    cycle_depth: float = 0.10             # discount of a cycle offer, share of shelf price
+    household_depth: float = 0.15
+    household_groups: dict[str, list[str]] = field(default_factory=lambda: {
+        "pet": ["DOG FOOD", "CAT FOOD"],
+        "baby": ["BABY FOOD", "DIAPERS"],
+        "vegetables": ["VEGETABLES"],
+    })
+    reward_min_cents: int = 3000          # reward coupons for the most loyal: $30 ...
+    reward_max_cents: int = 4000          # ... to $40
+    reward_value_tiers: tuple[str, ...] = ("VIP",)
+    reward_min_share_of_wallet: float = 0.6
+    # cap of retailer-funded discount per list, by value tier
+    list_cap_cents: dict[str, int] = field(default_factory=lambda: {
+        "VIP": 2500, "major": 1500, "ordinary": 1000, "small": 500,
+    })
+
+
+@dataclass(frozen=True)
+class PrintSettings:
+    page_size: str = "letter"             # 'letter' or 'a4'
+    aisle_order: tuple[str, ...] = ()     # departments in the store's aisle order; others follow A-Z
+    font_path: str = ""                   # TrueType font to embed; "" = the bundled one
+
+
+@dataclass(frozen=True)
+class CheckoutSettings:
+    max_body_bytes: int = 256 * 1024
+    max_items: int = 500
+    max_clock_skew_minutes: int = 0       # 0 = do not refuse baskets far from the server's clock
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    min_group: int = 50                   # smallest group a manufacturer may see (never below 10)
+
+
+@dataclass(frozen=True)
+class Settings:
+    chain_name: str = "Fresh Fields Market"
+    database_url: str = DEFAULT_DATABASE_URL
+    secret: str = ""                      # HMAC key for list codes; prefer LISTWISE_SECRET
+    secret_file: str = "listwise.secret"  # where `listwise init` keeps a generated secret
+    batch: BatchSettings = BatchSettings()
+    cycles: CycleSettings = CycleSettings()
+    value: ValueSettings = ValueSettings()
+    offers: OfferSettings = OfferSettings()
+    campaigns: tuple[Campaign, ...] = (Campaign("ANALGESICS"),)
+    printing: PrintSettings = PrintSettings()
+    checkout: CheckoutSettings = CheckoutSettings()
+    extracts: ExtractSettings = ExtractSettings()
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Dataclass `cls` from a TOML table, refusing unknown keys and wrong types."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        default = getattr(cls(), key) if key != "category" else None
+        if dataclasses.is_dataclass(default):
+            value = _build(type(default), value, f"{where}.{key}")
+        elif key == "campaigns":
+            value = tuple(_build(Campaign, c, f"{where}.campaigns[{i}]") for i, c in enumerate(value))
+        elif isinstance(default, tuple):
+            value = tuple(value)
+        elif isinstance(default, bool) or (default is not None and not isinstance(value, type(default))
+                                           and not (isinstance(default, float) and isinstance(value, int))):
+            raise ConfigError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_settings(path: str | Path | None = None, database_url: str | None = None) -> Settings:
+    """Effective settings: defaults < listwise.toml < environment < explicit arguments.
+
+    `path` None reads ``./listwise.toml`` when it exists.
+    """
+    data: dict[str, Any] = {}
+    toml_path = Path(path) if path else Path("listwise.toml")
+    if path and not toml_path.exists():
+        raise ConfigError(f"{toml_path}: settings file not found")
+    if toml_path.exists():
+        try:
+            data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{toml_path}: {exc}") from exc
+    settings = _build(Settings, data, str(toml_path))
+    overrides = {}
+    if os.environ.get("LISTWISE_DATABASE_URL"):
+        overrides["database_url"] = os.environ["LISTWISE_DATABASE_URL"]
+    if os.environ.get("LISTWISE_SECRET"):
+        overrides["secret"] = os.environ["LISTWISE_SECRET"]
+    if database_url:
+        overrides["database_url"] = database_url
+    return dataclasses.replace(settings, **overrides)
+
+
+def resolve_secret(settings: Settings, create: bool = False) -> bytes:
+    """The list-code key: `secret` (or LISTWISE_SECRET), else the secret file.
+
+    With `create`, a missing secret file is written with a fresh random key (mode 600);
+    that is what `listwise init` does for the embedded default.
+    """
+    if settings.secret:
+        return settings.secret.encode()
+    path = Path(settings.secret_file)
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip().encode()
+    if not create:
+        raise ConfigError(
+            f"no secret: set LISTWISE_SECRET, 'secret' in listwise.toml, or run 'listwise init' to create {path}")
+    path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip().encode()

@@ -1,0 +1,194 @@
+"""Database access: SQLAlchemy for the schema and point operations, ADBC for bulk.
+
+The same `schema.sql` serves SQLite (the embedded default) and PostgreSQL. Bulk paths
+move Arrow tables through ADBC (about 1M rows/s into SQLite here, COPY into PostgreSQL)
+instead of row-by-row inserts; everything else goes through SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from engine.errors import StateError
+
+__all__ = [
+    "connect", "init_schema", "schema_statements", "allocate_keys", "bulk_session",
+    "read_frame", "utc_now", "is_sqlite", "require_schema",
+]
+
+
+def utc_now() -> dt.datetime:
+    """Now in UTC without tzinfo: how every *_at column is stored (see schema.sql)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def is_sqlite(url: str | sa.Engine) -> bool:
+    backend = url.url.get_backend_name() if isinstance(url, sa.Engine) else make_url(url).get_backend_name()
+    return backend == "sqlite"
+
+
+def _normalise(url: str) -> str:
+    u = make_url(url)
+    if u.get_backend_name() == "postgresql" and u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+psycopg")   # psycopg 3 is the driver we ship
+    return u.render_as_string(hide_password=False)
+
+
+def connect(url: str) -> sa.Engine:
+    """An Engine for `url`; SQLite gets WAL, foreign keys and a busy timeout.
+
+    On SQLite, transactions start with an explicit BEGIN (the pysqlite recipe in the
+    SQLAlchemy docs); a writer that must not fail on lock upgrade asks for
+    ``conn.execution_options(sqlite_begin="IMMEDIATE")`` before its first statement.
+    """
+    engine = sa.create_engine(_normalise(url))
+    if is_sqlite(engine):
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
+            dbapi_conn.isolation_level = None      # we issue BEGIN ourselves
+            for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=NORMAL"):
+                dbapi_conn.execute(f"PRAGMA {pragma}")
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn):  # noqa: ANN001
+            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+    return engine
+
+
+def schema_statements() -> list[str]:
+    """The statements of schema.sql, in order."""
+    text = _schema_text()
+    statements, current = [], []
+    for line in text.splitlines():
+        stripped = line.split("--", 1)[0].rstrip()
+        if not stripped:
+            continue
+        current.append(stripped)
+        if stripped.endswith(";"):
+            statements.append("\n".join(current).rstrip(";"))
+            current = []
+    return statements
+
+
+def _schema_text() -> str:
+    repo_copy = Path(__file__).resolve().parent.parent / "schema.sql"
+    if repo_copy.exists():
+        return repo_copy.read_text(encoding="utf-8")
+    return resources.files("engine").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def init_schema(engine: sa.Engine) -> None:
+    """Create every table and index (idempotent)."""
+    with engine.begin() as conn:
+        for statement in schema_statements():
+            conn.exec_driver_sql(statement)
+
+
+def require_schema(engine: sa.Engine) -> None:
+    """`StateError` unless `listwise init` has run against this database."""
+    if not sa.inspect(engine).has_table("sequences"):
+        raise StateError(f"database {engine.url.render_as_string(hide_password=True)} is not "
+                         "initialised: run 'listwise init' first")
+
+
+def allocate_keys(conn: sa.Connection, name: str, n: int) -> int:
+    """Reserve `n` consecutive keys of sequence `name`; returns the first.
+
+    Runs inside the caller's transaction: on PostgreSQL the row lock serialises
+    concurrent writers, SQLite has one writer anyway.
+    """
+    row = conn.execute(
+        sa.text("UPDATE sequences SET next_value = next_value + :n WHERE name = :name RETURNING next_value"),
+        {"n": n, "name": name},
+    ).first()
+    if row is None:
+        conn.execute(sa.text("INSERT INTO sequences (name, next_value) VALUES (:name, :v)"),
+                     {"name": name, "v": 1 + n})
+        return 1
+    return int(row[0]) - n
+
+
+def read_frame(conn: sa.Connection, sql: str, params: dict | None = None,
+               schema: dict | None = None) -> pl.DataFrame:
+    """A query's result as a polars frame (small and medium results; bulk reads use ADBC)."""
+    result = conn.execute(sa.text(sql), params or {})
+    columns = list(result.keys())
+    rows = result.fetchall()
+    return pl.DataFrame(rows, schema=schema or columns, orient="row")
+
+
+class BulkSession:
+    """One ADBC connection in one transaction: append Arrow frames, run SQL, commit."""
+
+    def __init__(self, url: str):
+        self.url = url
+        u = make_url(url)
+        if u.get_backend_name() == "sqlite":
+            import adbc_driver_sqlite.dbapi as driver
+            self._conn = driver.connect(u.database or ":memory:", autocommit=True)
+            self._cur = self._conn.cursor()
+            self._cur.execute("PRAGMA busy_timeout=30000")
+            self._cur.execute("PRAGMA foreign_keys=OFF")   # validated before loading
+            self._cur.execute("BEGIN IMMEDIATE")
+        else:
+            import adbc_driver_postgresql.dbapi as driver
+            libpq = u.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._conn = driver.connect(libpq)
+            self._cur = self._conn.cursor()
+        self._sqlite = u.get_backend_name() == "sqlite"
+
+    def execute(self, sql: str, params: tuple | None = None) -> list[tuple]:
+        """Run one statement (``?`` placeholders on SQLite, ``$1`` on PostgreSQL)."""
+        self._cur.execute(sql, params)
+        try:
+            return self._cur.fetchall()
+        except Exception:  # noqa: BLE001 - statements without a result set
+            return []
+
+    def append(self, table: str, frame: pl.DataFrame) -> None:
+        if frame.height:
+            self._cur.adbc_ingest(table, frame.to_arrow(), mode="append")
+
+    def read(self, sql: str) -> pl.DataFrame:
+        self._cur.execute(sql)
+        return pl.from_arrow(self._cur.fetch_arrow_table())
+
+    def commit(self) -> None:
+        if self._sqlite:
+            self._cur.execute("COMMIT")
+        else:
+            self._conn.commit()
+
+    def rollback(self) -> None:
+        if self._sqlite:
+            with contextlib.suppress(Exception):
+                self._cur.execute("ROLLBACK")
+        else:
+            self._conn.rollback()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._cur.close()
+        self._conn.close()
+
+
+@contextlib.contextmanager
+def bulk_session(url: str) -> Iterator[BulkSession]:
+    """A `BulkSession` that commits on success and rolls back on any error."""
+    session = BulkSession(url)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,27 @@
+"""The one family of errors listwise raises; the CLI turns each into one stderr line."""
+
+__all__ = ["EngineError", "InputError", "ConfigError", "NotFittedError", "CodeError", "StateError"]
+
+
+class EngineError(Exception):
+    """Base class for every error we raise."""
+
+
+class InputError(EngineError):
+    """Malformed input data: the message names file, row, column and the bad value."""
+
+
+class ConfigError(EngineError):
+    """A bad setting in listwise.toml or the environment."""
+
+
+class NotFittedError(EngineError):
+    """An estimator was used before `fit`."""
+
+
+class CodeError(EngineError):
+    """A list code that is malformed or fails its keyed check."""
+
+
+class StateError(EngineError):
+    """The database is not in the state the command needs (not initialised, no batch, ...)."""
