@@ -1,0 +1,169 @@
+"""`listwise`: the command line, a thin layer over the library.
+
+One hyphenated subcommand per verb, each with help and an example. Our errors become
+one stderr line and exit status 1; `main(argv)` returns an int so tests call it directly.
+Each area adds its commands in its own `_add_*` function below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from engine.errors import EngineError
+
+__all__ = ["main"]
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _settings(args: argparse.Namespace):
+    from engine.config import load_settings
+    return load_settings(args.config, database_url=args.database)
+
+
+def _progress(enabled: bool):
+    """A progress callback printing `label done/total` to stderr, or None."""
+    if not enabled:
+        return None
+
+    def report(label: str, done: int, total: int) -> None:
+        end = "\n" if done >= total else "\r"
+        print(f"{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
+    return report
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="Create the database and the list-code secret",
+                       epilog="example: listwise init --database sqlite:///listwise.db")
+    p.set_defaults(run=_run_init)
+
+    p = sub.add_parser("import", help="Import stores, customers, products, transactions or deals",
+                       epilog="example: listwise import transactions demo/data/transactions/*.parquet")
+    p.add_argument("kind", choices=["stores", "customers", "products", "transactions", "deals", "tips"])
+    p.add_argument("files", nargs="+", type=Path, help="CSV or Parquet files (or directories of them)")
+    p.set_defaults(run=_run_import)
+
+    p = sub.add_parser("fixtures", help="Generate a synthetic chain (demo and test data)")
+    fsub = p.add_subparsers(required=True)
+    g = fsub.add_parser("generate", help="Write a synthetic chain in the import format plus its truth",
+                        epilog="example: listwise fixtures generate --customers 2000 --weeks 26 --seed 0 --out demo/data")
+    g.add_argument("--customers", type=int, default=2000)
+    g.add_argument("--weeks", type=int, default=26)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--start", type=_date, default=dt.date(2025, 1, 6), help="first day of history")
+    g.add_argument("--format", choices=["csv", "parquet"], default="parquet", help="transactions format")
+    g.add_argument("--out", type=Path, required=True)
+    g.set_defaults(run=_run_generate)
+
+    p = sub.add_parser("demo", help="Generate a small chain, import it and run every stage",
+                       epilog="example: listwise demo --dir demo")
+    p.add_argument("--dir", type=Path, default=Path("demo"))
+    p.add_argument("--customers", type=int, default=2000)
+    p.add_argument("--weeks", type=int, default=26)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_demo)
+
+    p = sub.add_parser("settings", help="Print the effective settings",
+                       epilog="example: listwise settings --config listwise.toml")
+    p.set_defaults(run=_run_settings)
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from engine.config import resolve_secret
+    from engine.db import connect, init_schema
+    settings = _settings(args)
+    init_schema(connect(settings.database_url))
+    resolve_secret(settings, create=True)
+    print(f"initialised {settings.database_url}")
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from engine.ingest import import_files
+    settings = _settings(args)
+    report = import_files(settings.database_url, args.kind, args.files, progress=_progress(not args.quiet))
+    for line in report:
+        print(line)
+    return 0
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from fixtures.generator import generate
+    progress = _progress(not args.quiet)
+    summary = generate(args.out, customers=args.customers, weeks=args.weeks, seed=args.seed,
+                       start=args.start, fmt=args.format,
+                       progress=(lambda d, t: progress("customers", d, t)) if progress else None)
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from engine.demo import run_demo
+    for line in run_demo(args.dir, customers=args.customers, weeks=args.weeks, seed=args.seed,
+                         progress=_progress(not args.quiet)):
+        print(line)
+    return 0
+
+
+def _run_settings(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    settings = _settings(args)
+    print(json.dumps(dataclasses.asdict(dataclasses.replace(settings, secret="***" if settings.secret else "")),
+                     indent=2, default=str))
+    return 0
+
+
+def _add_cycles(sub: argparse._SubParsersAction) -> None:
+    """profile, customers (cycles/ and engine/profiles.py)."""
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    """batch run, batch print (coupons/, engine/batch.py, printing/)."""
+
+
+def _add_checkout(sub: argparse._SubParsersAction) -> None:
+    """serve, keys, checkout (engine/checkout.py, engine/server.py)."""
+
+
+def _add_extracts(sub: argparse._SubParsersAction) -> None:
+    """extract, settle (engine/extracts.py)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="listwise", description="Personalised biweekly shopping lists and coupons for a supermarket chain.",
+        epilog="Settings: listwise.toml in the working directory (or --config); "
+               "LISTWISE_DATABASE_URL and LISTWISE_SECRET override it.")
+    parser.add_argument("--config", type=Path, default=None, help="settings file (default ./listwise.toml)")
+    parser.add_argument("--database", default=None, help="database URL (default: settings, else sqlite:///listwise.db)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    sub = parser.add_subparsers(required=True, metavar="command")
+    for add in (_add_data, _add_cycles, _add_batch, _add_checkout, _add_extracts):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
