@@ -126,9 +126,12 @@ def read_frame(conn: sa.Connection, sql: str, params: dict | None = None,
 
 
 class BulkSession:
-    """One ADBC connection in one transaction: append Arrow frames, run SQL, commit."""
+    """One ADBC connection in one transaction: append Arrow frames, run SQL, commit.
 
-    def __init__(self, url: str):
+    With `write=False` nothing is locked up front: a reader's consistent snapshot.
+    """
+
+    def __init__(self, url: str, write: bool = True):
         self.url = url
         u = make_url(url)
         if u.get_backend_name() == "sqlite":
@@ -137,7 +140,7 @@ class BulkSession:
             self._cur = self._conn.cursor()
             self._cur.execute("PRAGMA busy_timeout=30000")
             self._cur.execute("PRAGMA foreign_keys=OFF")   # validated before loading
-            self._cur.execute("BEGIN IMMEDIATE")
+            self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         else:
             import adbc_driver_postgresql.dbapi as driver
             libpq = u.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -152,6 +155,16 @@ class BulkSession:
             return self._cur.fetchall()
         except Exception:  # noqa: BLE001 - statements without a result set
             return []
+
+    def allocate_keys(self, name: str, n: int) -> int:
+        """`allocate_keys` inside this bulk transaction."""
+        mark = (lambda i: "?") if self._sqlite else (lambda i: f"${i}")
+        rows = self.execute(f"UPDATE sequences SET next_value = next_value + {mark(1)} WHERE name = {mark(2)} "
+                            "RETURNING next_value", (n, name))
+        if rows:
+            return int(rows[0][0]) - n
+        self.execute(f"INSERT INTO sequences (name, next_value) VALUES ({mark(1)}, {mark(2)})", (name, 1 + n))
+        return 1
 
     def append(self, table: str, frame: pl.DataFrame) -> None:
         if frame.height:
@@ -181,9 +194,9 @@ class BulkSession:
 
 
 @contextlib.contextmanager
-def bulk_session(url: str) -> Iterator[BulkSession]:
+def bulk_session(url: str, write: bool = True) -> Iterator[BulkSession]:
     """A `BulkSession` that commits on success and rolls back on any error."""
-    session = BulkSession(url)
+    session = BulkSession(url, write)
     try:
         yield session
         session.commit()
