@@ -3,6 +3,13 @@
 The same `schema.sql` serves SQLite (the embedded default) and PostgreSQL. Bulk paths
 move Arrow tables through ADBC (about 1M rows/s into SQLite here, COPY into PostgreSQL)
 instead of row-by-row inserts; everything else goes through SQLAlchemy Core.
+
+One rule for SQLite: the ADBC driver carries its own copy of the SQLite library, and two
+copies in one process must never have the same file open at once (POSIX locks are per
+process: one copy closing its descriptor drops the other's locks, and SQLite reports a
+"disk I/O error"). So SQLite engines use NullPool — no idle connection lingers — and code
+closes its SQLAlchemy connection before it opens a bulk session. Separate processes (the
+checkout service beside a batch) are safe: each has one copy.
 """
 
 from __future__ import annotations
@@ -49,7 +56,10 @@ def connect(url: str) -> sa.Engine:
     SQLAlchemy docs); a writer that must not fail on lock upgrade asks for
     ``conn.execution_options(sqlite_begin="IMMEDIATE")`` before its first statement.
     """
-    engine = sa.create_engine(_normalise(url))
+    if is_sqlite(url):
+        engine = sa.create_engine(_normalise(url), poolclass=sa.pool.NullPool)
+    else:
+        engine = sa.create_engine(_normalise(url), pool_pre_ping=True)
     if is_sqlite(engine):
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection

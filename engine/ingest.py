@@ -343,15 +343,16 @@ def _load_tips(conn: sa.Connection, checked: _Checked) -> int:
     return rows.height
 
 
-def _load_transactions(url: str, checked: _Checked, conn: sa.Connection) -> int:
+def _load_transactions(url: str, checked: _Checked, engine: sa.Engine) -> int:
     """Validate a transactions file and add its new baskets in one bulk transaction."""
     f = checked.frame
     checked.require_values("basket_id", "store_id", "timestamp", "sku", "quantity", "amount")
-    stores = read_frame(conn, "SELECT store_id FROM stores", schema={"store_id": pl.String}).to_series()
-    products = read_frame(conn, "SELECT sku, product_key FROM products", schema={"sku": pl.String,
-                                                                                 "product_key": pl.Int64})
-    customers = read_frame(conn, "SELECT customer_id, customer_key FROM customers",
-                           schema={"customer_id": pl.String, "customer_key": pl.Int64})
+    with engine.connect() as conn:       # closed before the bulk session opens (see engine.db)
+        stores = read_frame(conn, "SELECT store_id FROM stores", schema={"store_id": pl.String}).to_series()
+        products = read_frame(conn, "SELECT sku, product_key FROM products",
+                              schema={"sku": pl.String, "product_key": pl.Int64})
+        customers = read_frame(conn, "SELECT customer_id, customer_key FROM customers",
+                               schema={"customer_id": pl.String, "customer_key": pl.Int64})
     _unknown(checked, "store_id", stores, "store (import stores first)")
     _unknown(checked, "sku", products["sku"], "sku (import products first)")
     _unknown(checked, "customer_id", customers["customer_id"], "customer (import customers first)")
@@ -418,8 +419,7 @@ def import_file(url: str, kind: str, path: Path) -> str:
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     try:
         if kind == "transactions":       # the bulk path runs its own transaction
-            with engine.connect() as conn:
-                added = _load_transactions(url, checked, conn)
+            added = _load_transactions(url, checked, engine)
         else:
             with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
                 added = {"stores": _load_stores, "customers": _load_customers, "products": _load_products,
