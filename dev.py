@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Set up and run listwise with nothing but Python >= 3.11.
+
+    python3 dev.py demo     # .venv with listwise, then a demo chain end to end (SQLite)
+    python3 dev.py test     # .venv with the test extra, then the whole test suite
+    python3 dev.py bench    # the benchmarks (slow; prints their figures)
+
+The virtual environment is (re)built when pyproject.toml changes.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".listwise-installed"
+
+
+def _ensure_venv() -> None:
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print("creating .venv", file=sys.stderr)
+        venv.create(VENV, with_pip=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):
+        print("listwise needs Python 3.11 or newer", file=sys.stderr)
+        return 2
+    if not argv or argv[0] not in {"demo", "test", "bench", "setup"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    _ensure_venv()
+    verb, rest = argv[0], argv[1:]
+    if verb == "setup":
+        return 0
+    if verb == "demo":
+        return subprocess.call([str(BIN / "listwise"), "demo", *rest], cwd=ROOT)
+    if verb == "test":
+        return subprocess.call([str(BIN / "python"), "-m", "pytest", "-q", *rest], cwd=ROOT)
+    code = 0
+    for script in sorted((ROOT / "benchmarks").glob("*_bench.py")):
+        code |= subprocess.call([str(BIN / "python"), str(script), *rest], cwd=ROOT)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
