@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -53,32 +54,49 @@ _FALSE = {"false", "f", "no", "n", "0", ""}
 
 @dataclass
 class _Checked:
-    """A file's frame (all columns as text, plus its row numbers) and the errors found so far."""
+    """A file's frame (all columns as text, plus its row numbers) and the checks on it.
+
+    Checks are collected with `flag` and evaluated together in one pass over the frame
+    (`raise_if_any`); only a check that fails is looked at row by row.
+    """
 
     name: str
     frame: pl.DataFrame
-    errors: list[tuple[int, str, str, str]] = field(default_factory=list)
+    checks: list[tuple[pl.Expr, str, str]] = field(default_factory=list)
 
     def flag(self, bad: pl.Expr, column: str, reason: str) -> None:
-        """Record every row where `bad` holds as an error in `column`."""
-        hits = self.frame.filter(bad).select(_ROW, pl.col(column).cast(pl.String).fill_null(""))
-        for row, value in hits.head(MAX_REPORTED_ERRORS).iter_rows():
-            self.errors.append((row, column, reason, value))
-        if hits.height > MAX_REPORTED_ERRORS:   # keep the count honest without listing them all
-            self.errors.extend([(2**62, column, reason, "")] * (hits.height - MAX_REPORTED_ERRORS))
+        """Every row where `bad` holds is an error in `column`."""
+        self.checks.append((bad.fill_null(False), column, reason))
 
     def require_values(self, *columns: str) -> None:
         for column in columns:
-            self.flag(pl.col(column).is_null() | (pl.col(column).str.strip_chars() == ""), column,
-                      "required value missing")
+            self.flag(pl.col(column).is_null() | (pl.col(column) == ""), column, "required value missing")
+
+    def errors(self) -> list[tuple[int, str, str, str]]:
+        """(row, column, reason, value) of every failed check, at most MAX_REPORTED_ERRORS each."""
+        if not self.checks:
+            return []
+        counts = self.frame.select(
+            [bad.sum().alias(str(i)) for i, (bad, _, _) in enumerate(self.checks)]).row(0)
+        found = []
+        for (bad, column, reason), n in zip(self.checks, counts):
+            if not n:
+                continue
+            hits = self.frame.filter(bad).select(_ROW, pl.col(column).cast(pl.String).fill_null(""))
+            found.extend((row, column, reason, value)
+                         for row, value in hits.head(MAX_REPORTED_ERRORS).iter_rows())
+            found.extend([(2**62, column, reason, "")] * (n - min(n, MAX_REPORTED_ERRORS)))
+        return found
 
     def raise_if_any(self) -> None:
-        if not self.errors:
+        errors = self.errors()
+        self.checks = []
+        if not errors:
             return
-        shown = sorted(e for e in self.errors if e[0] < 2**62)[:MAX_REPORTED_ERRORS]
+        shown = sorted(e for e in errors if e[0] < 2**62)[:MAX_REPORTED_ERRORS]
         lines = [f"{self.name}:{row}: column '{col}': {reason} (got '{value}')" for row, col, reason, value in shown]
-        if len(self.errors) > len(shown):
-            lines.append(f"{self.name}: {len(self.errors)} errors in all; nothing was imported from this file")
+        if len(errors) > len(shown):
+            lines.append(f"{self.name}: {len(errors)} errors in all; nothing was imported from this file")
         else:
             lines.append(f"{self.name}: nothing was imported from this file")
         raise InputError("\n".join(lines))
@@ -343,19 +361,32 @@ def _load_tips(conn: sa.Connection, checked: _Checked) -> int:
     return rows.height
 
 
-def _load_transactions(url: str, checked: _Checked, engine: sa.Engine) -> int:
-    """Validate a transactions file and add its new baskets in one bulk transaction."""
+@dataclass(frozen=True)
+class _References:
+    """What transactions may refer to, read once per import."""
+
+    stores: pl.Series
+    products: pl.DataFrame      # sku, product_key
+    customers: pl.DataFrame     # customer_id, customer_key
+
+    @classmethod
+    def read(cls, engine: sa.Engine) -> "_References":
+        with engine.connect() as conn:   # closed before any bulk session opens (see engine.db)
+            return cls(
+                read_frame(conn, "SELECT store_id FROM stores", schema={"store_id": pl.String}).to_series(),
+                read_frame(conn, "SELECT sku, product_key FROM products",
+                           schema={"sku": pl.String, "product_key": pl.Int64}),
+                read_frame(conn, "SELECT customer_id, customer_key FROM customers",
+                           schema={"customer_id": pl.String, "customer_key": pl.Int64}))
+
+
+def _prepare_transactions(checked: _Checked, refs: _References) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate a transactions file; (lines, baskets) ready to write. Pure: no database."""
     f = checked.frame
     checked.require_values("basket_id", "store_id", "timestamp", "sku", "quantity", "amount")
-    with engine.connect() as conn:       # closed before the bulk session opens (see engine.db)
-        stores = read_frame(conn, "SELECT store_id FROM stores", schema={"store_id": pl.String}).to_series()
-        products = read_frame(conn, "SELECT sku, product_key FROM products",
-                              schema={"sku": pl.String, "product_key": pl.Int64})
-        customers = read_frame(conn, "SELECT customer_id, customer_key FROM customers",
-                               schema={"customer_id": pl.String, "customer_key": pl.Int64})
-    _unknown(checked, "store_id", stores, "store (import stores first)")
-    _unknown(checked, "sku", products["sku"], "sku (import products first)")
-    _unknown(checked, "customer_id", customers["customer_id"], "customer (import customers first)")
+    _unknown(checked, "store_id", refs.stores, "store (import stores first)")
+    _unknown(checked, "sku", refs.products["sku"], "sku (import products first)")
+    _unknown(checked, "customer_id", refs.customers["customer_id"], "customer (import customers first)")
     checked.flag(pl.col("timestamp").is_not_null() & _timestamp("timestamp").is_null(), "timestamp",
                  "not an ISO timestamp in store-local time (YYYY-MM-DDTHH:MM:SS)")
     qty = _number("quantity")
@@ -367,72 +398,72 @@ def _load_transactions(url: str, checked: _Checked, engine: sa.Engine) -> int:
                  "must not be negative")
     checked.flag((qty > 0) & pl.col("amount").fill_null("").str.starts_with("-") & _money_ok("amount"), "amount",
                  "negative amount on a sale (returns have a negative quantity)")
-    if not checked.errors:
-        basket = ["store_id", "basket_id"]
-        conflict = pl.any_horizontal(pl.col("customer_id").n_unique().over(basket) > 1,
-                                     pl.col("timestamp").n_unique().over(basket) > 1)
-        checked.flag(conflict, "basket_id", "lines of one basket disagree on customer_id or timestamp")
+    checked.raise_if_any()
+    basket = ["store_id", "basket_id"]
+    conflict = pl.any_horizontal(pl.col("customer_id").n_unique().over(basket) > 1,
+                                 pl.col("timestamp").n_unique().over(basket) > 1)
+    checked.flag(conflict, "basket_id", "lines of one basket disagree on customer_id or timestamp")
     checked.raise_if_any()
 
     lines = (f.lazy()
              .with_columns(_timestamp("timestamp").alias("ts"), qty.alias("quantity"), _cents("amount"),
                            _cents("discount").fill_null(0).alias("discount_cents"))
-             .join(products.lazy(), on="sku", how="left")
-             .join(customers.lazy(), on="customer_id", how="left")
+             .join(refs.products.lazy(), on="sku", how="left")
+             .join(refs.customers.lazy(), on="customer_id", how="left")
              .with_columns(pl.col("ts").dt.date().alias("day"))
+             .select("store_id", "basket_id", "customer_key", "ts", "day", "product_key", "quantity",
+                     pl.col("amount").alias("amount_cents"), "discount_cents")
              .collect())
-    baskets = (lines.group_by("store_id", "basket_id", maintain_order=True)
-               .agg(pl.col("customer_key").first(), pl.col("ts").first(), pl.col("day").first()))
-    day_min, day_max = baskets["day"].min(), baskets["day"].max()
+    baskets = (lines.group_by(basket)
+               .agg(pl.col("customer_key").first(), pl.col("ts").first(), pl.col("day").first())
+               .sort("ts", "store_id", "basket_id"))
+    return lines, baskets
+
+
+def _write_transactions(url: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> int:
+    """Add the baskets not yet present, and their lines, in one bulk transaction."""
+    basket = ["store_id", "basket_id"]
     with bulk_session(url) as bulk:
-        present = bulk.read(
-            "SELECT store_id, basket_id FROM baskets WHERE day >= '%s' AND day <= '%s'" % (day_min, day_max))
+        present = bulk.read("SELECT store_id, basket_id FROM baskets WHERE day >= '%s' AND day <= '%s'"
+                            % (baskets["day"].min(), baskets["day"].max()))
         if present.height:
             present = present.select(pl.col("store_id").cast(pl.String), pl.col("basket_id").cast(pl.String))
-            baskets = baskets.join(present, on=["store_id", "basket_id"], how="anti")
+            baskets = baskets.join(present, on=basket, how="anti", maintain_order="left")
         if baskets.height == 0:
             return 0
         first = bulk.allocate_keys("baskets", baskets.height)
-        baskets = baskets.sort("ts", "store_id", "basket_id").with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
-        new_lines = (lines.join(baskets.select("store_id", "basket_id", "basket_key"), on=["store_id", "basket_id"],
-                                how="inner")
+        baskets = baskets.with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
+        new_lines = (lines.join(baskets.select(*basket, "basket_key"), on=basket, how="inner")
                      .with_columns((pl.int_range(pl.len()).over("basket_key") + 1).cast(pl.Int32).alias("line_no"))
                      .select("basket_key", "line_no", "customer_key", "day", "product_key", "quantity",
-                             pl.col("amount").alias("amount_cents"), "discount_cents"))
+                             "amount_cents", "discount_cents"))
         bulk.append("baskets", baskets.select(
-            "basket_key", "store_id", "basket_id", "customer_key", "ts", "day",
-            pl.lit("import").alias("source"), pl.lit(None, pl.Int32).alias("lane"), pl.lit(0, pl.Int32).alias("voided")))
+            "basket_key", *basket, "customer_key", "ts", "day", pl.lit("import").alias("source"),
+            pl.lit(None, pl.Int32).alias("lane"), pl.lit(0, pl.Int32).alias("voided")))
         bulk.append("basket_lines", new_lines)
         return new_lines.height
 
 
 # ---------------------------------------------------------------- entry points
 
+_DIMENSIONS = {"stores": _load_stores, "customers": _load_customers, "products": _load_products,
+               "deals": _load_deals, "tips": _load_tips}
+
+
+def _record(engine: sa.Engine, kind: str, path: Path, rows_read: int, added: int) -> str:
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO imports (import_id, kind, file_name, sha256, rows_read, rows_added, "
+                             "imported_at) VALUES (:i, :k, :f, :s, :r, :a, :t)"),
+                     {"i": allocate_keys(conn, "imports", 1), "k": kind, "f": str(path),
+                      "s": hashlib.sha256(path.read_bytes()).hexdigest(), "r": rows_read, "a": added,
+                      "t": utc_now()})
+    what = "line items added" if kind == "transactions" else "rows imported"
+    return f"{path}: {rows_read:,} rows read, {added:,} {what}"
+
+
 def import_file(url: str, kind: str, path: Path) -> str:
     """Import one file whole or not at all; returns a one-line report."""
-    if kind not in KINDS:
-        raise InputError(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
-    path = Path(path)
-    engine = connect(url)
-    require_schema(engine)
-    checked = read_table(path, kind)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    try:
-        if kind == "transactions":       # the bulk path runs its own transaction
-            added = _load_transactions(url, checked, engine)
-        else:
-            with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
-                added = {"stores": _load_stores, "customers": _load_customers, "products": _load_products,
-                         "deals": _load_deals, "tips": _load_tips}[kind](conn, checked)
-        with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO imports (import_id, kind, file_name, sha256, rows_read, rows_added, "
-                                 "imported_at) VALUES (:i, :k, :f, :s, :r, :a, :t)"),
-                         {"i": allocate_keys(conn, "imports", 1), "k": kind, "f": str(path), "s": sha,
-                          "r": checked.frame.height, "a": added, "t": utc_now()})
-    finally:
-        engine.dispose()
-    what = "line items added" if kind == "transactions" else "rows imported"
-    return f"{path}: {checked.frame.height:,} rows read, {added:,} {what}"
+    return import_files(url, kind, [path])[0]
 
 
 def import_files(url: str, kind: str, paths: Iterable[Path],
@@ -441,11 +472,41 @@ def import_files(url: str, kind: str, paths: Iterable[Path],
 
     Each file is its own transaction; the first file with an error stops the import with
     an `InputError` naming file, row and column (files before it stay imported).
+    Transactions are pipelined: the next file is read and validated in a worker thread
+    while the current one is written (polars and the ADBC driver both release the GIL).
     """
+    if kind not in KINDS:
+        raise InputError(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
     files = _expand(paths)
+    engine = connect(url)
     report = []
-    for done, path in enumerate(files, 1):
-        report.append(import_file(url, kind, path))
-        if progress:
-            progress(f"import {kind}", done, len(files))
+    try:
+        require_schema(engine)
+        if kind == "transactions":
+            refs = _References.read(engine)
+
+            def prepare(path: Path):
+                checked = read_table(path, kind)
+                return checked.frame.height, _prepare_transactions(checked, refs)
+
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(prepare, files[0])
+                for i, path in enumerate(files):
+                    rows_read, (lines, baskets) = pending.result()
+                    if i + 1 < len(files):
+                        pending = pool.submit(prepare, files[i + 1])
+                    added = _write_transactions(url, lines, baskets)
+                    report.append(_record(engine, kind, path, rows_read, added))
+                    if progress:
+                        progress(f"import {kind}", i + 1, len(files))
+        else:
+            for i, path in enumerate(files):
+                checked = read_table(path, kind)
+                with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+                    added = _DIMENSIONS[kind](conn, checked)
+                report.append(_record(engine, kind, path, checked.frame.height, added))
+                if progress:
+                    progress(f"import {kind}", i + 1, len(files))
+    finally:
+        engine.dispose()
     return report

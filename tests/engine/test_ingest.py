@@ -51,7 +51,7 @@ def test_transactions_land_with_money_in_cents_and_returns_kept(loaded, tmp_path
     import_file(loaded, "transactions", write(tmp_path, "tx.csv", TRANSACTIONS))
     with connect(loaded).connect() as conn:
         lines = conn.execute(sa.text("SELECT amount_cents, discount_cents, quantity FROM basket_lines "
-                                     "ORDER BY amount_cents")).all()
+                                     "ORDER BY amount_cents, discount_cents")).all()
     assert [tuple(r) for r in lines] == [(-349, 0, -1.0), (599, 0, 1.0), (599, 50, 1.0), (698, 0, 2.0)]
     history = read_history(loaded, end=dt.date(2026, 1, 1))
     assert history.height == 3                         # the card-less basket is not history
