@@ -1,0 +1,64 @@
+"""The command line: help everywhere, errors as one stderr line per problem and exit 1."""
+
+import pytest
+
+from engine.cli import build_parser, main
+from tests.engine.test_ingest import PRODUCTS, STORES
+
+
+def test_every_command_has_help_with_an_example(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no public walk
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert "example:" in text or sub._subparsers is not None, name  # noqa: SLF001
+
+
+def test_init_then_import_reports_rows(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["--database", url, "init"]) == 0
+    assert (tmp_path / "listwise.secret").exists()
+    (tmp_path / "stores.csv").write_text(STORES)
+    assert main(["-q", "--database", url, "import", "stores", str(tmp_path / "stores.csv")]) == 0
+    assert "2 rows read, 2 rows imported" in capsys.readouterr().out
+
+
+def test_bad_file_exits_1_with_the_error_on_stderr(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    main(["--database", url, "init"])
+    (tmp_path / "products.csv").write_text(PRODUCTS.replace("national", "generic"))
+    assert main(["-q", "--database", url, "import", "products", str(tmp_path / "products.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: products.csv:2: column 'brand_type'")
+
+
+def test_import_before_init_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stores.csv").write_text(STORES)
+    assert main(["-q", "--database", f"sqlite:///{tmp_path / 'new.db'}", "import", "stores",
+                 str(tmp_path / "stores.csv")]) == 1
+    assert "listwise init" in capsys.readouterr().err
+
+
+def test_unknown_setting_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "listwise.toml").write_text("[batch]\nthreshold = 10\n")
+    assert main(["settings"]) == 1
+    assert "unknown key 'threshold'" in capsys.readouterr().err
+
+
+def test_settings_file_and_environment_are_layered(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "listwise.toml").write_text('chain_name = "Acme"\n[batch]\nthreshold_cents = 4000\n')
+    monkeypatch.setenv("LISTWISE_DATABASE_URL", "sqlite:///env.db")
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert '"threshold_cents": 4000' in out and "sqlite:///env.db" in out and '"chain_name": "Acme"' in out
+
+
+def test_missing_command_is_a_usage_error():
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
