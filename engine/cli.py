@@ -133,6 +133,69 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
 
 def _add_checkout(sub: argparse._SubParsersAction) -> None:
     """serve, keys, checkout (engine/checkout.py, engine/server.py)."""
+    p = sub.add_parser("serve", help="Run the checkout service (HTTP, OpenAPI at /docs)",
+                       epilog="example: listwise serve --host 127.0.0.1 --port 8080")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(run=_run_serve)
+
+    p = sub.add_parser("keys", help="Create or revoke a store's API key for the checkout service")
+    ksub = p.add_subparsers(required=True)
+    k = ksub.add_parser("create", help="Print a new API key acting for one store",
+                        epilog="example: listwise keys create --store 12")
+    k.add_argument("--store", required=True, help="store_id the key acts for")
+    k.set_defaults(run=_run_keys_create)
+    k = ksub.add_parser("revoke", help="End an API key", epilog="example: listwise keys revoke lw_3xQ...")
+    k.add_argument("key")
+    k.set_defaults(run=_run_keys_revoke)
+
+    p = sub.add_parser("checkout", help="Check a basket out without a server (as POST /v1/checkout)",
+                       epilog="example: listwise checkout --file basket.json")
+    p.add_argument("--file", type=Path, required=True, help="the JSON body of POST /v1/checkout ('-': stdin)")
+    p.set_defaults(run=_run_checkout)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from engine.server import serve
+    settings = _settings(args)
+    print(f"listwise checkout on http://{args.host}:{args.port} (OpenAPI at /docs)", file=sys.stderr)
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def _run_keys_create(args: argparse.Namespace) -> int:
+    from engine.checkout import create_key
+    from engine.db import connect, require_schema
+    engine = connect(_settings(args).database_url)
+    require_schema(engine)
+    print(create_key(engine, args.store))
+    return 0
+
+
+def _run_keys_revoke(args: argparse.Namespace) -> int:
+    from engine.checkout import revoke_key
+    from engine.db import connect, require_schema
+    engine = connect(_settings(args).database_url)
+    require_schema(engine)
+    print(f"revoked a key of store {revoke_key(engine, args.key)}", file=sys.stderr)
+    return 0
+
+
+def _run_checkout(args: argparse.Namespace) -> int:
+    import json
+    from engine.checkout import checkout
+    from engine.config import resolve_secret
+    from engine.db import connect, require_schema
+    from engine.errors import InputError
+    settings = _settings(args)
+    try:
+        body = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{args.file}: {exc.strerror}") from exc
+    engine = connect(settings.database_url)
+    require_schema(engine)
+    print(json.dumps(checkout(engine, resolve_secret(settings), body, settings.checkout), indent=2))
+    return 0
 
 
 def _add_extracts(sub: argparse._SubParsersAction) -> None:

@@ -112,9 +112,13 @@ class PrintSettings:
 
 @dataclass(frozen=True)
 class CheckoutSettings:
-    max_body_bytes: int = 256 * 1024
-    max_items: int = 500
+    max_body_bytes: int = 256 * 1024      # larger request bodies are refused (413) before parsing
+    max_items: int = 500                  # items in one checkout, at most
     max_clock_skew_minutes: int = 0       # 0 = do not refuse baskets far from the server's clock
+    max_codes: int = 20                   # list codes in one checkout, at most
+    max_line_quantity: float = 1000.0     # a line above this many units (or kg) is refused as absurd
+    max_line_amount_cents: int = 1_000_000  # a line above this ($10,000) is refused as absurd
+    key_cache_seconds: float = 0.0        # the service remembers a key's store this long; 0 = look up every request
 
 
 @dataclass(frozen=True)

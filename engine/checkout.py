@@ -1,0 +1,645 @@
+"""Checkout: scan a list or a card, apply its offers once, record the basket.
+
+The cashier's side without HTTP: `engine/server.py` puts these functions on the wire and
+`listwise checkout --file` calls them directly. Everything here is SQLAlchemy Core on the
+same schema for SQLite and PostgreSQL.
+
+* `scan` judges a list code: the keyed check first (`engine.codes.parse_code`, no database
+  look-up for a forged or mistyped code), then the list's existence, status and validity.
+* `checkout` applies the offers of the basket's lists to its items and, in ONE transaction,
+  records the idempotency row (`checkouts`), the redemptions and the basket with its lines,
+  so that the next profile sees it. "At most `max_uses`" holds under concurrent lanes by the
+  partial unique index ``ux_redemptions_use (offer_id, use_no) WHERE voided = 0``: each use
+  is inserted under a savepoint, and a lane whose insert hits the index simply does not get
+  that use. On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (one writer at a
+  time, so the count read inside it is exact); on PostgreSQL the index decides.
+* `void` reverses a checkout: redemptions released (their use numbers free again), basket
+  marked void so history no longer reads it.
+* API keys: only a sha256 of each key is stored (`api_keys`).
+
+Money is integer cents. A request's ``amount_cents`` is what the line costs before
+listwise's discounts; the recorded line's ``amount_cents`` is what was paid after them and
+its ``discount_cents`` the listwise discount on it. Timestamps are store-local wall-clock
+time without a zone (schema.sql: baskets.ts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import secrets
+from typing import Annotated, Any, Iterator
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.codes import parse_code
+from engine.config import CheckoutSettings
+from engine.db import allocate_keys, is_sqlite, utc_now
+from engine.errors import CodeError, EngineError, InputError
+
+__all__ = [
+    "scan", "checkout", "void", "create_key", "revoke_key", "store_for_key",
+    "parse_request", "request_sha256", "CheckoutRefused", "CheckoutRequest", "ScanRequest",
+    "VoidRequest", "Item", "REASON_STATUS",
+]
+
+# Refusal reason -> HTTP status the service answers with (the library itself is HTTP-free;
+# the status travels on the exception so the server and the CLI agree on one table).
+REASON_STATUS = {
+    "malformed_json": 400, "invalid_request": 422, "too_many_items": 422, "clock_skew": 422,
+    "bad_check": 400, "unknown": 404, "expired": 410, "revoked": 410, "not_yet_valid": 409,
+    "unknown_store": 404, "unknown_basket": 404, "conflict": 409, "voided": 409,
+    "basket_exists": 409, "unauthorized": 401, "forbidden": 403, "too_large": 413,
+}
+
+
+class CheckoutRefused(EngineError):
+    """A scan, checkout or void the service refuses; `reason` is the machine-readable word.
+
+    Belongs with the other errors in engine/errors.py once the owner of that file takes it.
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status = REASON_STATUS.get(reason, 400)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"error": self.reason, "detail": self.detail}
+
+
+# ---------------------------------------------------------------- request shapes
+
+_Text = Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    # Unknown fields refused; fields are strict one by one ("499" is not 499, 4.99 is not a
+    # whole number of cents), but timestamps come as ISO text (a dict from JSON, not JSON).
+    model_config = ConfigDict(extra="forbid")
+
+
+class Item(_Strict):
+    """One basket line as the till sends it."""
+
+    sku: _Text
+    quantity: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = Field(
+        description="units (or kilograms for weighed goods); > 0 — returns go through the import")
+    amount_cents: Annotated[int, Field(strict=True, ge=0)] = Field(description="price of the line before listwise discounts")
+
+
+def _iso_text(value: Any) -> Any:
+    if not isinstance(value, (str, dt.datetime)):
+        raise ValueError("must be an ISO timestamp text, e.g. 2025-03-04T10:15:00")
+    return value
+
+
+def _local_timestamp(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        raise ValueError("must be store-local wall-clock time without a zone, e.g. 2025-03-04T10:15:00")
+    if not 2000 <= value.year <= 2200:
+        raise ValueError(f"year {value.year} is out of range")
+    return value
+
+
+class CheckoutRequest(_Strict):
+    """`POST /v1/checkout`: a basket at the lane, with the list codes scanned and the card."""
+
+    store_id: _Text
+    lane: Annotated[int, Field(strict=True, ge=0, le=100_000)] | None = None
+    basket_id: _Text
+    timestamp: dt.datetime = Field(description="store-local time of the basket; validity is judged at it")
+    codes: Annotated[list[Annotated[str, Field(strict=True, min_length=1, max_length=64)]],
+                     Field(max_length=100)] = []
+    card_number: Annotated[str, Field(strict=True, min_length=1, max_length=32)] | None = None
+    items: Annotated[list[Item], Field(min_length=1)]
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _timestamp_text(cls, value: Any) -> Any:
+        return _iso_text(value)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp(cls, value: dt.datetime) -> dt.datetime:
+        return _local_timestamp(value)
+
+
+class ScanRequest(_Strict):
+    """`POST /v1/scan`: one list code; `at` is the moment validity is judged (default now)."""
+
+    code: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+    at: dt.datetime | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at_text(cls, value: Any) -> Any:
+        return None if value is None else _iso_text(value)
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return None if value is None else _local_timestamp(value)
+
+
+class VoidRequest(_Strict):
+    """`POST /v1/void`: reverse the checkout of one basket."""
+
+    store_id: _Text
+    basket_id: _Text
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_request(body: CheckoutRequest | dict | str | bytes, settings: CheckoutSettings) -> CheckoutRequest:
+    """A validated `CheckoutRequest`, or `CheckoutRefused` naming the first bad fields.
+
+    Dicts go through JSON so that they are judged exactly as a body on the wire is.
+    Beyond the shape: at most `settings.max_items` items and `settings.max_codes` codes,
+    no line above `max_line_quantity` units or `max_line_amount_cents`.
+    """
+    if isinstance(body, (str, bytes)) and len(body) > settings.max_body_bytes:
+        raise CheckoutRefused("too_large", f"request body over {settings.max_body_bytes} bytes")
+    if not isinstance(body, CheckoutRequest):
+        try:
+            text = body if isinstance(body, (str, bytes)) else json.dumps(body, default=str)
+            body = CheckoutRequest.model_validate_json(text)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise CheckoutRefused("malformed_json", _validation_detail(exc)) from exc
+            raise CheckoutRefused("invalid_request", _validation_detail(exc)) from exc
+    if len(body.items) > settings.max_items:
+        raise CheckoutRefused("too_many_items", f"{len(body.items)} items, at most {settings.max_items}")
+    if len(body.codes) > settings.max_codes:
+        raise CheckoutRefused("invalid_request", f"codes: {len(body.codes)} codes, at most {settings.max_codes}")
+    for i, item in enumerate(body.items):
+        if item.quantity > settings.max_line_quantity:
+            raise CheckoutRefused("invalid_request", f"items.{i}.quantity: {item.quantity} is above "
+                                                     f"{settings.max_line_quantity}")
+        if item.amount_cents > settings.max_line_amount_cents:
+            raise CheckoutRefused("invalid_request", f"items.{i}.amount_cents: {item.amount_cents} is above "
+                                                     f"{settings.max_line_amount_cents}")
+    return body
+
+
+def request_sha256(request: CheckoutRequest) -> str:
+    """sha256 of the canonical body (sorted keys, no spaces): key order does not matter."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- database helpers
+
+@contextlib.contextmanager
+def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One write transaction; on SQLite BEGIN IMMEDIATE so that it never fails on lock upgrade."""
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+def _as_date(value: Any) -> dt.date | None:
+    """SQLite hands dates back as ISO text, PostgreSQL as dates."""
+    if value is None or isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _sql(value: dt.date | dt.datetime, sqlite: bool) -> Any:
+    """Dates and timestamps as ISO text for SQLite (no reliance on pysqlite's deprecated adapters)."""
+    if not sqlite:
+        return value
+    return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+
+
+def _rows(conn: sa.Connection, sql: str, params: dict | None = None, expanding: tuple[str, ...] = ()) -> list:
+    statement = sa.text(sql)
+    if expanding:
+        statement = statement.bindparams(*(sa.bindparam(name, expanding=True) for name in expanding))
+    return conn.execute(statement, params or {}).mappings().all()
+
+
+def _mask(card_number: str) -> str:
+    return "*" * max(0, len(card_number) - 4) + card_number[-4:]
+
+
+_LIST_SQL = ("SELECT l.list_id, l.customer_key, l.valid_from, l.valid_to, l.status, c.customer_id "
+             "FROM lists l JOIN customers c ON c.customer_key = l.customer_key ")
+
+
+def _judge_list(row: Any, list_id: int, day: dt.date) -> None:
+    """`CheckoutRefused` unless list `row` is active and valid on `day`."""
+    if row is None:
+        raise CheckoutRefused("unknown", f"no list {list_id}")
+    if row["status"] == "revoked":
+        raise CheckoutRefused("revoked", f"list {list_id} was revoked")
+    valid_from, valid_to = _as_date(row["valid_from"]), _as_date(row["valid_to"])
+    if day < valid_from:
+        raise CheckoutRefused("not_yet_valid", f"list {list_id} is valid from {valid_from}, not on {day}")
+    if day > valid_to:
+        raise CheckoutRefused("expired", f"list {list_id} was valid until {valid_to}, not on {day}")
+
+
+def _list_id(code: str, secret: bytes) -> int:
+    try:
+        return parse_code(code, secret)
+    except CodeError as exc:
+        raise CheckoutRefused("bad_check", str(exc)) from exc
+
+
+# ---------------------------------------------------------------- scan
+
+def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = None) -> dict:
+    """The list a code names, judged at `at` (store-local; default now).
+
+    Returns
+    -------
+    dict
+        list_id, customer_id, valid_from, valid_to (ISO), and offers: offer_id, line_no, sku,
+        description, kind, category, discount_cents, min_spend_cents, max_uses, redeemed
+        (uses not voided), valid_from, valid_to. No personal data.
+
+    Raises
+    ------
+    CheckoutRefused
+        bad_check (without a database look-up), unknown, revoked, not_yet_valid, expired.
+    """
+    list_id = _list_id(code, secret)
+    day = (at or dt.datetime.now()).date()
+    with engine.connect() as conn:
+        found = _rows(conn, _LIST_SQL + "WHERE l.list_id = :id", {"id": list_id})
+        row = found[0] if found else None
+        _judge_list(row, list_id, day)
+        offers = _rows(conn, (
+            "SELECT o.offer_id, o.line_no, p.sku, p.description, o.kind, o.category, o.discount_cents, "
+            "o.min_spend_cents, o.max_uses, o.valid_from, o.valid_to, "
+            "(SELECT count(*) FROM redemptions r WHERE r.offer_id = o.offer_id AND r.voided = 0) AS redeemed "
+            "FROM offers o LEFT JOIN products p ON p.product_key = o.product_key "
+            "WHERE o.list_id = :id ORDER BY o.line_no"), {"id": list_id})
+    return {
+        "list_id": list_id, "customer_id": row["customer_id"],
+        "valid_from": _as_date(row["valid_from"]).isoformat(), "valid_to": _as_date(row["valid_to"]).isoformat(),
+        "offers": [{
+            "offer_id": int(o["offer_id"]), "line_no": int(o["line_no"]), "sku": o["sku"],
+            "description": o["description"], "kind": o["kind"], "category": o["category"],
+            "discount_cents": int(o["discount_cents"]),
+            "min_spend_cents": None if o["min_spend_cents"] is None else int(o["min_spend_cents"]),
+            "max_uses": int(o["max_uses"]), "redeemed": int(o["redeemed"]),
+            "valid_from": _as_date(o["valid_from"]).isoformat(), "valid_to": _as_date(o["valid_to"]).isoformat(),
+        } for o in offers],
+    }
+
+
+# ---------------------------------------------------------------- checkout
+
+def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict | str | bytes,
+             settings: CheckoutSettings | None = None, now: dt.datetime | None = None) -> dict:
+    """Apply the basket's offers once and record it; idempotent on (store_id, basket_id).
+
+    Parameters
+    ----------
+    request
+        The body of ``POST /v1/checkout`` (validated here with `parse_request`).
+    settings
+        Limits and the clock-skew rule (`settings.checkout`); defaults when None.
+    now
+        The server's store-local clock, for `max_clock_skew_minutes` (default: now).
+
+    Returns
+    -------
+    dict
+        basket_id, store_id, customer_id (None without list or card), list_ids, lines (one per
+        item line x offer applied: line_no, sku, offer_id, kind, uses, discount_cents; a reward
+        has line_no and sku None), total_discount_cents, refused (code or masked card, error),
+        unknown_skus (items not in the catalogue: no discount, not recorded in history).
+        A retry with the same body returns the stored answer and writes nothing.
+
+    Raises
+    ------
+    CheckoutRefused
+        malformed or invalid body, too_many_items, clock_skew, unknown_store, conflict (same
+        basket_id, different body), voided (retry of a voided basket), basket_exists (imported).
+    """
+    settings = settings or CheckoutSettings()
+    req = parse_request(request, settings)
+    if settings.max_clock_skew_minutes > 0:
+        skew = abs((req.timestamp - (now or dt.datetime.now())).total_seconds()) / 60
+        if skew > settings.max_clock_skew_minutes:
+            raise CheckoutRefused("clock_skew", f"timestamp {req.timestamp.isoformat()} is {skew:.0f} minutes "
+                                                f"from the server's clock (at most {settings.max_clock_skew_minutes})")
+    digest = request_sha256(req)
+    # The keyed check of every code, before any database look-up.
+    codes: list[tuple[str, int | None, str | None]] = []
+    for code in dict.fromkeys(req.codes):
+        try:
+            codes.append((code, parse_code(code, secret), None))
+        except CodeError:
+            codes.append((code, None, "bad_check"))
+    with _writing(engine) as conn:
+        return _checkout_in(conn, is_sqlite(engine), req, digest, codes)
+
+
+def _replay(row: Any, digest: str, store_id: str, basket_id: str) -> dict:
+    if row["voided_at"] is not None:
+        raise CheckoutRefused("voided", f"basket {basket_id} of store {store_id} was voided")
+    if row["request_sha256"] != digest:
+        raise CheckoutRefused("conflict", f"basket {basket_id} of store {store_id} was already checked out "
+                                          "with a different body")
+    return json.loads(row["response_json"])
+
+
+def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest: str,
+                 codes: list[tuple[str, int | None, str | None]]) -> dict:
+    key = {"store": req.store_id, "basket": req.basket_id}
+    seen_sql = ("SELECT request_sha256, response_json, voided_at FROM checkouts "
+                "WHERE store_id = :store AND basket_id = :basket")
+    seen = _rows(conn, seen_sql, key)
+    if seen:
+        return _replay(seen[0], digest, req.store_id, req.basket_id)
+    if not _rows(conn, "SELECT 1 FROM stores WHERE store_id = :store", key):
+        raise CheckoutRefused("unknown_store", f"no store {req.store_id!r}")
+    if _rows(conn, "SELECT 1 FROM baskets WHERE store_id = :store AND basket_id = :basket", key):
+        raise CheckoutRefused("basket_exists", f"basket {req.basket_id} of store {req.store_id} is already "
+                                               "in history (imported)")
+    try:
+        # Claim the basket first: a concurrent duplicate (PostgreSQL) waits here for us.
+        with conn.begin_nested():
+            conn.execute(sa.text("INSERT INTO checkouts (store_id, basket_id, request_sha256, response_json, "
+                                 "created_at) VALUES (:store, :basket, :sha, '', :at)"),
+                         {**key, "sha": digest, "at": _sql(utc_now(), sqlite)})
+    except sa.exc.IntegrityError:
+        seen = _rows(conn, seen_sql, key)
+        if not seen:
+            raise CheckoutRefused("conflict", f"basket {req.basket_id} is being checked out by another lane")
+        return _replay(seen[0], digest, req.store_id, req.basket_id)
+
+    day = req.timestamp.date()
+    lists, customer_key, customer_id, refused = _resolve_lists(conn, sqlite, req, codes, day)
+    skus = sorted({item.sku for item in req.items})
+    products = {r["sku"]: r for r in _rows(conn, "SELECT product_key, sku, category FROM products "
+                                                 "WHERE sku IN :skus", {"skus": skus}, ("skus",))}
+    offers = _rows(conn, (
+        "SELECT offer_id, kind, product_key, category, discount_cents, min_spend_cents, max_uses "
+        "FROM offers WHERE list_id IN :ids AND valid_from <= :day AND valid_to >= :day "
+        "ORDER BY list_id, line_no"), {"ids": lists or [-1], "day": _sql(day, sqlite)}, ("ids",))
+    lines, per_line = _redeem(conn, sqlite, req, products, offers, day)
+
+    basket_key = allocate_keys(conn, "baskets", 1)
+    conn.execute(sa.text(
+        "INSERT INTO baskets (basket_key, store_id, basket_id, customer_key, ts, day, source, lane, voided) "
+        "VALUES (:bk, :store, :basket, :ck, :ts, :day, 'checkout', :lane, 0)"),
+        {"bk": basket_key, **key, "ck": customer_key, "ts": _sql(req.timestamp, sqlite),
+         "day": _sql(day, sqlite), "lane": req.lane})
+    recorded = [
+        {"bk": basket_key, "no": i + 1, "ck": customer_key, "day": _sql(day, sqlite),
+         "pk": products[item.sku]["product_key"], "q": item.quantity,
+         "amount": item.amount_cents - per_line[i], "discount": per_line[i]}
+        for i, item in enumerate(req.items) if item.sku in products]
+    if recorded:
+        conn.execute(sa.text(
+            "INSERT INTO basket_lines (basket_key, line_no, customer_key, day, product_key, quantity, "
+            "amount_cents, discount_cents) VALUES (:bk, :no, :ck, :day, :pk, :q, :amount, :discount)"), recorded)
+    response = {
+        "basket_id": req.basket_id, "store_id": req.store_id, "customer_id": customer_id,
+        "list_ids": lists, "lines": lines,
+        "total_discount_cents": sum(line["discount_cents"] for line in lines),
+        "refused": refused, "unknown_skus": [s for s in skus if s not in products],
+    }
+    conn.execute(sa.text("UPDATE checkouts SET response_json = :r WHERE store_id = :store AND basket_id = :basket"),
+                 {**key, "r": json.dumps(response, separators=(",", ":"))})
+    return response
+
+
+def _resolve_lists(conn: sa.Connection, sqlite: bool, req: CheckoutRequest,
+                   codes: list[tuple[str, int | None, str | None]], day: dt.date):
+    """(list ids, customer_key, customer_id, refused) for the card and the codes of a basket.
+
+    A card finds the customer's lists valid on `day`, as scanning them would; codes of
+    another customer than the basket's first one are refused (`other_customer`).
+    """
+    lists: list[int] = []
+    refused: list[dict] = []
+    customer_key = customer_id = None
+    if req.card_number:
+        found = _rows(conn, "SELECT customer_key, customer_id FROM customers WHERE card_number = :card",
+                      {"card": req.card_number})
+        if not found:
+            refused.append({"code": None, "card": _mask(req.card_number), "error": "unknown"})
+        else:
+            customer_key, customer_id = found[0]["customer_key"], found[0]["customer_id"]
+            current = _rows(conn, "SELECT list_id FROM lists WHERE customer_key = :ck AND status = 'active' "
+                                  "AND valid_from <= :day AND valid_to >= :day ORDER BY list_id",
+                            {"ck": customer_key, "day": _sql(day, sqlite)})
+            lists.extend(int(r["list_id"]) for r in current)
+    for code, list_id, error in codes:
+        if error:
+            refused.append({"code": code, "error": error})
+            continue
+        found = _rows(conn, _LIST_SQL + "WHERE l.list_id = :id", {"id": list_id})
+        try:
+            _judge_list(found[0] if found else None, list_id, day)
+        except CheckoutRefused as exc:
+            refused.append({"code": code, "error": exc.reason})
+            continue
+        row = found[0]
+        if customer_key is None:
+            customer_key, customer_id = row["customer_key"], row["customer_id"]
+        elif row["customer_key"] != customer_key:
+            refused.append({"code": code, "error": "other_customer"})
+            continue
+        if list_id not in lists:
+            lists.append(list_id)
+    return lists, customer_key, customer_id, refused
+
+
+def _redeem(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: dict, offers: list,
+            day: dt.date) -> tuple[list[dict], list[int]]:
+    """Redeem what the basket earns; (response lines, listwise discount per item line).
+
+    Item offers (a product, or a category when the offer names no product) give one use per
+    whole unit (a weighed line: one use), never more than the line's amount; then reward
+    offers (no product, no category) apply once to the basket when its spend after the item
+    discounts reaches min_spend_cents. Uses are tried in order; the uses a lane obtains are
+    a prefix of those it planned, so the discounts returned are exactly those redeemed.
+    """
+    offer_ids = [int(o["offer_id"]) for o in offers]
+    taken: dict[int, set[int]] = {i: set() for i in offer_ids}
+    for r in _rows(conn, "SELECT offer_id, use_no FROM redemptions WHERE offer_id IN :ids AND voided = 0",
+                   {"ids": offer_ids or [-1]}, ("ids",)):
+        taken[int(r["offer_id"])].add(int(r["use_no"]))
+    left = [item.amount_cents for item in req.items]              # what each line still costs
+    per_line = [0] * len(req.items)
+    applied: dict[tuple[int | None, int], dict] = {}
+    ids = _IdPool(conn, max(1, sum(int(o["max_uses"]) for o in offers)))
+
+    def is_reward(o: Any) -> bool:
+        return o["product_key"] is None and (o["kind"] == "reward" or o["category"] is None)
+
+    for offer in [o for o in offers if not is_reward(o)]:
+        free = [n for n in range(1, int(offer["max_uses"]) + 1) if n not in taken[int(offer["offer_id"])]]
+        planned: list[tuple[int, int]] = []                        # (item line, discount) per use
+        pending = list(left)
+        for i, item in enumerate(req.items):
+            product = products.get(item.sku)
+            if product is None or not (product["product_key"] == offer["product_key"] if offer["product_key"]
+                                       is not None else product["category"] == offer["category"]):
+                continue
+            for _ in range(max(1, int(item.quantity))):
+                amount = min(int(offer["discount_cents"]), pending[i])
+                if len(planned) >= len(free) or amount <= 0:
+                    break
+                planned.append((i, amount))
+                pending[i] -= amount
+        got = _insert_uses(conn, sqlite, req, offer, free, [a for _, a in planned], ids, day)
+        for i, amount in planned[:got]:
+            left[i] -= amount
+            per_line[i] += amount
+            line = applied.setdefault((i, int(offer["offer_id"])), {
+                "line_no": i + 1, "sku": req.items[i].sku, "offer_id": int(offer["offer_id"]),
+                "kind": offer["kind"], "uses": 0, "discount_cents": 0})
+            line["uses"] += 1
+            line["discount_cents"] += amount
+    spend = sum(left)
+    for offer in [o for o in offers if is_reward(o)]:
+        free = [n for n in range(1, int(offer["max_uses"]) + 1) if n not in taken[int(offer["offer_id"])]]
+        amount = min(int(offer["discount_cents"]), spend)
+        if free and amount > 0 and spend >= int(offer["min_spend_cents"] or 0):
+            if _insert_uses(conn, sqlite, req, offer, free, [amount], ids, day):
+                spend -= amount
+                applied[(None, int(offer["offer_id"]))] = {
+                    "line_no": None, "sku": None, "offer_id": int(offer["offer_id"]), "kind": offer["kind"],
+                    "uses": 1, "discount_cents": amount}
+    return list(applied.values()), per_line
+
+
+class _IdPool:
+    """Redemption ids, allocated once per checkout and only if a use is attempted."""
+
+    def __init__(self, conn: sa.Connection, size: int):
+        self.conn, self.size, self.next, self.end = conn, size, 0, 0
+
+    def take(self) -> int:
+        if self.next >= self.end:
+            self.next = allocate_keys(self.conn, "redemptions", self.size)
+            self.end = self.next + self.size
+        self.next += 1
+        return self.next - 1
+
+
+def _insert_uses(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, offer: Any, free: list[int],
+                 amounts: list[int], ids: _IdPool, day: dt.date) -> int:
+    """Insert one redemption per amount on the free use numbers; how many were obtained.
+
+    Each insert runs under a savepoint: where another lane took that use number since we
+    read (the unique index ``ux_redemptions_use``), we try the next free number, and stop
+    when none is left.
+    """
+    got = 0
+    for amount in amounts:
+        while free:
+            use_no = free.pop(0)
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.text(
+                        "INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, "
+                        "redeemed_on, discount_cents, voided, created_at) "
+                        "VALUES (:id, :offer, :use, :store, :basket, :day, :amount, 0, :at)"),
+                        {"id": ids.take(), "offer": int(offer["offer_id"]), "use": use_no, "store": req.store_id,
+                         "basket": req.basket_id, "day": _sql(day, sqlite), "amount": amount,
+                         "at": _sql(utc_now(), sqlite)})
+                got += 1
+                break
+            except sa.exc.IntegrityError:
+                continue                                   # another lane has this use
+        else:
+            return got
+    return got
+
+
+# ---------------------------------------------------------------- void
+
+def void(engine: sa.Engine, store_id: str, basket_id: str) -> dict:
+    """Reverse the checkout of a basket: release its redemptions, mark it void in history.
+
+    Returns
+    -------
+    dict
+        store_id, basket_id, voided (True), released_redemptions, released_discount_cents,
+        already_voided (a repeated void changes nothing).
+
+    Raises
+    ------
+    CheckoutRefused
+        unknown_basket when the service never checked this basket out.
+    """
+    key = {"store": store_id, "basket": basket_id}
+    with _writing(engine) as conn:
+        seen = _rows(conn, "SELECT voided_at FROM checkouts WHERE store_id = :store AND basket_id = :basket", key)
+        if not seen:
+            raise CheckoutRefused("unknown_basket", f"no checkout of basket {basket_id} in store {store_id}")
+        result = {"store_id": store_id, "basket_id": basket_id, "voided": True, "already_voided": False,
+                  "released_redemptions": 0, "released_discount_cents": 0}
+        if seen[0]["voided_at"] is not None:
+            return {**result, "already_voided": True}
+        released = _rows(conn, "SELECT count(*) AS n, coalesce(sum(discount_cents), 0) AS cents FROM redemptions "
+                               "WHERE store_id = :store AND basket_id = :basket AND voided = 0", key)[0]
+        conn.execute(sa.text("UPDATE redemptions SET voided = 1 WHERE store_id = :store AND basket_id = :basket"), key)
+        conn.execute(sa.text("UPDATE baskets SET voided = 1 WHERE store_id = :store AND basket_id = :basket"), key)
+        conn.execute(sa.text("UPDATE checkouts SET voided_at = :at WHERE store_id = :store AND basket_id = :basket"),
+                     {**key, "at": _sql(utc_now(), is_sqlite(engine))})
+    return {**result, "released_redemptions": int(released["n"]), "released_discount_cents": int(released["cents"])}
+
+
+# ---------------------------------------------------------------- API keys
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(engine: sa.Engine, store_id: str) -> str:
+    """A new API key acting for `store_id`; only its sha256 is stored, so print it now."""
+    key = "lw_" + secrets.token_urlsafe(32)
+    with _writing(engine) as conn:
+        if not _rows(conn, "SELECT 1 FROM stores WHERE store_id = :s", {"s": store_id}):
+            raise InputError(f"store {store_id!r} is not known: import stores first")
+        key_id = allocate_keys(conn, "api_keys", 1)
+        conn.execute(sa.text("INSERT INTO api_keys (key_id, store_id, key_sha256, created_at) "
+                             "VALUES (:id, :s, :h, :at)"),
+                     {"id": key_id, "s": store_id, "h": _key_hash(key), "at": _sql(utc_now(), is_sqlite(engine))})
+    return key
+
+
+def revoke_key(engine: sa.Engine, key: str) -> str:
+    """End `key`; returns the store it acted for. Revoking a revoked key changes nothing."""
+    with _writing(engine) as conn:
+        found = _rows(conn, "SELECT store_id FROM api_keys WHERE key_sha256 = :h", {"h": _key_hash(key)})
+        if not found:
+            raise InputError("no such API key")
+        conn.execute(sa.text("UPDATE api_keys SET revoked_at = :at WHERE key_sha256 = :h AND revoked_at IS NULL"),
+                     {"h": _key_hash(key), "at": _sql(utc_now(), is_sqlite(engine))})
+    return found[0]["store_id"]
+
+
+def store_for_key(engine: sa.Engine, key: str | None) -> str | None:
+    """The store a live key acts for; None for a missing, unknown or revoked key."""
+    if not key:
+        return None
+    with engine.connect() as conn:
+        found = _rows(conn, "SELECT store_id FROM api_keys WHERE key_sha256 = :h AND revoked_at IS NULL",
+                      {"h": _key_hash(key)})
+    return found[0]["store_id"] if found else None

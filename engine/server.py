@@ -1,0 +1,168 @@
+"""The checkout service: `engine.checkout` over HTTP (FastAPI on uvicorn, OpenAPI at /docs).
+
+Each store's point-of-sale system sends its own API key in ``X-API-Key``; a key acts for
+its own store only. Every refusal is a 4xx JSON body ``{"error": word, "detail": text}``:
+bodies over `settings.checkout.max_body_bytes` are refused before they are parsed (413),
+malformed JSON is 400, unknown fields and bad values are 422. No response carries a
+customer's name, address or full card number (the library never reads them).
+
+Endpoints are plain functions: FastAPI runs them in its thread pool, each with its own
+database connection, so lanes proceed in parallel where the database lets them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from engine import checkout as co
+from engine.config import Settings, resolve_secret
+from engine.db import connect, require_schema
+
+__all__ = ["create_app", "serve"]
+
+_REFUSAL = {"model": dict, "description": 'refused: {"error": "...", "detail": "..."}'}
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse request bodies over `max_bytes` (413) before anyone parses them.
+
+    Checks Content-Length up front and counts the bytes of chunked bodies as they arrive;
+    an accepted body is buffered and handed on unchanged.
+    """
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps({"error": "too_large", "detail": f"request body over {self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return                                     # client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(send)
+            more = message.get("more_body", False)
+        body, sent = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await self.app(scope, replay, send)
+
+
+class _KeyCache:
+    """key -> store, remembered `ttl` seconds (0: every request asks the database)."""
+
+    def __init__(self, engine: sa.Engine, ttl: float):
+        self.engine, self.ttl, self.lock, self.seen = engine, ttl, threading.Lock(), {}
+
+    def store(self, key: str | None) -> str | None:
+        if self.ttl <= 0 or not key:
+            return co.store_for_key(self.engine, key)
+        now = time.monotonic()
+        with self.lock:
+            hit = self.seen.get(key)
+        if hit and hit[1] > now:
+            return hit[0]
+        store = co.store_for_key(self.engine, key)
+        with self.lock:
+            self.seen[key] = (store, now + self.ttl)
+        return store
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The checkout service on `settings.database_url`, codes checked with the chain's secret."""
+    engine = connect(settings.database_url)
+    require_schema(engine)
+    secret = resolve_secret(settings)
+    limits = settings.checkout
+    keys = _KeyCache(engine, limits.key_cache_seconds)
+
+    app = FastAPI(
+        title="listwise checkout", version="1",
+        description="Scan a list or a card, apply its offers once, record the basket. "
+                    "Authenticate with the store's key in the X-API-Key header.")
+    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(co.CheckoutRefused)
+    async def _refused(_request: Request, exc: co.CheckoutRefused) -> JSONResponse:
+        return JSONResponse(exc.as_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse({"error": "malformed_json", "detail": "body is not valid JSON"}, status_code=400)
+        parts = [f"{'.'.join(str(p) for p in e['loc'][1:] if p != 'body') or 'body'}: {e['msg']}"
+                 for e in errors[:5]]
+        more = len(errors) - len(parts)
+        detail = "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+
+    def store_of(x_api_key: str | None = Header(default=None, description="the store's API key")) -> str:
+        store = keys.store(x_api_key)
+        if store is None:
+            raise co.CheckoutRefused("unauthorized", "missing, unknown or revoked X-API-Key")
+        return store
+
+    def own_store(store_id: str, key_store: str) -> None:
+        if store_id != key_store:
+            raise co.CheckoutRefused("forbidden", f"this key acts for store {key_store!r}, not {store_id!r}")
+
+    errors = {s: _REFUSAL for s in (400, 401, 403, 404, 409, 410, 413, 422)}
+
+    @app.get("/v1/health", summary="Liveness and database reachability")
+    def health() -> dict:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.post("/v1/scan", summary="Judge a list code and return its offers", responses=errors)
+    def scan(body: co.ScanRequest, key_store: str = Depends(store_of)) -> dict:
+        """The list a code names, or a refusal: bad_check, unknown, expired, not_yet_valid, revoked."""
+        return co.scan(engine, secret, body.code, body.at)
+
+    @app.post("/v1/checkout", summary="Apply a basket's offers once and record the basket", responses=errors)
+    def checkout(body: co.CheckoutRequest, key_store: str = Depends(store_of)) -> dict:
+        """Idempotent on (store_id, basket_id): a retry returns the same answer, a different body is refused."""
+        own_store(body.store_id, key_store)
+        return co.checkout(engine, secret, body, limits)
+
+    @app.post("/v1/void", summary="Reverse a checkout", responses=errors)
+    def void(body: co.VoidRequest, key_store: str = Depends(store_of)) -> dict:
+        """Release the basket's redemptions and mark it void in history."""
+        own_store(body.store_id, key_store)
+        return co.void(engine, body.store_id, body.basket_id)
+
+    app.state.engine = engine
+    return app
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run the service with uvicorn until interrupted."""
+    import uvicorn
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
