@@ -373,9 +373,6 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
         return _replay(seen[0], digest, req.store_id, req.basket_id)
     if not _rows(conn, "SELECT 1 FROM stores WHERE store_id = :store", key):
         raise CheckoutRefused("unknown_store", f"no store {req.store_id!r}")
-    if _rows(conn, "SELECT 1 FROM baskets WHERE store_id = :store AND basket_id = :basket", key):
-        raise CheckoutRefused("basket_exists", f"basket {req.basket_id} of store {req.store_id} is already "
-                                               "in history (imported)")
     try:
         # Claim the basket first: a concurrent duplicate (PostgreSQL) waits here for us.
         with conn.begin_nested():
@@ -387,6 +384,10 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
         if not seen:
             raise CheckoutRefused("conflict", f"basket {req.basket_id} is being checked out by another lane")
         return _replay(seen[0], digest, req.store_id, req.basket_id)
+    # Checked after the claim: a basket of a concurrent checkout always has its claim first.
+    if _rows(conn, "SELECT 1 FROM baskets WHERE store_id = :store AND basket_id = :basket", key):
+        raise CheckoutRefused("basket_exists", f"basket {req.basket_id} of store {req.store_id} is already "
+                                               "in history (imported)")
 
     day = req.timestamp.date()
     lists, customer_key, customer_id, refused = _resolve_lists(conn, sqlite, req, codes, day)
