@@ -192,7 +192,11 @@ def server_settings() -> CheckoutSettings:
 
 @pytest.fixture
 def server(chain, server_settings):
-    """A real uvicorn server on a free loopback port, in a thread of this process."""
+    """A real uvicorn server on a free loopback port, in a thread of this process.
+
+    Its SQLite connections stay open (pooled): a test that reads through ADBC
+    (engine.history) uses `server_process` instead.
+    """
     from engine.server import create_app
     key, other = _keys(chain.url)
     settings = Settings(database_url=chain.url, secret=SECRET.decode(), checkout=server_settings)

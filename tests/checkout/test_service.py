@@ -235,8 +235,11 @@ def test_void_of_an_unknown_basket_or_another_store(server, chain):
     assert (r.status_code, r.json()["error"]) == (403, "forbidden")
 
 
-def test_the_basket_joins_history_and_a_void_takes_it_out(server, chain):
+def test_the_basket_joins_history_and_a_void_takes_it_out(server_process, chain):
+    # A server process of its own: this process reads history through ADBC, which must not
+    # share a SQLite file with the service's pooled connections in one process (engine/db.py).
     from engine.history import read_history
+    server = server_process
     server.post("/v1/checkout", basket("B1", codes=[chain.codes["1"]]))
     history = read_history(chain.url, end=dt.date(2025, 3, 6))
     assert history["customer_key"].to_list() == [1, 1, 1]

@@ -1,0 +1,258 @@
+"""Checkout benchmark: latency and throughput of POST /v1/checkout on loopback (SQLite).
+
+Builds a SQLite chain (one store, N customers each with a current list of 10 offers, a
+catalogue of products), starts `listwise serve` as its own process on a free loopback
+port, and drives it with 10-line baskets, each scanning one list so that about half its
+lines meet an offer:
+
+1. open loop: baskets sent on a fixed schedule (`--rate` per second for `--seconds`);
+   latency is measured from each basket's scheduled time, so a server that falls behind
+   is charged for the queue it builds (no coordinated omission);
+2. closed loop: `--clients` lanes send back to back for `--seconds`: the saturation rate.
+
+Target (issue 6): p99 <= 50 ms at 200 checkouts/s on SQLite. Every loop is bounded in
+count and time and only talks to 127.0.0.1.
+
+    .venv/bin/python benchmarks/checkout_bench.py --rate 200 --seconds 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from engine.checkout import create_key
+from engine.codes import make_code
+from engine.db import connect, init_schema
+
+SECRET = b"checkout-bench-secret"
+DAY = dt.date(2025, 3, 5)
+
+
+def build_chain(url: str, customers: int, products: int, seed: int) -> list[tuple[str, list[str]]]:
+    """A chain in `url`; returns (list code, skus its offers name) per customer."""
+    rng = random.Random(seed)
+    engine = connect(url)
+    init_schema(engine)
+    skus = [f"SKU-{i:05d}" for i in range(1, products + 1)]
+    lists = []
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO stores (store_id, name) VALUES ('S1', 'Bench')"))
+        conn.execute(sa.text("INSERT INTO manufacturers (manufacturer_id, name) VALUES ('M1', 'Maker')"))
+        conn.execute(sa.text("INSERT INTO products (product_key, sku, description, category, brand_type, "
+                             "regular_price_cents) VALUES (:k, :sku, :sku, :cat, 'national', :p)"),
+                     [{"k": i + 1, "sku": s, "cat": f"CAT{i % 40:02d}", "p": rng.randint(99, 1999)}
+                      for i, s in enumerate(skus)])
+        conn.execute(sa.text("INSERT INTO customers (customer_key, customer_id, card_number) VALUES (:k, :id, :card)"),
+                     [{"k": c, "id": f"C{c:06d}", "card": f"4000{c:012d}"} for c in range(1, customers + 1)])
+        conn.execute(sa.text("INSERT INTO batches (batch_id, period_start, period_end, status, started_at) "
+                             "VALUES (1, '2025-03-03', '2025-03-17', 'done', '2025-03-01 00:00:00')"))
+        list_rows, offer_rows = [], []
+        for c in range(1, customers + 1):
+            code = make_code(c, SECRET)
+            list_rows.append({"id": c, "ck": c, "code": code})
+            picked = rng.sample(range(products), 10)
+            for line_no, p in enumerate(picked, start=1):
+                offer_rows.append({"o": c * 100 + line_no, "l": c, "n": line_no, "pk": p + 1,
+                                   "c": rng.choice([25, 50, 75, 100]), "u": rng.choice([1, 1, 2])})
+            lists.append((code, [skus[p] for p in picked]))
+        conn.execute(sa.text("INSERT INTO lists (list_id, batch_id, customer_key, store_id, code, valid_from, "
+                             "valid_to) VALUES (:id, 1, :ck, 'S1', :code, '2025-03-03', '2025-03-16')"), list_rows)
+        conn.execute(sa.text("INSERT INTO offers (offer_id, list_id, line_no, kind, product_key, funder, "
+                             "discount_cents, max_uses, valid_from, valid_to) VALUES (:o, :l, :n, 'cycle', :pk, "
+                             "'retailer', :c, :u, '2025-03-03', '2025-03-16')"), offer_rows)
+    engine.dispose()
+    return lists
+
+
+def make_baskets(lists: list[tuple[str, list[str]]], products: int, n: int, seed: int) -> list[dict]:
+    """`n` 10-line baskets: one list each, 5 lines from its offers and 5 other products."""
+    rng = random.Random(seed)
+    baskets = []
+    for i in range(n):
+        code, offered = lists[i % len(lists)]
+        skus = rng.sample(offered, 5) + [f"SKU-{rng.randint(1, products):05d}" for _ in range(5)]
+        items = [{"sku": s, "quantity": rng.choice([1, 1, 1, 2]), "amount_cents": rng.randint(99, 1999)} for s in skus]
+        ts = dt.datetime.combine(DAY, dt.time(8)) + dt.timedelta(seconds=i)
+        baskets.append({"store_id": "S1", "lane": i % 12, "basket_id": f"bench-{i:07d}",
+                        "timestamp": ts.isoformat(), "codes": [code], "items": items})
+    return baskets
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(url: str, workdir: Path):
+    port = _free_port()
+    env = {**os.environ, "LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": url}
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port)], cwd=workdir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode())
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("server did not come up in 30 s")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class _Lanes:
+    """One keep-alive HTTP client per worker thread."""
+
+    def __init__(self, base: str, key: str):
+        self.base, self.key, self.local = base, key, threading.local()
+        self.clients: list[httpx.Client] = []
+        self.lock = threading.Lock()
+
+    def post(self, body: dict) -> int:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = httpx.Client(base_url=self.base, headers={"X-API-Key": self.key}, timeout=30)
+            with self.lock:
+                self.clients.append(client)
+        return client.post("/v1/checkout", json=body).status_code
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def _summary(label: str, latencies: list[float], errors: int, elapsed: float) -> dict:
+    ms = sorted(x * 1000 for x in latencies)
+    q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else ms * 99
+    figures = {"n": len(ms), "errors": errors, "rate": len(ms) / elapsed, "p50": q[49], "p90": q[89],
+               "p99": q[98], "max": ms[-1] if ms else float("nan")}
+    print(f"{label}: {figures['n']:,} checkouts in {elapsed:.1f} s = {figures['rate']:.0f}/s, errors {errors}; "
+          f"latency ms p50 {figures['p50']:.1f}  p90 {figures['p90']:.1f}  p99 {figures['p99']:.1f}  "
+          f"max {figures['max']:.1f}")
+    return figures
+
+
+def open_loop(lanes: _Lanes, baskets: list[dict], rate: float, warmup: int, threads: int) -> dict:
+    """Send baskets[i] at t0 + i/rate; latency from that scheduled moment to the answer."""
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(baskets)
+
+    def send(i: int, due: float) -> None:
+        status = lanes.post(baskets[i])
+        results[i] = (time.perf_counter() - due, status)
+
+    t0 = time.perf_counter() + 0.2
+    with ThreadPoolExecutor(threads) as pool:
+        for i in range(len(baskets)):
+            due = t0 + i / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            pool.submit(send, i, due)
+    elapsed = max(time.perf_counter() - t0, 1e-9)
+    kept = results[warmup:]
+    return _summary(f"open loop at {rate:.0f}/s", [lat for lat, s in kept if s == 200],
+                    sum(s != 200 for _, s in kept), elapsed * len(kept) / len(results))
+
+
+def closed_loop(lanes: _Lanes, baskets: list[dict], clients: int, seconds: float) -> dict:
+    """`clients` lanes back to back until `seconds` pass or the baskets run out."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    feed = iter(baskets)
+    stop = time.perf_counter() + seconds
+
+    def lane() -> None:
+        while time.perf_counter() < stop:
+            with lock:
+                body = next(feed, None)
+            if body is None:
+                return
+            start = time.perf_counter()
+            status = lanes.post(body)
+            with lock:
+                if status == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[0] += 1
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(lane)
+    return _summary(f"closed loop, {clients} lanes", latencies, errors[0], time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200, help="open-loop checkouts per second")
+    parser.add_argument("--seconds", type=float, default=15, help="length of each phase (bounded)")
+    parser.add_argument("--clients", type=int, default=8, help="closed-loop lanes")
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--products", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
+    args = parser.parse_args(argv)
+    seconds = min(args.seconds, 120)                     # bounded whatever is asked
+
+    work = args.dir or Path(tempfile.mkdtemp(prefix="listwise-checkout-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    url = f"sqlite:///{db}"
+    t0 = time.perf_counter()
+    lists = build_chain(url, args.customers, args.products, args.seed)
+    key = create_key(connect(url), "S1")
+    n_open = int(args.rate * seconds)
+    baskets = make_baskets(lists, args.products, n_open + int(2000 * seconds), args.seed)
+    print(f"chain: {args.customers:,} lists x 10 offers, {args.products:,} products, SQLite at {db} "
+          f"({time.perf_counter() - t0:.1f} s); baskets of 10 lines")
+    figures = {}
+    with running_server(url, work) as base:
+        lanes = _Lanes(base, key)
+        try:
+            for body in baskets[-20:]:                   # warm the server (imports, caches) off the record
+                lanes.post({**body, "basket_id": "warm-" + body["basket_id"]})
+            figures["open"] = open_loop(lanes, baskets[:n_open], args.rate, warmup=int(args.rate), threads=32)
+            figures["closed"] = closed_loop(lanes, baskets[n_open:], args.clients, seconds)
+        finally:
+            lanes.close()
+    engine = connect(url)
+    with engine.connect() as conn:
+        n_red = conn.execute(sa.text("SELECT count(*) FROM redemptions")).scalar()
+        n_bask = conn.execute(sa.text("SELECT count(*) FROM baskets")).scalar()
+    print(f"recorded: {n_bask:,} baskets, {n_red:,} redemptions")
+    met = figures["open"]["p99"] <= 50 and figures["open"]["rate"] >= 0.95 * args.rate and not figures["open"]["errors"]
+    print(f"target p99 <= 50 ms at {args.rate:.0f}/s: {'met' if met else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
