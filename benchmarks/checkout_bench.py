@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -118,7 +119,7 @@ def running_server(url: str, workdir: Path):
             time.sleep(0.05)
         else:
             raise RuntimeError("server did not come up in 30 s")
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         try:
@@ -146,6 +147,15 @@ class _Lanes:
     def close(self) -> None:
         for client in self.clients:
             client.close()
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU of a process (Linux /proc), or of this one."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _summary(label: str, latencies: list[float], errors: int, elapsed: float) -> dict:
@@ -235,13 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chain: {args.customers:,} lists x 10 offers, {args.products:,} products, SQLite at {db} "
           f"({time.perf_counter() - t0:.1f} s); baskets of 10 lines")
     figures = {}
-    with running_server(url, work) as base:
+    with running_server(url, work) as (base, pid):
         lanes = _Lanes(base, key)
         try:
             for body in baskets[-20:]:                   # warm the server (imports, caches) off the record
                 lanes.post({**body, "basket_id": "warm-" + body["basket_id"]})
-            figures["open"] = open_loop(lanes, baskets[:n_open], args.rate, warmup=int(args.rate), threads=32)
-            figures["closed"] = closed_loop(lanes, baskets[n_open:], args.clients, seconds)
+            for phase, run in (("open", lambda: open_loop(lanes, baskets[:n_open], args.rate, int(args.rate), 32)),
+                               ("closed", lambda: closed_loop(lanes, baskets[n_open:], args.clients, seconds))):
+                server_cpu, client_cpu = _cpu_seconds(pid), _cpu_seconds()
+                figures[phase] = run()
+                n = max(1, figures[phase]["n"] + figures[phase]["errors"])
+                print(f"  CPU per checkout: server {(_cpu_seconds(pid) - server_cpu) / n * 1000:.2f} ms, "
+                      f"load generator {(_cpu_seconds() - client_cpu) / n * 1000:.2f} ms (2 cores shared)")
         finally:
             lanes.close()
     engine = connect(url)
