@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import http.client
+import json
 import os
 import random
 import resource
@@ -31,10 +33,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import sqlalchemy as sa
 
 from engine.checkout import create_key
@@ -113,9 +115,10 @@ def running_server(url: str, workdir: Path):
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(proc.stderr.read().decode())
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
-                    break
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(base + "/v1/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
             time.sleep(0.05)
         else:
             raise RuntimeError("server did not come up in 30 s")
@@ -129,24 +132,36 @@ def running_server(url: str, workdir: Path):
 
 
 class _Lanes:
-    """One keep-alive HTTP client per worker thread."""
+    """One keep-alive HTTP/1.1 connection per worker thread (http.client: a light client,
+    so that the load generator leaves the shared cores to the server)."""
 
     def __init__(self, base: str, key: str):
-        self.base, self.key, self.local = base, key, threading.local()
-        self.clients: list[httpx.Client] = []
+        self.host, self.port = base.removeprefix("http://").split(":")
+        self.key, self.local = key, threading.local()
+        self.conns: list[http.client.HTTPConnection] = []
         self.lock = threading.Lock()
 
     def post(self, body: dict) -> int:
-        client = getattr(self.local, "client", None)
-        if client is None:
-            client = self.local.client = httpx.Client(base_url=self.base, headers={"X-API-Key": self.key}, timeout=30)
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
             with self.lock:
-                self.clients.append(client)
-        return client.post("/v1/checkout", json=body).status_code
+                self.conns.append(conn)
+        payload = json.dumps(body).encode()
+        try:
+            conn.request("POST", "/v1/checkout", body=payload,
+                         headers={"X-API-Key": self.key, "Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            self.local.conn = None
+            return 599
 
     def close(self) -> None:
-        for client in self.clients:
-            client.close()
+        for conn in self.conns:
+            conn.close()
 
 
 def _cpu_seconds(pid: int | None = None) -> float:
@@ -191,7 +206,7 @@ def open_loop(lanes: _Lanes, baskets: list[dict], rate: float, warmup: int, thre
                     sum(s != 200 for _, s in kept), elapsed * len(kept) / len(results))
 
 
-def closed_loop(lanes: _Lanes, baskets: list[dict], clients: int, seconds: float) -> dict:
+def closed_loop(lanes: _Lanes, baskets: list[dict], clients: int, seconds: float, quiet: bool = False) -> dict:
     """`clients` lanes back to back until `seconds` pass or the baskets run out."""
     latencies: list[float] = []
     errors = [0]
@@ -216,6 +231,8 @@ def closed_loop(lanes: _Lanes, baskets: list[dict], clients: int, seconds: float
     with ThreadPoolExecutor(clients) as pool:
         for _ in range(clients):
             pool.submit(lane)
+    if quiet:
+        return {}
     return _summary(f"closed loop, {clients} lanes", latencies, errors[0], time.perf_counter() - t0)
 
 
@@ -248,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     with running_server(url, work) as (base, pid):
         lanes = _Lanes(base, key)
         try:
-            for body in baskets[-20:]:                   # warm the server (imports, caches) off the record
-                lanes.post({**body, "basket_id": "warm-" + body["basket_id"]})
+            warm = [{**body, "basket_id": "warm-" + body["basket_id"]} for body in baskets[-200:]]
+            closed_loop(lanes, warm, 4, 5, quiet=True)   # warm the server (imports, caches) off the record
             for phase, run in (("open", lambda: open_loop(lanes, baskets[:n_open], args.rate, int(args.rate), 32)),
                                ("closed", lambda: closed_loop(lanes, baskets[n_open:], args.clients, seconds))):
                 server_cpu, client_cpu = _cpu_seconds(pid), _cpu_seconds()

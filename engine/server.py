@@ -6,8 +6,12 @@ bodies over `settings.checkout.max_body_bytes` are refused before they are parse
 malformed JSON is 400, unknown fields and bad values are 422. No response carries a
 customer's name, address or full card number (the library never reads them).
 
-Endpoints are plain functions: FastAPI runs them in its thread pool, each with its own
-database connection, so lanes proceed in parallel where the database lets them.
+Where the work runs: on PostgreSQL in FastAPI's thread pool, each request with its own
+pooled connection, so lanes proceed in parallel as far as the database lets them. On
+SQLite, where writers queue for the one write lock anyway, in the event loop itself: the
+hand-off to threads and their contention for the GIL cost more CPU than the checkout
+(measured: 4.6 against 3.5 ms of server CPU a checkout at 200/s). The price: while another
+process (an import, a batch) holds SQLite's write lock, the service waits with it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from engine import checkout as co
 from engine.config import Settings, resolve_secret
@@ -117,6 +122,10 @@ def create_app(settings: Settings) -> FastAPI:
     secret = resolve_secret(settings)
     limits = settings.checkout
     keys = _KeyCache(engine, limits.key_cache_seconds)
+    inline = is_sqlite(engine)
+
+    async def call(fn: Any, *args: Any) -> Any:
+        return fn(*args) if inline else await run_in_threadpool(fn, *args)
 
     app = FastAPI(
         title="listwise checkout", version="1",
@@ -139,8 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
         detail = "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
         return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
 
-    def store_of(x_api_key: str | None = Header(default=None, description="the store's API key")) -> str:
-        store = keys.store(x_api_key)
+    async def store_of(x_api_key: str | None = Header(default=None, description="the store's API key")) -> str:
+        store = await call(keys.store, x_api_key)
         if store is None:
             raise co.CheckoutRefused("unauthorized", "missing, unknown or revoked X-API-Key")
         return store
@@ -152,27 +161,29 @@ def create_app(settings: Settings) -> FastAPI:
     errors = {s: _REFUSAL for s in (400, 401, 403, 404, 409, 410, 413, 422)}
 
     @app.get("/v1/health", summary="Liveness and database reachability")
-    def health() -> dict:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+    async def health() -> dict:
+        def ping() -> None:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        await call(ping)
         return {"status": "ok"}
 
     @app.post("/v1/scan", summary="Judge a list code and return its offers", responses=errors)
-    def scan(body: co.ScanRequest, key_store: str = Depends(store_of)) -> JSONResponse:
+    async def scan(body: co.ScanRequest, key_store: str = Depends(store_of)) -> JSONResponse:
         """The list a code names, or a refusal: bad_check, unknown, expired, not_yet_valid, revoked."""
-        return JSONResponse(co.scan(engine, secret, body.code, body.at))
+        return JSONResponse(await call(co.scan, engine, secret, body.code, body.at))
 
     @app.post("/v1/checkout", summary="Apply a basket's offers once and record the basket", responses=errors)
-    def checkout(body: co.CheckoutRequest, key_store: str = Depends(store_of)) -> JSONResponse:
+    async def checkout(body: co.CheckoutRequest, key_store: str = Depends(store_of)) -> JSONResponse:
         """Idempotent on (store_id, basket_id): a retry returns the same answer, a different body is refused."""
         own_store(body.store_id, key_store)
-        return JSONResponse(co.checkout(engine, secret, body, limits))
+        return JSONResponse(await call(co.checkout, engine, secret, body, limits))
 
     @app.post("/v1/void", summary="Reverse a checkout", responses=errors)
-    def void(body: co.VoidRequest, key_store: str = Depends(store_of)) -> JSONResponse:
+    async def void(body: co.VoidRequest, key_store: str = Depends(store_of)) -> JSONResponse:
         """Release the basket's redemptions and mark it void in history."""
         own_store(body.store_id, key_store)
-        return JSONResponse(co.void(engine, body.store_id, body.basket_id))
+        return JSONResponse(await call(co.void, engine, body.store_id, body.basket_id))
 
     app.state.engine = engine
     return app
