@@ -242,10 +242,14 @@ def _as_date(value: Any) -> dt.date | None:
 
 
 def _sql(value: dt.date | dt.datetime, sqlite: bool) -> Any:
-    """Dates and timestamps as ISO text for SQLite (no reliance on pysqlite's deprecated adapters)."""
+    """Dates and timestamps as ISO text for SQLite, as the ADBC bulk loads write them.
+
+    ('2025-03-05', '2025-03-05T10:15:00.000000'): one text form per column keeps text
+    comparisons right, and no reliance on pysqlite's deprecated default adapters.
+    """
     if not sqlite:
         return value
-    return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    return value.isoformat(timespec="microseconds") if isinstance(value, dt.datetime) else value.isoformat()
 
 
 @functools.lru_cache(maxsize=256)

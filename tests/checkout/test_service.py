@@ -327,3 +327,23 @@ def test_clock_skew_setting_refuses_far_baskets(chain):
         checkout(engine, SECRET, basket(), strict, now=dt.datetime(2025, 3, 5, 12, 0))
     assert refused.value.reason == "clock_skew"
     assert checkout(engine, SECRET, basket(), strict, now=dt.datetime(2025, 3, 5, 10, 30))["basket_id"] == "B1"
+
+
+def test_a_basket_already_imported_is_not_checked_out_again(server, chain):
+    import sqlalchemy as sa
+    from engine.db import connect
+    engine = connect(chain.url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO baskets (basket_key, store_id, basket_id, ts, day) "
+                             "VALUES (900, 'S1', 'B1', '2025-03-05T10:15:00.000000', '2025-03-05')"))
+    engine.dispose()
+    r = server.post("/v1/checkout", basket("B1", codes=[chain.codes["1"]]))
+    assert (r.status_code, r.json()["error"]) == (409, "basket_exists")
+    assert chain.written() == {"checkouts": 0, "redemptions": 0, "baskets": 1, "basket_lines": 0}
+
+
+def test_a_basket_without_list_or_card_joins_history_without_a_customer(server, chain):
+    body = server.post("/v1/checkout", basket("anon")).json()
+    assert (body["customer_id"], body["lines"], body["total_discount_cents"]) == (None, [], 0)
+    assert chain.count("basket_lines", "customer_key IS NULL") == 3
+    assert chain.count("baskets", "source = 'checkout' AND lane = 3") == 1
