@@ -160,7 +160,7 @@ def read_table(path: Path, kind: str) -> _Checked:
     keep = [c for c in (*required, *optional) if c in frame.columns]
     frame = frame.select(
         pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(_ROW),
-        *[pl.col(c).cast(pl.String).str.strip_chars().alias(c) for c in keep],
+        *[pl.col(c).cast(pl.String).str.strip_chars().replace("", None).alias(c) for c in keep],  # "" = missing
     ).with_columns([pl.lit(None, pl.String).alias(c) for c in optional if c not in frame.columns])
     return _Checked(name, frame)
 
