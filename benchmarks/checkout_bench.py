@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
+    parser.add_argument("--database", default=None,
+                        help="an empty database to use instead of a new SQLite file (e.g. a PostgreSQL URL)")
     args = parser.parse_args(argv)
     seconds = min(args.seconds, 120)                     # bounded whatever is asked
 
@@ -253,13 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     db = work / "bench.db"
     for suffix in ("", "-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    url = f"sqlite:///{db}"
+    url = args.database or f"sqlite:///{db}"
     t0 = time.perf_counter()
     lists = build_chain(url, args.customers, args.products, args.seed)
     key = create_key(connect(url), "S1")
     n_open = int(args.rate * seconds)
     baskets = make_baskets(lists, args.products, n_open + int(2000 * seconds), args.seed)
-    print(f"chain: {args.customers:,} lists x 10 offers, {args.products:,} products, SQLite at {db} "
+    print(f"chain: {args.customers:,} lists x 10 offers, {args.products:,} products, "
+          f"{connect(url).url.render_as_string(hide_password=True)} "
           f"({time.perf_counter() - t0:.1f} s); baskets of 10 lines")
     figures = {}
     with running_server(url, work) as (base, pid):

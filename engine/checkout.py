@@ -10,8 +10,8 @@ same schema for SQLite and PostgreSQL.
   records the idempotency row (`checkouts`), the redemptions and the basket with its lines,
   so that the next profile sees it. "At most `max_uses`" holds under concurrent lanes by the
   partial unique index ``ux_redemptions_use (offer_id, use_no) WHERE voided = 0``: each use
-  is inserted under a savepoint, and a lane whose insert hits the index simply does not get
-  that use. On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (one writer at a
+  is inserted ``ON CONFLICT DO NOTHING``, and a lane whose insert meets the index simply does
+  not get that use. On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (one writer at a
   time, so the count read inside it is exact); on PostgreSQL the index decides.
 * `void` reverses a checkout: redemptions released (their use numbers free again), basket
   marked void so history no longer reads it.
@@ -385,8 +385,29 @@ def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict |
             codes.append((code, parse_code(code, secret), None))
         except CodeError:
             codes.append((code, None, "bad_check"))
+    _ensure_sequences(engine)
     with _writing(engine) as conn:
         return _checkout_in(conn, is_sqlite(engine), req, digest, codes)
+
+
+_SEQUENCES_READY: set[str] = set()
+
+
+def _ensure_sequences(engine: sa.Engine) -> None:
+    """Create the key sequences a checkout draws from, once per database and process.
+
+    `allocate_keys` inserts a missing sequence row itself, but two lanes doing that at
+    once on PostgreSQL both insert and one fails on the primary key (seen with 50 lanes on
+    a fresh database); a row that exists is locked by UPDATE, which is what serialises them.
+    """
+    name = engine.url.render_as_string(hide_password=True)
+    if name in _SEQUENCES_READY:
+        return
+    with _writing(engine) as conn:
+        for sequence in ("baskets", "redemptions"):
+            _run(conn, "INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING",
+                 {"name": sequence})
+    _SEQUENCES_READY.add(name)
 
 
 def _replay(row: Any, digest: str, store_id: str, basket_id: str) -> dict:
@@ -421,12 +442,10 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
                                                "in history (imported)")
     claim = {**key, "sha": digest, "response": "", "at": _sql(utc_now(), sqlite)}
     if not sqlite:
-        try:
-            # Claim the basket first: a concurrent duplicate waits here for our commit, then
-            # meets the primary key and replays our answer. (SQLite: one writer, no race.)
-            with conn.begin_nested():
-                _run(conn, _CLAIM, claim)
-        except sa.exc.IntegrityError:
+        # Claim the basket first: a concurrent duplicate waits here for our commit, then
+        # finds the row taken and replays our answer. (SQLite: one writer, no race.)
+        if _run(conn, _CLAIM + " ON CONFLICT (store_id, basket_id) DO NOTHING RETURNING store_id", claim).first() \
+                is None:
             again = _rows(conn, _SEEN, key)
             if not again or again[0]["request_sha256"] is None:
                 raise CheckoutRefused("conflict", f"basket {req.basket_id} is being checked out by another lane")
@@ -576,17 +595,24 @@ def _redeem(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: d
     return list(applied.values()), per_line
 
 
-_INSERT_USE = sa.text("INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, redeemed_on, "
-                      "discount_cents, voided, created_at) VALUES (:id, :offer, :use, :store, :basket, :day, :amount, "
-                      "0, :at)")
+_INSERT_USE_SQL = ("INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, redeemed_on, "
+                   "discount_cents, voided, created_at) VALUES (:id, :offer, :use, :store, :basket, :day, :amount, "
+                   "0, :at)")
+_INSERT_USE = sa.text(_INSERT_USE_SQL)
+
+
+# The conflict target names the partial index's predicate, so both databases infer it.
+_INSERT_USE_IF_FREE = sa.text(_INSERT_USE_SQL + " ON CONFLICT (offer_id, use_no) WHERE voided = 0 DO NOTHING "
+                                                 "RETURNING use_no")
 
 
 class _Uses:
     """Inserts the redemptions of one checkout; `obtain` says how many uses a lane got.
 
-    PostgreSQL: each insert runs under a savepoint; where another lane took that use number
-    since we read (the unique index ``ux_redemptions_use``), we try the next free number,
-    and stop when none is left. SQLite: the transaction began IMMEDIATE, so no other writer
+    PostgreSQL: each use is inserted ``ON CONFLICT ... DO NOTHING``; where another lane took
+    that use number since we read (the unique index ``ux_redemptions_use``; an uncommitted
+    one makes us wait for its transaction), nothing is inserted and we try the next free
+    number, stopping when none is left. SQLite: the transaction began IMMEDIATE, so no other writer
     has taken a number since we read them; the rows go in with one statement at `flush`
     (the index would still refuse a double use).
     """
@@ -615,15 +641,10 @@ class _Uses:
         got = 0
         for amount in amounts:
             while free:
-                use_no = free.pop(0)
-                try:
-                    with self.conn.begin_nested():
-                        self.conn.execute(_INSERT_USE, {**self.common, "id": self._id(), "offer": offer_id,
-                                                        "use": use_no, "amount": amount})
+                row = {**self.common, "id": self._id(), "offer": offer_id, "use": free.pop(0), "amount": amount}
+                if self.conn.execute(_INSERT_USE_IF_FREE, row).first() is not None:
                     got += 1
-                    break
-                except sa.exc.IntegrityError:
-                    continue                                   # another lane has this use
+                    break                                      # else another lane has this use: next number
             else:
                 return got
         return got

@@ -168,7 +168,7 @@ def _wait_ready(base: str, proc: subprocess.Popen | None = None, seconds: float 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(f"server exited with status {proc.returncode}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
                 return
@@ -218,8 +218,9 @@ def server_process(chain, tmp_path):
     key, other = _keys(chain.url)
     port = free_port()
     env = {"LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": chain.url, "PATH": "/usr/bin:/bin"}
+    log = open(tmp_path / "server.log", "wb")           # a file, not a pipe nobody drains
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base, proc)
@@ -230,3 +231,4 @@ def server_process(chain, tmp_path):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
