@@ -534,6 +534,15 @@ def _resolve_lists(conn: sa.Connection, sqlite: bool, req: CheckoutRequest,
     return lists, customer_key, customer_id, refused
 
 
+def _matches(offer: Any, product: Any) -> bool:
+    """An item offer applies to a catalogue product: its product, or any of its category."""
+    if product is None:
+        return False
+    if offer["product_key"] is not None:
+        return product["product_key"] == offer["product_key"]
+    return product["category"] == offer["category"]
+
+
 def _redeem(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: dict, offers: list,
             day: dt.date) -> tuple[list[dict], list[int]]:
     """Redeem what the basket earns; (response lines, listwise discount per item line).
@@ -562,9 +571,7 @@ def _redeem(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: d
         planned: list[tuple[int, int]] = []                        # (item line, discount) per use
         pending = list(left)
         for i, item in enumerate(req.items):
-            product = products.get(item.sku)
-            if product is None or not (product["product_key"] == offer["product_key"] if offer["product_key"]
-                                       is not None else product["category"] == offer["category"]):
+            if not _matches(offer, products.get(item.sku)):
                 continue
             for _ in range(max(1, int(item.quantity))):
                 amount = min(int(offer["discount_cents"]), pending[i])
