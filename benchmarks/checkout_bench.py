@@ -104,10 +104,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(url: str, workdir: Path):
+def running_server(url: str, workdir: Path, workers: int = 1):
     port = _free_port()
     env = {**os.environ, "LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": url}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port)], cwd=workdir, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
+                             "--workers", str(workers)], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -165,12 +166,17 @@ class _Lanes:
 
 
 def _cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU of a process (Linux /proc), or of this one."""
+    """User + system CPU of a process and its children (Linux /proc), or of this one."""
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):            # the process and its workers
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if stat.parent.name == str(pid) or fields[1] == str(pid):
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _summary(label: str, latencies: list[float], errors: int, elapsed: float) -> dict:
@@ -245,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (listwise serve --workers)")
     parser.add_argument("--database", default=None,
                         help="an empty database to use instead of a new SQLite file (e.g. a PostgreSQL URL)")
     args = parser.parse_args(argv)
@@ -265,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{connect(url).url.render_as_string(hide_password=True)} "
           f"({time.perf_counter() - t0:.1f} s); baskets of 10 lines")
     figures = {}
-    with running_server(url, work) as (base, pid):
+    with running_server(url, work, args.workers) as (base, pid):
         lanes = _Lanes(base, key)
         try:
             warm = [{**body, "basket_id": "warm-" + body["basket_id"]} for body in baskets[-200:]]

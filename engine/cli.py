@@ -137,6 +137,7 @@ def _add_checkout(sub: argparse._SubParsersAction) -> None:
                        epilog="example: listwise serve --host 127.0.0.1 --port 8080")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL: up to the cores)")
     p.set_defaults(run=_run_serve)
 
     p = sub.add_parser("keys", help="Create or revoke a store's API key for the checkout service")
@@ -159,7 +160,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from engine.server import serve
     settings = _settings(args)
     print(f"listwise checkout on http://{args.host}:{args.port} (OpenAPI at /docs)", file=sys.stderr)
-    serve(settings, args.host, args.port)
+    serve(settings, args.host, args.port, workers=args.workers)
     return 0
 
 

@@ -16,7 +16,9 @@ process (an import, a batch) holds SQLite's write lock, the service waits with i
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -31,7 +33,7 @@ from engine import checkout as co
 from engine.config import Settings, resolve_secret
 from engine.db import connect, is_sqlite, require_schema
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "app_from_environment"]
 
 _REFUSAL = {"model": dict, "description": 'refused: {"error": "...", "detail": "..."}'}
 
@@ -189,7 +191,29 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the service with uvicorn until interrupted."""
+_SETTINGS_ENV = "LISTWISE_SERVE_SETTINGS"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of `serve(workers=N)`: its settings handed over as JSON."""
+    from engine.config import _build
+    return create_app(_build(Settings, json.loads(os.environ[_SETTINGS_ENV]), _SETTINGS_ENV))
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers: int = 1) -> None:
+    """Run the service with uvicorn until interrupted.
+
+    `workers` > 1 runs that many processes on the port: Python's share of a checkout is
+    CPU-bound, so on PostgreSQL throughput grows with the cores. On SQLite one process is
+    best (one writer at a time, and waiting across processes polls where one process queues).
+    """
     import uvicorn
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    if workers <= 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # What the service reads of the settings (the secret resolved here, once).
+    os.environ[_SETTINGS_ENV] = json.dumps({"database_url": settings.database_url,
+                                            "secret": resolve_secret(settings).decode(),
+                                            "checkout": dataclasses.asdict(settings.checkout)})
+    uvicorn.run("engine.server:app_from_environment", factory=True, workers=workers, **options)

@@ -212,15 +212,15 @@ def server(chain, server_settings):
     thread.join(10)
 
 
-@pytest.fixture
-def server_process(chain, tmp_path):
+@contextlib.contextmanager
+def server_process_for(chain: Chain, tmp_path, workers: int = 1):
     """A real server process started by the CLI (`listwise serve`), as a till would meet it."""
     key, other = _keys(chain.url)
     port = free_port()
     env = {"LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": chain.url, "PATH": "/usr/bin:/bin"}
     log = open(tmp_path / "server.log", "wb")           # a file, not a pipe nobody drains
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
+                             "--workers", str(workers)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base, proc)
@@ -232,3 +232,10 @@ def server_process(chain, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def server_process(chain, tmp_path):
+    """A real server process started by the CLI (`listwise serve`), as a till would meet it."""
+    with server_process_for(chain, tmp_path) as server:
+        yield server

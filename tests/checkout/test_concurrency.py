@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import sqlalchemy as sa
 
 from engine.db import connect
-from tests.checkout.conftest import basket
+from tests.checkout.conftest import basket, server_process_for
 
 LANES = 50
 ITEMS = [{"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
@@ -49,6 +50,15 @@ def test_fifty_lanes_on_one_list_redeem_each_offer_within_its_limit(server_proce
     assert given == {101: 1, 102: 2, 103: 1, 104: 1}
     assert sum(r.json()["total_discount_cents"] for r in responses) == 565
     assert chain.count("baskets") == LANES and chain.count("basket_lines") == LANES * len(ITEMS)
+
+
+@pytest.mark.slow
+def test_lanes_on_two_server_processes_share_the_limits(chain, tmp_path):
+    with server_process_for(chain, tmp_path, workers=2) as server:
+        bodies = [basket(f"lane-{i}", codes=[chain.codes["1"]], items=ITEMS, lane=i) for i in range(LANES)]
+        responses = _race(server, bodies)
+    assert [r.status_code for r in responses] == [200] * LANES
+    assert _redemptions(chain.url) == {101: (1, 125), 102: (2, 100), 103: (1, 40), 104: (1, 300)}
 
 
 def test_parallel_retries_of_one_basket_record_it_once(server_process, chain):
