@@ -50,6 +50,7 @@ class BatchSettings:
     first_period_start: str = ""          # ISO date of the first period; "" = the Monday after the last purchase
     chain_budget_cents: int = 0           # retailer-funded discount per batch; 0 = no limit
     out_dir: str = "batches"              # batch files go to <out_dir>/<period-start>/
+    max_uses: int = 1                     # uses of a cycle, conversion or household offer (one per unit)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ class ValueSettings:
 
 @dataclass(frozen=True)
 class Campaign:
-    category: str                         # e.g. "ANALGESICS"
+    category: str = ""                    # e.g. "ANALGESICS" (required; the default only lets the TOML loader build the class)
+    name: str = ""                        # shown in reasons and the summary; "" = "<category> to <to_brand_type>"
+    funder: str = "retailer"              # who pays: 'retailer' or a manufacturer_id
+    funded_share: float = 0.0             # share paid by that funder (0 for the retailer's own campaign)
     to_brand_type: str = "store"          # convert towards this brand type
     target_cells: tuple[str, ...] = ("national", "switcher")
     depth_by_tier: dict[str, float] = field(default_factory=lambda: {"high": 0.40, "mid": 0.25, "low": 0.10})
@@ -97,6 +101,12 @@ class OfferSettings:
     reward_max_cents: int = 4000          # ... to $40
     reward_value_tiers: tuple[str, ...] = ("VIP",)
     reward_min_share_of_wallet: float = 0.6
+    reward_coupon_cents: int = 1000       # one reward coupon ($10); $30-40 = 3-4 uses of one reward line
+    reward_min_spend_cents: int = 5000    # basket spend needed to use a reward coupon ($50)
+    household_min_purchase_days: int = 2  # purchase days in a group's categories that reveal the household
+    household_heavy_groups: tuple[str, ...] = ("vegetables",)  # groups that also need volume tier 'high'
+    deal_max_per_customer: int = 1        # uses of a deal offer when the deal gives no max_per_customer
+    budget_refill_rounds: int = 4         # extra greedy passes that fill budget left by a too-costly offer
     # cap of retailer-funded discount per list, by value tier
     list_cap_cents: dict[str, int] = field(default_factory=lambda: {
         "VIP": 2500, "major": 1500, "ordinary": 1000, "small": 500,
@@ -119,6 +129,8 @@ class CheckoutSettings:
     max_line_quantity: float = 1000.0     # a line above this many units (or kg) is refused as absurd
     max_line_amount_cents: int = 1_000_000  # a line above this ($10,000) is refused as absurd
     key_cache_seconds: float = 0.0        # the service remembers a key's store this long; 0 = look up every request
+    wal_checkpoint_seconds: float = 1.0   # SQLite: the service checkpoints the WAL in the background this often;
+                                          # 0 = SQLite's own checkpoint inside a commit (a lane waits for it)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,63 @@
+"""Household offers: pet food for pet owners, baby items for babies, vegetables for heavy buyers.
+
+Households are inferred from history alone, through the profile: a customer belongs to a
+group of `OfferSettings.household_groups` (name -> categories) when their purchase days in the
+group's categories add up to at least `household_min_purchase_days`; a group listed in
+`household_heavy_groups` (default: vegetables) also needs volume tier 'high' in one of them.
+Each member gets one offer per group, on their usual product of the group category they are
+most likely to buy in the period, at `household_depth` of the shelf price.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from coupons.offers import conform, expected_value, unit_margin
+from engine.config import OfferSettings
+
+__all__ = ["household_groups", "household_offers"]
+
+
+def household_groups(profile: pl.DataFrame, settings: OfferSettings) -> pl.DataFrame:
+    """Columns: customer_key, group — one row per customer and group they belong to."""
+    mapping = pl.DataFrame([{"category": c, "group": g} for g, cats in settings.household_groups.items()
+                            for c in cats], schema={"category": pl.String, "group": pl.String})
+    rows = profile.join(mapping, on="category", how="inner")
+    members = rows.group_by("customer_key", "group").agg(
+        pl.col("purchase_days").sum().alias("days"), (pl.col("volume_tier") == "high").any().alias("heavy"))
+    heavy_needed = pl.col("group").is_in(list(settings.household_heavy_groups))
+    return (members.filter(pl.col("days") >= settings.household_min_purchase_days, ~heavy_needed | pl.col("heavy"))
+            .select("customer_key", "group").sort("customer_key", "group"))
+
+
+def household_offers(profile: pl.DataFrame, products: pl.DataFrame, period_start: dt.date, period_end: dt.date,
+                     settings: OfferSettings, margin_share: float = 0.25, max_uses: int = 1) -> pl.DataFrame:
+    """Candidate household offers.
+
+    Returns
+    -------
+    pl.DataFrame
+        Columns of `coupons.offers.OFFER_SCHEMA`, kind 'household', funder 'retailer', reason
+        naming the group; at most one row per customer x group.
+    """
+    groups = household_groups(profile, settings)
+    mapping = pl.DataFrame([{"category": c, "group": g} for g, cats in settings.household_groups.items()
+                            for c in cats], schema={"category": pl.String, "group": pl.String})
+    prices = products.select("product_key", "regular_price_cents", "unit_cost_cents")
+    rows = (profile.filter(pl.col("usual_product_key").is_not_null())
+            .join(mapping, on="category", how="inner").join(groups, on=["customer_key", "group"], how="semi")
+            .sort("customer_key", "group", "p_buy_in_window", "category", descending=[False, False, True, False])
+            .unique(["customer_key", "group"], keep="first", maintain_order=True)
+            .join(prices, left_on="usual_product_key", right_on="product_key", how="inner"))
+    valid_to = period_end - dt.timedelta(days=1)
+    offers = rows.select(
+        "customer_key", pl.lit("household").alias("kind"), pl.col("usual_product_key").alias("product_key"),
+        "category", pl.lit("retailer").alias("funder"), pl.lit(0.0).alias("funded_share"),
+        (pl.col("regular_price_cents") * settings.household_depth).round().cast(pl.Int64).alias("discount_cents"),
+        pl.lit(max_uses).alias("max_uses"), pl.lit(period_start).alias("valid_from"),
+        pl.lit(valid_to).alias("valid_to"), pl.col("p_buy_in_window").alias("p_buy"), "brand_cell", "volume_tier",
+        pl.format("household: {}", "group").alias("reason"), unit_margin(margin_share=margin_share).alias("_margin"),
+    ).filter(pl.col("discount_cents") > 0)
+    return conform(offers.with_columns(expected_value(pl.col("_margin"))))

@@ -1,0 +1,403 @@
+"""The biweekly batch: qualify, hold out, build offers, persist lists and offers, summarise.
+
+`run_batch` is the one entry point (``listwise batch run``). Its steps:
+
+1. **Period.** ``period_start`` given, else the period after the last batch, else
+   `BatchSettings.first_period_start`, else the Monday after the last purchase in history.
+   The period is [start, start + period_days).
+2. **State.** A batch row per period (``batches.period_start`` is unique). A period whose batch
+   is 'done' is not recomputed: its stored summary is returned, so re-running changes nothing.
+   A batch left 'running' (killed) or 'failed' keeps its batch_id and is redone from scratch.
+3. **Read** (ADBC, no SQLAlchemy connection open meanwhile — see engine/db.py): products,
+   customers, history of the profile's lookback before the period, deals, and what earlier
+   batches committed on each deal.
+4. **Compute** (pure, coupons/ and cycles/): qualifying customers, the hold-out draw, profile
+   and customer value (`engine.profiles.profile_frames`; the most-frequent baseline of
+   `coupons.baseline` when the cycles package is not installed, said in the summary), offers,
+   tips.
+5. **Write**, in ONE transaction: delete whatever the batch had (nothing, unless a database
+   was written by hand), batch_members (treated and holdout), lists (with their codes), offers,
+   the starter tips when the tips table is empty, and the batch row set to 'done' with its
+   summary. A batch killed at any point has therefore written nothing but its 'running' row,
+   and the re-run completes it; list ids come from the ``lists`` sequence, so a list's code
+   never changes once its batch is done.
+
+The summary (also ``<out_dir>/<period-start>/summary.json``) reconciles with the offers table:
+costs are face values (discount x max_uses), the retailer's part rounded up to the cent
+(`coupons.offers.retailer_cost`) and the funder's part the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+import sqlalchemy as sa
+
+from coupons.build import build_offers
+from coupons.campaigns import campaign_name
+from coupons.holdout import assign_groups
+from coupons.offers import OFFER_KINDS, face_value, retailer_cost
+from coupons.qualify import qualifying_customers
+from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
+from engine.codes import make_code
+from engine.config import Settings, resolve_secret
+from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
+from engine.errors import ConfigError, StateError
+
+__all__ = ["run_batch", "format_summary", "default_period_start", "Profiler"]
+
+Progress = Callable[[str, int, int], None]
+Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
+
+_CELLS = ("national", "store", "switcher")
+_TIERS = ("low", "mid", "high")
+_STEPS = ("read", "qualify", "profile", "offers", "write")
+
+
+def _monday_after(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=7 - day.weekday())
+
+
+def _as_date(value) -> dt.date | None:  # noqa: ANN001 - SQLite text or a date
+    if value is None:
+        return None
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
+def default_period_start(engine: sa.Engine, settings: Settings) -> dt.date:
+    """The period after the last batch; else first_period_start; else the Monday after the last purchase."""
+    with engine.connect() as conn:
+        last = conn.execute(sa.text("SELECT MAX(period_start) FROM batches")).scalar()
+        last_day = None if last else conn.execute(sa.text("SELECT MAX(day) FROM baskets")).scalar()
+    if last:
+        return _as_date(last) + dt.timedelta(days=settings.batch.period_days)
+    if settings.batch.first_period_start:
+        try:
+            return dt.date.fromisoformat(settings.batch.first_period_start)
+        except ValueError as exc:
+            raise ConfigError(f"batch.first_period_start: not an ISO date: {settings.batch.first_period_start!r}") from exc
+    if last_day is None:
+        raise StateError("no purchase history: import transactions before running a batch")
+    return _monday_after(_as_date(last_day))
+
+
+def _default_profiler() -> tuple[Profiler, str]:
+    try:
+        from engine.profiles import profile_frames
+    except ImportError:
+        from coupons.baseline import baseline_profile, baseline_value
+
+        def profile_frames(history, products, customers, settings, as_of, window_days):  # noqa: ANN001
+            return (baseline_profile(history, products, as_of, window_days, settings),
+                    baseline_value(history, customers, as_of, settings))
+        return profile_frames, "baseline (engine.profiles not installed)"
+    return profile_frames, "engine.profiles"
+
+
+def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
+                 period_end: dt.date) -> tuple[int, dict | None]:
+    """(batch_id, stored summary if the period is done); creates the 'running' row when new."""
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        row = conn.execute(sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"),
+                           {"p": period_start}).first()
+        if row is not None:
+            if row.status == "done":
+                return int(row.batch_id), json.loads(row.summary_json)
+            conn.execute(sa.text("UPDATE batches SET status = 'running', started_at = :t WHERE batch_id = :b"),
+                         {"t": utc_now(), "b": row.batch_id})
+            return int(row.batch_id), None
+        from engine.db import allocate_keys
+        batch_id = allocate_keys(conn, "batches", 1)
+        conn.execute(sa.text(
+            "INSERT INTO batches (batch_id, period_start, period_end, status, started_at, settings_json) "
+            "VALUES (:b, :s, :e, 'running', :t, :j)"),
+            {"b": batch_id, "s": period_start, "e": period_end, "t": utc_now(),
+             "j": json.dumps(dataclasses.asdict(dataclasses.replace(settings, secret="")), default=str)})
+    return batch_id, None
+
+
+def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
+    from engine.history import read_customers, read_history, read_products
+    products = read_products(url)
+    customers = read_customers(url)
+    weeks = max(settings.cycles.lookback_weeks, settings.batch.qualifying_weeks)
+    history = read_history(url, period_start, period_start - dt.timedelta(weeks=weeks), products=products)
+    with bulk_session(url, write=False) as db:
+        deals = db.read("SELECT deal_id, manufacturer_id, sku, category, brand, kind, value_cents, percent_bp, "
+                        "funded_share, starts_on, ends_on, budget_cents, max_per_customer, target_cells FROM deals")
+        committed = db.read(
+            "SELECT o.deal_id, SUM(o.discount_cents * o.max_uses) AS committed_cents FROM offers o "
+            f"JOIN lists l ON l.list_id = o.list_id WHERE o.deal_id IS NOT NULL AND l.batch_id <> {int(batch_id)} "
+            "GROUP BY o.deal_id")
+        tips = db.read("SELECT tip_id, category, title, body FROM tips")
+    deal_schema = {"deal_id": pl.String, "manufacturer_id": pl.String, "sku": pl.String, "category": pl.String,
+                   "brand": pl.String, "kind": pl.String, "value_cents": pl.Int64, "percent_bp": pl.Int64,
+                   "funded_share": pl.Float64, "starts_on": pl.Date, "ends_on": pl.Date, "budget_cents": pl.Int64,
+                   "max_per_customer": pl.Int64, "target_cells": pl.String}
+    if deals.height:
+        deals = deals.with_columns(
+            [pl.col(c).cast(pl.String).str.slice(0, 10).str.to_date() for c in ("starts_on", "ends_on")]
+        ).cast({k: v for k, v in deal_schema.items() if k not in ("starts_on", "ends_on")})
+    else:
+        deals = pl.DataFrame(schema=deal_schema)
+    committed = (committed.cast({"deal_id": pl.String, "committed_cents": pl.Int64}) if committed.height
+                 else pl.DataFrame(schema={"deal_id": pl.String, "committed_cents": pl.Int64}))
+    tips = tips.cast(TIP_SCHEMA) if tips.height else pl.DataFrame(schema=TIP_SCHEMA)
+    return {"products": products, "customers": customers, "history": history, "deals": deals,
+            "committed": committed, "tips": tips}
+
+
+def _deal_budgets(deals: pl.DataFrame, committed: pl.DataFrame) -> pl.DataFrame:
+    """deal_id, budget_cents, committed_before_cents, budget_left_cents (null: no budget)."""
+    return (deals.select("deal_id", "budget_cents").join(committed, on="deal_id", how="left")
+            .with_columns(pl.col("committed_cents").fill_null(0).alias("committed_before_cents"))
+            .with_columns((pl.col("budget_cents") - pl.col("committed_before_cents")).clip(lower_bound=0)
+                          .alias("budget_left_cents"))
+            .select("deal_id", "budget_cents", "committed_before_cents", "budget_left_cents"))
+
+
+def _cost_columns(offers: pl.DataFrame) -> pl.DataFrame:
+    """Adds face_value_cents, retailer_cost_cents and funder_cost_cents (their difference)."""
+    return (offers.with_columns(face_value(), retailer_cost())
+            .with_columns((pl.col("face_value_cents") - pl.col("retailer_cost_cents")).alias("funder_cost_cents")))
+
+
+def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profiler_name: str,
+             groups: pl.DataFrame, offers: pl.DataFrame, profile: pl.DataFrame, budgets: pl.DataFrame,
+             settings: Settings, seconds: dict[str, float]) -> dict:
+    costs = _cost_columns(offers)
+    by_funder: dict[str, int] = {"retailer": int(costs["retailer_cost_cents"].sum())}
+    for row in costs.filter(pl.col("funder") != "retailer").group_by("funder").agg(
+            pl.col("funder_cost_cents").sum()).sort("funder").iter_rows(named=True):
+        by_funder[row["funder"]] = by_funder.get(row["funder"], 0) + int(row["funder_cost_cents"])
+    # a retailer campaign with funded_share > 0 but funder 'retailer' is still all the retailer's
+    by_funder["retailer"] += int(costs.filter(pl.col("funder") == "retailer")["funder_cost_cents"].sum())
+    by_funder = {k: v for k, v in by_funder.items() if v or k == "retailer"}
+    used = costs.filter(pl.col("deal_id").is_not_null()).group_by("deal_id").agg(
+        pl.col("face_value_cents").sum().alias("this_batch_cents"), pl.len().alias("offers"))
+    deals = {}
+    for row in budgets.join(used, on="deal_id", how="left").sort("deal_id").iter_rows(named=True):
+        this = int(row["this_batch_cents"] or 0)
+        deals[row["deal_id"]] = {
+            "offers": int(row["offers"] or 0), "budget_cents": row["budget_cents"],
+            "committed_before_cents": int(row["committed_before_cents"]), "this_batch_cents": this,
+            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"])
+            - int(row["committed_before_cents"]) - this}
+    qualifying = profile.join(groups.select("customer_key"), on="customer_key", how="semi")
+    campaigns = {}
+    for campaign in settings.campaigns:
+        def grid(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
+            counts = {(r["brand_cell"], r["volume_tier"]): r["len"]
+                      for r in frame.group_by("brand_cell", "volume_tier").len().iter_rows(named=True)}
+            return {c: {t: int(counts.get((c, t), 0)) for t in _TIERS} for c in _CELLS}
+        conv = offers.filter(pl.col("kind") == "conversion", pl.col("category") == campaign.category)
+        campaigns[campaign_name(campaign)] = {
+            "category": campaign.category,
+            "qualifying_customers": grid(qualifying.filter(pl.col("category") == campaign.category)),
+            "offers": grid(conv),
+            "discount_by_tier_cents": {r["volume_tier"]: int(r["discount_cents"]) for r in conv.group_by(
+                "volume_tier").agg(pl.col("discount_cents").median()).iter_rows(named=True) if r["volume_tier"]}}
+    n_hold = int((groups["grp"] == "holdout").sum())
+    return {
+        "batch_id": batch_id, "period_start": period_start.isoformat(), "period_end": period_end.isoformat(),
+        "status": "done", "profiler": profiler_name, "qualifying_customers": groups.height,
+        "holdout_customers": n_hold, "lists": groups.height - n_hold, "offers": offers.height,
+        "offers_by_kind": {k: int((offers["kind"] == k).sum()) for k in OFFER_KINDS},
+        "offers_by_cell": {(r["brand_cell"] or "none"): int(r["len"]) for r in
+                           offers.group_by("brand_cell").len().sort("brand_cell", nulls_last=True).iter_rows(named=True)},
+        "face_value_cents": int(costs["face_value_cents"].sum()),
+        "discount_cost_by_funder_cents": by_funder,
+        "deal_budgets": deals,
+        "chain_budget": {"budget_cents": settings.batch.chain_budget_cents or None,
+                         "retailer_cost_cents": int(costs["retailer_cost_cents"].sum()),
+                         "retailer_cost_by_kind_cents": {k: int(costs.filter(pl.col("kind") == k)
+                                                                ["retailer_cost_cents"].sum()) for k in OFFER_KINDS}},
+        "campaigns": campaigns,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _write(url: str, batch_id: int, groups: pl.DataFrame, lists: pl.DataFrame, offers: pl.DataFrame,
+           starter: pl.DataFrame | None, summary: dict, secret: bytes) -> None:
+    """Everything the batch writes, in one transaction (see the module docstring)."""
+    sqlite = is_sqlite(url)
+    with bulk_session(url) as db:
+        b = int(batch_id)
+        db.execute(f"DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
+        db.execute(f"DELETE FROM lists WHERE batch_id = {b}")
+        db.execute(f"DELETE FROM batch_members WHERE batch_id = {b}")
+        if starter is not None and starter.height:
+            db.execute("DELETE FROM tips")   # empty anyway: the starter set goes in only then
+            db.append("tips", starter)
+        db.append("batch_members", groups.select(
+            pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", "grp", "avg_weekly_spend_cents"))
+        first_list = db.allocate_keys("lists", max(lists.height, 1))
+        lists = lists.with_columns(pl.int_range(first_list, first_list + pl.len(), dtype=pl.Int64).alias("list_id"))
+        codes = [make_code(i, secret) for i in lists["list_id"].to_list()]
+        db.append("lists", lists.select(
+            "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.lit(None, pl.String).alias("store_id"),
+            pl.Series("code", codes, dtype=pl.String), "valid_from", "valid_to", pl.lit("active").alias("status"),
+            "tip_id"))
+        first_offer = db.allocate_keys("offers", max(offers.height, 1))
+        rows = (offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
+                .sort("list_id", "line_no")
+                .with_columns(pl.int_range(first_offer, first_offer + pl.len(), dtype=pl.Int64).alias("offer_id")))
+        db.append("offers", rows.select(
+            "offer_id", "list_id", "line_no", "kind", "product_key", "category", "deal_id", "funder", "funded_share",
+            "discount_cents", "min_spend_cents", "max_uses", "valid_from", "valid_to", "expected_on", "p_buy",
+            "expected_value_cents", "brand_cell", "volume_tier", "reason"))
+        finished = utc_now().isoformat(sep=" ") if sqlite else utc_now().isoformat()
+        db.execute(f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
+                   f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}")
+
+
+def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: str | Path | None = None,
+              progress: Progress | None = None, profiler: Profiler | None = None) -> dict:
+    """Run (or complete, or return) the batch of one period; returns its summary.
+
+    Parameters
+    ----------
+    settings
+        Effective settings (database, batch, offers, campaigns, secret).
+    period_start
+        First day of the period; None: the period after the last batch (see
+        `default_period_start`).
+    out_dir
+        Directory of batch files (default `BatchSettings.out_dir`); the summary goes to
+        ``<out_dir>/<period-start>/summary.json``.
+    progress
+        ``progress(label, done, total)`` called after each step.
+    profiler
+        ``profiler(history, products, customers, settings, as_of, window_days) -> (profile,
+        value)``; default `engine.profiles.profile_frames`.
+
+    Returns
+    -------
+    dict
+        The batch summary (see `format_summary`).
+    """
+    url = settings.database_url
+    engine = connect(url)
+    try:
+        require_schema(engine)
+        start = period_start or default_period_start(engine, settings)
+        end = start + dt.timedelta(days=settings.batch.period_days)
+        batch_id, done = _start_batch(engine, settings, start, end)
+    finally:
+        engine.dispose()        # no SQLAlchemy SQLite connection while ADBC is open (engine/db.py)
+    target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
+    if done is not None:
+        _write_summary(target, done)
+        return done
+    try:
+        summary = _compute_and_write(settings, batch_id, start, end, progress, profiler)
+    except BaseException:
+        _mark_failed(url, batch_id)
+        raise
+    _write_summary(target, summary)
+    return summary
+
+
+def _mark_failed(url: str, batch_id: int) -> None:
+    engine = connect(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE batches SET status = 'failed' WHERE batch_id = :b AND status = 'running'"),
+                         {"b": batch_id})
+    except Exception:  # noqa: BLE001 - the original error matters more; 'running' is handled alike
+        pass
+    finally:
+        engine.dispose()
+
+
+def _compute_and_write(settings: Settings, batch_id: int, start: dt.date, end: dt.date,
+                       progress: Progress | None, profiler: Profiler | None) -> dict:
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def step(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = now - clock
+        clock = now
+        if progress:
+            progress("batch", _STEPS.index(name) + 1, len(_STEPS))
+
+    secret = resolve_secret(settings)
+    data = _read_inputs(settings.database_url, settings, batch_id, start)
+    step("read")
+    b = settings.batch
+    qualifying = qualifying_customers(data["customers"], data["history"], start, b.threshold_cents, b.qualifying_weeks)
+    groups = assign_groups(qualifying, start, b.holdout_share)
+    treated = groups.filter(pl.col("grp") == "treated")["customer_key"]
+    step("qualify")
+    if profiler is None:
+        profiler, profiler_name = _default_profiler()
+    else:
+        profiler_name = getattr(profiler, "__name__", "custom")
+    history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
+    customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
+    profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
+    step("profile")
+    budgets = _deal_budgets(data["deals"], data["committed"])
+    offers = build_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end)
+    tips = data["tips"] if data["tips"].height else starter_tips()
+    chosen = choose_tips(offers, treated, tips)
+    valid_to = end - dt.timedelta(days=1)
+    lists = chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to"))
+    step("offers")
+    summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
+                       groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
+                       seconds=seconds)
+    _write(settings.database_url, batch_id, groups, lists, offers,
+           None if data["tips"].height else tips, summary, secret)
+    step("write")
+    summary["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+    return summary
+
+
+def _write_summary(target: Path, summary: dict) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def _dollars(cents: int | None) -> str:
+    return "no limit" if cents is None else f"${cents / 100:,.2f}"
+
+
+def format_summary(summary: dict) -> str:
+    """The batch summary as text for the terminal."""
+    s = summary
+    lines = [f"batch {s['batch_id']}: period {s['period_start']} to {s['period_end']} (exclusive), "
+             f"profiles from {s['profiler']}",
+             f"qualifying customers: {s['qualifying_customers']:,}   hold-out: {s['holdout_customers']:,}   "
+             f"lists: {s['lists']:,}   offers: {s['offers']:,}",
+             "offers by kind: " + ", ".join(f"{k} {v:,}" for k, v in s["offers_by_kind"].items()),
+             "offers by cell: " + ", ".join(f"{k} {v:,}" for k, v in s["offers_by_cell"].items()),
+             f"face value of offers: {_dollars(s['face_value_cents'])}",
+             "discount cost by funder: " + ", ".join(f"{k} {_dollars(v)}" for k, v in
+                                                     s["discount_cost_by_funder_cents"].items()),
+             f"chain budget: {_dollars(s['chain_budget']['retailer_cost_cents'])} used of "
+             f"{_dollars(s['chain_budget']['budget_cents'])}"]
+    if s["deal_budgets"]:
+        lines.append("deal budgets (used this batch / before / budget):")
+        for deal, d in s["deal_budgets"].items():
+            lines.append(f"  {deal}: {d['offers']:,} offers, {_dollars(d['this_batch_cents'])} / "
+                         f"{_dollars(d['committed_before_cents'])} / {_dollars(d['budget_cents'])}")
+    for name, c in s["campaigns"].items():
+        lines.append(f"campaign {name}: qualifying customers (offers) by brand x volume")
+        lines.append("  " + " " * 10 + "".join(f"{t:>14}" for t in _TIERS))
+        for cell in _CELLS:
+            lines.append(f"  {cell:<10}" + "".join(
+                f"{c['qualifying_customers'][cell][t]:>8,} ({c['offers'][cell][t]:>3,})" for t in _TIERS))
+    return "\n".join(lines)
