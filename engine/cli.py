@@ -129,6 +129,59 @@ def _add_cycles(sub: argparse._SubParsersAction) -> None:
 
 def _add_batch(sub: argparse._SubParsersAction) -> None:
     """batch run, batch print (coupons/, engine/batch.py, printing/)."""
+    p = sub.add_parser("batch", help="Run the biweekly batch of lists and offers, or print its lists")
+    bsub = p.add_subparsers(required=True)
+    r = bsub.add_parser("run", help="Qualify customers, draw the hold-out, build and store lists and offers",
+                        epilog="example: listwise batch run --period-start 2025-07-07 --no-print")
+    r.add_argument("--period-start", type=_date, default=None,
+                   help="first day of the period (default: the period after the last batch)")
+    r.add_argument("--out", type=Path, default=None, help="batch files go to OUT/<period-start>/ (default: settings)")
+    r.add_argument("--no-print", action="store_true", help="do not render the lists' PDFs")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
+
+    def run(args: argparse.Namespace) -> int:
+        import json
+        from engine.batch import format_summary, run_batch
+        settings = _settings(args)
+        summary = run_batch(settings, args.period_start, args.out, progress=_progress(not args.quiet))
+        print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+        return 0 if args.no_print else _print_lists(args, settings, summary["batch_id"])
+    r.set_defaults(run=run)
+
+    q = bsub.add_parser("print", help="Render a batch's lists as barcoded PDFs",
+                        epilog="example: listwise batch print --batch 3 --out batches")
+    q.add_argument("--batch", type=int, default=None, help="batch id (default: the last done batch)")
+    q.add_argument("--out", type=Path, default=None, help="directory of batch files (default: settings)")
+
+    def print_(args: argparse.Namespace) -> int:
+        import sqlalchemy as sa
+        from engine.db import connect, require_schema
+        from engine.errors import StateError
+        settings = _settings(args)
+        batch_id = args.batch
+        if batch_id is None:
+            engine = connect(settings.database_url)
+            require_schema(engine)
+            with engine.connect() as conn:
+                batch_id = conn.execute(sa.text("SELECT MAX(batch_id) FROM batches WHERE status = 'done'")).scalar()
+            engine.dispose()
+            if batch_id is None:
+                raise StateError("no finished batch to print: run 'listwise batch run' first")
+        return _print_lists(args, settings, int(batch_id))
+    q.set_defaults(run=print_)
+
+
+def _print_lists(args: argparse.Namespace, settings, batch_id: int) -> int:  # noqa: ANN001 - Settings
+    try:
+        from printing.batch import print_batch
+    except ImportError:
+        print("printing is not installed yet: lists are stored but no PDFs were made", file=sys.stderr)
+        return 0
+    out = args.out or Path(settings.batch.out_dir)
+    result = print_batch(settings, batch_id, out, _progress(not args.quiet))
+    if result is not None:
+        print(result)
+    return 0
 
 
 def _add_checkout(sub: argparse._SubParsersAction) -> None:
