@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--workers", type=int, default=1, help="server processes (listwise serve --workers)")
+    parser.add_argument("--wal-checkpoint-seconds", type=float, default=None,
+                        help="settings.checkout.wal_checkpoint_seconds for the server (default: the setting's)")
     parser.add_argument("--database", default=None,
                         help="an empty database to use instead of a new SQLite file (e.g. a PostgreSQL URL)")
     args = parser.parse_args(argv)
@@ -263,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     for suffix in ("", "-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     url = args.database or f"sqlite:///{db}"
+    toml = work / "listwise.toml"                        # the server runs in `work` and reads it
+    toml.unlink(missing_ok=True)
+    if args.wal_checkpoint_seconds is not None:
+        toml.write_text(f"[checkout]\nwal_checkpoint_seconds = {float(args.wal_checkpoint_seconds)}\n")
     t0 = time.perf_counter()
     lists = build_chain(url, args.customers, args.products, args.seed)
     key = create_key(connect(url), "S1")
