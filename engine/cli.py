@@ -125,6 +125,32 @@ def _run_settings(args: argparse.Namespace) -> int:
 
 def _add_cycles(sub: argparse._SubParsersAction) -> None:
     """profile, customers (cycles/ and engine/profiles.py)."""
+    p = sub.add_parser("profile", help="Per customer x category: purchase cycle, next purchase, brand cell, volume",
+                       epilog="example: listwise profile --as-of 2025-07-07 --window-days 14 --out profile.parquet")
+    p.add_argument("--as-of", type=_date, required=True, help="reads only history before this day")
+    p.add_argument("--window-days", type=int, default=None, help="window of p_buy_in_window (default: settings, 14)")
+    p.add_argument("--out", type=Path, required=True, help="Parquet or CSV, by extension")
+    p.set_defaults(run=_run_profile)
+
+    p = sub.add_parser("customers", help="Per customer: RFM, ABC, value tier, CLV, lifecycle, share of wallet",
+                       epilog="example: listwise customers --as-of 2025-07-07 --out customers.csv")
+    p.add_argument("--as-of", type=_date, required=True, help="reads only history before this day")
+    p.add_argument("--out", type=Path, required=True, help="Parquet or CSV, by extension")
+    p.set_defaults(run=_run_customers)
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    from engine.profiles import write_profile
+    rows = write_profile(_settings(args), args.as_of, args.window_days, args.out, progress=_progress(not args.quiet))
+    print(f"{rows:,} customer x category rows written to {args.out}")
+    return 0
+
+
+def _run_customers(args: argparse.Namespace) -> int:
+    from engine.profiles import write_customers
+    rows = write_customers(_settings(args), args.as_of, args.out, progress=_progress(not args.quiet))
+    print(f"{rows:,} customers written to {args.out}")
+    return 0
 
 
 def _add_batch(sub: argparse._SubParsersAction) -> None:

@@ -61,6 +61,8 @@ class CycleSettings:
     national_max_store_share: float = 0.20  # store-brand share of units <= this: 'national'
     store_min_store_share: float = 0.80   # store-brand share of units >= this: 'store'
     volume_cuts: tuple[float, float] = (1 / 3, 2 / 3)  # quantiles of units/week: low | mid | high
+    brand_prior_occasions: float = 2.0    # pseudo-purchases at the customer's overall store share in a pair's share
+    partitions: int = 1                   # customer hash partitions (customer_key % n) the profile is computed in
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class ValueSettings:
     annual_discount_rate: float = 0.10    # for CLV
     clv_years: float = 3.0                # CLV horizon
     margin_share: float = 0.25            # contribution share of spend where unit_cost is unknown
+    abc_cuts: tuple[float, float] = (0.75, 0.95)  # cumulative sales share closing class A, then B
+    vip_sales_share: float = 0.30         # value tier VIP: the top customers bringing this share of sales
     # weekly grocery budget in cents by household size (1..6+), for share of wallet
     weekly_budget_cents: tuple[int, ...] = (9000, 15000, 19000, 23000, 27000, 31000)
 

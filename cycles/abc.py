@@ -1,0 +1,41 @@
+"""ABC classes and value tiers from each customer's share of sales (a Pareto cut).
+
+Customers are sorted by value, highest first; a customer's *share before* is the share of
+all value held by the customers ahead of it. Class A while that share is below the first
+cut (default 0.75: the few who bring ~75 % of sales), B below the second (0.95), C the rest.
+Value tiers refine it for service levels: VIP are the top customers bringing `vip_share` of
+sales (default 0.30), major the rest of A, ordinary = B, small = C.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from cycles.occasions import require_columns
+
+__all__ = ["abc_classes"]
+
+
+def abc_classes(frame: pl.DataFrame, value: str = "monetary_cents", cuts: tuple[float, float] = (0.75, 0.95),
+                vip_share: float = 0.30) -> pl.DataFrame:
+    """Add abc_class ('A'|'B'|'C') and value_tier ('VIP'|'major'|'ordinary'|'small').
+
+    Ties in value are broken by customer_key; customers with value <= 0 are C / small.
+    The frame's row order is kept.
+    """
+    require_columns(frame, {"customer_key", value}, "frame")
+    v = pl.col(value).cast(pl.Float64).clip(lower_bound=0)
+    total = v.sum()
+    ranked = (frame.with_row_index("_row")
+              .sort([value, "customer_key"], descending=[True, False])
+              .with_columns(pl.when(total > 0).then((v.cum_sum() - v) / total).otherwise(1.0).alias("_before")))
+    positive = pl.col(value) > 0
+    return (ranked.with_columns(
+                pl.when(positive & (pl.col("_before") < cuts[0])).then(pl.lit("A"))
+                .when(positive & (pl.col("_before") < cuts[1])).then(pl.lit("B"))
+                .otherwise(pl.lit("C")).alias("abc_class"),
+                pl.when(positive & (pl.col("_before") < vip_share)).then(pl.lit("VIP"))
+                .when(positive & (pl.col("_before") < cuts[0])).then(pl.lit("major"))
+                .when(positive & (pl.col("_before") < cuts[1])).then(pl.lit("ordinary"))
+                .otherwise(pl.lit("small")).alias("value_tier"))
+            .sort("_row").drop("_row", "_before"))

@@ -1,0 +1,161 @@
+"""`listwise profile` and `listwise customers`: cycles/ run on the database's history.
+
+`profile_frames` is the pure stage the batch calls too (frames in, frames out, keyed by
+customer_key); `write_profile` / `write_customers` read the database through
+engine.history, map customer_key to customer_id and write Parquet or CSV by extension.
+
+Scale: the profile is computed per hash partition of customers (customer_key % n,
+`cycles.partitions`); the category priors are fitted on the first partition and reused by
+the others, so every partition is a pure function of its own customers' history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from cycles.profile import customer_profile
+from cycles.purchase_cycle import PurchaseCycleEstimator
+from cycles.value import customer_value
+from engine.config import Settings
+from engine.errors import InputError, StateError
+
+__all__ = ["profile_frames", "profile_frame", "value_frame", "write_profile", "write_customers", "history_start"]
+
+Progress = Callable[[str, int, int], None] | None
+
+
+def history_start(settings: Settings, as_of: dt.date) -> dt.date:
+    """First day the profile and the customer value read."""
+    weeks = max(settings.cycles.lookback_weeks, settings.value.rfm_lookback_weeks)
+    return as_of - dt.timedelta(weeks=weeks)
+
+
+def _profile(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int,
+             priors: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    c = settings.cycles
+    estimator = PurchaseCycleEstimator(priors=priors)
+    start = as_of - dt.timedelta(weeks=c.lookback_weeks)
+    profile = customer_profile(history.filter(pl.col("day") >= start), as_of, window_days, estimator=estimator,
+                               min_occasions=c.min_occasions, national_max_store_share=c.national_max_store_share,
+                               store_min_store_share=c.store_min_store_share, volume_cuts=tuple(c.volume_cuts),
+                               brand_prior_occasions=c.brand_prior_occasions)
+    return profile, estimator.priors_
+
+
+def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, customers: pl.DataFrame | None,
+                   settings: Settings, as_of: dt.date, window_days: int | None = None,
+                   progress: Progress = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(profile, value) frames keyed by customer_key, from history before `as_of`.
+
+    Parameters
+    ----------
+    history
+        engine.history line items; lines on or after `as_of` or before the lookback are ignored.
+    products
+        Unused today (history carries the product attributes); part of the batch's call.
+    customers
+        engine.history.read_customers frame: every customer in it gets a value row, and
+        household_size feeds share of wallet. None = customers present in history.
+    window_days
+        Window of p_buy_in_window; None = settings.cycles.window_days.
+
+    Returns
+    -------
+    (polars.DataFrame, polars.DataFrame)
+        The profile (cycles.profile.PROFILE_COLUMNS) and the customer value frame
+        (cycles.value.VALUE_COLUMNS), both sorted by customer_key.
+    """
+    return (profile_frame(history, settings, as_of, window_days, progress),
+            value_frame(history, customers, settings, as_of, progress))
+
+
+def profile_frame(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int | None = None,
+                  progress: Progress = None) -> pl.DataFrame:
+    """The profile alone (see `profile_frames`), computed per customer hash partition."""
+    window_days = window_days or settings.cycles.window_days
+    if window_days <= 0:
+        raise InputError(f"window_days must be > 0, got {window_days}")
+    history = history.filter((pl.col("day") < as_of)
+                             & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)))
+    n = max(1, settings.cycles.partitions)
+    parts, priors = [], None
+    for i in range(n):
+        part = history if n == 1 else history.filter(pl.col("customer_key") % n == i)
+        profile, fitted = _profile(part, settings, as_of, window_days, priors)
+        priors = fitted if priors is None else priors
+        parts.append(profile)
+        if progress:
+            progress("profile partitions", i + 1, n)
+    return pl.concat(parts).sort("customer_key", "category") if n > 1 else parts[0]
+
+
+def value_frame(history: pl.DataFrame, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date,
+                progress: Progress = None) -> pl.DataFrame:
+    """The customer value frame alone (see `profile_frames`)."""
+    v, b = settings.value, settings.batch
+    history = history.filter((pl.col("day") < as_of)
+                             & (pl.col("day") >= as_of - dt.timedelta(weeks=v.rfm_lookback_weeks)))
+    value = customer_value(
+        history, as_of, customers, qualifying_weeks=b.qualifying_weeks,
+        weekly_budget_cents=tuple(v.weekly_budget_cents), margin_share=v.margin_share, clv_years=v.clv_years,
+        annual_discount_rate=v.annual_discount_rate, abc_cuts=tuple(v.abc_cuts), vip_share=v.vip_sales_share,
+        decline_months=v.decline_months, lapsed_days=v.lapsed_days, new_days=v.new_days)
+    if progress:
+        progress("customer value", 1, 1)
+    return value
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix.lower() not in {".parquet", ".csv"}:
+        raise InputError(f"{out}: output file must end in .parquet or .csv")
+
+
+def _write(frame: pl.DataFrame, out: Path) -> None:
+    suffix = out.suffix.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(out) if suffix == ".parquet" else frame.write_csv(out)
+
+
+def _with_ids(frame: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
+    ids = customers.select("customer_key", "customer_id")
+    return frame.join(ids, on="customer_key", how="left").select(
+        "customer_id", *[c for c in frame.columns if c != "customer_key"])
+
+
+def _read(settings: Settings, as_of: dt.date, progress: Progress) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from engine.history import read_customers, read_history
+    url = settings.database_url
+    if progress:
+        progress("reading history", 0, 1)
+    customers = read_customers(url)
+    history = read_history(url, end=as_of, start=history_start(settings, as_of))
+    if progress:
+        progress("reading history", 1, 1)
+    if history.height == 0:
+        raise StateError(f"{url}: no purchase history before {as_of} (import transactions first)")
+    return history, customers
+
+
+def write_profile(settings: Settings, as_of: dt.date, window_days: int | None, out: str | Path,
+                  progress: Progress = None) -> int:
+    """Write the profile (customer_id instead of customer_key) to `out`; returns its rows."""
+    out = Path(out)
+    _check_out(out)
+    history, customers = _read(settings, as_of, progress)
+    profile = profile_frame(history, settings, as_of, window_days, progress)
+    _write(_with_ids(profile, customers), out)
+    return profile.height
+
+
+def write_customers(settings: Settings, as_of: dt.date, out: str | Path, progress: Progress = None) -> int:
+    """Write the customer value frame (customer_id instead of customer_key) to `out`; returns its rows."""
+    out = Path(out)
+    _check_out(out)
+    history, customers = _read(settings, as_of, progress)
+    value = value_frame(history, customers, settings, as_of, progress)
+    _write(_with_ids(value, customers), out)
+    return value.height
