@@ -1,0 +1,261 @@
+"""The batch on a real SQLite database holding the committed sample chain (fixtures/sample).
+
+Claims of issue 4: only qualifying customers get lists, the hold-out gets none, both stable;
+cycle offers fall on categories bought in the period (share reported against a most-frequent
+baseline); campaign depth grows with volume and store-loyal buyers get none; budgets hold;
+re-running changes nothing; a killed batch completes on re-run; the summary reconciles with
+the offers table to the cent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine import batch as batch_module
+from engine.batch import run_batch as _run_batch
+from engine.codes import parse_code
+from engine.config import BatchSettings, Settings
+from engine.db import bulk_session, connect, init_schema
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample"
+PERIOD = dt.date(2025, 6, 16)        # 3 weeks of real purchases left after it in the sample
+SECRET = "test-secret"
+
+
+def PROFILER(history, products, customers, settings, as_of, window_days):  # noqa: N802, ANN001
+    """The most-frequent baseline, so these tests hold while engine.profiles is being written.
+
+    Switch to `engine.profiles.profile_frames` once it is committed: the claims stay the same.
+    """
+    from coupons.baseline import baseline_profile, baseline_value
+    return (baseline_profile(history, products, as_of, window_days, settings),
+            baseline_value(history, customers, as_of, settings))
+
+
+def run_batch(settings, period_start=None, out_dir=None, progress=None):  # noqa: ANN001
+    return _run_batch(settings, period_start, out_dir, progress, profiler=PROFILER)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The sample chain imported once into a SQLite file; tests copy it."""
+    from engine.ingest import import_files
+    path = tmp_path_factory.mktemp("chain") / "chain.db"
+    url = f"sqlite:///{path}"
+    engine = connect(url)
+    init_schema(engine)
+    engine.dispose()
+    for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
+                        ("products", [SAMPLE / "products.csv"]), ("deals", [SAMPLE / "deals"]),
+                        ("transactions", [SAMPLE / "transactions"])]:
+        import_files(url, kind, paths)
+    return path
+
+
+def chain(template: Path, tmp_path: Path, name: str = "lw.db") -> str:
+    path = tmp_path / name
+    shutil.copy(template, path)
+    return f"sqlite:///{path}"
+
+
+def settings_for(url: str, **batch) -> Settings:
+    return Settings(database_url=url, secret=SECRET, batch=dataclasses.replace(BatchSettings(), **batch))
+
+
+def read(url: str, sql: str) -> pl.DataFrame:
+    with bulk_session(url, write=False) as db:
+        return db.read(sql)
+
+
+def offers_of(url: str, period: dt.date = PERIOD) -> pl.DataFrame:
+    return read(url, "SELECT l.customer_key, l.code, o.* FROM offers o JOIN lists l ON l.list_id = o.list_id "
+                     f"JOIN batches b ON b.batch_id = l.batch_id WHERE b.period_start = '{period}' "
+                     "ORDER BY l.customer_key, o.line_no")
+
+
+@pytest.fixture(scope="module")
+def done(template, tmp_path_factory):
+    """(url, summary, out_dir) of one batch of PERIOD on the sample chain."""
+    tmp = tmp_path_factory.mktemp("done")
+    url = chain(template, tmp)
+    summary = run_batch(settings_for(url), PERIOD, out_dir=tmp / "batches")
+    return url, summary, tmp / "batches"
+
+
+def test_only_qualifying_customers_get_lists_and_the_holdout_none(done):
+    url, summary, _ = done
+    start = PERIOD - dt.timedelta(weeks=8)
+    spend = read(url, "SELECT l.customer_key, SUM(l.amount_cents) AS s FROM basket_lines l "
+                      "JOIN customers c ON c.customer_key = l.customer_key "
+                      f"WHERE l.day >= '{start}' AND l.day < '{PERIOD}' AND c.card_number IS NOT NULL "
+                      "AND c.opted_out = 0 GROUP BY l.customer_key")
+    qualifying = set(spend.filter(pl.col("s") // 8 >= 2500)["customer_key"].to_list())
+    members = read(url, "SELECT customer_key, grp FROM batch_members")
+    lists = set(read(url, "SELECT customer_key FROM lists")["customer_key"].to_list())
+    holdout = set(members.filter(pl.col("grp") == "holdout")["customer_key"].to_list())
+    assert set(members["customer_key"].to_list()) == qualifying
+    assert lists == qualifying - holdout and not lists & holdout
+    assert 0 < len(holdout) < 0.15 * len(qualifying)
+    assert summary["qualifying_customers"] == len(qualifying) and summary["lists"] == len(lists)
+
+
+def test_codes_name_their_lists_under_the_secret(done):
+    url, _, _ = done
+    lists = read(url, "SELECT list_id, code FROM lists")
+    assert all(parse_code(c, SECRET.encode()) == i for i, c in lists.iter_rows())
+
+
+def test_rerun_changes_nothing_and_a_fresh_database_draws_the_same_holdout(done, template, tmp_path):
+    url, summary, out = done
+    before = offers_of(url)
+    members = read(url, "SELECT customer_key, grp FROM batch_members ORDER BY customer_key")
+    again = run_batch(settings_for(url), PERIOD, out_dir=out)
+    assert again == summary
+    assert offers_of(url).equals(before)
+    other = chain(template, tmp_path)
+    run_batch(settings_for(other), PERIOD, out_dir=tmp_path / "b")
+    assert read(other, "SELECT customer_key, grp FROM batch_members ORDER BY customer_key").equals(members)
+    cols = ["customer_key", "line_no", "kind", "product_key", "discount_cents", "max_uses", "deal_id"]
+    assert offers_of(other).select(cols).equals(before.select(cols))
+
+
+def test_cycle_offers_fall_on_categories_bought_in_the_period(done, capsys):
+    url, _, _ = done
+    end = PERIOD + dt.timedelta(days=14)
+    bought = read(url, "SELECT DISTINCT l.customer_key, p.category FROM basket_lines l JOIN products p "
+                       f"ON p.product_key = l.product_key WHERE l.day >= '{PERIOD}' AND l.day < '{end}' "
+                       "AND l.quantity > 0").with_columns(pl.lit(True).alias("hit"))
+    cycle = offers_of(url).filter(pl.col("kind") == "cycle").select("customer_key", "category")
+    share = cycle.join(bought, on=["customer_key", "category"], how="left")["hit"].fill_null(False).mean()
+    # most-frequent baseline: each customer's same number of most often bought categories
+    history = read(url, "SELECT l.customer_key, p.category, COUNT(DISTINCT l.day) AS n FROM basket_lines l "
+                        f"JOIN products p ON p.product_key = l.product_key WHERE l.day < '{PERIOD}' "
+                        "AND l.quantity > 0 GROUP BY l.customer_key, p.category")
+    k = cycle.group_by("customer_key").len()
+    top = (history.join(k, on="customer_key").sort("customer_key", "n", "category", descending=[False, True, False])
+           .filter(pl.int_range(pl.len()).over("customer_key") < pl.col("len")))
+    base = top.join(bought, on=["customer_key", "category"], how="left")["hit"].fill_null(False).mean()
+    with capsys.disabled():
+        print(f"\ncycle offers bought in the period: {share:.1%} (most-frequent baseline {base:.1%}, "
+              f"{cycle.height} offers)")
+    assert share > 0.4          # the baseline profiler; raise to "most" (> 0.5) with engine.profiles
+    # Not asserted against the baseline: offers are ranked by expected value (margin as well as
+    # p_buy) and household/deal/conversion offers take some of the most frequent categories, so
+    # the top-k most frequent categories are a different set. Both shares are printed for the report.
+    assert base > 0
+
+
+def test_conversion_depth_grows_with_volume_and_store_loyal_get_none(done):
+    url, summary, _ = done
+    conv = offers_of(url).filter(pl.col("kind") == "conversion", pl.col("category") == "ANALGESICS")
+    assert conv.height > 0
+    assert not (conv["brand_cell"] == "store").any()
+    depth = read(url, "SELECT product_key, regular_price_cents FROM products")
+    conv = conv.join(depth.cast(pl.Int64), on="product_key").with_columns(
+        (pl.col("discount_cents") / pl.col("regular_price_cents")).alias("depth"))
+    by_tier = dict(conv.group_by("volume_tier").agg(pl.col("depth").mean()).iter_rows())
+    assert by_tier["high"] > by_tier.get("mid", 0) > by_tier.get("low", 0) > 0
+    assert by_tier["high"] == pytest.approx(0.40, abs=0.01)
+    grid = summary["campaigns"]["ANALGESICS to store"]
+    assert sum(grid["offers"]["store"].values()) == 0
+    assert sum(sum(v.values()) for v in grid["offers"].values()) == conv.height
+
+
+def test_summary_reconciles_with_the_offers_table_to_the_cent(done):
+    url, summary, out = done
+    o = offers_of(url).with_columns(pl.col("funded_share").cast(pl.Float64))
+    face = (o["discount_cents"] * o["max_uses"]).sum()
+    assert summary["offers"] == o.height and summary["face_value_cents"] == face
+    assert sum(summary["discount_cost_by_funder_cents"].values()) == face
+    assert summary["offers_by_kind"] == {k: int((o["kind"] == k).sum()) for k in summary["offers_by_kind"]}
+    for deal, d in summary["deal_budgets"].items():
+        used = o.filter(pl.col("deal_id") == deal).select((pl.col("discount_cents") * pl.col("max_uses")).sum()).item()
+        assert d["this_batch_cents"] == (used or 0)
+        assert d["budget_cents"] is None or d["committed_before_cents"] + d["this_batch_cents"] <= d["budget_cents"]
+    import json
+    assert json.loads((out / PERIOD.isoformat() / "summary.json").read_text()) == summary
+
+
+@pytest.mark.parametrize("chain_budget, caps, deal_budget", [(5_000, {"VIP": 300, "major": 200}, 500),
+                                                             (40_000, {"ordinary": 0}, 0)])
+def test_budgets_hold_in_the_database_under_tight_settings(template, tmp_path, chain_budget, caps, deal_budget):
+    url = chain(template, tmp_path)
+    with bulk_session(url) as db:
+        db.execute(f"UPDATE deals SET budget_cents = {deal_budget}")
+    s = settings_for(url, chain_budget_cents=chain_budget)
+    s = dataclasses.replace(s, offers=dataclasses.replace(s.offers, list_cap_cents={
+        **s.offers.list_cap_cents, **caps}))
+    summary = run_batch(s, PERIOD, out_dir=tmp_path / "b")
+    o = offers_of(url).with_columns(pl.col("funded_share").cast(pl.Float64))
+    retailer = ((pl.col("discount_cents") * pl.col("max_uses")).cast(pl.Float64)
+                * (1 - pl.col("funded_share"))).round(6).ceil()
+    assert o.select(retailer.sum()).item() <= chain_budget
+    assert summary["chain_budget"]["retailer_cost_cents"] <= chain_budget
+    deal_use = o.filter(pl.col("deal_id").is_not_null()).group_by("deal_id").agg(
+        (pl.col("discount_cents") * pl.col("max_uses")).sum().alias("u"))
+    assert (deal_use["u"] <= deal_budget).all()
+    # a second period: budgets carry over (what the first committed is not given again)
+    run_batch(s, PERIOD + dt.timedelta(days=14), out_dir=tmp_path / "b")
+    total = read(url, "SELECT deal_id, SUM(discount_cents * max_uses) AS u FROM offers WHERE deal_id IS NOT NULL "
+                      "GROUP BY deal_id")
+    assert (total["u"].cast(pl.Int64) <= deal_budget).all()
+
+
+def test_a_batch_killed_mid_write_completes_on_rerun(template, tmp_path, monkeypatch):
+    clean = chain(template, tmp_path, "clean.db")
+    run_batch(settings_for(clean), PERIOD, out_dir=tmp_path / "a")
+    url = chain(template, tmp_path, "killed.db")
+    real_make_code = batch_module.make_code
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt       # as a kill in the middle of the write transaction
+
+    monkeypatch.setattr(batch_module, "make_code", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(settings_for(url), PERIOD, out_dir=tmp_path / "b")
+    state = read(url, "SELECT status FROM batches")["status"].to_list()
+    assert state == ["failed"]
+    assert read(url, "SELECT COUNT(*) AS n FROM lists")["n"][0] == 0
+    monkeypatch.setattr(batch_module, "make_code", real_make_code)
+    summary = run_batch(settings_for(url), PERIOD, out_dir=tmp_path / "b")
+    assert read(url, "SELECT status FROM batches")["status"].to_list() == ["done"]
+    cols = ["customer_key", "line_no", "kind", "product_key", "discount_cents", "max_uses", "deal_id", "reason"]
+    assert offers_of(url).select(cols).equals(offers_of(clean).select(cols))
+    assert summary["lists"] == read(url, "SELECT COUNT(*) AS n FROM lists")["n"][0]
+
+
+def test_a_batch_left_running_is_redone(template, tmp_path):
+    url = chain(template, tmp_path)
+    engine = connect(url)
+    from engine.batch import _start_batch
+    _start_batch(engine, settings_for(url), PERIOD, PERIOD + dt.timedelta(days=14))   # killed right after
+    engine.dispose()
+    summary = run_batch(settings_for(url), PERIOD, out_dir=tmp_path / "b")
+    assert summary["batch_id"] == 1 and summary["lists"] > 0
+    assert read(url, "SELECT status FROM batches")["status"].to_list() == ["done"]
+
+
+def test_default_period_follows_the_last_batch(done, tmp_path):
+    url, _, _ = done
+    nxt = run_batch(settings_for(url), None, out_dir=tmp_path / "b")
+    assert nxt["period_start"] == (PERIOD + dt.timedelta(days=14)).isoformat()
+
+
+def test_cli_batch_run_prints_the_summary(template, tmp_path, capsys, monkeypatch):
+    from engine.cli import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LISTWISE_SECRET", SECRET)
+    url = chain(template, tmp_path)
+    assert main(["-q", "--database", url, "batch", "run", "--period-start", str(PERIOD), "--no-print"]) == 0
+    out = capsys.readouterr().out
+    assert "qualifying customers:" in out and "campaign ANALGESICS" in out
+    assert (tmp_path / "batches" / str(PERIOD) / "summary.json").exists()
+    fresh = chain(template, tmp_path, "fresh.db")
+    assert main(["-q", "--database", fresh, "batch", "print"]) == 1
+    assert "no finished batch" in capsys.readouterr().err
