@@ -1,0 +1,110 @@
+"""Batch benchmark: profile + offers for every qualifying list of a large chain (no PDFs).
+
+Generates a chain (default 100,000 card holders x 52 weeks, Parquet) unless --data points at
+one, builds the frames straight from the files (`engine.history.history_from_files`, no
+database), then times the batch's pure part as `engine.batch` runs it: qualifying customers,
+hold-out draw, `engine.profiles.profile_frames`, `coupons.build_offers`, tips. Prints each
+step's seconds and the peak memory (max RSS of this process). Target on the 2-core machine:
+<= 120 s and <= 8 GiB.
+
+    .venv/bin/python benchmarks/batch_bench.py --customers 100000 --weeks 52 --dir /tmp/batch-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--weeks", type=int, default=52)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
+    parser.add_argument("--data", type=Path, default=None, help="an already generated chain (skips generation)")
+    parser.add_argument("--baseline", action="store_true", help="profile with coupons.baseline instead of cycles")
+    args = parser.parse_args(argv)
+
+    from coupons import assign_groups, build_offers, choose_tips, qualifying_customers, starter_tips
+    from engine.batch import _deal_budgets
+    from engine.config import Settings
+    from engine.history import history_from_files
+
+    data = args.data
+    if data is None:
+        from fixtures.generator import generate
+        data = (args.dir or Path(tempfile.mkdtemp(prefix="listwise-batch-bench-"))) / "data"
+        t = time.perf_counter()
+        generate(data, customers=args.customers, weeks=args.weeks, seed=args.seed, fmt="parquet")
+        print(f"generate: {time.perf_counter() - t:.1f} s (not counted)")
+    settings = Settings()
+    t0 = time.perf_counter()
+    history, products, customers = history_from_files(data)
+    t_read = time.perf_counter()
+    start = history["day"].max() + dt.timedelta(days=7 - history["day"].max().weekday())
+    end = start + dt.timedelta(days=settings.batch.period_days)
+    b = settings.batch
+    qualifying = qualifying_customers(customers, history, start, b.threshold_cents, b.qualifying_weeks)
+    groups = assign_groups(qualifying, start, b.holdout_share)
+    treated = groups.filter(pl.col("grp") == "treated")["customer_key"]
+    keys = qualifying["customer_key"].implode()
+    history = history.filter(pl.col("customer_key").is_in(keys))
+    customers = customers.filter(pl.col("customer_key").is_in(keys))
+    t_qual = time.perf_counter()
+    if args.baseline:
+        from coupons.baseline import baseline_profile, baseline_value
+        profile = baseline_profile(history, products, start, b.period_days, settings)
+        value = baseline_value(history, customers, start, settings)
+    else:
+        from engine.profiles import profile_frames
+        profile, value = profile_frames(history, products, customers, settings, start, b.period_days)
+    t_prof = time.perf_counter()
+    deals = _read_deals(data)
+    budgets = _deal_budgets(deals, pl.DataFrame(schema={"deal_id": pl.String, "committed_cents": pl.Int64}))
+    offers = build_offers(profile, value, products, deals, budgets, treated, settings, start, end)
+    tips = choose_tips(offers, treated, starter_tips())
+    t_off = time.perf_counter()
+    print(f"chain: {args.customers:,} customers x {args.weeks} weeks, {history.height:,} line items of qualifying "
+          f"customers; period {start}")
+    print(f"qualifying {qualifying.height:,}, lists {treated.len():,}, offers {offers.height:,} "
+          f"({', '.join(f'{k} {v}' for k, v in offers['kind'].value_counts().sort('kind').iter_rows())}), "
+          f"tips {tips['tip_id'].is_not_null().sum():,}")
+    print(f"read files {t_read - t0:.1f} s | qualify+holdout {t_qual - t_read:.1f} s | profile {t_prof - t_qual:.1f} s"
+          f" | offers {t_off - t_prof:.1f} s")
+    print(f"profile + offers: {t_off - t_qual:.1f} s (target <= 120 s); all from files: {t_off - t0:.1f} s; "
+          f"peak memory {_peak_rss_gib():.2f} GiB (target <= 8)")
+    return 0
+
+
+def _read_deals(data: Path) -> pl.DataFrame:
+    """The deals files as the ``deals`` table holds them (cents, basis points)."""
+    from engine.ingest import _cents
+    files = sorted((data / "deals").glob("*.csv")) if (data / "deals").is_dir() else []
+    if not files:
+        from tests.coupons.conftest import DEAL_SCHEMA
+        return pl.DataFrame(schema=DEAL_SCHEMA)
+    raw = pl.concat([pl.read_csv(f, infer_schema=False) for f in files], how="diagonal")
+    pct = pl.col("kind") == "percent_off"
+    return raw.select(
+        "deal_id", "manufacturer_id", pl.col("sku").replace("", None), pl.col("category").replace("", None),
+        pl.col("brand").replace("", None), "kind",
+        pl.when(pct).then(None).otherwise(_cents("value")).alias("value_cents"),
+        pl.when(pct).then((pl.col("value").cast(pl.Float64) * 100).round().cast(pl.Int64)).alias("percent_bp"),
+        pl.col("funded_share").cast(pl.Float64).fill_null(1.0), pl.col("starts_on").str.to_date(),
+        pl.col("ends_on").str.to_date(), _cents("budget").alias("budget_cents"),
+        pl.col("max_per_customer").cast(pl.Int64), pl.col("target_cells").replace("", None))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
