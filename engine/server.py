@@ -4,7 +4,7 @@ Each store's point-of-sale system sends its own API key in ``X-API-Key``; a key 
 its own store only. Every refusal is a 4xx JSON body ``{"error": word, "detail": text}``:
 bodies over `settings.checkout.max_body_bytes` are refused before they are parsed (413),
 malformed JSON is 400, unknown fields and bad values are 422. No response carries a
-customer's name, address or full card number (the library never reads them).
+customer's name, address or full card number (the library selects none of them).
 
 Where the work runs: on PostgreSQL in FastAPI's thread pool, each request with its own
 pooled connection, so lanes proceed in parallel as far as the database lets them. On
