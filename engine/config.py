@@ -140,6 +140,7 @@ class CheckoutSettings:
 @dataclass(frozen=True)
 class ExtractSettings:
     min_group: int = 50                   # smallest group a manufacturer may see (never below 10)
+    confidence: float = 0.95              # two-sided level of the lift intervals (treated vs hold-out)
 
 
 @dataclass(frozen=True)
