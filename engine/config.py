@@ -122,6 +122,9 @@ class PrintSettings:
     page_size: str = "letter"             # 'letter' or 'a4'
     aisle_order: tuple[str, ...] = ()     # departments in the store's aisle order; others follow A-Z
     font_path: str = ""                   # TrueType font to embed; "" = the bundled one
+    barcode_module_pt: float = 1.44       # Code 128 module width: 20 mil, whole dots at 150/200/300/600 dpi
+    list_files: bool = True               # also write one PDF per list (the merged print files are always written)
+    workers: int = 0                      # processes that render a batch; 0 = one per core
 
 
 @dataclass(frozen=True)
