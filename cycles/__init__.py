@@ -5,4 +5,16 @@ brand-loyalty x volume cells, and customer value (RFM, ABC, CLV, lifecycle, shar
 wallet, average weekly spend). Touches no disk and no database.
 """
 
-__all__: list[str] = []
+from cycles.abc import abc_classes
+from cycles.brand_volume import brand_volume, usual_products
+from cycles.clv import BetaGeoModel, GammaGammaModel, discounted_clv, group_clv
+from cycles.lifecycle import lifecycle
+from cycles.occasions import pair_occasions
+from cycles.profile import PROFILE_COLUMNS, customer_profile
+from cycles.purchase_cycle import PurchaseCycleEstimator
+from cycles.rfm import rfm_scores
+from cycles.value import VALUE_COLUMNS, customer_value
+
+__all__ = ["PurchaseCycleEstimator", "pair_occasions", "brand_volume", "usual_products", "rfm_scores",
+           "abc_classes", "BetaGeoModel", "GammaGammaModel", "discounted_clv", "group_clv", "lifecycle",
+           "customer_value", "customer_profile", "PROFILE_COLUMNS", "VALUE_COLUMNS"]
