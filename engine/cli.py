@@ -280,6 +280,44 @@ def _run_checkout(args: argparse.Namespace) -> int:
 
 def _add_extracts(sub: argparse._SubParsersAction) -> None:
     """extract, settle (engine/extracts.py)."""
+    p = sub.add_parser("extract", help="Write a manufacturer's anonymised results (Parquet, CSV, manifest.json)",
+                       epilog="example: listwise extract --manufacturer M003 --from 2025-03-03 --to 2025-03-16 "
+                              "--out extracts/M003 --panel")
+    p.add_argument("--manufacturer", required=True, help="manufacturer_id, as in the products file")
+    p.add_argument("--from", dest="date_from", type=_date, required=True, help="first day of the period")
+    p.add_argument("--to", dest="date_to", type=_date, required=True, help="last day of the period (included)")
+    p.add_argument("--out", type=Path, required=True, help="directory for the files (created)")
+    p.add_argument("--panel", action="store_true", help="also write the pseudonymous household panel")
+    p.set_defaults(run=_run_extract)
+
+    p = sub.add_parser("settle", help="Settle a manufacturer's funded redemptions (CSV and a one-page PDF)",
+                       epilog="example: listwise settle --manufacturer M003 --from 2025-03-03 --to 2025-03-16 "
+                              "--out extracts/M003")
+    p.add_argument("--manufacturer", required=True, help="manufacturer_id, as in the products file")
+    p.add_argument("--from", dest="date_from", type=_date, required=True, help="first day of the period")
+    p.add_argument("--to", dest="date_to", type=_date, required=True, help="last day of the period (included)")
+    p.add_argument("--out", type=Path, required=True, help="directory for the files (created)")
+    p.set_defaults(run=_run_settle)
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    from engine.extracts import write_extract
+    manifest = write_extract(_settings(args), args.manufacturer, args.date_from, args.date_to, args.out,
+                             progress=_progress(not args.quiet), panel=args.panel)
+    for entry in manifest["files"]:
+        print(f"{args.out / entry['name']}: {entry['rows']:,} rows")
+    withheld = sum(manifest["withheld_rows"].values())
+    print(f"groups of at least {manifest['min_group']} households; {withheld:,} rows withheld")
+    return 0
+
+
+def _run_settle(args: argparse.Namespace) -> int:
+    from engine.extracts import write_settlement
+    summary = write_settlement(_settings(args), args.manufacturer, args.date_from, args.date_to, args.out)
+    due = summary["amount_due_cents"]
+    print(f"{summary['redemptions']:,} redemptions, ${due // 100:,}.{due % 100:02d} due from {args.manufacturer}; "
+          f"{args.out / 'settlement.pdf'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -235,20 +235,34 @@ def category_insight(history: pl.DataFrame, manufacturer_id: str, categories: li
                      ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """Buyers of the manufacturer's categories by cell, for the period and week by week.
 
+    Parameters
+    ----------
+    history
+        Line items up to `date_to` (included), reaching back `CycleSettings.lookback_weeks`
+        before it where available: a household's cell and cycle come from that whole window,
+        the figures below from the period [date_from, date_to] only.
+
     Returns
     -------
     (cells, weekly, withheld)
-        cells: category, cell ('all' or 'brand_cell:volume_tier'), households, units,
-        national_share, store_brand_share, manufacturer_share (of units bought),
-        repeat_rate (share of households with 2+ purchase days), median_cycle_days.
+        cells: category, cell ('all' or 'brand_cell:volume_tier'), households (buyers in the
+        period), units, national_share, store_brand_share, manufacturer_share (of units
+        bought in the period), repeat_rate (share of the period's buyers who bought on two or
+        more days of it), median_cycle_days (median over households of their median days
+        between purchase days in the window).
         weekly: category, week_start (Monday), cell, households (buyers that week), units, the
-        three shares, repeat_rate (share of the week's buyers who bought in an earlier week of
-        the period), median_cycle_days (of those buyers). Withheld: rows per table.
+        three shares, repeat_rate (share of the week's buyers who had bought the category in an
+        earlier week of the window), median_cycle_days (of those buyers). Withheld: rows per table.
     """
-    lines = (history.filter(pl.col("category").is_in(categories) & (pl.col("quantity") > 0))
-             .with_columns(pl.col("day").dt.truncate("1w").alias("week_start")))
-    weeks = max(((date_to - date_from).days + 1) / 7, 1 / 7)
-    who = _customer_cells(lines, weeks, settings)
+    window = (history.filter(pl.col("category").is_in(categories) & (pl.col("quantity") > 0)
+                             & (pl.col("day") <= date_to))
+              .with_columns(pl.col("day").dt.truncate("1w").alias("week_start")))
+    first_day = window["day"].min() if window.height else date_from
+    weeks = max(((date_to - min(first_day, date_from)).days + 1) / 7, 1 / 7)
+    who = _customer_cells(window, weeks, settings)
+    lines = window.filter(pl.col("day") >= date_from)
+    in_period = lines.group_by("customer_key", "category").agg(period_days=pl.col("day").n_unique())
+    who = who.join(in_period, on=["customer_key", "category"], how="inner")
     lines = lines.join(who.select("customer_key", "category", "cell", "cycle_days", "first_week"),
                        on=["customer_key", "category"], how="left")
     cell_metrics = dict(households=pl.col("customer_key").n_unique().cast(pl.Int64), **_shares(manufacturer_id))
@@ -257,10 +271,10 @@ def category_insight(history: pl.DataFrame, manufacturer_id: str, categories: li
         lines.group_by("category", "cell").agg(**cell_metrics)], how="diagonal")
     habits = pl.concat([
         who.group_by("category").agg(
-            repeat_rate=(pl.col("purchase_days") >= 2).mean().round(4),
+            repeat_rate=(pl.col("period_days") >= 2).mean().round(4),
             median_cycle_days=pl.col("cycle_days").median()).with_columns(pl.lit("all").alias("cell")),
         who.group_by("category", "cell").agg(
-            repeat_rate=(pl.col("purchase_days") >= 2).mean().round(4),
+            repeat_rate=(pl.col("period_days") >= 2).mean().round(4),
             median_cycle_days=pl.col("cycle_days").median())], how="diagonal")
     cells = (cell_rows.join(habits, on=["category", "cell"], how="left")
              .with_columns((pl.col("cell") == "all").alias("_total"))
@@ -467,7 +481,10 @@ def write_extract(settings: Settings, manufacturer_id: str, date_from: dt.date, 
     tell(1)
     products = read_products(url)
     categories = sorted(products.filter(pl.col("manufacturer_id") == manufacturer_id)["category"].unique().to_list())
-    history = read_history(url, date_to + dt.timedelta(days=1), date_from, products=products)
+    # cells and cycles need the profile's lookback; every published figure is of the period only
+    lookback_start = min(date_from, date_to + dt.timedelta(days=1) - dt.timedelta(weeks=settings.cycles.lookback_weeks))
+    window = read_history(url, date_to + dt.timedelta(days=1), lookback_start, products=products)
+    history = window.filter(pl.col("day") >= date_from)
     tell(2)
 
     out = Path(out_dir)
@@ -483,7 +500,7 @@ def write_extract(settings: Settings, manufacturer_id: str, date_from: dt.date, 
         count="_smaller")
     files += _write_table(lift.drop("_smaller"), out, "lift")
     tell(3)
-    cells, weekly, out_rows = category_insight(history, manufacturer_id, categories, date_from, date_to,
+    cells, weekly, out_rows = category_insight(window, manufacturer_id, categories, date_from, date_to,
                                                settings, min_group)
     withheld.update(out_rows)
     files += _write_table(cells, out, "category_cells")

@@ -94,6 +94,11 @@ def build_chain(url: str, seed: int = 0, n_customers: int = 900, n_treated: int 
                               "quantity": qty, "amount_cents": int(price * qty), "discount_cents": 0})
             return store, bid
 
+        # before the period: a brand habit (cells and cycles come from the lookback)
+        habit = [[0.6, 0.4, 0.0], [0.0, 0.0, 1.0], [0.35, 0.15, 0.5]][int(rng.integers(0, 3))]
+        for _ in range(int(rng.integers(0, 5))):
+            basket(PERIOD_START - dt.timedelta(days=int(rng.integers(1, 60))),
+                   [(int(rng.choice([1, 2, 3], p=habit)), float(rng.integers(1, 4)))])
         p = P_TREATED if grp == "treated" else P_HOLDOUT
         coffee_day = None
         if rng.random() < p:
