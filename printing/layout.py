@@ -63,9 +63,14 @@ class LayoutOptions:
                    float(getattr(printing, "barcode_module_pt", MODULE_PT)))
 
 
-def new_canvas(target, options: LayoutOptions) -> Canvas:  # noqa: ANN001 - path or file object
-    """A canvas for lists: deterministic output (same input, same bytes, same sha256)."""
-    return Canvas(target, pagesize=options.page_size, invariant=1, pageCompression=1)
+def new_canvas(target, options: LayoutOptions, font: str = "LW-Sans") -> Canvas:  # noqa: ANN001 - path or file
+    """A canvas for lists: deterministic output (same input, same bytes, same sha256).
+
+    Its initial font is `font` (registered by `printing.fonts.load_fonts`), so that no
+    unembedded Helvetica is referenced by the file.
+    """
+    return Canvas(target, pagesize=options.page_size, invariant=1, pageCompression=1, initialFontName=font,
+                  initialFontSize=9)
 
 
 def money(cents: int | None) -> str:

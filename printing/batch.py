@@ -1,0 +1,356 @@
+"""Print a batch: one PDF per list, one merged PDF per store, and the print shop's manifest.
+
+``print_batch(settings)`` reads the batch's active lists with their offers, products,
+customers, stores and tips, and writes under ``<out_dir>/<period-start>/``:
+
+* ``lists/<code>.pdf``: each list on its own, fonts embedded (`PrintSettings.list_files`);
+* ``print/store-<store_id>.pdf``: every list of a store, ordered by the customer's postal
+  code (then customer id), fonts embedded once for the whole file;
+* ``manifest.csv``: one row per printed list: list_code, customer_id, store_id, pages, file,
+  sha256 (of the list's own PDF), merged_file, merged_first_page (1-based);
+* ``print/stores.csv``: one row per merged file: store_id, lists, pages, file, sha256.
+
+A list with no offer and no reward is not printed, nor is the list of a customer who opted
+out. A list without a store (the batch does not set one) goes with the customer's home
+store: the store of most of their baskets. Stores are rendered in parallel processes,
+largest first (`PrintSettings.workers`); the output is byte-for-byte the same whatever the
+number of workers (reportlab's invariant mode), so the checksums are reproducible.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import multiprocessing as mp
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+import sqlalchemy as sa
+
+from engine.config import Settings
+from engine.db import bulk_session, connect, require_schema
+from engine.errors import StateError
+from printing.document import ListDocument, OfferLine, RewardLine
+from printing.fonts import load_fonts
+from printing.layout import LayoutOptions, draw_list, new_canvas
+
+__all__ = ["print_batch", "read_documents", "render_store", "MANIFEST_COLUMNS"]
+
+Progress = Callable[[str, int, int], None]
+MANIFEST_COLUMNS = ("list_code", "customer_id", "store_id", "pages", "file", "sha256",
+                    "merged_file", "merged_first_page")
+_NO_STORE = "none"
+_MIN_PARALLEL = 200          # fewer lists than this: render in this process (a pool costs ~0.1 s)
+
+
+def _find_batch(engine: sa.Engine, batch_id: int | None) -> tuple[int, dt.date]:
+    with engine.connect() as conn:
+        if batch_id is None:
+            row = conn.execute(sa.text("SELECT batch_id, period_start FROM batches WHERE status = 'done' "
+                                       "ORDER BY period_start DESC LIMIT 1")).first()
+            if row is None:
+                raise StateError("no finished batch to print: run 'listwise batch run' first")
+        else:
+            row = conn.execute(sa.text("SELECT batch_id, period_start, status FROM batches WHERE batch_id = :b"),
+                               {"b": batch_id}).first()
+            if row is None:
+                raise StateError(f"batch {batch_id} not found")
+            if row[2] != "done":
+                raise StateError(f"batch {batch_id} is {row[2]!r}, not 'done': nothing to print yet")
+    start = row[1] if isinstance(row[1], dt.date) else dt.date.fromisoformat(str(row[1])[:10])
+    return int(row[0]), start
+
+
+def _dates(frame: pl.DataFrame, *names: str) -> pl.DataFrame:
+    """Date columns as Date whichever way the driver returned them (text, days, timestamps)."""
+    out = []
+    for name in names:
+        dtype = frame.schema[name]
+        col = pl.col(name)
+        if dtype == pl.String:
+            out.append(col.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
+        elif dtype.is_integer():
+            out.append(col.cast(pl.Date))
+        elif isinstance(dtype, pl.Datetime):
+            out.append(col.dt.date())
+        else:
+            out.append(col.cast(pl.Date))
+    return frame.with_columns(out)
+
+
+_LISTS_SQL = """
+SELECT l.list_id, l.code, l.customer_key, l.store_id, l.valid_from, l.valid_to, l.tip_id,
+       c.customer_id, c.card_number, c.first_name, c.last_name, c.address_line1, c.address_line2,
+       c.city, c.state, c.postal_code, c.opted_out
+FROM lists l JOIN customers c ON c.customer_key = l.customer_key
+WHERE l.batch_id = {b} AND l.status = 'active'
+"""
+_OFFERS_SQL = """
+SELECT o.list_id, o.line_no, o.kind, o.category, o.discount_cents, o.min_spend_cents, o.max_uses,
+       o.valid_to, o.expected_on, p.description, p.size, p.department, p.regular_price_cents
+FROM offers o JOIN lists l ON l.list_id = o.list_id
+LEFT JOIN products p ON p.product_key = o.product_key
+WHERE l.batch_id = {b} AND l.status = 'active'
+"""
+_HOME_SQL = """
+SELECT b.customer_key, b.store_id, COUNT(*) AS n
+FROM baskets b WHERE b.customer_key IN (SELECT customer_key FROM lists WHERE batch_id = {b})
+GROUP BY b.customer_key, b.store_id
+"""
+
+
+def _read(url: str, batch_id: int) -> dict[str, pl.DataFrame]:
+    with bulk_session(url, write=False) as db:
+        return {
+            "lists": db.read(_LISTS_SQL.format(b=int(batch_id))),
+            "offers": db.read(_OFFERS_SQL.format(b=int(batch_id))),
+            "home": db.read(_HOME_SQL.format(b=int(batch_id))),
+            "stores": db.read("SELECT store_id, name, address, city, state, postal_code FROM stores"),
+            "tips": db.read("SELECT tip_id, title, body FROM tips"),
+        }
+
+
+def _text(col: str) -> pl.Expr:
+    return pl.col(col).cast(pl.String).fill_null("").str.strip_chars()
+
+
+def _city_line(prefix: str = "") -> pl.Expr:
+    """'City, ST 12345' from the city, state and postal_code columns (empty parts left out)."""
+    city, state, postal = _text(f"{prefix}city"), _text(f"{prefix}state"), _text(f"{prefix}postal_code")
+    st_zip = pl.concat_str([state, postal], separator=" ").str.strip_chars()
+    return (pl.when(city != "").then(pl.concat_str([city, st_zip], separator=", ")).otherwise(st_zip)
+            .str.strip_chars(", "))
+
+
+def _prepare(frames: dict[str, pl.DataFrame], chain_name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Lists (one row each, addresses and store lines composed) and offers, print-ready."""
+    home = (frames["home"].sort(["customer_key", "n", "store_id"], descending=[False, True, False])
+            .group_by("customer_key", maintain_order=True).first()
+            .select("customer_key", pl.col("store_id").alias("home_store")))
+    stores = frames["stores"].select(
+        "store_id",
+        store_name=pl.when(_text("name") != "").then(_text("name")).otherwise(pl.lit(chain_name)),
+        store_street=_text("address"), store_city=_city_line(),
+    )
+    name = pl.concat_str([_text("first_name"), _text("last_name")], separator=" ").str.strip_chars()
+    lists = (
+        _dates(frames["lists"], "valid_from", "valid_to")
+        .join(home, on="customer_key", how="left")
+        .with_columns(store_id=pl.coalesce(pl.col("store_id").cast(pl.String), "home_store"))
+        .join(stores, on="store_id", how="left")
+        .join(frames["tips"], on="tip_id", how="left")
+        .with_columns(
+            name_line=name, street=_text("address_line1"), street2=_text("address_line2"),
+            city_line=_city_line(), postal_code=_text("postal_code"),
+            opted_out=pl.col("opted_out").cast(pl.Int64).fill_null(0) == 1,
+        )
+        .sort(["store_id", "postal_code", "customer_id"], nulls_last=True)
+    )
+    description = pl.when(_text("size") != "").then(
+        pl.concat_str([_text("description"), _text("size")], separator=" ")).otherwise(_text("description"))
+    offers = (
+        _dates(frames["offers"], "valid_to", "expected_on")
+        .with_columns(
+            description=pl.when(_text("description") != "").then(description)
+            .otherwise(_text("category").str.to_titlecase()),
+            department=pl.coalesce(pl.col("department"), pl.col("category").str.to_titlecase()),
+        )
+        .sort("list_id", "line_no")
+    )
+    return lists, offers
+
+
+def _documents(lists: pl.DataFrame, offers: pl.DataFrame, chain_name: str) -> list[ListDocument]:
+    """One `ListDocument` per list row (the Python objects the canvas draws from)."""
+    lines: dict[int, list[OfferLine]] = {}
+    rewards: dict[int, list[RewardLine]] = {}
+    for o in offers.iter_rows(named=True):          # object construction: no frame equivalent
+        if o["kind"] == "reward":
+            rewards.setdefault(o["list_id"], []).append(
+                RewardLine(int(o["discount_cents"]), o["min_spend_cents"], int(o["max_uses"]), o["valid_to"]))
+        else:
+            lines.setdefault(o["list_id"], []).append(OfferLine(
+                department=o["department"], description=o["description"],
+                usual_price_cents=o["regular_price_cents"], discount_cents=int(o["discount_cents"]),
+                max_uses=int(o["max_uses"]), valid_to=o["valid_to"], expected_on=o["expected_on"],
+                kind=o["kind"]))
+    docs = []
+    for r in lists.iter_rows(named=True):
+        address = tuple(x for x in (r["name_line"], r["street"], r["street2"], r["city_line"]) if x)
+        store = tuple(x for x in (r["store_name"], r["store_street"], r["store_city"]) if x)
+        docs.append(ListDocument(
+            list_id=int(r["list_id"]), code=str(r["code"]), chain_name=chain_name, store_id=r["store_id"],
+            store_lines=store, customer_id=str(r["customer_id"]), address_lines=address,
+            postal_code=r["postal_code"], card_number=r["card_number"],
+            valid_from=r["valid_from"], valid_to=r["valid_to"],
+            offers=tuple(lines.get(r["list_id"], ())), rewards=tuple(rewards.get(r["list_id"], ())),
+            tip_title=r["title"], tip_body=r["body"],
+            extra={"opted_out": bool(r["opted_out"])},
+        ))
+    return docs
+
+
+def read_documents(settings: Settings, batch_id: int | None = None) -> tuple[int, dt.date, list[ListDocument]]:
+    """The batch's id, period start and every active list as a `ListDocument`.
+
+    Ordered by store, then postal code, then customer id: the print shop's order.
+    """
+    engine = connect(settings.database_url)
+    require_schema(engine)
+    batch_id, start = _find_batch(engine, batch_id)
+    engine.dispose()                 # no SQLAlchemy connection while ADBC reads (engine/db.py)
+    lists, offers = _prepare(_read(settings.database_url, batch_id), settings.chain_name)
+    return batch_id, start, _documents(lists, offers, settings.chain_name)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "_"
+
+
+_COUNTER = None
+
+
+def _init_worker(counter) -> None:  # noqa: ANN001 - a multiprocessing Value
+    global _COUNTER
+    _COUNTER = counter
+
+
+def render_store(store_id: str, docs: list[ListDocument], target: Path, options: LayoutOptions,
+                 font_path: str = "", list_files: bool = True) -> dict:
+    """Render one store's lists: the merged file and (with `list_files`) one file per list.
+
+    Returns the store's row of ``print/stores.csv`` with its manifest rows under "rows".
+    """
+    fonts = load_fonts(font_path)
+    merged_rel = Path("print") / f"store-{_safe(store_id)}.pdf"
+    merged = new_canvas(str(target / merged_rel), options, fonts.primary)
+    rows, page = [], 1
+    for i, doc in enumerate(docs):
+        first = page
+        pages = draw_list(merged, doc, fonts, options)
+        page += pages
+        file_rel, digest = "", ""
+        if list_files:
+            buf = io.BytesIO()
+            own = new_canvas(buf, options, fonts.primary)
+            draw_list(own, doc, fonts, options)
+            own.save()
+            data = buf.getvalue()
+            file_rel = str(Path("lists") / f"{doc.code}.pdf")
+            (target / file_rel).write_bytes(data)
+            digest = hashlib.sha256(data).hexdigest()
+        rows.append({"list_code": doc.code, "customer_id": doc.customer_id, "store_id": store_id,
+                     "pages": pages, "file": file_rel, "sha256": digest,
+                     "merged_file": str(merged_rel), "merged_first_page": first})
+        if _COUNTER is not None and (i + 1) % 50 == 0:
+            with _COUNTER.get_lock():
+                _COUNTER.value += 50
+    merged.save()
+    if _COUNTER is not None:
+        with _COUNTER.get_lock():
+            _COUNTER.value += len(docs) % 50
+    data = (target / merged_rel).read_bytes()
+    return {"store_id": store_id, "lists": len(docs), "pages": page - 1, "file": str(merged_rel),
+            "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": rows}
+
+
+def _render_job(job: tuple) -> dict:
+    return render_store(*job)
+
+
+def render_documents(docs: list[ListDocument], target: Path, options: LayoutOptions, *, font_path: str = "",
+                     list_files: bool = True, workers: int = 0,
+                     progress: Progress | None = None) -> list[dict]:
+    """Render printable `docs` grouped by store into `target`; returns the stores' results.
+
+    `docs` must already be in print order. Stores go to `workers` processes (0 = one per
+    core), largest first; a small batch is rendered in this process.
+    """
+    (target / "print").mkdir(parents=True, exist_ok=True)
+    if list_files:
+        (target / "lists").mkdir(parents=True, exist_ok=True)
+    by_store: dict[str, list[ListDocument]] = {}
+    for doc in docs:
+        by_store.setdefault(doc.store_id or _NO_STORE, []).append(doc)
+    jobs = sorted(((s, d, target, options, font_path, list_files) for s, d in by_store.items()),
+                  key=lambda job: -len(job[1]))
+    workers = workers or os.cpu_count() or 1
+    total = len(docs)
+    if workers == 1 or len(jobs) == 1 or total < _MIN_PARALLEL:
+        results, done = [], 0
+        for job in jobs:
+            results.append(_render_job(job))
+            done += len(job[1])
+            if progress:
+                progress("print", done, total)
+    else:
+        load_fonts(font_path)                         # parse the fonts once, before forking
+        ctx = mp.get_context("fork")
+        counter = ctx.Value("q", 0)
+        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(counter,)) as pool:
+            pending = pool.map_async(_render_job, jobs, chunksize=1)
+            while not pending.ready():
+                pending.wait(0.5)
+                if progress:
+                    progress("print", min(counter.value, total), total)
+            results = pending.get()
+        if progress:
+            progress("print", total, total)
+    return sorted(results, key=lambda r: r["store_id"])
+
+
+def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | Path | None = None,
+                progress: Progress | None = None) -> dict:
+    """Print a batch's lists: per-list PDFs, merged per-store PDFs and the manifest.
+
+    Parameters
+    ----------
+    settings
+        `database_url`, `chain_name`, `batch.out_dir` and the `printing` section are used.
+    batch_id
+        The batch to print; ``None`` = the latest finished one.
+    out_dir
+        Base directory of batch files (default `BatchSettings.out_dir`); files go to
+        ``<out_dir>/<period-start>/``.
+    progress
+        Called as ``progress("print", lists_done, lists_total)``.
+
+    Returns
+    -------
+    A summary: batch_id, period_start, dir, lists (printed), pages, skipped_empty,
+    skipped_opted_out, stores (one dict per merged file), manifest, seconds.
+    """
+    t0 = time.perf_counter()
+    options = LayoutOptions.from_settings(settings.printing)
+    batch_id, start, docs = read_documents(settings, batch_id)
+    target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
+    opted_out = sum(1 for d in docs if d.extra.get("opted_out"))
+    empty = sum(1 for d in docs if not d.printable and not d.extra.get("opted_out"))
+    printable = [d for d in docs if d.printable and not d.extra.get("opted_out")]
+    results = render_documents(printable, target, options, font_path=settings.printing.font_path,
+                               list_files=settings.printing.list_files, workers=settings.printing.workers,
+                               progress=progress)
+    rows = sorted((row for r in results for row in r.pop("rows")),
+                  key=lambda row: (row["store_id"], row["merged_first_page"]))
+    manifest = target / "manifest.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with (target / "print" / "stores.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=("store_id", "lists", "pages", "file", "sha256"),
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(results)
+    return {
+        "batch_id": batch_id, "period_start": start.isoformat(), "dir": str(target),
+        "lists": len(printable), "pages": sum(r["pages"] for r in results),
+        "skipped_empty": empty, "skipped_opted_out": opted_out,
+        "stores": results, "manifest": str(manifest), "seconds": round(time.perf_counter() - t0, 2),
+    }
