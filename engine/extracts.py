@@ -46,6 +46,7 @@ import datetime as dt
 import hashlib
 import json
 import statistics
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -630,8 +631,9 @@ def write_settlement(settings: Settings, manufacturer_id: str, date_from: dt.dat
 def demo_extracts(settings: Settings, directory: str | Path) -> Iterator[str]:
     """The demo's last step: extract and settlement of the manufacturer with most funded offers.
 
-    The period runs from the first batch's start to the last offer's end; files go under
-    ``<directory>/extracts/<manufacturer>/``. Yields report lines.
+    The period runs from four weeks before the first offer (the demo's history ends where its
+    batch begins, so the category insight needs those weeks) to the last offer's end; files go
+    under ``<directory>/extracts/<manufacturer>/``. Yields report lines.
     """
     with bulk_session(settings.database_url, write=False) as db:
         top = db.read("SELECT funder, COUNT(*) AS n, MIN(valid_from) AS first_day, MAX(valid_to) AS last_day "
@@ -640,13 +642,15 @@ def demo_extracts(settings: Settings, directory: str | Path) -> Iterator[str]:
         yield "extracts: no manufacturer-funded offers in the demo batch; nothing to extract"
         return
     maker = str(top["funder"][0])
-    first = dt.date.fromisoformat(str(top["first_day"][0])[:10])
+    first = dt.date.fromisoformat(str(top["first_day"][0])[:10]) - dt.timedelta(weeks=4)
     last = dt.date.fromisoformat(str(top["last_day"][0])[:10])
     target = Path(directory) / "extracts" / maker
+    started = time.perf_counter()
     manifest = write_extract(settings, maker, first, last, target, panel=True)
+    seconds = time.perf_counter() - started
     rows = {f["table"]: f["rows"] for f in manifest["files"]}
     yield (f"extract for {maker} ({first} to {last}, groups of {manifest['min_group']}+ households): "
-           + ", ".join(f"{t} {n} rows" for t, n in rows.items()) + f"; {target}")
+           + ", ".join(f"{t} {n} rows" for t, n in rows.items()) + f" ({seconds:.1f} s); {target}")
     summary = write_settlement(settings, maker, first, last, target)
     yield (f"settlement for {maker}: {summary['redemptions']} redemptions, "
            f"{_dollars(summary['amount_due_cents'])} due; {target / 'settlement.pdf'}")

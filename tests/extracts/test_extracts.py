@@ -156,3 +156,25 @@ def test_min_group_below_ten_is_refused(chain, tmp_path):
     settings = dataclasses.replace(chain["settings"], extracts=ExtractSettings(min_group=9))
     with pytest.raises(ConfigError, match="at least 10"):
         write_extract(settings, "M1", PERIOD_START, LAST_DAY, tmp_path)
+
+
+def test_a_manufacturer_without_offers_or_products_gets_empty_tables_and_zero_due(chain, tmp_path):
+    from engine.extracts import write_extract, write_settlement
+    manifest = write_extract(chain["settings"], "M3", PERIOD_START, LAST_DAY, tmp_path, panel=True)
+    assert all(f["rows"] == 0 for f in manifest["files"])
+    assert pl.read_parquet(tmp_path / "offer_results.parquet").columns[:4] == ["offer", "kind", "category", "cell"]
+    assert write_settlement(chain["settings"], "M3", PERIOD_START, LAST_DAY, tmp_path)["amount_due_cents"] == 0
+
+
+def test_each_extract_and_settlement_is_recorded_with_its_manifest_hash(chain):
+    import hashlib
+    import sqlalchemy as sa
+    from engine.db import connect
+    engine = connect(chain["url"])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT manufacturer_id, kind, manifest_sha256, out_dir FROM extracts "
+                                    "WHERE manufacturer_id = 'M2'")).all()
+    engine.dispose()
+    expected = {("extract", hashlib.sha256((chain["out"]["M2"] / "manifest.json").read_bytes()).hexdigest()),
+                ("settlement", hashlib.sha256((chain["out"]["M2"] / "settlement.json").read_bytes()).hexdigest())}
+    assert {(r.kind, r.manifest_sha256) for r in rows} >= expected
