@@ -555,8 +555,9 @@ def _statement_pdf(path: Path, settings: Settings, manufacturer: tuple[str, str 
     y -= 10
     cols = (50, 250, 340, 440, 540)
     pdf.setFont("Helvetica-Bold", 10)
-    for x, head in zip(cols, ("Offer", "Redemptions", "Discount", "Due")):
-        pdf.drawString(x, y, head)
+    pdf.drawString(cols[0], y, "Offer")
+    for x, head in ((cols[1] + 60, "Redemptions"), (cols[2] + 70, "Discount"), (cols[3] + 70, "Due")):
+        pdf.drawRightString(x, y, head)
     y -= 14
     pdf.setFont("Helvetica", 10)
     rows = totals.to_dicts()
