@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--data", type=Path, default=None, help="an already generated chain (skips generation)")
     parser.add_argument("--baseline", action="store_true", help="profile with coupons.baseline instead of cycles")
+    parser.add_argument("--lean", action="store_true",
+                        help="read history lazily with categorical text columns (history_from_files holds every "
+                             "column as text while it builds the frame: > 17 GiB at 100k x 52 weeks)")
     args = parser.parse_args(argv)
 
     from coupons import assign_groups, build_offers, choose_tips, qualifying_customers, starter_tips
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generate: {time.perf_counter() - t:.1f} s (not counted)")
     settings = Settings()
     t0 = time.perf_counter()
-    history, products, customers = history_from_files(data)
+    history, products, customers = (_lean_history(data) if args.lean else history_from_files(data))
     t_read = time.perf_counter()
     start = history["day"].max() + dt.timedelta(days=7 - history["day"].max().weekday())
     end = start + dt.timedelta(days=settings.batch.period_days)
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from engine.profiles import profile_frames
         profile, value = profile_frames(history, products, customers, settings, start, b.period_days)
+    profile = profile.with_columns(pl.col(c).cast(pl.String) for c in ("category", "brand_cell", "volume_tier"))
     t_prof = time.perf_counter()
     deals = _read_deals(data)
     budgets = _deal_budgets(deals, pl.DataFrame(schema={"deal_id": pl.String, "committed_cents": pl.Int64}))
@@ -85,6 +89,47 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile + offers: {t_off - t_qual:.1f} s (target <= 120 s); all from files: {t_off - t0:.1f} s; "
           f"peak memory {_peak_rss_gib():.2f} GiB (target <= 8)")
     return 0
+
+
+def _lean_history(data: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(history, products, customers) as `history_from_files` makes them, text columns categorical.
+
+    basket_key is a hash of (store_id, basket_id) here: unique in practice, not the database's key.
+    """
+    from engine.history import HISTORY_COLUMNS
+    from engine.ingest import _cents
+    _, products, customers = _small_frames(data)
+    attrs = products.select("product_key", "sku", "category", "department", "brand", "brand_type",
+                            "manufacturer_id", "regular_price_cents", "unit_cost_cents")
+    text = ["sku", "category", "department", "brand", "brand_type", "manufacturer_id"]
+    lines = (pl.scan_parquet(sorted((data / "transactions").glob("*.parquet")))
+             .filter(pl.col("customer_id").is_not_null())
+             .join(customers.lazy().select("customer_id", "customer_key"), on="customer_id", how="inner")
+             .join(attrs.lazy(), on="sku", how="inner")
+             .select(pl.col("customer_key"),
+                     pl.struct("store_id", "basket_id").hash().reinterpret(signed=True).alias("basket_key"),
+                     pl.col("timestamp").dt.date().alias("day"), "product_key",
+                     *[pl.col(c).cast(pl.Categorical) for c in text],
+                     pl.col("quantity").cast(pl.Float64), _cents("amount").alias("amount_cents"),
+                     _cents("discount").fill_null(0).alias("discount_cents"), "regular_price_cents",
+                     "unit_cost_cents")
+             .select(HISTORY_COLUMNS).collect(engine="streaming").sort("customer_key", "day", "basket_key"))
+    return lines, products, customers
+
+
+def _small_frames(data: Path):  # noqa: ANN202
+    """products and customers as history_from_files builds them, without reading transactions."""
+    import shutil
+    import tempfile
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        for name in ("products.csv", "customers.csv"):
+            shutil.copy(data / name, tmp / name)
+        (tmp / "transactions.csv").write_text("basket_id,customer_id,store_id,timestamp,sku,quantity,amount,discount\n")
+        from engine.history import history_from_files
+        return history_from_files(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _read_deals(data: Path) -> pl.DataFrame:

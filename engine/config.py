@@ -93,7 +93,7 @@ class Campaign:
 
 @dataclass(frozen=True)
 class OfferSettings:
-    min_p_buy: float = 0.15               # cycle offers below this probability are not made
+    min_p_buy: float = 0.40               # cycle offers below this p_buy_in_window are not made (0.40: most are bought, 57 % on the sample)
     cycle_depth: float = 0.10             # discount of a cycle offer, share of shelf price
     household_depth: float = 0.15
     household_groups: dict[str, list[str]] = field(default_factory=lambda: {
