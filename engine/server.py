@@ -119,26 +119,45 @@ def _service_engine(url: str, checkpoint_seconds: float = 0.0) -> sa.Engine:
             @sa.event.listens_for(engine, "connect")
             def _no_checkpoint_on_commit(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
                 dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
-            threading.Thread(target=_checkpoint_wal, args=(engine, checkpoint_seconds), daemon=True,
-                             name="listwise-wal-checkpoint").start()
     return engine
 
 
-def _checkpoint_wal(engine: sa.Engine, every: float) -> None:
+def _checkpoint_wal(engine: sa.Engine, every: float, stop: threading.Event) -> None:
     """Copy the WAL into the database file every `every` seconds, off the request path.
 
     By default the commit that grows the WAL past 1000 pages checkpoints it, fsync
-    included: a lane's checkout then waits a few hundred milliseconds. PASSIVE never waits
-    for readers or writers.
+    included: a lane's checkout then waits for it. PASSIVE never waits for readers or
+    writers; the last round runs at shutdown.
     """
     while True:
-        time.sleep(every)
+        stopping = stop.wait(every)
         with contextlib.suppress(Exception):       # a busy moment: the next round catches up
             raw = engine.raw_connection()
             try:
                 raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 raw.close()
+        if stopping:
+            return
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """Start the WAL checkpointer with the service (SQLite), stop it and let the pool go at the end."""
+    engine, every = app.state.engine, app.state.checkpoint_seconds
+    stop = threading.Event()
+    worker = None
+    if is_sqlite(engine) and every > 0:
+        worker = threading.Thread(target=_checkpoint_wal, args=(engine, every, stop), daemon=True,
+                                  name="listwise-wal-checkpoint")
+        worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.join(10)
+        engine.dispose()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -154,6 +173,7 @@ def create_app(settings: Settings) -> FastAPI:
         return fn(*args) if inline else await run_in_threadpool(fn, *args)
 
     app = FastAPI(
+        lifespan=_lifespan,
         title="listwise checkout", version="1",
         description="Scan a list or a card, apply its offers once, record the basket. "
                     "Authenticate with the store's key in the X-API-Key header.")
@@ -212,6 +232,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(await call(co.void, engine, body.store_id, body.basket_id))
 
     app.state.engine = engine
+    app.state.checkpoint_seconds = limits.wal_checkpoint_seconds
     return app
 
 

@@ -347,3 +347,24 @@ def test_a_basket_without_list_or_card_joins_history_without_a_customer(server, 
     assert (body["customer_id"], body["lines"], body["total_discount_cents"]) == (None, [], 0)
     assert chain.count("basket_lines", "customer_key IS NULL") == 3
     assert chain.count("baskets", "source = 'checkout' AND lane = 3") == 1
+
+
+def test_sqlite_wal_is_checkpointed_in_the_background_and_the_thread_stops(sqlite_url):
+    import threading
+
+    import uvicorn
+
+    from engine.config import CheckoutSettings, Settings
+    from engine.server import create_app
+    from tests.checkout.conftest import _wait_ready, free_port
+    settings = Settings(database_url=sqlite_url, secret=SECRET.decode(),
+                        checkout=CheckoutSettings(wal_checkpoint_seconds=0.2))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _wait_ready(f"http://127.0.0.1:{port}")
+    assert "listwise-wal-checkpoint" in {t.name for t in threading.enumerate()}
+    server.should_exit = True
+    thread.join(10)
+    assert "listwise-wal-checkpoint" not in {t.name for t in threading.enumerate()}
