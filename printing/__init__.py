@@ -4,4 +4,10 @@ Owns the page layout, the vector Code 128 barcode, font embedding, merged per-st
 print files and their manifest.
 """
 
-__all__: list[str] = []
+from printing.batch import print_batch, read_documents
+from printing.document import ListDocument, OfferLine, RewardLine, mask_card
+from printing.fonts import load_fonts
+from printing.layout import LayoutOptions, draw_list
+
+__all__ = ["print_batch", "read_documents", "ListDocument", "OfferLine", "RewardLine", "mask_card",
+           "load_fonts", "LayoutOptions", "draw_list"]

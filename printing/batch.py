@@ -152,7 +152,9 @@ def _prepare(frames: dict[str, pl.DataFrame], chain_name: str) -> tuple[pl.DataF
         )
         .sort(["store_id", "postal_code", "customer_id"], nulls_last=True)
     )
-    description = pl.when(_text("size") != "").then(
+    has_size = (_text("size") != "") & ~_text("description").str.to_lowercase().str.contains(
+        _text("size").str.to_lowercase(), literal=True)
+    description = pl.when(has_size).then(
         pl.concat_str([_text("description"), _text("size")], separator=" ")).otherwise(_text("description"))
     offers = (
         _dates(frames["offers"], "valid_to", "expected_on")
