@@ -49,10 +49,14 @@ def usual_products(history: pl.DataFrame) -> pl.DataFrame:
     require_columns(history, {"customer_key", "category", "product_key", "brand_type", "quantity",
                               "regular_price_cents"}, "history")
     bought = pl.col("quantity").clip(lower_bound=0)
-    per_product = (history.group_by("customer_key", "category", "product_key")
-                   .agg(net=pl.col("quantity").sum(), bought=bought.sum(),
-                        store=pl.when(pl.col("brand_type") == "store").then(bought).otherwise(0.0).sum(),
-                        price=pl.col("regular_price_cents").first()))
+    # group on integer keys only; a product's category, brand type and price are its own
+    attrs = history.group_by("product_key").agg(pl.col("category").first(), pl.col("brand_type").first(),
+                                                pl.col("regular_price_cents").first().alias("price"))
+    per_product = (history.group_by("customer_key", "product_key")
+                   .agg(net=pl.col("quantity").sum(), bought=bought.sum())
+                   .join(attrs, on="product_key", how="left")
+                   .with_columns(pl.when(pl.col("brand_type") == "store").then(pl.col("bought")).otherwise(0.0)
+                                 .alias("store")))
     return (per_product.sort("customer_key", "category", "bought", "product_key",
                              descending=[False, False, True, False])
             .group_by("customer_key", "category", maintain_order=True)
