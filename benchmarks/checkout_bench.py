@@ -14,6 +14,12 @@ Target (issue 6): p99 <= 50 ms at 200 checkouts/s on SQLite. Every loop is bound
 count and time and only talks to 127.0.0.1.
 
     .venv/bin/python benchmarks/checkout_bench.py --rate 200 --seconds 15
+
+Measured here (2 cores, uvicorn with httptools + uvloop), on a quiet machine (load < 1):
+open loop 200/s p50 3.8 ms, p90 10.0, p99 17.9 (target met); closed loop 8 lanes 339/s;
+server CPU 3.8 ms a checkout. The figures swing with what else runs on the 2 cores: with
+other benchmarks running (load 6) p99 at 200/s was 0.6 s. PostgreSQL on the same cores
+(`--database URL`): about 95 checkouts/s, the server, the database and the load sharing them.
 """
 
 from __future__ import annotations
