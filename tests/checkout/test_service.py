@@ -368,3 +368,17 @@ def test_sqlite_wal_is_checkpointed_in_the_background_and_the_thread_stops(sqlit
     server.should_exit = True
     thread.join(10)
     assert "listwise-wal-checkpoint" not in {t.name for t in threading.enumerate()}
+
+
+def test_the_next_profile_sees_the_checked_out_basket(server_process, chain, tmp_path):
+    import polars as pl
+
+    from engine.config import Settings
+    from engine.profiles import write_profile
+    server_process.post("/v1/checkout", basket("B1", codes=[chain.codes["1"]]))
+    out = tmp_path / "profile.csv"
+    write_profile(Settings(database_url=chain.url, secret=SECRET.decode()), dt.date(2025, 3, 6), None, out)
+    profile = pl.read_csv(out, try_parse_dates=True)
+    seen = profile.filter(pl.col("customer_id") == "C1")
+    assert set(seen["category"]) == {"COFFEE", "MILK", "BREAD"}
+    assert set(seen["last_purchase_on"]) == {dt.date(2025, 3, 5)}
