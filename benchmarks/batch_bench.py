@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--data", type=Path, default=None, help="an already generated chain (skips generation)")
     parser.add_argument("--baseline", action="store_true", help="profile with coupons.baseline instead of cycles")
+    parser.add_argument("--max-customers", type=int, default=None,
+                        help="with --lean: only the first N customers of the chain (a slice of a larger run)")
     parser.add_argument("--lean", action="store_true",
-                        help="read history lazily with categorical text columns (history_from_files holds every "
+                        help="read history lazily with typed columns (history_from_files holds every "
                              "column as text while it builds the frame: > 17 GiB at 100k x 52 weeks)")
     args = parser.parse_args(argv)
 
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generate: {time.perf_counter() - t:.1f} s (not counted)")
     settings = Settings()
     t0 = time.perf_counter()
-    history, products, customers = (_lean_history(data) if args.lean else history_from_files(data))
+    history, products, customers = (_lean_history(data, args.max_customers) if args.lean
+                                    else history_from_files(data))
     t_read = time.perf_counter()
     start = history["day"].max() + dt.timedelta(days=7 - history["day"].max().weekday())
     end = start + dt.timedelta(days=settings.batch.period_days)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     offers = build_offers(profile, value, products, deals, budgets, treated, settings, start, end)
     tips = choose_tips(offers, treated, starter_tips())
     t_off = time.perf_counter()
-    print(f"chain: {args.customers:,} customers x {args.weeks} weeks, {history.height:,} line items of qualifying "
+    print(f"chain: {customers.height:,} qualifying of {args.max_customers or args.customers:,} customers x {args.weeks} weeks, {history.height:,} line items of qualifying "
           f"customers; period {start}")
     print(f"qualifying {qualifying.height:,}, lists {treated.len():,}, offers {offers.height:,} "
           f"({', '.join(f'{k} {v}' for k, v in offers['kind'].value_counts().sort('kind').iter_rows())}), "
@@ -91,14 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _lean_history(data: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(history, products, customers) as `history_from_files` makes them, text columns categorical.
+def _lean_history(data: Path, max_customers: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(history, products, customers) as `history_from_files` makes them, read lazily with typed columns.
 
     basket_key is a hash of (store_id, basket_id) here: unique in practice, not the database's key.
     """
     from engine.history import HISTORY_COLUMNS
-    from engine.ingest import _cents
     _, products, customers = _small_frames(data)
+    if max_customers:
+        customers = customers.filter(pl.col("customer_key") <= max_customers)
     attrs = products.select("product_key", "sku", "category", "department", "brand", "brand_type",
                             "manufacturer_id", "regular_price_cents", "unit_cost_cents")
     text = ["sku", "category", "department", "brand", "brand_type", "manufacturer_id"]
@@ -109,12 +113,17 @@ def _lean_history(data: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
              .select(pl.col("customer_key"),
                      pl.struct("store_id", "basket_id").hash().reinterpret(signed=True).alias("basket_key"),
                      pl.col("timestamp").dt.date().alias("day"), "product_key",
-                     *[pl.col(c).cast(pl.Categorical) for c in text],
-                     pl.col("quantity").cast(pl.Float64), _cents("amount").alias("amount_cents"),
-                     _cents("discount").fill_null(0).alias("discount_cents"), "regular_price_cents",
+                     *text,   # String: the cycles code joins them with String frames
+                     pl.col("quantity").cast(pl.Float64), _money("amount").alias("amount_cents"),
+                     _money("discount").fill_null(0).alias("discount_cents"), "regular_price_cents",
                      "unit_cost_cents")
              .select(HISTORY_COLUMNS).collect(engine="streaming").sort("customer_key", "day", "basket_key"))
     return lines, products, customers
+
+
+def _money(column: str) -> pl.Expr:
+    """Parquet money is Decimal(12, 2) (CSV: text): integer cents either way."""
+    return (pl.col(column).cast(pl.Decimal(14, 2)) * 100).cast(pl.Int64)
 
 
 def _small_frames(data: Path):  # noqa: ANN202
@@ -140,6 +149,9 @@ def _read_deals(data: Path) -> pl.DataFrame:
         from tests.coupons.conftest import DEAL_SCHEMA
         return pl.DataFrame(schema=DEAL_SCHEMA)
     raw = pl.concat([pl.read_csv(f, infer_schema=False) for f in files], how="diagonal")
+    raw = raw.with_columns(pl.lit(None, pl.String).alias(c) for c in
+                           ("sku", "category", "brand", "budget", "max_per_customer", "target_cells", "funded_share")
+                           if c not in raw.columns)
     pct = pl.col("kind") == "percent_off"
     return raw.select(
         "deal_id", "manufacturer_id", pl.col("sku").replace("", None), pl.col("category").replace("", None),
