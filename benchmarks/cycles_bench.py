@@ -4,7 +4,7 @@ History is built straight from generated files with engine.history.history_from_
 (no database), so the figures measure the models, not the import.
 
     python benchmarks/cycles_bench.py accuracy --customers 5000          # recall/precision@10, MAE, calibration
-    python benchmarks/cycles_bench.py speed --sizes 10000 30000 100000   # wall, peak RSS, lines/s (52 weeks)
+    python benchmarks/cycles_bench.py speed --sizes 10000 30000 100000 --by-part   # wall, CPU, peak RSS, lines/s
 
 Generated chains are cached under --cache (default /tmp/listwise-bench) by size and seed.
 """
@@ -78,8 +78,68 @@ def accuracy(args: argparse.Namespace) -> None:
           "the end of history (right-censored: long cycles under-represented)")
 
 
+def _parts(data: Path, work: Path) -> list[Path]:
+    """One directory per transactions part (the generator writes one per 20,000 households),
+    each with links to the chain's products and customers: a customer partition."""
+    dirs = []
+    for part in sorted((data / "transactions").glob("part-*")):
+        d = work / part.stem
+        (d / "transactions").mkdir(parents=True, exist_ok=True)
+        for name in ("products.csv", "customers.csv"):
+            if not (d / name).exists():
+                (d / name).symlink_to(data / name)
+        if not (d / "transactions" / part.name).exists():
+            (d / "transactions" / part.name).symlink_to(part)
+        dirs.append(d)
+    return dirs
+
+
+def _speed_parts(args: argparse.Namespace) -> None:
+    """Like _speed_one, one customer partition at a time; priors from the first partition.
+
+    RFM quintiles, ABC and the BG/NBD fit are then per partition: the same work, not the same
+    figures as one pass (engine.profiles does one pass over the history it is given).
+    """
+    from cycles.profile import customer_profile
+    from cycles.purchase_cycle import PurchaseCycleEstimator
+    from cycles.value import customer_value
+    from engine.history import history_from_files
+    data = _chain(args.cache, args.customers, args.weeks, args.seed)
+    load = work = 0.0
+    cpu = 0.0
+    lines = pairs = 0
+    priors = None
+    keep = ["customer_key", "basket_key", "day", "product_key", "category", "brand_type", "quantity",
+            "amount_cents", "regular_price_cents", "unit_cost_cents"]
+    for d in _parts(data, args.cache / f"parts-{args.customers}-{args.weeks}-{args.seed}"):
+        t0 = time.perf_counter()
+        history, _, customers = history_from_files(d)
+        history = history.select(keep)
+        t1 = time.perf_counter()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        as_of = dt.date(2025, 1, 6) + dt.timedelta(weeks=args.weeks)
+        est = PurchaseCycleEstimator(priors=priors)
+        profile = customer_profile(history, as_of, estimator=est)
+        priors = est.priors_ if priors is None else priors
+        present = customers.join(history.select("customer_key").unique(), on="customer_key")
+        customer_value(history, as_of, present)
+        rv = resource.getrusage(resource.RUSAGE_SELF)
+        load += t1 - t0
+        work += time.perf_counter() - t1
+        cpu += (rv.ru_utime + rv.ru_stime) - (ru.ru_utime + ru.ru_stime)
+        lines += history.height
+        pairs += profile.height
+        del history, profile
+    print(json.dumps({"customers": args.customers, "lines": lines, "pairs": pairs, "load_s": round(load, 1),
+                      "profile_customers_s": round(work, 1), "cpu_s": round(cpu, 1),
+                      "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}))
+
+
 def _speed_one(args: argparse.Namespace) -> None:
     """One size in this process: prints a JSON line (the parent measures peak RSS)."""
+    if args.by_part:
+        _speed_parts(args)
+        return
     from engine.config import CycleSettings, Settings
     from engine.history import history_from_files
     from engine.profiles import profile_frames
@@ -101,13 +161,15 @@ def _speed_one(args: argparse.Namespace) -> None:
 
 def speed(args: argparse.Namespace) -> None:
     print(f"speed: profile + customers (engine.profiles.profile_frames), {args.weeks} weeks, history from "
-          f"files (no database), partitions={args.partitions}, one process per size; wall and CPU seconds "
+          f"files (no database), {'one 20k-household part at a time' if args.by_part else 'whole history at once'}, "
+          f"partitions={args.partitions}, one process per size; wall and CPU seconds "
           "(CPU shows the work when other jobs share the 2 cores)")
     print("customers   line items   pairs        load s   profile+customers s   CPU s   lines/s      peak RSS GiB")
     for n in args.sizes:
         _chain(args.cache, n, args.weeks, args.seed)      # generate outside the measured process
         cmd = [sys.executable, __file__, "_one", "--customers", str(n), "--weeks", str(args.weeks),
                "--seed", str(args.seed), "--cache", str(args.cache), "--partitions", str(args.partitions)]
+        cmd += ["--by-part"] if args.by_part else []
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
         rate = r["lines"] / max(r["profile_customers_s"], 1e-9)
@@ -128,6 +190,8 @@ def main() -> None:
         p.add_argument("--back-days", type=int, nargs="+", default=[56, 42, 28, 14])
         p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
         p.add_argument("--partitions", type=int, default=1)
+        p.add_argument("--by-part", action="store_true",
+                       help="speed: load and process one generated transactions part (20k households) at a time")
         p.set_defaults(run=run)
     args = parser.parse_args()
     args.run(args)
