@@ -162,23 +162,37 @@ class Settings:
     extracts: ExtractSettings = ExtractSettings()
 
 
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None                       # a required field (Campaign.category): any str
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     """Dataclass `cls` from a TOML table, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {data!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
-        default = getattr(cls(), key) if key != "category" else None
-        if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, f"{where}.{key}")
-        elif key == "campaigns":
+        default = _default(known[key])
+        if key == "campaigns":
             value = tuple(_build(Campaign, c, f"{where}.campaigns[{i}]") for i, c in enumerate(value))
+        elif dataclasses.is_dataclass(default):
+            value = _build(type(default), value, f"{where}.{key}")
         elif isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}.{key}: expected a list, got {value!r}")
             value = tuple(value)
-        elif isinstance(default, bool) or (default is not None and not isinstance(value, type(default))
-                                           and not (isinstance(default, float) and isinstance(value, int))):
-            raise ConfigError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
+        elif default is not None:
+            numeric_ok = isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+            if type(value) is not type(default) and not numeric_ok:
+                raise ConfigError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
+            value = float(value) if numeric_ok else value
         kwargs[key] = value
     try:
         return cls(**kwargs)

@@ -49,15 +49,21 @@ def _normalise(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def connect(url: str) -> sa.Engine:
+def connect(url: str, pooled: bool = False) -> sa.Engine:
     """An Engine for `url`; SQLite gets WAL, foreign keys and a busy timeout.
+
+    SQLite engines have no pool (see the module docstring) unless `pooled`, which only a
+    process that never opens an ADBC session may ask for (the checkout service).
 
     On SQLite, transactions start with an explicit BEGIN (the pysqlite recipe in the
     SQLAlchemy docs); a writer that must not fail on lock upgrade asks for
     ``conn.execution_options(sqlite_begin="IMMEDIATE")`` before its first statement.
     """
-    if is_sqlite(url):
+    if is_sqlite(url) and not pooled:
         engine = sa.create_engine(_normalise(url), poolclass=sa.pool.NullPool)
+    elif is_sqlite(url):      # a process that never opens ADBC (the checkout service)
+        engine = sa.create_engine(_normalise(url), poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=28,
+                                  pool_timeout=30)
     else:
         engine = sa.create_engine(_normalise(url), pool_pre_ping=True)
     if is_sqlite(engine):
@@ -113,16 +119,15 @@ def allocate_keys(conn: sa.Connection, name: str, n: int) -> int:
     """Reserve `n` consecutive keys of sequence `name`; returns the first.
 
     Runs inside the caller's transaction: on PostgreSQL the row lock serialises
-    concurrent writers, SQLite has one writer anyway.
+    concurrent writers, SQLite has one writer anyway. The sequence row is created with
+    ON CONFLICT DO NOTHING first, so two writers meeting a new sequence do not collide.
     """
+    conn.execute(sa.text("INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING"),
+                 {"name": name})
     row = conn.execute(
         sa.text("UPDATE sequences SET next_value = next_value + :n WHERE name = :name RETURNING next_value"),
         {"n": n, "name": name},
-    ).first()
-    if row is None:
-        conn.execute(sa.text("INSERT INTO sequences (name, next_value) VALUES (:name, :v)"),
-                     {"name": name, "v": 1 + n})
-        return 1
+    ).one()
     return int(row[0]) - n
 
 
@@ -169,12 +174,11 @@ class BulkSession:
     def allocate_keys(self, name: str, n: int) -> int:
         """`allocate_keys` inside this bulk transaction."""
         mark = (lambda i: "?") if self._sqlite else (lambda i: f"${i}")
+        self.execute(f"INSERT INTO sequences (name, next_value) VALUES ({mark(1)}, 1) "
+                      "ON CONFLICT (name) DO NOTHING", (name,))
         rows = self.execute(f"UPDATE sequences SET next_value = next_value + {mark(1)} WHERE name = {mark(2)} "
                             "RETURNING next_value", (n, name))
-        if rows:
-            return int(rows[0][0]) - n
-        self.execute(f"INSERT INTO sequences (name, next_value) VALUES ({mark(1)}, {mark(2)})", (name, 1 + n))
-        return 1
+        return int(rows[0][0]) - n
 
     def append(self, table: str, frame: pl.DataFrame) -> None:
         if frame.height:

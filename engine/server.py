@@ -110,11 +110,8 @@ def _service_engine(url: str, checkpoint_seconds: float = 0.0) -> sa.Engine:
     connection per request costs its PRAGMAs, and closing the last one checkpoints the WAL:
     about 2.5 ms a checkout, measured with benchmarks/checkout_bench.py.
     """
-    engine = connect(url)
+    engine = connect(url, pooled=True)
     if is_sqlite(engine):
-        old = engine.pool       # same creator and the same connect/begin hooks (WAL, busy timeout)
-        engine.pool = sa.pool.QueuePool(old._creator, pool_size=4, max_overflow=28, timeout=30,
-                                        _dispatch=old.dispatch, dialect=old._dialect)
         if checkpoint_seconds > 0:
             @sa.event.listens_for(engine, "connect")
             def _no_checkpoint_on_commit(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
