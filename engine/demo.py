@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.util
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,7 +17,7 @@ from engine.config import Settings, load_settings, resolve_secret
 from engine.db import connect, init_schema
 from engine.ingest import import_files
 
-__all__ = ["run_demo", "demo_settings"]
+__all__ = ["run_demo", "demo_settings", "simulate_period"]
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -30,10 +29,6 @@ def demo_settings(directory: Path) -> Settings:
         base, database_url=f"sqlite:///{directory / 'listwise.db'}", secret="",
         secret_file=str(directory / "listwise.secret"),
         batch=dataclasses.replace(base.batch, out_dir=str(directory / "batches")))
-
-
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int = 0,
@@ -62,26 +57,91 @@ def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int 
         import_files(settings.database_url, "tips", [tips])
     yield f"imported into {settings.database_url}"
 
-    last_day = dt.date.fromisoformat(str(summary.get("last_day", summary.get("end", "")))[:10]) \
-        if summary.get("last_day") or summary.get("end") else None
-    as_of = (last_day + dt.timedelta(days=1)) if last_day else dt.date.today()
+    from engine.profiles import write_customers, write_profile
+    as_of = dt.date.fromisoformat(summary["last_day"]) + dt.timedelta(days=1)
+    write_profile(settings, as_of, settings.cycles.window_days, directory / "profile.parquet", progress=progress)
+    write_customers(settings, as_of, directory / "customers.parquet", progress=progress)
+    yield f"profiles as of {as_of}: {directory / 'profile.parquet'}, {directory / 'customers.parquet'}"
 
-    if _has("engine.profiles"):
-        from engine.profiles import write_customers, write_profile
-        write_profile(settings, as_of, settings.cycles.window_days, directory / "profile.parquet", progress=progress)
-        write_customers(settings, as_of, directory / "customers.parquet", progress=progress)
-        yield f"profiles as of {as_of}: {directory / 'profile.parquet'}, {directory / 'customers.parquet'}"
+    from engine.batch import format_summary, run_batch
+    from printing.batch import print_batch
+    batch = run_batch(settings, progress=progress)
+    yield format_summary(batch)
+    printed = print_batch(settings, batch_id=batch["batch_id"], progress=progress)
+    yield (f"printed {printed['lists']:,} lists on {printed['pages']:,} pages; "
+           f"print-shop files and manifest under {printed['dir']}")
 
-    if _has("engine.batch"):
-        from engine.batch import run_batch
-        result = run_batch(settings, progress=progress)
-        yield f"batch: {result.get('lists', '?')} lists; files under {settings.batch.out_dir}"
-        if _has("printing.batch"):
-            from printing.batch import print_batch
-            printed = print_batch(settings, progress=progress)
-            yield f"printed: {printed}"
+    shopped = simulate_period(settings, batch["batch_id"], seed=seed)
+    yield (f"checkout: {shopped['baskets']:,} baskets of the period through the checkout library, "
+           f"{shopped['redemptions']:,} offers redeemed")
 
-    if _has("engine.extracts"):
-        from engine.extracts import demo_extracts
-        for line in demo_extracts(settings, directory):
-            yield line
+    from engine.extracts import demo_extracts
+    yield from demo_extracts(settings, directory)
+
+
+def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: float = 0.15) -> dict:
+    """The fortnight after the batch, shopped through the real checkout (demo only).
+
+    Every member of the batch, treated or hold-out, shops once in the period with
+    probability 0.7, buying each of up to 10 products from their last 8 weeks with
+    probability 0.4; treated customers scan their list and also buy each offered product
+    with probability 0.35 + `lift` (hold-out customers 0.35 on the same products they were
+    not offered). That plants a measurable lift for the manufacturer extract.
+    """
+    import numpy as np
+    import polars as pl
+
+    from engine.checkout import checkout
+    from engine.codes import make_code
+    from engine.db import bulk_session
+    from engine.history import read_history
+
+    secret = resolve_secret(settings)
+    with bulk_session(settings.database_url, write=False) as db:
+        batch = db.read(f"SELECT period_start, period_end FROM batches WHERE batch_id = {int(batch_id)}")
+        members = db.read(f"SELECT m.customer_key, m.grp, l.list_id, c.card_number FROM batch_members m "
+                          f"JOIN customers c ON c.customer_key = m.customer_key "
+                          f"LEFT JOIN lists l ON l.batch_id = m.batch_id AND l.customer_key = m.customer_key "
+                          f"WHERE m.batch_id = {int(batch_id)} ORDER BY m.customer_key")
+        offered = db.read(f"SELECT l.customer_key, p.sku, p.regular_price_cents FROM offers o "
+                          f"JOIN lists l ON l.list_id = o.list_id JOIN products p ON p.product_key = o.product_key "
+                          f"WHERE l.batch_id = {int(batch_id)}")
+    start = dt.date.fromisoformat(str(batch["period_start"][0])[:10])
+    history = read_history(settings.database_url, end=start, start=start - dt.timedelta(weeks=8))
+    usual = (history.filter(pl.col("quantity") > 0)
+             .group_by("customer_key", "sku").agg(pl.col("regular_price_cents").first(), pl.len().alias("n"))
+             .sort(["customer_key", "n", "sku"], descending=[False, True, False])
+             .group_by("customer_key", maintain_order=True).head(10))
+    rng = np.random.default_rng([seed, batch_id])
+    members = members.with_columns(
+        pl.col("customer_key").cast(pl.Int64), pl.Series("shops", rng.random(members.height) < 0.7),
+        pl.Series("day", rng.integers(0, 14, members.height)))
+    treated = members.filter(pl.col("grp") == "treated").select("customer_key")
+    # hold-out customers get the offers they would have had, bought at the untreated rate
+    wanted = pl.concat([
+        usual.select("customer_key", "sku", "regular_price_cents", pl.lit(0.4).alias("p")),
+        offered.with_columns(pl.col("customer_key").cast(pl.Int64), pl.col("regular_price_cents").cast(pl.Int64))
+        .join(treated, on="customer_key", how="inner").select("customer_key", "sku", "regular_price_cents",
+                                                              pl.lit(0.35 + lift).alias("p")),
+    ]).unique(["customer_key", "sku"], keep="last", maintain_order=True)
+    wanted = wanted.filter(pl.Series(rng.random(wanted.height)) < pl.col("p"))
+    engine = connect(settings.database_url)
+    baskets = redeemed = 0
+    by_customer = {k: g for (k,), g in wanted.group_by("customer_key")}
+    for key, grp, list_id, card, shops, day in members.iter_rows():
+        items = by_customer.get(key)
+        if not shops or items is None:
+            continue
+        request = {
+            "store_id": "S01", "lane": 1 + baskets % 6, "basket_id": f"DEMO-{batch_id}-{key}",
+            "timestamp": f"{start + dt.timedelta(days=int(day))}T11:00:00",
+            "codes": [make_code(int(list_id), secret)] if grp == "treated" and list_id is not None else [],
+            "card_number": card if grp == "holdout" else None,
+            "items": [{"sku": sku, "quantity": 1, "amount_cents": int(price)}
+                      for sku, price in items.select("sku", "regular_price_cents").iter_rows()],
+        }
+        answer = checkout(engine, secret, request, settings.checkout)
+        baskets += 1
+        redeemed += sum(1 for line in answer["lines"] if line.get("offer_id"))
+    engine.dispose()
+    return {"baskets": baskets, "redemptions": redeemed}
