@@ -28,7 +28,7 @@ def _chain(cache: Path, customers: int, weeks: int, seed: int) -> Path:
     if not (out / "truth" / "pairs.parquet").exists():
         from fixtures.generator import generate
         t = time.perf_counter()
-        generate(out, customers=customers, weeks=weeks, seed=seed, fmt="parquet")
+        generate(out, customers=customers, weeks=weeks, seed=seed, fmt="parquet", chunk_customers=20_000)
         print(f"generated {customers:,} customers x {weeks} weeks in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     return out
 
