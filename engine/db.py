@@ -155,6 +155,9 @@ class BulkSession:
             self._cur = self._conn.cursor()
             self._cur.execute("PRAGMA busy_timeout=30000")
             self._cur.execute("PRAGMA foreign_keys=OFF")   # validated before loading
+            # a large page cache keeps the baskets' indexes in memory while a bulk load
+            # inserts into them in random key order
+            self._cur.execute("PRAGMA cache_size=-524288")
             self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         else:
             import adbc_driver_postgresql.dbapi as driver
@@ -182,7 +185,7 @@ class BulkSession:
 
     def append(self, table: str, frame: pl.DataFrame) -> None:
         if frame.height:
-            self._cur.adbc_ingest(table, frame.to_arrow(), mode="append")
+            self._cur.adbc_ingest(table, frame.rechunk().to_arrow(), mode="append")
 
     def read(self, sql: str) -> pl.DataFrame:
         self._cur.execute(sql)
