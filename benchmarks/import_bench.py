@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "products.csv").exists():
         from fixtures.generator import generate
         t0 = time.perf_counter()
-        generate(data, customers=customers, weeks=args.weeks, seed=args.seed, fmt="parquet")
+        # parts of 5,000 households, as a chain exports in several files: the import pipelines them
+        generate(data, customers=customers, weeks=args.weeks, seed=args.seed, fmt="parquet", chunk_customers=5000)
         print(f"generated {customers:,} customers x {args.weeks} weeks in {time.perf_counter() - t0:.1f} s")
     parts = sorted((data / "transactions").glob("*.parquet"))
     total = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in parts)

@@ -92,17 +92,22 @@ def _fresh_pg_database(server_url: str) -> str:
     return str(sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path) -> str:
-    """URL of a new, initialised database: a SQLite file, then a PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'listwise.db'}"
+def fresh_database(request, directory: Path, kind: str, name: str = "listwise.db") -> str:
+    """URL of a new, initialised database of `kind` ('sqlite' file in `directory`, or 'postgres')."""
+    if kind == "sqlite":
+        url = f"sqlite:///{directory / name}"
     else:
         url = _fresh_pg_database(request.getfixturevalue("pg_server"))
     engine = connect(url)
     init_schema(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    """URL of a new, initialised database: a SQLite file, then a PostgreSQL database."""
+    return fresh_database(request, tmp_path, request.param)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.config import ExtractSettings, Settings
-from engine.db import connect, init_schema
+from engine.db import connect
 
 PERIOD_START = dt.date(2025, 3, 3)
 PERIOD_END = dt.date(2025, 3, 17)          # exclusive
@@ -182,15 +182,8 @@ def build_chain(url: str, seed: int = 0, n_customers: int = 900, n_treated: int 
 
 
 def _fresh_database(request, tmp_path: Path, kind: str) -> str:
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'chain.db'}"
-    else:
-        from tests.conftest import _fresh_pg_database
-        url = _fresh_pg_database(request.getfixturevalue("pg_server"))
-    engine = connect(url)
-    init_schema(engine)
-    engine.dispose()
-    return url
+    from tests.conftest import fresh_database
+    return fresh_database(request, tmp_path, kind, name="chain.db")
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
