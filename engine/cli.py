@@ -278,25 +278,26 @@ def _run_checkout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _manufacturer_period_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manufacturer", required=True, help="manufacturer_id, as in the products file")
+    p.add_argument("--from", dest="date_from", type=_date, required=True, help="first day of the period")
+    p.add_argument("--to", dest="date_to", type=_date, required=True, help="last day of the period (included)")
+    p.add_argument("--out", type=Path, required=True, help="directory for the files (created)")
+
+
 def _add_extracts(sub: argparse._SubParsersAction) -> None:
     """extract, settle (engine/extracts.py)."""
     p = sub.add_parser("extract", help="Write a manufacturer's anonymised results (Parquet, CSV, manifest.json)",
                        epilog="example: listwise extract --manufacturer M003 --from 2025-03-03 --to 2025-03-16 "
                               "--out extracts/M003 --panel")
-    p.add_argument("--manufacturer", required=True, help="manufacturer_id, as in the products file")
-    p.add_argument("--from", dest="date_from", type=_date, required=True, help="first day of the period")
-    p.add_argument("--to", dest="date_to", type=_date, required=True, help="last day of the period (included)")
-    p.add_argument("--out", type=Path, required=True, help="directory for the files (created)")
+    _manufacturer_period_args(p)
     p.add_argument("--panel", action="store_true", help="also write the pseudonymous household panel")
     p.set_defaults(run=_run_extract)
 
     p = sub.add_parser("settle", help="Settle a manufacturer's funded redemptions (CSV and a one-page PDF)",
                        epilog="example: listwise settle --manufacturer M003 --from 2025-03-03 --to 2025-03-16 "
                               "--out extracts/M003")
-    p.add_argument("--manufacturer", required=True, help="manufacturer_id, as in the products file")
-    p.add_argument("--from", dest="date_from", type=_date, required=True, help="first day of the period")
-    p.add_argument("--to", dest="date_to", type=_date, required=True, help="last day of the period (included)")
-    p.add_argument("--out", type=Path, required=True, help="directory for the files (created)")
+    _manufacturer_period_args(p)
     p.set_defaults(run=_run_settle)
 
 
