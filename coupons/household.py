@@ -1,7 +1,7 @@
 """Household offers: pet food for pet owners, baby items for babies, vegetables for heavy buyers.
 
 Households are inferred from history alone, through the profile: a customer belongs to a
-group of `OfferSettings.household_groups` (name -> categories) when their purchase days in the
+group of `OfferSettings.household_groups` (name -> category patterns, `coupons.categories`) when their purchase days in the
 group's categories add up to at least `household_min_purchase_days`; a group listed in
 `household_heavy_groups` (default: vegetables) also needs volume tier 'high' in one of them.
 Each member gets one offer per group, on their usual product of the group category they are
@@ -14,16 +14,25 @@ import datetime as dt
 
 import polars as pl
 
+from coupons.categories import match_categories
 from coupons.offers import conform, expected_value, unit_margin
 from engine.config import OfferSettings
 
 __all__ = ["household_groups", "household_offers"]
 
 
+def _group_categories(profile: pl.DataFrame, settings: OfferSettings) -> pl.DataFrame:
+    """category, group: the profile's categories each group's patterns match (`coupons.categories`)."""
+    categories = profile.select("category").unique()
+    frames = [match_categories(patterns, categories).select("category", pl.lit(group).alias("group"))
+              for group, patterns in settings.household_groups.items()]
+    schema = {"category": pl.String, "group": pl.String}
+    return pl.concat([pl.DataFrame(schema=schema), *frames]).unique().sort("group", "category")
+
+
 def household_groups(profile: pl.DataFrame, settings: OfferSettings) -> pl.DataFrame:
     """Columns: customer_key, group — one row per customer and group they belong to."""
-    mapping = pl.DataFrame([{"category": c, "group": g} for g, cats in settings.household_groups.items()
-                            for c in cats], schema={"category": pl.String, "group": pl.String})
+    mapping = _group_categories(profile, settings)
     rows = profile.join(mapping, on="category", how="inner")
     members = rows.group_by("customer_key", "group").agg(
         pl.col("purchase_days").sum().alias("days"), (pl.col("volume_tier") == "high").any().alias("heavy"))
@@ -43,8 +52,7 @@ def household_offers(profile: pl.DataFrame, products: pl.DataFrame, period_start
         naming the group; at most one row per customer x group.
     """
     groups = household_groups(profile, settings)
-    mapping = pl.DataFrame([{"category": c, "group": g} for g, cats in settings.household_groups.items()
-                            for c in cats], schema={"category": pl.String, "group": pl.String})
+    mapping = _group_categories(profile, settings)
     prices = products.select("product_key", "regular_price_cents", "unit_cost_cents")
     rows = (profile.filter(pl.col("usual_product_key").is_not_null())
             .join(mapping, on="category", how="inner").join(groups, on=["customer_key", "group"], how="semi")

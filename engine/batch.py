@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -45,6 +46,7 @@ from coupons.holdout import assign_groups
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
 from coupons.qualify import qualifying_customers
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
+from engine.categories import format_matches, resolve_categories
 from engine.codes import make_code
 from engine.config import Settings, resolve_secret
 from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
@@ -335,6 +337,10 @@ def _compute_and_write(settings: Settings, batch_id: int, start: dt.date, end: d
 
     secret = resolve_secret(settings)
     data = _read_inputs(settings.database_url, settings, batch_id, start)
+    settings, matches = resolve_categories(settings, data["products"])   # patterns -> the catalogue's names
+    for line in format_matches(matches):
+        if line.startswith("warning:"):
+            print(line, file=sys.stderr)
     step("read")
     b = settings.batch
     qualifying = qualifying_customers(data["customers"], data["history"], start, b.threshold_cents, b.qualifying_weeks)
@@ -359,6 +365,7 @@ def _compute_and_write(settings: Settings, batch_id: int, start: dt.date, end: d
     summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
                        groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
                        seconds=seconds)
+    summary["category_matches"] = [m.as_dict() for m in matches]
     _write(settings.database_url, batch_id, groups, lists, offers,
            None if data["tips"].height else tips, summary, secret)
     step("write")        # the stored summary's seconds end before the write, so a re-run returns it unchanged

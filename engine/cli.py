@@ -12,7 +12,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 
 __all__ = ["main"]
 
@@ -71,8 +71,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_run_demo)
 
-    p = sub.add_parser("settings", help="Print the effective settings",
-                       epilog="example: listwise settings --config listwise.toml")
+    p = sub.add_parser("settings", help="Print the effective settings, or check them against the catalogue",
+                       epilog="example: listwise settings --config listwise.toml; listwise settings check")
+    p.add_argument("action", nargs="?", choices=["show", "check"], default="show",
+                   help="show (default): every setting's effective value; check: what each household group "
+                        "and campaign pattern matches in the imported catalogue (exit 1 if one matches nothing)")
     p.set_defaults(run=_run_settings)
 
 
@@ -118,9 +121,35 @@ def _run_settings(args: argparse.Namespace) -> int:
     import dataclasses
     import json
     settings = _settings(args)
+    if args.action == "check":
+        return _check_settings(settings)
     print(json.dumps(dataclasses.asdict(dataclasses.replace(settings, secret="***" if settings.secret else "")),
                      indent=2, default=str))
     return 0
+
+
+def _check_settings(settings) -> int:  # noqa: ANN001 - Settings
+    """Each household group and campaign with the categories it matched; warnings on stderr."""
+    from engine.categories import format_matches, resolve_categories
+    from engine.db import connect, require_schema
+    from engine.history import read_products
+    engine = connect(settings.database_url)
+    try:
+        require_schema(engine)
+    finally:
+        engine.dispose()
+    products = read_products(settings.database_url)
+    if products.height == 0:
+        raise ConfigError("the catalogue is empty: import products before 'settings check'")
+    _, matches = resolve_categories(settings, products)
+    failed = False
+    for line in format_matches(matches):
+        if line.startswith("warning:"):
+            failed = True
+            print(line, file=sys.stderr)
+        else:
+            print(line)
+    return 1 if failed else 0
 
 
 def _add_cycles(sub: argparse._SubParsersAction) -> None:

@@ -15,7 +15,7 @@ Example ``listwise.toml``::
     holdout_share = 0.05
 
     [[campaigns]]
-    category = "ANALGESICS"           # a case-insensitive pattern (see `coupons.categories`)
+    category = "ANALGESIC*"           # a case-insensitive pattern (see `coupons.categories`)
     depth_by_tier = { high = 0.40, mid = 0.25, low = 0.10 }
 """
 
@@ -101,9 +101,9 @@ class OfferSettings:
     # group -> category patterns (case-insensitive, '*' and '?' wildcards; "dept:NAME" matches a department's
     # categories); `listwise settings check` shows what each matched
     household_groups: dict[str, list[str]] = field(default_factory=lambda: {
-        "pet": ["DOG FOOD", "CAT FOOD"],
-        "baby": ["BABY FOOD", "DIAPERS"],
-        "vegetables": ["VEGETABLES"],
+        "pet": ["DOG FOOD*", "CAT FOOD*"],
+        "baby": ["BABY FOOD*", "DIAPER*"],
+        "vegetables": ["VEGETABLES*"],
     })
     reward_min_cents: int = 3000          # reward coupons for the most loyal: $30 ...
     reward_max_cents: int = 4000          # ... to $40
@@ -176,7 +176,7 @@ class Settings:
     cycles: CycleSettings = CycleSettings()
     value: ValueSettings = ValueSettings()
     offers: OfferSettings = OfferSettings()
-    campaigns: tuple[Campaign, ...] = (Campaign("ANALGESICS"),)
+    campaigns: tuple[Campaign, ...] = (Campaign("ANALGESIC*"),)
     printing: PrintSettings = PrintSettings()
     checkout: CheckoutSettings = CheckoutSettings()
     extracts: ExtractSettings = ExtractSettings()
