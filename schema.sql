@@ -241,3 +241,11 @@ CREATE TABLE IF NOT EXISTS extracts (
     manifest_sha256  TEXT,
     created_at       TIMESTAMP NOT NULL
 );
+
+-- Facts about the chain's installation: the fingerprint of the list-code secret
+-- (engine/chain_key.py), so a second `init` or another LISTWISE_SECRET cannot silently
+-- invalidate every printed code.
+CREATE TABLE IF NOT EXISTS chain_meta (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);

@@ -29,7 +29,6 @@ costs are face values (discount x max_uses), the retailer's part rounded up to t
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import sys
@@ -48,7 +47,8 @@ from coupons.qualify import qualifying_customers
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
 from engine.codes import make_code
-from engine.config import Settings, resolve_secret
+from engine.chain_key import verify_secret
+from engine.config import Settings, public_settings, resolve_secret
 from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
 from engine.errors import ConfigError, StateError
 
@@ -120,7 +120,7 @@ def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
             "INSERT INTO batches (batch_id, period_start, period_end, status, started_at, settings_json) "
             "VALUES (:b, :s, :e, 'running', :t, :j)"),
             {"b": batch_id, "s": period_start, "e": period_end, "t": utc_now(),
-             "j": json.dumps(dataclasses.asdict(dataclasses.replace(settings, secret="")), default=str)})
+             "j": json.dumps(public_settings(settings), default=str)})
     return batch_id, None
 
 
@@ -292,6 +292,7 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
     engine = connect(url)
     try:
         require_schema(engine)
+        verify_secret(engine, resolve_secret(settings))     # codes made under another key would all fail
         start = period_start or default_period_start(engine, settings)
         end = start + dt.timedelta(days=settings.batch.period_days)
         batch_id, done = _start_batch(engine, settings, start, end)

@@ -80,12 +80,22 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_init(args: argparse.Namespace) -> int:
-    from engine.config import resolve_secret
+    from engine.chain_key import bind_secret, require_existing_secret
+    from engine.config import redact_url, resolve_secret
     from engine.db import connect, init_schema
     settings = _settings(args)
-    init_schema(connect(settings.database_url))
-    resolve_secret(settings, create=True)
-    print(f"initialised {settings.database_url}")
+    engine = connect(settings.database_url)
+    try:
+        init_schema(engine)
+        try:
+            secret = resolve_secret(settings)
+        except ConfigError:
+            require_existing_secret(engine)      # never mint a new key for a database that has one
+            secret = resolve_secret(settings, create=True)
+        bind_secret(engine, secret)
+    finally:
+        engine.dispose()
+    print(f"initialised {redact_url(settings.database_url)}")
     return 0
 
 
@@ -123,8 +133,8 @@ def _run_settings(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.action == "check":
         return _check_settings(settings)
-    print(json.dumps(dataclasses.asdict(dataclasses.replace(settings, secret="***" if settings.secret else "")),
-                     indent=2, default=str))
+    from engine.config import public_settings
+    print(json.dumps(public_settings(settings), indent=2, default=str))
     return 0
 
 
@@ -301,9 +311,12 @@ def _run_checkout(args: argparse.Namespace) -> int:
         body = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
     except OSError as exc:
         raise InputError(f"{args.file}: {exc.strerror}") from exc
+    from engine.chain_key import verify_secret
     engine = connect(settings.database_url)
     require_schema(engine)
-    print(json.dumps(checkout(engine, resolve_secret(settings), body, settings.checkout), indent=2))
+    secret = resolve_secret(settings)
+    verify_secret(engine, secret)
+    print(json.dumps(checkout(engine, secret, body, settings.checkout), indent=2))
     return 0
 
 

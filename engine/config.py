@@ -34,7 +34,7 @@ from engine.errors import ConfigError
 __all__ = [
     "Settings", "BatchSettings", "CycleSettings", "ValueSettings", "OfferSettings",
     "Campaign", "PrintSettings", "CheckoutSettings", "ExtractSettings",
-    "load_settings", "resolve_secret", "DEFAULT_DATABASE_URL",
+    "load_settings", "resolve_secret", "redact_url", "public_settings", "validate_settings", "DEFAULT_DATABASE_URL",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///listwise.db"
@@ -242,23 +242,147 @@ def load_settings(path: str | Path | None = None, database_url: str | None = Non
         overrides["secret"] = os.environ["LISTWISE_SECRET"]
     if database_url:
         overrides["database_url"] = database_url
-    return dataclasses.replace(settings, **overrides)
+    return validate_settings(dataclasses.replace(settings, **overrides), str(toml_path))
+
+
+def _fraction(lo_open: bool = False, hi_open: bool = False):
+    def ok(v: float) -> bool:
+        return (0 < v if lo_open else 0 <= v) and (v < 1 if hi_open else v <= 1)
+    return ok
+
+
+def _zone_ok(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _iso_or_empty(text: str) -> bool:
+    import datetime as dt
+    try:
+        return text == "" or bool(dt.date.fromisoformat(text))
+    except ValueError:
+        return False
+
+
+def validate_settings(settings: Settings, where: str = "settings") -> Settings:
+    """`settings` unchanged, or `ConfigError` naming the first key out of its range.
+
+    A value out of range would otherwise run: ``holdout_share = 1.5`` gave a batch of no lists.
+    """
+    b, c, v, o, x, k = (settings.batch, settings.cycles, settings.value, settings.offers,
+                        settings.extracts, settings.checkout)
+    positive = (lambda n: n >= 1)
+    non_negative = (lambda n: n >= 0)
+    rules: list[tuple[str, Any, Any, str]] = [
+        ("timezone", settings.timezone, _zone_ok, "an IANA time zone name such as 'America/New_York'"),
+        ("batch.period_days", b.period_days, positive, ">= 1"),
+        ("batch.threshold_cents", b.threshold_cents, non_negative, ">= 0"),
+        ("batch.qualifying_weeks", b.qualifying_weeks, positive, ">= 1"),
+        ("batch.holdout_share", b.holdout_share, _fraction(hi_open=True), "in [0, 1)"),
+        ("batch.max_offers", b.max_offers, positive, ">= 1"),
+        ("batch.chain_budget_cents", b.chain_budget_cents, non_negative, ">= 0 (0 = no limit)"),
+        ("batch.max_uses", b.max_uses, positive, ">= 1"),
+        ("batch.first_period_start", b.first_period_start, _iso_or_empty, "an ISO date (YYYY-MM-DD) or empty"),
+        ("cycles.lookback_weeks", c.lookback_weeks, positive, ">= 1"),
+        ("cycles.window_days", c.window_days, positive, ">= 1"),
+        ("cycles.min_occasions", c.min_occasions, positive, ">= 1"),
+        ("cycles.national_max_store_share", c.national_max_store_share, _fraction(), "in [0, 1]"),
+        ("cycles.store_min_store_share", c.store_min_store_share,
+         lambda s: c.national_max_store_share < s <= 1, "in (national_max_store_share, 1]"),
+        ("cycles.volume_cuts", c.volume_cuts, lambda q: len(q) == 2 and 0 < q[0] < q[1] < 1,
+         "two increasing quantiles strictly between 0 and 1"),
+        ("cycles.partitions", c.partitions, positive, ">= 1"),
+        ("value.margin_share", v.margin_share, _fraction(hi_open=True), "in [0, 1)"),
+        ("value.abc_cuts", v.abc_cuts, lambda q: len(q) == 2 and 0 < q[0] < q[1] <= 1,
+         "two increasing cumulative shares in (0, 1]"),
+        ("value.vip_sales_share", v.vip_sales_share, _fraction(lo_open=True), "in (0, 1]"),
+        ("value.weekly_budget_cents", v.weekly_budget_cents, lambda t: len(t) >= 1 and all(n > 0 for n in t),
+         "a non-empty list of positive amounts"),
+        ("offers.min_p_buy", o.min_p_buy, _fraction(), "in [0, 1]"),
+        ("offers.cycle_depth", o.cycle_depth, _fraction(hi_open=True), "in [0, 1)"),
+        ("offers.household_depth", o.household_depth, _fraction(hi_open=True), "in [0, 1)"),
+        ("offers.reward_max_cents", o.reward_max_cents, lambda n: n >= o.reward_min_cents >= 0,
+         ">= reward_min_cents >= 0"),
+        ("offers.reward_coupon_cents", o.reward_coupon_cents, positive, ">= 1"),
+        ("offers.campaign_share", o.campaign_share, _fraction(), "in [0, 1]"),
+        ("offers.price_lookback_days", o.price_lookback_days, positive, ">= 1"),
+        ("offers.margin_share_national", o.margin_share_national, _fraction(hi_open=True), "in [0, 1)"),
+        ("offers.margin_share_store", o.margin_share_store, _fraction(hi_open=True), "in [0, 1)"),
+        ("offers.conversion_horizon_weeks", o.conversion_horizon_weeks, positive, ">= 1"),
+        ("offers.conversion_hold_probability", o.conversion_hold_probability, _fraction(), "in [0, 1]"),
+        ("offers.list_cap_cents", o.list_cap_cents, lambda d: all(n >= 0 for n in d.values()), "amounts >= 0"),
+        ("extracts.min_group", x.min_group, lambda n: n >= 10, ">= 10"),
+        ("extracts.confidence", x.confidence, _fraction(lo_open=True, hi_open=True), "in (0, 1)"),
+        ("checkout.max_items", k.max_items, positive, ">= 1"),
+        ("checkout.max_codes", k.max_codes, positive, ">= 1"),
+        ("checkout.max_clock_skew_minutes", k.max_clock_skew_minutes, non_negative, ">= 0"),
+    ]
+    for i, campaign in enumerate(settings.campaigns):
+        at = f"campaigns[{i}]"
+        rules += [
+            (f"{at}.category", campaign.category, lambda t: bool(t.strip()), "a category pattern"),
+            (f"{at}.funded_share", campaign.funded_share, _fraction(), "in [0, 1]"),
+            (f"{at}.to_brand_type", campaign.to_brand_type, lambda t: t in ("national", "store"),
+             "'national' or 'store'"),
+            (f"{at}.target_cells", campaign.target_cells,
+             lambda cells: set(cells) <= {"national", "store", "switcher", "unclassified"},
+             "cells among national, store, switcher, unclassified"),
+            (f"{at}.depth_by_tier", campaign.depth_by_tier,
+             lambda d: set(d) <= {"low", "mid", "high"} and all(0 <= n < 1 for n in d.values()),
+             "depths in [0, 1) for low, mid, high"),
+        ]
+    for key, value, ok, wanted in rules:
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise ConfigError(f"{where}: {key} must be {wanted}, got {value!r}")
+    return settings
 
 
 def resolve_secret(settings: Settings, create: bool = False) -> bytes:
     """The list-code key: `secret` (or LISTWISE_SECRET), else the secret file.
 
-    With `create`, a missing secret file is written with a fresh random key (mode 600);
-    that is what `listwise init` does for the embedded default.
+    With `create`, a missing secret file is written with a fresh random key, created with
+    mode 600 (never readable by others, not even for an instant); that is what
+    `listwise init` does for the embedded default. An empty or blank secret is refused.
     """
     if settings.secret:
+        if not settings.secret.strip():
+            raise ConfigError("the secret (LISTWISE_SECRET or 'secret' in listwise.toml) is blank")
         return settings.secret.encode()
     path = Path(settings.secret_file)
     if path.exists():
-        return path.read_text(encoding="utf-8").strip().encode()
+        text = path.read_text(encoding="utf-8").strip()
+        if not text:
+            raise ConfigError(f"{path}: the secret file is empty; restore it from a backup (a new secret "
+                              "would invalidate every printed code)")
+        return text.encode()
     if not create:
         raise ConfigError(
             f"no secret: set LISTWISE_SECRET, 'secret' in listwise.toml, or run 'listwise init' to create {path}")
-    path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_hex(32) + "\n")
     return path.read_text(encoding="utf-8").strip().encode()
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ***, for logs, summaries and `listwise settings`."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL we can parse: show nothing of it
+        return "***"
+
+
+def public_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as a dict with nothing secret in it: no secret, no database password."""
+    shown = dataclasses.replace(settings, secret="***" if settings.secret else "",
+                                database_url=redact_url(settings.database_url))
+    return dataclasses.asdict(shown)

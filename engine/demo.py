@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
+from engine.chain_key import bind_secret
 from engine.config import Settings, load_settings, resolve_secret
 from engine.db import connect, init_schema
 from engine.ingest import import_files
@@ -46,8 +47,10 @@ def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int 
     yield f"generated {customers:,} customers x {weeks} weeks into {data}"
 
     settings = demo_settings(directory)
-    init_schema(connect(settings.database_url))
-    resolve_secret(settings, create=True)
+    engine = connect(settings.database_url)
+    init_schema(engine)
+    bind_secret(engine, resolve_secret(settings, create=True))
+    engine.dispose()
     for kind, paths in (("stores", [data / "stores.csv"]), ("customers", [data / "customers.csv"]),
                         ("products", [data / "products.csv"]), ("transactions", [data / "transactions"]),
                         ("deals", [data / "deals"])):

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from engine import checkout as co
+from engine.chain_key import verify_secret
 from engine.config import Settings, resolve_secret
 from engine.db import connect, is_sqlite, require_schema
 
@@ -162,6 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
     engine = _service_engine(settings.database_url, settings.checkout.wal_checkpoint_seconds)
     require_schema(engine)
     secret = resolve_secret(settings)
+    verify_secret(engine, secret)
     limits = settings.checkout
     keys = _KeyCache(engine, limits.key_cache_seconds)
     inline = is_sqlite(engine)
