@@ -220,7 +220,7 @@ def _arrow_storage(table):  # noqa: ANN001, ANN202 - a pyarrow Table
     columns = []
     changed = False
     for column in table.columns:
-        if isinstance(column.type, pa.ExtensionType):
+        if isinstance(column.type, pa.BaseExtensionType):
             column = pa.chunked_array([chunk.storage for chunk in column.chunks], type=column.type.storage_type)
             changed = True
         columns.append(column)
