@@ -130,27 +130,20 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
     customers = read_customers(url)
     weeks = max(settings.cycles.lookback_weeks, settings.batch.qualifying_weeks)
     history = read_history(url, period_start, period_start - dt.timedelta(weeks=weeks), products=products)
-    with bulk_session(url, write=False) as db:
-        deals = db.read("SELECT deal_id, manufacturer_id, sku, category, brand, kind, value_cents, percent_bp, "
-                        "funded_share, starts_on, ends_on, budget_cents, max_per_customer, target_cells FROM deals")
-        committed = db.read(
-            "SELECT o.deal_id, SUM(o.discount_cents * o.max_uses) AS committed_cents FROM offers o "
-            f"JOIN lists l ON l.list_id = o.list_id WHERE o.deal_id IS NOT NULL AND l.batch_id <> {int(batch_id)} "
-            "GROUP BY o.deal_id")
-        tips = db.read("SELECT tip_id, category, title, body FROM tips")
     deal_schema = {"deal_id": pl.String, "manufacturer_id": pl.String, "sku": pl.String, "category": pl.String,
                    "brand": pl.String, "kind": pl.String, "value_cents": pl.Int64, "percent_bp": pl.Int64,
                    "funded_share": pl.Float64, "starts_on": pl.Date, "ends_on": pl.Date, "budget_cents": pl.Int64,
                    "max_per_customer": pl.Int64, "target_cells": pl.String}
-    if deals.height:
-        deals = deals.with_columns(
-            [pl.col(c).cast(pl.String).str.slice(0, 10).str.to_date() for c in ("starts_on", "ends_on")]
-        ).cast({k: v for k, v in deal_schema.items() if k not in ("starts_on", "ends_on")})
-    else:
-        deals = pl.DataFrame(schema=deal_schema)
-    committed = (committed.cast({"deal_id": pl.String, "committed_cents": pl.Int64}) if committed.height
-                 else pl.DataFrame(schema={"deal_id": pl.String, "committed_cents": pl.Int64}))
-    tips = tips.cast(TIP_SCHEMA) if tips.height else pl.DataFrame(schema=TIP_SCHEMA)
+    with bulk_session(url, write=False) as db:
+        deals = db.read("SELECT deal_id, manufacturer_id, sku, category, brand, kind, value_cents, percent_bp, "
+                        "funded_share, starts_on, ends_on, budget_cents, max_per_customer, target_cells FROM deals",
+                        deal_schema)
+        # CAST: PostgreSQL's SUM of integers is numeric (issue 13)
+        committed = db.read(
+            "SELECT o.deal_id, CAST(SUM(o.discount_cents * o.max_uses) AS BIGINT) AS committed_cents FROM offers o "
+            f"JOIN lists l ON l.list_id = o.list_id WHERE o.deal_id IS NOT NULL AND l.batch_id <> {int(batch_id)} "
+            "GROUP BY o.deal_id", {"deal_id": pl.String, "committed_cents": pl.Int64})
+        tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
     return {"products": products, "customers": customers, "history": history, "deals": deals,
             "committed": committed, "tips": tips}
 

@@ -687,7 +687,8 @@ def void(engine: sa.Engine, store_id: str, basket_id: str) -> dict:
                   "released_redemptions": 0, "released_discount_cents": 0}
         if seen[0]["voided_at"] is not None:
             return {**result, "already_voided": True}
-        released = _rows(conn, "SELECT count(*) AS n, coalesce(sum(discount_cents), 0) AS cents FROM redemptions "
+        released = _rows(conn, "SELECT count(*) AS n, CAST(coalesce(sum(discount_cents), 0) AS BIGINT) AS cents "
+                               "FROM redemptions "
                                "WHERE store_id = :store AND basket_id = :basket AND voided = 0", key)[0]
         _run(conn, "UPDATE redemptions SET voided = 1 WHERE store_id = :store AND basket_id = :basket", key)
         _run(conn, "UPDATE baskets SET voided = 1 WHERE store_id = :store AND basket_id = :basket", key)

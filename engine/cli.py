@@ -245,7 +245,7 @@ def _print_lists(args: argparse.Namespace, settings, batch_id: int) -> int:  # n
     out = args.out or Path(settings.batch.out_dir)
     result = print_batch(settings, batch_id, out, _progress(not args.quiet))
     if result is not None:
-        print(result)
+        print(result["message"] if result["lists"] == 0 else result)   # an empty batch: one line, exit 0
     return 0
 
 

@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import polars as pl
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from engine.errors import StateError
 
 __all__ = [
     "connect", "init_schema", "schema_statements", "allocate_keys", "bulk_session",
-    "read_frame", "utc_now", "is_sqlite", "require_schema",
+    "read_frame", "typed", "Schema", "utc_now", "is_sqlite", "require_schema",
 ]
 
 
@@ -131,13 +131,100 @@ def allocate_keys(conn: sa.Connection, name: str, n: int) -> int:
     return int(row[0]) - n
 
 
-def read_frame(conn: sa.Connection, sql: str, params: dict | None = None,
-               schema: dict | None = None) -> pl.DataFrame:
-    """A query's result as a polars frame (small and medium results; bulk reads use ADBC)."""
+Schema = Mapping[str, "pl.DataType | type[pl.DataType]"]
+
+# ADBC's SQLite driver types each result column from the values of its first batch of rows
+# (1,024 by default): a column null there becomes Int64, and a later text value then fails
+# the whole read ("Type mismatch in column"). Typing the columns from this many rows
+# instead covers every table the batch, printing and extracts read in one batch.
+_SQLITE_BATCH_ROWS = 1 << 24
+
+
+def typed(frame: pl.DataFrame, schema: Schema, what: str = "query") -> pl.DataFrame:
+    """`frame` with exactly the columns of `schema`, in its order, each of its type.
+
+    Whatever each driver hands back becomes the declared type: SQLite's ISO text and
+    PostgreSQL's dates become Date, integer flags become Boolean, PostgreSQL's `numeric`
+    (a `SUM()`, as text) becomes Int64 or Float64, and a column with no values at all (which
+    a driver types as it pleases, often Int64) is simply nulls of the declared type. A value
+    that does not convert is a `StateError` naming `what`, the column and both types; it is
+    never turned into a null.
+    """
+    missing = [c for c in schema if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in schema]
+    if missing or extra:
+        raise StateError(f"{what}: columns {frame.columns} do not match the expected {list(schema)} "
+                         f"(missing {missing}, unexpected {extra})")
+    if frame.height == 0:
+        return pl.DataFrame(schema={c: (d() if isinstance(d, type) else d) for c, d in schema.items()})
+    columns = []
+    for name, dtype in schema.items():
+        column = frame.get_column(name)
+        try:
+            columns.append(_convert(column, dtype() if isinstance(dtype, type) else dtype))
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            raise StateError(f"{what}: column {name!r} holds {column.dtype} values that are not "
+                             f"{dtype}: {str(exc).splitlines()[0]}") from exc
+    return pl.DataFrame(columns)
+
+
+def _convert(column: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """One column as `dtype` (see `typed`); raises a polars error when a value does not fit."""
+    source = column.dtype
+    if source == dtype:
+        return column
+    if column.null_count() == column.len():
+        return pl.Series(column.name, [None] * column.len(), dtype=dtype)
+    if dtype == pl.Date:
+        if source == pl.String:
+            return column.str.slice(0, 10).str.to_date("%Y-%m-%d")
+        if isinstance(source, pl.Datetime):
+            return column.dt.date()
+    elif dtype == pl.Boolean and source.is_integer():
+        return column != 0
+    elif isinstance(dtype, pl.Datetime) and source == pl.String:
+        return column.str.replace("T", " ").str.to_datetime(time_unit=dtype.time_unit or "us")
+    elif dtype.is_integer() and source == pl.String:
+        # PostgreSQL's numeric (a SUM) arrives as text, '12' or '12.00': whole numbers only
+        return column.str.replace(r"\.0*$", "").cast(dtype, strict=True)
+    elif dtype.is_integer() and source.is_float():
+        if not (column.is_null() | (column == column.round(0))).all():
+            raise ValueError(f"not a whole number: {column.filter(column != column.round(0))[0]!r}")
+    return column.cast(dtype, strict=True)
+
+
+def read_frame(conn: sa.Connection, sql: str, params: dict | None = None, *,
+               schema: Schema) -> pl.DataFrame:
+    """A query's result as a polars frame of exactly `schema` (see `typed`).
+
+    For small and medium results through SQLAlchemy; bulk reads use `BulkSession.read`.
+    """
     result = conn.execute(sa.text(sql), params or {})
-    columns = list(result.keys())
+    names = list(result.keys())
     rows = result.fetchall()
-    return pl.DataFrame(rows, schema=schema or columns, orient="row")
+    try:
+        frame = pl.DataFrame({name: pl.Series(name, [row[i] for row in rows]) for i, name in enumerate(names)})
+    except (TypeError, pl.exceptions.PolarsError) as exc:
+        raise StateError(f"{_what(sql)}: a column holds values of more than one type: {exc}") from exc
+    return typed(frame, schema, _what(sql))
+
+
+def _what(sql: str) -> str:
+    text = " ".join(sql.split())
+    return f"reading '{text[:90]}{'...' if len(text) > 90 else ''}'"
+
+
+def _arrow_storage(table):  # noqa: ANN001, ANN202 - a pyarrow Table
+    """Extension columns (PostgreSQL's numeric comes as an opaque text extension) as their storage."""
+    import pyarrow as pa
+    columns = []
+    changed = False
+    for column in table.columns:
+        if isinstance(column.type, pa.BaseExtensionType):
+            column = pa.chunked_array([chunk.storage for chunk in column.chunks], type=column.type.storage_type)
+            changed = True
+        columns.append(column)
+    return pa.table(columns, names=table.column_names) if changed else table
 
 
 class BulkSession:
@@ -187,9 +274,17 @@ class BulkSession:
         if frame.height:
             self._cur.adbc_ingest(table, frame.rechunk().to_arrow(), mode="append")
 
-    def read(self, sql: str) -> pl.DataFrame:
+    def read(self, sql: str, schema: Schema | None = None) -> pl.DataFrame:
+        """The result of `sql` as a polars frame of exactly `schema` (see `typed`).
+
+        Product code always passes a schema (tests/engine/test_reads.py checks every call);
+        ``None``, the driver's own types, is for tests and a look at a database by hand.
+        """
+        if self._sqlite:
+            self._cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_SQLITE_BATCH_ROWS)})
         self._cur.execute(sql)
-        return pl.from_arrow(self._cur.fetch_arrow_table())
+        frame = pl.from_arrow(_arrow_storage(self._cur.fetch_arrow_table()))
+        return frame if schema is None else typed(frame, schema, _what(sql))
 
     def commit(self) -> None:
         if self._sqlite:

@@ -101,15 +101,18 @@ def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: floa
 
     secret = resolve_secret(settings)
     with bulk_session(settings.database_url, write=False) as db:
-        batch = db.read(f"SELECT period_start, period_end FROM batches WHERE batch_id = {int(batch_id)}")
+        batch = db.read(f"SELECT period_start, period_end FROM batches WHERE batch_id = {int(batch_id)}",
+                        {"period_start": pl.Date, "period_end": pl.Date})
         members = db.read(f"SELECT m.customer_key, m.grp, l.list_id, c.card_number FROM batch_members m "
                           f"JOIN customers c ON c.customer_key = m.customer_key "
                           f"LEFT JOIN lists l ON l.batch_id = m.batch_id AND l.customer_key = m.customer_key "
-                          f"WHERE m.batch_id = {int(batch_id)} ORDER BY m.customer_key")
+                          f"WHERE m.batch_id = {int(batch_id)} ORDER BY m.customer_key",
+                          {"customer_key": pl.Int64, "grp": pl.String, "list_id": pl.Int64, "card_number": pl.String})
         offered = db.read(f"SELECT l.customer_key, p.sku, p.regular_price_cents FROM offers o "
                           f"JOIN lists l ON l.list_id = o.list_id JOIN products p ON p.product_key = o.product_key "
-                          f"WHERE l.batch_id = {int(batch_id)}")
-    start = dt.date.fromisoformat(str(batch["period_start"][0])[:10])
+                          f"WHERE l.batch_id = {int(batch_id)}",
+                          {"customer_key": pl.Int64, "sku": pl.String, "regular_price_cents": pl.Int64})
+    start = batch["period_start"][0]
     history = read_history(settings.database_url, end=start, start=start - dt.timedelta(weeks=8))
     usual = (history.filter(pl.col("quantity") > 0)
              .group_by("customer_key", "sku").agg(pl.col("regular_price_cents").first(), pl.len().alias("n"))

@@ -359,16 +359,6 @@ def _q(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _date_expr(column: str) -> pl.Expr:
-    return pl.col(column).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d")
-
-
-def _typed(raw: pl.DataFrame, schema: dict) -> pl.DataFrame:
-    if raw.height == 0:
-        return pl.DataFrame(schema=schema)
-    return raw.select([_date_expr(c) if t == pl.Date else pl.col(c).cast(t) for c, t in schema.items()])
-
-
 def _check_request(settings: Settings, manufacturer_id: str, date_from: dt.date, date_to: dt.date) -> str:
     if date_from > date_to:
         raise InputError(f"period: --from {date_from} is after --to {date_to}")
@@ -387,12 +377,12 @@ def _check_request(settings: Settings, manufacturer_id: str, date_from: dt.date,
 
 
 def _read_redemptions(db, manufacturer_id: str, date_from: dt.date, date_to: dt.date) -> pl.DataFrame:  # noqa: ANN001
-    return _typed(db.read(
+    return db.read(
         "SELECT r.redemption_id, r.offer_id, o.deal_id, o.kind, o.category, p.sku, r.redeemed_on, r.store_id, "
         "r.discount_cents, o.funded_share, r.voided FROM redemptions r "
         "JOIN offers o ON o.offer_id = r.offer_id LEFT JOIN products p ON p.product_key = o.product_key "
         f"WHERE o.funder = {_q(manufacturer_id)} AND r.redeemed_on >= '{date_from}' "
-        f"AND r.redeemed_on <= '{date_to}'"), _REDEMPTION_SCHEMA)
+        f"AND r.redeemed_on <= '{date_to}'", _REDEMPTION_SCHEMA)
 
 
 def _write_table(frame: pl.DataFrame, out_dir: Path, name: str) -> list[dict]:
@@ -464,20 +454,20 @@ def write_extract(settings: Settings, manufacturer_id: str, date_from: dt.date, 
     tell = (lambda done: progress("extract", done, steps)) if progress else (lambda done: None)
     mid = _q(manufacturer_id)
     with bulk_session(url, write=False) as db:
-        offers = _typed(db.read(
+        offers = db.read(
             "SELECT o.offer_id, o.list_id, l.customer_key, l.batch_id, o.kind, o.category, o.deal_id, "
             "o.funded_share, o.discount_cents, o.valid_from, o.valid_to, o.brand_cell, o.volume_tier "
             f"FROM offers o JOIN lists l ON l.list_id = o.list_id WHERE o.funder = {mid} "
-            f"AND o.valid_from <= '{date_to}' AND o.valid_to >= '{date_from}'"), _OFFER_SCHEMA)
+            f"AND o.valid_from <= '{date_to}' AND o.valid_to >= '{date_from}'", _OFFER_SCHEMA)
         redemptions = _read_redemptions(db, manufacturer_id, date_from, date_to).filter(pl.col("voided") == 0)
-        members = _typed(db.read(
+        members = db.read(
             "SELECT m.batch_id, m.customer_key, m.grp, b.period_start, b.period_end FROM batch_members m "
             "JOIN batches b ON b.batch_id = m.batch_id WHERE b.status = 'done' "
-            f"AND b.period_start <= '{date_to}' AND b.period_end > '{date_from}'"), _MEMBER_SCHEMA)
-        redeemers = _typed(db.read(
+            f"AND b.period_start <= '{date_to}' AND b.period_end > '{date_from}'", _MEMBER_SCHEMA)
+        redeemers = db.read(
             "SELECT l.customer_key, r.redeemed_on FROM redemptions r JOIN offers o ON o.offer_id = r.offer_id "
             f"JOIN lists l ON l.list_id = o.list_id WHERE o.funder = {mid} AND r.voided = 0 "
-            f"AND r.redeemed_on >= '{date_from}' AND r.redeemed_on <= '{date_to}'"),
+            f"AND r.redeemed_on >= '{date_from}' AND r.redeemed_on <= '{date_to}'",
             {"customer_key": pl.Int64, "redeemed_on": pl.Date}) if panel else None
     tell(1)
     products = read_products(url)
@@ -597,7 +587,8 @@ def write_settlement(settings: Settings, manufacturer_id: str, date_from: dt.dat
     url = _check_request(settings, manufacturer_id, date_from, date_to)
     with bulk_session(url, write=False) as db:
         lines = settlement_lines(_read_redemptions(db, manufacturer_id, date_from, date_to))
-        names = db.read(f"SELECT name FROM manufacturers WHERE manufacturer_id = {_q(manufacturer_id)}")
+        names = db.read(f"SELECT name FROM manufacturers WHERE manufacturer_id = {_q(manufacturer_id)}",
+                        {"name": pl.String})
     maker_name = names["name"][0] if names.height else None
     totals = (lines.group_by("offer").agg(redemptions=pl.len().cast(pl.Int64),
                                           discount_cents=pl.col("discount_cents").sum().cast(pl.Int64),
@@ -638,13 +629,14 @@ def demo_extracts(settings: Settings, directory: str | Path) -> Iterator[str]:
     """
     with bulk_session(settings.database_url, write=False) as db:
         top = db.read("SELECT funder, COUNT(*) AS n, MIN(valid_from) AS first_day, MAX(valid_to) AS last_day "
-                      "FROM offers WHERE funder <> 'retailer' GROUP BY funder ORDER BY n DESC, funder")
+                      "FROM offers WHERE funder <> 'retailer' GROUP BY funder ORDER BY n DESC, funder",
+                      {"funder": pl.String, "n": pl.Int64, "first_day": pl.Date, "last_day": pl.Date})
     if top.height == 0:
         yield "extracts: no manufacturer-funded offers in the demo batch; nothing to extract"
         return
     maker = str(top["funder"][0])
-    first = dt.date.fromisoformat(str(top["first_day"][0])[:10]) - dt.timedelta(weeks=4)
-    last = dt.date.fromisoformat(str(top["last_day"][0])[:10])
+    first = top["first_day"][0] - dt.timedelta(weeks=4)
+    last = top["last_day"][0]
     target = Path(directory) / "extracts" / maker
     started = time.perf_counter()
     manifest = write_extract(settings, maker, first, last, target, panel=True)

@@ -31,11 +31,6 @@ _PRODUCT_SCHEMA = {"product_key": pl.Int64, "sku": pl.String, "description": pl.
                    "unit_cost_cents": pl.Int64}
 
 
-def _as_date(column: str) -> pl.Expr:
-    """SQLite hands dates back as ISO text, PostgreSQL as dates: make both Date."""
-    return pl.col(column).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d")
-
-
 def _with_products(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
     attrs = products.select("product_key", "sku", "category", "department", "brand", "brand_type",
                             "manufacturer_id", "regular_price_cents", "unit_cost_cents")
@@ -43,11 +38,16 @@ def _with_products(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
             .select(HISTORY_COLUMNS).sort("customer_key", "day", "basket_key"))
 
 
+_CUSTOMER_SCHEMA = {"customer_key": pl.Int64, "customer_id": pl.String, "household_size": pl.Int64,
+                    "opted_out": pl.Boolean, "joined_on": pl.Date, "has_card": pl.Boolean}
+_LINE_SCHEMA = {"customer_key": pl.Int64, "basket_key": pl.Int64, "day": pl.Date, "product_key": pl.Int64,
+                "quantity": pl.Float64, "amount_cents": pl.Int64, "discount_cents": pl.Int64}
+
+
 def read_products(url: str) -> pl.DataFrame:
     """Columns: PRODUCT_COLUMNS (money in cents)."""
     with bulk_session(url, write=False) as db:
-        frame = db.read(f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM products ORDER BY product_key")
-    return frame.cast(_PRODUCT_SCHEMA) if frame.height else pl.DataFrame(schema=_PRODUCT_SCHEMA)
+        return db.read(f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM products ORDER BY product_key", _PRODUCT_SCHEMA)
 
 
 def read_customers(url: str) -> pl.DataFrame:
@@ -56,17 +56,9 @@ def read_customers(url: str) -> pl.DataFrame:
     No names, addresses, card numbers or e-mails: only whether a card exists.
     """
     with bulk_session(url, write=False) as db:
-        frame = db.read("SELECT customer_key, customer_id, household_size, opted_out, joined_on, "
-                        "CASE WHEN card_number IS NULL THEN 0 ELSE 1 END AS has_card "
-                        "FROM customers ORDER BY customer_key")
-    schema = {"customer_key": pl.Int64, "customer_id": pl.String, "household_size": pl.Int64,
-              "opted_out": pl.Boolean, "joined_on": pl.Date, "has_card": pl.Boolean}
-    if frame.height == 0:
-        return pl.DataFrame(schema=schema)
-    return frame.with_columns(
-        pl.col("customer_key").cast(pl.Int64), pl.col("household_size").cast(pl.Int64),
-        pl.col("opted_out").cast(pl.Int64).cast(pl.Boolean), _as_date("joined_on"),
-        pl.col("has_card").cast(pl.Int64).cast(pl.Boolean)).select(list(schema))
+        return db.read("SELECT customer_key, customer_id, household_size, opted_out, joined_on, "
+                       "CASE WHEN card_number IS NULL THEN 0 ELSE 1 END AS has_card "
+                       "FROM customers ORDER BY customer_key", _CUSTOMER_SCHEMA)
 
 
 def read_history(url: str, end: dt.date, start: dt.date | None = None,
@@ -85,14 +77,7 @@ def read_history(url: str, end: dt.date, start: dt.date | None = None,
            f"WHERE {' AND '.join(where)} "
            "AND l.basket_key NOT IN (SELECT basket_key FROM baskets WHERE voided = 1)")
     with bulk_session(url, write=False) as db:
-        lines = db.read(sql)
-    lines = lines.with_columns(
-        pl.col("customer_key").cast(pl.Int64), pl.col("basket_key").cast(pl.Int64), _as_date("day"),
-        pl.col("product_key").cast(pl.Int64), pl.col("quantity").cast(pl.Float64),
-        pl.col("amount_cents").cast(pl.Int64), pl.col("discount_cents").cast(pl.Int64)) if lines.height else \
-        pl.DataFrame(schema={"customer_key": pl.Int64, "basket_key": pl.Int64, "day": pl.Date,
-                             "product_key": pl.Int64, "quantity": pl.Float64, "amount_cents": pl.Int64,
-                             "discount_cents": pl.Int64})
+        lines = db.read(sql, _LINE_SCHEMA)
     return _with_products(lines, products if products is not None else read_products(url))
 
 

@@ -424,7 +424,8 @@ def _write_transactions(url: str, lines: pl.DataFrame, baskets: pl.DataFrame) ->
     basket = ["store_id", "basket_id"]
     with bulk_session(url) as bulk:
         present = bulk.read("SELECT store_id, basket_id FROM baskets WHERE day >= '%s' AND day <= '%s'"
-                            % (baskets["day"].min(), baskets["day"].max()))
+                            % (baskets["day"].min(), baskets["day"].max()),
+                            {"store_id": pl.String, "basket_id": pl.String})
         if present.height:
             present = present.select(pl.col("store_id").cast(pl.String), pl.col("basket_id").cast(pl.String))
             baskets = baskets.join(present, on=basket, how="anti", maintain_order="left")

@@ -11,7 +11,9 @@ customers, stores and tips, and writes under ``<out_dir>/<period-start>/``:
 * ``print/stores.csv``: one row per merged file: store_id, lists, pages, file, sha256.
 
 A list with no offer and no reward is not printed, nor is the list of a customer who opted
-out. A list without a store (the batch does not set one) goes with the customer's home
+out; a batch with nothing left to print (no lists, or none of them printable) writes no file
+and its summary's message says so. Every frame read has an explicit schema, so a batch of
+any mix of offer kinds (rewards only: no category, product or date) prints. A list without a store (the batch does not set one) goes with the customer's home
 store: the store of most of their baskets. Stores are rendered in parallel processes,
 largest first (`PrintSettings.workers`); the output is byte-for-byte the same whatever the
 number of workers (reportlab's invariant mode), so the checksums are reproducible.
@@ -67,23 +69,6 @@ def _find_batch(engine: sa.Engine, batch_id: int | None) -> tuple[int, dt.date]:
     return int(row[0]), start
 
 
-def _dates(frame: pl.DataFrame, *names: str) -> pl.DataFrame:
-    """Date columns as Date whichever way the driver returned them (text, days, timestamps)."""
-    out = []
-    for name in names:
-        dtype = frame.schema[name]
-        col = pl.col(name)
-        if dtype == pl.String:
-            out.append(col.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
-        elif dtype.is_integer():
-            out.append(col.cast(pl.Date))
-        elif isinstance(dtype, pl.Datetime):
-            out.append(col.dt.date())
-        else:
-            out.append(col.cast(pl.Date))
-    return frame.with_columns(out)
-
-
 _LISTS_SQL = """
 SELECT l.list_id, l.code, l.customer_key, l.store_id, l.valid_from, l.valid_to, l.tip_id,
        c.customer_id, c.card_number, c.first_name, c.last_name, c.address_line1, c.address_line2,
@@ -105,15 +90,28 @@ GROUP BY b.customer_key, b.store_id
 """
 
 
+_S, _I, _D = pl.String, pl.Int64, pl.Date
+_SCHEMAS = {     # every column typed, so that one with no values is never mistyped (issue 10)
+    "lists": {"list_id": _I, "code": _S, "customer_key": _I, "store_id": _S, "valid_from": _D, "valid_to": _D,
+              "tip_id": _I, "customer_id": _S, "card_number": _S, "first_name": _S, "last_name": _S,
+              "address_line1": _S, "address_line2": _S, "city": _S, "state": _S, "postal_code": _S,
+              "opted_out": pl.Boolean},
+    "offers": {"list_id": _I, "line_no": _I, "kind": _S, "category": _S, "discount_cents": _I,
+               "min_spend_cents": _I, "max_uses": _I, "valid_to": _D, "expected_on": _D, "description": _S,
+               "size": _S, "department": _S, "regular_price_cents": _I},
+    "home": {"customer_key": _I, "store_id": _S, "n": _I},
+    "stores": {"store_id": _S, "name": _S, "address": _S, "city": _S, "state": _S, "postal_code": _S},
+    "tips": {"tip_id": _I, "title": _S, "body": _S},
+}
+
+
 def _read(url: str, batch_id: int) -> dict[str, pl.DataFrame]:
+    b = int(batch_id)
+    sql = {"lists": _LISTS_SQL.format(b=b), "offers": _OFFERS_SQL.format(b=b), "home": _HOME_SQL.format(b=b),
+           "stores": "SELECT store_id, name, address, city, state, postal_code FROM stores",
+           "tips": "SELECT tip_id, title, body FROM tips"}
     with bulk_session(url, write=False) as db:
-        return {
-            "lists": db.read(_LISTS_SQL.format(b=int(batch_id))),
-            "offers": db.read(_OFFERS_SQL.format(b=int(batch_id))),
-            "home": db.read(_HOME_SQL.format(b=int(batch_id))),
-            "stores": db.read("SELECT store_id, name, address, city, state, postal_code FROM stores"),
-            "tips": db.read("SELECT tip_id, title, body FROM tips"),
-        }
+        return {name: db.read(sql[name], schema) for name, schema in _SCHEMAS.items()}
 
 
 def _text(col: str) -> pl.Expr:
@@ -140,15 +138,15 @@ def _prepare(frames: dict[str, pl.DataFrame], chain_name: str) -> tuple[pl.DataF
     )
     name = pl.concat_str([_text("first_name"), _text("last_name")], separator=" ").str.strip_chars()
     lists = (
-        _dates(frames["lists"], "valid_from", "valid_to")
+        frames["lists"]
         .join(home, on="customer_key", how="left")
-        .with_columns(store_id=pl.coalesce(pl.col("store_id").cast(pl.String), "home_store"))
+        .with_columns(store_id=pl.coalesce("store_id", "home_store"))
         .join(stores, on="store_id", how="left")
         .join(frames["tips"], on="tip_id", how="left")
         .with_columns(
             name_line=name, street=_text("address_line1"), street2=_text("address_line2"),
             city_line=_city_line(), postal_code=_text("postal_code"),
-            opted_out=pl.col("opted_out").cast(pl.Int64).fill_null(0) == 1,
+            opted_out=pl.col("opted_out").fill_null(False),
         )
         .sort(["store_id", "postal_code", "customer_id"], nulls_last=True)
     )
@@ -157,7 +155,7 @@ def _prepare(frames: dict[str, pl.DataFrame], chain_name: str) -> tuple[pl.DataF
     description = pl.when(has_size).then(
         pl.concat_str([_text("description"), _text("size")], separator=" ")).otherwise(_text("description"))
     offers = (
-        _dates(frames["offers"], "valid_to", "expected_on")
+        frames["offers"]
         .with_columns(
             description=pl.when(_text("description") != "").then(description)
             .otherwise(_text("category").str.to_titlecase()),
@@ -282,6 +280,8 @@ def render_documents(docs: list[ListDocument], target: Path, options: LayoutOpti
         by_store.setdefault(doc.store_id or _NO_STORE, []).append(doc)
     jobs = sorted(((s, d, target, options, font_path, list_files) for s, d in by_store.items()),
                   key=lambda job: -len(job[1]))
+    if not jobs:
+        return []
     workers = workers or os.cpu_count() or 1
     total = len(docs)
     if workers == 1 or len(jobs) == 1 or total < _MIN_PARALLEL:
@@ -326,7 +326,9 @@ def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | 
     Returns
     -------
     A summary: batch_id, period_start, dir, lists (printed), pages, skipped_empty,
-    skipped_opted_out, stores (one dict per merged file), manifest, seconds.
+    skipped_opted_out, stores (one dict per merged file), manifest, seconds, message (one
+    line for the terminal). A batch with no printable list writes no file at all: its
+    manifest is None and its message says why.
     """
     t0 = time.perf_counter()
     options = LayoutOptions.from_settings(settings.printing)
@@ -335,6 +337,15 @@ def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | 
     opted_out = sum(1 for d in docs if d.extra.get("opted_out"))
     empty = sum(1 for d in docs if not d.printable and not d.extra.get("opted_out"))
     printable = [d for d in docs if d.printable and not d.extra.get("opted_out")]
+    if not printable:         # nothing to print: no files at all, and a message that says why
+        return {
+            "batch_id": batch_id, "period_start": start.isoformat(), "dir": str(target), "lists": 0, "pages": 0,
+            "skipped_empty": empty, "skipped_opted_out": opted_out, "stores": [], "manifest": None,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "message": (f"batch {batch_id} ({start.isoformat()}): nothing to print: "
+                        + (f"{len(docs):,} lists, {empty:,} without offers, {opted_out:,} opted out"
+                           if docs else "it has no lists")),
+        }
     results = render_documents(printable, target, options, font_path=settings.printing.font_path,
                                list_files=settings.printing.list_files, workers=settings.printing.workers,
                                progress=progress)
@@ -350,9 +361,12 @@ def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | 
                                 extrasaction="ignore")
         writer.writeheader()
         writer.writerows(results)
+    pages = sum(r["pages"] for r in results)
     return {
         "batch_id": batch_id, "period_start": start.isoformat(), "dir": str(target),
-        "lists": len(printable), "pages": sum(r["pages"] for r in results),
+        "lists": len(printable), "pages": pages,
         "skipped_empty": empty, "skipped_opted_out": opted_out,
         "stores": results, "manifest": str(manifest), "seconds": round(time.perf_counter() - t0, 2),
+        "message": f"batch {batch_id} ({start.isoformat()}): printed {len(printable):,} lists on {pages:,} pages "
+                   f"under {target}",
     }
