@@ -51,6 +51,7 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import json
+import re
 import sqlite3
 import sys
 import time
@@ -371,7 +372,11 @@ def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool
     summary = None
     with stages("batch"):
         summary = run_batch(settings, period_start=cutoff, out_dir=out / "batches")
-        print("  " + format_summary(summary).replace("\n", "\n  "))
+        text = format_summary(summary).splitlines()
+        idle = [ln for ln in text if re.match(r"^  \S+: 0 offers, \$0\.00 / \$0\.00 / ", ln)]
+        print("\n".join("  " + ln for ln in text if ln not in idle))
+        if idle:
+            print(f"    ({len(idle)} more deals with no offer and nothing committed: not valid in the period)")
         shown = {"batch_id", "period_start", "period_end", "status", "profiler", "qualifying_customers",
                  "holdout_customers", "lists", "offers", "offers_by_kind", "offers_by_cell", "face_value_cents",
                  "discount_cost_by_funder_cents", "deal_budgets", "chain_budget", "campaigns", "seconds"}
@@ -387,6 +392,8 @@ def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool
         with stages("print"):
             printed = print_batch(settings, batch_id=summary["batch_id"], out_dir=out / "batches")
             print(f"  printed {printed['lists']:,} lists on {printed['pages']:,} pages under {printed['dir']}")
+            if printed["lists"] != summary["lists"]:
+                print(f"  WARNING: the batch made {summary['lists']:,} lists, {printed['lists']:,} were printed")
     with stages("lists with cycle offers"):
         figures.update(_offer_shares(settings, summary["batch_id"], data))
     with stages("checkout replay"):
@@ -464,7 +471,7 @@ def _replay(settings, secret: bytes, batch_id: int, data: Path, naive: bool) -> 
             try:
                 answer = checkout(engine, secret, request, settings.checkout)
             except CheckoutRefused as exc:
-                key = f"{exc.reason}: {exc.detail[:90]}" if len(refused) < 5 or exc.reason in str(refused) else exc.reason
+                key = f"{exc.reason}: " + re.sub(r"\d+(\.\d+)?", "N", exc.detail)[:100]   # one line per kind
                 refused[key] = refused.get(key, 0) + 1
                 continue
             baskets += 1
