@@ -63,7 +63,7 @@ import polars as pl
 HERE = Path(__file__).resolve().parent
 SETTINGS_FILE = HERE / "completejourney.toml"
 TUNING_LIMIT = dt.date(2017, 9, 1)
-CONVERTER_VERSION = 3                 # bump when the converted files change
+CONVERTER_VERSION = 4                 # bump when the converted files change
 MAX_QUANTITY = 10_000                 # the import contract's largest line quantity
 DEALS_KEPT = 40
 
