@@ -7,9 +7,10 @@ heaviest users get the most aggressive offer (default high 40 %, mid 25 %, low 1
 offered product's shelf price).
 
 The product offered is the target-brand product of the same category closest to the customer's
-usual product: nearest size (small < regular < large < family, other sizes compared for
-equality), then nearest shelf price (a product without a price last), then lowest product_key
-(`closest_alternatives`).
+usual product, among those with a shelf price when any has one (a product without a price
+cannot carry an offer; from history, it has not sold lately): nearest size (small < regular <
+large < family, other sizes compared for equality), then nearest shelf price, then lowest
+product_key (`closest_alternatives`).
 
 `conversion_candidates` keeps every targeted customer (category, brand cell, a depth for the
 volume tier) and says why one is not offered: no store-brand alternative in the category, no
@@ -59,7 +60,8 @@ def closest_alternatives(products: pl.DataFrame, category: str, to_brand_type: s
         pl.when(pl.col("size") == pl.col("offer_size")).then(0).otherwise(9))
     price_distance = (pl.col("regular_price_cents") - pl.col("offer_price_cents")).abs()
     return (pairs.with_columns(size_distance.alias("_sd"), price_distance.alias("_pd"))
-            .sort("product_key", "_sd", "_pd", "offer_product_key", nulls_last=True)
+            .sort("product_key", pl.col("offer_price_cents").is_null(), "_sd", "_pd", "offer_product_key",
+                  nulls_last=True)
             .group_by("product_key", maintain_order=True).first()
             .select("product_key", "offer_product_key", "offer_price_cents", "offer_cost_cents"))
 
