@@ -434,6 +434,8 @@ def format_summary(summary: dict) -> str:
         for cell in _CELLS:
             lines.append(f"  {cell:<10}" + "".join(
                 f"{c['qualifying_customers'][cell][t]:>8,} ({c['offers'][cell][t]:>3,})" for t in _TIERS))
-        if c.get("dropped"):
-            lines.append("  candidates dropped: " + ", ".join(f"{r} {n:,}" for r, n in c["dropped"].items()))
+        if "candidates" in c:
+            n = {k: sum(sum(row.values()) for row in c[k].values()) for k in ("candidates", "offers")}
+            lines.append(f"  targeted (treated, with a depth for their tier): {n['candidates']:,}, offered: "
+                         f"{n['offers']:,}" + "".join(f"; {r} {k:,}" for r, k in c["dropped"].items()))
     return "\n".join(lines)
