@@ -9,7 +9,8 @@ Three budgets, each a cap in cents on a cost of the offers it covers:
 * per list — `OfferSettings.list_cap_cents` by the customer's value tier covers the
   retailer-funded part of the face value, ``ceil(discount x max_uses x (1 - funded_share))``
   (a tier not in the table gets the smallest cap); reward coupons are outside this cap (they
-  are the loyalty programme's, sized by `coupons.rewards`) but inside the chain budget;
+  are the loyalty programme's, sized by `coupons.rewards`) but inside the chain budget, and so
+  are the campaign offers on a list's reserved campaign lines (`coupons.select`);
 * per batch — `BatchSettings.chain_budget_cents` (0 = no limit) covers the retailer-funded
   face value of every offer of the batch.
 
@@ -69,16 +70,18 @@ def within_budget(frame: pl.DataFrame, cost: str, budget: str, by: list[str] | N
 
 
 def apply_list_caps(offers: pl.DataFrame, tiers: pl.DataFrame, caps: dict[str, int], rounds: int = 4,
-                    first: str | None = None) -> pl.DataFrame:
+                    first: str | None = None, exempt: str | None = None) -> pl.DataFrame:
     """Offers within each list's cap of retailer-funded face value by value tier.
 
-    `tiers`: customer_key, value_tier. Reward offers are not counted. `first`: see `within_budget`.
+    `tiers`: customer_key, value_tier. Reward offers are not counted, nor the rows where the
+    boolean column `exempt` is true. `first`: see `within_budget`.
     """
     smallest = min(caps.values()) if caps else None
     cap = pl.col("value_tier").replace_strict(caps, default=smallest, return_dtype=pl.Int64)
+    outside = (pl.col("kind") == "reward") | (pl.col(exempt).fill_null(False) if exempt else pl.lit(False))
     f = (offers.join(tiers.select("customer_key", pl.col("value_tier")), on="customer_key", how="left")
          .with_columns(retailer_cost(),
-                       pl.when(pl.col("kind") == "reward").then(None).otherwise(cap).alias("_cap")))
+                       pl.when(outside).then(None).otherwise(cap).alias("_cap")))
     kept = within_budget(f, "retailer_cost_cents", "_cap", ["customer_key"], rounds, first)
     return kept.drop("value_tier", "retailer_cost_cents", "_cap")
 
@@ -96,9 +99,11 @@ def apply_deal_budgets(offers: pl.DataFrame, deal_budgets: pl.DataFrame, rounds:
     return kept.drop("budget_left_cents", "face_value_cents", "_budget")
 
 
-def apply_chain_budget(offers: pl.DataFrame, chain_budget_cents: int, rounds: int = 4) -> pl.DataFrame:
-    """Offers within the batch's budget of retailer-funded face value (0 = no limit)."""
+def apply_chain_budget(offers: pl.DataFrame, chain_budget_cents: int, rounds: int = 4,
+                       first: str | None = None) -> pl.DataFrame:
+    """Offers within the batch's budget of retailer-funded face value (0 = no limit); `first`: see `within_budget`."""
     if chain_budget_cents <= 0:
         return offers
     f = offers.with_columns(retailer_cost(), pl.lit(chain_budget_cents, pl.Int64).alias("_budget"))
-    return within_budget(f, "retailer_cost_cents", "_budget", None, rounds).drop("retailer_cost_cents", "_budget")
+    return within_budget(f, "retailer_cost_cents", "_budget", None, rounds, first).drop("retailer_cost_cents",
+                                                                                       "_budget")

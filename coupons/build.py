@@ -1,57 +1,90 @@
-"""All offers of one period: candidates of every kind, then `coupons.select.select_offers`."""
+"""All offers of one period: candidates of every kind, then `coupons.select.selection`.
+
+`plan_offers` returns the selected offers with what was dropped and why, and the funnel per
+kind (`coupons.funnel`); `build_offers` only the selected offers.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 import polars as pl
 
-from coupons.campaigns import conversion_offers
-from coupons.cycle_offers import cycle_offers
-from coupons.deals import deal_offers
-from coupons.household import household_offers
-from coupons.offers import OFFER_SCHEMA
+from coupons.campaigns import conversion_candidates
+from coupons.cycle_offers import cycle_candidates
+from coupons.deals import deal_candidates
+from coupons.funnel import offer_funnel
+from coupons.household import household_candidates
+from coupons.offers import CANDIDATE_SCHEMA, OFFER_SCHEMA, conform_candidates, viable
 from coupons.rewards import reward_offers
-from coupons.select import select_offers
+from coupons.select import DROPPED_COLUMNS, selection
 from engine.config import Settings
 
-__all__ = ["candidate_offers", "build_offers"]
+__all__ = ["all_candidates", "candidate_offers", "build_offers", "plan_offers", "OfferPlan"]
+
+
+class OfferPlan(NamedTuple):
+    """offers: `coupons.select.SELECTED_COLUMNS`; dropped: `coupons.select.DROPPED_COLUMNS` (every
+    candidate not selected, with its drop_reason); funnel: `coupons.funnel.offer_funnel`."""
+
+    offers: pl.DataFrame
+    dropped: pl.DataFrame
+    funnel: pl.DataFrame
+
+
+def all_candidates(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
+                   settings: Settings, period_start: dt.date, period_end: dt.date) -> pl.DataFrame:
+    """Candidates of every kind, viable or not (`coupons.offers.CANDIDATE_SCHEMA`: drop_reason null = viable)."""
+    o, share, uses = settings.offers, settings.value.margin_share, settings.batch.max_uses
+    frames = [
+        cycle_candidates(profile, products, period_start, period_end, o, share, uses),
+        conversion_candidates(profile, products, settings.campaigns, period_start, period_end, share, uses, o),
+        deal_candidates(profile, products, deals, period_start, period_end, o.deal_max_per_customer, share),
+        household_candidates(profile, products, period_start, period_end, o, share, uses),
+        conform_candidates(reward_offers(value, period_start, period_end, o, share)),
+    ]
+    return pl.concat(frames).select(list(CANDIDATE_SCHEMA))
 
 
 def candidate_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
                      settings: Settings, period_start: dt.date, period_end: dt.date) -> pl.DataFrame:
-    """Candidates of every kind for the customers in `profile` and `value` (`OFFER_SCHEMA`)."""
-    o, share, uses = settings.offers, settings.value.margin_share, settings.batch.max_uses
-    frames = [
-        cycle_offers(profile, products, period_start, period_end, o, share, uses),
-        conversion_offers(profile, products, settings.campaigns, period_start, period_end, share, uses),
-        deal_offers(profile, products, deals, period_start, period_end, o.deal_max_per_customer, share),
-        household_offers(profile, products, period_start, period_end, o, share, uses),
-        reward_offers(value, period_start, period_end, o, share),
-    ]
-    return pl.concat(frames).select(list(OFFER_SCHEMA))
+    """Viable candidates of every kind for the customers in `profile` and `value` (`OFFER_SCHEMA`)."""
+    return viable(all_candidates(profile, value, products, deals, settings, period_start, period_end))
 
 
-def build_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                 deal_budgets: pl.DataFrame, treated: pl.Series, settings: Settings, period_start: dt.date,
-                 period_end: dt.date) -> pl.DataFrame:
-    """The selected offers of the treated customers (`coupons.select.SELECTED_COLUMNS`).
+def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
+                deal_budgets: pl.DataFrame, treated: pl.Series, settings: Settings, period_start: dt.date,
+                period_end: dt.date) -> OfferPlan:
+    """The selected offers of the treated customers, what was dropped and why, and the funnel.
 
     Parameters
     ----------
     profile, value
         The cycles frames (profile: customer x category; value: one row per customer).
     products, deals
-        The catalogue and the ``deals`` table.
+        The catalogue (prices completed: `coupons.prices.complete_prices`) and the ``deals`` table.
     deal_budgets
-        deal_id, budget_left_cents: each deal's budget minus what earlier batches committed.
+        deal_id, budget_left_cents: each deal's remaining budget minus what earlier batches committed.
     treated
         customer_key of the customers who get a list.
     """
     treated = treated.cast(pl.Int64)
     profile = profile.filter(pl.col("customer_key").is_in(treated.implode()))
     value = value.filter(pl.col("customer_key").is_in(treated.implode()))
-    candidates = candidate_offers(profile, value, products, deals, settings, period_start, period_end)
-    return select_offers(candidates, value.select("customer_key", "value_tier"), deal_budgets,
-                         settings.offers.list_cap_cents, settings.batch.max_offers,
-                         settings.batch.chain_budget_cents, settings.offers.budget_refill_rounds)
+    candidates = all_candidates(profile, value, products, deals, settings, period_start, period_end)
+    chosen = selection(viable(candidates), value.select("customer_key", "value_tier"), deal_budgets,
+                       settings.offers.list_cap_cents, settings.batch.max_offers,
+                       settings.batch.chain_budget_cents, settings.offers.budget_refill_rounds,
+                       settings.offers.campaign_share)
+    dropped = pl.concat([candidates.filter(pl.col("drop_reason").is_not_null()).select(DROPPED_COLUMNS),
+                         chosen.dropped])
+    return OfferPlan(chosen.offers, dropped, offer_funnel(candidates, chosen.offers, dropped))
+
+
+def build_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
+                 deal_budgets: pl.DataFrame, treated: pl.Series, settings: Settings, period_start: dt.date,
+                 period_end: dt.date) -> pl.DataFrame:
+    """The selected offers of the treated customers (`coupons.select.SELECTED_COLUMNS`; see `plan_offers`)."""
+    return plan_offers(profile, value, products, deals, deal_budgets, treated, settings, period_start,
+                       period_end).offers

@@ -5,6 +5,9 @@ One candidate per profile row (customer x category) whose ``p_buy_in_window`` re
 (``usual_product_key``), at `OfferSettings.cycle_depth` of its current shelf price, valid over
 the whole period. ``expected_on`` is the profile's ``next_expected_on`` brought inside the
 period, so the list can say "likely needed around" that day.
+
+`cycle_candidates` keeps every profile row with a usual product and says why one is not
+offered: below the probability floor, no price, no discount (the depth rounds to 0 cents).
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import datetime as dt
 
 import polars as pl
 
-from coupons.offers import conform, expected_value, unit_margin
+from coupons.offers import conform_candidates, drop_when, expected_value, unit_margin, viable
 from engine.config import OfferSettings
 
-__all__ = ["cycle_offers", "period_bounds"]
+__all__ = ["cycle_offers", "cycle_candidates", "period_bounds"]
 
 
 def period_bounds(period_start: dt.date, period_end: dt.date) -> tuple[dt.date, dt.date]:
@@ -26,7 +29,7 @@ def period_bounds(period_start: dt.date, period_end: dt.date) -> tuple[dt.date, 
 
 def cycle_offers(profile: pl.DataFrame, products: pl.DataFrame, period_start: dt.date, period_end: dt.date,
                  settings: OfferSettings, margin_share: float = 0.25, max_uses: int = 1) -> pl.DataFrame:
-    """Candidate cycle offers.
+    """Candidate cycle offers (the viable rows of `cycle_candidates`).
 
     Parameters
     ----------
@@ -45,11 +48,16 @@ def cycle_offers(profile: pl.DataFrame, products: pl.DataFrame, period_start: dt
     pl.DataFrame
         Columns of `coupons.offers.OFFER_SCHEMA`, kind 'cycle', funder 'retailer'.
     """
+    return viable(cycle_candidates(profile, products, period_start, period_end, settings, margin_share, max_uses))
+
+
+def cycle_candidates(profile: pl.DataFrame, products: pl.DataFrame, period_start: dt.date, period_end: dt.date,
+                     settings: OfferSettings, margin_share: float = 0.25, max_uses: int = 1) -> pl.DataFrame:
+    """One cycle candidate per profile row with a usual product (`coupons.offers.CANDIDATE_SCHEMA`)."""
     valid_from, valid_to = period_bounds(period_start, period_end)
     prices = products.select("product_key", "regular_price_cents", "unit_cost_cents")
-    rows = (profile.filter(pl.col("p_buy_in_window") >= settings.min_p_buy,
-                           pl.col("usual_product_key").is_not_null())
-            .join(prices, left_on="usual_product_key", right_on="product_key", how="inner")
+    rows = (profile.filter(pl.col("usual_product_key").is_not_null())
+            .join(prices, left_on="usual_product_key", right_on="product_key", how="left")
             .with_columns(pl.coalesce("regular_price_cents", "usual_price_cents").alias("regular_price_cents")))
     discount = (pl.col("regular_price_cents") * settings.cycle_depth).round().cast(pl.Int64)
     expected = pl.col("next_expected_on").clip(valid_from, valid_to)
@@ -61,5 +69,9 @@ def cycle_offers(profile: pl.DataFrame, products: pl.DataFrame, period_start: dt
         expected.alias("expected_on"), pl.col("p_buy_in_window").alias("p_buy"), "brand_cell", "volume_tier",
         pl.format("likely needed around {}", expected.dt.strftime("%b %-d")).alias("reason"),
         unit_margin(margin_share=margin_share).alias("_margin"),
-    ).filter(pl.col("discount_cents") > 0)
-    return conform(offers.with_columns(expected_value(pl.col("_margin"))))
+        drop_when((pl.col("p_buy_in_window").is_null() | (pl.col("p_buy_in_window") < settings.min_p_buy),
+                   "below probability floor"),
+                  (pl.col("regular_price_cents").is_null(), "no price"),
+                  (discount <= 0, "no discount")),
+    )
+    return conform_candidates(offers.with_columns(expected_value(pl.col("_margin"))))

@@ -9,7 +9,10 @@ The product offered is the customer's usual product when the deal covers it, els
 product nearest in price to it. Budgets are applied later by `coupons.budgets`.
 
 Discount per use: ``amount_off`` value; ``percent_off`` percent x shelf price; ``price`` shelf
-price - deal price; never more than the shelf price, and a deal giving nothing is dropped.
+price - deal price; never more than the shelf price. `deal_candidates` keeps one row per
+customer x deal and says why one is not offered: the product has no price, or the deal gives
+nothing on it (the customer's usual product is preferred among the covered products that give
+something).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import datetime as dt
 
 import polars as pl
 
-from coupons.offers import conform, expected_value, unit_margin
+from coupons.offers import conform_candidates, drop_when, expected_value, unit_margin, viable
 
-__all__ = ["active_deals", "deal_products", "deal_offers", "target_cells"]
+__all__ = ["active_deals", "deal_products", "deal_offers", "deal_candidates", "target_cells"]
 
 
 def active_deals(deals: pl.DataFrame, period_start: dt.date, period_end: dt.date) -> pl.DataFrame:
@@ -40,7 +43,8 @@ def deal_products(deals: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
     Returns
     -------
     pl.DataFrame
-        deal_id, product_key, category, regular_price_cents, unit_cost_cents, discount_cents.
+        deal_id, product_key, category, regular_price_cents, unit_cost_cents, discount_cents
+        (0 when the deal gives nothing on the product, null when it has no shelf price).
     """
     p = products.select("product_key", pl.col("sku").alias("p_sku"), pl.col("category").alias("p_category"),
                         pl.col("brand").alias("p_brand"), pl.col("manufacturer_id").alias("p_maker"),
@@ -54,10 +58,9 @@ def deal_products(deals: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
     raw = (pl.when(pl.col("kind") == "amount_off").then(pl.col("value_cents"))
            .when(pl.col("kind") == "percent_off").then((price * pl.col("percent_bp") / 10_000).round().cast(pl.Int64))
            .otherwise(price - pl.col("value_cents")))
-    discount = pl.min_horizontal(raw.clip(lower_bound=0), price).cast(pl.Int64)
-    return (covered.select("deal_id", "product_key", pl.col("p_category").alias("category"), "regular_price_cents",
-                           "unit_cost_cents", discount.alias("discount_cents"))
-            .filter(pl.col("discount_cents") > 0))
+    discount = pl.when(price.is_null()).then(None).otherwise(pl.min_horizontal(raw.clip(lower_bound=0), price))
+    return covered.select("deal_id", "product_key", pl.col("p_category").alias("category"), "regular_price_cents",
+                          "unit_cost_cents", discount.cast(pl.Int64).alias("discount_cents"))
 
 
 def target_cells(deals: pl.DataFrame) -> pl.DataFrame:
@@ -74,7 +77,7 @@ def target_cells(deals: pl.DataFrame) -> pl.DataFrame:
 
 def deal_offers(profile: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame, period_start: dt.date,
                 period_end: dt.date, default_max_uses: int = 1, margin_share: float = 0.25) -> pl.DataFrame:
-    """Candidate deal offers, before the deal budgets.
+    """Candidate deal offers, before the deal budgets (the viable rows of `deal_candidates`).
 
     Parameters
     ----------
@@ -94,9 +97,16 @@ def deal_offers(profile: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFra
         Columns of `coupons.offers.OFFER_SCHEMA`, kind 'deal', funder the manufacturer_id;
         at most one row per customer x deal.
     """
+    return viable(deal_candidates(profile, products, deals, period_start, period_end, default_max_uses,
+                                  margin_share))
+
+
+def deal_candidates(profile: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame, period_start: dt.date,
+                    period_end: dt.date, default_max_uses: int = 1, margin_share: float = 0.25) -> pl.DataFrame:
+    """One deal candidate per targeted customer x active deal (`coupons.offers.CANDIDATE_SCHEMA`)."""
     active = active_deals(deals, period_start, period_end)
     if active.height == 0:
-        return conform(pl.DataFrame(schema={"customer_key": pl.Int64}))
+        return conform_candidates(pl.DataFrame(schema={"customer_key": pl.Int64}))
     covered = deal_products(active, products)
     rows = profile.select("customer_key", "category", "usual_product_key", "usual_price_cents", "p_buy_in_window",
                           "brand_cell", "volume_tier").join(covered, on="category", how="inner")
@@ -106,9 +116,10 @@ def deal_offers(profile: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFra
                     (pl.col("t_tier") == "*") | (pl.col("t_tier") == pl.col("volume_tier")))
             .drop("t_cell", "t_tier"))
     is_usual = pl.col("product_key") == pl.col("usual_product_key")
+    gives = (pl.col("discount_cents") > 0).fill_null(False)
     distance = (pl.col("regular_price_cents") - pl.col("usual_price_cents")).abs().fill_null(0)
-    rows = (rows.sort("customer_key", "deal_id", is_usual, distance, "product_key",
-                      descending=[False, False, True, False, False])
+    rows = (rows.sort("customer_key", "deal_id", gives, is_usual, distance, "product_key",
+                      descending=[False, False, True, True, False, False])
             .unique(["customer_key", "deal_id"], keep="first", maintain_order=True)
             .join(active.select("deal_id", "manufacturer_id", "funded_share", "max_per_customer", "offer_from",
                                 "offer_to", "kind"), on="deal_id", how="inner"))
@@ -119,5 +130,6 @@ def deal_offers(profile: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFra
         pl.col("offer_from").alias("valid_from"), pl.col("offer_to").alias("valid_to"),
         pl.col("p_buy_in_window").alias("p_buy"), "brand_cell", "volume_tier",
         pl.format("manufacturer deal {}", "deal_id").alias("reason"),
-        unit_margin(margin_share=margin_share).alias("_margin"))
-    return conform(offers.with_columns(expected_value(pl.col("_margin"))))
+        unit_margin(margin_share=margin_share).alias("_margin"),
+        drop_when((pl.col("regular_price_cents").is_null(), "no price"), (pl.col("discount_cents") <= 0, "no discount")))
+    return conform_candidates(offers.with_columns(expected_value(pl.col("_margin"))))

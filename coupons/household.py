@@ -6,6 +6,8 @@ group's categories add up to at least `household_min_purchase_days`; a group lis
 `household_heavy_groups` (default: vegetables) also needs volume tier 'high' in one of them.
 Each member gets one offer per group, on their usual product of the group category they are
 most likely to buy in the period, at `household_depth` of the shelf price.
+`household_candidates` keeps every member x group and says why one is not offered (no price,
+no discount).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import datetime as dt
 import polars as pl
 
 from coupons.categories import match_categories
-from coupons.offers import conform, expected_value, unit_margin
+from coupons.offers import conform_candidates, drop_when, expected_value, unit_margin, viable
 from engine.config import OfferSettings
 
-__all__ = ["household_groups", "household_offers"]
+__all__ = ["household_groups", "household_offers", "household_candidates"]
 
 
 def _group_categories(profile: pl.DataFrame, settings: OfferSettings) -> pl.DataFrame:
@@ -43,7 +45,7 @@ def household_groups(profile: pl.DataFrame, settings: OfferSettings) -> pl.DataF
 
 def household_offers(profile: pl.DataFrame, products: pl.DataFrame, period_start: dt.date, period_end: dt.date,
                      settings: OfferSettings, margin_share: float = 0.25, max_uses: int = 1) -> pl.DataFrame:
-    """Candidate household offers.
+    """Candidate household offers (the viable rows of `household_candidates`).
 
     Returns
     -------
@@ -51,6 +53,14 @@ def household_offers(profile: pl.DataFrame, products: pl.DataFrame, period_start
         Columns of `coupons.offers.OFFER_SCHEMA`, kind 'household', funder 'retailer', reason
         naming the group; at most one row per customer x group.
     """
+    return viable(household_candidates(profile, products, period_start, period_end, settings, margin_share,
+                                       max_uses))
+
+
+def household_candidates(profile: pl.DataFrame, products: pl.DataFrame, period_start: dt.date,
+                         period_end: dt.date, settings: OfferSettings, margin_share: float = 0.25,
+                         max_uses: int = 1) -> pl.DataFrame:
+    """One household candidate per member x group (`coupons.offers.CANDIDATE_SCHEMA`)."""
     groups = household_groups(profile, settings)
     mapping = _group_categories(profile, settings)
     prices = products.select("product_key", "regular_price_cents", "unit_cost_cents")
@@ -58,14 +68,16 @@ def household_offers(profile: pl.DataFrame, products: pl.DataFrame, period_start
             .join(mapping, on="category", how="inner").join(groups, on=["customer_key", "group"], how="semi")
             .sort("customer_key", "group", "p_buy_in_window", "category", descending=[False, False, True, False])
             .unique(["customer_key", "group"], keep="first", maintain_order=True)
-            .join(prices, left_on="usual_product_key", right_on="product_key", how="inner"))
+            .join(prices, left_on="usual_product_key", right_on="product_key", how="left"))
     valid_to = period_end - dt.timedelta(days=1)
+    discount = (pl.col("regular_price_cents") * settings.household_depth).round().cast(pl.Int64)
     offers = rows.select(
         "customer_key", pl.lit("household").alias("kind"), pl.col("usual_product_key").alias("product_key"),
         "category", pl.lit("retailer").alias("funder"), pl.lit(0.0).alias("funded_share"),
-        (pl.col("regular_price_cents") * settings.household_depth).round().cast(pl.Int64).alias("discount_cents"),
+        discount.alias("discount_cents"),
         pl.lit(max_uses).alias("max_uses"), pl.lit(period_start).alias("valid_from"),
         pl.lit(valid_to).alias("valid_to"), pl.col("p_buy_in_window").alias("p_buy"), "brand_cell", "volume_tier",
         pl.format("household: {}", "group").alias("reason"), unit_margin(margin_share=margin_share).alias("_margin"),
-    ).filter(pl.col("discount_cents") > 0)
-    return conform(offers.with_columns(expected_value(pl.col("_margin"))))
+        drop_when((pl.col("regular_price_cents").is_null(), "no price"), (discount <= 0, "no discount")),
+    )
+    return conform_candidates(offers.with_columns(expected_value(pl.col("_margin"))))

@@ -17,11 +17,26 @@ retailer in cents, for one use:
   ``regular_price_cents - unit_cost_cents``, or ``margin_share * regular_price_cents`` where
   the catalogue has no unit cost (`engine.config.ValueSettings.margin_share`). For a
   conversion offer it is the margin of the offered product minus that of the customer's usual
-  product (what the switch changes); for a reward coupon, ``margin_share * min_spend_cents``
+  product (what the switch changes), over the switch's horizon (below); for a reward coupon, ``margin_share * min_spend_cents``
   (the least contribution of the basket it needs).
 * ``(1 - funded_share) * discount_cents``: the part of the discount the retailer pays; a
   manufacturer-funded deal costs the retailer nothing, so it ranks above an equal
   retailer-funded offer.
+
+Conversion offers value the switch, not the one unit sold (`coupons.campaigns`):
+
+    switch_value = units_per_week * conversion_horizon_weeks
+                   * (offered unit margin - usual product's unit margin)
+                   * conversion_hold_probability
+    EV = p_buy * (switch_value - (1 - funded_share) * discount_cents)
+
+``units_per_week`` is the customer's category volume from the profile, so the heaviest buyers'
+switches are worth the most; the hold probability is the chance that a customer who used the
+offer keeps buying the store brand over the horizon (`engine.config.OfferSettings`). With the
+default margin shares by brand type (store 35 %, national 25 % of the shelf price, see
+`coupons.prices`) a store product priced at 72 % of the national one earns the same unit margin,
+so the switch value is small and can be negative: a campaign's lines are reserved on the list
+(`coupons.select`) rather than earned by EV.
 
 A reward line's EV is multiplied by its ``max_uses`` (each coupon is one use). The formula
 deliberately ignores incremental sales (the customer might buy anyway): ranking by it keeps
@@ -32,8 +47,8 @@ from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["OFFER_SCHEMA", "OFFER_KINDS", "empty_offers", "unit_margin", "expected_value", "retailer_cost",
-           "face_value", "conform"]
+__all__ = ["OFFER_SCHEMA", "OFFER_KINDS", "CANDIDATE_SCHEMA", "DROP_REASONS", "empty_offers", "unit_margin",
+           "expected_value", "retailer_cost", "face_value", "conform", "conform_candidates", "viable", "drop_when"]
 
 OFFER_KINDS = ("cycle", "conversion", "deal", "household", "reward")
 
@@ -44,6 +59,38 @@ OFFER_SCHEMA: dict[str, pl.DataType] = {
     "expected_on": pl.Date, "p_buy": pl.Float64, "expected_value_cents": pl.Int64, "brand_cell": pl.String,
     "volume_tier": pl.String, "reason": pl.String,
 }
+
+
+# Why a candidate offer is not on a list, in the order the steps drop them. Making candidates:
+# below the probability floor (cycle), no store-brand alternative in the category (conversion),
+# no price for the product (any item offer), no discount (the depth rounds to 0 cents, or a deal
+# gives nothing on the product). Selecting (`coupons.select`): duplicate (the same product or
+# category as a better offer), list cap, list length (max_offers), deal budget, chain budget.
+# Offers of negative expected value are not dropped (campaigns often are negative this period).
+DROP_REASONS = ("below probability floor", "no store-brand alternative", "no price", "no discount",
+                "duplicate", "list cap", "list length", "deal budget", "chain budget")
+
+# A candidate of any kind: an offer, and why it was dropped while making candidates (null: viable).
+CANDIDATE_SCHEMA: dict[str, pl.DataType] = {**OFFER_SCHEMA, "drop_reason": pl.String}
+
+
+def drop_when(*rules: tuple[pl.Expr, str]) -> pl.Expr:
+    """drop_reason: the reason of the first rule whose condition is true, else null (viable)."""
+    expr = pl.lit(None, pl.String)
+    for condition, reason in reversed(rules):
+        expr = pl.when(condition.fill_null(False)).then(pl.lit(reason)).otherwise(expr)
+    return expr.alias("drop_reason")
+
+
+def conform_candidates(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` cast to `CANDIDATE_SCHEMA` (missing columns null: a frame without drop_reason is all viable)."""
+    return frame.select([
+        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in CANDIDATE_SCHEMA.items()])
+
+
+def viable(candidates: pl.DataFrame) -> pl.DataFrame:
+    """The candidates no rule dropped, as offers (`OFFER_SCHEMA`)."""
+    return candidates.filter(pl.col("drop_reason").is_null()).select(list(OFFER_SCHEMA))
 
 
 def empty_offers() -> pl.DataFrame:

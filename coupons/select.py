@@ -1,20 +1,27 @@
 """Assemble the lists: candidates of every kind -> at most N offers a list, within budgets.
 
-Order of the steps (each only removes offers, so what an earlier step guaranteed still holds):
+Order of the steps (each only removes offers, so what an earlier step guaranteed still holds;
+`selection` also returns what each step removed, with the step as its drop_reason):
 
-1. one offer per customer x product and per customer x category: the more specific kind
-   wins (conversion, then deal, household, cycle — a campaign is the chain's decision, a deal
-   is paid for, a household offer is more specific than a cycle offer), then the higher
-   expected value; reward lines have neither product nor category and are kept;
-2. the cap of retailer-funded discount per list by value tier (`coupons.budgets`);
-3. at most `max_offers` lines per list;
-
-   in steps 2 and 3 campaign (conversion) offers are served first, then the others by
-   expected value: a campaign is a decision the chain took, and its offer often has a negative
-   expected value for this period (a deep discount on a product of lower unit margin);
-4. each deal's remaining budget;
-5. the chain budget of the batch;
-6. line numbers 1..n per list by expected value (best first), then product_key.
+1. **duplicate** — one offer per customer x product and per customer x category: the more
+   specific kind wins (conversion, then deal, household, cycle — a campaign is the chain's
+   decision, a deal is paid for, a household offer is more specific than a cycle offer), then
+   the higher expected value; reward lines have neither product nor category and are kept;
+2. **reserved campaign lines** — ``campaign_lines(max_offers, campaign_share)`` lines of each
+   list, ``ceil(campaign_share x max_offers)`` and at least 1, go to its campaign (conversion)
+   offers first, best expected value first. A campaign is a decision the chain took, and its
+   offer often has a small or negative expected value for this period, so it would not earn a
+   line on value;
+3. **list cap** — the cap of retailer-funded discount per list by value tier
+   (`coupons.budgets`). Reserved campaign offers are *exempt* from it, as reward lines are:
+   a heavy national-brand buyer's deep conversion offer costs more than a small customer's cap,
+   and counting it first would starve either the campaign or every other line. They remain
+   inside the chain budget. Campaign offers beyond the reserved lines count like any other;
+4. **list length** — at most `max_offers` lines per list: reserved campaign offers first, then
+   by expected value;
+5. **deal budget** — each deal's remaining budget;
+6. **chain budget** — the batch's retailer-funded budget, reserved campaign offers served first;
+7. line numbers 1..n per list by expected value (best first), then product_key.
 """
 
 from __future__ import annotations
@@ -22,12 +29,31 @@ from __future__ import annotations
 import polars as pl
 
 from coupons.budgets import apply_chain_budget, apply_deal_budgets, apply_list_caps
+import math
+from typing import NamedTuple
+
 from coupons.offers import OFFER_SCHEMA
 
-__all__ = ["KIND_PRIORITY", "dedupe", "top_lines", "select_offers", "SELECTED_COLUMNS"]
+__all__ = ["KIND_PRIORITY", "dedupe", "top_lines", "select_offers", "selection", "campaign_lines", "Selection",
+           "SELECTED_COLUMNS", "DROPPED_COLUMNS"]
 
 KIND_PRIORITY = {"conversion": 0, "deal": 1, "household": 2, "cycle": 3, "reward": 4}
 SELECTED_COLUMNS = ["customer_key", "line_no", *[c for c in OFFER_SCHEMA if c != "customer_key"]]
+DROPPED_COLUMNS = [*OFFER_SCHEMA, "drop_reason"]
+
+
+class Selection(NamedTuple):
+    """The offers of the batch (`SELECTED_COLUMNS`) and the offers the steps removed (`DROPPED_COLUMNS`)."""
+
+    offers: pl.DataFrame
+    dropped: pl.DataFrame
+
+
+def campaign_lines(max_offers: int, campaign_share: float) -> int:
+    """Lines of a list reserved for campaign offers: ceil(share x max_offers), at least 1, at most max_offers."""
+    if max_offers <= 0:
+        return 0
+    return min(max_offers, max(1, math.ceil(round(campaign_share * max_offers, 9))))
 
 
 def _best_first() -> list[pl.Expr]:
@@ -56,13 +82,27 @@ def top_lines(offers: pl.DataFrame, max_offers: int, first: str | None = None) -
 
 def select_offers(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.DataFrame,
                   list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = 0,
-                  rounds: int = 4) -> pl.DataFrame:
-    """The offers of the batch.
+                  rounds: int = 4, campaign_share: float = 0.25) -> pl.DataFrame:
+    """The offers of the batch (`selection(...).offers`)."""
+    return selection(candidates, tiers, deal_budgets, list_caps, max_offers, chain_budget_cents, rounds,
+                     campaign_share).offers
+
+
+def _removed(before: pl.DataFrame, after: pl.DataFrame, reason: str) -> pl.DataFrame:
+    return (before.join(after.select("_row"), on="_row", how="anti")
+            .with_columns(pl.lit(reason, pl.String).alias("drop_reason")))
+
+
+def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.DataFrame,
+              list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = 0,
+              rounds: int = 4, campaign_share: float = 0.25) -> Selection:
+    """The offers of the batch, and those each step removed.
 
     Parameters
     ----------
     candidates
-        Candidate offers of every kind (`coupons.offers.OFFER_SCHEMA`), of treated customers only.
+        Viable candidate offers of every kind (`coupons.offers.OFFER_SCHEMA`), of treated
+        customers only.
     tiers
         customer_key, value_tier.
     deal_budgets
@@ -73,19 +113,39 @@ def select_offers(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: p
         Lines per list, at most.
     chain_budget_cents
         Retailer-funded budget of the batch (0 = no limit).
+    campaign_share
+        Share of `max_offers` reserved for campaign offers (see `campaign_lines`).
 
     Returns
     -------
-    pl.DataFrame
-        `SELECTED_COLUMNS` (customer_key, line_no Int32, then OFFER_SCHEMA), sorted by
-        customer_key, line_no.
+    Selection
+        offers: `SELECTED_COLUMNS` (customer_key, line_no Int32, then OFFER_SCHEMA), sorted by
+        customer_key, line_no. dropped: `DROPPED_COLUMNS`, one row per candidate not selected,
+        drop_reason one of 'duplicate', 'list cap', 'list length', 'deal budget', 'chain budget';
+        offers + dropped are the candidates, row for row.
     """
-    offers = dedupe(candidates).with_columns((pl.col("kind") == "conversion").alias("_campaign"))
-    offers = apply_list_caps(offers, tiers, list_caps, rounds, "_campaign")
-    offers = top_lines(offers, max_offers, "_campaign").drop("_campaign")
-    offers = apply_deal_budgets(offers, deal_budgets, rounds)
-    offers = apply_chain_budget(offers, chain_budget_cents, rounds)
+    reserved = campaign_lines(max_offers, campaign_share)
+    frame = candidates.select(list(OFFER_SCHEMA)).with_row_index("_row")
+    drops = []
+    offers = dedupe(frame)
+    drops.append(_removed(frame, offers, "duplicate"))
+    campaign = pl.col("kind") == "conversion"
+    offers = (offers.sort("customer_key", "kind", -pl.col("expected_value_cents"), "_row", nulls_last=True)
+              .with_columns((campaign & (pl.int_range(pl.len()).over("customer_key", "kind") < reserved))
+                            .alias("_reserved"))
+              .sort("_row"))
+    step = apply_list_caps(offers, tiers, list_caps, rounds, exempt="_reserved")
+    drops.append(_removed(offers, step, "list cap"))
+    offers = top_lines(step, max_offers, "_reserved")
+    drops.append(_removed(step, offers, "list length"))
+    step = apply_deal_budgets(offers, deal_budgets, rounds)
+    drops.append(_removed(offers, step, "deal budget"))
+    offers = apply_chain_budget(step, chain_budget_cents, rounds, "_reserved")
+    drops.append(_removed(step, offers, "chain budget"))
     offers = offers.sort("customer_key", "expected_value_cents", "product_key", descending=[False, True, False],
                          nulls_last=True)
-    return (offers.with_columns((pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int32).alias("line_no"))
-            .select(SELECTED_COLUMNS))
+    offers = (offers.with_columns((pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int32).alias("line_no"))
+              .select(SELECTED_COLUMNS))
+    dropped = (pl.concat([d.select(DROPPED_COLUMNS) for d in drops])
+               .sort("customer_key", "kind", "product_key", nulls_last=True))
+    return Selection(offers, dropped)

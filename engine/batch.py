@@ -11,10 +11,11 @@
 3. **Read** (ADBC, no SQLAlchemy connection open meanwhile — see engine/db.py): products,
    customers, history of the profile's lookback before the period, deals, and what earlier
    batches committed on each deal.
-4. **Compute** (pure, coupons/ and cycles/): qualifying customers, the hold-out draw, profile
-   and customer value (`engine.profiles.profile_frames`; the most-frequent baseline of
-   `coupons.baseline` when the cycles package is not installed, said in the summary), offers,
-   tips.
+4. **Compute** (pure, coupons/ and cycles/): the catalogue completed where it has no shelf
+   price or unit cost (`coupons.prices`, from the history just read), qualifying customers, the
+   hold-out draw, profile and customer value (`engine.profiles.profile_frames`; the
+   most-frequent baseline of `coupons.baseline` when the cycles package is not installed, said
+   in the summary), offers with what was dropped and why (`coupons.build.plan_offers`), tips.
 5. **Write**, in ONE transaction: delete whatever the batch had (nothing, unless a database
    was written by hand), batch_members (treated and holdout), lists (with their codes), offers,
    the starter tips when the tips table is empty, and the batch row set to 'done' with its
@@ -24,7 +25,10 @@
 
 The summary (also ``<out_dir>/<period-start>/summary.json``) reconciles with the offers table:
 costs are face values (discount x max_uses), the retailer's part rounded up to the cent
-(`coupons.offers.retailer_cost`) and the funder's part the rest.
+(`coupons.offers.retailer_cost`) and the funder's part the rest. Its ``offer_funnel`` counts, per
+kind, the candidates, the offers selected and the candidates dropped by reason
+(`coupons.offers.DROP_REASONS`; candidates = selected + dropped), and ``prices`` how many products
+took their shelf price from the catalogue, from history, or have none.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ from typing import Callable
 import polars as pl
 import sqlalchemy as sa
 
-from coupons.build import build_offers
+from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
+from coupons.funnel import funnel_dict
 from coupons.holdout import assign_groups
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
+from coupons.prices import PRICE_SOURCES, complete_prices
 from coupons.qualify import qualifying_customers
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
@@ -129,7 +135,12 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
     products = read_products(url)
     customers = read_customers(url)
     weeks = max(settings.cycles.lookback_weeks, settings.batch.qualifying_weeks)
-    history = read_history(url, period_start, period_start - dt.timedelta(weeks=weeks), products=products)
+    o = settings.offers
+    start = min(period_start - dt.timedelta(weeks=weeks), period_start - dt.timedelta(days=o.price_lookback_days))
+    history = read_history(url, period_start, start, products=products)
+    # the profile reads the catalogue's own prices through history; offers the completed catalogue
+    products = complete_prices(products, history, period_start, o.price_lookback_days, o.margin_share_national,
+                               o.margin_share_store)
     deal_schema = {"deal_id": pl.String, "manufacturer_id": pl.String, "sku": pl.String, "category": pl.String,
                    "brand": pl.String, "kind": pl.String, "value_cents": pl.Int64, "percent_bp": pl.Int64,
                    "funded_share": pl.Float64, "starts_on": pl.Date, "ends_on": pl.Date, "budget_cents": pl.Int64,
@@ -163,9 +174,15 @@ def _cost_columns(offers: pl.DataFrame) -> pl.DataFrame:
             .with_columns((pl.col("face_value_cents") - pl.col("retailer_cost_cents")).alias("funder_cost_cents")))
 
 
+def _campaign_rows(frame: pl.DataFrame, campaign) -> pl.DataFrame:  # noqa: ANN001 - engine.config.Campaign
+    """The conversion rows of `campaign` in an offers (or dropped candidates) frame."""
+    return frame.filter(pl.col("kind") == "conversion", pl.col("category") == campaign.category)
+
+
 def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profiler_name: str,
              groups: pl.DataFrame, offers: pl.DataFrame, profile: pl.DataFrame, budgets: pl.DataFrame,
-             settings: Settings, seconds: dict[str, float]) -> dict:
+             settings: Settings, seconds: dict[str, float], funnel: pl.DataFrame | None = None,
+             dropped: pl.DataFrame | None = None, products: pl.DataFrame | None = None) -> dict:
     costs = _cost_columns(offers)
     by_funder: dict[str, int] = {"retailer": int(costs["retailer_cost_cents"].sum())}
     for row in costs.filter(pl.col("funder") != "retailer").group_by("funder").agg(
@@ -191,11 +208,16 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
             counts = {(r["brand_cell"], r["volume_tier"]): r["len"]
                       for r in frame.group_by("brand_cell", "volume_tier").len().iter_rows(named=True)}
             return {c: {t: int(counts.get((c, t), 0)) for t in _TIERS} for c in _CELLS}
-        conv = offers.filter(pl.col("kind") == "conversion", pl.col("category") == campaign.category)
+        conv = _campaign_rows(offers, campaign)
+        lost = _campaign_rows(dropped, campaign) if dropped is not None else conv.clear()
         campaigns[campaign_name(campaign)] = {
             "category": campaign.category,
             "qualifying_customers": grid(qualifying.filter(pl.col("category") == campaign.category)),
+            "candidates": grid(pl.concat([conv.select("brand_cell", "volume_tier"),
+                                          lost.select("brand_cell", "volume_tier")])),
             "offers": grid(conv),
+            "dropped": {r["drop_reason"]: int(r["len"]) for r in
+                        lost.group_by("drop_reason").len().sort("drop_reason").iter_rows(named=True)},
             "discount_by_tier_cents": {r["volume_tier"]: int(r["discount_cents"]) for r in conv.group_by(
                 "volume_tier").agg(pl.col("discount_cents").median()).iter_rows(named=True) if r["volume_tier"]}}
     n_hold = int((groups["grp"] == "holdout").sum())
@@ -213,6 +235,9 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
                          "retailer_cost_cents": int(costs["retailer_cost_cents"].sum()),
                          "retailer_cost_by_kind_cents": {k: int(costs.filter(pl.col("kind") == k)
                                                                 ["retailer_cost_cents"].sum()) for k in OFFER_KINDS}},
+        "offer_funnel": funnel_dict(funnel) if funnel is not None else {},
+        "prices": ({src: int((products["price_source"] == src).sum()) for src in PRICE_SOURCES}
+                   if products is not None and "price_source" in products.columns else {}),
         "campaigns": campaigns,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
@@ -350,7 +375,8 @@ def _compute_and_write(settings: Settings, batch_id: int, start: dt.date, end: d
     profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
     budgets = _deal_budgets(data["deals"], data["committed"])
-    offers = build_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end)
+    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end)
+    offers = plan.offers
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)
     valid_to = end - dt.timedelta(days=1)
@@ -358,7 +384,7 @@ def _compute_and_write(settings: Settings, batch_id: int, start: dt.date, end: d
     step("offers")
     summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
                        groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
-                       seconds=seconds)
+                       seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"])
     summary["category_matches"] = [m.as_dict() for m in matches]
     _write(settings.database_url, batch_id, groups, lists, offers,
            None if data["tips"].height else tips, summary, secret)
@@ -389,6 +415,15 @@ def format_summary(summary: dict) -> str:
                                                      s["discount_cost_by_funder_cents"].items()),
              f"chain budget: {_dollars(s['chain_budget']['retailer_cost_cents'])} used of "
              f"{_dollars(s['chain_budget']['budget_cents'])}"]
+    if s.get("prices"):
+        p = s["prices"]
+        lines.append(f"shelf prices: catalogue {p['catalogue']:,}, from history {p['history']:,}, "
+                     f"none {p['none']:,} products")
+    if s.get("offer_funnel"):
+        lines.append("offer funnel (candidates -> selected; dropped by reason):")
+        for kind, f in s["offer_funnel"].items():
+            why = ", ".join(f"{r} {n:,}" for r, n in f["dropped"].items() if n)
+            lines.append(f"  {kind:<10} {f['candidates']:>9,} -> {f['selected']:>9,}" + (f"; {why}" if why else ""))
     if s["deal_budgets"]:
         lines.append("deal budgets (used this batch / before / budget):")
         for deal, d in s["deal_budgets"].items():
@@ -400,4 +435,8 @@ def format_summary(summary: dict) -> str:
         for cell in _CELLS:
             lines.append(f"  {cell:<10}" + "".join(
                 f"{c['qualifying_customers'][cell][t]:>8,} ({c['offers'][cell][t]:>3,})" for t in _TIERS))
+        if "candidates" in c:
+            n = {k: sum(sum(row.values()) for row in c[k].values()) for k in ("candidates", "offers")}
+            lines.append(f"  targeted (treated, with a depth for their tier): {n['candidates']:,}, offered: "
+                         f"{n['offers']:,}" + "".join(f"; {r} {k:,}" for r, k in c["dropped"].items()))
     return "\n".join(lines)

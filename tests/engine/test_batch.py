@@ -268,3 +268,58 @@ def test_cli_batch_run_prints_the_summary(template, tmp_path, capsys, monkeypatc
     fresh = chain(template, tmp_path, "fresh.db")
     assert main(["-q", "--database", fresh, "batch", "print"]) == 1
     assert "no finished batch" in capsys.readouterr().err
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def unpriced(request, tmp_path):
+    """URL of the sample chain imported with a catalogue without regular_price and unit_cost."""
+    from engine.ingest import import_files
+    from tests.conftest import fresh_database
+    url = fresh_database(request, tmp_path, request.param)
+    products = tmp_path / "products.csv"
+    pl.read_csv(SAMPLE / "products.csv", infer_schema=False).drop("regular_price", "unit_cost").write_csv(products)
+    for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
+                        ("products", [products]), ("deals", [SAMPLE / "deals"]),
+                        ("transactions", [SAMPLE / "transactions"])]:
+        import_files(url, kind, paths)
+    return url
+
+
+def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_what_it_dropped(unpriced, tmp_path):
+    import statistics
+
+    from engine.batch import format_summary
+    url = unpriced
+    assert read(url, "SELECT COUNT(*) AS n FROM products WHERE regular_price_cents IS NOT NULL")["n"][0] == 0
+    s = settings_for(url)
+    summary = run_batch(s, PERIOD, out_dir=tmp_path / "b")
+    n_products = read(url, "SELECT COUNT(*) AS n FROM products")["n"][0]
+    assert summary["prices"]["catalogue"] == 0 and summary["prices"]["history"] > 0
+    assert sum(summary["prices"].values()) == n_products
+    o = offers_of(url)
+    with_cycle = o.filter(pl.col("kind") == "cycle")["customer_key"].n_unique()
+    assert summary["offers_by_kind"]["cycle"] > 0 and with_cycle >= 0.9 * summary["lists"]
+    # each cycle offer is 10 % of the median per-unit price (paid + discount) of the product's lines
+    # in the 91 days before the period, worked out here line by line
+    start = PERIOD - dt.timedelta(days=s.offers.price_lookback_days)
+    lines = read(url, "SELECT product_key, quantity, amount_cents, discount_cents FROM basket_lines "
+                      f"WHERE day >= '{start}' AND day < '{PERIOD}' AND quantity > 0 AND customer_key IS NOT NULL")
+    unit: dict[int, list[float]] = {}
+    for key, qty, amount, discount in lines.iter_rows():
+        price = (int(amount) + int(discount or 0)) / float(qty)
+        if price > 0:
+            unit.setdefault(int(key), []).append(price)
+    for row in o.filter(pl.col("kind") == "cycle").head(200).iter_rows(named=True):
+        median = statistics.median(unit[int(row["product_key"])])
+        assert abs(int(row["discount_cents"]) - round(median) * s.offers.cycle_depth) <= 0.5   # either rounding
+    # the funnel: every kind reconciles, what was selected is what the offers table holds
+    funnel = summary["offer_funnel"]
+    for kind, f in funnel.items():
+        assert f["candidates"] == f["selected"] + sum(f["dropped"].values()), kind
+        assert f["selected"] == int((o["kind"] == kind).sum()), kind
+    assert funnel["cycle"]["dropped"]["below probability floor"] > 0
+    for name, c in summary["campaigns"].items():
+        total = sum(sum(row.values()) for row in c["candidates"].values())
+        assert total == sum(sum(row.values()) for row in c["offers"].values()) + sum(c["dropped"].values()), name
+    text = format_summary(summary)
+    assert "offer funnel" in text and "below probability floor" in text and "from history" in text
