@@ -140,7 +140,8 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_id       BIGINT PRIMARY KEY,
     period_start   DATE NOT NULL UNIQUE,
     period_end     DATE NOT NULL,          -- exclusive
-    status         TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    status         TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'cancelled')),
+    run_token      TEXT,                   -- the run that may write it (engine/batch.py: lifecycle)
     started_at     TIMESTAMP NOT NULL,
     finished_at    TIMESTAMP,
     settings_json  TEXT,

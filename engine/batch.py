@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -56,9 +57,9 @@ from engine.codes import make_code
 from engine.chain_key import verify_secret
 from engine.config import Settings, public_settings, resolve_secret
 from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
-from engine.errors import ConfigError, StateError
+from engine.errors import NothingToDo, StateError
 
-__all__ = ["run_batch", "format_summary", "default_period_start", "Profiler"]
+__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "Profiler"]
 
 Progress = Callable[[str, int, int], None]
 Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
@@ -78,21 +79,37 @@ def _as_date(value) -> dt.date | None:  # noqa: ANN001 - SQLite text or a date
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
+def _unfinished_period(conn: sa.Connection) -> dt.date | None:
+    """The earliest period whose batch was killed, failed or cancelled: it is redone first."""
+    value = conn.execute(sa.text(
+        "SELECT MIN(period_start) FROM batches WHERE status IN ('running', 'failed', 'cancelled')")).scalar()
+    return _as_date(value)
+
+
 def default_period_start(engine: sa.Engine, settings: Settings) -> dt.date:
-    """The period after the last batch; else first_period_start; else the Monday after the last purchase."""
+    """The period `batch run` takes when given none.
+
+    An unfinished period (killed, failed, cancelled) first; else the period after the last
+    batch — `NothingToDo` when no purchase was recorded since that batch's period began (its
+    successor would be built from the same history); else `batch.first_period_start`; else
+    the Monday after the last purchase.
+    """
     with engine.connect() as conn:
-        last = conn.execute(sa.text("SELECT MAX(period_start) FROM batches")).scalar()
-        last_day = None if last else conn.execute(sa.text("SELECT MAX(day) FROM baskets")).scalar()
-    if last:
-        return _as_date(last) + dt.timedelta(days=settings.batch.period_days)
+        unfinished = _unfinished_period(conn)
+        last = _as_date(conn.execute(sa.text("SELECT MAX(period_start) FROM batches")).scalar())
+        last_day = _as_date(conn.execute(sa.text("SELECT MAX(day) FROM baskets")).scalar())
+    if unfinished is not None:
+        return unfinished
+    if last is not None:
+        if last_day is None or last_day < last:
+            raise NothingToDo(f"the batch of {last} is done and no purchase was recorded since it began "
+                              f"(last purchase {last_day or 'none'}): nothing to do; give --period-start to force")
+        return last + dt.timedelta(days=settings.batch.period_days)
     if settings.batch.first_period_start:
-        try:
-            return dt.date.fromisoformat(settings.batch.first_period_start)
-        except ValueError as exc:
-            raise ConfigError(f"batch.first_period_start: not an ISO date: {settings.batch.first_period_start!r}") from exc
+        return dt.date.fromisoformat(settings.batch.first_period_start)   # checked by validate_settings
     if last_day is None:
         raise StateError("no purchase history: import transactions before running a batch")
-    return _monday_after(_as_date(last_day))
+    return _monday_after(last_day)
 
 
 def _default_profiler() -> tuple[Profiler, str]:
@@ -109,25 +126,50 @@ def _default_profiler() -> tuple[Profiler, str]:
 
 
 def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
-                 period_end: dt.date) -> tuple[int, dict | None]:
-    """(batch_id, stored summary if the period is done); creates the 'running' row when new."""
+                 period_end: dt.date) -> tuple[int, str, dict | None]:
+    """(batch_id, this run's token, stored summary if the period is done).
+
+    Claims the period for this run: a new 'running' row, or an unfinished one taken over with
+    a fresh token. A period overlapping another batch's is refused. Only the run holding the
+    token may write the batch (`_write` checks it inside its transaction), so of two racing
+    runs one writes and the other finds the batch done — a done batch is never rewritten.
+    """
+    token = secrets.token_hex(8)
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
         row = conn.execute(sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"),
                            {"p": period_start}).first()
         if row is not None:
             if row.status == "done":
-                return int(row.batch_id), json.loads(row.summary_json)
-            conn.execute(sa.text("UPDATE batches SET status = 'running', started_at = :t WHERE batch_id = :b"),
-                         {"t": utc_now(), "b": row.batch_id})
-            return int(row.batch_id), None
+                return int(row.batch_id), token, json.loads(row.summary_json)
+            conn.execute(sa.text("UPDATE batches SET status = 'running', run_token = :k, started_at = :t "
+                                 "WHERE batch_id = :b"), {"k": token, "t": utc_now(), "b": row.batch_id})
+            return int(row.batch_id), token, None
+        overlap = conn.execute(sa.text(
+            "SELECT period_start, period_end FROM batches WHERE period_start < :e AND period_end > :s "
+            "ORDER BY period_start"), {"s": period_start, "e": period_end}).first()
+        if overlap is not None:
+            raise StateError(f"period {period_start} to {period_end - dt.timedelta(days=1)} overlaps the batch of "
+                             f"{_as_date(overlap.period_start)} to "
+                             f"{_as_date(overlap.period_end) - dt.timedelta(days=1)}")
         from engine.db import allocate_keys
         batch_id = allocate_keys(conn, "batches", 1)
         conn.execute(sa.text(
-            "INSERT INTO batches (batch_id, period_start, period_end, status, started_at, settings_json) "
-            "VALUES (:b, :s, :e, 'running', :t, :j)"),
-            {"b": batch_id, "s": period_start, "e": period_end, "t": utc_now(),
+            "INSERT INTO batches (batch_id, period_start, period_end, status, run_token, started_at, settings_json) "
+            "VALUES (:b, :s, :e, 'running', :k, :t, :j)"),
+            {"b": batch_id, "s": period_start, "e": period_end, "k": token, "t": utc_now(),
              "j": json.dumps(public_settings(settings), default=str)})
-    return batch_id, None
+    return batch_id, token, None
+
+
+def _stale_history_warning(engine: sa.Engine, period_start: dt.date, period_days: int) -> str | None:
+    """A warning when the history ends long before the period (exports not imported yet?)."""
+    with engine.connect() as conn:
+        last_day = _as_date(conn.execute(sa.text("SELECT MAX(day) FROM baskets WHERE day < :p"),
+                                         {"p": period_start}).scalar())
+    if last_day is None or (period_start - last_day).days <= period_days:
+        return None
+    return (f"warning: the purchase history ends {last_day}, {(period_start - last_day).days} days before the "
+            f"period starts ({period_start}): have the latest exports been imported?")
 
 
 def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
@@ -247,12 +289,22 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _write(url: str, batch_id: int, groups: pl.DataFrame, lists: pl.DataFrame, offers: pl.DataFrame,
+class _TakenOver(Exception):
+    """Another run completed or took over this batch while this one computed it."""
+
+
+def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.DataFrame, offers: pl.DataFrame,
            starter: pl.DataFrame | None, summary: dict, secret: bytes) -> None:
     """Everything the batch writes, in one transaction (see the module docstring)."""
     sqlite = is_sqlite(url)
     with bulk_session(url) as db:
         b = int(batch_id)
+        # the guard: only the run holding the token writes, and never over a done batch (PostgreSQL's row
+        # lock makes a racing run wait here and then find the row no longer 'running' under its token)
+        mine = db.execute(f"UPDATE batches SET run_token = run_token WHERE batch_id = {b} AND status = 'running' "
+                          f"AND run_token = {_sql_text(token)} RETURNING batch_id")
+        if not mine:
+            raise _TakenOver(b)
         db.execute(f"DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM lists WHERE batch_id = {b}")
         db.execute(f"DELETE FROM batch_members WHERE batch_id = {b}")
@@ -313,35 +365,94 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
         verify_secret(engine, resolve_secret(settings))     # codes made under another key would all fail
         start = period_start or default_period_start(engine, settings)
         end = start + dt.timedelta(days=settings.batch.period_days)
-        batch_id, done = _start_batch(engine, settings, start, end)
+        batch_id, token, done = _start_batch(engine, settings, start, end)
+        stale = None if done is not None else _stale_history_warning(engine, start, settings.batch.period_days)
     finally:
         engine.dispose()        # no SQLAlchemy SQLite connection while ADBC is open (engine/db.py)
     target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
     if done is not None:
         _write_summary(target, done)
         return done
+    if stale:
+        print(stale, file=sys.stderr)
     try:
-        summary = _compute_and_write(settings, batch_id, start, end, progress, profiler)
+        summary = _compute_and_write(settings, batch_id, token, start, end, progress, profiler)
+    except _TakenOver:
+        stored = _stored_summary(url, batch_id)
+        if stored is None:
+            raise StateError(f"the batch of {start} was taken over by another run of 'batch run'; "
+                             "this run wrote nothing") from None
+        _write_summary(target, stored)
+        return stored                     # another run finished it first: its lists stand
     except BaseException:
-        _mark_failed(url, batch_id)
+        _mark_failed(url, batch_id, token)
         raise
     _write_summary(target, summary)
     return summary
 
 
-def _mark_failed(url: str, batch_id: int) -> None:
+def _stored_summary(url: str, batch_id: int) -> dict | None:
+    engine = connect(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT status, summary_json FROM batches WHERE batch_id = :b"),
+                               {"b": batch_id}).first()
+    finally:
+        engine.dispose()
+    return json.loads(row.summary_json) if row is not None and row.status == "done" else None
+
+
+def cancel_batch(settings: Settings, batch_id: int) -> str:
+    """Withdraw a batch: its lists and offers are deleted (their codes answer 'unknown').
+
+    Refused once any of its offers was redeemed (the redemption must keep its offer, and the
+    manufacturer's settlement its line). The batch row stays, 'cancelled', and `batch run`
+    redoes the period, with new list ids and codes. Returns a one-line report.
+    """
+    engine = connect(settings.database_url)
+    try:
+        require_schema(engine)
+        with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+            row = conn.execute(sa.text("SELECT period_start, status FROM batches WHERE batch_id = :b"),
+                               {"b": batch_id}).first()
+            if row is None:
+                raise StateError(f"no batch {batch_id}")
+            if row.status == "running":
+                raise StateError(f"batch {batch_id} is running; stop it first (a killed run shows 'running' "
+                                 "until the next 'batch run' redoes it)")
+            used = conn.execute(sa.text(
+                "SELECT COUNT(*) FROM redemptions r JOIN offers o ON o.offer_id = r.offer_id "
+                "JOIN lists l ON l.list_id = o.list_id WHERE l.batch_id = :b AND r.voided = 0"),
+                {"b": batch_id}).scalar()
+            if used:
+                raise StateError(f"batch {batch_id} cannot be cancelled: {used} of its offers were already "
+                                 "redeemed at the checkout")
+            lists = conn.execute(sa.text("SELECT COUNT(*) FROM lists WHERE batch_id = :b"), {"b": batch_id}).scalar()
+            conn.execute(sa.text("DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = :b)"),
+                         {"b": batch_id})
+            conn.execute(sa.text("DELETE FROM lists WHERE batch_id = :b"), {"b": batch_id})
+            conn.execute(sa.text("DELETE FROM batch_members WHERE batch_id = :b"), {"b": batch_id})
+            conn.execute(sa.text("UPDATE batches SET status = 'cancelled', run_token = NULL WHERE batch_id = :b"),
+                         {"b": batch_id})
+    finally:
+        engine.dispose()
+    return (f"batch {batch_id} ({_as_date(row.period_start)}) cancelled: {lists:,} lists withdrawn; "
+            "'batch run' redoes the period")
+
+
+def _mark_failed(url: str, batch_id: int, token: str) -> None:
     engine = connect(url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE batches SET status = 'failed' WHERE batch_id = :b AND status = 'running'"),
-                         {"b": batch_id})
+            conn.execute(sa.text("UPDATE batches SET status = 'failed' WHERE batch_id = :b AND status = 'running' "
+                                 "AND run_token = :k"), {"b": batch_id, "k": token})
     except Exception:  # noqa: BLE001 - the original error matters more; 'running' is handled alike
         pass
     finally:
         engine.dispose()
 
 
-def _compute_and_write(settings: Settings, batch_id: int, start: dt.date, end: dt.date,
+def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.date, end: dt.date,
                        progress: Progress | None, profiler: Profiler | None) -> dict:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -386,7 +497,7 @@ def _compute_and_write(settings: Settings, batch_id: int, start: dt.date, end: d
                        groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
                        seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"])
     summary["category_matches"] = [m.as_dict() for m in matches]
-    _write(settings.database_url, batch_id, groups, lists, offers,
+    _write(settings.database_url, batch_id, token, groups, lists, offers,
            None if data["tips"].height else tips, summary, secret)
     step("write")        # the stored summary's seconds end before the write, so a re-run returns it unchanged
     return summary

@@ -199,7 +199,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     r = bsub.add_parser("run", help="Qualify customers, draw the hold-out, build and store lists and offers",
                         epilog="example: listwise batch run --period-start 2025-07-07 --no-print")
     r.add_argument("--period-start", type=_date, default=None,
-                   help="first day of the period (default: the period after the last batch)")
+                   help="first day of the period (default: an unfinished period, else the one after the last batch)")
     r.add_argument("--out", type=Path, default=None, help="batch files go to OUT/<period-start>/ (default: settings)")
     r.add_argument("--no-print", action="store_true", help="do not render the lists' PDFs")
     r.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
@@ -207,11 +207,26 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         import json
         from engine.batch import format_summary, run_batch
+        from engine.errors import NothingToDo
         settings = _settings(args)
-        summary = run_batch(settings, args.period_start, args.out, progress=_progress(not args.quiet))
+        try:
+            summary = run_batch(settings, args.period_start, args.out, progress=_progress(not args.quiet))
+        except NothingToDo as exc:
+            print(exc)
+            return 0
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
         return 0 if args.no_print else _print_lists(args, settings, summary["batch_id"])
     r.set_defaults(run=run)
+
+    c = bsub.add_parser("cancel", help="Withdraw a batch's lists (refused once an offer was redeemed)",
+                        epilog="example: listwise batch cancel 3")
+    c.add_argument("batch_id", type=int, help="the batch to cancel")
+
+    def cancel(args: argparse.Namespace) -> int:
+        from engine.batch import cancel_batch
+        print(cancel_batch(_settings(args), args.batch_id))
+        return 0
+    c.set_defaults(run=cancel)
 
     q = bsub.add_parser("print", help="Render a batch's lists as barcoded PDFs",
                         epilog="example: listwise batch print --batch 3 --out batches")

@@ -1,6 +1,6 @@
 """The one family of errors listwise raises; the CLI turns each into one stderr line."""
 
-__all__ = ["EngineError", "InputError", "ConfigError", "NotFittedError", "CodeError", "StateError"]
+__all__ = ["EngineError", "InputError", "ConfigError", "NotFittedError", "CodeError", "StateError", "NothingToDo"]
 
 
 class EngineError(Exception):
@@ -25,3 +25,7 @@ class CodeError(EngineError):
 
 class StateError(EngineError):
     """The database is not in the state the command needs (not initialised, no batch, ...)."""
+
+
+class NothingToDo(EngineError):
+    """The command has nothing to do (e.g. the current period's batch is done); not a failure."""
