@@ -89,7 +89,8 @@ def _run_init(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     from engine.ingest import import_files
     settings = _settings(args)
-    report = import_files(settings.database_url, args.kind, args.files, progress=_progress(not args.quiet))
+    report = import_files(settings.database_url, args.kind, args.files, progress=_progress(not args.quiet),
+                          timezone=settings.timezone)
     for line in report:
         print(line)
     return 0
