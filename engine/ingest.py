@@ -159,6 +159,10 @@ def read_table(path: Path, kind: str) -> _Checked:
         raise InputError(f"{name}:1: column '{missing[0]}': required column missing "
                          f"(got '{', '.join(frame.columns)}')\n{name}: nothing was imported from this file")
     keep = [c for c in (*required, *optional) if c in frame.columns]
+    # a column of zoned datetimes holds instants: as UTC text with Z (its zone is the writer's, not the store's)
+    frame = frame.with_columns(
+        (pl.col(c).dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.String) + "Z").alias(c)
+        for c in keep if isinstance(frame.schema[c], pl.Datetime) and frame.schema[c].time_zone)
     frame = frame.select(
         pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(_ROW),
         *[pl.col(c).cast(pl.String).str.strip_chars().replace("", None).alias(c) for c in keep],  # "" = missing
@@ -203,21 +207,22 @@ def _wall_clock(text: pl.Expr) -> pl.Expr:
     )
 
 
-def _timestamp_parts(column: str, offsets: bool) -> tuple[pl.Expr, pl.Expr]:
-    """(the wall-clock time as written, its offset in minutes east of UTC or null).
+def _timestamp_parts(column: str, offsets: bool) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(the wall-clock time as written, its offset in minutes east of UTC or null, whether it is `Z`).
 
     `offsets=False` when no row can carry one (the regular expressions cost a pass each).
     """
     text = pl.col(column).str.replace(" ", "T", literal=True)
     if not offsets:
-        return _wall_clock(text), pl.lit(None, pl.Int32)
+        return _wall_clock(text), pl.lit(None, pl.Int32), pl.lit(False)
     suffix = text.str.extract(_OFFSET, 1)
+    zulu = suffix.str.to_uppercase() == "Z"
     digits = suffix.str.replace(":", "", literal=True)
     minutes = (digits.str.slice(1, 2).cast(pl.Int32, strict=False) * 60
                + digits.str.slice(3, 2).cast(pl.Int32, strict=False).fill_null(0))
-    offset = (pl.when(suffix.str.to_uppercase() == "Z").then(pl.lit(0, pl.Int32))
+    offset = (pl.when(zulu).then(pl.lit(0, pl.Int32))
               .when(suffix.str.starts_with("-")).then(-minutes).otherwise(minutes))
-    return _wall_clock(text.str.replace(_OFFSET, "")), offset
+    return _wall_clock(text.str.replace(_OFFSET, "")), offset, zulu.fill_null(False)
 
 
 def _timestamp(column: str) -> pl.Expr:
@@ -239,7 +244,7 @@ def _to_store_local(shifts: dict[str, int]) -> pl.Expr:
     utc = (pl.col("__wall") - pl.duration(minutes=pl.col("__offset"))).dt.replace_time_zone("UTC")
     converted = [pl.when(pl.col("__zone") == z).then(utc.dt.convert_time_zone(z).dt.replace_time_zone(None))
                  for z in shifts]
-    return (pl.when(pl.col("__offset").is_null()).then(pl.col("__wall"))
+    return (pl.when(pl.col("__offset").is_null() | (pl.col("__offset").abs() > 14 * 60)).then(pl.col("__wall"))
             .otherwise(pl.coalesce(converted)).alias("__ts"))
 
 
@@ -434,10 +439,12 @@ def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> 
     Each row's zone is its store's, else `chain_zone`. A row with an offset whose offset
     differs from its zone's at that instant by more than the zone's DST shift is flagged
     with the zone that was expected: the store's zone (or the chain's) is not set right.
+    `Z` names an instant in UTC, as exporters write them whatever the store's zone: it is
+    converted and never judged (a Parquet column of zoned datetimes is read as `Z`).
     """
     offsets = _may_carry_offsets(checked.frame, "timestamp")
-    wall, offset = _timestamp_parts("timestamp", offsets)
-    frame = (checked.frame.with_columns(wall.alias("__wall"), offset.alias("__offset"))
+    wall, offset, zulu = _timestamp_parts("timestamp", offsets)
+    frame = (checked.frame.with_columns(wall.alias("__wall"), offset.alias("__offset"), zulu.alias("__zulu"))
              .join(refs.stores.select("store_id", pl.col("timezone").alias("__zone")), on="store_id", how="left",
                    maintain_order="left")
              .with_columns(pl.col("__zone").fill_null(chain_zone)))
@@ -449,16 +456,15 @@ def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> 
     if timed.height == 0:
         checked.frame = frame.with_columns(pl.col("__wall").alias("__ts"))
         return
-    first, last = timed.select(pl.col("__wall").dt.year().min(), pl.col("__wall").dt.year().max()).row(0)
+    first, last = timed.select(pl.col("__wall").dt.year().min().alias("first"),
+                               pl.col("__wall").dt.year().max().alias("last")).row(0)
     shifts = {z: int(dst_shift(z, first - 1, last + 1).total_seconds() // 60)
               for z in sorted(timed["__zone"].unique())}
-    frame = frame.with_columns(
-        pl.when(pl.col("__offset").abs() <= 14 * 60).then(pl.col("__offset")).alias("__offset"))
     frame = frame.with_columns(_to_store_local(shifts))
     # the zone's own offset at that instant: its wall clock minus the instant's UTC wall clock
     expected = (pl.col("__ts") - (pl.col("__wall") - pl.duration(minutes=pl.col("__offset")))).dt.total_minutes()
-    disagree = (pl.col("__offset") - expected).abs() > pl.col("__zone").replace_strict(
-        shifts, default=0, return_dtype=pl.Int64)
+    disagree = ~pl.col("__zulu") & ((pl.col("__offset") - expected).abs() > pl.col("__zone").replace_strict(
+        shifts, default=0, return_dtype=pl.Int64))
     for zone, shift in shifts.items():
         allowed = f"more than its DST shift of {shift} min" if shift else "at all (it has no DST)"
         checked.flag(disagree & (pl.col("__zone") == zone), "timestamp",
