@@ -275,7 +275,8 @@ def _run_checkout(args: argparse.Namespace) -> int:
         raise InputError(f"{args.file}: {exc.strerror}") from exc
     engine = connect(settings.database_url)
     require_schema(engine)
-    print(json.dumps(checkout(engine, resolve_secret(settings), body, settings.checkout), indent=2))
+    print(json.dumps(checkout(engine, resolve_secret(settings), body, settings.checkout,
+                              timezone=settings.timezone), indent=2))
     return 0
 
 

@@ -16,7 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-__all__ = ["is_zone", "zone_of", "dst_shift", "local_wall_clock", "ZONE_HINT"]
+__all__ = ["is_zone", "zone_of", "dst_shift", "local_wall_clock", "from_iso", "ZONE_HINT", "ZULU"]
+
+# The tzinfo of a timestamp written with `Z`: an instant in UTC, as exporters write them
+# whatever the store's zone, so never judged against it (unlike `+00:00`, an offset).
+ZULU = dt.timezone(dt.timedelta(0), "Z")
 
 # Where a user sets the zone a refusal names.
 ZONE_HINT = "set the store's `timezone` column or the chain's `timezone` setting"
@@ -58,17 +62,28 @@ def local_wall_clock(value: dt.datetime, name: str) -> dt.datetime:
 
     A naive `value` is already wall-clock time there and comes back unchanged. An aware one
     is converted; `ValueError` when its offset differs from the zone's at that instant by
-    more than the zone's DST shift (a store whose zone is not set as it should be).
+    more than the zone's DST shift (a store whose zone is not set as it should be). A
+    `Z` timestamp (tzinfo `ZULU`, or `datetime.UTC` from Python) is an instant, not judged.
     """
     if value.tzinfo is None:
         return value
     tz = ZoneInfo(name)
     local = value.astimezone(tz)
     given, expected = value.utcoffset(), local.utcoffset()
-    if abs(given - expected) > dst_shift(name, local.year - 1, local.year + 1):
+    if value.tzinfo not in (ZULU, dt.UTC) and abs(given - expected) > dst_shift(name, local.year - 1, local.year + 1):
         raise ValueError(f"offset {_offset_text(given)} disagrees with time zone {name} "
                          f"(UTC{_offset_text(expected)} at that instant); {ZONE_HINT}")
     return local.replace(tzinfo=None)
+
+
+def from_iso(text: str) -> dt.datetime | str:
+    """ISO text ending in `Z` as a datetime in `ZULU`; other text unchanged (for the caller's parser)."""
+    if text[-1:] in ("Z", "z"):
+        try:
+            return dt.datetime.fromisoformat(text[:-1].replace(" ", "T")).replace(tzinfo=ZULU)
+        except ValueError:
+            return text
+    return text
 
 
 def _offset_text(offset: dt.timedelta) -> str:
