@@ -10,8 +10,9 @@
 --   * Surrogate keys (*_key, *_id BIGINT) are allocated by the application through the
 --     `sequences` table (engine/db.py: allocate_keys), inside the writing transaction, so
 --     that bulk loads can assign keys before inserting and both databases behave alike.
---   * baskets.ts is store-local wall-clock time (no zone, as the POS writes it);
---     every *_at column is UTC.
+--   * baskets.ts is store-local wall-clock time (no zone, as the POS writes it), in the
+--     store's zone (stores.timezone, else the chain's `timezone` setting): imported and
+--     checkout timestamps with an offset are converted to it; every *_at column is UTC.
 --   * Personal data (names, addresses, card numbers, e-mails) lives in `customers` only.
 
 CREATE TABLE IF NOT EXISTS sequences (
@@ -25,7 +26,8 @@ CREATE TABLE IF NOT EXISTS stores (
     address      TEXT,
     city         TEXT,
     state        TEXT,
-    postal_code  TEXT
+    postal_code  TEXT,
+    timezone     TEXT              -- IANA zone of the store's local time; NULL: the chain's (settings)
 );
 
 -- The only table holding personal data.

@@ -19,8 +19,13 @@ same schema for SQLite and PostgreSQL.
 
 Money is integer cents. A request's ``amount_cents`` is what the line costs before
 listwise's discounts; the recorded line's ``amount_cents`` is what was paid after them and
-its ``discount_cents`` the listwise discount on it. Timestamps are store-local wall-clock
-time without a zone (schema.sql: baskets.ts).
+its ``discount_cents`` the listwise discount on it. Timestamps are kept as store-local
+wall-clock time without a zone (schema.sql: baskets.ts). A request's timestamp may be naive
+(store-local, as the till's clock shows it) or carry an offset or ``Z``; one with an offset
+is converted to the store's zone (`stores.timezone`, else the chain's `Settings.timezone`),
+and refused (invalid_request) when its offset differs from that zone's at that instant by
+more than the zone's DST shift: the zone is then set wrong (engine/zones.py). ``Z`` is an
+instant in UTC and never judged.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from engine.codes import parse_code
 from engine.config import CheckoutSettings
 from engine.db import allocate_keys, is_sqlite, utc_now
 from engine.errors import CodeError, EngineError, InputError
+from engine.zones import from_iso, local_wall_clock, zone_of
 
 __all__ = [
     "scan", "checkout", "void", "create_key", "revoke_key", "store_for_key",
@@ -96,16 +102,30 @@ class Item(_Strict):
 
 def _iso_text(value: Any) -> Any:
     if not isinstance(value, (str, dt.datetime)):
-        raise ValueError("must be an ISO timestamp text, e.g. 2025-03-04T10:15:00")
-    return value
+        raise ValueError("must be an ISO timestamp text, e.g. 2025-03-04T10:15:00 or 2025-03-04T10:15:00-05:00")
+    return from_iso(value) if isinstance(value, str) else value     # `Z` kept apart from +00:00
 
 
 def _local_timestamp(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is not None:
-        raise ValueError("must be store-local wall-clock time without a zone, e.g. 2025-03-04T10:15:00")
+    """The year checked; naive (store-local) or with its offset, converted later by the store's zone."""
     if not 2000 <= value.year <= 2200:
         raise ValueError(f"year {value.year} is out of range")
     return value
+
+
+def _zoned(value: dt.datetime, zone: str | None, chain_zone: str) -> dt.datetime:
+    """`value` as store-local wall clock (zone `zone`, else `chain_zone`); refused when the offset cannot be."""
+    try:
+        return local_wall_clock(value, zone_of(zone, chain_zone))
+    except ValueError as exc:
+        raise CheckoutRefused("invalid_request", f"timestamp: {exc}") from exc
+
+
+def _store_zone(engine: sa.Engine, store_id: str) -> tuple[bool, str | None]:
+    """(whether the store exists, its own zone or None)."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT timezone FROM stores WHERE store_id = :s"), {"s": store_id}).first()
+    return (row is not None, None if row is None else row[0])
 
 
 class CheckoutRequest(_Strict):
@@ -114,7 +134,8 @@ class CheckoutRequest(_Strict):
     store_id: _Text
     lane: Annotated[int, Field(strict=True, ge=0, le=100_000)] | None = None
     basket_id: _Text
-    timestamp: dt.datetime = Field(description="store-local time of the basket; validity is judged at it")
+    timestamp: dt.datetime = Field(description="time of the basket: store-local, or with an offset or Z "
+                                               "(converted to the store's zone); validity is judged at it")
     codes: Annotated[list[Annotated[str, Field(strict=True, min_length=1, max_length=64)]],
                      Field(max_length=100)] = []
     card_number: Annotated[str, Field(strict=True, min_length=1, max_length=32)] | None = None
@@ -132,7 +153,10 @@ class CheckoutRequest(_Strict):
 
 
 class ScanRequest(_Strict):
-    """`POST /v1/scan`: one list code; `at` is the moment validity is judged (default now)."""
+    """`POST /v1/scan`: one list code; `at` is the moment validity is judged (default now).
+
+    `at` is store-local time of the key's store, or carries an offset or Z (then converted).
+    """
 
     code: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
     at: dt.datetime | None = None
@@ -299,8 +323,12 @@ def _list_id(code: str, secret: bytes) -> int:
 
 # ---------------------------------------------------------------- scan
 
-def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = None) -> dict:
+def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = None,
+         store_id: str | None = None, timezone: str = "UTC") -> dict:
     """The list a code names, judged at `at` (store-local; default now).
+
+    An `at` with an offset is converted to the zone of `store_id` (the scanning store), else
+    to the chain's `timezone`.
 
     Returns
     -------
@@ -315,6 +343,8 @@ def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = N
         bad_check (without a database look-up), unknown, revoked, not_yet_valid, expired.
     """
     list_id = _list_id(code, secret)
+    if at is not None and at.tzinfo is not None:
+        at = _zoned(at, _store_zone(engine, store_id)[1] if store_id else None, timezone)
     day = (at or dt.datetime.now()).date()
     with engine.connect() as conn:
         found = _rows(conn, _LIST_SQL + "WHERE l.list_id = :id", {"id": list_id})
@@ -343,7 +373,8 @@ def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = N
 # ---------------------------------------------------------------- checkout
 
 def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict | str | bytes,
-             settings: CheckoutSettings | None = None, now: dt.datetime | None = None) -> dict:
+             settings: CheckoutSettings | None = None, now: dt.datetime | None = None,
+             timezone: str = "UTC") -> dict:
     """Apply the basket's offers once and record it; idempotent on (store_id, basket_id).
 
     Parameters
@@ -354,6 +385,10 @@ def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict |
         Limits and the clock-skew rule (`settings.checkout`); defaults when None.
     now
         The server's store-local clock, for `max_clock_skew_minutes` (default: now).
+    timezone
+        The chain's zone (`Settings.timezone`), for a store without its own: a timestamp with
+        an offset is converted to the store's wall clock before anything else (the idempotency
+        digest included, so a retry written either way is the same request).
 
     Returns
     -------
@@ -372,6 +407,11 @@ def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict |
     """
     settings = settings or CheckoutSettings()
     req = parse_request(request, settings)
+    if req.timestamp.tzinfo is not None:
+        exists, zone = _store_zone(engine, req.store_id)
+        if not exists:
+            raise CheckoutRefused("unknown_store", f"no store {req.store_id!r}")
+        req = req.model_copy(update={"timestamp": _zoned(req.timestamp, zone, timezone)})
     if settings.max_clock_skew_minutes > 0:
         skew = abs((req.timestamp - (now or dt.datetime.now())).total_seconds()) / 60
         if skew > settings.max_clock_skew_minutes:

@@ -102,7 +102,8 @@ def _run_init(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     from engine.ingest import import_files
     settings = _settings(args)
-    report = import_files(settings.database_url, args.kind, args.files, progress=_progress(not args.quiet))
+    report = import_files(settings.database_url, args.kind, args.files, progress=_progress(not args.quiet),
+                          timezone=settings.timezone)
     for line in report:
         print(line)
     return 0
@@ -331,7 +332,7 @@ def _run_checkout(args: argparse.Namespace) -> int:
     require_schema(engine)
     secret = resolve_secret(settings)
     verify_secret(engine, secret)
-    print(json.dumps(checkout(engine, secret, body, settings.checkout), indent=2))
+    print(json.dumps(checkout(engine, secret, body, settings.checkout, timezone=settings.timezone), indent=2))
     return 0
 
 

@@ -1,15 +1,32 @@
 """Import a chain's files: validate whole files, convert money to cents, load or refuse.
 
 Contract (DESIGN.md, "Import files"): CSV (UTF-8, header, comma) or Parquet with the same
-column names; money in dollars with up to two decimals, held as integer cents; ISO dates;
-timestamps without a zone are store-local. Every bad value is reported as
-``file:row: column 'x': reason (got 'value')`` — row is the CSV line number (the header is
-line 1) or, for Parquet, the 1-based row — and a file with any error imports nothing.
+column names; money in dollars with up to two decimals, held as integer cents; ISO dates.
+Every bad value is reported as ``file:row: column 'x': reason (got 'value')`` — row is the
+CSV line number (the header is line 1) or, for Parquet, the 1-based row — and a file with
+any error imports nothing.
+
+Timestamps are kept as the store's local wall clock (schema.sql: baskets.ts), in the store's
+zone (`stores.timezone`), else the chain's (`Settings.timezone`, passed as `timezone`). A
+timestamp without an offset is that already; one with an offset (``-05:00``, ``+0100``,
+``-05``) or ``Z`` is an instant, converted DST-correctly (``T`` or a space before the time,
+fractions of a second or none). An offset that differs from the zone's own at that instant
+by more than the zone's DST shift is an error naming the zone expected (the zone is set
+wrong); ``Z`` is never judged (exporters write UTC whatever the store's zone), nor is a
+Parquet column of zoned datetimes (read as UTC instants). So the same export written with
+offsets or without gives the same database.
 
 Each file is validated as a whole with polars expressions, then written in one database
 transaction: dimension files (stores, customers, products, deals, tips) are upserted by
-their key, so a re-import of the same file changes nothing; transactions add only baskets
-whose (store_id, basket_id) is not yet present, through the Arrow bulk path (ADBC).
+their key, so a re-import of the same file changes nothing. Transactions add the baskets
+whose (store_id, basket_id) is not yet present, through the Arrow bulk path (ADBC). A basket
+already present — its lines split across two files — gets the file's lines it does not hold
+yet: lines are compared as multisets of (sku, quantity, amount, discount), so the k-th
+identical line of the file is added only when the basket holds fewer than k of them, and a
+re-import of either file changes nothing. The file's customer and timestamp must be the
+basket's, else an error naming the row. A basket the checkout recorded is kept as recorded
+(its export's other lines are counted in the report, not added). The one-line report says
+how many lines went to baskets already present.
 """
 
 from __future__ import annotations
@@ -26,6 +43,7 @@ import sqlalchemy as sa
 
 from engine.db import allocate_keys, bulk_session, connect, read_frame, require_schema, utc_now
 from engine.errors import InputError
+from engine.zones import ZONE_HINT, dst_shift, is_zone
 
 __all__ = ["import_files", "import_file", "read_table", "KINDS", "MAX_REPORTED_ERRORS"]
 
@@ -34,7 +52,7 @@ _ROW = "__row"
 
 # kind -> (required columns, optional columns)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "stores": (("store_id",), ("name", "address", "city", "state", "postal_code")),
+    "stores": (("store_id",), ("name", "address", "city", "state", "postal_code", "timezone")),
     "customers": (("customer_id",), ("card_number", "first_name", "last_name", "address_line1", "address_line2",
                                      "city", "state", "postal_code", "email", "household_size", "opted_out",
                                      "joined_on")),
@@ -158,6 +176,10 @@ def read_table(path: Path, kind: str) -> _Checked:
         raise InputError(f"{name}:1: column '{missing[0]}': required column missing "
                          f"(got '{', '.join(frame.columns)}')\n{name}: nothing was imported from this file")
     keep = [c for c in (*required, *optional) if c in frame.columns]
+    # a column of zoned datetimes holds instants: as UTC text with Z (its zone is the writer's, not the store's)
+    frame = frame.with_columns(
+        (pl.col(c).dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.String) + "Z").alias(c)
+        for c in keep if isinstance(frame.schema[c], pl.Datetime) and frame.schema[c].time_zone)
     frame = frame.select(
         pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(_ROW),
         *[pl.col(c).cast(pl.String).str.strip_chars().replace("", None).alias(c) for c in keep],  # "" = missing
@@ -189,13 +211,58 @@ def _date_ok(column: str) -> pl.Expr:
         pl.col(column).str.contains(r"^\d{4}-\d{2}-\d{2}( 00:00:00(\.0+)?)?$") & _date(column).is_not_null())
 
 
-def _timestamp(column: str) -> pl.Expr:
-    text = pl.col(column).str.replace(" ", "T")
+# An offset at the end of a timestamp: Z, +01:00, -0500 or +01.
+_OFFSET = r"([Zz]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _wall_clock(text: pl.Expr) -> pl.Expr:
+    """'YYYY-MM-DDTHH:MM[:SS[.f]]' text (no offset) to a naive Datetime; null if it is none."""
     return pl.coalesce(
         text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
         text.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us"),
         text.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us"),
     )
+
+
+def _timestamp_parts(column: str, offsets: bool) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(the wall-clock time as written, its offset in minutes east of UTC or null, whether it is `Z`).
+
+    `offsets=False` when no row can carry one (the regular expressions cost a pass each).
+    """
+    text = pl.col(column).str.replace(" ", "T", literal=True)
+    if not offsets:
+        return _wall_clock(text), pl.lit(None, pl.Int32), pl.lit(False)
+    suffix = text.str.extract(_OFFSET, 1)
+    zulu = suffix.str.to_uppercase() == "Z"
+    digits = suffix.str.replace(":", "", literal=True)
+    minutes = (digits.str.slice(1, 2).cast(pl.Int32, strict=False) * 60
+               + digits.str.slice(3, 2).cast(pl.Int32, strict=False).fill_null(0))
+    offset = (pl.when(zulu).then(pl.lit(0, pl.Int32))
+              .when(suffix.str.starts_with("-")).then(-minutes).otherwise(minutes))
+    return _wall_clock(text.str.replace(_OFFSET, "")), offset, zulu.fill_null(False)
+
+
+def _timestamp(column: str) -> pl.Expr:
+    """The wall-clock time as written (an offset is dropped, not applied); engine/history.py's reader."""
+    return _wall_clock(pl.col(column).cast(pl.String).str.replace(" ", "T", literal=True).str.replace(_OFFSET, ""))
+
+
+def _may_carry_offsets(frame: pl.DataFrame, column: str) -> bool:
+    """Whether any value has a character an offset needs after its date and hour."""
+    return bool(frame.select(pl.col(column).str.slice(13).str.contains(r"[Zz+-]").any()).item())
+
+
+def _to_store_local(shifts: dict[str, int]) -> pl.Expr:
+    """`__ts`: store-local wall clock of each row, from `__wall`, `__offset` (minutes) and `__zone`.
+
+    A row with an offset is an instant, converted to its zone's wall clock (DST-correct,
+    by polars/chrono-tz); one zone at a time, as `convert_time_zone` takes one zone.
+    """
+    utc = (pl.col("__wall") - pl.duration(minutes=pl.col("__offset"))).dt.replace_time_zone("UTC")
+    converted = [pl.when(pl.col("__zone") == z).then(utc.dt.convert_time_zone(z).dt.replace_time_zone(None))
+                 for z in shifts]
+    return (pl.when(pl.col("__offset").is_null() | (pl.col("__offset").abs() > 14 * 60)).then(pl.col("__wall"))
+            .otherwise(pl.coalesce(converted)).alias("__ts"))
 
 
 def _number(column: str, dtype: pl.DataType = pl.Float64) -> pl.Expr:
@@ -250,6 +317,10 @@ def _assign_keys(conn: sa.Connection, frame: pl.DataFrame, natural: str, key: st
 def _load_stores(conn: sa.Connection, checked: _Checked) -> int:
     checked.require_values("store_id")
     _duplicates(checked, "store_id")
+    zones = checked.frame["timezone"].drop_nulls().unique()
+    known = pl.Series([z for z in zones if is_zone(z)], dtype=pl.String)
+    checked.flag(pl.col("timezone").is_not_null() & ~pl.col("timezone").is_in(known.implode()), "timezone",
+                 "not an IANA time zone name (e.g. America/New_York)")
     checked.raise_if_any()
     _upsert(conn, "stores", "store_id", checked.frame.drop(_ROW))
     return checked.frame.height
@@ -363,7 +434,7 @@ def _load_tips(conn: sa.Connection, checked: _Checked) -> int:
 class _References:
     """What transactions may refer to, read once per import."""
 
-    stores: pl.Series
+    stores: pl.DataFrame        # store_id, timezone (null: the chain's)
     products: pl.DataFrame      # sku, product_key
     customers: pl.DataFrame     # customer_id, customer_key
 
@@ -371,23 +442,66 @@ class _References:
     def read(cls, engine: sa.Engine) -> "_References":
         with engine.connect() as conn:   # closed before any bulk session opens (see engine.db)
             return cls(
-                read_frame(conn, "SELECT store_id FROM stores", schema={"store_id": pl.String}).to_series(),
+                read_frame(conn, "SELECT store_id, timezone FROM stores",
+                           schema={"store_id": pl.String, "timezone": pl.String}),
                 read_frame(conn, "SELECT sku, product_key FROM products",
                            schema={"sku": pl.String, "product_key": pl.Int64}),
                 read_frame(conn, "SELECT customer_id, customer_key FROM customers",
                            schema={"customer_id": pl.String, "customer_key": pl.Int64}))
 
 
-def _prepare_transactions(checked: _Checked, refs: _References) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate a transactions file; (lines, baskets) ready to write. Pure: no database."""
-    checked.frame = checked.frame.with_columns(_timestamp("timestamp").alias("__ts"))   # parsed once
+def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> None:
+    """Parse `timestamp` once into `__ts`, the store-local wall clock; flag what cannot be.
+
+    Each row's zone is its store's, else `chain_zone`. A row with an offset whose offset
+    differs from its zone's at that instant by more than the zone's DST shift is flagged
+    with the zone that was expected: the store's zone (or the chain's) is not set right.
+    `Z` names an instant in UTC, as exporters write them whatever the store's zone: it is
+    converted and never judged (a Parquet column of zoned datetimes is read as `Z`).
+    """
+    offsets = _may_carry_offsets(checked.frame, "timestamp")
+    wall, offset, zulu = _timestamp_parts("timestamp", offsets)
+    frame = (checked.frame.with_columns(wall.alias("__wall"), offset.alias("__offset"), zulu.alias("__zulu"))
+             .join(refs.stores.select("store_id", pl.col("timezone").alias("__zone")), on="store_id", how="left",
+                   maintain_order="left")
+             .with_columns(pl.col("__zone").fill_null(chain_zone)))
+    checked.flag(pl.col("timestamp").is_not_null() & pl.col("__wall").is_null(), "timestamp",
+                 "not an ISO timestamp (YYYY-MM-DDTHH:MM:SS, store-local, or with an offset: -05:00, Z)")
+    checked.flag(pl.col("__offset").abs() > 14 * 60, "timestamp", "offset beyond -12:00..+14:00")
+    timed = frame.filter(pl.col("__offset").is_not_null() & pl.col("__wall").is_not_null()
+                         & (pl.col("__offset").abs() <= 14 * 60))
+    if timed.height == 0:
+        checked.frame = frame.with_columns(pl.col("__wall").alias("__ts"))
+        return
+    first, last = timed.select(pl.col("__wall").dt.year().min().alias("first"),
+                               pl.col("__wall").dt.year().max().alias("last")).row(0)
+    shifts = {z: int(dst_shift(z, first - 1, last + 1).total_seconds() // 60)
+              for z in sorted(timed["__zone"].unique())}
+    frame = frame.with_columns(_to_store_local(shifts))
+    # the zone's own offset at that instant: its wall clock minus the instant's UTC wall clock
+    expected = (pl.col("__ts") - (pl.col("__wall") - pl.duration(minutes=pl.col("__offset")))).dt.total_minutes()
+    disagree = ~pl.col("__zulu") & ((pl.col("__offset") - expected).abs() > pl.col("__zone").replace_strict(
+        shifts, default=0, return_dtype=pl.Int64))
+    for zone, shift in shifts.items():
+        allowed = f"more than its DST shift of {shift} min" if shift else "at all (it has no DST)"
+        checked.flag(disagree & (pl.col("__zone") == zone), "timestamp",
+                     f"offset disagrees with the store's time zone {zone} {allowed}; {ZONE_HINT}")
+    checked.frame = frame
+
+
+def _prepare_transactions(checked: _Checked, refs: _References,
+                          chain_zone: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate a transactions file; (lines, baskets) ready to write. Pure: no database.
+
+    lines: store_id, basket_id, customer_key, ts (store-local), day, product_key, quantity,
+    amount_cents, discount_cents, __row (the file's row, for errors found while writing).
+    """
+    _check_timestamps(checked, refs, chain_zone)
     f = checked.frame
     checked.require_values("basket_id", "store_id", "timestamp", "sku", "quantity", "amount")
-    _unknown(checked, "store_id", refs.stores, "store (import stores first)")
+    _unknown(checked, "store_id", refs.stores["store_id"], "store (import stores first)")
     _unknown(checked, "sku", refs.products["sku"], "sku (import products first)")
     _unknown(checked, "customer_id", refs.customers["customer_id"], "customer (import customers first)")
-    checked.flag(pl.col("timestamp").is_not_null() & pl.col("__ts").is_null(), "timestamp",
-                 "not an ISO timestamp in store-local time (YYYY-MM-DDTHH:MM:SS)")
     qty = _number("quantity")
     checked.flag(pl.col("quantity").is_not_null() & (qty.is_null() | (qty == 0) | (qty.abs() > 10_000)), "quantity",
                  "must be a non-zero number of units (negative for a return)")
@@ -399,8 +513,9 @@ def _prepare_transactions(checked: _Checked, refs: _References) -> tuple[pl.Data
                  "negative amount on a sale (returns have a negative quantity)")
     checked.raise_if_any()
     basket = ["store_id", "basket_id"]
+    # compared as store-local times: one line with an offset and one without may agree
     conflict = pl.any_horizontal(pl.col("customer_id").n_unique().over(basket) > 1,
-                                 pl.col("timestamp").n_unique().over(basket) > 1)
+                                 pl.col("__ts").n_unique().over(basket) > 1)
     checked.flag(conflict, "basket_id", "lines of one basket disagree on customer_id or timestamp")
     checked.raise_if_any()
 
@@ -411,37 +526,174 @@ def _prepare_transactions(checked: _Checked, refs: _References) -> tuple[pl.Data
              .join(refs.customers.lazy(), on="customer_id", how="left")
              .with_columns(pl.col("ts").dt.date().alias("day"))
              .select("store_id", "basket_id", "customer_key", "ts", "day", "product_key", "quantity",
-                     pl.col("amount").alias("amount_cents"), "discount_cents")
+                     pl.col("amount").alias("amount_cents"), "discount_cents", pl.col(_ROW).alias("__row"))
              .collect())
     baskets = (lines.group_by(basket)
-               .agg(pl.col("customer_key").first(), pl.col("ts").first(), pl.col("day").first())
+               .agg(pl.col("customer_key").first(), pl.col("ts").first(), pl.col("day").first(),
+                    pl.col("__row").min())
                .sort("ts", "store_id", "basket_id"))
     return lines, baskets
 
 
-def _write_transactions(url: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> int:
-    """Add the baskets not yet present, and their lines, in one bulk transaction."""
+@dataclass(frozen=True)
+class _Written:
+    """What one transactions file added: line items in all, of them to baskets already present,
+    and lines of baskets the checkout recorded that were left as the checkout recorded them."""
+
+    added: int = 0
+    appended: int = 0
+    left_out: int = 0
+
+    def describe(self) -> str:
+        text = f"{self.added:,} line items added ({self.appended:,} to baskets already present)"
+        if self.left_out:
+            text += (f"; {self.left_out:,} lines of baskets recorded by the checkout left out "
+                     "(the checkout's record of a basket is kept as it is)")
+        return text
+
+
+_LINE = ["product_key", "quantity", "amount_cents", "discount_cents"]   # a line's identity within its basket
+
+
+def _store_local(column: pl.Series) -> pl.Series:
+    """A ts column read back through ADBC (text on SQLite, a timestamp on PostgreSQL) as Datetime('us')."""
+    if column.dtype == pl.String:
+        text = column.str.replace(" ", "T", literal=True)
+        exact = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")   # as ADBC writes it
+        if exact.null_count() == column.null_count():
+            return exact
+        return text.to_frame().select(_wall_clock(pl.col(column.name))).to_series()
+    return column.cast(pl.Datetime("us"))
+
+
+def _refuse_disagreeing(name: str, clash: pl.DataFrame) -> None:
+    """InputError for file baskets whose customer or timestamp differs from the basket already present.
+
+    `clash`: __row, store_id, basket_id, customer_key, ts (the file's) and old_customer_key, old_ts.
+    """
+    errors = []
+    for row, store, basket, ck, ts, old_ck, old_ts in clash.sort("__row").select(
+            "__row", "store_id", "basket_id", "customer_key", "ts", "old_customer_key", "old_ts").iter_rows():
+        if ck != old_ck:
+            errors.append(f"{name}:{row}: column 'customer_id': basket {basket} of store {store} is already "
+                          f"present with another customer (customer key {old_ck}, got {ck})")
+        if ts != old_ts:
+            errors.append(f"{name}:{row}: column 'timestamp': basket {basket} of store {store} is already "
+                          f"present at {old_ts} store-local time (got {ts})")
+    if errors:
+        shown = errors[:MAX_REPORTED_ERRORS]
+        more = f"{len(errors)} errors in all; " if len(errors) > len(shown) else ""
+        raise InputError("\n".join([*shown, f"{name}: {more}nothing was imported from this file"]))
+
+
+def _present(bulk, baskets: pl.DataFrame, where: str) -> pl.DataFrame:
+    """Baskets of `baskets` already in the database among those `where` selects."""
+    # ts is read as text (SQLite's ISO text, PostgreSQL's timestamp cast) and parsed as store-local below
+    ts = "CAST(ts AS TEXT)" if bulk._sqlite else "to_char(ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"  # noqa: SLF001
+    present = bulk.read("SELECT store_id, basket_id, basket_key, customer_key AS old_customer_key, "
+                        f"{ts} AS old_ts, source FROM baskets WHERE {where}",
+                        {"store_id": pl.String, "basket_id": pl.String, "basket_key": pl.Int64,
+                         "old_customer_key": pl.Int64, "old_ts": pl.String, "source": pl.String})
+    present = present.with_columns(_store_local(present["old_ts"]).alias("old_ts"))
+    return present.join(baskets.select("store_id", "basket_id"), on=["store_id", "basket_id"], how="semi")
+
+
+def _lines_to_append(bulk, lines: pl.DataFrame, present: pl.DataFrame) -> pl.DataFrame:
+    """The file's lines of present baskets that the basket does not hold yet, with basket_key and line_no.
+
+    Compared as multisets of (product_key, quantity, amount_cents, discount_cents): the k-th
+    copy of a line in the file is new when the basket holds fewer than k copies of it, so a
+    re-import of either part of a split basket adds nothing.
+    """
+    keys = present["basket_key"]
+    held = bulk.read("SELECT basket_key, line_no, product_key, quantity, amount_cents, discount_cents "
+                     f"FROM basket_lines WHERE basket_key >= {int(keys.min())} AND basket_key <= {int(keys.max())}",
+                     {"basket_key": pl.Int64, "line_no": pl.Int32, "product_key": pl.Int64, "quantity": pl.Float64,
+                      "amount_cents": pl.Int64, "discount_cents": pl.Int64})
+    held = held.join(present.select("basket_key"), on="basket_key", how="semi")
+    # First per basket: a basket whose lines in the file and in the database have the same
+    # count and the same two order-free hash sums holds them all already (a re-import); only
+    # the others are compared line by line (a hash collision would need both sums to agree).
     basket = ["store_id", "basket_id"]
+    digest = pl.struct(_LINE).hash(seed=0)
+    signature = [pl.len().alias("__n"), (digest % 2**31).cast(pl.Int64).sum().alias("__h1"),
+                 (digest // 2**33).cast(pl.Int64).sum().alias("__h2")]      # two independent 31-bit parts
+    theirs = (lines.group_by(basket).agg(signature)
+              .join(present.select(*basket, "basket_key", "source"), on=basket, how="inner"))
+    ours = held.group_by("basket_key").agg(signature)
+    differ = (theirs.join(ours, on="basket_key", how="left", suffix="_db")
+              .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_db")) for c in ("__n", "__h1", "__h2"))))
+    incoming = lines.join(differ.select(*basket, "basket_key", "source"), on=basket, how="inner")
+    held = held.join(differ.select("basket_key"), on="basket_key", how="semi")
+    # counts per distinct line, not a window numbering the copies: 10x faster on a re-import
+    wanted = incoming.group_by("basket_key", *_LINE).agg(
+        pl.len().alias("__n"), pl.col("customer_key", "day", "source", "__row").first())
+    have = held.group_by("basket_key", *_LINE).agg(pl.len().alias("__have"))
+    new = (wanted.join(have, on=["basket_key", *_LINE], how="left")
+           .with_columns((pl.col("__n") - pl.col("__have").fill_null(0)).alias("__more"))
+           .filter(pl.col("__more") > 0)
+           .with_columns(pl.int_ranges(0, pl.col("__more")).alias("__copy")).explode("__copy")
+           .sort("__row", "__copy"))
+    last = held.group_by("basket_key").agg(pl.col("line_no").max().alias("__last"))
+    return (new.join(last, on="basket_key", how="left")
+            .with_columns((pl.col("__last").fill_null(0) + pl.int_range(1, pl.len() + 1).over("basket_key"))
+                          .cast(pl.Int32).alias("line_no")))
+
+
+def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> _Written:
+    """Add the baskets not yet present and the lines present baskets lack, in one bulk transaction.
+
+    A present basket (same store_id and basket_id) must have the file's customer and
+    store-local timestamp, else `InputError` naming the file's row. Lines go to baskets the
+    import wrote; a basket the checkout recorded is kept as recorded (its other lines counted).
+    """
+    basket = ["store_id", "basket_id"]
+    columns = ["basket_key", "line_no", "customer_key", "day", "product_key", "quantity",
+               "amount_cents", "discount_cents"]
     with bulk_session(url) as bulk:
-        present = bulk.read("SELECT store_id, basket_id FROM baskets WHERE day >= '%s' AND day <= '%s'"
-                            % (baskets["day"].min(), baskets["day"].max()),
-                            {"store_id": pl.String, "basket_id": pl.String})
+        present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
+        _refuse_disagreeing(name, baskets.join(present, on=basket, how="inner").filter(
+            pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))))
+        written = _Written()
         if present.height:
-            present = present.select(pl.col("store_id").cast(pl.String), pl.col("basket_id").cast(pl.String))
+            extra = _lines_to_append(bulk, lines, present)
+            imported = extra.filter(pl.col("source") == "import")
+            bulk.append("basket_lines", imported.select(columns))
+            written = _Written(imported.height, imported.height, extra.height - imported.height)
             baskets = baskets.join(present, on=basket, how="anti", maintain_order="left")
         if baskets.height == 0:
-            return 0
+            return written
         first = bulk.allocate_keys("baskets", baskets.height)
         baskets = baskets.with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
         new_lines = (lines.join(baskets.select(*basket, "basket_key"), on=basket, how="inner")
                      .with_columns((pl.int_range(pl.len()).over("basket_key") + 1).cast(pl.Int32).alias("line_no"))
-                     .select("basket_key", "line_no", "customer_key", "day", "product_key", "quantity",
-                             "amount_cents", "discount_cents"))
-        bulk.append("baskets", baskets.select(
-            "basket_key", *basket, "customer_key", "ts", "day", pl.lit("import").alias("source"),
-            pl.lit(None, pl.Int32).alias("lane"), pl.lit(0, pl.Int32).alias("voided")))
+                     .select(columns))
+        try:
+            bulk.append("baskets", baskets.select(
+                "basket_key", *basket, "customer_key", "ts", "day", pl.lit("import").alias("source"),
+                pl.lit(None, pl.Int32).alias("lane"), pl.lit(0, pl.Int32).alias("voided")))
+        except Exception as exc:  # noqa: BLE001 - the drivers raise their own types; re-raised unless explained
+            _explain_collision(url, name, baskets, exc)
+            raise
         bulk.append("basket_lines", new_lines)
-        return new_lines.height
+        return _Written(written.added + new_lines.height, written.appended, written.left_out)
+
+
+def _explain_collision(url: str, name: str, baskets: pl.DataFrame, exc: Exception) -> None:
+    """A new basket met one already present on another day (its timestamp differs): say which.
+
+    Runs only when the insert failed: the lookup by key then costs nothing in the usual case.
+    """
+    with bulk_session(url, write=False) as bulk:
+        for store, group in baskets.group_by("store_id"):
+            ids = group["basket_id"].to_list()
+            for i in range(0, len(ids), 1000):
+                quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in ids[i:i + 1000])
+                escaped = str(store[0]).replace("'", "''")
+                present = _present(bulk, group, f"store_id = '{escaped}' AND basket_id IN ({quoted})")
+                clash = group.join(present, on=["store_id", "basket_id"], how="inner")
+                if clash.height:
+                    _refuse_disagreeing(name, clash)
 
 
 # ---------------------------------------------------------------- entry points
@@ -450,33 +702,36 @@ _DIMENSIONS = {"stores": _load_stores, "customers": _load_customers, "products":
                "deals": _load_deals, "tips": _load_tips}
 
 
-def _record(engine: sa.Engine, kind: str, path: Path, rows_read: int, added: int) -> str:
+def _record(engine: sa.Engine, kind: str, path: Path, rows_read: int, added: int, what: str = "") -> str:
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO imports (import_id, kind, file_name, sha256, rows_read, rows_added, "
                              "imported_at) VALUES (:i, :k, :f, :s, :r, :a, :t)"),
                      {"i": allocate_keys(conn, "imports", 1), "k": kind, "f": str(path),
                       "s": hashlib.sha256(path.read_bytes()).hexdigest(), "r": rows_read, "a": added,
                       "t": utc_now()})
-    what = "line items added" if kind == "transactions" else "rows imported"
-    return f"{path}: {rows_read:,} rows read, {added:,} {what}"
+    return f"{path}: {rows_read:,} rows read, {what or f'{added:,} rows imported'}"
 
 
-def import_file(url: str, kind: str, path: Path) -> str:
+def import_file(url: str, kind: str, path: Path, timezone: str = "UTC") -> str:
     """Import one file whole or not at all; returns a one-line report."""
-    return import_files(url, kind, [path])[0]
+    return import_files(url, kind, [path], timezone=timezone)[0]
 
 
 def import_files(url: str, kind: str, paths: Iterable[Path],
-                 progress: Callable[[str, int, int], None] | None = None) -> list[str]:
+                 progress: Callable[[str, int, int], None] | None = None, timezone: str = "UTC") -> list[str]:
     """Import each file (directories are searched for CSV and Parquet files) in turn.
 
     Each file is its own transaction; the first file with an error stops the import with
     an `InputError` naming file, row and column (files before it stay imported).
     Transactions are pipelined: the next file is read and validated in a worker thread
     while the current one is written (polars and the ADBC driver both release the GIL).
+
+    `timezone` is the chain's zone (`Settings.timezone`): the zone of stores without their own.
     """
     if kind not in KINDS:
         raise InputError(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
+    if not is_zone(timezone):
+        raise InputError(f"setting 'timezone': not an IANA time zone name (got {timezone!r})")
     files = _expand(paths)
     engine = connect(url)
     report = []
@@ -487,7 +742,7 @@ def import_files(url: str, kind: str, paths: Iterable[Path],
 
             def prepare(path: Path):
                 checked = read_table(path, kind)
-                return checked.frame.height, _prepare_transactions(checked, refs)
+                return checked.frame.height, _prepare_transactions(checked, refs, timezone)
 
             with ThreadPoolExecutor(max_workers=1) as pool:
                 pending = pool.submit(prepare, files[0])
@@ -495,8 +750,8 @@ def import_files(url: str, kind: str, paths: Iterable[Path],
                     rows_read, (lines, baskets) = pending.result()
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
-                    added = _write_transactions(url, lines, baskets)
-                    report.append(_record(engine, kind, path, rows_read, added))
+                    written = _write_transactions(url, path.name, lines, baskets)
+                    report.append(_record(engine, kind, path, rows_read, written.added, written.describe()))
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))
         else:

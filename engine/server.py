@@ -216,13 +216,13 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/scan", summary="Judge a list code and return its offers", responses=errors)
     async def scan(body: co.ScanRequest, key_store: str = Depends(store_of)) -> JSONResponse:
         """The list a code names, or a refusal: bad_check, unknown, expired, not_yet_valid, revoked."""
-        return JSONResponse(await call(co.scan, engine, secret, body.code, body.at))
+        return JSONResponse(await call(co.scan, engine, secret, body.code, body.at, key_store, settings.timezone))
 
     @app.post("/v1/checkout", summary="Apply a basket's offers once and record the basket", responses=errors)
     async def checkout(body: co.CheckoutRequest, key_store: str = Depends(store_of)) -> JSONResponse:
         """Idempotent on (store_id, basket_id): a retry returns the same answer, a different body is refused."""
         own_store(body.store_id, key_store)
-        return JSONResponse(await call(co.checkout, engine, secret, body, limits))
+        return JSONResponse(await call(co.checkout, engine, secret, body, limits, None, settings.timezone))
 
     @app.post("/v1/void", summary="Reverse a checkout", responses=errors)
     async def void(body: co.VoidRequest, key_store: str = Depends(store_of)) -> JSONResponse:
@@ -257,7 +257,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers
         uvicorn.run(create_app(settings), **options)
         return
     # What the service reads of the settings (the secret resolved here, once).
-    os.environ[_SETTINGS_ENV] = json.dumps({"database_url": settings.database_url,
+    os.environ[_SETTINGS_ENV] = json.dumps({"database_url": settings.database_url, "timezone": settings.timezone,
                                             "secret": resolve_secret(settings).decode(),
                                             "checkout": dataclasses.asdict(settings.checkout)})
     uvicorn.run("engine.server:app_from_environment", factory=True, workers=workers, **options)
