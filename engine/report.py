@@ -266,7 +266,7 @@ def calibration_frame(offers: pl.DataFrame, lines: pl.DataFrame, bins: int, conf
     table = f.group_by("bin").agg(offers=pl.len().cast(pl.Int64), mean_p_buy=pl.col("p_buy").mean(),
                                   buyers=pl.col("bought").sum().cast(pl.Int64))
     low, high = wilson_bounds(pl.col("buyers"), pl.col("offers"), z)
-    return (table.select("bin", bin_low=pl.col("bin") / bins, bin_high=(pl.col("bin") + 1) / bins, offers="offers",
+    return (table.select("bin", bin_low=(pl.col("bin") / bins).round(6), bin_high=((pl.col("bin") + 1) / bins).round(6), offers="offers",
                          mean_p_buy="mean_p_buy", bought_share=pl.col("buyers") / pl.col("offers"),
                          ci_low=low, ci_high=high).sort("bin"))
 
@@ -338,9 +338,9 @@ def _charts(data: dict[str, Any], s: ReportSettings) -> list[Section]:
             heat.append(base.mark_rect().encode(color=alt.Color(f"{measure}:Q", scale=alt.Scale(scheme="blues")))
                         .properties(width=180, height=130, title=f"{name}: {measure.replace('_', ' ')}")
                         + base.mark_text(baseline="middle").encode(text=f"{measure}:Q"))
-    campaign_part = Part("campaigns", grids, alt.hconcat(*heat[:2]) if heat else None, "no campaign in the settings")
-    if len(heat) > 2:
-        campaign_part.chart = alt.vconcat(*[alt.hconcat(*heat[i:i + 2]) for i in range(0, len(heat), 2)])
+    rows = [alt.hconcat(*heat[i:i + 2]).resolve_scale(color="independent") for i in range(0, len(heat), 2)]
+    campaign_part = Part("campaigns", grids, (rows[0] if len(rows) == 1 else alt.vconcat(*rows)) if rows else None,
+                         "no campaign in the settings")
     budget = dollars(data["budget"], "committed_cents", "expected_cents", "redeemed_cents", "released_cents",
                      "outstanding_cents")
     top = budget.head(12).unpivot(index="line", on=["expected_dollars", "redeemed_dollars", "released_dollars",
@@ -496,6 +496,9 @@ def render_pdf(path: Path, title: str, sections: list[Section], s: ReportSetting
         for line in _wrap(sec.note, 170):
             pdf.drawString(36, y, line)
             y -= 11
+        # the charts share what the tables leave of the page
+        room = max(y - 40 - len(sec.parts) * (30 + 8 * (s.table_rows if len(sec.parts) == 1 else 5)), 120) \
+            / len(sec.parts)
         for p in sec.parts:
             y -= 8
             if p.chart is None:
@@ -505,7 +508,6 @@ def render_pdf(path: Path, title: str, sections: list[Section], s: ReportSetting
             else:
                 image = ImageReader(io.BytesIO(_png(p.chart)))
                 iw, ih = image.getSize()
-                room = max(y - 150, 120) / (len(sec.parts) if len(sec.parts) > 1 else 1)
                 scale = min((width - 72) / iw, room / ih)
                 pdf.drawImage(image, 36, y - ih * scale, iw * scale, ih * scale)
                 y -= ih * scale + 6
