@@ -379,6 +379,25 @@ def _run_settle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    """report (engine/report.py)."""
+    p = sub.add_parser("report", help="Charts of a batch and of the previous period's results (HTML, PDF, CSV)",
+                       epilog="example: listwise report --batch 3 --out reports/batch-3")
+    p.add_argument("--batch", type=int, default=None, help="batch id (default: the last done batch)")
+    p.add_argument("--out", type=Path, required=True, help="directory for report.html, report.pdf and the CSVs")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from engine.report import write_report
+    done = write_report(_settings(args), args.out, args.batch)
+    results = (f"results of batch {done['results_batch_id']}" if done["results_batch_id"] is not None
+               else "no results period yet")
+    print(f"report of batch {done['batch_id']} ({results}): {done['html']}, {done['pdf']} "
+          f"({done['pages']} pages), {len(done['tables'])} tables")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="listwise", description="Personalised biweekly shopping lists and coupons for a supermarket chain.",
@@ -388,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database", default=None, help="database URL (default: settings, else sqlite:///listwise.db)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     sub = parser.add_subparsers(required=True, metavar="command")
-    for add in (_add_data, _add_cycles, _add_batch, _add_checkout, _add_extracts):
+    for add in (_add_data, _add_cycles, _add_batch, _add_checkout, _add_extracts, _add_report):
         add(sub)
     return parser
 

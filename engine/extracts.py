@@ -140,45 +140,16 @@ def offer_results(offers: pl.DataFrame, redemptions: pl.DataFrame, min_group: in
 def holdout_lift(outcomes: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:
     """Treated minus hold-out: category purchase rate and units per household, with intervals.
 
-    Parameters
-    ----------
-    outcomes
-        One row per household x (batch, category): period_start (Date), category, grp
-        ('treated' | 'holdout'), bought (Boolean: bought the category in the batch period),
-        units (Float64, units bought then; 0 when none).
-    confidence
-        Two-sided level of the intervals.
-
-    Returns
-    -------
-    polars.DataFrame
-        period_start, category, households, treated_households, holdout_households,
-        treated_rate, holdout_rate, rate_lift, rate_ci_low, rate_ci_high, treated_units,
-        holdout_units (per household), units_lift, units_ci_low, units_ci_high. Rate: Wald
-        interval of a difference of two proportions; units: normal interval with the Welch
-        standard error. Sorted by period_start, category.
+    `coupons.lift.holdout_lift` per period_start x category: the rate with Newcombe's hybrid
+    score interval, units with a Welch (normal) interval. Columns: period_start, category,
+    households, treated_households, holdout_households, treated_rate, holdout_rate, rate_lift,
+    rate_ci_low, rate_ci_high, treated_units, holdout_units (per household), units_lift,
+    units_ci_low, units_ci_high; sorted by period_start, category.
     """
-    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
-    by = ["period_start", "category"]
-    g = (outcomes.group_by(*by, "grp")
-         .agg(n=pl.len(), rate=pl.col("bought").cast(pl.Float64).mean(), units=pl.col("units").mean(),
-              units_var=pl.col("units").var(ddof=1).fill_null(0.0)))
-    t = g.filter(pl.col("grp") == "treated").drop("grp")
-    h = g.filter(pl.col("grp") == "holdout").drop("grp")
-    both = t.join(h, on=by, how="inner", suffix="_h")
-    rate_se = ((pl.col("rate") * (1 - pl.col("rate")) / pl.col("n"))
-               + (pl.col("rate_h") * (1 - pl.col("rate_h")) / pl.col("n_h"))).sqrt()
-    units_se = (pl.col("units_var") / pl.col("n") + pl.col("units_var_h") / pl.col("n_h")).sqrt()
-    rate_lift = pl.col("rate") - pl.col("rate_h")
-    units_lift = pl.col("units") - pl.col("units_h")
-    return both.select(
-        *by, households=(pl.col("n") + pl.col("n_h")).cast(pl.Int64),
-        treated_households=pl.col("n").cast(pl.Int64), holdout_households=pl.col("n_h").cast(pl.Int64),
-        treated_rate=pl.col("rate"), holdout_rate=pl.col("rate_h"), rate_lift=rate_lift,
-        rate_ci_low=rate_lift - z * rate_se, rate_ci_high=rate_lift + z * rate_se,
-        treated_units=pl.col("units"), holdout_units=pl.col("units_h"), units_lift=units_lift,
-        units_ci_low=units_lift - z * units_se, units_ci_high=units_lift + z * units_se,
-    ).sort(by)
+    from coupons.lift import holdout_lift as lift
+
+    return lift(outcomes, confidence, by=("period_start", "category"), means=("units",)).drop(
+        "treated_buyers", "holdout_buyers")
 
 
 def _lift_outcomes(members: pl.DataFrame, offers: pl.DataFrame, history: pl.DataFrame,
