@@ -203,6 +203,8 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    help="first day of the period (default: an unfinished period, else the one after the last batch)")
     r.add_argument("--out", type=Path, default=None, help="batch files go to OUT/<period-start>/ (default: settings)")
     r.add_argument("--no-print", action="store_true", help="do not render the lists' PDFs")
+    r.add_argument("--no-report", action="store_true",
+                   help="do not write the marketing report (report.html, report.pdf) beside the batch files")
     r.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
 
     def run(args: argparse.Namespace) -> int:
@@ -216,7 +218,14 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
             print(exc)
             return 0
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-        return 0 if args.no_print else _print_lists(args, settings, summary["batch_id"])
+        code = 0 if args.no_print else _print_lists(args, settings, summary["batch_id"])
+        if code == 0 and not args.no_report:
+            from engine.report import write_report
+            out = Path(args.out or settings.batch.out_dir) / summary["period_start"] / "report"
+            report = write_report(settings, out, summary["batch_id"])
+            if not args.json:
+                print(f"report: {report['html']} and {report['pdf']}")
+        return code
     r.set_defaults(run=run)
 
     c = bsub.add_parser("cancel", help="Withdraw a batch's lists (refused once an offer was redeemed)",

@@ -81,6 +81,11 @@ def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int 
     from engine.extracts import demo_extracts
     yield from demo_extracts(settings, directory)
 
+    from engine.report import write_report
+    report = write_report(settings, directory / "report", batch["batch_id"])
+    yield (f"report of batch {report['batch_id']} with the results of its fortnight: {report['html']} "
+           f"and {report['pdf']} ({report['pages']} pages)")
+
 
 def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: float = 0.15) -> dict:
     """The fortnight after the batch, shopped through the real checkout (demo only).

@@ -566,13 +566,6 @@ _OFFER_COLUMNS = {"offer_id": pl.Int64, "customer_key": pl.Int64, "batch_id": pl
                   "expected_on": pl.Date, "p_buy": pl.Float64, "brand_cell": pl.String, "volume_tier": pl.String}
 
 
-def _typed(raw: pl.DataFrame, schema: dict) -> pl.DataFrame:
-    if raw.height == 0:
-        return pl.DataFrame(schema=schema)
-    return raw.select([pl.col(c).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d").alias(c)
-                       if t == pl.Date else pl.col(c).cast(t) for c, t in schema.items()])
-
-
 def _offers_sql(where: str) -> str:
     return ("SELECT o.offer_id, l.customer_key, l.batch_id, o.kind, o.category, o.deal_id, o.funder, "
             "o.funded_share, o.discount_cents, o.max_uses, o.valid_from, o.valid_to, o.expected_on, o.p_buy, "
@@ -594,7 +587,9 @@ def report_data(settings, batch_id: int | None = None, report: ReportSettings | 
         engine.dispose()
     with bulk_session(url, write=False) as db:
         batches = db.read("SELECT batch_id, period_start, period_end, summary_json FROM batches "
-                          "WHERE status = 'done' ORDER BY period_start")
+                          "WHERE status = 'done' ORDER BY period_start",
+                          {"batch_id": pl.Int64, "period_start": pl.Date, "period_end": pl.Date,
+                           "summary_json": pl.String})
         if batches.height == 0:
             raise StateError("no finished batch to report on: run 'listwise batch run' first")
         ids = [int(b) for b in batches["batch_id"]]
@@ -607,29 +602,29 @@ def report_data(settings, batch_id: int | None = None, report: ReportSettings | 
         with_sales = db.read(
             "SELECT b.batch_id, b.period_start, b.period_end FROM batches b WHERE b.status = 'done' "
             f"AND b.period_start <= '{start}' AND EXISTS (SELECT 1 FROM basket_lines k "
-            "WHERE k.day >= b.period_start AND k.day < b.period_end) ORDER BY b.period_start DESC")
-        offers = _typed(db.read(_offers_sql(f"l.batch_id = {chosen}")), _OFFER_COLUMNS)
-        deal_offers = _typed(db.read(_offers_sql(
-            f"o.deal_id IS NOT NULL AND l.batch_id IN (SELECT batch_id FROM batches WHERE period_start <= '{start}')")),
+            "WHERE k.day >= b.period_start AND k.day < b.period_end) ORDER BY b.period_start DESC",
+            {"batch_id": pl.Int64, "period_start": pl.Date, "period_end": pl.Date})
+        offers = db.read(_offers_sql(f"l.batch_id = {chosen}"), _OFFER_COLUMNS)
+        deal_offers = db.read(_offers_sql(
+            f"o.deal_id IS NOT NULL AND l.batch_id IN (SELECT batch_id FROM batches WHERE period_start <= '{start}')"),
             _OFFER_COLUMNS)
-        deals = db.read("SELECT deal_id, manufacturer_id, budget_cents FROM deals")
-        redemptions = _typed(db.read("SELECT offer_id, discount_cents, voided FROM redemptions"),
-                             {"offer_id": pl.Int64, "discount_cents": pl.Int64, "voided": pl.Int64})
-        last = db.read("SELECT MAX(day) AS d FROM basket_lines")["d"][0]
-        last_r = db.read("SELECT MAX(redeemed_on) AS d FROM redemptions")["d"][0]
+        deals = db.read("SELECT deal_id, manufacturer_id, budget_cents FROM deals",
+                        {"deal_id": pl.String, "manufacturer_id": pl.String, "budget_cents": pl.Int64})
+        redemptions = db.read("SELECT offer_id, discount_cents, voided FROM redemptions",
+                              {"offer_id": pl.Int64, "discount_cents": pl.Int64, "voided": pl.Int64})
+        last = db.read("SELECT MAX(day) AS d FROM basket_lines", {"d": pl.Date})["d"][0]
+        last_r = db.read("SELECT MAX(redeemed_on) AS d FROM redemptions", {"d": pl.Date})["d"][0]
         results_batch = None
         if with_sales.height:
             results_batch = {"batch_id": int(with_sales["batch_id"][0]),
                              "period_start": _date(with_sales["period_start"][0]),
                              "period_end": _date(with_sales["period_end"][0])}
             rid = results_batch["batch_id"]
-            r_offers = _typed(db.read(_offers_sql(f"l.batch_id = {rid}")), _OFFER_COLUMNS)
-            members = db.read(f"SELECT customer_key, grp FROM batch_members WHERE batch_id = {rid}")
+            r_offers = db.read(_offers_sql(f"l.batch_id = {rid}"), _OFFER_COLUMNS)
+            members = db.read(f"SELECT customer_key, grp FROM batch_members WHERE batch_id = {rid}",
+                              {"customer_key": pl.Int64, "grp": pl.String})
     days = [d for d in (_date(last), _date(last_r)) if d is not None]
     as_of = max(days) + dt.timedelta(days=1) if days else start
-    deals = (deals.cast({"deal_id": pl.String, "manufacturer_id": pl.String, "budget_cents": pl.Int64})
-             if deals.height else pl.DataFrame(schema={"deal_id": pl.String, "manufacturer_id": pl.String,
-                                                        "budget_cents": pl.Int64}))
     data: dict[str, Any] = {
         "batch": {"batch_id": chosen, "period_start": start, "period_end": _date(row["period_end"])},
         "as_of": as_of, "results_batch": results_batch,
@@ -640,7 +635,6 @@ def report_data(settings, batch_id: int | None = None, report: ReportSettings | 
         "results": None,
     }
     if results_batch is not None:
-        members = members.cast({"customer_key": pl.Int64, "grp": pl.String})
         lines = read_history(url, results_batch["period_end"], results_batch["period_start"],
                              products=read_products(url)).select("customer_key", "category", "day", "quantity",
                                                                   "amount_cents")

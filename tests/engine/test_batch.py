@@ -265,6 +265,8 @@ def test_cli_batch_run_prints_the_summary(template, tmp_path, capsys, monkeypatc
     out = capsys.readouterr().out
     assert "qualifying customers:" in out and "campaign ANALGESICS" in out
     assert (tmp_path / "batches" / str(PERIOD) / "summary.json").exists()
+    report = tmp_path / "batches" / str(PERIOD) / "report"
+    assert "report: batches/2025-06-16/report/report.html" in out and (report / "report.pdf").stat().st_size > 0
     fresh = chain(template, tmp_path, "fresh.db")
     assert main(["-q", "--database", fresh, "batch", "print"]) == 1
     assert "no finished batch" in capsys.readouterr().err
