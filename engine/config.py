@@ -141,6 +141,17 @@ class PrintSettings:
     barcode_module_pt: float = 1.44       # Code 128 module width: 20 mil, whole dots at 150/200/300/600 dpi
     list_files: bool = True               # also write one PDF per list (the merged print files are always written)
     workers: int = 0                      # processes that render a batch; 0 = one per core
+    # the needs section: categories the customer likely buys in the period (`coupons.needs`), at least this
+    # p_buy_in_window, at most this many lines a list (0 = no needs section)
+    needs_min_p_buy: float = 0.5
+    needs_max_lines: int = 10
+    # one line of terms under every page; {valid_from} and {valid_to} are the list's period
+    terms: str = ("Specials valid {valid_from} to {valid_to} on the item shown, one use a visit "
+                  "(×N: on N visits); not exchangeable for cash.")
+    opt_out: str = "No more lists? Tell any cashier and we will stop sending them."   # how to opt out
+    html_files: bool = True               # also write each printed list as a self-contained HTML page
+    email_files: bool = True              # and an RFC 5322 message (.eml, written, not sent) for customers with an e-mail
+    email_from: str = ""                  # From: of those messages; "" = "<chain_name> <lists@localhost>"
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ import sqlalchemy as sa
 from engine.config import Settings
 from engine.db import bulk_session, connect, require_schema
 from engine.errors import StateError
-from printing.document import ListDocument, OfferLine, RewardLine
+from printing.document import ListDocument, NeedLine, OfferLine, RewardLine
+from printing.reasons import plain_reason
 from printing.fonts import load_fonts
 from printing.layout import LayoutOptions, draw_list, new_canvas
 
@@ -72,15 +73,25 @@ def _find_batch(engine: sa.Engine, batch_id: int | None) -> tuple[int, dt.date]:
 _LISTS_SQL = """
 SELECT l.list_id, l.code, l.customer_key, l.store_id, l.valid_from, l.valid_to, l.tip_id,
        c.customer_id, c.card_number, c.first_name, c.last_name, c.address_line1, c.address_line2,
-       c.city, c.state, c.postal_code, c.opted_out
+       c.city, c.state, c.postal_code, c.opted_out, c.email
 FROM lists l JOIN customers c ON c.customer_key = l.customer_key
 WHERE l.batch_id = {b} AND l.status = 'active'
 """
 _OFFERS_SQL = """
 SELECT o.list_id, o.line_no, o.kind, o.category, o.discount_cents, o.min_spend_cents, o.max_uses,
-       o.valid_to, o.expected_on, p.description, p.size, p.department, p.regular_price_cents
+       o.valid_to, o.expected_on, p.description, p.size, p.department, p.regular_price_cents,
+       o.reason, o.volume_tier, p.brand, p.brand_type, m.name AS maker
 FROM offers o JOIN lists l ON l.list_id = o.list_id
 LEFT JOIN products p ON p.product_key = o.product_key
+LEFT JOIN deals d ON d.deal_id = o.deal_id
+LEFT JOIN manufacturers m ON m.manufacturer_id = COALESCE(d.manufacturer_id, p.manufacturer_id)
+WHERE l.batch_id = {b} AND l.status = 'active'
+"""
+_NEEDS_SQL = """
+SELECT n.list_id, n.line_no, n.category, n.expected_on, n.interval_days, p.description, p.size, p.department,
+       p.regular_price_cents
+FROM list_needs n JOIN lists l ON l.list_id = n.list_id
+LEFT JOIN products p ON p.product_key = n.product_key
 WHERE l.batch_id = {b} AND l.status = 'active'
 """
 _HOME_SQL = """
@@ -95,10 +106,13 @@ _SCHEMAS = {     # every column typed, so that one with no values is never misty
     "lists": {"list_id": _I, "code": _S, "customer_key": _I, "store_id": _S, "valid_from": _D, "valid_to": _D,
               "tip_id": _I, "customer_id": _S, "card_number": _S, "first_name": _S, "last_name": _S,
               "address_line1": _S, "address_line2": _S, "city": _S, "state": _S, "postal_code": _S,
-              "opted_out": pl.Boolean},
+              "opted_out": pl.Boolean, "email": _S},
     "offers": {"list_id": _I, "line_no": _I, "kind": _S, "category": _S, "discount_cents": _I,
                "min_spend_cents": _I, "max_uses": _I, "valid_to": _D, "expected_on": _D, "description": _S,
-               "size": _S, "department": _S, "regular_price_cents": _I},
+               "size": _S, "department": _S, "regular_price_cents": _I, "reason": _S, "volume_tier": _S,
+               "brand": _S, "brand_type": _S, "maker": _S},
+    "needs": {"list_id": _I, "line_no": _I, "category": _S, "expected_on": _D, "interval_days": _I,
+              "description": _S, "size": _S, "department": _S, "regular_price_cents": _I},
     "home": {"customer_key": _I, "store_id": _S, "n": _I},
     "stores": {"store_id": _S, "name": _S, "address": _S, "city": _S, "state": _S, "postal_code": _S},
     "tips": {"tip_id": _I, "title": _S, "body": _S},
@@ -108,6 +122,7 @@ _SCHEMAS = {     # every column typed, so that one with no values is never misty
 def _read(url: str, batch_id: int) -> dict[str, pl.DataFrame]:
     b = int(batch_id)
     sql = {"lists": _LISTS_SQL.format(b=b), "offers": _OFFERS_SQL.format(b=b), "home": _HOME_SQL.format(b=b),
+           "needs": _NEEDS_SQL.format(b=b),
            "stores": "SELECT store_id, name, address, city, state, postal_code FROM stores",
            "tips": "SELECT tip_id, title, body FROM tips"}
     with bulk_session(url, write=False) as db:
@@ -124,6 +139,20 @@ def _city_line(prefix: str = "") -> pl.Expr:
     st_zip = pl.concat_str([state, postal], separator=" ").str.strip_chars()
     return (pl.when(city != "").then(pl.concat_str([city, st_zip], separator=", ")).otherwise(st_zip)
             .str.strip_chars(", "))
+
+
+def _described(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with description (the product's, size added unless it is in it; else the category)
+    and department (else the category) ready to print."""
+    has_size = (_text("size") != "") & ~_text("description").str.to_lowercase().str.contains(
+        _text("size").str.to_lowercase(), literal=True)
+    description = pl.when(has_size).then(
+        pl.concat_str([_text("description"), _text("size")], separator=" ")).otherwise(_text("description"))
+    return frame.with_columns(
+        description=pl.when(_text("description") != "").then(description)
+        .otherwise(_text("category").str.to_titlecase()),
+        department=pl.coalesce(pl.col("department"), pl.col("category").str.to_titlecase()),
+    )
 
 
 def _prepare(frames: dict[str, pl.DataFrame], chain_name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -150,36 +179,46 @@ def _prepare(frames: dict[str, pl.DataFrame], chain_name: str) -> tuple[pl.DataF
         )
         .sort(["store_id", "postal_code", "customer_id"], nulls_last=True)
     )
-    has_size = (_text("size") != "") & ~_text("description").str.to_lowercase().str.contains(
-        _text("size").str.to_lowercase(), literal=True)
-    description = pl.when(has_size).then(
-        pl.concat_str([_text("description"), _text("size")], separator=" ")).otherwise(_text("description"))
-    offers = (
-        frames["offers"]
-        .with_columns(
-            description=pl.when(_text("description") != "").then(description)
-            .otherwise(_text("category").str.to_titlecase()),
-            department=pl.coalesce(pl.col("department"), pl.col("category").str.to_titlecase()),
-        )
-        .sort("list_id", "line_no")
-    )
+    offers = _described(frames["offers"]).sort("list_id", "line_no")
     return lists, offers
 
 
-def _documents(lists: pl.DataFrame, offers: pl.DataFrame, chain_name: str) -> list[ListDocument]:
-    """One `ListDocument` per list row (the Python objects the canvas draws from)."""
+def _documents(lists: pl.DataFrame, offers: pl.DataFrame, chain_name: str,
+               needs: pl.DataFrame | None = None) -> list[ListDocument]:
+    """One `ListDocument` per list row (the Python objects the canvas draws from).
+
+    A need whose category has a special on the same list is carried by the special's line
+    (which takes the need's "likely around" day when it has none), so no category prints twice.
+    """
+    need_rows: dict[int, dict[str, dict]] = {}
+    if needs is not None:
+        for n in needs.sort("list_id", "line_no").iter_rows(named=True):
+            need_rows.setdefault(n["list_id"], {}).setdefault(n["category"], n)
     lines: dict[int, list[OfferLine]] = {}
     rewards: dict[int, list[RewardLine]] = {}
+    covered: dict[int, set[str]] = {}
     for o in offers.iter_rows(named=True):          # object construction: no frame equivalent
         if o["kind"] == "reward":
             rewards.setdefault(o["list_id"], []).append(
                 RewardLine(int(o["discount_cents"]), o["min_spend_cents"], int(o["max_uses"]), o["valid_to"]))
-        else:
-            lines.setdefault(o["list_id"], []).append(OfferLine(
-                department=o["department"], description=o["description"],
-                usual_price_cents=o["regular_price_cents"], discount_cents=int(o["discount_cents"]),
-                max_uses=int(o["max_uses"]), valid_to=o["valid_to"], expected_on=o["expected_on"],
-                kind=o["kind"]))
+            continue
+        need = need_rows.get(o["list_id"], {}).get(o["category"])
+        if need is not None:
+            covered.setdefault(o["list_id"], set()).add(o["category"])
+        expected = o["expected_on"] or (need["expected_on"] if need else None)
+        lines.setdefault(o["list_id"], []).append(OfferLine(
+            department=o["department"], description=o["description"],
+            usual_price_cents=o["regular_price_cents"], discount_cents=int(o["discount_cents"]),
+            max_uses=int(o["max_uses"]), valid_to=o["valid_to"], expected_on=expected,
+            kind=o["kind"], reason=plain_reason(
+                o["kind"], o["reason"], category=o["category"], volume_tier=o["volume_tier"],
+                brand_type=o["brand_type"], brand=o["brand"], maker=o["maker"],
+                interval_days=need["interval_days"] if need else None, expected_on=o["expected_on"])))
+    need_lines: dict[int, list[NeedLine]] = {}
+    for list_id, by_category in need_rows.items():
+        done = covered.get(list_id, set())
+        need_lines[list_id] = [NeedLine(n["department"], n["description"], n["regular_price_cents"], n["expected_on"],
+                                        n["category"]) for c, n in by_category.items() if c not in done]
     docs = []
     for r in lists.iter_rows(named=True):
         address = tuple(x for x in (r["name_line"], r["street"], r["street2"], r["city_line"]) if x)
@@ -190,7 +229,8 @@ def _documents(lists: pl.DataFrame, offers: pl.DataFrame, chain_name: str) -> li
             postal_code=r["postal_code"], card_number=r["card_number"],
             valid_from=r["valid_from"], valid_to=r["valid_to"],
             offers=tuple(lines.get(r["list_id"], ())), rewards=tuple(rewards.get(r["list_id"], ())),
-            tip_title=r["title"], tip_body=r["body"],
+            tip_title=r["title"], tip_body=r["body"], needs=tuple(need_lines.get(r["list_id"], ())),
+            email=(r["email"] or "").strip() or None,
             extra={"opted_out": bool(r["opted_out"])},
         ))
     return docs
@@ -205,8 +245,10 @@ def read_documents(settings: Settings, batch_id: int | None = None) -> tuple[int
     require_schema(engine)
     batch_id, start = _find_batch(engine, batch_id)
     engine.dispose()                 # no SQLAlchemy connection while ADBC reads (engine/db.py)
-    lists, offers = _prepare(_read(settings.database_url, batch_id), settings.chain_name)
-    return batch_id, start, _documents(lists, offers, settings.chain_name)
+    frames = _read(settings.database_url, batch_id)
+    lists, offers = _prepare(frames, settings.chain_name)
+    needs = _described(frames["needs"])
+    return batch_id, start, _documents(lists, offers, settings.chain_name, needs)
 
 
 def _safe(name: str) -> str:
