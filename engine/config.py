@@ -146,8 +146,8 @@ class PrintSettings:
     needs_min_p_buy: float = 0.5
     needs_max_lines: int = 10
     # one line of terms under every page; {valid_from} and {valid_to} are the list's period
-    terms: str = ("Specials valid {valid_from} to {valid_to} on the item shown, one use a visit "
-                  "(×N: on N visits); not exchangeable for cash.")
+    terms: str = ("Specials valid {valid_from} to {valid_to} on the item shown, one use a visit; "
+                  "not exchangeable for cash.")
     opt_out: str = "No more lists? Tell any cashier and we will stop sending them."   # how to opt out
     html_files: bool = True               # also write each printed list as a self-contained HTML page
     email_files: bool = True              # and an RFC 5322 message (.eml, written, not sent) for customers with an e-mail

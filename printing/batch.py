@@ -8,7 +8,11 @@ customers, stores and tips, and writes under ``<out_dir>/<period-start>/``:
   code (then customer id), fonts embedded once for the whole file;
 * ``manifest.csv``: one row per printed list: list_code, customer_id, store_id, pages, file,
   sha256 (of the list's own PDF), merged_file, merged_first_page (1-based);
-* ``print/stores.csv``: one row per merged file: store_id, lists, pages, file, sha256.
+* ``print/stores.csv``: one row per merged file: store_id, lists, pages, file, sha256;
+* ``html/<code>.html``: each printed list as a self-contained web page (`printing.digital`,
+  `PrintSettings.html_files`), and ``mail/<code>.eml``: the same list as an e-mail message for
+  each customer with an address (`PrintSettings.email_files`), written, not sent. Opted-out
+  customers get neither, as they get no paper list; the manifest names both files.
 
 A list with no offer and no reward is not printed, nor is the list of a customer who opted
 out; a batch with nothing left to print (no lists, or none of them printable) writes no file
@@ -22,6 +26,7 @@ number of workers (reportlab's invariant mode), so the checksums are reproducibl
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -38,6 +43,7 @@ import sqlalchemy as sa
 from engine.config import Settings
 from engine.db import bulk_session, connect, require_schema
 from engine.errors import StateError
+from printing.digital import email_sender, list_email, list_html
 from printing.document import ListDocument, NeedLine, OfferLine, RewardLine
 from printing.reasons import plain_reason
 from printing.fonts import load_fonts
@@ -47,7 +53,7 @@ __all__ = ["print_batch", "read_documents", "render_store", "MANIFEST_COLUMNS"]
 
 Progress = Callable[[str, int, int], None]
 MANIFEST_COLUMNS = ("list_code", "customer_id", "store_id", "pages", "file", "sha256",
-                    "merged_file", "merged_first_page")
+                    "merged_file", "merged_first_page", "html_file", "email_file")
 _NO_STORE = "none"
 _MIN_PARALLEL = 200          # fewer lists than this: render in this process (a pool costs ~0.1 s)
 
@@ -287,9 +293,19 @@ def render_store(store_id: str, docs: list[ListDocument], target: Path, options:
             file_rel = str(Path("lists") / f"{doc.code}.pdf")
             (target / file_rel).write_bytes(data)
             digest = hashlib.sha256(data).hexdigest()
+        html_rel = email_rel = ""
+        if options.html_files:
+            html_rel = str(Path("html") / f"{doc.code}.html")
+            (target / html_rel).write_text(list_html(doc, options), encoding="utf-8")
+        if options.email_files:
+            message = list_email(doc, options, options.email_from)
+            if message is not None:
+                email_rel = str(Path("mail") / f"{doc.code}.eml")
+                (target / email_rel).write_bytes(message)
         rows.append({"list_code": doc.code, "customer_id": doc.customer_id, "store_id": store_id,
                      "pages": pages, "file": file_rel, "sha256": digest,
-                     "merged_file": str(merged_rel), "merged_first_page": first})
+                     "merged_file": str(merged_rel), "merged_first_page": first,
+                     "html_file": html_rel, "email_file": email_rel})
         if _COUNTER is not None and (i + 1) % 50 == 0:
             with _COUNTER.get_lock():
                 _COUNTER.value += 50
@@ -317,6 +333,10 @@ def render_documents(docs: list[ListDocument], target: Path, options: LayoutOpti
     (target / "print").mkdir(parents=True, exist_ok=True)
     if list_files:
         (target / "lists").mkdir(parents=True, exist_ok=True)
+    if options.html_files:
+        (target / "html").mkdir(parents=True, exist_ok=True)
+    if options.email_files:
+        (target / "mail").mkdir(parents=True, exist_ok=True)
     by_store: dict[str, list[ListDocument]] = {}
     for doc in docs:
         by_store.setdefault(doc.store_id or _NO_STORE, []).append(doc)
@@ -374,6 +394,7 @@ def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | 
     """
     t0 = time.perf_counter()
     options = LayoutOptions.from_settings(settings.printing)
+    options = dataclasses.replace(options, email_from=email_sender(settings.chain_name, options.email_from))
     batch_id, start, docs = read_documents(settings, batch_id)
     target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
     opted_out = sum(1 for d in docs if d.extra.get("opted_out"))
@@ -382,6 +403,7 @@ def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | 
     if not printable:         # nothing to print: no files at all, and a message that says why
         return {
             "batch_id": batch_id, "period_start": start.isoformat(), "dir": str(target), "lists": 0, "pages": 0,
+            "pages_per_list": {}, "html_files": 0, "email_files": 0,
             "skipped_empty": empty, "skipped_opted_out": opted_out, "stores": [], "manifest": None,
             "seconds": round(time.perf_counter() - t0, 2),
             "message": (f"batch {batch_id} ({start.isoformat()}): nothing to print: "
@@ -404,11 +426,19 @@ def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | 
         writer.writeheader()
         writer.writerows(results)
     pages = sum(r["pages"] for r in results)
+    per_list: dict[int, int] = {}
+    for row in rows:
+        per_list[int(row["pages"])] = per_list.get(int(row["pages"]), 0) + 1
     return {
         "batch_id": batch_id, "period_start": start.isoformat(), "dir": str(target),
         "lists": len(printable), "pages": pages,
+        "pages_per_list": {str(k): per_list[k] for k in sorted(per_list)},
+        "html_files": sum(1 for row in rows if row["html_file"]),
+        "email_files": sum(1 for row in rows if row["email_file"]),
         "skipped_empty": empty, "skipped_opted_out": opted_out,
         "stores": results, "manifest": str(manifest), "seconds": round(time.perf_counter() - t0, 2),
         "message": f"batch {batch_id} ({start.isoformat()}): printed {len(printable):,} lists on {pages:,} pages "
-                   f"under {target}",
+                   f"(pages per list: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(per_list.items()))
+                   + f"; {sum(1 for row in rows if row['html_file']):,} HTML pages, "
+                   f"{sum(1 for row in rows if row['email_file']):,} e-mails written, not sent) under {target}",
     }

@@ -10,6 +10,7 @@ offer kind, and never nothing: an offer of an unknown kind still prints its stor
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 __all__ = ["plain_reason", "uses_legend"]
 
@@ -31,7 +32,7 @@ def _household(reason: str, category: str) -> str:
         return "for your pet"
     if group == "baby":
         return "for your baby"
-    if group:
+    if re.fullmatch(r"[a-z][a-z ]{0,23}", group):      # a group's name, not some other text
         return f"for a household that buys {group}"
     return "for your household"
 
@@ -74,8 +75,6 @@ def plain_reason(kind: str, reason: str | None = None, *, category: str | None =
             return f"you buy it about every {interval_days} days"
         if interval_days == 1:
             return "you buy it almost every day"
-        if expected_on:
-            return f"you usually need it again around {_day(expected_on)}"
         return "you buy it regularly"
     if kind == "conversion":
         who = _VOLUME.get(volume_tier or "", "buyers")
