@@ -280,8 +280,9 @@ def _write(url: str, batch_id: int, groups: pl.DataFrame, lists: pl.DataFrame, o
             "expected_value_cents", "brand_cell", "volume_tier", "reason"))
         if needs is not None and needs.height:      # the needs section (coupons.needs), keyed by the list
             db.append("list_needs", needs.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
-                      .sort("list_id", "line_no").select("list_id", "line_no", "category", "product_key", "p_buy",
-                                                         "expected_on", "interval_days"))
+                      .sort("list_id", "line_no").select(    # INTEGER columns: Int32 (PostgreSQL's COPY)
+                          "list_id", pl.col("line_no").cast(pl.Int32), "category", "product_key", "p_buy",
+                          "expected_on", pl.col("interval_days").cast(pl.Int32)))
         finished = utc_now().isoformat(sep=" ") if sqlite else utc_now().isoformat()
         db.execute(f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
                    f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}")
