@@ -333,10 +333,6 @@ def render_documents(docs: list[ListDocument], target: Path, options: LayoutOpti
     (target / "print").mkdir(parents=True, exist_ok=True)
     if list_files:
         (target / "lists").mkdir(parents=True, exist_ok=True)
-    if options.html_files:
-        (target / "html").mkdir(parents=True, exist_ok=True)
-    if options.email_files:
-        (target / "mail").mkdir(parents=True, exist_ok=True)
     by_store: dict[str, list[ListDocument]] = {}
     for doc in docs:
         by_store.setdefault(doc.store_id or _NO_STORE, []).append(doc)
@@ -344,6 +340,10 @@ def render_documents(docs: list[ListDocument], target: Path, options: LayoutOpti
                   key=lambda job: -len(job[1]))
     if not jobs:
         return []
+    if options.html_files:
+        (target / "html").mkdir(parents=True, exist_ok=True)
+    if options.email_files:
+        (target / "mail").mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
     total = len(docs)
     if workers == 1 or len(jobs) == 1 or total < _MIN_PARALLEL:

@@ -49,11 +49,12 @@ _ADDRESS_TOP = 2.0 * _INCH
 _BAR_HEIGHT = 40.0
 _ROW = 11.0                          # leading of an offer line (9 pt text)
 _SIZE = 9.0
-_DEPT_H = 17.0
+_DEPT_H = 15.0
 _HEAD_H = 14.0
 _GREY = (0.88, 0.88, 0.88)
 _REASON = 7.0                        # size of the "why this offer" line
 _REASON_ROW = 8.5
+_GAP = 8.0                           # between a description and its reason on the same line
 _BOX = 7.0                           # side of a tick box
 _TEXT_X = _MARGIN + 18               # descriptions start right of the tick box
 _FOOT = 22.0                         # room above the footer line for the terms
@@ -171,8 +172,11 @@ def _items(doc: ListDocument, fonts: FontSet, options: LayoutOptions, width: flo
             if isinstance(line, NeedLine):
                 items.append(_Item("need", len(text) * _ROW + 3, (line, text)))
             else:
-                extra = _REASON_ROW if line.reason else 0.0
-                items.append(_Item("offer", len(text) * _ROW + extra + 3, (line, text)))
+                # the reason goes beside a one-line description when both fit, else on a line of its own
+                inline = bool(line.reason) and len(text) == 1 and (
+                    fonts.width(text[0], _SIZE) + _GAP + fonts.width(line.reason, _REASON) <= desc_w)
+                extra = _REASON_ROW if line.reason and not inline else 0.0
+                items.append(_Item("offer", len(text) * _ROW + extra + 3, (line, text, inline)))
     if doc.rewards:
         items.append(_Item("rewards", _DEPT_H + 4))
         items.extend(_Item("reward", _ROW + 4 + _REASON_ROW, r) for r in doc.rewards)
@@ -292,7 +296,7 @@ def _box(c: Canvas, base: float) -> None:
 
 
 def _offer(c: Canvas, fonts: FontSet, cols: dict[str, float], y: float,
-           offer: OfferLine, lines: list[str]) -> None:
+           offer: OfferLine, lines: list[str], inline: bool = False) -> None:
     base = y - _SIZE
     _box(c, base)
     for i, line in enumerate(lines):
@@ -306,8 +310,11 @@ def _offer(c: Canvas, fonts: FontSet, cols: dict[str, float], y: float,
     fonts.draw(c, cols["valid"], base, _day(offer.valid_to), _SIZE, align="right")
     if offer.reason:
         c.setFillColorRGB(0.1, 0.35, 0.2)
-        fonts.draw(c, _TEXT_X + 4, base - len(lines) * _ROW + 1.5,
-                   fonts.shorten(offer.reason, _REASON, cols["around"] - _TEXT_X - 50), _REASON)
+        if inline:
+            fonts.draw(c, _TEXT_X + fonts.width(lines[0], _SIZE) + _GAP, base, offer.reason, _REASON)
+        else:
+            fonts.draw(c, _TEXT_X + 4, base - len(lines) * _ROW + 1.5,
+                       fonts.shorten(offer.reason, _REASON, cols["around"] - _TEXT_X - 50), _REASON)
         c.setFillColorRGB(0, 0, 0)
 
 
@@ -348,7 +355,7 @@ def draw_list(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOptio
                 c.rect(_MARGIN, y - _DEPT_H + 2, width, _DEPT_H - 3, stroke=0, fill=1)
                 c.setFillColorRGB(0, 0, 0)
                 label = "Reward coupons" if item.kind == "rewards" else str(item.payload)
-                fonts.draw(c, _MARGIN + 4, y - 11, label, 10)
+                fonts.draw(c, _MARGIN + 4, y - 10.5, label, 10)
             elif item.kind == "offer":
                 _offer(c, fonts, cols, y - 1, *item.payload)
             elif item.kind == "need":
