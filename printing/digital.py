@@ -3,8 +3,7 @@
 `list_html` renders one `ListDocument` as a single HTML page with nothing fetched from
 elsewhere (inline CSS, the barcode as inline SVG), so a phone can show it at the till offline;
 `list_text` is the plain-text twin; `list_email` wraps both in a multipart/alternative message
-(stdlib `email`) addressed to the customer, ready for the chain's mail service: written, never
-sent from here. The content is the printed list's: specials with why, needs, rewards, tip,
+addressed to the customer, ready for the chain's mail service: written, never sent from here. The content is the printed list's: specials with why, needs, rewards, tip,
 the ×N legend, the terms and how to opt out. The page carries the customer's first line of
 address (their name) only, and the message their own address: it is their own list.
 
@@ -16,10 +15,10 @@ Date and Message-ID come from the list), so a re-print writes the same bytes.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
 from printing.barcode import QUIET_MODULES, bar_runs, modules
@@ -140,23 +139,45 @@ def email_sender(chain_name: str, email_from: str = "") -> str:
     return email_from.strip() or formataddr((chain_name, "lists@localhost"))
 
 
+def _header(text: str) -> str:
+    """A header value: as it is in ASCII, else RFC 2047 encoded words (UTF-8), folded with CRLF."""
+    if text.isascii():
+        return text
+    return Header(text, "utf-8").encode(linesep="\r\n")
+
+
+def _part(content_type: str, text: str) -> str:
+    canonical = text.replace("\r\n", "\n").replace("\n", "\r\n")        # text in MIME: CRLF line breaks
+    body = base64.encodebytes(canonical.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
+    return (f"Content-Type: {content_type}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: base64\r\n"
+            f"\r\n{body}")
+
+
 def list_email(doc: ListDocument, options: LayoutOptions, sender: str) -> bytes | None:
     """`doc` as an RFC 5322 message (multipart/alternative: text, then HTML), CRLF line ends.
 
     ``None`` when the customer has no e-mail address. Date is the list's first day at 06:00
-    UTC and the Message-ID names the list code, so the same list gives the same bytes.
+    UTC, the Message-ID and the MIME boundary name the list code, so the same list gives the
+    same bytes. Built by hand in 7-bit ASCII (headers in RFC 2047 words, parts in base64):
+    the stdlib's `EmailMessage` took ~3 ms a list, ten times the list's HTML and PDF together.
     """
     if not doc.email or "@" not in doc.email:
         return None
     name = doc.address_lines[0] if doc.address_lines else ""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = sender
-    msg["To"] = formataddr((name, doc.email)) if name else doc.email
-    msg["Subject"] = f"Your {doc.chain_name} list for {period_text(doc)}"
-    msg["Date"] = format_datetime(dt.datetime.combine(doc.valid_from, dt.time(6, 0), tzinfo=dt.timezone.utc))
-    msg["Message-ID"] = f"<list-{doc.code}@{domain}>"
-    msg.set_content(list_text(doc, options), cte="quoted-printable")
-    msg.add_alternative(list_html(doc, options), subtype="html", cte="quoted-printable")
-    msg.set_boundary(f"=_list_{doc.code}")   # "=_" never occurs in quoted-printable parts; fixed: same bytes
-    return msg.as_bytes()
+    from_name, from_addr = parseaddr(sender)
+    boundary = f"=_list_{doc.code}"           # "=_" never occurs in base64: no part can contain it
+    date = format_datetime(dt.datetime.combine(doc.valid_from, dt.time(6, 0), tzinfo=dt.timezone.utc))
+    headers = [
+        ("From", formataddr((from_name, from_addr), charset="utf-8")),
+        ("To", formataddr((name, doc.email), charset="utf-8") if name else doc.email),
+        ("Subject", _header(f"Your {doc.chain_name} list for {period_text(doc)}")),
+        ("Date", date),
+        ("Message-ID", f"<list-{doc.code}@{domain}>"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    text = (f"{head}\r\n--{boundary}\r\n{_part('text/plain', list_text(doc, options))}"
+            f"--{boundary}\r\n{_part('text/html', list_html(doc, options))}--{boundary}--\r\n")
+    return text.encode("ascii")
