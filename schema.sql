@@ -252,3 +252,17 @@ CREATE TABLE IF NOT EXISTS chain_meta (
     name   TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 );
+
+-- The needs section of a list (coupons/needs.py): the categories the customer likely buys in
+-- the period, at full price, best first. No discount, so no budget; read by printing,
+-- reprint, checkout and the demo's report.
+CREATE TABLE IF NOT EXISTS list_needs (
+    list_id        BIGINT NOT NULL REFERENCES lists (list_id),
+    line_no        INTEGER NOT NULL,
+    category       TEXT NOT NULL,
+    product_key    BIGINT REFERENCES products (product_key),   -- the usual product; NULL: the category
+    p_buy          DOUBLE PRECISION NOT NULL CHECK (p_buy >= 0 AND p_buy <= 1),
+    expected_on    DATE NOT NULL,                              -- likely needed around (inside the period)
+    interval_days  INTEGER,                                    -- usually bought every so many days
+    PRIMARY KEY (list_id, line_no)
+);

@@ -342,7 +342,7 @@ def import_base(settings, data: Path, stages: Stages) -> bool:  # noqa: ANN001
         with stages(f"import {kind}"):
             clock = time.perf_counter()
             try:
-                reports = import_files(settings.database_url, kind, paths)
+                reports = import_files(settings.database_url, kind, paths, timezone=settings.timezone)
             except Exception:
                 ok = ok and kind != "transactions"
                 raise
@@ -366,7 +366,8 @@ def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool
     figures: dict = {}
     if priced:
         with stages("import priced products"):
-            print("  " + import_files(settings.database_url, "products", [data / "products_priced.csv"])[0])
+            print("  " + import_files(settings.database_url, "products", [data / "products_priced.csv"],
+                                      timezone=settings.timezone)[0])
     with stages("profile"):
         rows = write_profile(settings, cutoff, settings.cycles.window_days, out / "profile.parquet")
         prof = pl.read_parquet(out / "profile.parquet")

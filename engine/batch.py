@@ -48,6 +48,7 @@ from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import funnel_dict
 from coupons.holdout import assign_groups
+from coupons.needs import select_needs
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
 from coupons.prices import PRICE_SOURCES, complete_prices
 from coupons.qualify import qualifying_customers
@@ -294,7 +295,7 @@ class _TakenOver(Exception):
 
 
 def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.DataFrame, offers: pl.DataFrame,
-           starter: pl.DataFrame | None, summary: dict, secret: bytes) -> None:
+           starter: pl.DataFrame | None, summary: dict, secret: bytes, needs: pl.DataFrame | None = None) -> None:
     """Everything the batch writes, in one transaction (see the module docstring)."""
     sqlite = is_sqlite(url)
     with bulk_session(url) as db:
@@ -305,6 +306,7 @@ def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.
                           f"AND run_token = {_sql_text(token)} RETURNING batch_id")
         if not mine:
             raise _TakenOver(b)
+        db.execute(f"DELETE FROM list_needs WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM lists WHERE batch_id = {b}")
         db.execute(f"DELETE FROM batch_members WHERE batch_id = {b}")
@@ -328,6 +330,11 @@ def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.
             "offer_id", "list_id", "line_no", "kind", "product_key", "category", "deal_id", "funder", "funded_share",
             "discount_cents", "min_spend_cents", "max_uses", "valid_from", "valid_to", "expected_on", "p_buy",
             "expected_value_cents", "brand_cell", "volume_tier", "reason"))
+        if needs is not None and needs.height:      # the needs section (coupons.needs), keyed by the list
+            db.append("list_needs", needs.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
+                      .sort("list_id", "line_no").select(    # INTEGER columns: Int32 (PostgreSQL's COPY)
+                          "list_id", pl.col("line_no").cast(pl.Int32), "category", "product_key", "p_buy",
+                          "expected_on", pl.col("interval_days").cast(pl.Int32)))
         finished = utc_now().isoformat(sep=" ") if sqlite else utc_now().isoformat()
         db.execute(f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
                    f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}")
@@ -428,8 +435,9 @@ def cancel_batch(settings: Settings, batch_id: int) -> str:
                 raise StateError(f"batch {batch_id} cannot be cancelled: {used} of its offers were already "
                                  "redeemed at the checkout")
             lists = conn.execute(sa.text("SELECT COUNT(*) FROM lists WHERE batch_id = :b"), {"b": batch_id}).scalar()
-            conn.execute(sa.text("DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = :b)"),
-                         {"b": batch_id})
+            for table in ("list_needs", "offers"):
+                conn.execute(sa.text(f"DELETE FROM {table} WHERE list_id IN "
+                                     "(SELECT list_id FROM lists WHERE batch_id = :b)"), {"b": batch_id})
             conn.execute(sa.text("DELETE FROM lists WHERE batch_id = :b"), {"b": batch_id})
             conn.execute(sa.text("DELETE FROM batch_members WHERE batch_id = :b"), {"b": batch_id})
             conn.execute(sa.text("UPDATE batches SET status = 'cancelled', run_token = NULL WHERE batch_id = :b"),
@@ -497,10 +505,24 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
                        groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
                        seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"])
     summary["category_matches"] = [m.as_dict() for m in matches]
+    needs = _needs(profile, treated, start, end, settings)
+    summary["needs"] = {"lines": needs.height, "lists_with_needs": needs["customer_key"].n_unique(),
+                        "lists": int(treated.len()), "min_p_buy": settings.printing.needs_min_p_buy,
+                        "max_lines": settings.printing.needs_max_lines}
     _write(settings.database_url, batch_id, token, groups, lists, offers,
-           None if data["tips"].height else tips, summary, secret)
+           None if data["tips"].height else tips, summary, secret, needs)
     step("write")        # the stored summary's seconds end before the write, so a re-run returns it unchanged
     return summary
+
+
+def _needs(profile: pl.DataFrame, treated: pl.Series, start: dt.date, end: dt.date,
+           settings: Settings) -> pl.DataFrame:
+    """The needs section of each treated customer's list (`coupons.needs.select_needs`)."""
+    p = settings.printing
+    try:
+        return select_needs(profile, treated, start, end, min_p_buy=p.needs_min_p_buy, max_lines=p.needs_max_lines)
+    except ValueError as exc:
+        raise ConfigError(f"printing: {exc}") from exc
 
 
 def _write_summary(target: Path, summary: dict) -> None:
@@ -526,6 +548,10 @@ def format_summary(summary: dict) -> str:
                                                      s["discount_cost_by_funder_cents"].items()),
              f"chain budget: {_dollars(s['chain_budget']['retailer_cost_cents'])} used of "
              f"{_dollars(s['chain_budget']['budget_cents'])}"]
+    if s.get("needs"):
+        n = s["needs"]
+        lines.append(f"needs section: {n['lines']:,} lines on {n['lists_with_needs']:,} of {n['lists']:,} lists "
+                     f"(p_buy >= {n['min_p_buy']:g}, at most {n['max_lines']} a list)")
     if s.get("prices"):
         p = s["prices"]
         lines.append(f"shelf prices: catalogue {p['catalogue']:,}, from history {p['history']:,}, "

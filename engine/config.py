@@ -141,6 +141,17 @@ class PrintSettings:
     barcode_module_pt: float = 1.44       # Code 128 module width: 20 mil, whole dots at 150/200/300/600 dpi
     list_files: bool = True               # also write one PDF per list (the merged print files are always written)
     workers: int = 0                      # processes that render a batch; 0 = one per core
+    # the needs section: categories the customer likely buys in the period (`coupons.needs`), at least this
+    # p_buy_in_window, at most this many lines a list (0 = no needs section)
+    needs_min_p_buy: float = 0.5
+    needs_max_lines: int = 10
+    # one line of terms under every page; {valid_from} and {valid_to} are the list's period
+    terms: str = ("Specials valid {valid_from} to {valid_to} on the item shown, one use a visit; "
+                  "not exchangeable for cash.")
+    opt_out: str = "No more lists? Tell any cashier and we will stop sending them."   # how to opt out
+    html_files: bool = True               # also write each printed list as a self-contained HTML page
+    email_files: bool = True              # and an RFC 5322 message (.eml, written, not sent) for customers with an e-mail
+    email_from: str = ""                  # From: of those messages; "" = "<chain_name> <lists@localhost>"
 
 
 @dataclass(frozen=True)
@@ -315,6 +326,8 @@ def validate_settings(settings: Settings, where: str = "settings") -> Settings:
         ("offers.conversion_horizon_weeks", o.conversion_horizon_weeks, positive, ">= 1"),
         ("offers.conversion_hold_probability", o.conversion_hold_probability, _fraction(), "in [0, 1]"),
         ("offers.list_cap_cents", o.list_cap_cents, lambda d: all(n >= 0 for n in d.values()), "amounts >= 0"),
+        ("printing.needs_min_p_buy", settings.printing.needs_min_p_buy, _fraction(), "in [0, 1]"),
+        ("printing.needs_max_lines", settings.printing.needs_max_lines, non_negative, ">= 0"),
         ("extracts.min_group", x.min_group, lambda n: n >= 10, ">= 10"),
         ("extracts.confidence", x.confidence, _fraction(lo_open=True, hi_open=True), "in (0, 1)"),
         ("checkout.max_items", k.max_items, positive, ">= 1"),

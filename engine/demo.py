@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,7 +19,7 @@ from engine.config import Settings, load_settings, resolve_secret
 from engine.db import connect, init_schema
 from engine.ingest import import_files
 
-__all__ = ["run_demo", "demo_settings", "simulate_period"]
+__all__ = ["run_demo", "demo_settings", "simulate_period", "list_outcomes"]
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -71,12 +72,19 @@ def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int 
     batch = run_batch(settings, progress=progress)
     yield format_summary(batch)
     printed = print_batch(settings, batch_id=batch["batch_id"], progress=progress)
-    yield (f"printed {printed['lists']:,} lists on {printed['pages']:,} pages; "
-           f"print-shop files and manifest under {printed['dir']}")
+    per_list = ", ".join(f"{k} page{'s' if k != '1' else ''}: {v:,}" for k, v in printed["pages_per_list"].items())
+    yield (f"printed {printed['lists']:,} lists on {printed['pages']:,} pages ({per_list}; "
+           f"{printed['email_files']:,} e-mails written, not sent); print-shop files and manifest under {printed['dir']}")
 
     shopped = simulate_period(settings, batch["batch_id"], seed=seed)
     yield (f"checkout: {shopped['baskets']:,} baskets of the period through the checkout library, "
            f"{shopped['redemptions']:,} offers redeemed")
+    outcome = list_outcomes(settings, batch["batch_id"])
+    (Path(printed["dir"]) / "outcomes.json").write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
+    yield (f"lists in the simulated fortnight: {outcome['needs_bought_share']:.1%} of {outcome['needs_lines']:,} "
+           f"needs lines bought (their category), {outcome['specials_bought_share']:.1%} of "
+           f"{outcome['specials']:,} specials bought (the product; {outcome['specials_category_bought_share']:.1%} "
+           f"their category)")
 
     from engine.extracts import demo_extracts
     yield from demo_extracts(settings, directory)
@@ -85,6 +93,46 @@ def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int 
     report = write_report(settings, directory / "report", batch["batch_id"])
     yield (f"report of batch {report['batch_id']} with the results of its fortnight: {report['html']} "
            f"and {report['pdf']} ({report['pages']} pages)")
+
+
+def list_outcomes(settings: Settings, batch_id: int) -> dict:
+    """What the batch's customers bought in the period, line by line of their lists.
+
+    Returns needs_lines, needs_bought_share (the line's category bought by the list's customer
+    in the period), specials (offers but rewards), specials_bought_share (the offered product
+    bought) and specials_category_bought_share (its category bought), from basket_lines.
+    """
+    import polars as pl
+
+    from engine.db import bulk_session
+
+    b = int(batch_id)
+    i, s = pl.Int64, pl.String
+    with bulk_session(settings.database_url, write=False) as db:
+        period = db.read(f"SELECT period_start, period_end FROM batches WHERE batch_id = {b}",
+                         {"period_start": pl.Date, "period_end": pl.Date})
+        start, end = period["period_start"][0], period["period_end"][0]
+        needs = db.read(f"SELECT l.customer_key, n.category FROM list_needs n JOIN lists l ON l.list_id = n.list_id "
+                        f"WHERE l.batch_id = {b}", {"customer_key": i, "category": s})
+        specials = db.read(f"SELECT l.customer_key, o.product_key, o.category FROM offers o "
+                           f"JOIN lists l ON l.list_id = o.list_id WHERE l.batch_id = {b} AND o.kind <> 'reward'",
+                           {"customer_key": i, "product_key": i, "category": s})
+        # one scan of the period's lines (basket_lines has no index on purpose: schema.sql)
+        bought = db.read(f"SELECT DISTINCT b.customer_key, b.product_key, p.category FROM basket_lines b "
+                         f"JOIN products p ON p.product_key = b.product_key WHERE b.quantity > 0 "
+                         f"AND b.day >= '{start}' AND b.day < '{end}' AND b.customer_key IS NOT NULL",
+                         {"customer_key": i, "product_key": i, "category": s})
+
+    def share(lines: pl.DataFrame, on: list[str]) -> float:
+        if not lines.height:
+            return 0.0
+        hit = lines.join(bought.select(on).unique(), on=on, how="semi").height
+        return round(hit / lines.height, 4)
+
+    return {"batch_id": b, "needs_lines": needs.height,
+            "needs_bought_share": share(needs, ["customer_key", "category"]),
+            "specials": specials.height, "specials_bought_share": share(specials, ["customer_key", "product_key"]),
+            "specials_category_bought_share": share(specials, ["customer_key", "category"])}
 
 
 def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: float = 0.15) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-__all__ = ["OfferLine", "RewardLine", "ListDocument", "mask_card"]
+__all__ = ["OfferLine", "NeedLine", "RewardLine", "ListDocument", "mask_card"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class OfferLine:
         Cycle offers: the day the customer likely needs the product again; else ``None``.
     kind
         'cycle', 'conversion', 'deal' or 'household' (the offers.kind of schema.sql).
+    reason
+        Why this offer, in plain words (`printing.reasons.plain_reason`); '' prints none.
     """
 
     department: str | None
@@ -44,12 +46,38 @@ class OfferLine:
     valid_to: dt.date
     expected_on: dt.date | None = None
     kind: str = "cycle"
+    reason: str = ""
 
     @property
     def your_price_cents(self) -> int | None:
         if self.usual_price_cents is None:
             return None
         return max(0, self.usual_price_cents - self.discount_cents)
+
+
+@dataclass(frozen=True)
+class NeedLine:
+    """A line of the needs section: what the customer likely buys in the period, at full price.
+
+    Attributes
+    ----------
+    department
+        Groups the line with the offers; ``None`` prints under "Other".
+    description
+        The customer's usual product (size included), or the category.
+    usual_price_cents
+        Its shelf price, ``None`` when unknown.
+    expected_on
+        The day the customer likely needs it ("likely around").
+    category
+        The profile's category (a special of the same category stands in for the line).
+    """
+
+    department: str | None
+    description: str
+    usual_price_cents: int | None
+    expected_on: dt.date
+    category: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +113,8 @@ class ListDocument:
     rewards: tuple[RewardLine, ...] = ()
     tip_title: str | None = None
     tip_body: str | None = None
+    needs: tuple[NeedLine, ...] = ()      # needs not already carried by a special of the same category
+    email: str | None = None              # the customer's own address, for the .eml of their own list
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property

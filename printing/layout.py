@@ -9,13 +9,19 @@ Page 1, from the top (US Letter; A4 keeps the same distances from the top-left c
   7/8 in from the left edge, 2 in to 3 in from the top (the window of a standard #10 window
   envelope is 4 1/2 x 1 1/8 in, 7/8 in from the left and 1/2 in from the bottom); the list
   period sits to its right, outside the window;
-* from the first fold (11/3 in) down: the offers grouped by department in the store's aisle
-  order (`PrintSettings.aisle_order`; departments not named follow A-Z, "Other" last), each
-  with description, usual price, your price, saving, "likely needed around" for a cycle
-  offer and valid-through; then the reward coupons and the tip.
+* from the first fold (11/3 in) down: the shopping list grouped by department in the store's
+  aisle order (`PrintSettings.aisle_order`; departments not named follow A-Z, "Other" last):
+  in each department the specials first, each with a tick box, description, usual price,
+  your price, saving (×N: on N visits), "likely around" and valid-through, and beneath it why
+  the customer got it in plain words; then the needs (`NeedLine`), with a tick box, the usual
+  price and "likely around"; then the reward coupons and the tip;
+* at the foot of every page: the legend of the ×N marks (when the list has one), the chain's
+  terms (`PrintSettings.terms`) and how to opt out (`PrintSettings.opt_out`).
 
 A list that does not fit flows onto more pages; every page carries the barcode, so any page
-scans. Descriptions wrap to two lines and are shortened with an ellipsis beyond that.
+scans. Descriptions wrap to two lines and are shortened with an ellipsis beyond that. The tip
+never starts a page of its own: it is shortened to the room left on the last page, or left
+out when not even its title and two lines fit (paper economy: no sheet for a tip alone).
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ from reportlab.pdfgen.canvas import Canvas
 
 from engine.errors import ConfigError
 from printing.barcode import MODULE_PT, draw_code128, symbol_width
-from printing.document import ListDocument, OfferLine, RewardLine, mask_card
+from printing.document import ListDocument, NeedLine, OfferLine, RewardLine, mask_card
+from printing.reasons import plain_reason, uses_legend
 from printing.fonts import FontSet
 
-__all__ = ["LayoutOptions", "draw_list", "paginate", "ordered_offers", "money", "new_canvas"]
+__all__ = ["LayoutOptions", "draw_list", "paginate", "ordered_offers", "ordered_lines", "money", "new_canvas",
+           "terms_line", "period_text", "day_text"]
 
 _INCH = 72.0
 _MARGIN = 36.0
@@ -41,9 +49,16 @@ _ADDRESS_TOP = 2.0 * _INCH
 _BAR_HEIGHT = 40.0
 _ROW = 11.0                          # leading of an offer line (9 pt text)
 _SIZE = 9.0
-_DEPT_H = 17.0
+_DEPT_H = 15.0
 _HEAD_H = 14.0
 _GREY = (0.88, 0.88, 0.88)
+_REASON = 7.0                        # size of the "why this offer" line
+_REASON_ROW = 8.5
+_GAP = 8.0                           # between a description and its reason on the same line
+_BOX = 7.0                           # side of a tick box
+_TEXT_X = _MARGIN + 18               # descriptions start right of the tick box
+_FOOT = 22.0                         # room above the footer line for the terms
+_TIP_MIN_LINES = 2                   # a tip shortened below this many lines is left out
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,11 @@ class LayoutOptions:
     page_size: tuple[float, float] = LETTER
     aisle_order: tuple[str, ...] = ()
     module_pt: float = MODULE_PT
+    terms: str = ""                   # {valid_from} and {valid_to} are replaced by the list's period
+    opt_out: str = ""
+    html_files: bool = False          # printing.batch also writes html/<code>.html
+    email_files: bool = False         # ... and mail/<code>.eml for customers with an e-mail
+    email_from: str = ""
 
     @classmethod
     def from_settings(cls, printing) -> "LayoutOptions":  # noqa: ANN001 - PrintSettings
@@ -60,7 +80,9 @@ class LayoutOptions:
         if printing.page_size.lower() not in sizes:
             raise ConfigError(f"printing.page_size: expected 'letter' or 'a4', got {printing.page_size!r}")
         return cls(sizes[printing.page_size.lower()], tuple(printing.aisle_order),
-                   float(getattr(printing, "barcode_module_pt", MODULE_PT)))
+                   float(getattr(printing, "barcode_module_pt", MODULE_PT)),
+                   terms=printing.terms, opt_out=printing.opt_out, html_files=printing.html_files,
+                   email_files=printing.email_files, email_from=printing.email_from)
 
 
 def new_canvas(target, options: LayoutOptions, font: str = "LW-Sans") -> Canvas:  # noqa: ANN001 - path or file
@@ -84,7 +106,26 @@ def _day(d: dt.date | None) -> str:
     return f"{d:%b} {d.day}" if d else ""
 
 
-def ordered_offers(offers: tuple[OfferLine, ...], aisle_order: tuple[str, ...]) -> list[tuple[str, list[OfferLine]]]:
+day_text = _day
+
+
+def terms_line(doc: ListDocument, options: LayoutOptions) -> str:
+    """The legend of the ×N marks (when the list has any) and the chain's terms, for `doc`."""
+    legend = uses_legend({o.max_uses for o in doc.offers} | {r.max_uses for r in doc.rewards})
+    try:
+        terms = options.terms.format(valid_from=_day(doc.valid_from), valid_to=_day(doc.valid_to))
+    except (KeyError, IndexError, ValueError):
+        terms = options.terms          # a chain's text with other braces prints as written
+    return "   ".join(x for x in (legend, terms) if x)
+
+
+def ordered_lines(doc: ListDocument, aisle_order: tuple[str, ...]) -> list[tuple[str, list[OfferLine | NeedLine]]]:
+    """The specials and the needs of `doc` grouped by department (`ordered_offers`' order);
+    within a department the specials first, then the needs, each in the order they came."""
+    return ordered_offers(tuple(doc.offers) + tuple(doc.needs), aisle_order)
+
+
+def ordered_offers(offers: tuple, aisle_order: tuple[str, ...]) -> list[tuple[str, list]]:
     """Offers grouped by department: aisle order first, other departments A-Z, 'Other' last.
 
     Within a department, lines keep the order they came in (the batch's line numbers).
@@ -102,7 +143,7 @@ def ordered_offers(offers: tuple[OfferLine, ...], aisle_order: tuple[str, ...]) 
 
 @dataclass(frozen=True)
 class _Item:
-    kind: str               # 'dept', 'offer', 'rewards', 'reward', 'tip'
+    kind: str               # 'dept', 'offer', 'need', 'rewards', 'reward', 'tip'
     height: float
     payload: object = None
 
@@ -112,24 +153,36 @@ def _columns(width: float) -> dict[str, float]:
     right = _MARGIN + width
     cols = {"valid": right, "around": right - 62, "save": right - 134, "yours": right - 196,
             "usual": right - 250}
-    cols["desc_w"] = cols["usual"] - 50 - _MARGIN - 6
+    cols["desc_w"] = cols["usual"] - 50 - _TEXT_X
     return cols
 
 
+def _tip_height(n_lines: int) -> float:
+    return 20 + 12 + n_lines * _ROW + 8
+
+
 def _items(doc: ListDocument, fonts: FontSet, options: LayoutOptions, width: float) -> list[_Item]:
+    """Everything printed below the fold, in order; the tip (if any) last."""
     desc_w = _columns(width)["desc_w"]
     items: list[_Item] = []
-    for dept, offers in ordered_offers(doc.offers, options.aisle_order):
+    for dept, lines in ordered_lines(doc, options.aisle_order):
         items.append(_Item("dept", _DEPT_H, dept))
-        for offer in offers:
-            lines = fonts.wrap(offer.description or "", _SIZE, desc_w, max_lines=2) or [""]
-            items.append(_Item("offer", len(lines) * _ROW + 3, (offer, lines)))
+        for line in lines:
+            text = fonts.wrap(line.description or "", _SIZE, desc_w, max_lines=2) or [""]
+            if isinstance(line, NeedLine):
+                items.append(_Item("need", len(text) * _ROW + 3, (line, text)))
+            else:
+                # the reason goes beside a one-line description when both fit, else on a line of its own
+                inline = bool(line.reason) and len(text) == 1 and (
+                    fonts.width(text[0], _SIZE) + _GAP + fonts.width(line.reason, _REASON) <= desc_w)
+                extra = _REASON_ROW if line.reason and not inline else 0.0
+                items.append(_Item("offer", len(text) * _ROW + extra + 3, (line, text, inline)))
     if doc.rewards:
         items.append(_Item("rewards", _DEPT_H + 4))
-        items.extend(_Item("reward", _ROW + 4, r) for r in doc.rewards)
+        items.extend(_Item("reward", _ROW + 4 + _REASON_ROW, r) for r in doc.rewards)
     if doc.tip_title or doc.tip_body:
         body = fonts.wrap(doc.tip_body or "", _SIZE, width - 16, max_lines=6)
-        items.append(_Item("tip", 20 + 12 + len(body) * _ROW + 8, (doc.tip_title or "", body)))
+        items.append(_Item("tip", _tip_height(len(body)), (doc.tip_title or "", body)))
     return items
 
 
@@ -139,10 +192,16 @@ def _content_top(page_no: int, page_h: float) -> float:
 
 
 def paginate(doc: ListDocument, fonts: FontSet, options: LayoutOptions) -> list[list[_Item]]:
-    """The items of `doc` split into pages; a department heading never ends a page."""
+    """The items of `doc` split into pages; a department heading never ends a page.
+
+    The tip never opens a page: it goes in the room left on the last page, shortened to the
+    lines that fit, or is left out when fewer than its title and two lines would.
+    """
     page_w, page_h = options.page_size
-    items = _items(doc, fonts, options, page_w - 2 * _MARGIN)
-    bottom = _MARGIN + 14          # room for the footer line
+    width = page_w - 2 * _MARGIN
+    items = _items(doc, fonts, options, width)
+    tip = items.pop() if items and items[-1].kind == "tip" else None
+    bottom = _MARGIN + 14 + _FOOT  # room for the terms and the footer line
     pages: list[list[_Item]] = [[]]
     y = _content_top(1, page_h) - _HEAD_H
     for i, item in enumerate(items):
@@ -154,6 +213,16 @@ def paginate(doc: ListDocument, fonts: FontSet, options: LayoutOptions) -> list[
             y = _content_top(len(pages), page_h) - _HEAD_H
         pages[-1].append(item)
         y -= item.height
+    if tip is not None:
+        title, body = tip.payload
+        room = y - bottom
+        if tip.height <= room or not pages[-1]:
+            pages[-1].append(tip)
+        else:
+            fit = int((room - _tip_height(0)) // _ROW)
+            if fit >= min(_TIP_MIN_LINES, len(body)) and fit >= 1:
+                short = fonts.wrap(doc.tip_body or "", _SIZE, width - 16, max_lines=fit)
+                pages[-1].append(_Item("tip", _tip_height(len(short)), (title, short)))
     return pages
 
 
@@ -200,7 +269,9 @@ def _address(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOption
     fonts.draw(c, x, y, "Your list for", 9)
     fonts.draw(c, x, y - 16, _period(doc), 13)
     n = len(doc.offers) + sum(r.max_uses for r in doc.rewards)
-    fonts.draw(c, x, y - 32, f"{n} coupon{'s' if n != 1 else ''} chosen for you", 9)
+    k = len(doc.offers) + len(doc.needs)
+    items = f"{k} item{'s' if k != 1 else ''} to buy, " if k else ""
+    fonts.draw(c, x, y - 32, f"{items}{n} special{'s' if n != 1 else ''} chosen for you", 9)
     fonts.draw(c, x, y - 44, "Show this list or your card at the checkout.", 8)
     c.setStrokeColorRGB(0.75, 0.75, 0.75)
     c.setLineWidth(0.4)
@@ -211,25 +282,49 @@ def _address(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOption
 
 def _table_head(c: Canvas, fonts: FontSet, cols: dict[str, float], y: float) -> None:
     c.setFillColorRGB(0.35, 0.35, 0.35)
-    fonts.draw(c, _MARGIN, y, "Item", 7.5)
+    fonts.draw(c, _TEXT_X, y, "Item", 7.5)
     for key, label in (("usual", "Usual"), ("yours", "Your price"), ("save", "You save"),
-                       ("around", "Likely needed"), ("valid", "Valid through")):
+                       ("around", "Likely around"), ("valid", "Valid through")):
         fonts.draw(c, cols[key], y, label, 7.5, align="right")
     c.setFillColorRGB(0, 0, 0)
 
 
+def _box(c: Canvas, base: float) -> None:
+    c.setStrokeColorRGB(0.3, 0.3, 0.3)
+    c.setLineWidth(0.6)
+    c.rect(_MARGIN + 6, base - 0.5, _BOX, _BOX, stroke=1, fill=0)
+
+
 def _offer(c: Canvas, fonts: FontSet, cols: dict[str, float], y: float,
-           offer: OfferLine, lines: list[str]) -> None:
+           offer: OfferLine, lines: list[str], inline: bool = False) -> None:
     base = y - _SIZE
+    _box(c, base)
     for i, line in enumerate(lines):
-        fonts.draw(c, _MARGIN + 6, base - i * _ROW, line, _SIZE)
+        fonts.draw(c, _TEXT_X, base - i * _ROW, line, _SIZE)
     fonts.draw(c, cols["usual"], base, money(offer.usual_price_cents), _SIZE, align="right")
     fonts.draw(c, cols["yours"], base, money(offer.your_price_cents), _SIZE, align="right")
     uses = f" ×{offer.max_uses}" if offer.max_uses > 1 else ""
     fonts.draw(c, cols["save"], base, money(offer.discount_cents) + uses, _SIZE, align="right")
-    if offer.kind == "cycle" and offer.expected_on:
+    if offer.expected_on:
         fonts.draw(c, cols["around"], base, _day(offer.expected_on), _SIZE, align="right")
     fonts.draw(c, cols["valid"], base, _day(offer.valid_to), _SIZE, align="right")
+    if offer.reason:
+        c.setFillColorRGB(0.1, 0.35, 0.2)
+        if inline:
+            fonts.draw(c, _TEXT_X + fonts.width(lines[0], _SIZE) + _GAP, base, offer.reason, _REASON)
+        else:
+            fonts.draw(c, _TEXT_X + 4, base - len(lines) * _ROW + 1.5,
+                       fonts.shorten(offer.reason, _REASON, cols["around"] - _TEXT_X - 50), _REASON)
+        c.setFillColorRGB(0, 0, 0)
+
+
+def _need(c: Canvas, fonts: FontSet, cols: dict[str, float], y: float, need: NeedLine, lines: list[str]) -> None:
+    base = y - _SIZE
+    _box(c, base)
+    for i, line in enumerate(lines):
+        fonts.draw(c, _TEXT_X, base - i * _ROW, line, _SIZE)
+    fonts.draw(c, cols["usual"], base, money(need.usual_price_cents), _SIZE, align="right")
+    fonts.draw(c, cols["around"], base, _day(need.expected_on), _SIZE, align="right")
 
 
 def _reward(r: RewardLine) -> str:
@@ -238,16 +333,20 @@ def _reward(r: RewardLine) -> str:
     return f"{money(r.discount_cents)} off{spend} · {uses}, one a visit · valid through {_day(r.valid_to)}"
 
 
+period_text = _period
+
+
 def draw_list(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOptions) -> int:
     """Draw `doc` on `c`, one or more pages (each ended with showPage); returns the page count."""
     page_w, page_h = options.page_size
     width = page_w - 2 * _MARGIN
     cols = _columns(width)
     pages = paginate(doc, fonts, options)
+    terms = terms_line(doc, options)
     for page_no, items in enumerate(pages, start=1):
         _header(c, doc, fonts, options, page_no, len(pages))
         y = _content_top(page_no, page_h)
-        if any(item.kind == "offer" for item in items):
+        if any(item.kind in ("offer", "need") for item in items):
             _table_head(c, fonts, cols, y - 9)
             y -= _HEAD_H
         for item in items:
@@ -256,12 +355,17 @@ def draw_list(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOptio
                 c.rect(_MARGIN, y - _DEPT_H + 2, width, _DEPT_H - 3, stroke=0, fill=1)
                 c.setFillColorRGB(0, 0, 0)
                 label = "Reward coupons" if item.kind == "rewards" else str(item.payload)
-                fonts.draw(c, _MARGIN + 4, y - 11, label, 10)
+                fonts.draw(c, _MARGIN + 4, y - 10.5, label, 10)
             elif item.kind == "offer":
                 _offer(c, fonts, cols, y - 1, *item.payload)
+            elif item.kind == "need":
+                _need(c, fonts, cols, y - 1, *item.payload)
             elif item.kind == "reward":
                 fonts.draw(c, _MARGIN + 6, y - _SIZE - 2, fonts.shorten(_reward(item.payload), _SIZE, width - 12),
                            _SIZE)
+                c.setFillColorRGB(0.1, 0.35, 0.2)
+                fonts.draw(c, _MARGIN + 10, y - _SIZE - 2 - _ROW + 1.5, plain_reason("reward"), _REASON)
+                c.setFillColorRGB(0, 0, 0)
             elif item.kind == "tip":
                 title, body = item.payload
                 c.setStrokeColorRGB(0.1, 0.35, 0.2)
@@ -272,8 +376,13 @@ def draw_list(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOptio
                     fonts.draw(c, _MARGIN + 8, y - 32 - i * _ROW, line, _SIZE)
             y -= item.height
         c.setFillColorRGB(0.4, 0.4, 0.4)
-        fonts.draw(c, _MARGIN, _MARGIN - 4, f"{doc.chain_name} · list {doc.code} · page {page_no} of {len(pages)}",
-                   7)
+        if terms:
+            fonts.draw(c, _MARGIN, _MARGIN + 8, fonts.shorten(terms, 7, width), 7)
+        right = f"{doc.chain_name} · list {doc.code} · page {page_no} of {len(pages)}"
+        fonts.draw(c, _MARGIN + width, _MARGIN - 4, right, 7, align="right")
+        if options.opt_out:
+            fonts.draw(c, _MARGIN, _MARGIN - 4,
+                       fonts.shorten(options.opt_out, 7, width - fonts.width(right, 7) - 12), 7)
         c.setFillColorRGB(0, 0, 0)
         c.showPage()
     return len(pages)
