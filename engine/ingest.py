@@ -31,6 +31,7 @@ how many lines went to baskets already present.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,11 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 _MONEY = r"^-?[0-9]+(\.[0-9]{1,2})?$"
+# At most this many digits before the point (leading zeros aside): 999,999,999.99 dollars, so
+# that a sum over 90 million such lines still fits the 64-bit integer cents (and the Decimal(18, 2)
+# on the way); a longer amount is a corrupt export, not a sale.
+MAX_MONEY_DIGITS = 9
+_MONEY_BIG = rf"^-?0*[1-9][0-9]{{{MAX_MONEY_DIGITS},}}"
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0", ""}
 
@@ -112,12 +118,19 @@ class _Checked:
         if not errors:
             return
         shown = sorted(e for e in errors if e[0] < 2**62)[:MAX_REPORTED_ERRORS]
-        lines = [f"{self.name}:{row}: column '{col}': {reason} (got '{value}')" for row, col, reason, value in shown]
+        lines = [f"{self.name}:{row}: column '{col}': {reason} (got '{_printable(value)}')"
+                 for row, col, reason, value in shown]
         if len(errors) > len(shown):
             lines.append(f"{self.name}: {len(errors)} errors in all; nothing was imported from this file")
         else:
             lines.append(f"{self.name}: nothing was imported from this file")
         raise InputError("\n".join(lines))
+
+
+def _printable(value: str) -> str:
+    """`value` on one line: control characters (NUL, newlines) escaped, at most 60 characters."""
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---------------------------------------------------------------- reading
@@ -147,8 +160,43 @@ def _utf8_error(name: str, data: bytes, exc: UnicodeDecodeError) -> InputError:
                       f"{name}: nothing was imported from this file")
 
 
+def _refuse(name: str, row: int, column: str, reason: str) -> InputError:
+    return InputError(f"{name}:{row}: column '{column}': {reason}\n{name}: nothing was imported from this file")
+
+
+def _header(name: str, columns: list[str], first_row: int) -> None:
+    """Refuse a header naming one column twice, as written or differing only in case or spaces."""
+    seen: dict[str, str] = {}
+    for column in columns:
+        key = column.strip().lower()
+        if key in seen:
+            raise _refuse(name, 1, key, f"appears twice in the header (as '{seen[key]}' and '{column}'); "
+                                        "column names are compared without case and spaces")
+        seen[key] = column
+
+
+def _as_text(name: str, frame: pl.DataFrame, column: str, first_row: int) -> pl.Expr:
+    """A Parquet column as text: numbers and decimals as written, bytes as UTF-8; nested types refused."""
+    dtype = frame.schema[column]
+    if dtype.is_nested() or dtype == pl.Object:
+        raise _refuse(name, first_row, column, f"a Parquet {dtype} column cannot be imported (text or numbers)")
+    if dtype == pl.Binary:
+        for i, value in enumerate(frame[column].to_list()):
+            try:
+                value is None or value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _refuse(name, first_row + i, column, f"not valid UTF-8 (got '{value[:8]!r}')") from None
+        return pl.col(column).map_batches(
+            lambda s: pl.Series(s.name, [None if v is None else v.decode("utf-8") for v in s.to_list()],
+                                dtype=pl.String), return_dtype=pl.String)
+    if isinstance(dtype, pl.Decimal):
+        # a decimal(38, 10) holds 1.25 as '1.2500000000': the zeros beyond two decimals are not digits
+        return pl.col(column).cast(pl.String).str.replace(r"(\.[0-9]{2}[0-9]*?)0+$", "$1")
+    return pl.col(column).cast(pl.String)
+
+
 def read_table(path: Path, kind: str) -> _Checked:
-    """A file as text columns with row numbers; refuses non-UTF-8 bytes and missing columns."""
+    """A file as text columns with row numbers; refuses non-UTF-8 bytes, NUL bytes and bad headers."""
     required, optional = KINDS[kind]
     name = path.name
     if path.suffix.lower() == ".parquet":
@@ -157,6 +205,7 @@ def read_table(path: Path, kind: str) -> _Checked:
         except Exception as exc:  # noqa: BLE001 - polars raises several types for bad files
             raise InputError(f"{name}:1: not a readable Parquet file ({exc})") from exc
         first_row = 1
+        _header(name, frame.columns, first_row)
     else:
         data = path.read_bytes()
         try:
@@ -165,6 +214,8 @@ def read_table(path: Path, kind: str) -> _Checked:
             raise _utf8_error(name, data, exc) from exc
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
+        first_line = data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+        _header(name, next(csv.reader([first_line]), []), 2)
         try:
             frame = pl.read_csv(io.BytesIO(data), infer_schema=False)
         except pl.exceptions.PolarsError as exc:
@@ -182,15 +233,33 @@ def read_table(path: Path, kind: str) -> _Checked:
         for c in keep if isinstance(frame.schema[c], pl.Datetime) and frame.schema[c].time_zone)
     frame = frame.select(
         pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(_ROW),
-        *[pl.col(c).cast(pl.String).str.strip_chars().replace("", None).alias(c) for c in keep],  # "" = missing
+        *[_as_text(name, frame, c, first_row).str.strip_chars().replace("", None).alias(c)   # "" = missing
+          for c in keep],
     ).with_columns([pl.lit(None, pl.String).alias(c) for c in optional if c not in frame.columns])
-    return _Checked(name, frame)
+    checked = _Checked(name, frame)
+    for column in keep:     # PostgreSQL's text cannot hold NUL; refused on every database alike
+        checked.flag(pl.col(column).str.contains("\x00", literal=True), column, "NUL byte in text")
+    checked.raise_if_any()
+    return checked
 
 
 # ---------------------------------------------------------------- value parsers (expressions)
 
-def _money_ok(column: str) -> pl.Expr:
+def _money_shape(column: str) -> pl.Expr:
+    """Written as dollars with up to two decimals (of any size)."""
     return pl.col(column).is_null() | pl.col(column).str.contains(_MONEY)
+
+
+def _money_ok(column: str) -> pl.Expr:
+    """An amount `_cents` converts exactly: the shape of dollars and at most MAX_MONEY_DIGITS digits."""
+    return _money_shape(column) & ~pl.col(column).fill_null("").str.contains(_MONEY_BIG)
+
+
+def _flag_money(checked: "_Checked", column: str) -> None:
+    """Flag text that is not dollars with up to two decimals, or too large to be an amount."""
+    checked.flag(~_money_shape(column), column, "not an amount in dollars with up to two decimals")
+    checked.flag(_money_shape(column) & ~_money_ok(column), column,
+                 f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)")
 
 
 def _cents(column: str) -> pl.Expr:
@@ -210,6 +279,10 @@ def _date_ok(column: str) -> pl.Expr:
     return pl.col(column).is_null() | (
         pl.col(column).str.contains(r"^\d{4}-\d{2}-\d{2}( 00:00:00(\.0+)?)?$") & _date(column).is_not_null())
 
+
+# A sale's timestamp lies in these years (inclusive): a year-9999 or year-1 timestamp is a corrupt
+# export, and the batch's date arithmetic (cycles, windows) must not overflow on one.
+FIRST_YEAR, LAST_YEAR = 1970, 2099
 
 # An offset at the end of a timestamp: Z, +01:00, -0500 or +01.
 _OFFSET = r"([Zz]|[+-]\d{2}(?::?\d{2})?)$"
@@ -358,7 +431,7 @@ def _load_products(conn: sa.Connection, checked: _Checked) -> int:
     checked.flag(pl.col("brand_type").is_not_null() & ~pl.col("brand_type").str.to_lowercase().is_in(
         ["national", "store"]), "brand_type", "must be 'national' or 'store'")
     for money in ("regular_price", "unit_cost"):
-        checked.flag(~_money_ok(money), money, "not an amount in dollars with up to two decimals")
+        _flag_money(checked, money)
         checked.flag(_money_ok(money) & pl.col(money).str.starts_with("-"), money, "must not be negative")
     checked.flag(pl.col("manufacturer_name").is_not_null() & pl.col("manufacturer_id").is_null(),
                  "manufacturer_id", "required when manufacturer_name is given")
@@ -388,8 +461,10 @@ def _load_deals(conn: sa.Connection, checked: _Checked) -> int:
     checked.flag(pl.col("kind").is_not_null() & ~pl.col("kind").is_in(["amount_off", "percent_off", "price"]),
                  "kind", "must be amount_off, percent_off or price")
     pct = _number("value")
-    checked.flag((pl.col("kind") != "percent_off") & ~_money_ok("value"), "value",
+    checked.flag((pl.col("kind") != "percent_off") & ~_money_shape("value"), "value",
                  "not an amount in dollars with up to two decimals")
+    checked.flag((pl.col("kind") != "percent_off") & _money_shape("value") & ~_money_ok("value"), "value",
+                 f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)")
     checked.flag((pl.col("kind") == "percent_off") & (pct.is_null() | (pct <= 0) | (pct > 100)), "value",
                  "percent_off value must be a percentage in (0, 100]")
     checked.flag(_money_ok("value") & pl.col("value").str.starts_with("-"), "value", "must not be negative")
@@ -400,8 +475,10 @@ def _load_deals(conn: sa.Connection, checked: _Checked) -> int:
     share = _number("funded_share")
     checked.flag(pl.col("funded_share").is_not_null() & (share.is_null() | (share < 0) | (share > 1)),
                  "funded_share", "must be a number from 0 to 1")
-    checked.flag(~_money_ok("budget") | pl.col("budget").fill_null("").str.starts_with("-"), "budget",
+    checked.flag(~_money_shape("budget") | pl.col("budget").fill_null("").str.starts_with("-"), "budget",
                  "not a non-negative amount in dollars")
+    checked.flag(_money_shape("budget") & ~_money_ok("budget"), "budget",
+                 f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)")
     limit = _number("max_per_customer", pl.Int64)
     checked.flag(pl.col("max_per_customer").is_not_null() & (limit.is_null() | (limit < 1)), "max_per_customer",
                  "must be a whole number >= 1")
@@ -468,6 +545,9 @@ def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> 
     checked.flag(pl.col("timestamp").is_not_null() & pl.col("__wall").is_null(), "timestamp",
                  "not an ISO timestamp (YYYY-MM-DDTHH:MM:SS, store-local, or with an offset: -05:00, Z)")
     checked.flag(pl.col("__offset").abs() > 14 * 60, "timestamp", "offset beyond -12:00..+14:00")
+    year = pl.col("__wall").dt.year()
+    checked.flag((year < FIRST_YEAR) | (year > LAST_YEAR), "timestamp",
+                 f"outside the years {FIRST_YEAR}-{LAST_YEAR} a sale can have")
     timed = frame.filter(pl.col("__offset").is_not_null() & pl.col("__wall").is_not_null()
                          & (pl.col("__offset").abs() <= 14 * 60))
     if timed.height == 0:
@@ -505,8 +585,8 @@ def _prepare_transactions(checked: _Checked, refs: _References,
     qty = _number("quantity")
     checked.flag(pl.col("quantity").is_not_null() & (qty.is_null() | (qty == 0) | (qty.abs() > 10_000)), "quantity",
                  "must be a non-zero number of units (negative for a return)")
-    checked.flag(~_money_ok("amount"), "amount", "not an amount in dollars with up to two decimals")
-    checked.flag(~_money_ok("discount"), "discount", "not an amount in dollars with up to two decimals")
+    _flag_money(checked, "amount")
+    _flag_money(checked, "discount")
     checked.flag(_money_ok("discount") & pl.col("discount").fill_null("").str.starts_with("-"), "discount",
                  "must not be negative")
     checked.flag((qty > 0) & pl.col("amount").fill_null("").str.starts_with("-") & _money_ok("amount"), "amount",
@@ -650,6 +730,8 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
     basket = ["store_id", "basket_id"]
     columns = ["basket_key", "line_no", "customer_key", "day", "product_key", "quantity",
                "amount_cents", "discount_cents"]
+    if baskets.height == 0:      # a header-only file: nothing to look up (the day range would be empty)
+        return _Written()
     with bulk_session(url) as bulk:
         present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
         _refuse_disagreeing(name, baskets.join(present, on=basket, how="inner").filter(
