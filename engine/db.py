@@ -106,6 +106,15 @@ def init_schema(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         for statement in schema_statements():
             conn.exec_driver_sql(statement)
+        # columns added after a database was first created (CREATE TABLE IF NOT EXISTS keeps the old table)
+        have = {c["name"] for c in sa.inspect(conn).get_columns("baskets")}
+        for column, sql_type in _ADDED_COLUMNS["baskets"]:
+            if column not in have:
+                conn.exec_driver_sql(f"ALTER TABLE baskets ADD COLUMN {column} {sql_type}")
+
+
+# table -> columns a later version added, as (name, type): `init_schema` adds them to an older database
+_ADDED_COLUMNS = {"baskets": [("line_count", "INTEGER"), ("line_sum", "BIGINT")]}
 
 
 def require_schema(engine: sa.Engine) -> None:

@@ -46,7 +46,7 @@ from engine.db import allocate_keys, bulk_session, connect, read_frame, require_
 from engine.errors import InputError
 from engine.zones import ZONE_HINT, dst_shift, is_zone
 
-__all__ = ["import_files", "import_file", "read_table", "KINDS", "MAX_REPORTED_ERRORS"]
+__all__ = ["import_files", "import_file", "read_table", "line_checksum", "KINDS", "MAX_REPORTED_ERRORS"]
 
 MAX_REPORTED_ERRORS = 20
 _ROW = "__row"
@@ -583,7 +583,7 @@ def _prepare_transactions(checked: _Checked, refs: _References,
     _unknown(checked, "sku", refs.products["sku"], "sku (import products first)")
     _unknown(checked, "customer_id", refs.customers["customer_id"], "customer (import customers first)")
     qty = _number("quantity")
-    checked.flag(pl.col("quantity").is_not_null() & (qty.is_null() | (qty == 0) | (qty.abs() > 10_000)), "quantity",
+    checked.flag(pl.col("quantity").is_not_null() & (qty.is_null() | qty.is_nan() | (qty == 0) | (qty.abs() > 10_000)), "quantity",
                  "must be a non-zero number of units (negative for a return)")
     _flag_money(checked, "amount")
     _flag_money(checked, "discount")
@@ -671,41 +671,101 @@ def _present(bulk, baskets: pl.DataFrame, where: str) -> pl.DataFrame:
     # ts is read as text (SQLite's ISO text, PostgreSQL's timestamp cast) and parsed as store-local below
     ts = "CAST(ts AS TEXT)" if bulk._sqlite else "to_char(ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"  # noqa: SLF001
     present = bulk.read("SELECT store_id, basket_id, basket_key, customer_key AS old_customer_key, "
-                        f"{ts} AS old_ts, source FROM baskets WHERE {where}",
+                        f"{ts} AS old_ts, source, line_count, line_sum FROM baskets WHERE {where}",
                         {"store_id": pl.String, "basket_id": pl.String, "basket_key": pl.Int64,
-                         "old_customer_key": pl.Int64, "old_ts": pl.String, "source": pl.String})
+                         "old_customer_key": pl.Int64, "old_ts": pl.String, "source": pl.String,
+                         "line_count": pl.Int32, "line_sum": pl.Int64})
     present = present.with_columns(_store_local(present["old_ts"]).alias("old_ts"))
     return present.join(baskets.select("store_id", "basket_id"), on=["store_id", "basket_id"], how="semi")
 
 
-def _lines_to_append(bulk, lines: pl.DataFrame, present: pl.DataFrame) -> pl.DataFrame:
-    """The file's lines of present baskets that the basket does not hold yet, with basket_key and line_no.
+# ---------------------------------------------------------------- a basket's line checksum
 
-    Compared as multisets of (product_key, quantity, amount_cents, discount_cents): the k-th
-    copy of a line in the file is new when the basket holds fewer than k copies of it, so a
-    re-import of either part of a split basket adds nothing.
+_P = 2_147_483_647          # 2**31 - 1, a prime: every product below stays under 2**63
+_K = ((1_000_003, 7), (999_983, 11))
+
+
+def _mod(x: pl.Expr) -> pl.Expr:
+    return x % _P       # polars' % floors, as Python's: in [0, P) for negative x too (tested)
+
+
+def _line_hashes() -> list[pl.Expr]:
+    """Two independent 31-bit hashes of each line's (product_key, quantity, amount_cents, discount_cents).
+
+    Integer arithmetic only (no library hash), so the checksums stored in `baskets` stay valid
+    across polars versions; `line_checksum` is the same in Python.
     """
-    keys = present["basket_key"]
-    held = bulk.read("SELECT basket_key, line_no, product_key, quantity, amount_cents, discount_cents "
-                     f"FROM basket_lines WHERE basket_key >= {int(keys.min())} AND basket_key <= {int(keys.max())}",
-                     {"basket_key": pl.Int64, "line_no": pl.Int32, "product_key": pl.Int64, "quantity": pl.Float64,
-                      "amount_cents": pl.Int64, "discount_cents": pl.Int64})
-    held = held.join(present.select("basket_key"), on="basket_key", how="semi")
-    # First per basket: a basket whose lines in the file and in the database have the same
-    # count and the same two order-free hash sums holds them all already (a re-import); only
-    # the others are compared line by line (a hash collision would need both sums to agree).
+    q = _mod((pl.col("quantity") * 1000).round().cast(pl.Int64))
+    parts = (q, _mod(pl.col("amount_cents")), _mod(pl.col("discount_cents")))
+    out = []
+    for k, c in _K:
+        v = _mod(pl.col("product_key"))
+        for part in parts:
+            v = _mod(v * k + part)
+        out.append(_mod(v * v + c))
+    return out
+
+
+def _checksums(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Per group of `by`: line_count (Int32) and line_sum (Int64), an order-free checksum of its lines."""
+    h1, h2 = _line_hashes()
+    # hashes first, then plain sums per group: 3x faster than hashing inside the aggregation
+    return (frame.select(*by, h1.alias("__h1"), h2.alias("__h2")).group_by(by)
+            .agg(pl.len().cast(pl.Int32).alias("line_count"), pl.col("__h1").sum(), pl.col("__h2").sum())
+            .select(*by, "line_count", ((pl.col("__h1") % _P) * _P + pl.col("__h2") % _P).alias("line_sum")))
+
+
+def line_checksum(lines: Iterable[tuple[int, float, int, int]]) -> tuple[int, int]:
+    """(line_count, line_sum) of a basket's lines (product_key, quantity, amount_cents, discount_cents).
+
+    What the checkout stores with a basket it records; the same as the import computes.
+    """
+    sums, n = [0, 0], 0
+    for product_key, quantity, amount, discount in lines:
+        n += 1
+        for i, (k, c) in enumerate(_K):
+            v = product_key % _P
+            for part in (round(quantity * 1000), amount, discount):
+                v = (v * k + part % _P) % _P
+            sums[i] += (v * v + c) % _P
+    return n, (sums[0] % _P) * _P + sums[1] % _P
+
+
+_HELD = {"basket_key": pl.Int64, "line_no": pl.Int32, "product_key": pl.Int64, "quantity": pl.Float64,
+         "amount_cents": pl.Int64, "discount_cents": pl.Int64}
+
+
+def _read_held(bulk, keys: pl.Series) -> pl.DataFrame:
+    """The lines basket_lines holds for the baskets `keys` (one scan: the table has no index)."""
+    if keys.len() == 0:
+        return pl.DataFrame(schema=_HELD)
+    cols = "SELECT basket_key, line_no, product_key, quantity, amount_cents, discount_cents FROM basket_lines"
+    if keys.len() <= 2000:
+        held = bulk.read(f"{cols} WHERE basket_key IN ({', '.join(str(int(k)) for k in keys)})", _HELD)
+    else:
+        held = bulk.read(f"{cols} WHERE basket_key >= {int(keys.min())} AND basket_key <= {int(keys.max())}", _HELD)
+    return held.join(keys.to_frame("basket_key"), on="basket_key", how="semi")
+
+
+def _lines_to_append(bulk, lines: pl.DataFrame, present: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the file's lines of present baskets that the basket does not hold yet, with basket_key and
+    line_no; the new line_count and line_sum of the import's baskets whose lines were read).
+
+    A basket whose lines in the file have the count and checksum stored with it holds them all
+    already (a re-import): basket_lines is not read for it. The others (split baskets, baskets
+    without a stored checksum) are compared as multisets of (product_key, quantity,
+    amount_cents, discount_cents): the k-th copy of a line in the file is new when the basket
+    holds fewer than k copies of it, so a re-import of either part of a split basket adds nothing.
+    """
     basket = ["store_id", "basket_id"]
-    digest = pl.struct(_LINE).hash(seed=0)
-    signature = [pl.len().alias("__n"), (digest % 2**31).cast(pl.Int64).sum().alias("__h1"),
-                 (digest // 2**33).cast(pl.Int64).sum().alias("__h2")]      # two independent 31-bit parts
-    theirs = (lines.group_by(basket).agg(signature)
-              .join(present.select(*basket, "basket_key", "source"), on=basket, how="inner"))
-    ours = held.group_by("basket_key").agg(signature)
-    differ = (theirs.join(ours, on="basket_key", how="left", suffix="_db")
-              .filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_db")) for c in ("__n", "__h1", "__h2"))))
+    theirs = (_checksums(lines, basket)
+              .join(present.select(*basket, "basket_key", "source", pl.col("line_count").alias("__n_db"),
+                                   pl.col("line_sum").alias("__s_db")), on=basket, how="inner"))
+    differ = theirs.filter(pl.col("line_count").ne_missing(pl.col("__n_db"))
+                           | pl.col("line_sum").ne_missing(pl.col("__s_db")))
+    held = _read_held(bulk, differ["basket_key"])
     incoming = lines.join(differ.select(*basket, "basket_key", "source"), on=basket, how="inner")
-    held = held.join(differ.select("basket_key"), on="basket_key", how="semi")
-    # counts per distinct line, not a window numbering the copies: 10x faster on a re-import
+    # counts per distinct line, not a window numbering the copies: 10x faster
     wanted = incoming.group_by("basket_key", *_LINE).agg(
         pl.len().alias("__n"), pl.col("customer_key", "day", "source", "__row").first())
     have = held.group_by("basket_key", *_LINE).agg(pl.len().alias("__have"))
@@ -715,9 +775,25 @@ def _lines_to_append(bulk, lines: pl.DataFrame, present: pl.DataFrame) -> pl.Dat
            .with_columns(pl.int_ranges(0, pl.col("__more")).alias("__copy")).explode("__copy")
            .sort("__row", "__copy"))
     last = held.group_by("basket_key").agg(pl.col("line_no").max().alias("__last"))
-    return (new.join(last, on="basket_key", how="left")
-            .with_columns((pl.col("__last").fill_null(0) + pl.int_range(1, pl.len() + 1).over("basket_key"))
-                          .cast(pl.Int32).alias("line_no")))
+    new = (new.join(last, on="basket_key", how="left")
+           .with_columns((pl.col("__last").fill_null(0) + pl.int_range(1, pl.len() + 1).over("basket_key"))
+                         .cast(pl.Int32).alias("line_no")))
+    ours = differ.filter(pl.col("source") == "import").select("basket_key")
+    after = pl.concat([held.select("basket_key", *_LINE),
+                       new.filter(pl.col("source") == "import").select("basket_key", *_LINE)])
+    counts = _checksums(after.join(ours, on="basket_key", how="semi"), ["basket_key"])
+    return new, counts
+
+
+def _store_checksums(bulk, counts: pl.DataFrame) -> None:
+    """Set baskets.line_count and line_sum from `counts` (basket_key, line_count, line_sum)."""
+    if counts.height == 0:
+        return
+    bulk._cur.adbc_ingest("lw_line_counts", counts.select("basket_key", "line_count", "line_sum").to_arrow(),  # noqa: SLF001
+                          mode="create_append", temporary=True)
+    bulk.execute("UPDATE baskets SET line_count = c.line_count, line_sum = c.line_sum FROM lw_line_counts c "
+                 "WHERE baskets.basket_key = c.basket_key")
+    bulk.execute("DELETE FROM lw_line_counts")
 
 
 def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> _Written:
@@ -726,6 +802,7 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
     A present basket (same store_id and basket_id) must have the file's customer and
     store-local timestamp, else `InputError` naming the file's row. Lines go to baskets the
     import wrote; a basket the checkout recorded is kept as recorded (its other lines counted).
+    Each basket the import writes to keeps its line count and checksum (schema.sql).
     """
     basket = ["store_id", "basket_id"]
     columns = ["basket_key", "line_no", "customer_key", "day", "product_key", "quantity",
@@ -738,9 +815,10 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
             pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))))
         written = _Written()
         if present.height:
-            extra = _lines_to_append(bulk, lines, present)
+            extra, counts = _lines_to_append(bulk, lines, present)
             imported = extra.filter(pl.col("source") == "import")
             bulk.append("basket_lines", imported.select(columns))
+            _store_checksums(bulk, counts)
             written = _Written(imported.height, imported.height, extra.height - imported.height)
             baskets = baskets.join(present, on=basket, how="anti", maintain_order="left")
         if baskets.height == 0:
@@ -750,10 +828,12 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
         new_lines = (lines.join(baskets.select(*basket, "basket_key"), on=basket, how="inner")
                      .with_columns((pl.int_range(pl.len()).over("basket_key") + 1).cast(pl.Int32).alias("line_no"))
                      .select(columns))
+        baskets = baskets.join(_checksums(new_lines, ["basket_key"]), on="basket_key", how="left",
+                               maintain_order="left")
         try:
             bulk.append("baskets", baskets.select(
                 "basket_key", *basket, "customer_key", "ts", "day", pl.lit("import").alias("source"),
-                pl.lit(None, pl.Int32).alias("lane"), pl.lit(0, pl.Int32).alias("voided")))
+                pl.lit(None, pl.Int32).alias("lane"), pl.lit(0, pl.Int32).alias("voided"), "line_count", "line_sum"))
         except Exception as exc:  # noqa: BLE001 - the drivers raise their own types; re-raised unless explained
             _explain_collision(url, name, baskets, exc)
             raise

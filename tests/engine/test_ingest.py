@@ -265,3 +265,57 @@ def test_reading_commands_on_an_uninitialised_or_empty_database_fail_in_one_line
     connect(f"sqlite:///{bare}").connect().close()                         # a file without tables
     assert main(["-q", "--database", f"sqlite:///{bare}", *args]) == 1
     assert "is not initialised: run 'listwise init' first" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ re-import without reading basket_lines
+
+def test_the_checkout_and_the_import_compute_the_same_line_checksum():
+    from engine.ingest import _checksums, line_checksum
+    rows = [(3, 1.0, 599, 0), (3, 1.0, 599, 0), (7, -0.25, -349, 0), (2**40, 2.5, 10**11, 50)]
+    frame = pl.DataFrame(rows, schema=["product_key", "quantity", "amount_cents", "discount_cents"], orient="row")
+    ours = _checksums(frame.with_columns(pl.lit(1).alias("b")), ["b"]).row(0)[1:]
+    assert ours == line_checksum(rows)
+    assert line_checksum(rows[::-1]) == line_checksum(rows)                      # order-free
+    assert line_checksum(rows[:3]) != line_checksum(rows[:2] + [(7, -0.25, -348, 0)])
+
+
+def test_a_plain_reimport_reads_no_basket_lines(loaded, tmp_path, monkeypatch):
+    import engine.ingest as ingest
+    read = []
+    original = ingest._read_held
+    monkeypatch.setattr(ingest, "_read_held", lambda bulk, keys: read.append(keys.len()) or original(bulk, keys))
+    path = write(tmp_path, "t.csv", TRANSACTIONS)
+    import_file(loaded, "transactions", path)
+    before = counts(loaded)
+    assert import_file(loaded, "transactions", path).endswith("0 line items added (0 to baskets already present)")
+    assert read == [0]                                    # every basket matched its stored count and checksum
+    assert counts(loaded) == before
+
+
+def test_a_database_without_the_checksums_is_upgraded_and_still_compared(loaded, tmp_path):
+    from engine.db import init_schema
+    path = write(tmp_path, "t.csv", TRANSACTIONS)
+    import_file(loaded, "transactions", path)
+    engine = connect(loaded)
+    with engine.begin() as conn:                          # as an import before this version left them
+        conn.execute(sa.text("UPDATE baskets SET line_count = NULL, line_sum = NULL"))
+    init_schema(engine)                                   # idempotent on a current database
+    counts_before = counts(loaded)
+    assert import_file(loaded, "transactions", path).endswith("0 line items added (0 to baskets already present)")
+    assert counts(loaded) == counts_before
+    with engine.connect() as conn:                        # filled in by the comparison
+        assert conn.execute(sa.text("SELECT count(*) FROM baskets WHERE line_sum IS NULL")).scalar() == 0
+    engine.dispose()
+
+
+def test_init_adds_the_checksum_columns_to_an_older_database(tmp_path):
+    from engine.db import init_schema
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = connect(url)
+    init_schema(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE baskets DROP COLUMN line_sum")
+        conn.exec_driver_sql("ALTER TABLE baskets DROP COLUMN line_count")
+    init_schema(engine)
+    assert {"line_count", "line_sum"} <= {c["name"] for c in sa.inspect(engine).get_columns("baskets")}
+    engine.dispose()
