@@ -34,6 +34,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -679,6 +681,22 @@ def _present(bulk, baskets: pl.DataFrame, where: str) -> pl.DataFrame:
     return present.join(baskets.select("store_id", "basket_id"), on=["store_id", "basket_id"], how="semi")
 
 
+_FAULTS: dict[str, int] = {}
+
+
+def _fault_point(name: str) -> None:
+    """Kill this process (SIGKILL) at point `name` when LISTWISE_FAULT is `name` or `name#n` (n-th time).
+
+    For tests/faults only: a kill -9 at a known point of the write, no timing guesswork.
+    """
+    wanted = os.environ.get("LISTWISE_FAULT")
+    if not wanted or not wanted.startswith(name):
+        return
+    _FAULTS[name] = _FAULTS.get(name, 0) + 1
+    if wanted in (name, f"{name}#{_FAULTS[name]}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 # ---------------------------------------------------------------- a basket's line checksum
 
 _P = 2_147_483_647          # 2**31 - 1, a prime: every product below stays under 2**63
@@ -813,6 +831,7 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
         present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
         _refuse_disagreeing(name, baskets.join(present, on=basket, how="inner").filter(
             pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))))
+        _fault_point("before-write")
         written = _Written()
         if present.height:
             extra, counts = _lines_to_append(bulk, lines, present)
@@ -825,7 +844,8 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
             return written
         first = bulk.allocate_keys("baskets", baskets.height)
         baskets = baskets.with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
-        new_lines = (lines.join(baskets.select(*basket, "basket_key"), on=basket, how="inner")
+        # in the file's order: line numbers must not depend on how a parallel join ordered its output
+        new_lines = (lines.join(baskets.select(*basket, "basket_key"), on=basket, how="inner").sort("__row")
                      .with_columns((pl.int_range(pl.len()).over("basket_key") + 1).cast(pl.Int32).alias("line_no"))
                      .select(columns))
         baskets = baskets.join(_checksums(new_lines, ["basket_key"]), on="basket_key", how="left",
@@ -837,7 +857,9 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
         except Exception as exc:  # noqa: BLE001 - the drivers raise their own types; re-raised unless explained
             _explain_collision(url, name, baskets, exc)
             raise
+        _fault_point("after-baskets")
         bulk.append("basket_lines", new_lines)
+        _fault_point("before-commit")
         return _Written(written.added + new_lines.height, written.appended, written.left_out)
 
 
@@ -913,6 +935,7 @@ def import_files(url: str, kind: str, paths: Iterable[Path],
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
                     written = _write_transactions(url, path.name, lines, baskets)
+                    _fault_point("after-commit")
                     report.append(_record(engine, kind, path, rows_read, written.added, written.describe()))
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))
