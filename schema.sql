@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS baskets (
     source        TEXT NOT NULL DEFAULT 'import' CHECK (source IN ('import', 'checkout')),
     lane          INTEGER,
     voided        INTEGER NOT NULL DEFAULT 0 CHECK (voided IN (0, 1)),
+    -- How many lines basket_lines holds for the basket and an order-free checksum of them
+    -- (engine/ingest.py: line_checksum; integer arithmetic, stable across library versions):
+    -- a re-import compares a file's baskets with these and reads basket_lines only for the
+    -- baskets that differ (split baskets). NULL: not known; the lines are read.
+    line_count    INTEGER,
+    line_sum      BIGINT,
     UNIQUE (store_id, basket_id)
 );
 CREATE INDEX IF NOT EXISTS ix_baskets_day ON baskets (day);

@@ -46,6 +46,7 @@ from engine.codes import parse_code
 from engine.config import CheckoutSettings
 from engine.db import allocate_keys, is_sqlite, utc_now
 from engine.errors import CodeError, EngineError, InputError
+from engine.ingest import line_checksum
 from engine.zones import from_iso, local_wall_clock, zone_of
 
 __all__ = [
@@ -503,15 +504,16 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
     lines, per_line = _redeem(conn, sqlite, req, products, offers, day)
 
     basket_key = allocate_keys(conn, "baskets", 1)
-    _run(conn, "INSERT INTO baskets (basket_key, store_id, basket_id, customer_key, ts, day, source, lane, voided) "
-               "VALUES (:bk, :store, :basket, :ck, :ts, :day, 'checkout', :lane, 0)",
-         {"bk": basket_key, **key, "ck": customer_key, "ts": _sql(req.timestamp, sqlite),
-          "day": _sql(day, sqlite), "lane": req.lane})
     recorded = [
         {"bk": basket_key, "no": i + 1, "ck": customer_key, "day": _sql(day, sqlite),
          "pk": products[item.sku]["product_key"], "q": item.quantity,
          "amount": item.amount_cents - per_line[i], "discount": per_line[i]}
         for i, item in enumerate(req.items) if item.sku in products]
+    n, checksum = line_checksum((r["pk"], r["q"], r["amount"], r["discount"]) for r in recorded)  # lets an import skip them
+    _run(conn, "INSERT INTO baskets (basket_key, store_id, basket_id, customer_key, ts, day, source, lane, voided, "
+               "line_count, line_sum) VALUES (:bk, :store, :basket, :ck, :ts, :day, 'checkout', :lane, 0, :n, :sum)",
+         {"bk": basket_key, **key, "ck": customer_key, "ts": _sql(req.timestamp, sqlite),
+          "day": _sql(day, sqlite), "lane": req.lane, "n": n, "sum": checksum})
     if recorded:
         _run(conn, "INSERT INTO basket_lines (basket_key, line_no, customer_key, day, product_key, quantity, "
                    "amount_cents, discount_cents) VALUES (:bk, :no, :ck, :day, :pk, :q, :amount, :discount)", recorded)

@@ -28,7 +28,7 @@ from engine.errors import StateError
 
 __all__ = [
     "connect", "init_schema", "schema_statements", "allocate_keys", "bulk_session",
-    "read_frame", "typed", "Schema", "utc_now", "is_sqlite", "require_schema",
+    "read_frame", "typed", "Schema", "utc_now", "is_sqlite", "require_schema", "require_database", "shown",
 ]
 
 
@@ -106,6 +106,15 @@ def init_schema(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         for statement in schema_statements():
             conn.exec_driver_sql(statement)
+        # columns added after a database was first created (CREATE TABLE IF NOT EXISTS keeps the old table)
+        have = {c["name"] for c in sa.inspect(conn).get_columns("baskets")}
+        for column, sql_type in _ADDED_COLUMNS["baskets"]:
+            if column not in have:
+                conn.exec_driver_sql(f"ALTER TABLE baskets ADD COLUMN {column} {sql_type}")
+
+
+# table -> columns a later version added, as (name, type): `init_schema` adds them to an older database
+_ADDED_COLUMNS = {"baskets": [("line_count", "INTEGER"), ("line_sum", "BIGINT")]}
 
 
 def require_schema(engine: sa.Engine) -> None:
@@ -113,6 +122,30 @@ def require_schema(engine: sa.Engine) -> None:
     if not sa.inspect(engine).has_table("sequences"):
         raise StateError(f"database {engine.url.render_as_string(hide_password=True)} is not "
                          "initialised: run 'listwise init' first")
+
+
+def shown(url: str) -> str:
+    """`url` as it may be printed: the password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def require_database(url: str) -> None:
+    """`StateError` unless `url` is an initialised database; a read-only command calls this first.
+
+    A SQLite file that does not exist is refused before anything connects (connecting would
+    create an empty file).
+    """
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
+            and not u.database.startswith("file:") and not Path(u.database).is_file():
+        raise StateError(f"database {shown(url)} does not exist: run 'listwise init' first")
+    engine = connect(url)
+    try:
+        require_schema(engine)
+    except sa.exc.OperationalError as exc:
+        raise StateError(f"database {shown(url)} cannot be opened: {str(exc.orig).splitlines()[0]}") from exc
+    finally:
+        engine.dispose()
 
 
 def allocate_keys(conn: sa.Connection, name: str, n: int) -> int:

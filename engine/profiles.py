@@ -127,8 +127,10 @@ def _with_ids(frame: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
 
 
 def _read(settings: Settings, as_of: dt.date, progress: Progress) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from engine.db import require_database, shown
     from engine.history import read_customers, read_history
     url = settings.database_url
+    require_database(url)       # before reading: an uninitialised database is a one-line error
     if progress:
         progress("reading history", 0, 1)
     customers = read_customers(url)
@@ -136,7 +138,7 @@ def _read(settings: Settings, as_of: dt.date, progress: Progress) -> tuple[pl.Da
     if progress:
         progress("reading history", 1, 1)
     if history.height == 0:
-        raise StateError(f"{url}: no purchase history before {as_of} (import transactions first)")
+        raise StateError(f"{shown(url)}: no purchase history before {as_of} (import transactions first)")
     return history, customers
 
 

@@ -1,6 +1,7 @@
 """Import: each kind of bad value is named by file, row and column; bad files import nothing."""
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -161,3 +162,160 @@ def test_import_files_reads_a_directory_of_parts(loaded, tmp_path):
     write(parts, "part-1.csv", "\n".join([lines[0], *lines[3:]]) + "\n")
     report = import_files(loaded, "transactions", [parts])
     assert len(report) == 2 and counts(loaded)["basket_lines"] == 4
+
+
+# ------------------------------------------------------------------ issue 13: tracebacks instead of errors
+
+HEADER = "basket_id,customer_id,store_id,timestamp,sku,quantity,amount,discount\n"
+GOOD = "B9,C1,S01,2025-01-06T10:00:00,P1,1,5.99,0\n"
+
+
+def cli_import(url: str, kind: str, path: Path, capsys) -> str:
+    from engine.cli import main
+    assert main(["-q", "--database", url, "import", kind, str(path)]) == 1
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, name, text, where", [
+    ("transactions", "t.csv", HEADER + GOOD + "B1,C1,S01,2025-01-06T10:00:00,P1,1,12345678901234567.00,0\n",
+     "t.csv:3: column 'amount': more than 9 digits"),
+    ("transactions", "t.csv", HEADER + GOOD + "B1,C1,S01,2025-01-06T10:00:00,P1,1,1.00,1234567890.00\n",
+     "t.csv:3: column 'discount': more than 9 digits"),
+    ("products", "p.csv", "sku,category,brand_type,regular_price\nP9,X,store,1.00\nP8,X,store,12345678901234567\n",
+     "p.csv:3: column 'regular_price': more than 9 digits"),
+    ("transactions", "t.csv", HEADER.replace("sku,", "sku,SKU,") + "B1,C1,S01,2025-01-06T10:00:00,P1,P2,1,1.00,0\n",
+     "t.csv:1: column 'sku': appears twice in the header"),
+    ("transactions", "t.csv", HEADER + GOOD + "B1,C1,S01,9999-12-31T23:00:00,P1,1,1.00,0\n",
+     "t.csv:3: column 'timestamp': outside the years 1970-2099"),
+    ("transactions", "t.csv", HEADER + GOOD + "B\x001,C1,S01,2025-01-06T10:00:00,P1,1,1.00,0\n",
+     "t.csv:3: column 'basket_id': NUL byte in text"),
+    ("stores", "s.csv", "store_id,name\nS09,Ma\x00in\n", "s.csv:2: column 'name': NUL byte in text"),
+])
+def test_hostile_values_are_one_line_errors_through_the_cli(loaded, tmp_path, capsys, kind, name, text, where):
+    before = counts(loaded)
+    err = cli_import(loaded, kind, write(tmp_path, name, text), capsys)
+    assert err.startswith(f"error: {where}")
+    assert "Traceback" not in err and "\x00" not in err
+    assert counts(loaded) == before
+
+
+def _parquet(tmp_path: Path, **amount) -> Path:
+    frame = pl.DataFrame({"basket_id": ["B1", "B2"], "store_id": ["S01", "S01"],
+                          "timestamp": ["2025-01-06T10:00:00", "2025-01-07T10:00:00"], "sku": ["P1", "P2"],
+                          "quantity": [1, 2], **amount})
+    path = tmp_path / "t.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("column, where", [
+    (pl.Series("amount", [["1.00"], ["2.00"]]), "t.parquet:1: column 'amount': a Parquet List(String) column"),
+    (pl.Series("amount", [b"1.00", b"\xff"]), "t.parquet:2: column 'amount': not valid UTF-8"),
+    (pl.Series("amount", [Decimal("1.00"), Decimal(10**27)], dtype=pl.Decimal(38, 2)), "t.parquet:2: column 'amount': more than 9 digits"),
+])
+def test_hostile_parquet_columns_are_one_line_errors(loaded, tmp_path, capsys, column, where):
+    before = counts(loaded)
+    err = cli_import(loaded, "transactions", _parquet(tmp_path, amount=column), capsys)
+    assert err.startswith(f"error: {where}")
+    assert counts(loaded) == before
+
+
+def test_parquet_decimal_and_binary_columns_import_exactly(loaded, tmp_path):
+    amounts = pl.Series("amount", [Decimal("5.99"), Decimal("6.98")], dtype=pl.Decimal(38, 10))
+    path = _parquet(tmp_path, amount=amounts)
+    pl.read_parquet(path).with_columns(pl.col("basket_id").cast(pl.Binary)).write_parquet(path)
+    import_file(loaded, "transactions", path)
+    with connect(loaded).connect() as conn:
+        got = conn.execute(sa.text("SELECT amount_cents FROM basket_lines ORDER BY amount_cents")).scalars().all()
+    assert got == [599, 698]
+
+
+def test_a_header_only_file_imports_nothing_and_says_so(loaded, tmp_path):
+    report = import_file(loaded, "transactions", write(tmp_path, "t.csv", HEADER))
+    assert report.endswith("0 rows read, 0 line items added (0 to baskets already present)")
+    assert counts(loaded)["baskets"] == 0
+
+
+def test_a_basket_resent_on_another_day_is_named(loaded, tmp_path, capsys):
+    import_file(loaded, "transactions", write(tmp_path, "a.csv", HEADER + GOOD))
+    before = counts(loaded)
+    err = cli_import(loaded, "transactions", write(tmp_path, "b.csv", HEADER + GOOD.replace("01-06", "03-06")), capsys)
+    assert err.startswith("error: b.csv:2: column 'timestamp': basket B9 of store S01 is already present")
+    assert counts(loaded) == before
+
+
+@pytest.mark.parametrize("command", ["profile", "customers"])
+def test_reading_commands_on_a_missing_database_fail_in_one_line_and_create_nothing(tmp_path, capsys, command):
+    from engine.cli import main
+    path = tmp_path / "none.db"
+    assert main(["-q", "--database", f"sqlite:///{path}", command, "--as-of", "2025-02-01",
+                 "--out", str(tmp_path / "out.csv")]) == 1
+    assert "does not exist: run 'listwise init' first" in capsys.readouterr().err
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("command", ["profile", "customers"])
+def test_reading_commands_on_an_uninitialised_or_empty_database_fail_in_one_line(request, db_url, tmp_path, capsys,
+                                                                                 command):
+    from engine.cli import main
+    args = [command, "--as-of", "2025-02-01", "--out", str(tmp_path / "out.csv")]
+    assert main(["-q", "--database", db_url, *args]) == 1                     # initialised, no history
+    assert "no purchase history before 2025-02-01" in capsys.readouterr().err
+    bare = tmp_path / "bare.db"
+    connect(f"sqlite:///{bare}").connect().close()                         # a file without tables
+    assert main(["-q", "--database", f"sqlite:///{bare}", *args]) == 1
+    assert "is not initialised: run 'listwise init' first" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ re-import without reading basket_lines
+
+def test_the_checkout_and_the_import_compute_the_same_line_checksum():
+    from engine.ingest import _checksums, line_checksum
+    rows = [(3, 1.0, 599, 0), (3, 1.0, 599, 0), (7, -0.25, -349, 0), (2**40, 2.5, 10**11, 50)]
+    frame = pl.DataFrame(rows, schema=["product_key", "quantity", "amount_cents", "discount_cents"], orient="row")
+    ours = _checksums(frame.with_columns(pl.lit(1).alias("b")), ["b"]).row(0)[1:]
+    assert ours == line_checksum(rows)
+    assert line_checksum(rows[::-1]) == line_checksum(rows)                      # order-free
+    assert line_checksum(rows[:3]) != line_checksum(rows[:2] + [(7, -0.25, -348, 0)])
+
+
+def test_a_plain_reimport_reads_no_basket_lines(loaded, tmp_path, monkeypatch):
+    import engine.ingest as ingest
+    read = []
+    original = ingest._read_held
+    monkeypatch.setattr(ingest, "_read_held", lambda bulk, keys: read.append(keys.len()) or original(bulk, keys))
+    path = write(tmp_path, "t.csv", TRANSACTIONS)
+    import_file(loaded, "transactions", path)
+    before = counts(loaded)
+    assert import_file(loaded, "transactions", path).endswith("0 line items added (0 to baskets already present)")
+    assert read == [0]                                    # every basket matched its stored count and checksum
+    assert counts(loaded) == before
+
+
+def test_a_database_without_the_checksums_is_upgraded_and_still_compared(loaded, tmp_path):
+    from engine.db import init_schema
+    path = write(tmp_path, "t.csv", TRANSACTIONS)
+    import_file(loaded, "transactions", path)
+    engine = connect(loaded)
+    with engine.begin() as conn:                          # as an import before this version left them
+        conn.execute(sa.text("UPDATE baskets SET line_count = NULL, line_sum = NULL"))
+    init_schema(engine)                                   # idempotent on a current database
+    counts_before = counts(loaded)
+    assert import_file(loaded, "transactions", path).endswith("0 line items added (0 to baskets already present)")
+    assert counts(loaded) == counts_before
+    with engine.connect() as conn:                        # filled in by the comparison
+        assert conn.execute(sa.text("SELECT count(*) FROM baskets WHERE line_sum IS NULL")).scalar() == 0
+    engine.dispose()
+
+
+def test_init_adds_the_checksum_columns_to_an_older_database(tmp_path):
+    from engine.db import init_schema
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = connect(url)
+    init_schema(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE baskets DROP COLUMN line_sum")
+        conn.exec_driver_sql("ALTER TABLE baskets DROP COLUMN line_count")
+    init_schema(engine)
+    assert {"line_count", "line_sum"} <= {c["name"] for c in sa.inspect(engine).get_columns("baskets")}
+    engine.dispose()
