@@ -518,6 +518,47 @@ def _biggest_funder(settings, summary: dict) -> str:  # noqa: ANN001
 
 # ---------------------------------------------------------------- command line
 
+def compare_zones(work: Path, cutoff: dt.date, zone: str) -> int:
+    """Import the offset export and the naive one into two databases; 0 when every table is identical."""
+    from engine.db import bulk_session, connect, init_schema
+    from engine.ingest import import_files
+    dumps = {}
+    for naive in (False, True):
+        data, _ = convert(work, cutoff, zone, naive, 14)
+        label = "naive" if naive else "offset"
+        path = work / f"zones-{label}.db"
+        path.unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+        engine = connect(url)
+        init_schema(engine)
+        engine.dispose()
+        clock = time.perf_counter()
+        for kind, paths in (("stores", [data / "stores.csv"]), ("customers", [data / "customers.csv"]),
+                            ("products", [data / "products.csv"]), ("transactions", [data / "transactions"])):
+            import_files(url, kind, paths, timezone=zone)
+        print(f"  {label}: imported in {time.perf_counter() - clock:.1f} s")
+        with bulk_session(url, write=False) as db:
+            dumps[label] = {
+                "baskets": db.read("SELECT store_id, basket_id, customer_key, CAST(ts AS TEXT) AS ts, "
+                                   "CAST(day AS TEXT) AS day FROM baskets ORDER BY store_id, basket_id",
+                                   {"store_id": pl.String, "basket_id": pl.String, "customer_key": pl.Int64,
+                                    "ts": pl.String, "day": pl.String}),
+                "basket_lines": db.read("SELECT b.store_id, b.basket_id, l.line_no, l.product_key, l.quantity, "
+                                        "l.amount_cents, l.discount_cents, CAST(l.day AS TEXT) AS day "
+                                        "FROM basket_lines l JOIN baskets b ON b.basket_key = l.basket_key "
+                                        "ORDER BY b.store_id, b.basket_id, l.line_no",
+                                        {"store_id": pl.String, "basket_id": pl.String, "line_no": pl.Int32,
+                                         "product_key": pl.Int64, "quantity": pl.Float64, "amount_cents": pl.Int64,
+                                         "discount_cents": pl.Int64, "day": pl.String})}
+    same = True
+    for table in ("baskets", "basket_lines"):
+        a, b = dumps["offset"][table], dumps["naive"][table]
+        equal = a.equals(b)
+        same &= equal
+        print(f"  {table}: {a.height:,} rows with offsets, {b.height:,} naive: {'identical' if equal else 'DIFFER'}")
+    return 0 if same else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/listwise-real-chain"),
@@ -535,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(auto: as written once coupons.categories exists)")
     parser.add_argument("--no-print", action="store_true", help="skip printing the lists")
     parser.add_argument("--reconvert", action="store_true", help="ignore the cached conversion")
+    parser.add_argument("--compare-zones", action="store_true",
+                        help="only import the export with offsets and the naive local one into two databases and "
+                             "check that they are identical (issue 10), then stop")
     args = parser.parse_args(argv)
     if args.cutoff > TUNING_LIMIT and not args.evaluate:
         parser.error(f"--cutoff {args.cutoff} is after {TUNING_LIMIT}: later months are reserved for evaluation "
@@ -547,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.reconvert:
         (work / f"convert-{args.cutoff}-{'naive' if args.naive_timestamps else 'offset'}" / "stats.json").unlink(
             missing_ok=True)
+    if args.compare_zones:
+        return compare_zones(work, args.cutoff, zone)
     stages = Stages()
     print(f"== convert The Complete Journey (cutoff {args.cutoff}, zone {zone}, "
           f"{'naive local' if args.naive_timestamps else 'offset'} timestamps)")
