@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -30,13 +31,21 @@ def _settings(args: argparse.Namespace):
 
 
 def _progress(enabled: bool):
-    """A progress callback printing `label done/total` to stderr, or None."""
+    """A progress callback for stderr, or None.
+
+    On a terminal it redraws ``label: done/total`` in place; otherwise (a log file, a pipe)
+    it writes one plain line per finished step, never a carriage return.
+    """
     if not enabled:
         return None
+    live = sys.stderr.isatty()
 
     def report(label: str, done: int, total: int) -> None:
-        end = "\n" if done >= total else "\r"
-        print(f"{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
+        if live:
+            end = "\n" if done >= total else "\r"
+            print(f"{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
+        else:
+            print(f"{label}: {done:,}/{total:,} done", file=sys.stderr, flush=True)
     return report
 
 
@@ -415,14 +424,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=None, help="settings file (default ./listwise.toml)")
     parser.add_argument("--database", default=None, help="database URL (default: settings, else sqlite:///listwise.db)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--version", action="version", version=f"listwise {_version()}")
     sub = parser.add_subparsers(required=True, metavar="command")
     for add in (_add_data, _add_cycles, _add_batch, _add_checkout, _add_extracts, _add_report):
         add(sub)
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("listwise")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+# Options of the whole program, accepted before or after the subcommand ("listwise import -q ...").
+_GLOBAL_FLAGS = {"-q", "--quiet"}
+_GLOBAL_VALUES = {"--config", "--database"}
+
+
+def _hoist_globals(argv: list[str]) -> list[str]:
+    """`argv` with the global options moved before the subcommand (argparse wants them there)."""
+    front, rest = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if arg in _GLOBAL_FLAGS:
+            front.append(arg)
+        elif name in _GLOBAL_VALUES and "=" in arg:
+            front.append(arg)
+        elif arg in _GLOBAL_VALUES and i + 1 < len(argv):
+            front.extend(argv[i:i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_hoist_globals(list(sys.argv[1:] if argv is None else argv)))
     try:
         return args.run(args)
     except EngineError as exc:
@@ -431,6 +477,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (listwise ... | head): no traceback; stdout goes nowhere from here on
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the CLI's promise: one line on stderr, never a traceback
+        if os.environ.get("LISTWISE_DEBUG"):
+            raise
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        place = f" at {Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno}" if where else ""
+        print(f"error: internal error ({type(exc).__name__}{place}): {str(exc).splitlines()[0] if str(exc) else ''}"
+              f" — please report it; LISTWISE_DEBUG=1 shows the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

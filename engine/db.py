@@ -118,7 +118,16 @@ _ADDED_COLUMNS = {"baskets": [("line_count", "INTEGER"), ("line_sum", "BIGINT")]
 
 
 def require_schema(engine: sa.Engine) -> None:
-    """`StateError` unless `listwise init` has run against this database."""
+    """`StateError` unless `listwise init` has run against this database.
+
+    A SQLite file that does not exist is refused before anything connects, so no command
+    but `init` ever leaves an empty database file behind.
+    """
+    u = engine.url
+    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
+            and not u.database.startswith("file:") and not Path(u.database).is_file():
+        raise StateError(f"database {u.render_as_string(hide_password=True)} does not exist: "
+                         "run 'listwise init' first")
     if not sa.inspect(engine).has_table("sequences"):
         raise StateError(f"database {engine.url.render_as_string(hide_password=True)} is not "
                          "initialised: run 'listwise init' first")

@@ -62,3 +62,57 @@ def test_missing_command_is_a_usage_error():
     with pytest.raises(SystemExit) as exc:
         main([])
     assert exc.value.code == 2
+
+
+def test_global_options_are_accepted_after_the_subcommand(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["init", "--database", url]) == 0
+    (tmp_path / "stores.csv").write_text(STORES)
+    assert main(["import", "stores", str(tmp_path / "stores.csv"), "-q", f"--database={url}"]) == 0
+    assert "2 rows read, 2 rows imported" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("listwise ")
+
+
+def test_progress_off_a_terminal_is_plain_lines_without_carriage_returns(capsys):
+    from engine.cli import _progress
+    report = _progress(True)
+    for done in range(1, 4):
+        report("import transactions", done, 3)
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.splitlines() == [f"import transactions: {d}/3 done" for d in (1, 2, 3)]
+
+
+def test_a_read_only_command_never_creates_a_database(tmp_path, capsys):
+    db = tmp_path / "missing.db"
+    assert main(["profile", "--as-of", "2025-01-01", "--out", str(tmp_path / "p.parquet"),
+                 "--database", f"sqlite:///{db}"]) == 1
+    assert "does not exist: run 'listwise init' first" in capsys.readouterr().err and not db.exists()
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    import engine.config
+    monkeypatch.delenv("LISTWISE_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("boom\nsecond line")
+    monkeypatch.setattr(engine.config, "public_settings", broken)
+    assert main(["settings"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: internal error (ValueError at ") and "boom" in err
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    # enough output that writes go on after the reader has gone
+    script = "from engine.cli import main; codes = [main(['settings']) for _ in range(2000)]; print(codes[-1])"
+    proc = subprocess.run(f"{sys.executable} -c \"{script}\" | head -c 1", shell=True, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in proc.stderr and proc.stdout == "{"
