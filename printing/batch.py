@@ -440,5 +440,7 @@ def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | 
         "message": f"batch {batch_id} ({start.isoformat()}): printed {len(printable):,} lists on {pages:,} pages "
                    f"(pages per list: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(per_list.items()))
                    + f"; {sum(1 for row in rows if row['html_file']):,} HTML pages, "
-                   f"{sum(1 for row in rows if row['email_file']):,} e-mails written, not sent) under {target}",
+                   f"{sum(1 for row in rows if row['email_file']):,} e-mails written, not sent) under {target}"
+                   + (f"; not printed: {empty:,} empty lists" if empty else "")
+                   + (f", {opted_out:,} opted out" if opted_out else ""),
     }

@@ -119,8 +119,8 @@ class ListDocument:
 
     @property
     def printable(self) -> bool:
-        """A list with no offer and no reward is not printed."""
-        return bool(self.offers or self.rewards)
+        """A list with nothing on it — no need, no offer, no reward — is not printed (and is counted)."""
+        return bool(self.offers or self.rewards or self.needs)
 
 
 def mask_card(card_number: str | None) -> str:
