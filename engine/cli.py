@@ -44,7 +44,7 @@ def _progress(enabled: bool):
         if live:
             end = "\n" if done >= total else "\r"
             print(f"{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
-        else:
+        elif done:            # a start (0 done) is not a milestone
             print(f"{label}: {done:,}/{total:,} done", file=sys.stderr, flush=True)
     return report
 
