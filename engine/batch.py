@@ -9,8 +9,9 @@
    is 'done' is not recomputed: its stored summary is returned, so re-running changes nothing.
    A batch left 'running' (killed) or 'failed' keeps its batch_id and is redone from scratch.
 3. **Read** (ADBC, no SQLAlchemy connection open meanwhile — see engine/db.py): products,
-   customers, history of the profile's lookback before the period, deals, and what earlier
-   batches committed on each deal.
+   customers, history of the profile's lookback before the period, deals, what earlier
+   batches hold of each deal (redemptions of offers whose list expired, live offers) and the
+   redemptions of expired batches the use factors learn from (`coupons.budgets`).
 4. **Compute** (pure, coupons/ and cycles/): the catalogue completed where it has no shelf
    price or unit cost (`coupons.prices`, from the history just read), qualifying customers, the
    hold-out draw, profile and customer value (`engine.profiles.profile_frames`; the
@@ -25,7 +26,10 @@
 
 The summary (also ``<out_dir>/<period-start>/summary.json``) reconciles with the offers table:
 costs are face values (discount x max_uses), the retailer's part rounded up to the cent
-(`coupons.offers.retailer_cost`) and the funder's part the rest. Its ``offer_funnel`` counts, per
+(`coupons.offers.retailer_cost`) and the funder's part the rest. Budgets are charged differently:
+the expected cost plus a safety margin (`coupons.budgets`; ``deal_budgets`` and ``chain_budget``
+show face value, expected and charged, ``budget_model`` the risk and learnt use factors). The
+settlement (`engine.extracts`), from the redemptions, remains what a manufacturer owes. Its ``offer_funnel`` counts, per
 kind, the candidates, the offers selected and the candidates dropped by reason
 (`coupons.offers.DROP_REASONS`; candidates = selected + dropped), and ``prices`` how many products
 took their shelf price from the catalogue, from history, or have none.
@@ -44,6 +48,7 @@ from typing import Callable
 import polars as pl
 import sqlalchemy as sa
 
+from coupons.budgets import BUDGET_RISK, FACTOR_PRIOR_CENTS, USE_CAP, budget_charges, deal_commitments, use_factors
 from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import funnel_dict
@@ -191,29 +196,74 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
         deals = db.read("SELECT deal_id, manufacturer_id, sku, category, brand, kind, value_cents, percent_bp, "
                         "funded_share, starts_on, ends_on, budget_cents, max_per_customer, target_cells FROM deals",
                         deal_schema)
+        # what earlier batches hold of each deal (coupons.budgets.deal_commitments): offers whose list
+        # expired hold what they redeemed, live ones their expected cost plus margin.
         # CAST: PostgreSQL's SUM of integers is numeric (issue 13)
-        committed = db.read(
-            "SELECT o.deal_id, CAST(SUM(o.discount_cents * o.max_uses) AS BIGINT) AS committed_cents FROM offers o "
-            f"JOIN lists l ON l.list_id = o.list_id WHERE o.deal_id IS NOT NULL AND l.batch_id <> {int(batch_id)} "
-            "GROUP BY o.deal_id", {"deal_id": pl.String, "committed_cents": pl.Int64})
+        b, day = int(batch_id), f"'{period_start.isoformat()}'"
+        used = ("LEFT JOIN (SELECT offer_id, SUM(discount_cents) AS cents FROM redemptions WHERE voided = 0 "
+                "GROUP BY offer_id) r ON r.offer_id = o.offer_id")
+        expired = db.read(
+            "SELECT o.deal_id, CAST(SUM(o.discount_cents * o.max_uses) AS BIGINT) AS face_cents, "
+            f"CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
+            f"JOIN lists l ON l.list_id = o.list_id {used} WHERE o.deal_id IS NOT NULL AND l.batch_id <> {b} "
+            f"AND l.valid_to < {day} GROUP BY o.deal_id",
+            {"deal_id": pl.String, "face_cents": pl.Int64, "redeemed_cents": pl.Int64})
+        live = db.read(
+            "SELECT o.deal_id, o.kind, o.p_buy, o.discount_cents, o.max_uses, "
+            f"CAST(COALESCE(r.cents, 0) AS BIGINT) AS redeemed_cents FROM offers o "
+            f"JOIN lists l ON l.list_id = o.list_id {used} WHERE o.deal_id IS NOT NULL AND l.batch_id <> {b} "
+            f"AND l.valid_to >= {day}",
+            {"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64, "discount_cents": pl.Int64,
+             "max_uses": pl.Int32, "redeemed_cents": pl.Int64})
+        # the use factors learn from expired batches that recorded redemptions at all: a period whose
+        # checkouts never reached the database is no evidence that nobody used an offer
+        use_history = db.read(
+            "SELECT o.kind, CAST(SUM(COALESCE(o.p_buy, 1.0) * o.discount_cents * o.max_uses) AS DOUBLE PRECISION) "
+            "AS expected_cents, CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
+            f"JOIN lists l ON l.list_id = o.list_id {used} WHERE l.batch_id <> {b} AND l.valid_to < {day} "
+            "AND l.batch_id IN (SELECT l2.batch_id FROM redemptions x JOIN offers o2 ON o2.offer_id = x.offer_id "
+            "JOIN lists l2 ON l2.list_id = o2.list_id WHERE x.voided = 0) GROUP BY o.kind",
+            {"kind": pl.String, "expected_cents": pl.Float64, "redeemed_cents": pl.Int64})
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
     return {"products": products, "customers": customers, "history": history, "deals": deals,
-            "committed": committed, "tips": tips}
+            "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips}
 
 
-def _deal_budgets(deals: pl.DataFrame, committed: pl.DataFrame) -> pl.DataFrame:
-    """deal_id, budget_cents, committed_before_cents, budget_left_cents (null: no budget)."""
-    return (deals.select("deal_id", "budget_cents").join(committed, on="deal_id", how="left")
-            .with_columns(pl.col("committed_cents").fill_null(0).alias("committed_before_cents"))
-            .with_columns((pl.col("budget_cents") - pl.col("committed_before_cents")).clip(lower_bound=0)
-                          .alias("budget_left_cents"))
-            .select("deal_id", "budget_cents", "committed_before_cents", "budget_left_cents"))
+def _deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame,
+                  factors: pl.DataFrame) -> pl.DataFrame:
+    """`coupons.budgets.deal_commitments` of the deals: budget_left_cents is what this batch may charge."""
+    return deal_commitments(deals.select("deal_id", "budget_cents"), expired, live, factors)
 
 
 def _cost_columns(offers: pl.DataFrame) -> pl.DataFrame:
     """Adds face_value_cents, retailer_cost_cents and funder_cost_cents (their difference)."""
     return (offers.with_columns(face_value(), retailer_cost())
             .with_columns((pl.col("face_value_cents") - pl.col("retailer_cost_cents")).alias("funder_cost_cents")))
+
+
+def _deal_budget_block(budgets: pl.DataFrame, offers: pl.DataFrame, factors: pl.DataFrame | None) -> dict:
+    """The summary's deal_budgets: per deal, in cents (see `format_summary`).
+
+    budget_cents (null: no limit); what earlier batches hold — redeemed_before_cents (offers
+    whose list expired), released_before_cents (their face value not redeemed, returned to the
+    deal), live_before_cents, committed_before_cents (redeemed + live); this batch —
+    offers, face_value_cents, expected_cents, this_batch_cents (the charge: expected plus the
+    safety margin, `coupons.budgets`); left_cents = budget - committed before - this batch.
+    """
+    mine = budget_charges(offers.filter(pl.col("deal_id").is_not_null()), ["deal_id"], factors)
+    deals = {}
+    for row in budgets.join(mine, on="deal_id", how="left").sort("deal_id").iter_rows(named=True):
+        this = int(row["committed_cents"] or 0)
+        before = int(row["committed_before_cents"])
+        deals[row["deal_id"]] = {
+            "offers": int(row["offers"] or 0), "budget_cents": row["budget_cents"],
+            "redeemed_before_cents": int(row["redeemed_before_cents"]),
+            "released_before_cents": int(row["released_before_cents"]),
+            "live_before_cents": int(row["live_before_cents"]), "committed_before_cents": before,
+            "face_value_cents": int(row["face_cents"] or 0), "expected_cents": int(row["expected_cents"] or 0),
+            "this_batch_cents": this,
+            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"]) - before - this}
+    return deals
 
 
 def _campaign_rows(frame: pl.DataFrame, campaign) -> pl.DataFrame:  # noqa: ANN001 - engine.config.Campaign
@@ -224,7 +274,8 @@ def _campaign_rows(frame: pl.DataFrame, campaign) -> pl.DataFrame:  # noqa: ANN0
 def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profiler_name: str,
              groups: pl.DataFrame, offers: pl.DataFrame, profile: pl.DataFrame, budgets: pl.DataFrame,
              settings: Settings, seconds: dict[str, float], funnel: pl.DataFrame | None = None,
-             dropped: pl.DataFrame | None = None, products: pl.DataFrame | None = None) -> dict:
+             dropped: pl.DataFrame | None = None, products: pl.DataFrame | None = None,
+             factors: pl.DataFrame | None = None) -> dict:
     costs = _cost_columns(offers)
     by_funder: dict[str, int] = {"retailer": int(costs["retailer_cost_cents"].sum())}
     for row in costs.filter(pl.col("funder") != "retailer").group_by("funder").agg(
@@ -233,16 +284,7 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
     # a retailer campaign with funded_share > 0 but funder 'retailer' is still all the retailer's
     by_funder["retailer"] += int(costs.filter(pl.col("funder") == "retailer")["funder_cost_cents"].sum())
     by_funder = {k: v for k, v in by_funder.items() if v or k == "retailer"}
-    used = costs.filter(pl.col("deal_id").is_not_null()).group_by("deal_id").agg(
-        pl.col("face_value_cents").sum().alias("this_batch_cents"), pl.len().alias("offers"))
-    deals = {}
-    for row in budgets.join(used, on="deal_id", how="left").sort("deal_id").iter_rows(named=True):
-        this = int(row["this_batch_cents"] or 0)
-        deals[row["deal_id"]] = {
-            "offers": int(row["offers"] or 0), "budget_cents": row["budget_cents"],
-            "committed_before_cents": int(row["committed_before_cents"]), "this_batch_cents": this,
-            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"])
-            - int(row["committed_before_cents"]) - this}
+    deals = _deal_budget_block(budgets, offers, factors)
     qualifying = profile.join(groups.select("customer_key"), on="customer_key", how="semi")
     campaigns = {}
     for campaign in settings.campaigns:
@@ -275,8 +317,14 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
         "deal_budgets": deals,
         "chain_budget": {"budget_cents": settings.batch.chain_budget_cents or None,
                          "retailer_cost_cents": int(costs["retailer_cost_cents"].sum()),
+                         **{k: int(v) for k, v in budget_charges(offers, factors=factors, retailer=True).select(
+                             expected_cents="expected_cents", committed_cents="committed_cents").row(0, named=True)
+                            .items()},
                          "retailer_cost_by_kind_cents": {k: int(costs.filter(pl.col("kind") == k)
                                                                 ["retailer_cost_cents"].sum()) for k in OFFER_KINDS}},
+        "budget_model": {"risk": BUDGET_RISK, "use_cap": USE_CAP, "factor_prior_cents": FACTOR_PRIOR_CENTS,
+                         "use_factors": ({r["kind"]: round(r["use_factor"], 4) for r in factors.iter_rows(named=True)}
+                                         if factors is not None else {})},
         "offer_funnel": funnel_dict(funnel) if funnel is not None else {},
         "prices": ({src: int((products["price_source"] == src).sum()) for src in PRICE_SOURCES}
                    if products is not None and "price_source" in products.columns else {}),
@@ -485,8 +533,9 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
     profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
-    budgets = _deal_budgets(data["deals"], data["committed"])
-    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end)
+    budgets = _deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
+    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end,
+                       data["factors"])
     offers = plan.offers
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)
@@ -495,7 +544,8 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     step("offers")
     summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
                        groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
-                       seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"])
+                       seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"],
+                       factors=data["factors"])
     summary["category_matches"] = [m.as_dict() for m in matches]
     _write(settings.database_url, batch_id, token, groups, lists, offers,
            None if data["tips"].height else tips, summary, secret)
