@@ -562,42 +562,59 @@ def _dollars(cents: int | None) -> str:
     return "no limit" if cents is None else f"${cents / 100:,.2f}"
 
 
-def format_summary(summary: dict) -> str:
-    """The batch summary as text for the terminal."""
+def _budget_lines(summary: dict) -> list[dict]:
+    """The chain and every deal as budget lines: name, budget, held before, this batch's charge and
+    expected cost, left; largest charge first."""
+    rows = []
+    c = summary.get("chain_budget", {})
+    if c.get("committed_cents") is not None:
+        rows.append({"line": "chain (retailer)", "budget": c.get("budget_cents"), "before": 0,
+                     "charged": c["committed_cents"], "expected": c.get("expected_cents", 0),
+                     "left": None if c.get("budget_cents") is None else c["budget_cents"] - c["committed_cents"]})
+    for deal, d in summary.get("deal_budgets", {}).items():
+        rows.append({"line": deal, "budget": d.get("budget_cents"), "before": d.get("committed_before_cents", 0),
+                     "charged": d.get("this_batch_cents", 0), "expected": d.get("expected_cents", 0),
+                     "left": d.get("left_cents")})
+    return sorted(rows, key=lambda r: (-r["charged"], r["line"]))
+
+
+def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
+    """The batch summary as a few lines for the terminal (summary.json has it all).
+
+    Headline counts, offers by kind with the funnel's drop totals, the five largest budget
+    lines by this batch's charge, and where the files are (``out_dir``: the batch files'
+    root, as given to `run_batch`).
+    """
     s = summary
     lines = [f"batch {s['batch_id']}: period {s['period_start']} to {s['period_end']} (exclusive), "
              f"profiles from {s['profiler']}",
-             f"qualifying customers: {s['qualifying_customers']:,}   hold-out: {s['holdout_customers']:,}   "
-             f"lists: {s['lists']:,}   offers: {s['offers']:,}",
-             "offers by kind: " + ", ".join(f"{k} {v:,}" for k, v in s["offers_by_kind"].items()),
-             "offers by cell: " + ", ".join(f"{k} {v:,}" for k, v in s["offers_by_cell"].items()),
-             f"face value of offers: {_dollars(s['face_value_cents'])}",
-             "discount cost by funder: " + ", ".join(f"{k} {_dollars(v)}" for k, v in
-                                                     s["discount_cost_by_funder_cents"].items()),
-             f"chain budget: {_dollars(s['chain_budget']['retailer_cost_cents'])} used of "
-             f"{_dollars(s['chain_budget']['budget_cents'])}"]
-    if s.get("prices"):
-        p = s["prices"]
-        lines.append(f"shelf prices: catalogue {p['catalogue']:,}, from history {p['history']:,}, "
-                     f"none {p['none']:,} products")
-    if s.get("offer_funnel"):
-        lines.append("offer funnel (candidates -> selected; dropped by reason):")
-        for kind, f in s["offer_funnel"].items():
-            why = ", ".join(f"{r} {n:,}" for r, n in f["dropped"].items() if n)
-            lines.append(f"  {kind:<10} {f['candidates']:>9,} -> {f['selected']:>9,}" + (f"; {why}" if why else ""))
-    if s["deal_budgets"]:
-        lines.append("deal budgets (used this batch / before / budget):")
-        for deal, d in s["deal_budgets"].items():
-            lines.append(f"  {deal}: {d['offers']:,} offers, {_dollars(d['this_batch_cents'])} / "
-                         f"{_dollars(d['committed_before_cents'])} / {_dollars(d['budget_cents'])}")
-    for name, c in s["campaigns"].items():
-        lines.append(f"campaign {name}: qualifying customers (offers) by brand x volume")
-        lines.append("  " + " " * 10 + "".join(f"{t:>14}" for t in _TIERS))
-        for cell in _CELLS:
-            lines.append(f"  {cell:<10}" + "".join(
-                f"{c['qualifying_customers'][cell][t]:>8,} ({c['offers'][cell][t]:>3,})" for t in _TIERS))
-        if "candidates" in c:
-            n = {k: sum(sum(row.values()) for row in c[k].values()) for k in ("candidates", "offers")}
-            lines.append(f"  targeted (treated, with a depth for their tier): {n['candidates']:,}, offered: "
-                         f"{n['offers']:,}" + "".join(f"; {r} {k:,}" for r, k in c["dropped"].items()))
+             f"qualifying customers {s['qualifying_customers']:,}, hold-out {s['holdout_customers']:,}, "
+             f"lists {s['lists']:,}, offers {s['offers']:,} (face value {_dollars(s['face_value_cents'])})"]
+    funnel = s.get("offer_funnel") or {}
+    kinds = []
+    for kind, n in s["offers_by_kind"].items():
+        f = funnel.get(kind)
+        dropped = sum(f["dropped"].values()) if f else 0
+        kinds.append(f"{kind} {n:,}" + (f" of {f['candidates']:,}" if f and dropped else ""))
+    lines.append("offers by kind (of candidates): " + ", ".join(kinds))
+    if funnel:
+        totals: dict[str, int] = {}
+        for f in funnel.values():
+            for reason, n in f["dropped"].items():
+                totals[reason] = totals.get(reason, 0) + n
+        why = ", ".join(f"{r} {n:,}" for r, n in totals.items() if n)
+        if why:
+            lines.append("candidates dropped: " + why)
+    budget = _budget_lines(s)
+    if budget:
+        lines.append("largest budget lines (charged this batch = expected + margin; held before; budget; left):")
+        for r in budget[:5]:
+            lines.append(f"  {r['line']:<16} {_dollars(r['charged']):>11} (expected {_dollars(r['expected'])}); "
+                         f"before {_dollars(r['before'])}; budget {_dollars(r['budget'])}; left "
+                         f"{'-' if r['left'] is None else _dollars(r['left'])}")
+        if len(budget) > 5:
+            lines.append(f"  ... {len(budget) - 5:,} more lines in summary.json")
+    if out_dir is not None:
+        folder = Path(out_dir) / s["period_start"]
+        lines.append(f"files: {folder}/ (summary.json); report: {folder / 'report' / 'report.html'}")
     return "\n".join(lines)

@@ -213,10 +213,12 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         try:
             summary = run_batch(settings, args.period_start, args.out, progress=_progress(not args.quiet))
         except NothingToDo as exc:
-            print(exc)
+            # --json: stdout carries one JSON document and nothing else, whatever happens
+            print(json.dumps({"status": "nothing to do", "message": str(exc)}) if args.json else exc)
             return 0
-        print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-        return 0 if args.no_print else _print_lists(args, settings, summary["batch_id"])
+        out = args.out or Path(settings.batch.out_dir)
+        print(json.dumps(summary, indent=2) if args.json else format_summary(summary, out))
+        return 0 if args.no_print else _print_lists(args, settings, summary["batch_id"], quiet_stdout=args.json)
     r.set_defaults(run=run)
 
     c = bsub.add_parser("cancel", help="Withdraw a batch's lists (refused once an offer was redeemed)",
@@ -252,7 +254,9 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(run=print_)
 
 
-def _print_lists(args: argparse.Namespace, settings, batch_id: int) -> int:  # noqa: ANN001 - Settings
+def _print_lists(args: argparse.Namespace, settings, batch_id: int,  # noqa: ANN001 - Settings
+                 quiet_stdout: bool = False) -> int:
+    """Render the batch's PDFs; `quiet_stdout`: its report line goes to stderr (``batch run --json``)."""
     try:
         from printing.batch import print_batch
     except ImportError:
@@ -261,7 +265,8 @@ def _print_lists(args: argparse.Namespace, settings, batch_id: int) -> int:  # n
     out = args.out or Path(settings.batch.out_dir)
     result = print_batch(settings, batch_id, out, _progress(not args.quiet))
     if result is not None:
-        print(result["message"] if result["lists"] == 0 else result)   # an empty batch: one line, exit 0
+        print(result["message"] if result["lists"] == 0 else result,   # an empty batch: one line, exit 0
+              file=sys.stderr if quiet_stdout else sys.stdout)
     return 0
 
 

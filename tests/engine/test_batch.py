@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -271,11 +272,38 @@ def test_cli_batch_run_prints_the_summary(template, tmp_path, capsys, monkeypatc
     url = chain(template, tmp_path)
     assert main(["-q", "--database", url, "batch", "run", "--period-start", str(PERIOD), "--no-print"]) == 0
     out = capsys.readouterr().out
-    assert "qualifying customers:" in out and "campaign ANALGESICS" in out
-    assert (tmp_path / "batches" / str(PERIOD) / "summary.json").exists()
+    summary = json.loads((tmp_path / "batches" / str(PERIOD) / "summary.json").read_text())
+    # short: headline, kinds with the funnel's drops, at most five budget lines, where the files are
+    assert f"qualifying customers {summary['qualifying_customers']:,}" in out
+    assert "offers by kind" in out and "candidates dropped:" in out
+    budget_rows = [line for line in out.splitlines() if line.startswith("  ") and "expected $" in line]
+    assert 1 <= len(budget_rows) <= 5 and len(out.splitlines()) <= 15
+    largest = max(summary["deal_budgets"].items(), key=lambda kv: kv[1]["this_batch_cents"])
+    assert any(line.split()[0] in (largest[0], "chain") for line in budget_rows[:1])
+    assert f"{Path('batches') / str(PERIOD)}/" in out
     fresh = chain(template, tmp_path, "fresh.db")
     assert main(["-q", "--database", fresh, "batch", "print"]) == 1
     assert "no finished batch" in capsys.readouterr().err
+
+
+def test_cli_batch_run_json_prints_one_json_document_only(template, tmp_path, capsys, monkeypatch):
+    from engine.cli import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LISTWISE_SECRET", SECRET)
+    url = chain(template, tmp_path)
+    # with printing, whose own report line must not reach stdout
+    assert main(["--database", url, "batch", "run", "--period-start", str(PERIOD), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "batches" / str(PERIOD) / "summary.json").read_text())
+    assert printed["deal_budgets"] and "budget_model" in printed
+    # nothing to do is JSON too
+    from engine.errors import NothingToDo
+
+    def nothing(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise NothingToDo("no purchase was recorded since the last batch")
+    monkeypatch.setattr(batch_module, "run_batch", nothing)
+    assert main(["-q", "--database", url, "batch", "run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "nothing to do"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
