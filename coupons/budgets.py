@@ -27,10 +27,14 @@ expected share of face value used is
   (for a reward, that the customer is alive); a customer can use an offer only when buying, and
   uses at most ``max_uses``, so ``E[X] <= p_buy x F`` when ``p_buy`` is calibrated: factor 1 is
   the safe default (null ``p_buy``: q = USE_CAP).
-* ``use_factor`` (`use_factors`) is learnt per kind from offers whose lists expired: redeemed
-  cents over ``sum(p_buy x F)``, shrunk towards 1 by a prior of `FACTOR_PRIOR_CENTS` expected
-  cents, ``(redeemed + prior) / (expected + prior)``: the share of a likely purchase that really
-  used its coupon (and how many of its uses).
+* ``use_factor`` (`use_factors`) is learnt per kind and band of ``p_buy`` (`USE_BANDS`) from
+  offers whose lists expired: redeemed cents over ``sum(p_buy x F)``, shrunk towards 1 by a
+  prior of `FACTOR_PRIOR_CENTS` expected cents, ``(redeemed + prior) / (expected + prior)``:
+  how often a coupon was really used (and how many of its uses) against how likely the
+  purchase was. Per band, because a coupon also *causes* purchases (the lift): an offer on a
+  category the customer rarely buys is used more often than ``p_buy`` says, a likely one less.
+  Before any redemption is recorded the factor is 1 and the model is only as good as
+  ``p_buy`` is for offered products.
 
 The charge against a budget is ``min(sum F, sum(E[X]) + margin)`` (redemptions can never exceed
 the face value, so a few offers are charged no more than that), the margin from Bernstein's inequality
@@ -63,35 +67,47 @@ import polars as pl
 from coupons.offers import face_value, retailer_cost
 
 __all__ = ["within_budget", "apply_list_caps", "apply_deal_budgets", "apply_chain_budget", "BUDGET_RISK",
-           "USE_CAP", "FACTOR_PRIOR_CENTS", "use_factors", "use_probability", "cost_moments", "safety_margin",
+           "USE_CAP", "FACTOR_PRIOR_CENTS", "USE_BANDS", "use_band", "use_factors", "use_probability", "cost_moments", "safety_margin",
            "margin_cents", "budget_charges", "deal_commitments"]
 
 BUDGET_RISK = 0.01            # chance that a period's redemptions exceed a deal's (or the chain's) budget
 USE_CAP = 1.0                 # q never above this share of face value
 FACTOR_PRIOR_CENTS = 20_000   # a learnt factor weighs like this many expected cents at factor 1
+USE_BANDS = (0.1, 0.2, 0.35, 0.5, 0.7)   # p_buy band edges: band 0 below 0.1, ..., band 5 from 0.7
+
+
+def use_band(p_buy: pl.Expr | None = None) -> pl.Expr:
+    """The band of p_buy (Int32, 0..len(USE_BANDS); null p_buy: null)."""
+    p = pl.col("p_buy") if p_buy is None else p_buy
+    band = pl.lit(0, pl.Int32)
+    for i, edge in enumerate(USE_BANDS, start=1):
+        band = pl.when(p >= edge).then(pl.lit(i, pl.Int32)).otherwise(band)
+    return pl.when(p.is_null()).then(None).otherwise(band).cast(pl.Int32).alias("band")
 
 
 
 def use_factors(history: pl.DataFrame, prior_cents: float = FACTOR_PRIOR_CENTS) -> pl.DataFrame:
-    """The use factor per offer kind, learnt from offers whose lists expired.
+    """The use factor per offer kind and p_buy band, learnt from offers whose lists expired.
 
     Parameters
     ----------
     history
-        kind, expected_cents (sum of p_buy x face value, Float64), redeemed_cents (Int64).
+        kind, band (`use_band`; Int32, null for offers without p_buy), expected_cents (sum of
+        p_buy x face value, Float64), redeemed_cents (Int64); any number of rows per group.
     prior_cents
         Weight of the prior factor 1, in expected cents.
 
     Returns
     -------
     polars.DataFrame
-        kind, use_factor (Float64 > 0), sorted by kind. Kinds absent have factor 1.
+        kind, band, use_factor (Float64 > 0), sorted by kind, band. Absent groups have factor 1.
     """
-    return (history.group_by("kind")
+    return (history.filter(pl.col("band").is_not_null())
+            .group_by("kind", pl.col("band").cast(pl.Int32))
             .agg(pl.col("expected_cents").cast(pl.Float64).fill_null(0).sum().alias("e"),
                  pl.col("redeemed_cents").cast(pl.Float64).fill_null(0).sum().alias("r"))
-            .select("kind", ((pl.col("r") + prior_cents) / (pl.col("e") + prior_cents)).alias("use_factor"))
-            .sort("kind"))
+            .select("kind", "band", ((pl.col("r") + prior_cents) / (pl.col("e") + prior_cents)).alias("use_factor"))
+            .sort("kind", "band"))
 
 
 def use_probability(factor: pl.Expr | float = 1.0, cap: float = USE_CAP) -> pl.Expr:
@@ -127,8 +143,11 @@ def margin_cents(variance: float, bound: float, risk: float = BUDGET_RISK) -> fl
 def _factor_expr(offers: pl.DataFrame, factors: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.Expr]:
     if factors is None or "kind" not in offers.columns:
         return offers, pl.lit(1.0)
-    joined = offers.join(factors.select("kind", pl.col("use_factor").alias("_factor")), on="kind", how="left")
-    return joined, pl.col("_factor")
+    keyed = offers.with_columns(use_band().alias("_band"))
+    joined = keyed.join(factors.select("kind", pl.col("band").cast(pl.Int32).alias("_band"),
+                                       pl.col("use_factor").alias("_factor")),
+                        on=["kind", "_band"], how="left", nulls_equal=False)
+    return joined.drop("_band"), pl.col("_factor")
 
 
 def budget_charges(offers: pl.DataFrame, by: list[str] | None = None, factors: pl.DataFrame | None = None,
@@ -140,7 +159,7 @@ def budget_charges(offers: pl.DataFrame, by: list[str] | None = None, factors: p
     offers
         kind, p_buy, discount_cents, max_uses, funded_share (when `retailer`), and the `by` columns.
     factors
-        kind, use_factor (`use_factors`); None: factor 1.
+        kind, band, use_factor (`use_factors`); None: factor 1.
     retailer
         Count the retailer-funded part only (the chain budget); else the whole offer (a deal).
 
@@ -264,7 +283,7 @@ def apply_deal_budgets(offers: pl.DataFrame, deal_budgets: pl.DataFrame, rounds:
     """Offers whose expected cost plus margin fits each deal's remaining budget.
 
     `deal_budgets`: deal_id, budget_left_cents (null: no budget, unlimited); `factors`: kind,
-    use_factor (`use_factors`; None: 1). Offers of no deal are untouched.
+    band, use_factor (`use_factors`; None: 1). Offers of no deal are untouched.
     """
     f, factor = _factor_expr(offers, factors)
     f = (f.join(deal_budgets.select("deal_id", "budget_left_cents"), on="deal_id", how="left")
@@ -315,7 +334,7 @@ def deal_commitments(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFr
         One row per offer of an earlier batch still valid: deal_id, kind, p_buy,
         discount_cents, max_uses, redeemed_cents (so far).
     factors
-        kind, use_factor (`use_factors`); None: 1.
+        kind, band, use_factor (`use_factors`); None: 1.
 
     Returns
     -------

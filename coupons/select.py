@@ -120,7 +120,7 @@ def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.Da
     campaign_share
         Share of `max_offers` reserved for campaign offers (see `campaign_lines`).
     factors
-        kind, use_factor: the learnt use factors of the deal and chain budgets
+        kind, band, use_factor: the learnt use factors of the deal and chain budgets
         (`coupons.budgets.use_factors`); None: 1.
 
     Returns

@@ -48,7 +48,8 @@ from typing import Callable
 import polars as pl
 import sqlalchemy as sa
 
-from coupons.budgets import BUDGET_RISK, FACTOR_PRIOR_CENTS, USE_CAP, budget_charges, deal_commitments, use_factors
+from coupons.budgets import (BUDGET_RISK, FACTOR_PRIOR_CENTS, USE_BANDS, USE_CAP, budget_charges, deal_commitments,
+                             use_factors)
 from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import funnel_dict
@@ -72,6 +73,7 @@ Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
 _CELLS = ("national", "store", "switcher")
 _TIERS = ("low", "mid", "high")
 _STEPS = ("read", "qualify", "profile", "offers", "write")
+_FACTOR_BATCHES = 6     # the use factors learn from this many recent expired batches (coupons.budgets)
 
 
 def _monday_after(day: dt.date) -> dt.date:
@@ -215,15 +217,19 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
             f"AND l.valid_to >= {day}",
             {"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64, "discount_cents": pl.Int64,
              "max_uses": pl.Int32, "redeemed_cents": pl.Int64})
-        # the use factors learn from expired batches that recorded redemptions at all: a period whose
-        # checkouts never reached the database is no evidence that nobody used an offer
+        # the use factors learn from the last few expired batches that recorded redemptions at all: a
+        # period whose checkouts never reached the database is no evidence that nobody used an offer
+        band = " ".join(f"WHEN o.p_buy >= {edge!r} THEN {i}" for i, edge in reversed(list(enumerate(USE_BANDS, 1))))
         use_history = db.read(
-            "SELECT o.kind, CAST(SUM(COALESCE(o.p_buy, 1.0) * o.discount_cents * o.max_uses) AS DOUBLE PRECISION) "
-            "AS expected_cents, CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
+            f"SELECT o.kind, CASE WHEN o.p_buy IS NULL THEN NULL {band} ELSE 0 END AS band, "
+            "CAST(SUM(o.p_buy * o.discount_cents * o.max_uses) AS DOUBLE PRECISION) AS expected_cents, "
+            "CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
             f"JOIN lists l ON l.list_id = o.list_id {used} WHERE l.batch_id <> {b} AND l.valid_to < {day} "
-            "AND l.batch_id IN (SELECT l2.batch_id FROM redemptions x JOIN offers o2 ON o2.offer_id = x.offer_id "
-            "JOIN lists l2 ON l2.list_id = o2.list_id WHERE x.voided = 0) GROUP BY o.kind",
-            {"kind": pl.String, "expected_cents": pl.Float64, "redeemed_cents": pl.Int64})
+            f"AND l.batch_id IN (SELECT b2.batch_id FROM batches b2 WHERE b2.period_end <= {day} AND EXISTS ("
+            "SELECT 1 FROM redemptions x JOIN offers o2 ON o2.offer_id = x.offer_id JOIN lists l2 ON "
+            "l2.list_id = o2.list_id WHERE l2.batch_id = b2.batch_id AND x.voided = 0) "
+            f"ORDER BY b2.period_start DESC LIMIT {_FACTOR_BATCHES}) GROUP BY 1, 2",
+            {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "redeemed_cents": pl.Int64})
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
     return {"products": products, "customers": customers, "history": history, "deals": deals,
             "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips}
@@ -323,8 +329,9 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
                          "retailer_cost_by_kind_cents": {k: int(costs.filter(pl.col("kind") == k)
                                                                 ["retailer_cost_cents"].sum()) for k in OFFER_KINDS}},
         "budget_model": {"risk": BUDGET_RISK, "use_cap": USE_CAP, "factor_prior_cents": FACTOR_PRIOR_CENTS,
-                         "use_factors": ({r["kind"]: round(r["use_factor"], 4) for r in factors.iter_rows(named=True)}
-                                         if factors is not None else {})},
+                         "use_bands": list(USE_BANDS),
+                         "use_factors": ({f"{r['kind']} {r['band']}": round(r["use_factor"], 4)
+                                          for r in factors.iter_rows(named=True)} if factors is not None else {})},
         "offer_funnel": funnel_dict(funnel) if funnel is not None else {},
         "prices": ({src: int((products["price_source"] == src).sum()) for src in PRICE_SOURCES}
                    if products is not None and "price_source" in products.columns else {}),

@@ -124,17 +124,21 @@ def test_a_charge_never_exceeds_face_value_and_a_sure_use_carries_no_margin():
     assert sure["committed_cents"].item() == sure["expected_cents"].item() == 1_400
 
 
-def test_use_factor_is_redeemed_over_expected_shrunk_to_one():
-    history = pl.DataFrame({"kind": ["deal", "deal", "cycle"], "expected_cents": [50_000.0, 30_000.0, 0.0],
-                            "redeemed_cents": [6_000, 4_000, 0]})
-    f = dict(use_factors(history, prior_cents=20_000).iter_rows())
-    assert f["deal"] == pytest.approx((10_000 + 20_000) / (80_000 + 20_000))      # 0.3
-    assert f["cycle"] == 1.0                                                       # no evidence: the prior
-    # the factor scales p_buy: a deal whose customers use a third as often is charged about a third
-    offers = deal_offers([0.6] * 400, 100)
-    plain, learnt = (budget_charges(offers, factors=x)["expected_cents"].item()
-                     for x in (None, pl.DataFrame({"kind": ["deal"], "use_factor": [1 / 3]})))
-    assert plain == 24_000 and learnt == 8_000
+def test_use_factor_is_redeemed_over_expected_per_band_shrunk_to_one():
+    history = pl.DataFrame({"kind": ["deal", "deal", "cycle", "deal", "deal"], "band": [4, 4, 4, 0, None],
+                            "expected_cents": [50_000.0, 30_000.0, 0.0, 5_000.0, 9e9],
+                            "redeemed_cents": [6_000, 4_000, 0, 15_000, 0]}, schema_overrides={"band": pl.Int32})
+    f = {(k, b): v for k, b, v in use_factors(history, prior_cents=20_000).iter_rows()}
+    assert f[("deal", 4)] == pytest.approx((10_000 + 20_000) / (80_000 + 20_000))      # 0.3
+    assert f[("deal", 0)] == pytest.approx((15_000 + 20_000) / (5_000 + 20_000))       # 1.4: coupons cause use
+    assert f[("cycle", 4)] == 1.0                                                       # no evidence: the prior
+    assert len(f) == 3                                                                   # no p_buy: no band
+    # the factor scales p_buy in its band only: 0.6 is band 4 (0.5 <= p < 0.7), 0.05 band 0
+    offers = deal_offers([0.6] * 400 + [0.05] * 100, 100)
+    factors = pl.DataFrame({"kind": ["deal", "deal"], "band": [4, 0], "use_factor": [1 / 3, 3.0]},
+                           schema_overrides={"band": pl.Int32})
+    plain, learnt = (budget_charges(offers, factors=x)["expected_cents"].item() for x in (None, factors))
+    assert plain == 24_000 + 500 and learnt == 8_000 + 1_500
 
 
 def test_expired_offers_hold_what_they_redeemed_and_live_ones_their_charge():
@@ -201,7 +205,8 @@ def test_simulated_redemptions_exceed_a_deal_budget_less_often_than_the_risk(see
     rng = np.random.default_rng(1_000 + seed)
     offers, budget, _ = _random_deal_setting(rng)
     factor = float(rng.choice([1.0, rng.uniform(0.1, 1.0)]))     # a learnt factor, when the model is right
-    factors = pl.DataFrame({"kind": ["deal"], "use_factor": [factor]})
+    factors = pl.DataFrame({"kind": ["deal"] * 6, "band": range(6), "use_factor": [factor] * 6},
+                           schema_overrides={"band": pl.Int32})
     kept = apply_deal_budgets(offers, pl.DataFrame({"deal_id": ["D"], "budget_left_cents": [budget]}),
                               factors=factors)
     q = np.minimum(1.0, kept["p_buy"].to_numpy() * factor)

@@ -81,13 +81,14 @@ def test_redeemed_value_stays_charged_and_the_rest_returns_to_the_deal(sample_ur
         assert d["left_cents"] == BUDGET - r - d["this_batch_cents"]
     # what returned is used again: a deal the first batch filled gets offers in the second
     assert any(second["deal_budgets"][d]["offers"] > 0 for d in full)
-    # the use factor learnt from the first batch's offers of every kind and its redemptions
+    # the use factor learnt from the first batch's deal offers of p_buy below 0.1 (band 0) and their redemptions
     with bulk_session(sample_url, write=False) as db:
-        all_first = db.read("SELECT o.kind, o.p_buy, o.discount_cents, o.max_uses FROM offers o "
+        all_first = db.read("SELECT o.offer_id, o.kind, o.p_buy, o.discount_cents, o.max_uses FROM offers o "
                             "JOIN lists l ON l.list_id = o.list_id JOIN batches b ON b.batch_id = l.batch_id "
                             f"WHERE b.period_start = '{PERIOD}' AND o.kind = 'deal'").cast(
-            {"p_buy": pl.Float64, "discount_cents": pl.Int64, "max_uses": pl.Int64})
-    expected = all_first.select((pl.col("p_buy").fill_null(1.0) * pl.col("discount_cents") * pl.col("max_uses")).sum()
-                                ).item()
-    factor = (used["discount_cents"].sum() + FACTOR_PRIOR_CENTS) / (expected + FACTOR_PRIOR_CENTS)
-    assert second["budget_model"]["use_factors"]["deal"] == pytest.approx(factor, abs=1e-4)
+            {"offer_id": pl.Int64, "p_buy": pl.Float64, "discount_cents": pl.Int64, "max_uses": pl.Int64})
+    low = all_first.filter(pl.col("p_buy") < 0.1)
+    expected = low.select((pl.col("p_buy") * pl.col("discount_cents") * pl.col("max_uses")).sum()).item()
+    red = used.join(low.select("offer_id"), on="offer_id", how="semi")["discount_cents"].sum()
+    factor = (red + FACTOR_PRIOR_CENTS) / (expected + FACTOR_PRIOR_CENTS)
+    assert low.height and second["budget_model"]["use_factors"]["deal 0"] == pytest.approx(factor, abs=1e-4)
