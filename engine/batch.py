@@ -612,6 +612,10 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
         why = ", ".join(f"{r} {n:,}" for r, n in totals.items() if n)
         if why:
             lines.append("candidates dropped: " + why)
+    p = s.get("prices") or {}
+    if p.get("history") or p.get("none"):     # a catalogue without shelf prices: say where they came from
+        lines.append(f"shelf prices: catalogue {p.get('catalogue', 0):,}, from history {p.get('history', 0):,}, "
+                     f"none {p.get('none', 0):,} products")
     budget = _budget_lines(s)
     if budget:
         lines.append("largest budget lines (charged this batch = expected + margin; held before; budget; left):")

@@ -358,4 +358,4 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
         total = sum(sum(row.values()) for row in c["candidates"].values())
         assert total == sum(sum(row.values()) for row in c["offers"].values()) + sum(c["dropped"].values()), name
     text = format_summary(summary)
-    assert "offer funnel" in text and "below probability floor" in text and "from history" in text
+    assert "candidates dropped" in text and "below probability floor" in text and "from history" in text
