@@ -24,9 +24,9 @@ expected share of face value used is
     q = min(USE_CAP, p_buy x use_factor)
 
 * ``p_buy`` is the probability that the customer buys in the offer's category in the period
-  (for a reward, that the customer is alive); a customer can use an offer only when buying, and
-  uses at most ``max_uses``, so ``E[X] <= p_buy x F`` when ``p_buy`` is calibrated: factor 1 is
-  the safe default (null ``p_buy``: q = USE_CAP).
+  (for a reward, that the customer is alive), without the offer; null ``p_buy``: q = USE_CAP.
+  A customer uses at most ``max_uses``, and only when buying, so ``p_buy x F`` would bound
+  ``E[X]`` were it not for the purchases the coupon itself causes.
 * ``use_factor`` (`use_factors`) is learnt per kind and band of ``p_buy`` (`USE_BANDS`) from
   offers whose lists expired: redeemed cents over ``sum(p_buy x F)``, shrunk towards 1 by a
   prior of `FACTOR_PRIOR_CENTS` expected cents, ``(redeemed + prior) / (expected + prior)``:
@@ -34,11 +34,14 @@ expected share of face value used is
   purchase was. Per band, because a coupon also *causes* purchases (the lift): an offer on a
   category the customer rarely buys is used more often than ``p_buy`` says, a likely one less.
   Before any redemption is recorded the factor is 1 and the model is only as good as
-  ``p_buy`` is for offered products.
+  ``p_buy`` is for offered products (on the demo, whose simulated shoppers buy an offered
+  product at 35 % whatever their ``p_buy``, the first batch under-charges the deals of unlikely
+  categories; the second learns it).
 
 The charge against a budget is ``min(sum F, sum(E[X]) + margin)`` (redemptions can never exceed
 the face value, so a few offers are charged no more than that), the margin from Bernstein's inequality
-for independent bounded variables (Boucheron, Lugosi & Massart 2013, eq. 2.10): with
+for independent bounded variables (e.g. Boucheron, Lugosi & Massart 2013, *Concentration
+inequalities*, ch. 2): with
 ``X - E[X] <= M = F (1 - q)`` and ``Var X <= E[X] (F - E[X]) = F^2 q (1 - q)`` (Bhatia-Davis:
 the largest variance of a variable in [0, F] with that mean),
 
@@ -50,6 +53,9 @@ exceed a budget with probability at most `BUDGET_RISK` (1 %) — whatever the di
 uses, and also for a handful of large offers, where the normal approximation would not hold.
 For many small offers t is about 3.0 standard deviations (the normal 1 % quantile is 2.33).
 Offers that will certainly be used (q = 1) carry no margin and are charged their face value.
+Independence holds across customers, and a deal gives a customer one offer (`coupons.deals`);
+the chain budget also adds up one customer's several offers, which a shopping trip correlates,
+so its margin is the looser guarantee.
 
 `within_budget` is a greedy fill, vectorised: rows sorted by expected value (best first) within
 their group, running sums of cost (and variance, running maximum of the bound), keep the prefix
@@ -67,8 +73,8 @@ import polars as pl
 from coupons.offers import face_value, retailer_cost
 
 __all__ = ["within_budget", "apply_list_caps", "apply_deal_budgets", "apply_chain_budget", "BUDGET_RISK",
-           "USE_CAP", "FACTOR_PRIOR_CENTS", "USE_BANDS", "use_band", "use_factors", "use_probability", "cost_moments", "safety_margin",
-           "margin_cents", "budget_charges", "deal_commitments"]
+           "USE_CAP", "FACTOR_PRIOR_CENTS", "USE_BANDS", "use_band", "use_factors", "use_probability",
+           "cost_moments", "safety_margin", "margin_cents", "budget_charges", "deal_commitments"]
 
 BUDGET_RISK = 0.01            # chance that a period's redemptions exceed a deal's (or the chain's) budget
 USE_CAP = 1.0                 # q never above this share of face value
