@@ -29,7 +29,8 @@ expected share of face value used is
   ``E[X]`` were it not for the purchases the coupon itself causes.
 * ``use_factor`` (`use_factors`) is learnt per kind and band of ``p_buy`` (`USE_BANDS`) from
   offers whose lists expired: redeemed cents over ``sum(p_buy x F)``, shrunk towards 1 by a
-  prior of `FACTOR_PRIOR_CENTS` expected cents, ``(redeemed + prior) / (expected + prior)``:
+  prior worth `FACTOR_PRIOR_USES` expected uses, ``(redeemed + prior) / (expected + prior)``
+  with ``prior = FACTOR_PRIOR_USES x expected / expected uses`` (cents of the group's average use):
   how often a coupon was really used (and how many of its uses) against how likely the
   purchase was. Per band, because a coupon also *causes* purchases (the lift): an offer on a
   category the customer rarely buys is used more often than ``p_buy`` says, a likely one less.
@@ -73,12 +74,12 @@ import polars as pl
 from coupons.offers import face_value, retailer_cost
 
 __all__ = ["within_budget", "apply_list_caps", "apply_deal_budgets", "apply_chain_budget", "BUDGET_RISK",
-           "USE_CAP", "FACTOR_PRIOR_CENTS", "USE_BANDS", "use_band", "use_factors", "use_probability",
+           "USE_CAP", "FACTOR_PRIOR_USES", "USE_BANDS", "use_band", "use_factors", "use_probability",
            "cost_moments", "safety_margin", "margin_cents", "budget_charges", "deal_commitments"]
 
 BUDGET_RISK = 0.01            # chance that a period's redemptions exceed a deal's (or the chain's) budget
 USE_CAP = 1.0                 # q never above this share of face value
-FACTOR_PRIOR_CENTS = 20_000   # a learnt factor weighs like this many expected cents at factor 1
+FACTOR_PRIOR_USES = 20       # the prior factor 1 weighs like this many expected uses of the group
 USE_BANDS = (0.1, 0.2, 0.35, 0.5, 0.7)   # p_buy band edges: band 0 below 0.1, ..., band 5 from 0.7
 
 
@@ -92,16 +93,17 @@ def use_band(p_buy: pl.Expr | None = None) -> pl.Expr:
 
 
 
-def use_factors(history: pl.DataFrame, prior_cents: float = FACTOR_PRIOR_CENTS) -> pl.DataFrame:
+def use_factors(history: pl.DataFrame, prior_uses: float = FACTOR_PRIOR_USES) -> pl.DataFrame:
     """The use factor per offer kind and p_buy band, learnt from offers whose lists expired.
 
     Parameters
     ----------
     history
         kind, band (`use_band`; Int32, null for offers without p_buy), expected_cents (sum of
-        p_buy x face value, Float64), redeemed_cents (Int64); any number of rows per group.
-    prior_cents
-        Weight of the prior factor 1, in expected cents.
+        p_buy x face value, Float64), expected_uses (sum of p_buy x max_uses, Float64),
+        redeemed_cents (Int64); any number of rows per group.
+    prior_uses
+        Weight of the prior factor 1, in expected uses.
 
     Returns
     -------
@@ -111,8 +113,12 @@ def use_factors(history: pl.DataFrame, prior_cents: float = FACTOR_PRIOR_CENTS) 
     return (history.filter(pl.col("band").is_not_null())
             .group_by("kind", pl.col("band").cast(pl.Int32))
             .agg(pl.col("expected_cents").cast(pl.Float64).fill_null(0).sum().alias("e"),
+                 pl.col("expected_uses").cast(pl.Float64).fill_null(0).sum().alias("u"),
                  pl.col("redeemed_cents").cast(pl.Float64).fill_null(0).sum().alias("r"))
-            .select("kind", "band", ((pl.col("r") + prior_cents) / (pl.col("e") + prior_cents)).alias("use_factor"))
+            .filter(pl.col("u") > 0)
+            .with_columns((prior_uses * pl.col("e") / pl.col("u")).alias("prior"))
+            .select("kind", "band", ((pl.col("r") + pl.col("prior")) / (pl.col("e") + pl.col("prior")))
+                    .alias("use_factor"))
             .sort("kind", "band"))
 
 

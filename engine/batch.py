@@ -48,7 +48,7 @@ from typing import Callable
 import polars as pl
 import sqlalchemy as sa
 
-from coupons.budgets import (BUDGET_RISK, FACTOR_PRIOR_CENTS, USE_BANDS, USE_CAP, budget_charges, deal_commitments,
+from coupons.budgets import (BUDGET_RISK, FACTOR_PRIOR_USES, USE_BANDS, USE_CAP, budget_charges, deal_commitments,
                              use_factors)
 from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
@@ -223,13 +223,15 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
         use_history = db.read(
             f"SELECT o.kind, CASE WHEN o.p_buy IS NULL THEN NULL {band} ELSE 0 END AS band, "
             "CAST(SUM(o.p_buy * o.discount_cents * o.max_uses) AS DOUBLE PRECISION) AS expected_cents, "
+            "CAST(SUM(o.p_buy * o.max_uses) AS DOUBLE PRECISION) AS expected_uses, "
             "CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
             f"JOIN lists l ON l.list_id = o.list_id {used} WHERE l.batch_id <> {b} AND l.valid_to < {day} "
             f"AND l.batch_id IN (SELECT b2.batch_id FROM batches b2 WHERE b2.period_end <= {day} AND EXISTS ("
             "SELECT 1 FROM redemptions x JOIN offers o2 ON o2.offer_id = x.offer_id JOIN lists l2 ON "
             "l2.list_id = o2.list_id WHERE l2.batch_id = b2.batch_id AND x.voided = 0) "
             f"ORDER BY b2.period_start DESC LIMIT {_FACTOR_BATCHES}) GROUP BY 1, 2",
-            {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "redeemed_cents": pl.Int64})
+            {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "expected_uses": pl.Float64,
+             "redeemed_cents": pl.Int64})
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
     return {"products": products, "customers": customers, "history": history, "deals": deals,
             "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips}
@@ -328,7 +330,7 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
                             .items()},
                          "retailer_cost_by_kind_cents": {k: int(costs.filter(pl.col("kind") == k)
                                                                 ["retailer_cost_cents"].sum()) for k in OFFER_KINDS}},
-        "budget_model": {"risk": BUDGET_RISK, "use_cap": USE_CAP, "factor_prior_cents": FACTOR_PRIOR_CENTS,
+        "budget_model": {"risk": BUDGET_RISK, "use_cap": USE_CAP, "factor_prior_uses": FACTOR_PRIOR_USES,
                          "use_bands": list(USE_BANDS),
                          "use_factors": ({f"{r['kind']} {r['band']}": round(r["use_factor"], 4)
                                           for r in factors.iter_rows(named=True)} if factors is not None else {})},

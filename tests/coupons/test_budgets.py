@@ -125,14 +125,16 @@ def test_a_charge_never_exceeds_face_value_and_a_sure_use_carries_no_margin():
 
 
 def test_use_factor_is_redeemed_over_expected_per_band_shrunk_to_one():
+    # band 4: 80 expected uses worth 80,000 cents (1,000 a use), 10,000 redeemed; the prior, 20 uses, is 20,000
     history = pl.DataFrame({"kind": ["deal", "deal", "cycle", "deal", "deal"], "band": [4, 4, 4, 0, None],
                             "expected_cents": [50_000.0, 30_000.0, 0.0, 5_000.0, 9e9],
+                            "expected_uses": [50.0, 30.0, 0.0, 50.0, 9e6],
                             "redeemed_cents": [6_000, 4_000, 0, 15_000, 0]}, schema_overrides={"band": pl.Int32})
-    f = {(k, b): v for k, b, v in use_factors(history, prior_cents=20_000).iter_rows()}
+    f = {(k, b): v for k, b, v in use_factors(history, prior_uses=20).iter_rows()}
     assert f[("deal", 4)] == pytest.approx((10_000 + 20_000) / (80_000 + 20_000))      # 0.3
-    assert f[("deal", 0)] == pytest.approx((15_000 + 20_000) / (5_000 + 20_000))       # 1.4: coupons cause use
-    assert f[("cycle", 4)] == 1.0                                                       # no evidence: the prior
-    assert len(f) == 3                                                                   # no p_buy: no band
+    # band 0: 100 cents a use, prior 2,000 cents: coupons on unlikely categories cause their use
+    assert f[("deal", 0)] == pytest.approx((15_000 + 2_000) / (5_000 + 2_000))          # 2.43
+    assert set(f) == {("deal", 4), ("deal", 0)}       # no expected use, or no p_buy: no evidence, factor 1
     # the factor scales p_buy in its band only: 0.6 is band 4 (0.5 <= p < 0.7), 0.05 band 0
     offers = deal_offers([0.6] * 400 + [0.05] * 100, 100)
     factors = pl.DataFrame({"kind": ["deal", "deal"], "band": [4, 0], "use_factor": [1 / 3, 3.0]},

@@ -14,7 +14,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from coupons.budgets import FACTOR_PRIOR_CENTS
+from coupons.budgets import FACTOR_PRIOR_USES
 from engine.batch import run_batch as _run_batch
 from engine.config import BatchSettings, Settings
 from engine.db import bulk_session
@@ -89,6 +89,8 @@ def test_redeemed_value_stays_charged_and_the_rest_returns_to_the_deal(sample_ur
             {"offer_id": pl.Int64, "p_buy": pl.Float64, "discount_cents": pl.Int64, "max_uses": pl.Int64})
     low = all_first.filter(pl.col("p_buy") < 0.1)
     expected = low.select((pl.col("p_buy") * pl.col("discount_cents") * pl.col("max_uses")).sum()).item()
+    uses = low.select((pl.col("p_buy") * pl.col("max_uses")).sum()).item()
     red = used.join(low.select("offer_id"), on="offer_id", how="semi")["discount_cents"].sum()
-    factor = (red + FACTOR_PRIOR_CENTS) / (expected + FACTOR_PRIOR_CENTS)
+    prior = FACTOR_PRIOR_USES * expected / uses
+    factor = (red + prior) / (expected + prior)
     assert low.height and second["budget_model"]["use_factors"]["deal 0"] == pytest.approx(factor, abs=1e-4)
