@@ -18,21 +18,20 @@ The list cap stays on face value: it bounds what one customer can take, not an a
 
 Model of use (deal and chain budgets)
 -------------------------------------
-An offer of face value ``F = discount_cents x max_uses`` gives away ``X`` in [0, F]. Its
-expected share of face value used is
+An offer of face value ``F = discount_cents x max_uses`` gives away ``X = discount x U`` in
+[0, F], ``U`` its uses. The model counts uses, not face value: a customer who buys once uses one
+coupon however many uses the offer allows (1.0 use per used offer on the demo), so
 
-    q = min(USE_CAP, p_buy x use_factor)
+    E[U] = min(USE_CAP x max_uses, p_buy x use_factor),   q = E[U] / max_uses   (share of F)
 
 * ``p_buy`` is the probability that the customer buys in the offer's category in the period
   (for a reward, that the customer is alive), without the offer; null ``p_buy``: q = USE_CAP.
-  A customer uses at most ``max_uses``, and only when buying, so ``p_buy x F`` would bound
-  ``E[X]`` were it not for the purchases the coupon itself causes.
+  With factor 1 a buyer is expected to use one coupon.
 * ``use_factor`` (`use_factors`) is learnt per kind and band of ``p_buy`` (`USE_BANDS`) from
-  offers whose lists expired: redeemed cents over ``sum(p_buy x F)``, shrunk towards 1 by a
+  offers whose lists expired: redeemed cents over ``sum(p_buy x discount)``, shrunk towards 1 by a
   prior worth `FACTOR_PRIOR_USES` expected uses, ``(redeemed + prior) / (expected + prior)``
   with ``prior = FACTOR_PRIOR_USES x expected / expected uses`` (cents of the group's average use):
-  how often a coupon was really used (and how many of its uses) against how likely the
-  purchase was. Per band, because a coupon also *causes* purchases (the lift): an offer on a
+  how many uses were really made against how likely the purchase was. Per band, because a coupon also *causes* purchases (the lift): an offer on a
   category the customer rarely buys is used more often than ``p_buy`` says, a likely one less.
   Before any redemption is recorded the factor is 1 and the model is only as good as
   ``p_buy`` is for offered products (on the demo, whose simulated shoppers buy an offered
@@ -100,7 +99,7 @@ def use_factors(history: pl.DataFrame, prior_uses: float = FACTOR_PRIOR_USES) ->
     ----------
     history
         kind, band (`use_band`; Int32, null for offers without p_buy), expected_cents (sum of
-        p_buy x face value, Float64), expected_uses (sum of p_buy x max_uses, Float64),
+        p_buy x discount_cents, Float64), expected_uses (sum of p_buy, Float64),
         redeemed_cents (Int64); any number of rows per group.
     prior_uses
         Weight of the prior factor 1, in expected uses.
@@ -123,9 +122,11 @@ def use_factors(history: pl.DataFrame, prior_uses: float = FACTOR_PRIOR_USES) ->
 
 
 def use_probability(factor: pl.Expr | float = 1.0, cap: float = USE_CAP) -> pl.Expr:
-    """q = min(cap, p_buy x factor) in [0, cap]; null p_buy: cap (see the module docstring)."""
+    """q = min(cap, p_buy x factor / max_uses) in [0, cap], the expected share of face value used;
+    null p_buy: cap (see the module docstring)."""
     f = factor if isinstance(factor, pl.Expr) else pl.lit(float(factor))
-    return (pl.col("p_buy").cast(pl.Float64) * f.fill_null(1.0)).fill_null(cap).clip(0.0, cap).alias("use_q")
+    uses = pl.col("max_uses").cast(pl.Float64).clip(lower_bound=1.0)
+    return (pl.col("p_buy").cast(pl.Float64) * f.fill_null(1.0) / uses).fill_null(cap).clip(0.0, cap).alias("use_q")
 
 
 def cost_moments(q: pl.Expr, share: pl.Expr | None = None) -> list[pl.Expr]:

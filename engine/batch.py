@@ -222,8 +222,8 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
         band = " ".join(f"WHEN o.p_buy >= {edge!r} THEN {i}" for i, edge in reversed(list(enumerate(USE_BANDS, 1))))
         use_history = db.read(
             f"SELECT o.kind, CASE WHEN o.p_buy IS NULL THEN NULL {band} ELSE 0 END AS band, "
-            "CAST(SUM(o.p_buy * o.discount_cents * o.max_uses) AS DOUBLE PRECISION) AS expected_cents, "
-            "CAST(SUM(o.p_buy * o.max_uses) AS DOUBLE PRECISION) AS expected_uses, "
+            "CAST(SUM(o.p_buy * o.discount_cents) AS DOUBLE PRECISION) AS expected_cents, "
+            "CAST(SUM(o.p_buy) AS DOUBLE PRECISION) AS expected_uses, "
             "CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
             f"JOIN lists l ON l.list_id = o.list_id {used} WHERE l.batch_id <> {b} AND l.valid_to < {day} "
             f"AND l.batch_id IN (SELECT b2.batch_id FROM batches b2 WHERE b2.period_end <= {day} AND EXISTS ("

@@ -120,7 +120,11 @@ def test_a_hundred_coin_flips_of_a_dollar_are_charged_by_hand():
 def test_a_charge_never_exceeds_face_value_and_a_sure_use_carries_no_margin():
     few = budget_charges(deal_offers([0.3, 0.2], 500))          # margin alone would be > $10
     assert few["committed_cents"].item() == 1_000 and few["expected_cents"].item() == 250
-    sure = budget_charges(deal_offers([1.0] * 10, 70, uses=2))
+    # uses, not face value: a buyer is expected to use one of two uses; factor 2, both
+    assert budget_charges(deal_offers([1.0] * 10, 70, uses=2))["expected_cents"].item() == 700
+    sure = budget_charges(deal_offers([1.0] * 10, 70, uses=2),
+                          factors=pl.DataFrame({"kind": ["deal"], "band": [5], "use_factor": [2.0]},
+                                               schema_overrides={"band": pl.Int32}))
     assert sure["committed_cents"].item() == sure["expected_cents"].item() == 1_400
 
 
@@ -211,7 +215,7 @@ def test_simulated_redemptions_exceed_a_deal_budget_less_often_than_the_risk(see
                            schema_overrides={"band": pl.Int32})
     kept = apply_deal_budgets(offers, pl.DataFrame({"deal_id": ["D"], "budget_left_cents": [budget]}),
                               factors=factors)
-    q = np.minimum(1.0, kept["p_buy"].to_numpy() * factor)
+    q = np.minimum(1.0, kept["p_buy"].to_numpy() * factor / kept["max_uses"].to_numpy())
     # 4,000 periods: an exceedance rate of 1 % would show about 40 (sd 6); Bernstein keeps it well below
     assert _simulate_exceed_rate(rng, kept, budget, 4_000, q) <= BUDGET_RISK
 

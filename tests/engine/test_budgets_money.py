@@ -88,8 +88,8 @@ def test_redeemed_value_stays_charged_and_the_rest_returns_to_the_deal(sample_ur
                             f"WHERE b.period_start = '{PERIOD}' AND o.kind = 'deal'").cast(
             {"offer_id": pl.Int64, "p_buy": pl.Float64, "discount_cents": pl.Int64, "max_uses": pl.Int64})
     low = all_first.filter(pl.col("p_buy") < 0.1)
-    expected = low.select((pl.col("p_buy") * pl.col("discount_cents") * pl.col("max_uses")).sum()).item()
-    uses = low.select((pl.col("p_buy") * pl.col("max_uses")).sum()).item()
+    expected = low.select((pl.col("p_buy") * pl.col("discount_cents")).sum()).item()
+    uses = low["p_buy"].sum()
     red = used.join(low.select("offer_id"), on="offer_id", how="semi")["discount_cents"].sum()
     prior = FACTOR_PRIOR_USES * expected / uses
     factor = (red + prior) / (expected + prior)
