@@ -27,16 +27,19 @@ coupon however many uses the offer allows (1.0 use per used offer on the demo), 
 * ``p_buy`` is the probability that the customer buys in the offer's category in the period
   (for a reward, that the customer is alive), without the offer; null ``p_buy``: q = USE_CAP.
   With factor 1 a buyer is expected to use one coupon.
+* **No evidence, no model**: an offer whose kind and band have no learnt factor (no expired
+  batch recorded redemptions, e.g. a chain's first batches) is charged q = USE_CAP, its face
+  value, as before issue 15 — ``p_buy`` is the probability of buying *without* the coupon, and
+  the coupon causes purchases (the demo's shoppers use 35 % of offers whatever their
+  ``p_buy``, about twice what ``p_buy`` says), so it is no safe basis on its own.
 * ``use_factor`` (`use_factors`) is learnt per kind and band of ``p_buy`` (`USE_BANDS`) from
   offers whose lists expired: redeemed cents over ``sum(p_buy x discount)``, shrunk towards 1 by a
   prior worth `FACTOR_PRIOR_USES` expected uses, ``(redeemed + prior) / (expected + prior)``
   with ``prior = FACTOR_PRIOR_USES x expected / expected uses`` (cents of the group's average use):
   how many uses were really made against how likely the purchase was. Per band, because a coupon also *causes* purchases (the lift): an offer on a
   category the customer rarely buys is used more often than ``p_buy`` says, a likely one less.
-  Before any redemption is recorded the factor is 1 and the model is only as good as
-  ``p_buy`` is for offered products (on the demo, whose simulated shoppers buy an offered
-  product at 35 % whatever their ``p_buy``, the first batch under-charges the deals of unlikely
-  categories; the second learns it).
+  A band with evidence is shrunk towards 1; the guarantee below holds as far as the learnt
+  factor is right for the next period.
 
 The charge against a budget is ``min(sum F, sum(E[X]) + margin)`` (redemptions can never exceed
 the face value, so a few offers are charged no more than that), the margin from Bernstein's inequality
@@ -107,7 +110,7 @@ def use_factors(history: pl.DataFrame, prior_uses: float = FACTOR_PRIOR_USES) ->
     Returns
     -------
     polars.DataFrame
-        kind, band, use_factor (Float64 > 0), sorted by kind, band. Absent groups have factor 1.
+        kind, band, use_factor (Float64 > 0), sorted by kind, band. Absent groups: no factor (charged face value).
     """
     return (history.filter(pl.col("band").is_not_null())
             .group_by("kind", pl.col("band").cast(pl.Int32))
@@ -123,10 +126,10 @@ def use_factors(history: pl.DataFrame, prior_uses: float = FACTOR_PRIOR_USES) ->
 
 def use_probability(factor: pl.Expr | float = 1.0, cap: float = USE_CAP) -> pl.Expr:
     """q = min(cap, p_buy x factor / max_uses) in [0, cap], the expected share of face value used;
-    null p_buy: cap (see the module docstring)."""
+    null p_buy or null factor (no evidence): cap (see the module docstring)."""
     f = factor if isinstance(factor, pl.Expr) else pl.lit(float(factor))
     uses = pl.col("max_uses").cast(pl.Float64).clip(lower_bound=1.0)
-    return (pl.col("p_buy").cast(pl.Float64) * f.fill_null(1.0) / uses).fill_null(cap).clip(0.0, cap).alias("use_q")
+    return (pl.col("p_buy").cast(pl.Float64) * f / uses).fill_null(cap).clip(0.0, cap).alias("use_q")
 
 
 def cost_moments(q: pl.Expr, share: pl.Expr | None = None) -> list[pl.Expr]:
@@ -155,7 +158,7 @@ def margin_cents(variance: float, bound: float, risk: float = BUDGET_RISK) -> fl
 
 def _factor_expr(offers: pl.DataFrame, factors: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.Expr]:
     if factors is None or "kind" not in offers.columns:
-        return offers, pl.lit(1.0)
+        return offers, pl.lit(None, pl.Float64)           # no evidence: face value
     keyed = offers.with_columns(use_band().alias("_band"))
     joined = keyed.join(factors.select("kind", pl.col("band").cast(pl.Int32).alias("_band"),
                                        pl.col("use_factor").alias("_factor")),
@@ -172,7 +175,7 @@ def budget_charges(offers: pl.DataFrame, by: list[str] | None = None, factors: p
     offers
         kind, p_buy, discount_cents, max_uses, funded_share (when `retailer`), and the `by` columns.
     factors
-        kind, band, use_factor (`use_factors`); None: factor 1.
+        kind, band, use_factor (`use_factors`); None or absent: face value.
     retailer
         Count the retailer-funded part only (the chain budget); else the whole offer (a deal).
 
@@ -296,7 +299,7 @@ def apply_deal_budgets(offers: pl.DataFrame, deal_budgets: pl.DataFrame, rounds:
     """Offers whose expected cost plus margin fits each deal's remaining budget.
 
     `deal_budgets`: deal_id, budget_left_cents (null: no budget, unlimited); `factors`: kind,
-    band, use_factor (`use_factors`; None: 1). Offers of no deal are untouched.
+    band, use_factor (`use_factors`; None or absent: face value). Offers of no deal are untouched.
     """
     f, factor = _factor_expr(offers, factors)
     f = (f.join(deal_budgets.select("deal_id", "budget_left_cents"), on="deal_id", how="left")
@@ -347,7 +350,7 @@ def deal_commitments(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFr
         One row per offer of an earlier batch still valid: deal_id, kind, p_buy,
         discount_cents, max_uses, redeemed_cents (so far).
     factors
-        kind, band, use_factor (`use_factors`); None: 1.
+        kind, band, use_factor (`use_factors`); None or absent: face value.
 
     Returns
     -------

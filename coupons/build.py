@@ -69,7 +69,8 @@ def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFra
     treated
         customer_key of the customers who get a list.
     factors
-        kind, band, use_factor for the deal and chain budgets (`coupons.budgets.use_factors`; None: 1).
+        kind, band, use_factor for the deal and chain budgets (`coupons.budgets.use_factors`;
+        None or absent: face value).
     """
     treated = treated.cast(pl.Int64)
     profile = profile.filter(pl.col("customer_key").is_in(treated.implode()))

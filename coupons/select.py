@@ -121,7 +121,7 @@ def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.Da
         Share of `max_offers` reserved for campaign offers (see `campaign_lines`).
     factors
         kind, band, use_factor: the learnt use factors of the deal and chain budgets
-        (`coupons.budgets.use_factors`); None: 1.
+        (`coupons.budgets.use_factors`); None or absent: face value.
 
     Returns
     -------

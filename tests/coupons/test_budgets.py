@@ -94,6 +94,11 @@ def test_groups_have_their_own_budget_and_null_is_unlimited():
 
 # --- money: the charge, the model of use, re-basing -------------------------------------------------
 
+# factor 1 in every band: p_buy is the expected number of uses (without evidence the charge is face value)
+ONE = pl.DataFrame({"kind": ["deal"] * 6, "band": range(6), "use_factor": [1.0] * 6},
+                   schema_overrides={"band": pl.Int32})
+
+
 def deal_offers(p_buy, discount, uses=1, deal="D", ev=None) -> pl.DataFrame:
     n = len(p_buy)
     return pl.DataFrame({"kind": ["deal"] * n, "deal_id": [deal] * n, "p_buy": p_buy,
@@ -106,22 +111,24 @@ def deal_offers(p_buy, discount, uses=1, deal="D", ev=None) -> pl.DataFrame:
 def test_a_hundred_coin_flips_of_a_dollar_are_charged_by_hand():
     # q = .5, F = 100: mean 5000, variance 100 x 100^2 x .25 = 250000, upper deviation M = 50;
     # L = ln 100 = 4.60517; t = L M / 3 + sqrt((L M / 3)^2 + 2 L 250000) = 76.753 + 1519.367 = 1596.12
-    charge = budget_charges(deal_offers([0.5] * 100, 100))
+    charge = budget_charges(deal_offers([0.5] * 100, 100), factors=ONE)
     assert charge.row(0, named=True) == {"face_cents": 10_000, "expected_cents": 5_000, "committed_cents": 6_597,
                                          "offers": 100}
     assert margin_cents(250_000, 50) == pytest.approx(1596.12, abs=0.01)
     assert apply_deal_budgets(deal_offers([0.5] * 100, 100), pl.DataFrame(
-        {"deal_id": ["D"], "budget_left_cents": [6_597]})).height == 100
+        {"deal_id": ["D"], "budget_left_cents": [6_597]}), factors=ONE).height == 100
     # 99 offers: 4950 + 76.753 + sqrt(5891 + 2279559) = 6538.5 fits 6596; 100 do not
     assert apply_deal_budgets(deal_offers([0.5] * 100, 100), pl.DataFrame(
-        {"deal_id": ["D"], "budget_left_cents": [6_596]})).height == 99
+        {"deal_id": ["D"], "budget_left_cents": [6_596]}), factors=ONE).height == 99
+    # no evidence (no factor): face value, as before issue 15
+    assert budget_charges(deal_offers([0.5] * 100, 100))["committed_cents"].item() == 10_000
 
 
 def test_a_charge_never_exceeds_face_value_and_a_sure_use_carries_no_margin():
-    few = budget_charges(deal_offers([0.3, 0.2], 500))          # margin alone would be > $10
+    few = budget_charges(deal_offers([0.3, 0.2], 500), factors=ONE)          # margin alone would be > $10
     assert few["committed_cents"].item() == 1_000 and few["expected_cents"].item() == 250
     # uses, not face value: a buyer is expected to use one of two uses; factor 2, both
-    assert budget_charges(deal_offers([1.0] * 10, 70, uses=2))["expected_cents"].item() == 700
+    assert budget_charges(deal_offers([1.0] * 10, 70, uses=2), factors=ONE)["expected_cents"].item() == 700
     sure = budget_charges(deal_offers([1.0] * 10, 70, uses=2),
                           factors=pl.DataFrame({"kind": ["deal"], "band": [5], "use_factor": [2.0]},
                                                schema_overrides={"band": pl.Int32}))
@@ -143,7 +150,7 @@ def test_use_factor_is_redeemed_over_expected_per_band_shrunk_to_one():
     offers = deal_offers([0.6] * 400 + [0.05] * 100, 100)
     factors = pl.DataFrame({"kind": ["deal", "deal"], "band": [4, 0], "use_factor": [1 / 3, 3.0]},
                            schema_overrides={"band": pl.Int32})
-    plain, learnt = (budget_charges(offers, factors=x)["expected_cents"].item() for x in (None, factors))
+    plain, learnt = (budget_charges(offers, factors=x)["expected_cents"].item() for x in (ONE, factors))
     assert plain == 24_000 + 500 and learnt == 8_000 + 1_500
 
 
@@ -155,7 +162,7 @@ def test_expired_offers_hold_what_they_redeemed_and_live_ones_their_charge():
     live = pl.concat(how="vertical_relaxed", items=[live, pl.DataFrame({"deal_id": ["C"], "kind": ["deal"], "p_buy": [0.0], "discount_cents": [900],
                                           "max_uses": [1], "redeemed_cents": [900]},
                                          schema_overrides={"max_uses": pl.Int32})])
-    out = {r["deal_id"]: r for r in deal_commitments(deals, expired, live).iter_rows(named=True)}
+    out = {r["deal_id"]: r for r in deal_commitments(deals, expired, live, ONE).iter_rows(named=True)}
     assert out["A"] == {"deal_id": "A", "budget_cents": 5_000, "redeemed_before_cents": 600,
                         "released_before_cents": 3_400, "live_before_cents": 6_597,
                         "committed_before_cents": 7_197, "budget_left_cents": 0}
@@ -170,20 +177,20 @@ def test_value_an_expired_batch_did_not_use_returns_to_the_deal():
     nothing = pl.DataFrame(schema={"deal_id": pl.String, "face_cents": pl.Int64, "redeemed_cents": pl.Int64})
     no_live = pl.DataFrame(schema={"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64,
                                    "discount_cents": pl.Int64, "max_uses": pl.Int32, "redeemed_cents": pl.Int64})
-    first = apply_deal_budgets(offers, deal_commitments(deals, nothing, no_live))
+    first = apply_deal_budgets(offers, deal_commitments(deals, nothing, no_live), factors=ONE)
     assert 0 < first.height < 300
     # while live, the first batch's offers hold the budget: a second batch gets (almost) nothing
     live = first.select("deal_id", "kind", "p_buy", "discount_cents", "max_uses", pl.lit(0).alias("redeemed_cents"))
-    held = deal_commitments(deals, nothing, live)
-    assert apply_deal_budgets(offers, held).height < 5
+    held = deal_commitments(deals, nothing, live, ONE)
+    assert apply_deal_budgets(offers, held, factors=ONE).height < 5
     # expired having redeemed 1,100 cents: 1,900 return and a second batch uses them
     expired = pl.DataFrame({"deal_id": ["D"], "face_cents": [first.height * 100], "redeemed_cents": [1_100]})
     after = deal_commitments(deals, expired, no_live)
     assert after["budget_left_cents"].item() == 1_900
     assert after["released_before_cents"].item() == first.height * 100 - 1_100
-    second = apply_deal_budgets(offers, after)
+    second = apply_deal_budgets(offers, after, factors=ONE)
     assert second.height > 0
-    assert 1_100 + budget_charges(second)["committed_cents"].item() <= 3_000
+    assert 1_100 + budget_charges(second, factors=ONE)["committed_cents"].item() <= 3_000
 
 
 def _simulate_exceed_rate(rng, offers: pl.DataFrame, budget: int, draws: int, q_true: np.ndarray) -> float:
@@ -225,8 +232,9 @@ def test_without_the_margin_the_simulation_catches_overspending():
     rng = np.random.default_rng(7)
     offers = deal_offers(rng.uniform(0.05, 0.4, 2_000).tolist(), 100)
     budget = 20_000
-    loose = apply_deal_budgets(offers, pl.DataFrame({"deal_id": ["D"], "budget_left_cents": [budget]}), risk=0.5)
+    loose = apply_deal_budgets(offers, pl.DataFrame({"deal_id": ["D"], "budget_left_cents": [budget]}), factors=ONE,
+                               risk=0.5)
     assert _simulate_exceed_rate(rng, loose, budget, 4_000, loose["p_buy"].to_numpy()) > 0.05
-    tight = apply_deal_budgets(offers, pl.DataFrame({"deal_id": ["D"], "budget_left_cents": [budget]}))
+    tight = apply_deal_budgets(offers, pl.DataFrame({"deal_id": ["D"], "budget_left_cents": [budget]}), factors=ONE)
     assert _simulate_exceed_rate(rng, tight, budget, 4_000, tight["p_buy"].to_numpy()) <= BUDGET_RISK
     assert tight.height < loose.height

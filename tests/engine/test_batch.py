@@ -188,11 +188,9 @@ def test_summary_reconciles_with_the_offers_table_to_the_cent(done):
     for deal, d in summary["deal_budgets"].items():
         mine = o.filter(pl.col("deal_id") == deal)
         used = mine.select(face_.sum()).item()
-        # no redemption history: a buyer (p_buy) uses one coupon (coupons.budgets); the charge between it and face
-        expected = mine.select(((pl.col("p_buy") / pl.col("max_uses")).clip(0, 1) * face_).sum()).item()
-        assert d["face_value_cents"] == (used or 0) and d["offers"] == mine.height
-        assert d["expected_cents"] == round(expected or 0)
-        assert d["expected_cents"] <= d["this_batch_cents"] <= d["face_value_cents"]
+        # no redemption history, no model of use: the charge is the face value (coupons.budgets)
+        assert d["face_value_cents"] == d["expected_cents"] == d["this_batch_cents"] == (used or 0)
+        assert d["offers"] == mine.height
         assert d["budget_cents"] is None or d["committed_before_cents"] + d["this_batch_cents"] <= d["budget_cents"]
     import json
     assert json.loads((out / PERIOD.isoformat() / "summary.json").read_text()) == summary
