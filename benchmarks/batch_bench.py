@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     profile = profile.with_columns(pl.col(c).cast(pl.String) for c in ("category", "brand_cell", "volume_tier"))
     t_prof = time.perf_counter()
     deals = _read_deals(data)
-    budgets = _deal_budgets(deals, pl.DataFrame(schema={"deal_id": pl.String, "committed_cents": pl.Int64}))
+    budgets = _deal_budgets(deals, pl.DataFrame(schema={"deal_id": pl.String, "face_cents": pl.Int64,
+                                                        "redeemed_cents": pl.Int64}),
+                            pl.DataFrame(schema={"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64,
+                                                 "discount_cents": pl.Int64, "max_uses": pl.Int32,
+                                                 "redeemed_cents": pl.Int64}), None)
     offers = build_offers(profile, value, products, deals, budgets, treated, settings, start, end)
     tips = choose_tips(offers, treated, starter_tips())
     t_off = time.perf_counter()

@@ -55,7 +55,7 @@ def candidate_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.Da
 
 def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
                 deal_budgets: pl.DataFrame, treated: pl.Series, settings: Settings, period_start: dt.date,
-                period_end: dt.date) -> OfferPlan:
+                period_end: dt.date, factors: pl.DataFrame | None = None) -> OfferPlan:
     """The selected offers of the treated customers, what was dropped and why, and the funnel.
 
     Parameters
@@ -68,6 +68,9 @@ def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFra
         deal_id, budget_left_cents: each deal's remaining budget minus what earlier batches committed.
     treated
         customer_key of the customers who get a list.
+    factors
+        kind, band, use_factor for the deal and chain budgets (`coupons.budgets.use_factors`;
+        None or absent: face value).
     """
     treated = treated.cast(pl.Int64)
     profile = profile.filter(pl.col("customer_key").is_in(treated.implode()))
@@ -76,7 +79,7 @@ def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFra
     chosen = selection(viable(candidates), value.select("customer_key", "value_tier"), deal_budgets,
                        settings.offers.list_cap_cents, settings.batch.max_offers,
                        settings.batch.chain_budget_cents, settings.offers.budget_refill_rounds,
-                       settings.offers.campaign_share)
+                       settings.offers.campaign_share, factors)
     dropped = pl.concat([candidates.filter(pl.col("drop_reason").is_not_null()).select(DROPPED_COLUMNS),
                          chosen.dropped])
     return OfferPlan(chosen.offers, dropped, offer_funnel(candidates, chosen.offers, dropped))

@@ -19,18 +19,21 @@ Order of the steps (each only removes offers, so what an earlier step guaranteed
    inside the chain budget. Campaign offers beyond the reserved lines count like any other;
 4. **list length** — at most `max_offers` lines per list: reserved campaign offers first, then
    by expected value;
-5. **deal budget** — each deal's remaining budget;
-6. **chain budget** — the batch's retailer-funded budget, reserved campaign offers served first;
+5. **deal budget** — each deal's remaining budget, charged the offers' expected cost plus a
+   safety margin (`coupons.budgets`: the model of use and the margin);
+6. **chain budget** — the batch's retailer-funded budget, charged alike, reserved campaign
+   offers served first;
 7. line numbers 1..n per list by expected value (best first), then product_key.
 """
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import polars as pl
 
 from coupons.budgets import apply_chain_budget, apply_deal_budgets, apply_list_caps
-import math
-from typing import NamedTuple
 
 from coupons.offers import OFFER_SCHEMA
 
@@ -82,10 +85,11 @@ def top_lines(offers: pl.DataFrame, max_offers: int, first: str | None = None) -
 
 def select_offers(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.DataFrame,
                   list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = 0,
-                  rounds: int = 4, campaign_share: float = 0.25) -> pl.DataFrame:
+                  rounds: int = 4, campaign_share: float = 0.25,
+                  factors: pl.DataFrame | None = None) -> pl.DataFrame:
     """The offers of the batch (`selection(...).offers`)."""
     return selection(candidates, tiers, deal_budgets, list_caps, max_offers, chain_budget_cents, rounds,
-                     campaign_share).offers
+                     campaign_share, factors).offers
 
 
 def _removed(before: pl.DataFrame, after: pl.DataFrame, reason: str) -> pl.DataFrame:
@@ -95,7 +99,7 @@ def _removed(before: pl.DataFrame, after: pl.DataFrame, reason: str) -> pl.DataF
 
 def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.DataFrame,
               list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = 0,
-              rounds: int = 4, campaign_share: float = 0.25) -> Selection:
+              rounds: int = 4, campaign_share: float = 0.25, factors: pl.DataFrame | None = None) -> Selection:
     """The offers of the batch, and those each step removed.
 
     Parameters
@@ -115,6 +119,9 @@ def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.Da
         Retailer-funded budget of the batch (0 = no limit).
     campaign_share
         Share of `max_offers` reserved for campaign offers (see `campaign_lines`).
+    factors
+        kind, band, use_factor: the learnt use factors of the deal and chain budgets
+        (`coupons.budgets.use_factors`); None or absent: face value.
 
     Returns
     -------
@@ -138,9 +145,9 @@ def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.Da
     drops.append(_removed(offers, step, "list cap"))
     offers = top_lines(step, max_offers, "_reserved")
     drops.append(_removed(step, offers, "list length"))
-    step = apply_deal_budgets(offers, deal_budgets, rounds)
+    step = apply_deal_budgets(offers, deal_budgets, rounds, factors)
     drops.append(_removed(offers, step, "deal budget"))
-    offers = apply_chain_budget(step, chain_budget_cents, rounds, "_reserved")
+    offers = apply_chain_budget(step, chain_budget_cents, rounds, "_reserved", factors)
     drops.append(_removed(step, offers, "chain budget"))
     offers = offers.sort("customer_key", "expected_value_cents", "product_key", descending=[False, True, False],
                          nulls_last=True)

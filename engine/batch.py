@@ -9,8 +9,9 @@
    is 'done' is not recomputed: its stored summary is returned, so re-running changes nothing.
    A batch left 'running' (killed) or 'failed' keeps its batch_id and is redone from scratch.
 3. **Read** (ADBC, no SQLAlchemy connection open meanwhile — see engine/db.py): products,
-   customers, history of the profile's lookback before the period, deals, and what earlier
-   batches committed on each deal.
+   customers, history of the profile's lookback before the period, deals, what earlier
+   batches hold of each deal (redemptions of offers whose list expired, live offers) and the
+   redemptions of expired batches the use factors learn from (`coupons.budgets`).
 4. **Compute** (pure, coupons/ and cycles/): the catalogue completed where it has no shelf
    price or unit cost (`coupons.prices`, from the history just read), qualifying customers, the
    hold-out draw, profile and customer value (`engine.profiles.profile_frames`; the
@@ -25,7 +26,10 @@
 
 The summary (also ``<out_dir>/<period-start>/summary.json``) reconciles with the offers table:
 costs are face values (discount x max_uses), the retailer's part rounded up to the cent
-(`coupons.offers.retailer_cost`) and the funder's part the rest. Its ``offer_funnel`` counts, per
+(`coupons.offers.retailer_cost`) and the funder's part the rest. Budgets are charged differently:
+the expected cost plus a safety margin (`coupons.budgets`; ``deal_budgets`` and ``chain_budget``
+show face value, expected and charged, ``budget_model`` the risk and learnt use factors). The
+settlement (`engine.extracts`), from the redemptions, remains what a manufacturer owes. Its ``offer_funnel`` counts, per
 kind, the candidates, the offers selected and the candidates dropped by reason
 (`coupons.offers.DROP_REASONS`; candidates = selected + dropped), and ``prices`` how many products
 took their shelf price from the catalogue, from history, or have none.
@@ -44,6 +48,8 @@ from typing import Callable
 import polars as pl
 import sqlalchemy as sa
 
+from coupons.budgets import (BUDGET_RISK, FACTOR_PRIOR_USES, USE_BANDS, USE_CAP, budget_charges, deal_commitments,
+                             use_factors)
 from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import funnel_dict
@@ -68,6 +74,7 @@ Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
 _CELLS = ("national", "store", "switcher")
 _TIERS = ("low", "mid", "high")
 _STEPS = ("read", "qualify", "profile", "offers", "write")
+_FACTOR_BATCHES = 6     # the use factors learn from this many recent expired batches (coupons.budgets)
 
 
 def _monday_after(day: dt.date) -> dt.date:
@@ -192,29 +199,80 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
         deals = db.read("SELECT deal_id, manufacturer_id, sku, category, brand, kind, value_cents, percent_bp, "
                         "funded_share, starts_on, ends_on, budget_cents, max_per_customer, target_cells FROM deals",
                         deal_schema)
+        # what earlier batches hold of each deal (coupons.budgets.deal_commitments): offers whose list
+        # expired hold what they redeemed, live ones their expected cost plus margin.
         # CAST: PostgreSQL's SUM of integers is numeric (issue 13)
-        committed = db.read(
-            "SELECT o.deal_id, CAST(SUM(o.discount_cents * o.max_uses) AS BIGINT) AS committed_cents FROM offers o "
-            f"JOIN lists l ON l.list_id = o.list_id WHERE o.deal_id IS NOT NULL AND l.batch_id <> {int(batch_id)} "
-            "GROUP BY o.deal_id", {"deal_id": pl.String, "committed_cents": pl.Int64})
+        b, day = int(batch_id), f"'{period_start.isoformat()}'"
+        used = ("LEFT JOIN (SELECT offer_id, SUM(discount_cents) AS cents FROM redemptions WHERE voided = 0 "
+                "GROUP BY offer_id) r ON r.offer_id = o.offer_id")
+        expired = db.read(
+            "SELECT o.deal_id, CAST(SUM(o.discount_cents * o.max_uses) AS BIGINT) AS face_cents, "
+            f"CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
+            f"JOIN lists l ON l.list_id = o.list_id {used} WHERE o.deal_id IS NOT NULL AND l.batch_id <> {b} "
+            f"AND l.valid_to < {day} GROUP BY o.deal_id",
+            {"deal_id": pl.String, "face_cents": pl.Int64, "redeemed_cents": pl.Int64})
+        live = db.read(
+            "SELECT o.deal_id, o.kind, o.p_buy, o.discount_cents, o.max_uses, "
+            f"CAST(COALESCE(r.cents, 0) AS BIGINT) AS redeemed_cents FROM offers o "
+            f"JOIN lists l ON l.list_id = o.list_id {used} WHERE o.deal_id IS NOT NULL AND l.batch_id <> {b} "
+            f"AND l.valid_to >= {day}",
+            {"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64, "discount_cents": pl.Int64,
+             "max_uses": pl.Int32, "redeemed_cents": pl.Int64})
+        # the use factors learn from the last few expired batches that recorded redemptions at all: a
+        # period whose checkouts never reached the database is no evidence that nobody used an offer
+        band = " ".join(f"WHEN o.p_buy >= {edge!r} THEN {i}" for i, edge in reversed(list(enumerate(USE_BANDS, 1))))
+        use_history = db.read(
+            f"SELECT o.kind, CASE WHEN o.p_buy IS NULL THEN NULL {band} ELSE 0 END AS band, "
+            "CAST(SUM(o.p_buy * o.discount_cents) AS DOUBLE PRECISION) AS expected_cents, "
+            "CAST(SUM(o.p_buy) AS DOUBLE PRECISION) AS expected_uses, "
+            "CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
+            f"JOIN lists l ON l.list_id = o.list_id {used} WHERE l.batch_id <> {b} AND l.valid_to < {day} "
+            f"AND l.batch_id IN (SELECT b2.batch_id FROM batches b2 WHERE b2.period_end <= {day} AND EXISTS ("
+            "SELECT 1 FROM redemptions x JOIN offers o2 ON o2.offer_id = x.offer_id JOIN lists l2 ON "
+            "l2.list_id = o2.list_id WHERE l2.batch_id = b2.batch_id AND x.voided = 0) "
+            f"ORDER BY b2.period_start DESC LIMIT {_FACTOR_BATCHES}) GROUP BY 1, 2",
+            {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "expected_uses": pl.Float64,
+             "redeemed_cents": pl.Int64})
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
     return {"products": products, "customers": customers, "history": history, "deals": deals,
-            "committed": committed, "tips": tips}
+            "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips}
 
 
-def _deal_budgets(deals: pl.DataFrame, committed: pl.DataFrame) -> pl.DataFrame:
-    """deal_id, budget_cents, committed_before_cents, budget_left_cents (null: no budget)."""
-    return (deals.select("deal_id", "budget_cents").join(committed, on="deal_id", how="left")
-            .with_columns(pl.col("committed_cents").fill_null(0).alias("committed_before_cents"))
-            .with_columns((pl.col("budget_cents") - pl.col("committed_before_cents")).clip(lower_bound=0)
-                          .alias("budget_left_cents"))
-            .select("deal_id", "budget_cents", "committed_before_cents", "budget_left_cents"))
+def _deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame,
+                  factors: pl.DataFrame) -> pl.DataFrame:
+    """`coupons.budgets.deal_commitments` of the deals: budget_left_cents is what this batch may charge."""
+    return deal_commitments(deals.select("deal_id", "budget_cents"), expired, live, factors)
 
 
 def _cost_columns(offers: pl.DataFrame) -> pl.DataFrame:
     """Adds face_value_cents, retailer_cost_cents and funder_cost_cents (their difference)."""
     return (offers.with_columns(face_value(), retailer_cost())
             .with_columns((pl.col("face_value_cents") - pl.col("retailer_cost_cents")).alias("funder_cost_cents")))
+
+
+def _deal_budget_block(budgets: pl.DataFrame, offers: pl.DataFrame, factors: pl.DataFrame | None) -> dict:
+    """The summary's deal_budgets: per deal, in cents (see `format_summary`).
+
+    budget_cents (null: no limit); what earlier batches hold — redeemed_before_cents (offers
+    whose list expired), released_before_cents (their face value not redeemed, returned to the
+    deal), live_before_cents, committed_before_cents (redeemed + live); this batch —
+    offers, face_value_cents, expected_cents, this_batch_cents (the charge: expected plus the
+    safety margin, `coupons.budgets`); left_cents = budget - committed before - this batch.
+    """
+    mine = budget_charges(offers.filter(pl.col("deal_id").is_not_null()), ["deal_id"], factors)
+    deals = {}
+    for row in budgets.join(mine, on="deal_id", how="left").sort("deal_id").iter_rows(named=True):
+        this = int(row["committed_cents"] or 0)
+        before = int(row["committed_before_cents"])
+        deals[row["deal_id"]] = {
+            "offers": int(row["offers"] or 0), "budget_cents": row["budget_cents"],
+            "redeemed_before_cents": int(row["redeemed_before_cents"]),
+            "released_before_cents": int(row["released_before_cents"]),
+            "live_before_cents": int(row["live_before_cents"]), "committed_before_cents": before,
+            "face_value_cents": int(row["face_cents"] or 0), "expected_cents": int(row["expected_cents"] or 0),
+            "this_batch_cents": this,
+            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"]) - before - this}
+    return deals
 
 
 def _campaign_rows(frame: pl.DataFrame, campaign) -> pl.DataFrame:  # noqa: ANN001 - engine.config.Campaign
@@ -225,7 +283,8 @@ def _campaign_rows(frame: pl.DataFrame, campaign) -> pl.DataFrame:  # noqa: ANN0
 def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profiler_name: str,
              groups: pl.DataFrame, offers: pl.DataFrame, profile: pl.DataFrame, budgets: pl.DataFrame,
              settings: Settings, seconds: dict[str, float], funnel: pl.DataFrame | None = None,
-             dropped: pl.DataFrame | None = None, products: pl.DataFrame | None = None) -> dict:
+             dropped: pl.DataFrame | None = None, products: pl.DataFrame | None = None,
+             factors: pl.DataFrame | None = None) -> dict:
     costs = _cost_columns(offers)
     by_funder: dict[str, int] = {"retailer": int(costs["retailer_cost_cents"].sum())}
     for row in costs.filter(pl.col("funder") != "retailer").group_by("funder").agg(
@@ -234,16 +293,7 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
     # a retailer campaign with funded_share > 0 but funder 'retailer' is still all the retailer's
     by_funder["retailer"] += int(costs.filter(pl.col("funder") == "retailer")["funder_cost_cents"].sum())
     by_funder = {k: v for k, v in by_funder.items() if v or k == "retailer"}
-    used = costs.filter(pl.col("deal_id").is_not_null()).group_by("deal_id").agg(
-        pl.col("face_value_cents").sum().alias("this_batch_cents"), pl.len().alias("offers"))
-    deals = {}
-    for row in budgets.join(used, on="deal_id", how="left").sort("deal_id").iter_rows(named=True):
-        this = int(row["this_batch_cents"] or 0)
-        deals[row["deal_id"]] = {
-            "offers": int(row["offers"] or 0), "budget_cents": row["budget_cents"],
-            "committed_before_cents": int(row["committed_before_cents"]), "this_batch_cents": this,
-            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"])
-            - int(row["committed_before_cents"]) - this}
+    deals = _deal_budget_block(budgets, offers, factors)
     qualifying = profile.join(groups.select("customer_key"), on="customer_key", how="semi")
     campaigns = {}
     for campaign in settings.campaigns:
@@ -276,8 +326,15 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
         "deal_budgets": deals,
         "chain_budget": {"budget_cents": settings.batch.chain_budget_cents or None,
                          "retailer_cost_cents": int(costs["retailer_cost_cents"].sum()),
+                         **{k: int(v) for k, v in budget_charges(offers, factors=factors, retailer=True).select(
+                             expected_cents="expected_cents", committed_cents="committed_cents").row(0, named=True)
+                            .items()},
                          "retailer_cost_by_kind_cents": {k: int(costs.filter(pl.col("kind") == k)
                                                                 ["retailer_cost_cents"].sum()) for k in OFFER_KINDS}},
+        "budget_model": {"risk": BUDGET_RISK, "use_cap": USE_CAP, "factor_prior_uses": FACTOR_PRIOR_USES,
+                         "use_bands": list(USE_BANDS),
+                         "use_factors": ({f"{r['kind']} {r['band']}": round(r["use_factor"], 4)
+                                          for r in factors.iter_rows(named=True)} if factors is not None else {})},
         "offer_funnel": funnel_dict(funnel) if funnel is not None else {},
         "prices": ({src: int((products["price_source"] == src).sum()) for src in PRICE_SOURCES}
                    if products is not None and "price_source" in products.columns else {}),
@@ -493,8 +550,9 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
     profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
-    budgets = _deal_budgets(data["deals"], data["committed"])
-    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end)
+    budgets = _deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
+    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end,
+                       data["factors"])
     offers = plan.offers
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)
@@ -503,7 +561,8 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     step("offers")
     summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
                        groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
-                       seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"])
+                       seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"],
+                       factors=data["factors"])
     summary["category_matches"] = [m.as_dict() for m in matches]
     needs = _needs(profile, treated, start, end, settings)
     summary["needs"] = {"lines": needs.height, "lists_with_needs": needs["customer_key"].n_unique(),
@@ -534,46 +593,71 @@ def _dollars(cents: int | None) -> str:
     return "no limit" if cents is None else f"${cents / 100:,.2f}"
 
 
-def format_summary(summary: dict) -> str:
-    """The batch summary as text for the terminal."""
+def _budget_lines(summary: dict) -> list[dict]:
+    """The chain and every deal as budget lines: name, budget, held before, this batch's charge and
+    expected cost, left; largest charge first."""
+    rows = []
+    c = summary.get("chain_budget", {})
+    if c.get("committed_cents") is not None:
+        rows.append({"line": "chain (retailer)", "budget": c.get("budget_cents"), "before": 0,
+                     "charged": c["committed_cents"], "expected": c.get("expected_cents", 0),
+                     "left": None if c.get("budget_cents") is None else c["budget_cents"] - c["committed_cents"]})
+    for deal, d in summary.get("deal_budgets", {}).items():
+        rows.append({"line": deal, "budget": d.get("budget_cents"), "before": d.get("committed_before_cents", 0),
+                     "charged": d.get("this_batch_cents", 0), "expected": d.get("expected_cents", 0),
+                     "left": d.get("left_cents")})
+    return sorted(rows, key=lambda r: (-r["charged"], r["line"]))
+
+
+def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
+    """The batch summary as a few lines for the terminal (summary.json has it all).
+
+    Headline counts, offers by kind with the funnel's drop totals, the five largest budget
+    lines by this batch's charge, and where the files are (``out_dir``: the batch files'
+    root, as given to `run_batch`).
+    """
     s = summary
     lines = [f"batch {s['batch_id']}: period {s['period_start']} to {s['period_end']} (exclusive), "
              f"profiles from {s['profiler']}",
-             f"qualifying customers: {s['qualifying_customers']:,}   hold-out: {s['holdout_customers']:,}   "
-             f"lists: {s['lists']:,}   offers: {s['offers']:,}",
-             "offers by kind: " + ", ".join(f"{k} {v:,}" for k, v in s["offers_by_kind"].items()),
-             "offers by cell: " + ", ".join(f"{k} {v:,}" for k, v in s["offers_by_cell"].items()),
-             f"face value of offers: {_dollars(s['face_value_cents'])}",
-             "discount cost by funder: " + ", ".join(f"{k} {_dollars(v)}" for k, v in
-                                                     s["discount_cost_by_funder_cents"].items()),
-             f"chain budget: {_dollars(s['chain_budget']['retailer_cost_cents'])} used of "
-             f"{_dollars(s['chain_budget']['budget_cents'])}"]
+             f"qualifying customers {s['qualifying_customers']:,}, hold-out {s['holdout_customers']:,}, "
+             f"lists {s['lists']:,}, offers {s['offers']:,} (face value {_dollars(s['face_value_cents'])})"]
+    funnel = s.get("offer_funnel") or {}
+    kinds = []
+    for kind, n in s["offers_by_kind"].items():
+        f = funnel.get(kind)
+        dropped = sum(f["dropped"].values()) if f else 0
+        kinds.append(f"{kind} {n:,}" + (f" of {f['candidates']:,}" if f and dropped else ""))
+    lines.append("offers by kind (of candidates): " + ", ".join(kinds))
+    if funnel:
+        totals: dict[str, int] = {}
+        for f in funnel.values():
+            for reason, n in f["dropped"].items():
+                totals[reason] = totals.get(reason, 0) + n
+        why = ", ".join(f"{r} {n:,}" for r, n in totals.items() if n)
+        if why:
+            lines.append("candidates dropped: " + why)
+    p = s.get("prices") or {}
+    if p.get("history") or p.get("none"):     # a catalogue without shelf prices: say where they came from
+        lines.append(f"shelf prices: catalogue {p.get('catalogue', 0):,}, from history {p.get('history', 0):,}, "
+                     f"none {p.get('none', 0):,} products")
     if s.get("needs"):
         n = s["needs"]
-        lines.append(f"needs section: {n['lines']:,} lines on {n['lists_with_needs']:,} of {n['lists']:,} lists "
-                     f"(p_buy >= {n['min_p_buy']:g}, at most {n['max_lines']} a list)")
-    if s.get("prices"):
-        p = s["prices"]
-        lines.append(f"shelf prices: catalogue {p['catalogue']:,}, from history {p['history']:,}, "
-                     f"none {p['none']:,} products")
-    if s.get("offer_funnel"):
-        lines.append("offer funnel (candidates -> selected; dropped by reason):")
-        for kind, f in s["offer_funnel"].items():
-            why = ", ".join(f"{r} {n:,}" for r, n in f["dropped"].items() if n)
-            lines.append(f"  {kind:<10} {f['candidates']:>9,} -> {f['selected']:>9,}" + (f"; {why}" if why else ""))
-    if s["deal_budgets"]:
-        lines.append("deal budgets (used this batch / before / budget):")
-        for deal, d in s["deal_budgets"].items():
-            lines.append(f"  {deal}: {d['offers']:,} offers, {_dollars(d['this_batch_cents'])} / "
-                         f"{_dollars(d['committed_before_cents'])} / {_dollars(d['budget_cents'])}")
+        lines.append(f"needs section: {n['lines']:,} lines on {n['lists_with_needs']:,} of {n['lists']:,} lists")
     for name, c in s["campaigns"].items():
-        lines.append(f"campaign {name}: qualifying customers (offers) by brand x volume")
-        lines.append("  " + " " * 10 + "".join(f"{t:>14}" for t in _TIERS))
-        for cell in _CELLS:
-            lines.append(f"  {cell:<10}" + "".join(
-                f"{c['qualifying_customers'][cell][t]:>8,} ({c['offers'][cell][t]:>3,})" for t in _TIERS))
         if "candidates" in c:
             n = {k: sum(sum(row.values()) for row in c[k].values()) for k in ("candidates", "offers")}
-            lines.append(f"  targeted (treated, with a depth for their tier): {n['candidates']:,}, offered: "
-                         f"{n['offers']:,}" + "".join(f"; {r} {k:,}" for r, k in c["dropped"].items()))
+            lines.append(f"campaign {name}: {n['candidates']:,} targeted, {n['offers']:,} offered "
+                         "(3 x 3 grid in summary.json and the report)")
+    budget = _budget_lines(s)
+    if budget:
+        lines.append("largest budget lines (charged this batch = expected + margin; held before; budget; left):")
+        for r in budget[:5]:
+            lines.append(f"  {r['line']:<16} {_dollars(r['charged']):>11} (expected {_dollars(r['expected'])}); "
+                         f"before {_dollars(r['before'])}; budget {_dollars(r['budget'])}; left "
+                         f"{'-' if r['left'] is None else _dollars(r['left'])}")
+        if len(budget) > 5:
+            lines.append(f"  ... {len(budget) - 5:,} more lines in summary.json")
+    if out_dir is not None:
+        folder = Path(out_dir) / s["period_start"]
+        lines.append(f"files: {folder}/ (summary.json); report: {folder / 'report' / 'report.html'}")
     return "\n".join(lines)

@@ -224,16 +224,15 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         try:
             summary = run_batch(settings, args.period_start, args.out, progress=_progress(not args.quiet))
         except NothingToDo as exc:
-            print(exc)
+            # --json: stdout carries one JSON document and nothing else, whatever happens
+            print(json.dumps({"status": "nothing to do", "message": str(exc)}) if args.json else exc)
             return 0
-        print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-        code = 0 if args.no_print else _print_lists(args, settings, summary["batch_id"])
+        out = args.out or Path(settings.batch.out_dir)
+        print(json.dumps(summary, indent=2) if args.json else format_summary(summary, out))
+        code = 0 if args.no_print else _print_lists(args, settings, summary["batch_id"], quiet_stdout=args.json)
         if code == 0 and not args.no_report:
             from engine.report import write_report
-            out = Path(args.out or settings.batch.out_dir) / summary["period_start"] / "report"
-            report = write_report(settings, out, summary["batch_id"])
-            if not args.json:
-                print(f"report: {report['html']} and {report['pdf']}")
+            write_report(settings, Path(out) / summary["period_start"] / "report", summary["batch_id"])
         return code
     r.set_defaults(run=run)
 
@@ -270,7 +269,9 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(run=print_)
 
 
-def _print_lists(args: argparse.Namespace, settings, batch_id: int) -> int:  # noqa: ANN001 - Settings
+def _print_lists(args: argparse.Namespace, settings, batch_id: int,  # noqa: ANN001 - Settings
+                 quiet_stdout: bool = False) -> int:
+    """Render the batch's PDFs; `quiet_stdout`: its report line goes to stderr (``batch run --json``)."""
     try:
         from printing.batch import print_batch
     except ImportError:
@@ -279,7 +280,8 @@ def _print_lists(args: argparse.Namespace, settings, batch_id: int) -> int:  # n
     out = args.out or Path(settings.batch.out_dir)
     result = print_batch(settings, batch_id, out, _progress(not args.quiet))
     if result is not None:
-        print(result["message"] if result["lists"] == 0 else result)   # an empty batch: one line, exit 0
+        print(result["message"] if result["lists"] == 0 else result,   # an empty batch: one line, exit 0
+              file=sys.stderr if quiet_stdout else sys.stdout)
     return 0
 
 

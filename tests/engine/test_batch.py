@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -183,9 +184,13 @@ def test_summary_reconciles_with_the_offers_table_to_the_cent(done):
     assert summary["offers"] == o.height and summary["face_value_cents"] == face
     assert sum(summary["discount_cost_by_funder_cents"].values()) == face
     assert summary["offers_by_kind"] == {k: int((o["kind"] == k).sum()) for k in summary["offers_by_kind"]}
+    face_ = (pl.col("discount_cents") * pl.col("max_uses")).cast(pl.Float64)
     for deal, d in summary["deal_budgets"].items():
-        used = o.filter(pl.col("deal_id") == deal).select((pl.col("discount_cents") * pl.col("max_uses")).sum()).item()
-        assert d["this_batch_cents"] == (used or 0)
+        mine = o.filter(pl.col("deal_id") == deal)
+        used = mine.select(face_.sum()).item()
+        # no redemption history, no model of use: the charge is the face value (coupons.budgets)
+        assert d["face_value_cents"] == d["expected_cents"] == d["this_batch_cents"] == (used or 0)
+        assert d["offers"] == mine.height
         assert d["budget_cents"] is None or d["committed_before_cents"] + d["this_batch_cents"] <= d["budget_cents"]
     import json
     assert json.loads((out / PERIOD.isoformat() / "summary.json").read_text()) == summary
@@ -202,18 +207,20 @@ def test_budgets_hold_in_the_database_under_tight_settings(template, tmp_path, c
         **s.offers.list_cap_cents, **caps}))
     summary = run_batch(s, PERIOD, out_dir=tmp_path / "b")
     o = offers_of(url).with_columns(pl.col("funded_share").cast(pl.Float64))
-    retailer = ((pl.col("discount_cents") * pl.col("max_uses")).cast(pl.Float64)
-                * (1 - pl.col("funded_share"))).round(6).ceil()
-    assert o.select(retailer.sum()).item() <= chain_budget
-    assert summary["chain_budget"]["retailer_cost_cents"] <= chain_budget
-    deal_use = o.filter(pl.col("deal_id").is_not_null()).group_by("deal_id").agg(
-        (pl.col("discount_cents") * pl.col("max_uses")).sum().alias("u"))
-    assert (deal_use["u"] <= deal_budget).all()
-    # a second period: budgets carry over (what the first committed is not given again)
-    run_batch(s, PERIOD + dt.timedelta(days=14), out_dir=tmp_path / "b")
-    total = read(url, "SELECT deal_id, SUM(discount_cents * max_uses) AS u FROM offers WHERE deal_id IS NOT NULL "
-                      "GROUP BY deal_id")
-    assert (total["u"].cast(pl.Int64) <= deal_budget).all()
+    from coupons.budgets import budget_charges
+    # the chain budget is charged the retailer's expected cost plus margin (coupons.budgets), not face value
+    chain_charge = budget_charges(o, retailer=True)
+    assert chain_charge["committed_cents"].item() == summary["chain_budget"]["committed_cents"] <= chain_budget
+    assert summary["chain_budget"]["expected_cents"] <= summary["chain_budget"]["committed_cents"]
+    charged = budget_charges(o.filter(pl.col("deal_id").is_not_null()), ["deal_id"])
+    assert (charged["committed_cents"] <= deal_budget).all()
+    assert all(d["this_batch_cents"] <= deal_budget for d in summary["deal_budgets"].values())
+    # a second period: the first period's lists expired with nothing redeemed, so all they held returns
+    second = run_batch(s, PERIOD + dt.timedelta(days=14), out_dir=tmp_path / "b")
+    for deal, d in second["deal_budgets"].items():
+        first = summary["deal_budgets"][deal]
+        assert d["committed_before_cents"] == 0 and d["released_before_cents"] == first["face_value_cents"]
+        assert d["this_batch_cents"] <= deal_budget
 
 
 def test_a_batch_killed_mid_write_completes_on_rerun(template, tmp_path, monkeypatch):
@@ -263,13 +270,40 @@ def test_cli_batch_run_prints_the_summary(template, tmp_path, capsys, monkeypatc
     url = chain(template, tmp_path)
     assert main(["-q", "--database", url, "batch", "run", "--period-start", str(PERIOD), "--no-print"]) == 0
     out = capsys.readouterr().out
-    assert "qualifying customers:" in out and "campaign ANALGESICS" in out
-    assert (tmp_path / "batches" / str(PERIOD) / "summary.json").exists()
+    summary = json.loads((tmp_path / "batches" / str(PERIOD) / "summary.json").read_text())
+    # short: headline, kinds with the funnel's drops, at most five budget lines, where the files are
+    assert f"qualifying customers {summary['qualifying_customers']:,}" in out
+    assert "offers by kind" in out and "candidates dropped:" in out
+    budget_rows = [line for line in out.splitlines() if line.startswith("  ") and "expected $" in line]
+    assert 1 <= len(budget_rows) <= 5 and len(out.splitlines()) <= 15
+    largest = max(summary["deal_budgets"].items(), key=lambda kv: kv[1]["this_batch_cents"])
+    assert any(line.split()[0] in (largest[0], "chain") for line in budget_rows[:1])
+    assert f"{Path('batches') / str(PERIOD)}/" in out
     report = tmp_path / "batches" / str(PERIOD) / "report"
     assert "report: batches/2025-06-16/report/report.html" in out and (report / "report.pdf").stat().st_size > 0
     fresh = chain(template, tmp_path, "fresh.db")
     assert main(["-q", "--database", fresh, "batch", "print"]) == 1
     assert "no finished batch" in capsys.readouterr().err
+
+
+def test_cli_batch_run_json_prints_one_json_document_only(template, tmp_path, capsys, monkeypatch):
+    from engine.cli import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LISTWISE_SECRET", SECRET)
+    url = chain(template, tmp_path)
+    # with printing, whose own report line must not reach stdout
+    assert main(["--database", url, "batch", "run", "--period-start", str(PERIOD), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "batches" / str(PERIOD) / "summary.json").read_text())
+    assert printed["deal_budgets"] and "budget_model" in printed
+    # nothing to do is JSON too
+    from engine.errors import NothingToDo
+
+    def nothing(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise NothingToDo("no purchase was recorded since the last batch")
+    monkeypatch.setattr(batch_module, "run_batch", nothing)
+    assert main(["-q", "--database", url, "batch", "run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "nothing to do"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -324,4 +358,4 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
         total = sum(sum(row.values()) for row in c["candidates"].values())
         assert total == sum(sum(row.values()) for row in c["offers"].values()) + sum(c["dropped"].values()), name
     text = format_summary(summary)
-    assert "offer funnel" in text and "below probability floor" in text and "from history" in text
+    assert "candidates dropped" in text and "below probability floor" in text and "from history" in text
