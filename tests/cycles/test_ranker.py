@@ -15,8 +15,6 @@ from engine.errors import InputError, NotFittedError
 from engine.history import history_from_files
 from fixtures.generator import generate
 
-pytest.importorskip("lightgbm")
-
 W = 14
 SMALL = {"n_estimators": 60, "n_cutoffs": 6}     # small trees: seconds, not minutes
 
@@ -144,3 +142,20 @@ def test_wrong_window_and_unfitted_are_refused(fitted, split):
     with pytest.raises(NotFittedError):
         NextWindowRanker().predict(as_of, W)
     assert len(RANKER_FEATURES) == len(set(RANKER_FEATURES))
+
+
+def test_the_profile_takes_p_buy_from_the_ranker_unless_set_to_renewal(small_chain, split):
+    from engine.config import CycleSettings, Settings
+    from engine.errors import ConfigError
+    from engine.profiles import profile_frame
+    _, as_of, _ = split
+    history = small_chain.filter((pl.col("day") < as_of) & (pl.col("customer_key") % 2 == 0))
+    by_ranker = profile_frame(history, Settings(), as_of, W)
+    by_renewal = profile_frame(history, Settings(cycles=CycleSettings(p_buy_model="renewal")), as_of, W)
+    ranked = NextWindowRanker(window_days=W).fit(history, observed_until=as_of).predict(as_of, W)
+    assert by_ranker["p_buy_in_window"].to_list() == pytest.approx(ranked["p_buy_in_window"].to_list())
+    renewal = PurchaseCycleEstimator().fit(history, observed_until=as_of).predict(as_of, W)
+    assert by_renewal["p_buy_in_window"].to_list() == pytest.approx(renewal["p_buy_in_window"].to_list())
+    assert by_ranker.drop("p_buy_in_window").equals(by_renewal.drop("p_buy_in_window"))
+    with pytest.raises(ConfigError, match="p_buy_model"):
+        profile_frame(history, Settings(cycles=CycleSettings(p_buy_model="magic")), as_of, W)
