@@ -202,7 +202,7 @@ class NextWindowRanker:
             import lightgbm as lgb
             params = {"objective": "binary", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                       "min_child_samples": self.min_child_samples, "feature_fraction": 0.9, "lambda_l2": 1.0,
-                      # half the rows a tree and 63 bins: 3x faster, no loss on the real panel (measured)
+                      # half the rows a tree and 63 bins: less work a tree, same P@10 / NDCG@10 on the real panel (measured)
                       "bagging_fraction": 0.5, "bagging_freq": 1, "max_bin": 63,
                       "seed": self.seed, "deterministic": True, "force_row_wise": True,
                       "num_threads": self.n_jobs, "verbose": -1}
