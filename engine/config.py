@@ -63,6 +63,9 @@ class CycleSettings:
     volume_cuts: tuple[float, float] = (1 / 3, 2 / 3)  # quantiles of units/week: low | mid | high
     brand_prior_occasions: float = 2.0    # pseudo-purchases at the customer's overall store share in a pair's share
     partitions: int = 1                   # customer hash partitions (customer_key % n) the profile is computed in
+    # p_buy_in_window from 'ranker' (cycles.ranker, learnt from the chain's past windows; beats frequency on
+    # real data) or 'renewal' (the purchase-cycle model alone); next_expected_on is the renewal model's either way
+    p_buy_model: str = "ranker"
 
 
 @dataclass(frozen=True)
