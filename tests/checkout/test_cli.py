@@ -9,11 +9,12 @@ import pytest
 from engine.checkout import store_for_key
 from engine.cli import main
 from engine.db import connect
-from tests.checkout.conftest import SECRET, basket
+from tests.checkout.conftest import NOW, SECRET, basket
 
 
 @pytest.fixture
 def env(chain, monkeypatch, tmp_path):
+    monkeypatch.setattr("engine.checkout.server_now", lambda: NOW)     # the clock validity is judged by
     monkeypatch.setenv("LISTWISE_SECRET", SECRET.decode())
     monkeypatch.setenv("LISTWISE_DATABASE_URL", chain.url)
     monkeypatch.chdir(tmp_path)
