@@ -193,7 +193,9 @@ def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: floa
             "items": [{"sku": sku, "quantity": 1, "amount_cents": int(price)}
                       for sku, price in items.select("sku", "regular_price_cents").iter_rows()],
         }
-        answer = checkout(engine, secret, request, settings.checkout)
+        # the simulated lanes shop in the (past) period: the server's clock is the basket's time
+        answer = checkout(engine, secret, request, settings.checkout,
+                          now=dt.datetime.fromisoformat(request["timestamp"]), timezone=settings.timezone)
         baskets += 1
         redeemed += sum(1 for line in answer["lines"] if line.get("offer_id"))
     engine.dispose()
