@@ -344,6 +344,10 @@ def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
                 if nowait:
                     raise WouldWait() from exc
                 raise _busy(wait) from exc
+            finally:
+                if sqlite and not conn.invalidated:     # the pooled connection's reads keep the usual timeout
+                    with contextlib.suppress(Exception):
+                        conn.connection.driver_connection.execute("PRAGMA busy_timeout = 30000")
     finally:
         if not isinstance(lock, contextlib.nullcontext):
             lock.release()
