@@ -26,6 +26,14 @@ is converted to the store's zone (`stores.timezone`, else the chain's `Settings.
 and refused (invalid_request) when its offset differs from that zone's at that instant by
 more than the zone's DST shift: the zone is then set wrong (engine/zones.py). ``Z`` is an
 instant in UTC and never judged.
+
+Time: validity is judged by the server's clock (`server_now`) read in the store's zone, not
+by the lane's. The basket's timestamp counts only within `clock_tolerance_minutes` of it (a
+lane a few minutes off still redeems on a list's last evening); a basket dated further off
+is judged at the server's clock, so an expired list never redeems by backdating. A basket
+more than `max_clock_skew_minutes` (default 24 h: a store-and-forward lane sending
+yesterday's baskets after an outage) from the server's clock is refused (clock_skew); within
+it, it joins history on its own day.
 """
 
 from __future__ import annotations
@@ -150,7 +158,8 @@ class CheckoutRequest(_Strict):
     lane: Annotated[int, Field(strict=True, ge=0, le=100_000)] | None = None
     basket_id: _Text
     timestamp: dt.datetime = Field(description="time of the basket: store-local, or with an offset or Z "
-                                               "(converted to the store's zone); validity is judged at it")
+                                               "(converted to the store's zone); validity is judged at the "
+                                               "server's clock, at this time only within the tolerance")
     codes: Annotated[list[_Code], Field(max_length=100)] = []
     card_number: Annotated[str, Field(strict=True, min_length=1, max_length=32),
                            AfterValidator(_printable)] | None = None
