@@ -388,11 +388,14 @@ def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool
             print(f"    ({len(idle)} more deals with no offer and nothing committed: not valid in the period)")
         shown = {"batch_id", "period_start", "period_end", "status", "profiler", "qualifying_customers",
                  "holdout_customers", "lists", "offers", "offers_by_kind", "offers_by_cell", "face_value_cents",
-                 "discount_cost_by_funder_cents", "deal_budgets", "chain_budget", "campaigns", "seconds"}
-        for key in sorted(set(summary) - shown):   # drop reasons, candidates, warnings as the summary grows them
+                 "discount_cost_by_funder_cents", "deal_budgets", "chain_budget", "campaigns", "seconds",
+                 "offer_funnel", "category_matches"}
+        for kind, f in summary.get("offer_funnel", {}).items():
+            dropped = ", ".join(f"{reason} {n:,}" for reason, n in f["dropped"].items() if n)
+            print(f"  funnel {kind}: {f['candidates']:,} candidates -> {f['selected']:,} on lists"
+                  + (f"; dropped: {dropped}" if dropped else ""))
+        for key in sorted(set(summary) - shown):   # anything else the summary grows
             print(f"  {key}: {json.dumps(summary[key])}")
-        if not any("drop" in k or "candidate" in k for k in summary):
-            print("  (the summary has no candidates or drop reasons per kind yet)")
         figures.update(lists=summary["lists"], offers=summary["offers"], offers_by_kind=summary["offers_by_kind"])
     if summary is None:
         return figures
@@ -479,7 +482,7 @@ def _replay(settings, secret: bytes, batch_id: int, data: Path, naive: bool) -> 
                                  for s, q, a in grp.select("sku", "quantity", "amount_cents").iter_rows()]}
             try:
                 # a replay of history: the server's clock is the basket's own time
-                answer = checkout(engine, secret, request, settings.checkout,
+                answer = checkout(engine, secret, request, settings.checkout, timezone=settings.timezone,
                                   now=dt.datetime.fromisoformat(request["timestamp"].replace("Z", "+00:00")))
             except CheckoutRefused as exc:
                 key = f"{exc.reason}: " + re.sub(r"\d+(\.\d+)?", "N", exc.detail)[:100]   # one line per kind
