@@ -481,7 +481,9 @@ def _replay(settings, secret: bytes, batch_id: int, data: Path, naive: bool) -> 
                        "items": [{"sku": s, "quantity": q, "amount_cents": a}
                                  for s, q, a in grp.select("sku", "quantity", "amount_cents").iter_rows()]}
             try:
-                answer = checkout(engine, secret, request, settings.checkout, timezone=settings.timezone)
+                # a replay of history: the server's clock is the basket's own time
+                answer = checkout(engine, secret, request, settings.checkout, timezone=settings.timezone,
+                                  now=dt.datetime.fromisoformat(request["timestamp"].replace("Z", "+00:00")))
             except CheckoutRefused as exc:
                 key = f"{exc.reason}: " + re.sub(r"\d+(\.\d+)?", "N", exc.detail)[:100]   # one line per kind
                 refused[key] = refused.get(key, 0) + 1

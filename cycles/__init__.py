@@ -1,6 +1,7 @@
 """cycles: pure models of customer behaviour (polars frames in, frames out).
 
-Owns purchase-cycle estimation (next purchase and its probability in a window),
+Owns purchase-cycle estimation (next purchase and its probability in a window; the
+next-window ranker learns that probability from the chain's past windows),
 brand-loyalty x volume cells, and customer value (RFM, ABC, CLV, lifecycle, share of
 wallet, average weekly spend). Touches no disk and no database.
 """
@@ -12,9 +13,11 @@ from cycles.lifecycle import lifecycle
 from cycles.occasions import pair_occasions
 from cycles.profile import PROFILE_COLUMNS, customer_profile
 from cycles.purchase_cycle import PurchaseCycleEstimator
+from cycles.ranker import RANKER_FEATURES, NextWindowRanker
 from cycles.rfm import rfm_scores
 from cycles.value import VALUE_COLUMNS, customer_value
 
 __all__ = ["PurchaseCycleEstimator", "pair_occasions", "brand_volume", "usual_products", "rfm_scores",
            "abc_classes", "BetaGeoModel", "GammaGammaModel", "discounted_clv", "group_clv", "lifecycle",
-           "customer_value", "customer_profile", "PROFILE_COLUMNS", "VALUE_COLUMNS"]
+           "customer_value", "customer_profile", "PROFILE_COLUMNS", "VALUE_COLUMNS",
+           "NextWindowRanker", "RANKER_FEATURES"]

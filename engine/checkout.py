@@ -26,21 +26,33 @@ is converted to the store's zone (`stores.timezone`, else the chain's `Settings.
 and refused (invalid_request) when its offset differs from that zone's at that instant by
 more than the zone's DST shift: the zone is then set wrong (engine/zones.py). ``Z`` is an
 instant in UTC and never judged.
+
+Time: validity is judged by the server's clock (`server_now`) read in the store's zone, not
+by the lane's. The basket's timestamp counts only within `clock_tolerance_minutes` of it (a
+lane a few minutes off still redeems on a list's last evening); a basket dated further off
+is judged at the server's clock, so an expired list never redeems by backdating. A basket
+more than `max_clock_skew_minutes` (default 24 h: a store-and-forward lane sending
+yesterday's baskets after an outage) from the server's clock is refused (clock_skew); within
+it, it joins history on its own day.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import functools
 import hashlib
 import json
 import secrets
 import threading
+import time
+import unicodedata
 from typing import Annotated, Any, Iterator
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.codes import parse_code
 from engine.config import CheckoutSettings
@@ -50,9 +62,9 @@ from engine.ingest import line_checksum
 from engine.zones import from_iso, local_wall_clock, zone_of
 
 __all__ = [
-    "scan", "checkout", "void", "create_key", "revoke_key", "store_for_key",
+    "scan", "checkout", "void", "create_key", "revoke_key", "store_for_key", "key_for", "list_keys",
     "parse_request", "request_sha256", "CheckoutRefused", "CheckoutRequest", "ScanRequest",
-    "VoidRequest", "Item", "REASON_STATUS",
+    "VoidRequest", "Item", "REASON_STATUS", "server_now", "no_wait", "WouldWait",
 ]
 
 # Refusal reason -> HTTP status the service answers with (the library itself is HTTP-free;
@@ -62,6 +74,7 @@ REASON_STATUS = {
     "bad_check": 400, "unknown": 404, "expired": 410, "revoked": 410, "not_yet_valid": 409,
     "unknown_store": 404, "unknown_basket": 404, "conflict": 409, "voided": 409,
     "basket_exists": 409, "unauthorized": 401, "forbidden": 403, "too_large": 413,
+    "too_many_failed_checks": 429, "busy": 503,
 }
 
 
@@ -71,11 +84,12 @@ class CheckoutRefused(EngineError):
     Belongs with the other errors in engine/errors.py once the owner of that file takes it.
     """
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, retry_after: int | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.status = REASON_STATUS.get(reason, 400)
+        self.retry_after = retry_after          # seconds, for the Retry-After header (429, 503)
 
     def as_dict(self) -> dict[str, str]:
         return {"error": self.reason, "detail": self.detail}
@@ -83,7 +97,16 @@ class CheckoutRefused(EngineError):
 
 # ---------------------------------------------------------------- request shapes
 
-_Text = Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+def _printable(value: str) -> str:
+    # NUL and other control characters: PostgreSQL refuses NUL in text (a 500 that logged the
+    # card), and no till sends them. The message never repeats the value (it may be a card).
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain control characters (NUL, tab, newline, ...)")
+    return value
+
+
+_Text = Annotated[str, Field(strict=True, min_length=1, max_length=64), AfterValidator(_printable)]
+_Code = Annotated[str, Field(strict=True, min_length=1, max_length=64), AfterValidator(_printable)]
 
 
 class _Strict(BaseModel):
@@ -136,10 +159,11 @@ class CheckoutRequest(_Strict):
     lane: Annotated[int, Field(strict=True, ge=0, le=100_000)] | None = None
     basket_id: _Text
     timestamp: dt.datetime = Field(description="time of the basket: store-local, or with an offset or Z "
-                                               "(converted to the store's zone); validity is judged at it")
-    codes: Annotated[list[Annotated[str, Field(strict=True, min_length=1, max_length=64)]],
-                     Field(max_length=100)] = []
-    card_number: Annotated[str, Field(strict=True, min_length=1, max_length=32)] | None = None
+                                               "(converted to the store's zone); validity is judged at the "
+                                               "server's clock, at this time only within the tolerance")
+    codes: Annotated[list[_Code], Field(max_length=100)] = []
+    card_number: Annotated[str, Field(strict=True, min_length=1, max_length=32),
+                           AfterValidator(_printable)] | None = None
     items: Annotated[list[Item], Field(min_length=1)]
 
     @field_validator("timestamp", mode="before")
@@ -156,11 +180,14 @@ class CheckoutRequest(_Strict):
 class ScanRequest(_Strict):
     """`POST /v1/scan`: one list code; `at` is the moment validity is judged (default now).
 
-    `at` is store-local time of the key's store, or carries an offset or Z (then converted).
+    `at` is store-local time of the key's store, or carries an offset or Z (then converted);
+    it counts only within `clock_tolerance_minutes` of the server's clock. `lane` names the
+    lane for the limit on failed code checks.
     """
 
-    code: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+    code: _Code
     at: dt.datetime | None = None
+    lane: Annotated[int, Field(strict=True, ge=0, le=100_000)] | None = None
 
     @field_validator("at", mode="before")
     @classmethod
@@ -247,14 +274,93 @@ def _writer_lock(engine: sa.Engine) -> threading.Lock | contextlib.nullcontext:
         return _SQLITE_WRITERS.setdefault(name, threading.Lock())
 
 
+class WouldWait(Exception):
+    """Inside `no_wait()`: the write lock is taken; try again where waiting blocks no one."""
+
+
+_NO_WAIT: contextvars.ContextVar[bool] = contextvars.ContextVar("listwise_no_wait", default=False)
+_LOCK_WAIT: contextvars.ContextVar[float] = contextvars.ContextVar("listwise_lock_wait", default=30.0)
+
+
+@contextlib.contextmanager
+def no_wait() -> Iterator[None]:
+    """Writes inside raise `WouldWait` instead of waiting for the write lock.
+
+    The service runs SQLite checkouts in its event loop; one that waited there for an import's
+    lock would stall every request, health included. It tries without waiting, and on
+    `WouldWait` runs the call again in a thread, where the wait blocks only that request.
+    """
+    token = _NO_WAIT.set(True)
+    try:
+        yield
+    finally:
+        _NO_WAIT.reset(token)
+
+
+@contextlib.contextmanager
+def lock_wait(seconds: float) -> Iterator[None]:
+    """Writes inside wait at most `seconds` for the write lock, then `CheckoutRefused` busy (503)."""
+    token = _LOCK_WAIT.set(seconds)
+    try:
+        yield
+    finally:
+        _LOCK_WAIT.reset(token)
+
+
+def _busy(seconds: float) -> CheckoutRefused:
+    return CheckoutRefused("busy", f"the database's write lock was held by another writer for over "
+                                   f"{seconds:g} s (an import or a batch?); try again",
+                           retry_after=max(1, min(30, round(seconds))))
+
+
+def _is_lock_timeout(exc: sa.exc.DBAPIError) -> bool:
+    """SQLite's "database is locked" (busy timeout) or PostgreSQL's lock_timeout (55P03)."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code == "55P03" or "database is locked" in str(exc.orig)
+
+
 @contextlib.contextmanager
 def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One write transaction; on SQLite BEGIN IMMEDIATE so that it never fails on lock upgrade."""
-    with _writer_lock(engine), engine.connect() as conn:
-        if is_sqlite(engine):
-            conn.execution_options(sqlite_begin="IMMEDIATE")
-        with conn.begin():
-            yield conn
+    """One write transaction; on SQLite BEGIN IMMEDIATE so that it never fails on lock upgrade.
+
+    The wait for the write lock is bounded (`lock_wait`, default 30 s; none inside `no_wait`):
+    beyond it `CheckoutRefused` busy, never a bare database error.
+    """
+    sqlite, nowait, wait = is_sqlite(engine), _NO_WAIT.get(), _LOCK_WAIT.get()
+    deadline = time.monotonic() + wait
+    lock = _writer_lock(engine)
+    if isinstance(lock, contextlib.nullcontext):
+        acquired = True
+    else:
+        acquired = lock.acquire(blocking=not nowait, timeout=-1 if nowait else wait)
+    if not acquired:
+        if nowait:
+            raise WouldWait()
+        raise _busy(wait)
+    try:
+        with engine.connect() as conn:
+            try:
+                if sqlite:
+                    left_ms = 0 if nowait else max(1, int((deadline - time.monotonic()) * 1000))
+                    conn.connection.driver_connection.execute(f"PRAGMA busy_timeout = {left_ms}")
+                    conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    if not sqlite:
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}")
+                    yield conn
+            except sa.exc.OperationalError as exc:
+                if not _is_lock_timeout(exc):
+                    raise
+                if nowait:
+                    raise WouldWait() from exc
+                raise _busy(wait) from exc
+            finally:
+                if sqlite and not conn.invalidated:     # the pooled connection's reads keep the usual timeout
+                    with contextlib.suppress(Exception):
+                        conn.connection.driver_connection.execute("PRAGMA busy_timeout = 30000")
+    finally:
+        if not isinstance(lock, contextlib.nullcontext):
+            lock.release()
 
 
 def _as_date(value: Any) -> dt.date | None:
@@ -315,6 +421,32 @@ def _judge_list(row: Any, list_id: int, day: dt.date) -> None:
         raise CheckoutRefused("expired", f"list {list_id} was valid until {valid_to}, not on {day}")
 
 
+def server_now() -> dt.datetime:
+    """The server's clock, an instant in UTC: what validity is judged by (tests replace it)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _local_now(now: dt.datetime | None, zone: str) -> dt.datetime:
+    """The server's clock (`now`, default `server_now()`) as wall-clock time in `zone`.
+
+    A naive `now` already is store-local wall-clock time (callers of the library may say so).
+    """
+    now = server_now() if now is None else now
+    return now if now.tzinfo is None else now.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+
+
+def _judged_at(lane_clock: dt.datetime | None, server_local: dt.datetime, tolerance_minutes: int) -> dt.datetime:
+    """The moment validity is judged: the lane's clock, but never further than the tolerance from the server's.
+
+    A lane a few minutes off still redeems on the last evening of a list; a basket dated last
+    week is judged now, so an expired list never redeems by backdating (nor a future one early).
+    """
+    if lane_clock is None:
+        return server_local
+    tolerance = dt.timedelta(minutes=tolerance_minutes)
+    return min(max(lane_clock, server_local - tolerance), server_local + tolerance)
+
+
 def _list_id(code: str, secret: bytes) -> int:
     try:
         return parse_code(code, secret)
@@ -325,11 +457,13 @@ def _list_id(code: str, secret: bytes) -> int:
 # ---------------------------------------------------------------- scan
 
 def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = None,
-         store_id: str | None = None, timezone: str = "UTC") -> dict:
-    """The list a code names, judged at `at` (store-local; default now).
+         store_id: str | None = None, timezone: str = "UTC", now: dt.datetime | None = None,
+         settings: CheckoutSettings | None = None) -> dict:
+    """The list a code names, judged at the server's clock `now` (default `server_now()`).
 
-    An `at` with an offset is converted to the zone of `store_id` (the scanning store), else
-    to the chain's `timezone`.
+    `at` is the lane's clock: store-local, or with an offset (converted to the zone of
+    `store_id`, the scanning store, else to the chain's `timezone`); it is used only as far as
+    it lies within `settings.clock_tolerance_minutes` of the server's clock in that zone.
 
     Returns
     -------
@@ -343,10 +477,12 @@ def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = N
     CheckoutRefused
         bad_check (without a database look-up), unknown, revoked, not_yet_valid, expired.
     """
+    settings = settings or CheckoutSettings()
     list_id = _list_id(code, secret)
+    zone = zone_of(_store_zone(engine, store_id)[1] if store_id else None, timezone)
     if at is not None and at.tzinfo is not None:
-        at = _zoned(at, _store_zone(engine, store_id)[1] if store_id else None, timezone)
-    day = (at or dt.datetime.now()).date()
+        at = _zoned(at, zone, zone)
+    day = _judged_at(at, _local_now(now, zone), settings.clock_tolerance_minutes).date()
     with engine.connect() as conn:
         found = _rows(conn, _LIST_SQL + "WHERE l.list_id = :id", {"id": list_id})
         row = found[0] if found else None
@@ -385,7 +521,10 @@ def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict |
     settings
         Limits and the clock-skew rule (`settings.checkout`); defaults when None.
     now
-        The server's store-local clock, for `max_clock_skew_minutes` (default: now).
+        The server's clock (default `server_now()`): an instant, converted to the store's zone,
+        or naive store-local time. Offers are judged at the basket's timestamp only within
+        `settings.clock_tolerance_minutes` of it, and a basket further than
+        `max_clock_skew_minutes` from it is refused (clock_skew).
     timezone
         The chain's zone (`Settings.timezone`), for a store without its own: a timestamp with
         an offset is converted to the store's wall clock before anything else (the idempotency
@@ -404,31 +543,37 @@ def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict |
     ------
     CheckoutRefused
         malformed or invalid body, too_many_items, clock_skew, unknown_store, conflict (same
-        basket_id, different body), voided (retry of a voided basket), basket_exists (imported).
+        basket_id, different body), voided (retry of a voided basket), basket_exists (imported),
+        bad_check (a code fails its keyed check: nothing is recorded, the lane re-scans or
+        drops it; a guess must never leave a basket behind), busy (write lock held too long).
     """
     settings = settings or CheckoutSettings()
     req = parse_request(request, settings)
-    if req.timestamp.tzinfo is not None:
-        exists, zone = _store_zone(engine, req.store_id)
-        if not exists:
-            raise CheckoutRefused("unknown_store", f"no store {req.store_id!r}")
-        req = req.model_copy(update={"timestamp": _zoned(req.timestamp, zone, timezone)})
-    if settings.max_clock_skew_minutes > 0:
-        skew = abs((req.timestamp - (now or dt.datetime.now())).total_seconds()) / 60
-        if skew > settings.max_clock_skew_minutes:
-            raise CheckoutRefused("clock_skew", f"timestamp {req.timestamp.isoformat()} is {skew:.0f} minutes "
-                                                f"from the server's clock (at most {settings.max_clock_skew_minutes})")
-    digest = request_sha256(req)
     # The keyed check of every code, before any database look-up.
     codes: list[tuple[str, int | None, str | None]] = []
-    for code in dict.fromkeys(req.codes):
+    for i, code in enumerate(dict.fromkeys(req.codes)):
         try:
             codes.append((code, parse_code(code, secret), None))
-        except CodeError:
-            codes.append((code, None, "bad_check"))
+        except CodeError as exc:
+            raise CheckoutRefused("bad_check", f"codes.{i}: {exc}; nothing was recorded") from exc
+    exists, zone = _store_zone(engine, req.store_id)
+    if not exists:
+        raise CheckoutRefused("unknown_store", f"no store {req.store_id!r}")
+    zone = zone_of(zone, timezone)
+    if req.timestamp.tzinfo is not None:
+        req = req.model_copy(update={"timestamp": _zoned(req.timestamp, zone, zone)})
+    server_local = _local_now(now, zone)
+    if settings.max_clock_skew_minutes > 0:
+        skew = abs((req.timestamp - server_local).total_seconds()) / 60
+        if skew > settings.max_clock_skew_minutes:
+            raise CheckoutRefused("clock_skew", f"timestamp {req.timestamp.isoformat()} is {skew:.0f} minutes "
+                                                f"from the server's clock in {zone} "
+                                                f"(at most {settings.max_clock_skew_minutes})")
+    judged = _judged_at(req.timestamp, server_local, settings.clock_tolerance_minutes).date()
+    digest = request_sha256(req)
     _ensure_sequences(engine)
-    with _writing(engine) as conn:
-        return _checkout_in(conn, is_sqlite(engine), req, digest, codes)
+    with lock_wait(settings.lock_wait_seconds), _writing(engine) as conn:
+        return _checkout_in(conn, is_sqlite(engine), req, digest, codes, judged)
 
 
 _SEQUENCES_READY: set[str] = set()
@@ -469,7 +614,7 @@ _SEEN = ("SELECT s.store_id, c.request_sha256, c.response_json, c.voided_at, "
 
 
 def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest: str,
-                 codes: list[tuple[str, int | None, str | None]]) -> dict:
+                 codes: list[tuple[str, int | None, str | None]], judged: dt.date) -> dict:
     key = {"store": req.store_id, "basket": req.basket_id}
     # One look: the store, an earlier checkout of this basket, the basket in history. The
     # replay comes first: a basket a checkout wrote is in history with its checkout row.
@@ -492,16 +637,19 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
                 raise CheckoutRefused("conflict", f"basket {req.basket_id} is being checked out by another lane")
             return _replay(again[0], digest, req.store_id, req.basket_id)
 
+    # `day`: the basket's store-local day (history); `judged`: the day its offers are judged on
+    # (the server's clock, the lane's within the tolerance). They differ only for a basket
+    # sent late (store-and-forward) or a lane whose clock is off.
     day = req.timestamp.date()
-    lists, customer_key, customer_id, refused = _resolve_lists(conn, sqlite, req, codes, day)
+    lists, customer_key, customer_id, refused = _resolve_lists(conn, sqlite, req, codes, judged)
     skus = sorted({item.sku for item in req.items})
     products = {r["sku"]: r for r in _rows(conn, "SELECT product_key, sku, category FROM products "
                                                  "WHERE sku IN :skus", {"skus": skus}, ("skus",))}
     offers = _rows(conn, (
         "SELECT offer_id, kind, product_key, category, discount_cents, min_spend_cents, max_uses "
         "FROM offers WHERE list_id IN :ids AND valid_from <= :day AND valid_to >= :day "
-        "ORDER BY list_id, line_no"), {"ids": lists or [-1], "day": _sql(day, sqlite)}, ("ids",))
-    lines, per_line = _redeem(conn, sqlite, req, products, offers, day)
+        "ORDER BY list_id, line_no"), {"ids": lists or [-1], "day": _sql(judged, sqlite)}, ("ids",))
+    lines, per_line = _redeem(conn, sqlite, req, products, offers, judged)
 
     basket_key = allocate_keys(conn, "baskets", 1)
     recorded = [
@@ -769,11 +917,30 @@ def revoke_key(engine: sa.Engine, key: str) -> str:
     return found[0]["store_id"]
 
 
-def store_for_key(engine: sa.Engine, key: str | None) -> str | None:
-    """The store a live key acts for; None for a missing, unknown or revoked key."""
+def key_for(engine: sa.Engine, key: str | None) -> tuple[int, str] | None:
+    """(key id, store) of a live key; None for a missing, unknown or revoked key.
+
+    The key id is what logs name: it identifies the key without being it.
+    """
     if not key:
         return None
     with engine.connect() as conn:
-        found = _rows(conn, "SELECT store_id FROM api_keys WHERE key_sha256 = :h AND revoked_at IS NULL",
+        found = _rows(conn, "SELECT key_id, store_id FROM api_keys WHERE key_sha256 = :h AND revoked_at IS NULL",
                       {"h": _key_hash(key)})
-    return found[0]["store_id"] if found else None
+    return (int(found[0]["key_id"]), found[0]["store_id"]) if found else None
+
+
+def store_for_key(engine: sa.Engine, key: str | None) -> str | None:
+    """The store a live key acts for; None for a missing, unknown or revoked key."""
+    found = key_for(engine, key)
+    return None if found is None else found[1]
+
+
+def list_keys(engine: sa.Engine) -> list[dict]:
+    """Every API key: key_id, store_id, created_at, revoked_at (None while live); never the key or its hash."""
+    with engine.connect() as conn:
+        rows = _rows(conn, "SELECT key_id, store_id, created_at, revoked_at FROM api_keys ORDER BY key_id")
+    def text(value: Any) -> str | None:
+        return None if value is None else str(value).replace("T", " ")[:19]
+    return [{"key_id": int(r["key_id"]), "store_id": r["store_id"], "created_at": text(r["created_at"]),
+             "revoked_at": text(r["revoked_at"])} for r in rows]

@@ -303,6 +303,7 @@ def _add_checkout(sub: argparse._SubParsersAction) -> None:
     k = ksub.add_parser("revoke", help="End an API key", epilog="example: listwise keys revoke lw_3xQ...")
     k.add_argument("key")
     k.set_defaults(run=_run_keys_revoke)
+    _add_keys_list(ksub)
 
     p = sub.add_parser("checkout", help="Check a basket out without a server (as POST /v1/checkout)",
                        epilog="example: listwise checkout --file basket.json")
@@ -353,6 +354,99 @@ def _run_checkout(args: argparse.Namespace) -> int:
     secret = resolve_secret(settings)
     verify_secret(engine, secret)
     print(json.dumps(checkout(engine, secret, body, settings.checkout, timezone=settings.timezone), indent=2))
+    return 0
+
+
+def _add_keys_list(ksub: argparse._SubParsersAction) -> None:
+    k = ksub.add_parser("list", help="Key ids, stores, created and revoked times (never the keys)",
+                        epilog="example: listwise keys list")
+    k.set_defaults(run=_run_keys_list)
+
+
+def _run_keys_list(args: argparse.Namespace) -> int:
+    from engine.checkout import list_keys
+    from engine.db import connect, require_schema
+    engine = connect(_settings(args).database_url)
+    require_schema(engine)
+    keys = list_keys(engine)
+    print(f"{'key_id':>6}  {'store':<12} {'created (UTC)':<19}  revoked (UTC)")
+    for k in keys:
+        print(f"{k['key_id']:>6}  {k['store_id']:<12} {k['created_at']:<19}  {k['revoked_at'] or '-'}")
+    if not keys:
+        print("no API keys yet: listwise keys create --store STORE", file=sys.stderr)
+    return 0
+
+
+def _add_lists(sub: argparse._SubParsersAction) -> None:
+    """lists show / revoke / reprint (engine/lists.py): one customer's list at the service desk."""
+    p = sub.add_parser("lists", help="Show, revoke or reprint one customer's list")
+    lsub = p.add_subparsers(required=True)
+    q = lsub.add_parser("show", help="A customer's lists and their offers' state (card masked, no name)",
+                        epilog="example: listwise lists show C1042")
+    q.add_argument("customer", help="customer_id, as in the customers file")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.set_defaults(run=_run_lists_show)
+    q = lsub.add_parser("revoke", help="Revoke the list a code names: the checkout refuses it from now on",
+                        epilog="example: listwise lists revoke 000000104211742957")
+    q.add_argument("code", help="the code printed under the barcode")
+    q.set_defaults(run=_run_lists_revoke)
+    q = lsub.add_parser("reprint", help="Give a customer's current list a new code (the old one is refused)",
+                        epilog="example: listwise lists reprint C1042")
+    q.add_argument("customer", help="customer_id, as in the customers file")
+    q.set_defaults(run=_run_lists_reprint)
+
+
+def _lists_context(args: argparse.Namespace):
+    from engine.chain_key import verify_secret
+    from engine.config import resolve_secret
+    from engine.db import connect, require_schema
+    settings = _settings(args)
+    engine = connect(settings.database_url)
+    require_schema(engine)
+    secret = resolve_secret(settings)
+    verify_secret(engine, secret)
+    return engine, secret, settings.timezone
+
+
+def _run_lists_show(args: argparse.Namespace) -> int:
+    import json
+    from engine.db import connect, require_schema
+    from engine.lists import show
+    settings = _settings(args)
+    engine = connect(settings.database_url)
+    require_schema(engine)
+    found = show(engine, args.customer, timezone=settings.timezone)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"customer {found['customer_id']}  card {found['card'] or '-'}  "
+          f"current list {found['current_list_id'] or 'none'}")
+    for lst in found["lists"]:
+        print(f"list {lst['list_id']}  code {lst['code']}  batch {lst['batch_id']}  "
+              f"{lst['valid_from']}..{lst['valid_to']}  {lst['status']}")
+        for o in lst["offers"]:
+            what = o["sku"] or (f"category {o['category']}" if o["category"] else "basket")
+            print(f"  {o['line_no']:>2} {o['kind']:<10} {what:<20} {o['discount_cents'] / 100:>7.2f} off  "
+                  f"used {o['redeemed']}/{o['max_uses']}")
+    return 0
+
+
+def _run_lists_revoke(args: argparse.Namespace) -> int:
+    from engine.lists import revoke
+    engine, secret, _ = _lists_context(args)
+    done = revoke(engine, secret, args.code)
+    word = "was already revoked" if done["already_revoked"] else "revoked"
+    print(f"list {done['list_id']} of customer {done['customer_id']} {word}")
+    return 0
+
+
+def _run_lists_reprint(args: argparse.Namespace) -> int:
+    from engine.lists import reprint
+    engine, secret, timezone = _lists_context(args)
+    done = reprint(engine, secret, args.customer, timezone=timezone)
+    print(f"list {done['old_list_id']} of customer {done['customer_id']} is now list {done['list_id']}, "
+          f"valid {done['valid_from']}..{done['valid_to']}; its old code is refused from now", file=sys.stderr)
+    print(done["code"])
     return 0
 
 
@@ -428,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("--version", action="version", version=f"listwise {_version()}")
     sub = parser.add_subparsers(required=True, metavar="command")
-    for add in (_add_data, _add_cycles, _add_batch, _add_checkout, _add_extracts, _add_report):
+    for add in (_add_data, _add_cycles, _add_batch, _add_checkout, _add_lists, _add_extracts, _add_report):
         add(sub)
     return parser
 

@@ -41,7 +41,8 @@ def make_code(list_id: int, secret: bytes) -> str:
 def parse_code(code: str, secret: bytes) -> int:
     """The list id a code names; `CodeError` if it is malformed or fails the keyed check."""
     code = code.strip().replace(" ", "").replace("-", "")
-    if len(code) != CODE_LENGTH or not code.isdigit():
+    # isascii: str.isdigit() also takes '٣' and '²' (int() then fails, or reads another digit)
+    if len(code) != CODE_LENGTH or not (code.isascii() and code.isdigit()):
         raise CodeError(f"code {code!r} is not {CODE_LENGTH} digits")
     list_id = int(code[:_ID_DIGITS])
     if not hmac.compare_digest(code[_ID_DIGITS:], _check(list_id, secret)):

@@ -63,6 +63,9 @@ class CycleSettings:
     volume_cuts: tuple[float, float] = (1 / 3, 2 / 3)  # quantiles of units/week: low | mid | high
     brand_prior_occasions: float = 2.0    # pseudo-purchases at the customer's overall store share in a pair's share
     partitions: int = 1                   # customer hash partitions (customer_key % n) the profile is computed in
+    # p_buy_in_window from 'ranker' (cycles.ranker, learnt from the chain's past windows; beats frequency on
+    # real data) or 'renewal' (the purchase-cycle model alone); next_expected_on is the renewal model's either way
+    p_buy_model: str = "ranker"
 
 
 @dataclass(frozen=True)
@@ -158,13 +161,28 @@ class PrintSettings:
 class CheckoutSettings:
     max_body_bytes: int = 256 * 1024      # larger request bodies are refused (413) before parsing
     max_items: int = 500                  # items in one checkout, at most
-    max_clock_skew_minutes: int = 0       # 0 = do not refuse baskets far from the server's clock
+    # A basket whose timestamp is further than this from the server's clock (in the store's zone) is
+    # refused (clock_skew). 24 h lets a store-and-forward lane send yesterday's baskets after an outage;
+    # 0 = no such refusal. Offers are judged at the server's clock either way (clock_tolerance_minutes).
+    max_clock_skew_minutes: int = 24 * 60
     max_codes: int = 20                   # list codes in one checkout, at most
     max_line_quantity: float = 1000.0     # a line above this many units (or kg) is refused as absurd
     max_line_amount_cents: int = 1_000_000  # a line above this ($10,000) is refused as absurd
     key_cache_seconds: float = 0.0        # the service remembers a key's store this long; 0 = look up every request
     wal_checkpoint_seconds: float = 1.0   # SQLite: the service checkpoints the WAL in the background this often;
                                           # 0 = SQLite's own checkpoint inside a commit (a lane waits for it)
+    # Offers are judged at the basket's timestamp only as far as it lies within this of the server's
+    # clock; beyond, at the server's clock minus/plus this (a backdated basket gets no expired offer).
+    clock_tolerance_minutes: int = 15
+    # Failed code checks (bad_check) a key, and a store's lane, may make per `failed_checks_window_seconds`
+    # before requests carrying codes get 429 with Retry-After (a token bucket per process: with N worker
+    # processes the chain-wide limit is N times this). 60 per 10 min: ~16 years to forge one 8-digit check.
+    max_failed_checks_per_key: int = 60
+    max_failed_checks_per_lane: int = 10
+    failed_checks_window_seconds: float = 600.0
+    # A write that cannot get the database's write lock within this many seconds is answered 503 with
+    # Retry-After (an import or a batch holds it); the service's other requests do not wait for it.
+    lock_wait_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -333,6 +351,13 @@ def validate_settings(settings: Settings, where: str = "settings") -> Settings:
         ("checkout.max_items", k.max_items, positive, ">= 1"),
         ("checkout.max_codes", k.max_codes, positive, ">= 1"),
         ("checkout.max_clock_skew_minutes", k.max_clock_skew_minutes, non_negative, ">= 0"),
+        ("checkout.clock_tolerance_minutes", k.clock_tolerance_minutes, lambda n: 0 <= n <= 24 * 60,
+         "in [0, 1440] (minutes)"),
+        ("checkout.max_failed_checks_per_key", k.max_failed_checks_per_key, positive, ">= 1"),
+        ("checkout.max_failed_checks_per_lane", k.max_failed_checks_per_lane, positive, ">= 1"),
+        ("checkout.failed_checks_window_seconds", k.failed_checks_window_seconds, lambda n: 1 <= n <= 86400,
+         "in [1, 86400] (seconds)"),
+        ("checkout.lock_wait_seconds", k.lock_wait_seconds, lambda n: 0 < n <= 600, "in (0, 600] (seconds)"),
     ]
     for i, campaign in enumerate(settings.campaigns):
         at = f"campaigns[{i}]"

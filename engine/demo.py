@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from engine.chain_key import bind_secret
 from engine.config import Settings, load_settings, resolve_secret
 from engine.db import connect, init_schema
+from engine.errors import StateError
 from engine.ingest import import_files
 
 __all__ = ["run_demo", "demo_settings", "simulate_period", "list_outcomes"]
@@ -33,16 +34,62 @@ def demo_settings(directory: Path) -> Settings:
         batch=dataclasses.replace(base.batch, out_dir=str(directory / "batches")))
 
 
+# Written into a demo's directory: the top-level names the demo made there, one a line. A
+# later demo removes those and nothing else; a non-empty directory without it is refused.
+MARKER = ".listwise-demo"
+_MADE = ("data", "listwise.db", "listwise.db-wal", "listwise.db-shm", "listwise.db-journal", "listwise.secret",
+         "batches", "profile.parquet", "customers.parquet")
+
+
+def _claim(directory: Path) -> set[str]:
+    """Make `directory` ready for a demo; the names that were there before (kept).
+
+    A missing or empty directory is used; one a previous demo made has what that demo made
+    removed (its MARKER lists it), the rest kept; any other non-empty directory is refused.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise StateError(f"{directory} is not a directory")
+    marker = directory / MARKER
+    if directory.exists() and any(directory.iterdir()) and not marker.exists():
+        raise StateError(f"{directory} is not empty and no demo made it: the demo would mix its files with "
+                         "yours; choose a new or empty --dir")
+    if marker.exists():
+        for name in marker.read_text().splitlines():
+            path = directory / name.strip()
+            if not name.strip() or path.parent != directory or name.strip() in (".", "..", MARKER):
+                continue                                   # only plain names inside the directory
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    return {p.name for p in directory.iterdir()} - {MARKER}
+
+
+def _mark(directory: Path, kept: set[str], names: set[str]) -> None:
+    (directory / MARKER).write_text("".join(f"{n}\n" for n in sorted(names - kept - {MARKER})))
+
+
 def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int = 0,
              progress: Progress = None) -> Iterator[str]:
-    """Run the demo into `directory` (emptied first); yields report lines as it goes."""
+    """Run the demo into `directory`; yields report lines as it goes.
+
+    `directory` must be new, empty, or a previous demo's: then what that demo made is
+    replaced and anything else there is left alone (see `MARKER`).
+    """
+    directory = Path(directory).resolve()
+    kept = _claim(directory)
+    _mark(directory, kept, set(_MADE))             # before anything is made: a killed demo is still known
+    try:
+        yield from _run_demo(directory, customers, weeks, seed, progress)
+    finally:
+        _mark(directory, kept, set(_MADE) | {p.name for p in directory.iterdir()})
+
+
+def _run_demo(directory: Path, customers: int, weeks: int, seed: int, progress: Progress) -> Iterator[str]:
     from fixtures.generator import generate
 
-    directory = Path(directory).resolve()
-    if directory.exists():
-        shutil.rmtree(directory)
     data = directory / "data"
-    directory.mkdir(parents=True)
     summary = generate(data, customers=customers, weeks=weeks, seed=seed, fmt="parquet",
                        progress=(lambda d, t: progress("generate", d, t)) if progress else None)
     yield f"generated {customers:,} customers x {weeks} weeks into {data}"
@@ -199,7 +246,9 @@ def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: floa
             "items": [{"sku": sku, "quantity": 1, "amount_cents": int(price)}
                       for sku, price in items.select("sku", "regular_price_cents").iter_rows()],
         }
-        answer = checkout(engine, secret, request, settings.checkout)
+        # the simulated lanes shop in the (past) period: the server's clock is the basket's time
+        answer = checkout(engine, secret, request, settings.checkout,
+                          now=dt.datetime.fromisoformat(request["timestamp"]), timezone=settings.timezone)
         baskets += 1
         redeemed += sum(1 for line in answer["lines"] if line.get("offer_id"))
     engine.dispose()

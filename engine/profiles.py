@@ -7,6 +7,11 @@ engine.history, map customer_key to customer_id and write Parquet or CSV by exte
 Scale: the profile is computed per hash partition of customers (customer_key % n,
 `cycles.partitions`); the category priors are fitted on the first partition and reused by
 the others, so every partition is a pure function of its own customers' history.
+
+p_buy_in_window: with `cycles.p_buy_model = "ranker"` (the default) it is the calibrated
+probability of cycles.ranker.NextWindowRanker, fitted once on the whole history (a hash
+sample of customers trains it) and applied to every partition; its renewal priors are the
+partitions' priors. Thin histories keep the renewal probability (see cycles.ranker).
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import polars as pl
 
 from cycles.profile import customer_profile
 from cycles.purchase_cycle import PurchaseCycleEstimator
+from cycles.ranker import NextWindowRanker
 from cycles.value import customer_value
 from engine.config import Settings
-from engine.errors import InputError, StateError
+from engine.errors import ConfigError, InputError, StateError
 
 __all__ = ["profile_frames", "profile_frame", "value_frame", "write_profile", "write_customers", "history_start"]
 
@@ -82,15 +88,38 @@ def profile_frame(history: pl.DataFrame, settings: Settings, as_of: dt.date, win
     history = history.filter((pl.col("day") < as_of)
                              & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)))
     n = max(1, settings.cycles.partitions)
-    parts, priors = [], None
+    ranker = _ranker(history, settings, as_of, window_days)
+    parts, priors = [], None if ranker is None else ranker.renewal_priors_
     for i in range(n):
         part = history if n == 1 else history.filter(pl.col("customer_key") % n == i)
         profile, fitted = _profile(part, settings, as_of, window_days, priors)
         priors = fitted if priors is None else priors
+        if ranker is not None:
+            profile = _with_ranker(profile, ranker.predict(as_of, window_days, history=None if n == 1 else part))
         parts.append(profile)
         if progress:
             progress("profile partitions", i + 1, n)
     return pl.concat(parts).sort("customer_key", "category") if n > 1 else parts[0]
+
+
+def _ranker(history: pl.DataFrame, settings: Settings, as_of: dt.date,
+            window_days: int) -> NextWindowRanker | None:
+    """The ranker fitted once on the whole history, or None when `p_buy_model` is 'renewal'."""
+    model = settings.cycles.p_buy_model
+    if model not in {"ranker", "renewal"}:
+        raise ConfigError(f"cycles.p_buy_model must be 'ranker' or 'renewal', got {model!r}")
+    if model == "renewal" or history.height == 0:
+        return None
+    return NextWindowRanker(window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks).fit(
+        history, observed_until=as_of)
+
+
+def _with_ranker(profile: pl.DataFrame, ranked: pl.DataFrame) -> pl.DataFrame:
+    """The profile with the ranker's p_buy_in_window (the renewal one where the ranker has no row)."""
+    p = ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("_p_ranker"))
+    return (profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
+            .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
+            .drop("_p_ranker"))
 
 
 def value_frame(history: pl.DataFrame, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date,

@@ -10,19 +10,38 @@ Where the work runs: on PostgreSQL in FastAPI's thread pool, each request with i
 pooled connection, so lanes proceed in parallel as far as the database lets them. On
 SQLite, where writers queue for the one write lock anyway, in the event loop itself: the
 hand-off to threads and their contention for the GIL cost more CPU than the checkout
-(measured: 4.6 against 3.5 ms of server CPU a checkout at 200/s). The price: while another
-process (an import, a batch) holds SQLite's write lock, the service waits with it.
+(measured: 4.6 against 3.5 ms of server CPU a checkout at 200/s). A write that would wait for
+the lock (another process, an import or a batch, holds it) is not waited for in the event loop:
+it runs again in a thread (`engine.checkout.no_wait`), so health and reads go on, and is
+answered 503 with Retry-After after `checkout.lock_wait_seconds`.
+
+Guessing: failed code checks (bad_check) are limited per API key and per store lane with
+token buckets (`_FailureLimits`): once a bucket is empty, requests carrying codes get 429 with
+Retry-After until it refills; card-only checkouts and voids go on. slowapi was considered: it
+limits every request by a key taken from the request line, while this limit counts only
+failures and keys on the lane inside the body, so a small bucket here is simpler. The buckets
+live in each worker process's memory: with N workers (`serve --workers N`) a guesser who is
+spread over them gets up to N times the limit, and a restart forgets them.
+
+Access log: one JSON line per request on the `listwise.access` logger (stdlib logging): time,
+method, path, status, outcome (the refusal word or "ok"), key_id, store, lane, latency_ms.
+Never a code, a card number or any customer field. An unexpected error is answered 500
+`{"error": "internal"}` and logged by type and place only: a database error's message can
+carry the statement's parameters (the engine hides them too).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
+import logging
 import os
 import threading
 import time
-from typing import Any
+import traceback
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Request
@@ -83,24 +102,109 @@ class _BodyLimit:
         return await self.app(scope, replay, send)
 
 
+access_log = logging.getLogger("listwise.access")
+
+
+class _AccessLog:
+    """ASGI middleware: one JSON line per request on `listwise.access`, and no traceback text.
+
+    The handlers put key_id, store, lane and outcome into ``request.state`` (``scope["state"]``).
+    An exception no handler turned into an answer becomes 500 ``{"error": "internal"}``; it is
+    logged by its type and the places it passed, not its message (which may hold parameters).
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), {"code": 500, "sent": False}
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+            await send(message)
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: answer JSON, log without values
+            scope.setdefault("state", {})["outcome"] = "internal"
+            access_log.error(json.dumps({"event": "unhandled", "type": type(exc).__name__,
+                                         "where": [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+                                                   for f in traceback.extract_tb(exc.__traceback__)][-6:]}))
+            if not status["sent"]:
+                body = json.dumps({"error": "internal", "detail": "unexpected error; it was logged"}).encode()
+                await watch({"type": "http.response.start", "status": 500,
+                             "headers": [(b"content-type", b"application/json"),
+                                         (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            state = scope.get("state", {})
+            code = status["code"]
+            access_log.info(json.dumps({
+                "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "method": scope["method"],
+                "path": scope["path"], "status": code,
+                "outcome": state.get("outcome", "ok" if code < 400 else "error"),
+                "key_id": state.get("key_id"), "store": state.get("store"), "lane": state.get("lane"),
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2)}, separators=(",", ":")))
+
+
+class _FailureLimits:
+    """Token buckets of failed code checks, one per API key and one per (store, lane).
+
+    A bucket holds `capacity` tokens and refills at `capacity` per `window` seconds; a failed
+    check takes one. A request carrying codes is refused (429) while either of its buckets is
+    empty, with the seconds until a token is back. In this process's memory (see module doc).
+    """
+
+    def __init__(self, per_key: int, per_lane: int, window: float, clock: Callable[[], float] = time.monotonic):
+        self.per_key, self.per_lane, self.window, self.clock = per_key, per_lane, window, clock
+        self.lock = threading.Lock()
+        self.buckets: dict[tuple, tuple[float, float]] = {}     # id -> (tokens, at)
+
+    def _level(self, bucket: tuple, capacity: int, now: float) -> float:
+        tokens, at = self.buckets.get(bucket, (capacity, now))
+        return min(capacity, tokens + (now - at) * capacity / self.window)
+
+    def _ids(self, key_id: int, store: str, lane: int | None) -> list[tuple[tuple, int]]:
+        return [(("key", key_id), self.per_key), (("lane", store, lane), self.per_lane)]
+
+    def wait(self, key_id: int, store: str, lane: int | None) -> int:
+        """Seconds until this key and lane may try a code again; 0 = now."""
+        now = self.clock()
+        with self.lock:
+            levels = [(self._level(b, cap, now), cap) for b, cap in self._ids(key_id, store, lane)]
+        need = max((1 - level) * self.window / cap for level, cap in levels)
+        return 0 if need <= 0 else max(1, int(need + 0.999))
+
+    def fail(self, key_id: int, store: str, lane: int | None) -> None:
+        now = self.clock()
+        with self.lock:
+            for bucket, cap in self._ids(key_id, store, lane):
+                self.buckets[bucket] = (max(0.0, self._level(bucket, cap, now) - 1), now)
+            if len(self.buckets) > 100_000:                 # forget full buckets: memory stays bounded
+                self.buckets = {b: v for b, v in self.buckets.items() if v[0] < (self.per_key if b[0] == "key"
+                                                                                 else self.per_lane) - 1}
+
+
 class _KeyCache:
-    """key -> store, remembered `ttl` seconds (0: every request asks the database)."""
+    """key -> (key id, store), remembered `ttl` seconds (0: every request asks the database)."""
 
     def __init__(self, engine: sa.Engine, ttl: float):
         self.engine, self.ttl, self.lock, self.seen = engine, ttl, threading.Lock(), {}
 
-    def store(self, key: str | None) -> str | None:
+    def lookup(self, key: str | None) -> tuple[int, str] | None:
         if self.ttl <= 0 or not key:
-            return co.store_for_key(self.engine, key)
+            return co.key_for(self.engine, key)
         now = time.monotonic()
         with self.lock:
             hit = self.seen.get(key)
         if hit and hit[1] > now:
             return hit[0]
-        store = co.store_for_key(self.engine, key)
+        found = co.key_for(self.engine, key)
         with self.lock:
-            self.seen[key] = (store, now + self.ttl)
-        return store
+            self.seen[key] = (found, now + self.ttl)
+        return found
 
 
 def _service_engine(url: str, checkpoint_seconds: float = 0.0) -> sa.Engine:
@@ -112,6 +216,7 @@ def _service_engine(url: str, checkpoint_seconds: float = 0.0) -> sa.Engine:
     about 2.5 ms a checkout, measured with benchmarks/checkout_bench.py.
     """
     engine = connect(url, pooled=True)
+    engine.hide_parameters = True     # a database error's text must not carry a card number into a log
     if is_sqlite(engine):
         if checkpoint_seconds > 0:
             @sa.event.listens_for(engine, "connect")
@@ -158,18 +263,37 @@ async def _lifespan(app: FastAPI):
         engine.dispose()
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The checkout service on `settings.database_url`, codes checked with the chain's secret."""
+def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = None) -> FastAPI:
+    """The checkout service on `settings.database_url`, codes checked with the chain's secret.
+
+    `clock` is the server's clock (an aware instant; default `engine.checkout.server_now`),
+    by which validity is judged.
+    """
     engine = _service_engine(settings.database_url, settings.checkout.wal_checkpoint_seconds)
     require_schema(engine)
     secret = resolve_secret(settings)
     verify_secret(engine, secret)
     limits = settings.checkout
     keys = _KeyCache(engine, limits.key_cache_seconds)
+    failures = _FailureLimits(limits.max_failed_checks_per_key, limits.max_failed_checks_per_lane,
+                              limits.failed_checks_window_seconds)
     inline = is_sqlite(engine)
 
+    def now() -> dt.datetime:
+        return (clock or co.server_now)()
+
+    def bounded(fn: Any, *args: Any) -> Any:
+        with co.lock_wait(limits.lock_wait_seconds):
+            return fn(*args)
+
     async def call(fn: Any, *args: Any) -> Any:
-        return fn(*args) if inline else await run_in_threadpool(fn, *args)
+        if inline:
+            try:
+                with co.no_wait():
+                    return bounded(fn, *args)
+            except co.WouldWait:
+                pass                       # the write lock is taken: wait for it in a thread, not here
+        return await run_in_threadpool(bounded, fn, *args)
 
     app = FastAPI(
         lifespan=_lifespan,
@@ -177,57 +301,87 @@ def create_app(settings: Settings) -> FastAPI:
         description="Scan a list or a card, apply its offers once, record the basket. "
                     "Authenticate with the store's key in the X-API-Key header.")
     app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(_AccessLog)                 # outermost of ours: it also times the body limit
 
     @app.exception_handler(co.CheckoutRefused)
-    async def _refused(_request: Request, exc: co.CheckoutRefused) -> JSONResponse:
-        return JSONResponse(exc.as_dict(), status_code=exc.status)
+    async def _refused(request: Request, exc: co.CheckoutRefused) -> JSONResponse:
+        request.state.outcome = exc.reason
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return JSONResponse(exc.as_dict(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
+            request.state.outcome = "malformed_json"
             return JSONResponse({"error": "malformed_json", "detail": "body is not valid JSON"}, status_code=400)
+        request.state.outcome = "invalid_request"
         parts = [f"{'.'.join(str(p) for p in e['loc'][1:] if p != 'body') or 'body'}: {e['msg']}"
                  for e in errors[:5]]
         more = len(errors) - len(parts)
         detail = "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
         return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
 
-    async def store_of(x_api_key: str | None = Header(default=None, description="the store's API key")) -> str:
-        store = await call(keys.store, x_api_key)
-        if store is None:
+    async def key_of(request: Request,
+                     x_api_key: str | None = Header(default=None, description="the store's API key")) -> tuple:
+        found = await call(keys.lookup, x_api_key)
+        if found is None:
             raise co.CheckoutRefused("unauthorized", "missing, unknown or revoked X-API-Key")
-        return store
+        request.state.key_id, request.state.store = found
+        return found
 
     def own_store(store_id: str, key_store: str) -> None:
         if store_id != key_store:
             raise co.CheckoutRefused("forbidden", f"this key acts for store {key_store!r}, not {store_id!r}")
 
-    errors = {s: _REFUSAL for s in (400, 401, 403, 404, 409, 410, 413, 422)}
+    def guarded(key: tuple, lane: int | None, fn: Any) -> Any:
+        """Refuse while this key or lane has no failed check left; count a bad_check against both."""
+        async def run(*args: Any) -> Any:
+            wait = failures.wait(key[0], key[1], lane)
+            if wait:
+                raise co.CheckoutRefused("too_many_failed_checks",
+                                         f"too many codes failed their check from this key or lane; "
+                                         f"try again in {wait} s", retry_after=wait)
+            try:
+                return await call(fn, *args)
+            except co.CheckoutRefused as exc:
+                if exc.reason == "bad_check":
+                    failures.fail(key[0], key[1], lane)
+                raise
+        return run
+
+    errors = {s: _REFUSAL for s in (400, 401, 403, 404, 409, 410, 413, 422, 429, 503)}
 
     @app.get("/v1/health", summary="Liveness and database reachability")
     async def health() -> dict:
         def ping() -> None:
             with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+                conn.execute(sa.text("SELECT 1"))     # a read: in WAL mode it never waits for a writer
         await call(ping)
         return {"status": "ok"}
 
     @app.post("/v1/scan", summary="Judge a list code and return its offers", responses=errors)
-    async def scan(body: co.ScanRequest, key_store: str = Depends(store_of)) -> JSONResponse:
+    async def scan(request: Request, body: co.ScanRequest, key: tuple = Depends(key_of)) -> JSONResponse:
         """The list a code names, or a refusal: bad_check, unknown, expired, not_yet_valid, revoked."""
-        return JSONResponse(await call(co.scan, engine, secret, body.code, body.at, key_store, settings.timezone))
+        request.state.lane = body.lane
+        run = guarded(key, body.lane, co.scan)
+        return JSONResponse(await run(engine, secret, body.code, body.at, key[1], settings.timezone, now(), limits))
 
     @app.post("/v1/checkout", summary="Apply a basket's offers once and record the basket", responses=errors)
-    async def checkout(body: co.CheckoutRequest, key_store: str = Depends(store_of)) -> JSONResponse:
-        """Idempotent on (store_id, basket_id): a retry returns the same answer, a different body is refused."""
-        own_store(body.store_id, key_store)
-        return JSONResponse(await call(co.checkout, engine, secret, body, limits, None, settings.timezone))
+    async def checkout(request: Request, body: co.CheckoutRequest, key: tuple = Depends(key_of)) -> JSONResponse:
+        """Idempotent on (store_id, basket_id): a retry returns the same answer, a different body is refused.
+
+        A code that fails its keyed check refuses the whole basket (bad_check, nothing recorded).
+        """
+        request.state.lane = body.lane
+        own_store(body.store_id, key[1])
+        run = guarded(key, body.lane, co.checkout) if body.codes else (lambda *a: call(co.checkout, *a))
+        return JSONResponse(await run(engine, secret, body, limits, now(), settings.timezone))
 
     @app.post("/v1/void", summary="Reverse a checkout", responses=errors)
-    async def void(body: co.VoidRequest, key_store: str = Depends(store_of)) -> JSONResponse:
+    async def void(body: co.VoidRequest, key: tuple = Depends(key_of)) -> JSONResponse:
         """Release the basket's redemptions and mark it void in history."""
-        own_store(body.store_id, key_store)
+        own_store(body.store_id, key[1])
         return JSONResponse(await call(co.void, engine, body.store_id, body.basket_id))
 
     app.state.engine = engine
@@ -238,9 +392,19 @@ def create_app(settings: Settings) -> FastAPI:
 _SETTINGS_ENV = "LISTWISE_SERVE_SETTINGS"
 
 
+def _log_to_stderr() -> None:
+    """The access log's JSON lines on stderr, unless the embedding program configured logging."""
+    if not access_log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+
+
 def app_from_environment() -> FastAPI:
     """The app of one worker process of `serve(workers=N)`: its settings handed over as JSON."""
     from engine.config import _build
+    _log_to_stderr()
     return create_app(_build(Settings, json.loads(os.environ[_SETTINGS_ENV]), _SETTINGS_ENV))
 
 
@@ -252,6 +416,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers
     best (one writer at a time, and waiting across processes polls where one process queues).
     """
     import uvicorn
+    _log_to_stderr()
     options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers <= 1:
         uvicorn.run(create_app(settings), **options)

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,6 +38,23 @@ SECRET = b"test-secret-for-checkout"
 DAY = dt.date(2025, 3, 5)
 AT = "2025-03-05T10:15:00"
 CARD = "4000123412341234"
+# The servers' clock: validity is judged by it (engine.checkout.server_now), so the tests'
+# servers live on the morning of DAY (stores without a zone keep UTC).
+NOW = dt.datetime(2025, 3, 5, 10, 15, tzinfo=dt.UTC)
+REPO = str(Path(__file__).resolve().parents[2])
+
+
+class Clock:
+    """A server clock a test can move: `clock.at = ...` (an aware datetime or ISO text)."""
+
+    def __init__(self, at: dt.datetime = NOW):
+        self.at = at
+
+    def set(self, at: str | dt.datetime) -> None:
+        self.at = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+
+    def __call__(self) -> dt.datetime:
+        return self.at
 
 
 @dataclass
@@ -191,7 +209,12 @@ def server_settings() -> CheckoutSettings:
 
 
 @pytest.fixture
-def server(chain, server_settings):
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def server(chain, server_settings, clock):
     """A real uvicorn server on a free loopback port, in a thread of this process.
 
     Its SQLite connections stay open (pooled): a test that reads through ADBC
@@ -201,8 +224,8 @@ def server(chain, server_settings):
     key, other = _keys(chain.url)
     settings = Settings(database_url=chain.url, secret=SECRET.decode(), checkout=server_settings)
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                        access_log=False))
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=port,
+                                        log_level="warning", access_log=False))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -217,7 +240,15 @@ def server_process_for(chain: Chain, tmp_path, workers: int = 1):
     """A real server process started by the CLI (`listwise serve`), as a till would meet it."""
     key, other = _keys(chain.url)
     port = free_port()
-    env = {"LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": chain.url, "PATH": "/usr/bin:/bin"}
+    # The server's clock set to NOW in every process of it (workers too) by a sitecustomize
+    # on its path: a test-only patch, no setting of the product.
+    hook = tmp_path / "clock-hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(
+        "import datetime as dt\nimport engine.checkout as c\n"
+        f"c.server_now = lambda: dt.datetime.fromisoformat({NOW.isoformat()!r})\n")
+    env = {"LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": chain.url, "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": f"{hook}:{REPO}"}           # this checkout's code, not whatever is installed
     log = open(tmp_path / "server.log", "wb")           # a file, not a pipe nobody drains
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
                              "--workers", str(workers)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from engine.codes import make_code
+from engine.config import CheckoutSettings
 from tests.checkout.conftest import AT, CARD, SECRET, basket
 
 
@@ -88,12 +89,14 @@ def test_no_response_carries_name_address_or_card(server, chain):
     ("1", "2025-03-17T00:00:01", "expired", 410),       # valid_to is inclusive: the 16th, not the 17th
     ("1", "2025-03-02T23:59:59", "not_yet_valid", 409),
 ])
-def test_scan_refuses_a_list_outside_its_validity(server, chain, list_id, at, error, status):
+def test_scan_refuses_a_list_outside_its_validity(server, chain, clock, list_id, at, error, status):
+    clock.set(at + "+00:00")                          # the server's clock says so too (S1 keeps UTC)
     r = server.post("/v1/scan", {"code": chain.codes[list_id], "at": at})
     assert (r.status_code, r.json()["error"]) == (status, error)
 
 
-def test_scan_accepts_the_last_day_of_validity(server, chain):
+def test_scan_accepts_the_last_day_of_validity(server, chain, clock):
+    clock.set("2025-03-16T23:59:00Z")
     assert server.post("/v1/scan", {"code": chain.codes["1"], "at": "2025-03-16T23:59:00"}).status_code == 200
 
 
@@ -171,16 +174,43 @@ def test_card_finds_the_current_list(server, chain):
 
 def test_refused_codes_are_listed_and_the_rest_applies(server, chain):
     bad = chain.codes["1"][:-1] + str((int(chain.codes["1"][-1]) + 3) % 10)
-    body = server.post("/v1/checkout", basket(codes=[bad, chain.codes["2"], chain.codes["5"], chain.codes["1"]]))
+    body = server.post("/v1/checkout", basket(codes=[chain.codes["2"], chain.codes["5"], chain.codes["1"]]))
     refused = {r["code"]: r["error"] for r in body.json()["refused"]}
-    assert refused == {bad: "bad_check", chain.codes["2"]: "expired", chain.codes["1"]: "other_customer"}
+    assert refused == {chain.codes["2"]: "expired", chain.codes["1"]: "other_customer"}
     assert (body.json()["customer_id"], _by_line(body.json())) == ("C2", {(1, 501): 100})
+    # a code failing its keyed check refuses the whole basket: a guess never leaves a basket behind
+    before = chain.written()
+    r = server.post("/v1/checkout", basket("B2", codes=[bad, chain.codes["5"]]))
+    assert (r.status_code, r.json()["error"]) == (400, "bad_check") and "codes.0" in r.json()["detail"]
+    assert chain.written() == before
 
 
-def test_validity_is_judged_at_the_basket_timestamp(server, chain):
+def test_validity_is_judged_at_the_server_clock_in_the_store_zone(server, chain, clock):
+    clock.set("2025-03-20T09:00:00Z")
     body = server.post("/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-20T09:00:00")).json()
     assert body["refused"] == [{"code": chain.codes["1"], "error": "expired"}]
     assert body["lines"] == []
+
+
+def test_an_expired_list_does_not_redeem_by_backdating(server, chain, clock):
+    # list 1 ended on the 16th; on the 17th at 09:00 a lane sends a basket dated the 16th, 20:00
+    clock.set("2025-03-17T09:00:00Z")
+    body = server.post("/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-16T20:00:00")).json()
+    assert body["refused"] == [{"code": chain.codes["1"], "error": "expired"}]
+    assert (body["lines"], chain.count("redemptions")) == ([], 0)
+    assert chain.count("baskets", "day = '2025-03-16'") == 1          # the basket itself keeps its day
+    r = server.post("/v1/scan", {"code": chain.codes["1"], "at": "2025-03-16T20:00:00"})
+    assert (r.status_code, r.json()["error"]) == (410, "expired")
+
+
+def test_a_lane_clock_within_the_tolerance_still_redeems_on_the_last_evening(server, chain, clock):
+    # server: 00:10 on the 17th; the lane's clock says 23:58 on the 16th (12 minutes, tolerance 15)
+    clock.set("2025-03-17T00:10:00Z")
+    body = server.post("/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-16T23:58:00")).json()
+    assert body["refused"] == [] and body["total_discount_cents"] > 0
+    clock.set("2025-03-17T00:20:00Z")                                  # 22 minutes: beyond it
+    body = server.post("/v1/checkout", basket("B2", codes=[chain.codes["1"]], timestamp="2025-03-16T23:58:00"))
+    assert body.json()["refused"] == [{"code": chain.codes["1"], "error": "expired"}]
 
 
 def test_unknown_skus_get_no_discount_and_stay_out_of_history(server, chain):
@@ -312,9 +342,21 @@ def test_oversized_chunked_body_is_refused(server, chain):
     assert (r.status_code, r.json()["error"]) == (413, "too_large")
 
 
-def test_far_timestamps_are_refused_only_where_a_setting_asks(server, chain):
-    # default: no clock rule, a basket from 2025 is fine
+def test_a_basket_far_from_the_server_clock_is_refused_by_default(server, chain, clock):
+    clock.set("2025-03-07T10:16:00Z")                  # the basket (the 5th, 10:15) is 48 h old
+    r = server.post("/v1/checkout", basket(codes=[chain.codes["1"]]))
+    assert (r.status_code, r.json()["error"]) == (422, "clock_skew")
+    assert chain.written() == {"checkouts": 0, "redemptions": 0, "baskets": 0, "basket_lines": 0}
+    clock.set("2025-03-06T10:00:00Z")                  # 23 h 45 min: a store-and-forward lane's basket
     assert server.post("/v1/checkout", basket(codes=[chain.codes["1"]])).status_code == 200
+
+
+@pytest.mark.parametrize("server_settings", [CheckoutSettings(max_clock_skew_minutes=0)])
+def test_without_the_skew_rule_a_far_basket_is_recorded_but_judged_now(server, chain, clock):
+    clock.set("2025-03-20T10:00:00Z")
+    body = server.post("/v1/checkout", basket(codes=[chain.codes["1"]])).json()
+    assert body["refused"] == [{"code": chain.codes["1"], "error": "expired"}]
+    assert chain.count("baskets", "day = '2025-03-05'") == 1
 
 
 def test_clock_skew_setting_refuses_far_baskets(chain):

@@ -20,7 +20,7 @@ from tests.checkout.conftest import SECRET, Server, _keys, _wait_ready, basket, 
 
 
 @pytest.fixture
-def zoned_server(chain):
+def zoned_server(chain, clock):
     """The real app (uvicorn in a thread, as the `server` fixture) of a chain in New York time."""
     from engine.server import create_app
     engine = connect(chain.url)
@@ -30,7 +30,8 @@ def zoned_server(chain):
     key, other = _keys(chain.url)
     settings = Settings(database_url=chain.url, secret=SECRET.decode(), timezone="America/New_York")
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+    clock.set("2025-03-05T18:15:00Z")                  # 10:15 in Los Angeles, 13:15 in New York
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=port, log_level="warning",
                                         access_log=False))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -72,7 +73,8 @@ def test_a_retry_written_in_local_time_is_the_same_request(zoned_server, chain):
     assert chain.written() == before
 
 
-def test_validity_is_judged_on_the_store_local_day_across_dst(zoned_server, chain):
+def test_validity_is_judged_on_the_store_local_day_across_dst(zoned_server, chain, clock):
+    clock.set("2025-03-17T06:00:00Z")
     # 06:00 UTC on the 17th is 23:00 PDT on the 16th in Los Angeles: the list's last day
     r = zoned_server.post("/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-17T06:00:00+00:00"
                                                  .replace("+00:00", "Z")))
@@ -80,8 +82,9 @@ def test_validity_is_judged_on_the_store_local_day_across_dst(zoned_server, chai
     assert stored(chain, "B1") == (dt.datetime(2025, 3, 16, 23, 0), "2025-03-16")
 
 
-def test_scan_judges_at_the_scanning_store_local_day(zoned_server, chain):
+def test_scan_judges_at_the_scanning_store_local_day(zoned_server, chain, clock):
     at = "2025-03-17T06:00:00Z"
+    clock.set(at)
     assert zoned_server.post("/v1/scan", {"code": chain.codes["1"], "at": at}).status_code == 200   # LA: 16th
     r = zoned_server.post("/v1/scan", {"code": chain.codes["1"], "at": at}, key=zoned_server.other_key)
     assert (r.status_code, r.json()["error"]) == (410, "expired")                                   # NY: 17th, 02:00
@@ -95,6 +98,16 @@ def test_an_offset_the_store_zone_cannot_have_is_refused_naming_the_zone(zoned_s
     assert chain.written() == {"checkouts": 0, "redemptions": 0, "baskets": 0, "basket_lines": 0}
 
 
-def test_naive_timestamps_stay_as_written(zoned_server, chain):
+def test_naive_timestamps_stay_as_written(zoned_server, chain, clock):
+    clock.set("2025-03-09T10:30:00Z")
     assert zoned_server.post("/v1/checkout", basket(timestamp="2025-03-09T02:30:00")).status_code == 200
     assert stored(chain, "B1") == (dt.datetime(2025, 3, 9, 2, 30), "2025-03-09")
+
+
+def test_the_server_clock_is_read_in_the_store_zone(zoned_server, chain, clock):
+    # 06:30 UTC on the 17th: still the 16th, 23:30 (PDT) in Los Angeles, so list 1 is valid
+    # for S1's lanes without any timestamp from them; in UTC it would already have expired.
+    clock.set("2025-03-17T06:30:00Z")
+    assert zoned_server.post("/v1/scan", {"code": chain.codes["1"]}).status_code == 200
+    body = zoned_server.post("/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-16T23:30:00"))
+    assert body.json()["refused"] == [] and body.json()["total_discount_cents"] > 0

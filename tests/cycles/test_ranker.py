@@ -1,0 +1,161 @@
+"""The next-window ranker: shape, determinism, calibration, fallback, and that it beats or ties
+the renewal model on a generated chain whose truth it never sees."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cycles.purchase_cycle import PurchaseCycleEstimator
+from cycles.ranker import RANKER_FEATURES, NextWindowRanker
+from engine.errors import InputError, NotFittedError
+from engine.history import history_from_files
+from fixtures.generator import generate
+
+W = 14
+SMALL = {"n_estimators": 60, "n_cutoffs": 6}     # small trees: seconds, not minutes
+
+
+@pytest.fixture(scope="module")
+def small_chain(tmp_path_factory) -> pl.DataFrame:
+    """800 households x 36 weeks of generated history."""
+    out = tmp_path_factory.mktemp("ranker-chain")
+    generate(out, customers=800, weeks=36, seed=5, fmt="parquet")
+    return history_from_files(out)[0]
+
+
+@pytest.fixture(scope="module")
+def split(small_chain):
+    """(train history, as_of, the next window's purchases as customer_key, category, y)."""
+    end = small_chain["day"].max() + dt.timedelta(days=1)
+    as_of = end - dt.timedelta(days=28)
+    train = small_chain.filter(pl.col("day") < as_of)
+    bought = (small_chain.filter((pl.col("day") >= as_of) & (pl.col("day") < as_of + dt.timedelta(days=W))
+                                 & (pl.col("quantity") > 0))
+              .select("customer_key", "category").unique().with_columns(pl.lit(1).alias("y")))
+    return train, as_of, bought
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    train, as_of, _ = split
+    return NextWindowRanker(**SMALL).fit(train, observed_until=as_of)
+
+
+def _precision_at_10(pred: pl.DataFrame, score: str, bought: pl.DataFrame) -> float:
+    top = (pred.sort(["customer_key", score, "category"], descending=[False, True, False])
+           .group_by("customer_key", maintain_order=True).head(10)
+           .join(bought, on=["customer_key", "category"], how="left").with_columns(pl.col("y").fill_null(0)))
+    active = bought.select("customer_key").unique()
+    return float(top.join(active, on="customer_key").group_by("customer_key")
+                 .agg(p=pl.col("y").mean())["p"].mean())
+
+
+def test_predict_has_one_row_per_pair_bought_before_with_probabilities(fitted, split):
+    train, as_of, _ = split
+    pred = fitted.predict(as_of, W)
+    pairs = (train.filter(pl.col("quantity") > 0).select("customer_key", "category").unique()
+             .sort("customer_key", "category"))
+    assert pred.columns == ["customer_key", "category", "score", "p_renewal", "p_buy_in_window", "fallback"]
+    assert pred.select("customer_key", "category").equals(pairs)
+    assert not fitted.fallback_
+    p = pred["p_buy_in_window"]
+    assert p.null_count() == 0 and p.min() >= 0.0 and p.max() <= 1.0
+    knots_x, knots_y = fitted.calibration_
+    assert np.all(np.diff(knots_x) >= 0) and np.all(np.diff(knots_y) >= 0)
+
+
+def test_same_seed_same_ranking(split, fitted):
+    train, as_of, _ = split
+    again = NextWindowRanker(**SMALL).fit(train, observed_until=as_of).predict(as_of, W)
+    assert again.equals(fitted.predict(as_of, W))
+
+
+def test_training_cutoffs_see_only_the_past_and_the_latest_window_is_held_out(fitted, split):
+    _, as_of, _ = split
+    *train_cutoffs, calib = fitted.cutoffs_
+    assert calib == as_of - dt.timedelta(days=W)
+    # a training label window ends before the calibration window starts
+    assert max(train_cutoffs) + dt.timedelta(days=W) <= calib
+
+
+def test_calibrated_on_a_later_period(fitted, split):
+    """Each decile of p_buy_in_window with at least 500 pairs is within 0.05 of the observed rate
+    in the window after the fitted history (never seen in fit)."""
+    _, as_of, bought = split
+    pred = fitted.predict(as_of, W).join(bought, on=["customer_key", "category"], how="left")
+    deciles = (pred.with_columns(pl.col("y").fill_null(0))
+               .group_by((pl.col("p_buy_in_window") * 10).floor().clip(0, 9).alias("decile"))
+               .agg(n=pl.len(), p=pl.col("p_buy_in_window").mean(), o=pl.col("y").mean())
+               .filter(pl.col("n") >= 500))
+    assert deciles.height >= 3
+    assert (deciles["p"] - deciles["o"]).abs().max() <= 0.05
+
+
+def test_ranks_at_least_as_well_as_the_renewal_model(fitted, split):
+    train, as_of, bought = split
+    pred = fitted.predict(as_of, W)
+    renewal = PurchaseCycleEstimator().fit(train, observed_until=as_of).predict(as_of, W)
+    ranker_p10 = _precision_at_10(pred, "p_buy_in_window", bought)
+    renewal_p10 = _precision_at_10(renewal, "p_buy_in_window", bought)
+    assert ranker_p10 >= renewal_p10 - 0.005, (ranker_p10, renewal_p10)
+
+
+def test_a_partition_scores_as_in_one_pass(fitted, split):
+    train, as_of, _ = split
+    part = train.filter(pl.col("customer_key") % 3 == 1)
+    alone = fitted.predict(as_of, W, history=part)
+    whole = fitted.predict(as_of, W).filter(pl.col("customer_key") % 3 == 1)
+    assert alone.equals(whole)
+
+
+def test_new_customers_get_the_renewal_probability(fitted, split):
+    train, as_of, _ = split
+    newcomer = (train.filter(pl.col("customer_key") == train["customer_key"].min())
+                .with_columns(pl.lit(10**9, pl.Int64).alias("customer_key"),
+                              (pl.lit(as_of) - pl.duration(days=pl.int_range(pl.len()) % 10 + 1)).alias("day")))
+    pred = fitted.predict(as_of, W, history=pl.concat([train, newcomer]))
+    new = pred.filter(pl.col("customer_key") == 10**9)
+    assert new.height > 0 and new["fallback"].all()
+    assert new["p_buy_in_window"].equals(new["p_renewal"])
+    assert not pred.filter(pl.col("customer_key") != 10**9)["fallback"].any()
+
+
+def test_a_short_chain_falls_back_to_the_renewal_model(small_chain):
+    start = small_chain["day"].min()
+    short = small_chain.filter(pl.col("day") < start + dt.timedelta(days=40))
+    as_of = start + dt.timedelta(days=40)
+    ranker = NextWindowRanker(**SMALL).fit(short, observed_until=as_of)
+    pred = ranker.predict(as_of, W)
+    assert ranker.fallback_ and pred["fallback"].all()
+    renewal = PurchaseCycleEstimator().fit(short, observed_until=as_of).predict(as_of, W)
+    assert pred["p_buy_in_window"].to_list() == pytest.approx(renewal["p_buy_in_window"].to_list())
+
+
+def test_wrong_window_and_unfitted_are_refused(fitted, split):
+    _, as_of, _ = split
+    with pytest.raises(InputError, match="14-day"):
+        fitted.predict(as_of, 7)
+    with pytest.raises(NotFittedError):
+        NextWindowRanker().predict(as_of, W)
+    assert len(RANKER_FEATURES) == len(set(RANKER_FEATURES))
+
+
+def test_the_profile_takes_p_buy_from_the_ranker_unless_set_to_renewal(small_chain, split):
+    from engine.config import CycleSettings, Settings
+    from engine.errors import ConfigError
+    from engine.profiles import profile_frame
+    _, as_of, _ = split
+    history = small_chain.filter((pl.col("day") < as_of) & (pl.col("customer_key") % 2 == 0))
+    by_ranker = profile_frame(history, Settings(), as_of, W)
+    by_renewal = profile_frame(history, Settings(cycles=CycleSettings(p_buy_model="renewal")), as_of, W)
+    ranked = NextWindowRanker(window_days=W).fit(history, observed_until=as_of).predict(as_of, W)
+    assert by_ranker["p_buy_in_window"].to_list() == pytest.approx(ranked["p_buy_in_window"].to_list())
+    renewal = PurchaseCycleEstimator().fit(history, observed_until=as_of).predict(as_of, W)
+    assert by_renewal["p_buy_in_window"].to_list() == pytest.approx(renewal["p_buy_in_window"].to_list())
+    assert by_ranker.drop("p_buy_in_window").equals(by_renewal.drop("p_buy_in_window"))
+    with pytest.raises(ConfigError, match="p_buy_model"):
+        profile_frame(history, Settings(cycles=CycleSettings(p_buy_model="magic")), as_of, W)
