@@ -23,8 +23,16 @@ Thin histories fall back to the renewal model: a customer whose first purchase i
 when the history holds no training cutoff with enough positives (a short chain).
 
 Global quantities (the trees, the calibration map, the renewal priors, the category rates)
-are fitted once; `predict(..., history=part)` scores one customer partition with them, so
-partitions give the same figures as one pass.
+are fitted once, on a deterministic hash sample of at most `max_train_customers` customers;
+`predict(..., history=part)` scores one customer partition with them, so partitions give the
+same figures as one pass.
+
+Speed: the line items become integer-coded occasions once (customer, category code, day,
+previous day of the pair); the features of every training cutoff come from one polars query
+over them (recency weights, counts and gap statistics are expressions of the cutoff); the
+renewal priors of a cutoff are fitted from those pair statistics (no second pass over the
+lines) and the renewal probabilities are the closed form of `PurchaseCycleEstimator.predict`
+over all rows at once. Prediction is the same query at one cutoff over every customer.
 """
 
 from __future__ import annotations
@@ -164,7 +172,7 @@ class NextWindowRanker:
 
     def __init__(self, window_days: int = 14, n_cutoffs: int = 10, cutoff_step_days: int = 14,
                  lookback_days: int = 364, half_lives: tuple[float, ...] = (7.0, 28.0, 91.0, 273.0),
-                 recent_days: int = 112, min_history_days: int = 28, max_train_customers: int = 20_000,
+                 recent_days: int = 112, min_history_days: int = 28, max_train_customers: int = 2_500,
                  min_train_positives: int = 200, n_estimators: int = 200, learning_rate: float = 0.05,
                  num_leaves: int = 31, min_child_samples: int = 100, backend: str = "lightgbm",
                  seed: int = 0, n_jobs: int = 1):
