@@ -65,7 +65,7 @@ def _day(d: dt.date) -> int:
     return (d - _EPOCH).days
 
 
-def _occasions(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _occasions(lines: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(occasions, categories) of line items.
 
     occasions: customer_key (Int64), cat (UInt32 code), d (Int32 days since 1970), prev (Int32,
@@ -74,10 +74,11 @@ def _occasions(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     cat sorts by category. Categories are coded through product_key (an integer join, not a
     string one over every line; `cycles.occasions.category_codes`).
     """
-    codes = category_codes(lines)
+    # the line items are read lazily, never copied whole: only the product table and the occasions are built
+    codes = category_codes(lines.select("product_key", "category").unique(maintain_order=True).collect())
     cats = codes.select(pl.col("cat_code").cast(pl.UInt32).alias("cat"), "category").unique().sort("cat")
     same_pair = (pl.col("customer_key") == pl.col("customer_key").shift(1)) & (pl.col("cat") == pl.col("cat").shift(1))
-    occ = (lines.lazy().filter(pl.col("quantity") > 0)
+    occ = (lines.filter(pl.col("quantity") > 0)
            .select("customer_key", "product_key", pl.col("day").cast(pl.Int32).alias("d"))
            .join(codes.lazy().select("product_key", pl.col("cat_code").cast(pl.UInt32).alias("cat")),
                  on="product_key", how="left")
@@ -316,7 +317,7 @@ class NextWindowRanker:
                 .with_columns((pl.col("customer_key").hash(seed=self.seed + 11) % 1_000_000_007).alias("h"))
                 .sort("h", "customer_key").head(self.max_train_customers)["customer_key"])
         tr_lines = lines.filter(pl.col("customer_key").is_in(keys.implode())).collect()
-        occ, cats = _occasions(tr_lines)
+        occ, cats = _occasions(tr_lines.lazy())
         self.observed_until_ = observed_until
         self._history = history        # predict(history=None) scores the customers fitted on
         # global things once, on the sample: the renewal priors and the category rates at the end
@@ -394,8 +395,7 @@ class NextWindowRanker:
         if history is None:
             history = self._history
         require_columns(history, _REQUIRED, "history")
-        lines = history.lazy().select(sorted(_REQUIRED)).filter(pl.col("day") < self.observed_until_).collect()
-        occ, cats = _occasions(lines)
+        occ, cats = _occasions(history.lazy().select(sorted(_REQUIRED)).filter(pl.col("day") < self.observed_until_))
         c = _day(as_of)
         cat_stats = (cats.join(self.category_stats_, on="category", how="inner")
                      .select("cat", "cat_repurchase", "cat_share", pl.lit(c, pl.Int32).alias("c")))
