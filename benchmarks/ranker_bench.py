@@ -182,13 +182,25 @@ def generated(args: argparse.Namespace) -> None:
     _print(evaluate(history, cutoffs, args.window_days, args.backend, 0, args.importances, json.loads(args.params)))
 
 
-def _speed_one(args: argparse.Namespace) -> None:
-    """One size in this process: fit + predict at the end of the generated history; a JSON line."""
+def _lines_path(args: argparse.Namespace, n: int) -> Path:
+    return args.cache / f"ranker-lines-{n}-{args.weeks}-{args.seed}.parquet"
+
+
+def _write_lines(args: argparse.Namespace) -> None:
+    """The ranker's five columns of a generated chain as one Parquet file (in its own process:
+    engine.history reads every column, and its peak would hide the ranker's)."""
     from benchmarks.cycles_bench import _chain
-    from cycles.ranker import NextWindowRanker
     from engine.history import history_from_files
     history, _, _ = history_from_files(_chain(args.cache, args.customers, args.weeks, args.seed))
-    history = history.select("customer_key", "day", "product_key", "category", "quantity")
+    history.select("customer_key", "day", "product_key", "category", "quantity").write_parquet(
+        _lines_path(args, args.customers))
+
+
+def _speed_one(args: argparse.Namespace) -> None:
+    """One size in this process: fit + predict at the end of the generated history; a JSON line.
+    Peak RSS is this process's: the five-column history (read from Parquet) plus the ranker's work."""
+    from cycles.ranker import NextWindowRanker
+    history = pl.read_parquet(_lines_path(args, args.customers))
     as_of = history["day"].max() + dt.timedelta(days=1)
     ru, t0, c0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), time.process_time()
     ranker = NextWindowRanker(window_days=args.window_days, backend=args.backend, **json.loads(args.params)).fit(
@@ -212,6 +224,9 @@ def speed(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         _chain(args.cache, n, args.weeks, args.seed)
+        common = ["--customers", str(n), "--weeks", str(args.weeks), "--seed", str(args.seed), "--cache", str(args.cache)]
+        if not _lines_path(args, n).exists():
+            subprocess.run([sys.executable, __file__, "_lines", *common], check=True)
         cmd = [sys.executable, __file__, "_one", "--customers", str(n), "--weeks", str(args.weeks), "--seed",
                str(args.seed), "--cache", str(args.cache), "--backend", args.backend, "--params", args.params]
         r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
@@ -223,7 +238,8 @@ def speed(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
-    for name, run in (("real", real), ("generated", generated), ("speed", speed), ("_one", _speed_one)):
+    for name, run in (("real", real), ("generated", generated), ("speed", speed), ("_one", _speed_one),
+                      ("_lines", _write_lines)):
         p = sub.add_parser(name)
         p.add_argument("--customers", type=int, default=3000)
         p.add_argument("--weeks", type=int, default=52)
