@@ -57,7 +57,7 @@ from coupons.lift import holdout_lift, wilson_bounds, z_value
 from coupons.offers import face_value, retailer_cost
 
 __all__ = ["ReportSettings", "SECTIONS", "write_report", "batch_trend_frame", "offers_frame", "campaign_frame",
-           "budget_frame", "redemption_frame", "funder_frame", "lift_outcomes_frame", "lift_frame",
+           "budget_frame", "charged_frame", "redemption_frame", "funder_frame", "lift_outcomes_frame", "lift_frame",
            "calibration_frame", "day_error_frame", "render_html", "render_pdf"]
 
 SECTIONS = ("Batches over time", "Offers by kind and cell", "Campaigns: brand x volume", "Budget use",
@@ -572,6 +572,34 @@ def _offers_sql(where: str) -> str:
             f"o.brand_cell, o.volume_tier FROM offers o JOIN lists l ON l.list_id = o.list_id WHERE {where}")
 
 
+def charged_frame(summaries: list[dict]) -> pl.DataFrame:
+    """line, charged_cents: what the batches up to the chosen one charged each budget line.
+
+    The batch charges a budget its expected redemptions plus a safety margin
+    (`coupons.budgets`), not the face value shown as ``committed_cents``: a deal's line sums
+    every batch's ``deal_budgets[deal].this_batch_cents``; the chain line is the chosen batch's
+    ``chain_budget.committed_cents``. Summaries from before that model have no charge (null).
+    """
+    charged: dict[str, int] = {}
+    for summary in summaries:
+        for deal, d in summary.get("deal_budgets", {}).items():
+            if "expected_cents" in d:          # written by the expected-redemption budget model
+                charged[deal] = charged.get(deal, 0) + int(d.get("this_batch_cents") or 0)
+    chain = (summaries[-1].get("chain_budget") or {}) if summaries else {}
+    if "committed_cents" in chain:
+        charged["chain"] = int(chain["committed_cents"])
+    return pl.DataFrame({"line": list(charged), "charged_cents": list(charged.values())},
+                        schema={"line": pl.String, "charged_cents": pl.Int64})
+
+
+def _with_charged(budget: pl.DataFrame, summaries: list[dict]) -> pl.DataFrame:
+    """`budget` with ``charged_cents`` after ``committed_cents``."""
+    columns = budget.columns
+    at = columns.index("committed_cents") + 1
+    return (budget.join(charged_frame(summaries), on="line", how="left", maintain_order="left")
+            .select(*columns[:at], "charged_cents", *columns[at:]))
+
+
 def report_data(settings, batch_id: int | None = None, report: ReportSettings | None = None) -> dict:  # noqa: ANN001
     """Everything the report shows, as frames (reads the database; see the module docstring)."""
     from engine.db import bulk_session, connect, require_schema
@@ -630,8 +658,8 @@ def report_data(settings, batch_id: int | None = None, report: ReportSettings | 
         "as_of": as_of, "results_batch": results_batch,
         "trend": batch_trend_frame(summaries[-s.batches_shown:]),
         "offers": offers_frame(offers), "campaigns": campaign_frame(summaries[-1]),
-        "budget": budget_frame(deals, deal_offers, offers, redemptions, as_of,
-                               settings.batch.chain_budget_cents or None),
+        "budget": _with_charged(budget_frame(deals, deal_offers, offers, redemptions, as_of,
+                                             settings.batch.chain_budget_cents or None), summaries),
         "results": None,
     }
     if results_batch is not None:

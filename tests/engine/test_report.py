@@ -249,6 +249,22 @@ def test_tables_agree_with_the_database(reported):
     assert (budget["outstanding_cents"] == 0).all()
     assert budget["released_cents"].sum() > 0
     assert (budget["redeemed_cents"] + budget["released_cents"] == budget["committed_cents"]).all()
+    # what the batch charged each line (expected redemptions + margin), as its summary says
+    deals = reported["summary"]["deal_budgets"]
+    charged = dict(budget.select("line", "charged_cents").iter_rows())
+    assert charged["chain"] == reported["summary"]["chain_budget"]["committed_cents"]
+    assert {d: charged[d] for d in deals} == {d: v["this_batch_cents"] for d, v in deals.items()}
+    assert (budget["charged_cents"] <= budget["committed_cents"]).all()     # never above face value
+
+
+def test_charged_frame_sums_the_batches_and_skips_summaries_without_the_model():
+    from engine.report import charged_frame
+    old = {"deal_budgets": {"D1": {"this_batch_cents": 900}}, "chain_budget": {"retailer_cost_cents": 5}}
+    new = {"deal_budgets": {"D1": {"this_batch_cents": 300, "expected_cents": 250},
+                            "D2": {"this_batch_cents": 0, "expected_cents": 0}},
+           "chain_budget": {"committed_cents": 4200, "expected_cents": 4000}}
+    assert dict(charged_frame([old, new, new]).iter_rows()) == {"D1": 600, "D2": 0, "chain": 4200}
+    assert charged_frame([old]).height == 0
 
 
 def test_planted_lift_is_seen_for_the_retailer(reported):
