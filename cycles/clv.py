@@ -24,7 +24,7 @@ from scipy import optimize, special
 
 from cycles.occasions import require_columns
 from cycles.purchase_cycle import check_fitted
-from engine.errors import InputError
+from cycles.exceptions import InputError
 
 __all__ = ["BetaGeoModel", "GammaGammaModel", "discounted_clv", "group_clv"]
 

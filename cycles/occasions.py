@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from engine.errors import InputError
+from cycles.exceptions import InputError
 
 __all__ = ["require_columns", "category_codes", "pair_occasions", "DAY_BITS"]
 

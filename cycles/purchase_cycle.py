@@ -32,7 +32,7 @@ import polars as pl
 from scipy import optimize, special
 
 from cycles.occasions import pair_occasions, require_columns
-from engine.errors import InputError, NotFittedError
+from cycles.exceptions import InputError, NotFittedError
 
 __all__ = ["PurchaseCycleEstimator", "predictive_survival", "check_fitted"]
 

@@ -45,7 +45,7 @@ from scipy import optimize
 
 from cycles.occasions import category_codes, require_columns
 from cycles.purchase_cycle import PurchaseCycleEstimator, check_fitted, predictive_survival
-from engine.errors import InputError
+from cycles.exceptions import InputError
 
 __all__ = ["NextWindowRanker", "RANKER_FEATURES"]
 

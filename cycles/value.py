@@ -16,7 +16,7 @@ from cycles.clv import BetaGeoModel, GammaGammaModel, discounted_clv
 from cycles.lifecycle import lifecycle
 from cycles.occasions import require_columns
 from cycles.rfm import rfm_scores
-from engine.errors import InputError
+from cycles.exceptions import InputError
 
 __all__ = ["customer_summary", "customer_value", "VALUE_COLUMNS"]
 

@@ -1,6 +1,15 @@
-"""The one family of errors listwise raises; the CLI turns each into one stderr line."""
+"""The one family of errors listwise raises; the CLI turns each into one stderr line.
 
-__all__ = ["EngineError", "InputError", "ConfigError", "NotFittedError", "CodeError", "StateError", "NothingToDo"]
+The pure packages own their errors (`cycles.exceptions`); `cycles_errors` turns them into this
+family once, where engine calls them (as httpx's ``map_exceptions``).
+"""
+
+import contextlib
+
+import cycles.exceptions as _cycles
+
+__all__ = ["EngineError", "InputError", "ConfigError", "NotFittedError", "CodeError", "StateError", "NothingToDo",
+           "cycles_errors"]
 
 
 class EngineError(Exception):
@@ -29,3 +38,14 @@ class StateError(EngineError):
 
 class NothingToDo(EngineError):
     """The command has nothing to do (e.g. the current period's batch is done); not a failure."""
+
+
+@contextlib.contextmanager
+def cycles_errors():
+    """Translate the cycles package's errors into ours (usable as a decorator too)."""
+    try:
+        yield
+    except _cycles.NotFittedError as exc:
+        raise NotFittedError(str(exc)) from exc
+    except _cycles.CyclesError as exc:
+        raise InputError(str(exc)) from exc

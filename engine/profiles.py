@@ -27,7 +27,7 @@ from cycles.purchase_cycle import PurchaseCycleEstimator
 from cycles.ranker import NextWindowRanker
 from cycles.value import customer_value
 from engine.config import Settings
-from engine.errors import ConfigError, InputError, StateError
+from engine.errors import ConfigError, InputError, StateError, cycles_errors
 
 __all__ = ["profile_frames", "profile_frame", "value_frame", "write_profile", "write_customers", "history_start"]
 
@@ -52,6 +52,7 @@ def _profile(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_d
     return profile, estimator.priors_
 
 
+@cycles_errors()
 def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, customers: pl.DataFrame | None,
                    settings: Settings, as_of: dt.date, window_days: int | None = None,
                    progress: Progress = None) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -79,6 +80,7 @@ def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, custome
             value_frame(history, customers, settings, as_of, progress))
 
 
+@cycles_errors()
 def profile_frame(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int | None = None,
                   progress: Progress = None) -> pl.DataFrame:
     """The profile alone (see `profile_frames`), computed per customer hash partition."""
@@ -122,6 +124,7 @@ def _with_ranker(profile: pl.DataFrame, ranked: pl.DataFrame) -> pl.DataFrame:
             .drop("_p_ranker"))
 
 
+@cycles_errors()
 def value_frame(history: pl.DataFrame, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date,
                 progress: Progress = None) -> pl.DataFrame:
     """The customer value frame alone (see `profile_frames`)."""
@@ -171,6 +174,7 @@ def _read(settings: Settings, as_of: dt.date, progress: Progress) -> tuple[pl.Da
     return history, customers
 
 
+@cycles_errors()
 def write_profile(settings: Settings, as_of: dt.date, window_days: int | None, out: str | Path,
                   progress: Progress = None) -> int:
     """Write the profile (customer_id instead of customer_key) to `out`; returns its rows."""
@@ -182,6 +186,7 @@ def write_profile(settings: Settings, as_of: dt.date, window_days: int | None, o
     return profile.height
 
 
+@cycles_errors()
 def write_customers(settings: Settings, as_of: dt.date, out: str | Path, progress: Progress = None) -> int:
     """Write the customer value frame (customer_id instead of customer_key) to `out`; returns its rows."""
     out = Path(out)

@@ -15,7 +15,7 @@ from cycles.clv import BetaGeoModel, GammaGammaModel, discounted_clv, group_clv
 from cycles.occasions import pair_occasions
 from cycles.purchase_cycle import PurchaseCycleEstimator, predictive_survival
 from cycles.rfm import rfm_scores
-from engine.errors import InputError, NotFittedError
+from cycles.exceptions import InputError, NotFittedError
 
 D0 = dt.date(2025, 1, 6)
 

@@ -11,7 +11,7 @@ import pytest
 
 from cycles.purchase_cycle import PurchaseCycleEstimator
 from cycles.ranker import RANKER_FEATURES, NextWindowRanker
-from engine.errors import InputError, NotFittedError
+from cycles.exceptions import InputError, NotFittedError
 from engine.history import history_from_files
 from fixtures.generator import generate
 
