@@ -220,9 +220,14 @@ def server(chain, server_settings, clock):
     Its SQLite connections stay open (pooled): a test that reads through ADBC
     (engine.history) uses `server_process` instead.
     """
+    yield from serve_in_thread(chain, Settings(database_url=chain.url, secret=SECRET.decode(),
+                                               checkout=server_settings), clock)
+
+
+def serve_in_thread(chain, settings: Settings, clock):
+    """Generator body of a server fixture: the real app under uvicorn in a thread, stopped after."""
     from engine.server import create_app
     key, other = _keys(chain.url)
-    settings = Settings(database_url=chain.url, secret=SECRET.decode(), checkout=server_settings)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=port,
                                         log_level="warning", access_log=False))

@@ -8,38 +8,25 @@ March it is UTC-7 (New York UTC-4). List 1 (C1's) is valid 2025-03-03..2025-03-1
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from engine.config import Settings
 from engine.db import connect
-from tests.checkout.conftest import SECRET, Server, _keys, _wait_ready, basket, free_port
+from tests.checkout.conftest import SECRET, basket, serve_in_thread
 
 
 @pytest.fixture
 def zoned_server(chain, clock):
     """The real app (uvicorn in a thread, as the `server` fixture) of a chain in New York time."""
-    from engine.server import create_app
     engine = connect(chain.url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE stores SET timezone = 'America/Los_Angeles' WHERE store_id = 'S1'"))
     engine.dispose()
-    key, other = _keys(chain.url)
-    settings = Settings(database_url=chain.url, secret=SECRET.decode(), timezone="America/New_York")
-    port = free_port()
     clock.set("2025-03-05T18:15:00Z")                  # 10:15 in Los Angeles, 13:15 in New York
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=port, log_level="warning",
-                                        access_log=False))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    _wait_ready(base)
-    yield Server(base, key, other)
-    srv.should_exit = True
-    thread.join(10)
+    yield from serve_in_thread(chain, Settings(database_url=chain.url, secret=SECRET.decode(),
+                                               timezone="America/New_York"), clock)
 
 
 def stored(chain, basket_id: str) -> tuple[dt.datetime, str]:
