@@ -38,6 +38,7 @@ over all rows at once. Prediction is the same query at one cutoff over every cus
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -54,11 +55,12 @@ RANKER_FEATURES = [
     "n_occ", "n_recent", "n_4w", "n_window", "rw_7", "rw_28", "rw_91", "rw_273", "days_since", "span_days",
     "rate_window", "share_recent", "share_all", "interval_mean_days", "mean_interval_days", "overdue_ratio",
     "p_renewal", "p_active", "cust_days_recent", "cust_days_4w", "cust_cats_recent", "cust_cats_4w",
-    "cust_days_since", "cat_repurchase", "cat_share"]
+    "cust_days_since", "cat_repurchase", "cat_share", "trips_since", "n_last3", "n_last10"]
 
 _EPOCH = dt.date(1970, 1, 1)
 _REQUIRED = {"customer_key", "day", "product_key", "category", "quantity"}
 _RW_NAMES = ("rw_7", "rw_28", "rw_91", "rw_273")
+_LAST_TRIPS = (3, 10)               # n_last3, n_last10: the pair's occasions among the customer's last trips
 _F = np.float32
 
 
@@ -85,15 +87,25 @@ def _category_stats(occ: Occasions, c: int, w: int) -> tuple[np.ndarray, np.ndar
     return rep, share
 
 
+def _survival(t: np.ndarray, k: np.ndarray, alpha: np.ndarray, beta: np.ndarray, n_jobs: int) -> np.ndarray:
+    """`predictive_survival` in n_jobs threads (scipy's ufuncs release the GIL; same values)."""
+    if n_jobs <= 1 or t.size < 100_000:
+        return predictive_survival(t, k, alpha, beta)
+    cuts = np.linspace(0, t.size, n_jobs + 1).astype(int)
+    parts = [slice(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    with ThreadPoolExecutor(n_jobs) as pool:
+        return np.concatenate(list(pool.map(lambda i: predictive_survival(t[i], k[i], alpha[i], beta[i]), parts)))
+
+
 def _renewal(k: np.ndarray, a: np.ndarray, b: np.ndarray, pi: np.ndarray, n: np.ndarray, s: np.ndarray,
-             u: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             u: np.ndarray, w: int, n_jobs: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The renewal model's p_buy_in_window, p_active and posterior mean interval of each row, from its
     pair statistics (n intervals summing to s days, u days since the last purchase) and its category's
     (k, a, b, pi); the formulas of `PurchaseCycleEstimator.predict`."""
     alpha = a + n * k
     beta = b + s
-    s_now = predictive_survival(u - 0.5, k, alpha, beta)
-    s_end = predictive_survival(u + w - 0.5, k, alpha, beta)
+    s_now = _survival(u - 0.5, k, alpha, beta, n_jobs)
+    s_end = _survival(u + w - 0.5, k, alpha, beta, n_jobs)
     active = (1 - pi) * s_now
     with np.errstate(invalid="ignore", divide="ignore"):
         p_active = active / (active + pi)
@@ -219,7 +231,7 @@ class NextWindowRanker:
         p_renewal (float64); `priors` are k, a, b, pi and `cat_stats` cat_repurchase, cat_share, each
         indexed by category code."""
         L, w, R = self.lookback_days, self.window_days, self.recent_days
-        pf = pair_features(occ, c, L, R, w, self.half_lives)
+        pf = pair_features(occ, c, L, R, w, self.half_lives, _LAST_TRIPS)
         if self.new_candidates > 0:
             pf = _with_new_candidates(pf, occ.cat_bits, cat_stats[1], self.new_candidates)
         pair = pf["pair"]
@@ -230,7 +242,7 @@ class NextWindowRanker:
         never = pf["n_occ"] == 0                                       # a new candidate
         days_since[never] = np.nan
         p_renewal, p_active, mean_interval = _renewal(k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"],
-                                                      days_since, w)
+                                                      days_since, w, self.n_jobs)
         p_renewal[never] = 0.0
         span = (c - cf["first_d"]).astype(_F)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -248,7 +260,9 @@ class NextWindowRanker:
             "p_renewal": p_renewal, "p_active": p_active,
             **{name: cf[name] for name in ("cust_days_recent", "cust_days_4w", "cust_cats_recent", "cust_cats_4w")},
             "cust_days_since": (c - cf["cust_last"]).astype(_F),
-            "cat_repurchase": cat_stats[0][code], "cat_share": cat_stats[1][code]}
+            "cat_repurchase": cat_stats[0][code], "cat_share": cat_stats[1][code],
+            "trips_since": np.where(never, np.nan, pf["trips_since"]),
+            **{f"n_last{k}": pf[f"n_last{k}"] for k in _LAST_TRIPS}}
         x = np.empty((pair.size, len(RANKER_FEATURES)), _F)
         for j, name in enumerate(RANKER_FEATURES):
             x[:, j] = columns[name]

@@ -107,11 +107,28 @@ def _segment_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.add.reduceat(values, starts)
 
 
+def _trips(o: Occasions, c: int, lookback: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(customer index of each occasion, customers x (lookback + 1) running count of trips, where
+    column j counts the trips on days c - lookback .. c - lookback + j - 1) for occasions in the lookback."""
+    cust = o.pair >> o.cat_bits
+    order = np.argsort(cust, kind="stable")
+    sorted_cust = cust[order]
+    st = _starts(sorted_cust)
+    idx = np.empty(cust.size, np.int64)
+    idx[order] = np.repeat(np.arange(st.size), np.diff(np.r_[st, cust.size]))
+    trips = np.zeros((st.size, lookback + 1), np.int32)
+    if cust.size:
+        trips[idx, o.day - (c - lookback) + 1] = 1
+    return idx, np.cumsum(trips, axis=1, dtype=np.int32), st
+
+
 def pair_features(occ: Occasions, c: int, lookback: int, recent: int, window: int,
-                  half_lives: tuple[float, ...]) -> dict[str, np.ndarray]:
+                  half_lives: tuple[float, ...], last_trips: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """Per pair with an occasion in [c - lookback, c), in pair order: the pair code `pair`, `first_pd`,
     `last_d`, `n_occ`, `n_recent` (last `recent` days), `n_4w`, `n_window`, `rw_<h>` (sum of 0.5^(age/h)
-    over occasions, h in half_lives), `n_intervals`, `interval_sum_days`, `interval_logsum`."""
+    over occasions, h in half_lives), `n_intervals`, `interval_sum_days`, `interval_logsum`; with
+    `last_trips`: `trips_since` (the customer's trips after the pair's last purchase) and `n_last<k>`
+    (the pair's occasions among the customer's last k trips, k in last_trips)."""
     o = occ.between(c - lookback, c)
     pair, day = o.pair, o.day
     st = _starts(pair)
@@ -131,6 +148,17 @@ def pair_features(occ: Occasions, c: int, lookback: int, recent: int, window: in
     out["n_intervals"] = out["n_occ"].astype(np.float64) - 1
     out["interval_sum_days"] = (out["last_d"] - out["first_pd"]).astype(np.float64)
     out["interval_logsum"] = _segment_sum(gap, st)
+    if last_trips:
+        idx, cum, _ = _trips(o, c, lookback)
+        total = cum[:, lookback]
+        last_col = out["last_d"] - (c - lookback) + 1
+        idx_pair = idx[st]
+        out["trips_since"] = (total[idx_pair] - cum[idx_pair, last_col]).astype(_F)
+        after = total[:, None] - cum                       # trips after column j, non-increasing in j
+        for k in last_trips:
+            # column of the customer's k-th last trip (0: fewer than k trips, all count)
+            kth = (after >= k).sum(axis=1)
+            out[f"n_last{k}"] = _segment_sum((day - (c - lookback) + 1 >= kth[idx]).astype(_F), st)
     return out
 
 
