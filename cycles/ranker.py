@@ -12,7 +12,9 @@ worse than plain frequency. This estimator learns the weighing from the chain's 
 * features: recency-weighted occasion counts at several half-lives, counts over the recent
   weeks, days since the last purchase over the typical interval, the renewal model's own
   `p_buy_in_window` and `p_active`, the household's trips and number of categories in recent
-  weeks, and the category's repurchase rate over one window and its share of buyers;
+  weeks, the category's repurchase rate over one window and its share of buyers, and a
+  neighbour-blended frequency (the household's recency-weighted counts smoothed through a
+  rank-16 SVD of all households' counts, `cycles.ranker_features.neighbour_scores`);
 * gradient-boosted trees (LightGBM, Ke et al. 2017; deterministic, one seed), trained on the
   earlier cutoffs; the score is calibrated by isotonic regression (Zadrozny & Elkan 2002) on
   the latest cutoff, held out, so `p_buy_in_window` keeps meaning "probability of at least
@@ -27,12 +29,13 @@ are fitted once, on a deterministic hash sample of at most `max_train_customers`
 `predict(..., history=part)` scores one customer partition with them, so partitions give the
 same figures as one pass.
 
-Speed: the line items become integer-coded occasions once (customer, category code, day,
-previous day of the pair); the features of every training cutoff come from one polars query
-over them (recency weights, counts and gap statistics are expressions of the cutoff); the
-renewal priors of a cutoff are fitted from those pair statistics (no second pass over the
-lines) and the renewal probabilities are the closed form of `PurchaseCycleEstimator.predict`
-over all rows at once. Prediction is the same query at one cutoff over every customer.
+Speed (`cycles.ranker_features`): the line items become one sorted int64 array of packed
+(customer, category code, day) occasion keys; every feature of a cutoff is a numpy segment sum
+over it or a difference of a customer x day trip count, so the training cutoffs of the sample
+are slices of one array and prediction is one pass over every customer's lookback. The renewal
+priors of the training cutoffs are fitted once (before the first cutoff) from those pair
+statistics, the renewal probabilities are the closed form of `PurchaseCycleEstimator.predict`
+over all rows at once (in `n_jobs` threads), and the features are float32.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from scipy import optimize
 from cycles.occasions import require_columns
 from cycles.purchase_cycle import PurchaseCycleEstimator, check_fitted, predictive_survival
 from cycles.exceptions import InputError
-from cycles.ranker_features import Occasions, code_occasions, customer_features, pair_features
+from cycles.ranker_features import (Occasions, code_occasions, customer_features, neighbour_components,
+                                    neighbour_scores, pair_features)
 
 __all__ = ["NextWindowRanker", "RANKER_FEATURES"]
 
@@ -55,12 +59,12 @@ RANKER_FEATURES = [
     "n_occ", "n_recent", "n_4w", "n_window", "rw_7", "rw_28", "rw_91", "rw_273", "days_since", "span_days",
     "rate_window", "share_recent", "share_all", "interval_mean_days", "mean_interval_days", "overdue_ratio",
     "p_renewal", "p_active", "cust_days_recent", "cust_days_4w", "cust_cats_recent", "cust_cats_4w",
-    "cust_days_since", "cat_repurchase", "cat_share", "trips_since", "n_last3", "n_last10"]
+    "cust_days_since", "cat_repurchase", "cat_share", "neighbour_rw"]
 
 _EPOCH = dt.date(1970, 1, 1)
 _REQUIRED = {"customer_key", "day", "product_key", "category", "quantity"}
 _RW_NAMES = ("rw_7", "rw_28", "rw_91", "rw_273")
-_LAST_TRIPS = (3, 10)               # n_last3, n_last10: the pair's occasions among the customer's last trips
+_SVD_RANK = 16                      # components of the neighbour-blended frequency
 _F = np.float32
 
 
@@ -177,7 +181,8 @@ class NextWindowRanker:
     backend
         'lightgbm' or 'sklearn' (HistGradientBoostingClassifier), for comparison.
     seed, n_jobs
-        Deterministic seed and threads of the trees (and of the renewal probabilities).
+        Deterministic seed; threads that score (trees and renewal probabilities; the trees are
+        trained in one thread, so n_jobs never changes the model).
     new_candidates
         Also score this many categories per customer that it never bought in the lookback: the
         most popular ones at the cutoff (by cat_share) it has not bought, trained and calibrated
@@ -191,6 +196,8 @@ class NextWindowRanker:
     renewal_priors_ : polars.DataFrame, the renewal model's category priors at the end of history
         (fitted on the training sample)
     category_stats_ : polars.DataFrame, category, cat_repurchase, cat_share at the end of history
+    neighbour_components_ : polars.DataFrame, category, component (list of the SVD's loadings) at the
+        end of history, on the training sample
     observed_until_ : datetime.date
     cutoffs_ : list of datetime.date, training cutoffs (the last entry is the calibration cutoff)
     fallback_ : bool
@@ -224,14 +231,18 @@ class NextWindowRanker:
         self.new_candidates = new_candidates
 
     # ---------------------------------------------------------------- features
-    def _cutoff(self, occ: Occasions, c: int, priors: list[np.ndarray],
-                cat_stats: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    def _cutoff(self, occ: Occasions, c: int, priors: list[np.ndarray], cat_stats: tuple[np.ndarray, np.ndarray],
+                components: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Features at cutoff day c of every pair with an occasion in [c - lookback, c), in pair order:
         pair (codes), first_d (the customer's first trip in the lookback), x (float32, RANKER_FEATURES),
         p_renewal (float64); `priors` are k, a, b, pi and `cat_stats` cat_repurchase, cat_share, each
-        indexed by category code."""
+        indexed by category code; `components` those of the neighbour-blended frequency (None: fitted
+        on these pairs)."""
         L, w, R = self.lookback_days, self.window_days, self.recent_days
-        pf = pair_features(occ, c, L, R, w, self.half_lives, _LAST_TRIPS)
+        pf = pair_features(occ, c, L, R, w, self.half_lives)
+        rw = pf[f"rw_{self.half_lives[2]:g}"]
+        if components is None:
+            components = neighbour_components(pf["pair"], occ.cat_bits, occ.categories.height, rw, _SVD_RANK)
         if self.new_candidates > 0:
             pf = _with_new_candidates(pf, occ.cat_bits, cat_stats[1], self.new_candidates)
         pair = pf["pair"]
@@ -261,8 +272,7 @@ class NextWindowRanker:
             **{name: cf[name] for name in ("cust_days_recent", "cust_days_4w", "cust_cats_recent", "cust_cats_4w")},
             "cust_days_since": (c - cf["cust_last"]).astype(_F),
             "cat_repurchase": cat_stats[0][code], "cat_share": cat_stats[1][code],
-            "trips_since": np.where(never, np.nan, pf["trips_since"]),
-            **{f"n_last{k}": pf[f"n_last{k}"] for k in _LAST_TRIPS}}
+            "neighbour_rw": neighbour_scores(pair, occ.cat_bits, components, pf[f"rw_{self.half_lives[2]:g}"])}
         x = np.empty((pair.size, len(RANKER_FEATURES)), _F)
         for j, name in enumerate(RANKER_FEATURES):
             x[:, j] = columns[name]
@@ -289,7 +299,9 @@ class NextWindowRanker:
                       # half the rows a tree and 63 bins: less work a tree, same P@10 / NDCG@10 on the real panel (measured)
                       "bagging_fraction": 0.5, "bagging_freq": 1, "max_bin": 63,
                       "seed": self.seed, "deterministic": True, "force_row_wise": True,
-                      "num_threads": self.n_jobs, "verbose": -1}
+                      # one thread: the same trees whatever n_jobs, and on a shared 2-core machine two
+                      # threads spent 3x the CPU for the same wall time (OpenMP waiting; measured)
+                      "num_threads": 1, "verbose": -1}
             return lgb.train(params, lgb.Dataset(x, y, feature_name=RANKER_FEATURES), self.n_estimators)
         if self.backend == "sklearn":
             from sklearn.ensemble import HistGradientBoostingClassifier
@@ -339,6 +351,11 @@ class NextWindowRanker:
         self.category_stats_ = (occ.categories.with_columns(pl.Series("cat_repurchase", rep),
                                                             pl.Series("cat_share", share))
                                 .select("category", "cat_repurchase", "cat_share").sort("category"))
+        pf = pair_features(occ, end, self.lookback_days, self.recent_days, w, self.half_lives)
+        comps = neighbour_components(pf["pair"], occ.cat_bits, occ.categories.height,
+                                     pf[f"rw_{self.half_lives[2]:g}"], _SVD_RANK)
+        self.neighbour_components_ = occ.categories.select("category").with_columns(
+            pl.Series("component", comps.T.tolist(), pl.List(pl.Float32))).sort("category")
         self.model_, self.calibration_, self.fallback_, self.cutoffs_ = None, None, True, []
         if occ.pair.size == 0:
             return self
@@ -407,7 +424,11 @@ class NextWindowRanker:
         priors = _by_code(occ.categories, self.renewal_priors_, ["k", "a", "b", "pi"])
         rep, share = (np.nan_to_num(v) for v in _by_code(occ.categories, self.category_stats_,
                                                           ["cat_repurchase", "cat_share"]))
-        f = self._cutoff(occ, c, priors, (rep, share))
+        comps = (occ.categories.join(self.neighbour_components_, on="category", how="left").sort("cat")
+                 ["component"].to_list())
+        rank = max((len(v) for v in comps if v is not None), default=0)
+        comps = np.array([v if v is not None else [0.0] * rank for v in comps], _F).reshape(len(comps), rank).T
+        f = self._cutoff(occ, c, priors, (rep, share), comps)
         pair = f["pair"]
         out = (pl.DataFrame({"customer_key": occ.customer(pair), "cat": occ.cat(pair)})
                .join(occ.categories, on="cat", how="left", maintain_order="left").drop("cat"))

@@ -87,7 +87,7 @@ def code_occasions(lines: pl.LazyFrame, lo: int | None, hi: int) -> Occasions:
     key = (frame.join(lut.lazy(), on="product_key", how="inner")
            .select((cust.cast(pl.Int64) * (1 << (cat_bits + DAY_BITS)) + pl.col("cat") * (1 << DAY_BITS)
                     + pl.col("d").cast(pl.Int64)).alias("key"))
-           .collect()["key"].sort())
+           .collect(engine="streaming")["key"].sort())     # streaming: no full copy of the lines' columns
     key = key.to_numpy()
     if key.size:
         key = key[np.r_[True, key[1:] != key[:-1]]]         # same-day repeats are one occasion
@@ -109,17 +109,15 @@ def _segment_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 def _trips(o: Occasions, c: int, lookback: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(customer index of each occasion, customers x (lookback + 1) running count of trips, where
-    column j counts the trips on days c - lookback .. c - lookback + j - 1) for occasions in the lookback."""
+    column j counts the trips on days c - lookback .. c - lookback + j - 1, the start of each customer's
+    occasions) for occasions in the lookback. Occasions sorted by pair are sorted by customer."""
     cust = o.pair >> o.cat_bits
-    order = np.argsort(cust, kind="stable")
-    sorted_cust = cust[order]
-    st = _starts(sorted_cust)
-    idx = np.empty(cust.size, np.int64)
-    idx[order] = np.repeat(np.arange(st.size), np.diff(np.r_[st, cust.size]))
+    st = _starts(cust)
+    idx = np.repeat(np.arange(st.size), np.diff(np.r_[st, cust.size]))
     trips = np.zeros((st.size, lookback + 1), np.int32)
     if cust.size:
         trips[idx, o.day - (c - lookback) + 1] = 1
-    return idx, np.cumsum(trips, axis=1, dtype=np.int32), st
+    return idx, np.cumsum(trips, axis=1, dtype=np.int32, out=trips), st
 
 
 def pair_features(occ: Occasions, c: int, lookback: int, recent: int, window: int,
@@ -154,10 +152,10 @@ def pair_features(occ: Occasions, c: int, lookback: int, recent: int, window: in
         last_col = out["last_d"] - (c - lookback) + 1
         idx_pair = idx[st]
         out["trips_since"] = (total[idx_pair] - cum[idx_pair, last_col]).astype(_F)
-        after = total[:, None] - cum                       # trips after column j, non-increasing in j
         for k in last_trips:
-            # column of the customer's k-th last trip (0: fewer than k trips, all count)
-            kth = (after >= k).sum(axis=1)
+            # column of the customer's k-th last trip: the columns with at least k trips after them
+            # (0: fewer than k trips, all count)
+            kth = (cum <= (total - k)[:, None]).sum(axis=1)
             out[f"n_last{k}"] = _segment_sum((day - (c - lookback) + 1 >= kth[idx]).astype(_F), st)
     return out
 
@@ -170,22 +168,15 @@ def customer_features(occ: Occasions, pair: np.ndarray, c: int, lookback: int, r
     customer's categories with a purchase in the last `recent` / 28 days)."""
     o = occ.between(c - lookback, c)
     cust_of_pair = pair >> occ.cat_bits
-    cust_of_occ = o.pair >> occ.cat_bits
-    # dense customer index (pairs are sorted by customer, so are the occasions)
     pst = _starts(cust_of_pair)
     idx_pair = np.repeat(np.arange(pst.size), np.diff(np.r_[pst, pair.size]))
-    ost = _starts(cust_of_occ)
-    idx_occ = np.repeat(np.arange(ost.size), np.diff(np.r_[ost, cust_of_occ.size]))
+    _, cum, _ = _trips(o, c, lookback)
     span = lookback
-    trips = np.zeros((pst.size, span + 1), np.int32)          # column j: day c - lookback + j - 1; col 0 = 0
-    if o.pair.size:
-        trips[idx_occ, o.day - (c - lookback) + 1] = 1
-    cum = np.cumsum(trips, axis=1, dtype=np.int32)
 
     def count_since(days: int) -> np.ndarray:
         return (cum[:, span] - cum[:, max(span - days, 0)]).astype(_F)
 
-    any_day = trips[:, 1:].astype(bool)
+    any_day = np.diff(cum, axis=1) > 0
     first = np.argmax(any_day, axis=1)
     last = span - 1 - np.argmax(any_day[:, ::-1], axis=1)
     cust = {"first_d": first + (c - lookback), "cust_last": last + (c - lookback),
@@ -194,3 +185,34 @@ def customer_features(occ: Occasions, pair: np.ndarray, c: int, lookback: int, r
             "cust_cats_recent": np.bincount(idx_pair, weights=n_recent > 0, minlength=pst.size).astype(_F),
             "cust_cats_4w": np.bincount(idx_pair, weights=n_4w > 0, minlength=pst.size).astype(_F)}
     return {name: values[idx_pair] for name, values in cust.items()}
+
+
+def _customer_matrix(pair: np.ndarray, cat_bits: int, n_cat: int, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(customers x categories float32 matrix of `value`, each row scaled to unit length; customer index
+    of each pair). Pairs are sorted, so by customer."""
+    st = _starts(pair >> cat_bits)
+    idx = np.repeat(np.arange(st.size), np.diff(np.r_[st, pair.size]))
+    m = np.zeros((st.size, n_cat), _F)
+    m[idx, (pair & ((1 << cat_bits) - 1))] = value
+    m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), _F(1e-9))
+    return m, idx
+
+
+def neighbour_components(pair: np.ndarray, cat_bits: int, n_cat: int, value: np.ndarray, rank: int) -> np.ndarray:
+    """(rank x categories) leading right singular vectors of the customers' normalised `value` rows:
+    the directions along which customers' baskets vary together."""
+    m, _ = _customer_matrix(pair, cat_bits, n_cat, value)
+    if m.shape[0] == 0:
+        return np.zeros((0, n_cat), _F)
+    _, _, vt = np.linalg.svd(m.astype(np.float64), full_matrices=False)
+    return vt[:rank].astype(_F)
+
+
+def neighbour_scores(pair: np.ndarray, cat_bits: int, components: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Per pair: the low-rank reconstruction of its customer's normalised `value` row at its category
+    (customers who buy alike smooth each other's frequencies; a neighbour-blended frequency in the
+    spirit of TIFU-KNN, Hu et al. 2020, through a truncated SVD instead of explicit neighbours).
+    `components` is (rank x categories) in this frame's category codes."""
+    m, idx = _customer_matrix(pair, cat_bits, components.shape[1], value)
+    fitted = (m @ components.T) @ components
+    return fitted[idx, (pair & ((1 << cat_bits) - 1))]
