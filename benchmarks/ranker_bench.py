@@ -148,7 +148,8 @@ def evaluate(history: pl.DataFrame, cutoffs: list[dt.date], w: int, backend: str
                          "fit_predict_cpu_s": round(secs, 1)})
         if importances and not ranker.fallback_:
             print(f"feature importances at {as_of} (gain share):", file=sys.stderr)
-            print(ranker.feature_importances().head(12), file=sys.stderr)
+            with pl.Config(tbl_rows=40, float_precision=3, tbl_hide_dataframe_shape=True):
+                print(ranker.feature_importances(), file=sys.stderr)
     return pl.DataFrame(rows)
 
 

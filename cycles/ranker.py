@@ -42,18 +42,29 @@ from __future__ import annotations
 
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import numpy as np
 import polars as pl
 from scipy import optimize
 
-from cycles.occasions import require_columns
-from cycles.purchase_cycle import PurchaseCycleEstimator, check_fitted, predictive_survival
 from cycles.exceptions import InputError
-from cycles.ranker_features import (Occasions, code_occasions, customer_features, neighbour_components,
-                                    neighbour_scores, pair_features)
+from cycles.occasions import require_columns
+from cycles.purchase_cycle import (
+    PurchaseCycleEstimator,
+    check_fitted,
+    predictive_survival,
+)
+from cycles.ranker_features import (
+    Occasions,
+    code_occasions,
+    customer_features,
+    neighbour_components,
+    neighbour_scores,
+    pair_features,
+)
 
-__all__ = ["NextWindowRanker", "RANKER_FEATURES"]
+__all__ = ["RANKER_FEATURES", "NextWindowRanker"]
 
 RANKER_FEATURES = [
     "n_occ", "n_recent", "n_4w", "n_window", "rw_7", "rw_28", "rw_91", "rw_273", "days_since", "span_days",
@@ -96,7 +107,7 @@ def _survival(t: np.ndarray, k: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
     if n_jobs <= 1 or t.size < 100_000:
         return predictive_survival(t, k, alpha, beta)
     cuts = np.linspace(0, t.size, n_jobs + 1).astype(int)
-    parts = [slice(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    parts = [slice(lo, hi) for lo, hi in pairwise(cuts)]
     with ThreadPoolExecutor(n_jobs) as pool:
         return np.concatenate(list(pool.map(lambda i: predictive_survival(t[i], k[i], alpha[i], beta[i]), parts)))
 
@@ -331,7 +342,7 @@ class NextWindowRanker:
         return self.model_.decision_function(x)
 
     # ---------------------------------------------------------------- API
-    def fit(self, history: pl.DataFrame, observed_until: dt.date | None = None) -> "NextWindowRanker":
+    def fit(self, history: pl.DataFrame, observed_until: dt.date | None = None) -> NextWindowRanker:
         """Build training examples at earlier cutoffs, train the trees, calibrate on the latest window.
 
         Parameters

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["Occasions", "code_occasions", "pair_features", "customer_features", "DAY_BITS"]
+__all__ = ["DAY_BITS", "Occasions", "code_occasions", "customer_features", "pair_features"]
 
 DAY_BITS = 16                       # days after the first day read: up to 179 years
 _F = np.float32
@@ -47,7 +47,7 @@ class Occasions:
     def cat(self, pair: np.ndarray) -> np.ndarray:
         return (pair & ((1 << self.cat_bits) - 1)).astype(np.uint32)
 
-    def between(self, lo: int, hi: int) -> "Occasions":
+    def between(self, lo: int, hi: int) -> Occasions:
         """The occasions with lo <= day < hi (same codes)."""
         keep = (self.day >= lo) & (self.day < hi)
         if keep.all():
