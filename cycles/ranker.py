@@ -341,6 +341,21 @@ class NextWindowRanker:
             return self.model_.predict(x, raw_score=True, num_threads=self.n_jobs)
         return self.model_.decision_function(x)
 
+    def _fit_globals(self, occ: Occasions, tr_lines: pl.DataFrame, observed_until: dt.date) -> None:
+        """Global things at the end of history, once, on the sample: the renewal priors, the category
+        rates and the neighbour components."""
+        end, w = _day(observed_until), self.window_days
+        self.renewal_priors_ = PurchaseCycleEstimator().fit(tr_lines, observed_until=observed_until).priors_
+        rep, share = _category_stats(occ, end, w)
+        self.category_stats_ = (occ.categories.with_columns(pl.Series("cat_repurchase", rep),
+                                                            pl.Series("cat_share", share))
+                                .select("category", "cat_repurchase", "cat_share").sort("category"))
+        pf = pair_features(occ, end, self.lookback_days, self.recent_days, w, self.half_lives)
+        comps = neighbour_components(pf["pair"], occ.cat_bits, occ.categories.height,
+                                     pf[f"rw_{self.half_lives[2]:g}"], _SVD_RANK)
+        self.neighbour_components_ = occ.categories.select("category").with_columns(
+            pl.Series("component", comps.T.tolist(), pl.List(pl.Float32))).sort("category")
+
     # ---------------------------------------------------------------- API
     def fit(self, history: pl.DataFrame, observed_until: dt.date | None = None) -> NextWindowRanker:
         """Build training examples at earlier cutoffs, train the trees, calibrate on the latest window.
@@ -370,25 +385,16 @@ class NextWindowRanker:
         occ = code_occasions(tr_lines.lazy(), None, end)
         self.observed_until_ = observed_until
         self._history = history        # predict(history=None) scores the customers fitted on
-        # global things once, on the sample: the renewal priors and the category rates at the end
-        self.renewal_priors_ = PurchaseCycleEstimator().fit(tr_lines, observed_until=observed_until).priors_
-        rep, share = _category_stats(occ, end, w)
-        self.category_stats_ = (occ.categories.with_columns(pl.Series("cat_repurchase", rep),
-                                                            pl.Series("cat_share", share))
-                                .select("category", "cat_repurchase", "cat_share").sort("category"))
-        pf = pair_features(occ, end, self.lookback_days, self.recent_days, w, self.half_lives)
-        comps = neighbour_components(pf["pair"], occ.cat_bits, occ.categories.height,
-                                     pf[f"rw_{self.half_lives[2]:g}"], _SVD_RANK)
-        self.neighbour_components_ = occ.categories.select("category").with_columns(
-            pl.Series("component", comps.T.tolist(), pl.List(pl.Float32))).sort("category")
         self.model_, self.calibration_, self.fallback_, self.cutoffs_ = None, None, True, []
         if occ.pair.size == 0:
+            self._fit_globals(occ, tr_lines, observed_until)
             return self
         first = int(occ.day.min())
         calib = end - w
         cutoffs = [end - 2 * w - k * self.cutoff_step_days for k in range(self.n_cutoffs)]
         cutoffs = sorted(c for c in cutoffs if c - first >= self.min_history_days)
         if not cutoffs or calib - first < self.min_history_days:
+            self._fit_globals(occ, tr_lines, observed_until)
             return self
         cuts = [*cutoffs, calib]
         # the renewal priors of every training cutoff are fitted once, on the pair statistics before the
@@ -406,8 +412,14 @@ class NextWindowRanker:
         x, y, is_cal = np.concatenate(xs), np.concatenate(ys), np.concatenate(is_cal)
         x_tr, y_tr, x_cal, y_cal = x[~is_cal], y[~is_cal], x[is_cal], y[is_cal]
         if min(y_tr.sum(), y_cal.sum()) < self.min_train_positives:
+            self._fit_globals(occ, tr_lines, observed_until)
             return self
-        self.model_ = self._train(x_tr, y_tr)
+        with ThreadPoolExecutor(1) as pool:
+            # LightGBM's rounds run in C++ without the GIL: the end-of-history fits (mostly Python)
+            # overlap them; the model is the same as one after the other (one thread each)
+            trees = pool.submit(self._train, x_tr, y_tr)
+            self._fit_globals(occ, tr_lines, observed_until)
+            self.model_ = trees.result()
         self.calibration_ = _isotonic(self._score(x_cal), y_cal)
         self.cutoffs_ = [_EPOCH + dt.timedelta(days=int(c)) for c in cuts]
         self.fallback_ = False
