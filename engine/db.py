@@ -95,9 +95,8 @@ def schema_statements() -> list[str]:
 
 
 def _schema_text() -> str:
-    repo_copy = Path(__file__).resolve().parent.parent / "schema.sql"
-    if repo_copy.exists():
-        return repo_copy.read_text(encoding="utf-8")
+    # engine/schema.sql is the one file (the repository's top-level schema.sql links to it), read
+    # as package data so an installed wheel finds it exactly as a checkout does
     return resources.files("engine").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
