@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.data
     if data is None:
-        from fixtures.generator import generate
+        from engine.sample_chain import generate
         data = (args.dir or Path(tempfile.mkdtemp(prefix="listwise-batch-bench-"))) / "data"
         t = time.perf_counter()
         generate(data, customers=args.customers, weeks=args.weeks, seed=args.seed, fmt="parquet")

@@ -26,7 +26,7 @@ import polars as pl
 def _chain(cache: Path, customers: int, weeks: int, seed: int) -> Path:
     out = cache / f"chain-{customers}-{weeks}-{seed}"
     if not (out / "truth" / "pairs.parquet").exists():
-        from fixtures.generator import generate
+        from engine.sample_chain import generate
         t = time.perf_counter()
         generate(out, customers=customers, weeks=weeks, seed=seed, fmt="parquet", chunk_customers=20_000)
         print(f"generated {customers:,} customers x {weeks} weeks in {time.perf_counter() - t:.0f} s", file=sys.stderr)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     # ~600 line items per household per year (the generator's texture); card-less baskets add ~12 %.
     customers = max(100, int(args.lines / (600 * args.weeks / 52) / 1.12))
     if not (data / "products.csv").exists():
-        from fixtures.generator import generate
+        from engine.sample_chain import generate
         t0 = time.perf_counter()
         # parts of 5,000 households, as a chain exports in several files: the import pipelines them
         generate(data, customers=customers, weeks=args.weeks, seed=args.seed, fmt="parquet", chunk_customers=5000)

@@ -119,7 +119,7 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from fixtures.generator import generate
+    from engine.sample_chain import generate
     progress = _progress(not args.quiet)
     summary = generate(args.out, customers=args.customers, weeks=args.weeks, seed=args.seed,
                        start=args.start, fmt=args.format,

@@ -1,6 +1,6 @@
 """`listwise demo`: a small synthetic chain, end to end, in a fresh SQLite database.
 
-Generates the chain (fixtures/), imports it, then runs every stage: profiles and customer
+Generates the chain (engine.sample_chain), imports it, then runs every stage: profiles and customer
 value, the biweekly batch with its printed lists, a manufacturer extract and settlement.
 Returns the lines to print: where each result is.
 """
@@ -87,7 +87,7 @@ def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int 
 
 
 def _run_demo(directory: Path, customers: int, weeks: int, seed: int, progress: Progress) -> Iterator[str]:
-    from fixtures.generator import generate
+    from engine.sample_chain import generate
 
     data = directory / "data"
     summary = generate(data, customers=customers, weeks=weeks, seed=seed, fmt="parquet",

@@ -13,7 +13,7 @@ from cycles.purchase_cycle import PurchaseCycleEstimator
 from cycles.ranker import RANKER_FEATURES, NextWindowRanker
 from cycles.exceptions import InputError, NotFittedError
 from engine.history import history_from_files
-from fixtures.generator import generate
+from engine.sample_chain import generate
 
 W = 14
 SMALL = {"n_estimators": 60, "n_cutoffs": 6}     # small trees: seconds, not minutes
