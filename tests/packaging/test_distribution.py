@@ -28,23 +28,36 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "engine" / "schema.sql"
 PACKAGES = {"engine", "cycles", "coupons", "printing"}
 # what a checkout may hold that is not source: never copied into the build
-_NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache",
-                                     ".pg", "demo", "batches", "listwise.db*", "listwise.secret")
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".pg",
+    "demo",
+    "batches",
+    "listwise.db*",
+    "listwise.secret",
+)
 
 
 def test_top_level_schema_is_a_link_to_the_one_the_package_ships():
     # a second copy would drift from the one `listwise init` runs; a link cannot
     top = ROOT / "schema.sql"
     assert top.is_symlink(), "schema.sql must stay a symlink to engine/schema.sql (edit either name, one file)"
-    assert os.readlink(top) == "engine/schema.sql"          # relative: valid in every clone
+    assert os.readlink(top) == "engine/schema.sql"  # relative: valid in every clone
     assert SCHEMA.is_file() and not SCHEMA.is_symlink()
 
 
 def test_schema_statements_are_those_of_the_packaged_file():
     from engine.db import schema_statements
+
     text = SCHEMA.read_text(encoding="utf-8")
     created = [m.group(1) for s in schema_statements() if (m := re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s))]
-    assert created == re.findall(r"^CREATE TABLE IF NOT EXISTS (\w+)", text, flags=re.M)
+    assert created == re.findall(r"^CREATE TABLE IF NOT EXISTS (\w+)", text, flags=re.MULTILINE)
     assert "baskets" in created and len(created) > 10
 
 
@@ -55,7 +68,7 @@ def _run(cmd: list, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
     return done
 
 
-@pytest.mark.slow          # build ~6 s, install ~4 s, a 200-customer demo ~15-40 s
+@pytest.mark.slow  # build ~6 s, install ~4 s, a 200-customer demo ~15-40 s
 def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path):
     version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
     src, dist, home, work = tmp_path / "src", tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
@@ -75,26 +88,51 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path):
 
     venv.create(home, with_pip=False)
     python = home / ("Scripts" if os.name == "nt" else "bin") / "python"
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"} and not k.startswith("LISTWISE_")}
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     cwd=tmp_path, env=env).stdout.strip())
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"} and not k.startswith("LISTWISE_")
+    }
+    site = Path(
+        _run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path, env=env
+        ).stdout.strip()
+    )
     deps = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
     (site / "_listwise_test_dependencies.pth").write_text("".join(f"{d}\n" for d in deps), encoding="utf-8")
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--disable-pip-version-check",
-          "--no-deps", "--no-index", wheel], cwd=tmp_path, env=env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-index",
+            wheel,
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
 
     work.mkdir()
-    where = _run([python, "-c", "import engine, printing; print(engine.__file__); print(printing.__file__)"],
-                 cwd=work, env=env).stdout.split()
-    assert all(Path(p).resolve().is_relative_to(site.resolve()) for p in where), where   # not the repository
+    where = _run(
+        [python, "-c", "import engine, printing; print(engine.__file__); print(printing.__file__)"], cwd=work, env=env
+    ).stdout.split()
+    assert all(Path(p).resolve().is_relative_to(site.resolve()) for p in where), where  # not the repository
     listwise = python.parent / "listwise"
     assert _run([listwise, "--version"], cwd=work, env=env).stdout.strip() == f"listwise {version}"
 
     assert "initialised sqlite:///listwise.db" in _run([listwise, "init"], cwd=work, env=env).stdout
     with sqlite3.connect(work / "listwise.db") as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert set(re.findall(r"^CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA.read_text(encoding="utf-8"), re.M)) <= tables
+    assert (
+        set(re.findall(r"^CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA.read_text(encoding="utf-8"), re.MULTILINE))
+        <= tables
+    )
     assert (work / "listwise.secret").is_file()
 
     out = _run([listwise, "-q", "demo", "--dir", "demo", "--customers", "200", "--weeks", "8"], cwd=work, env=env)
