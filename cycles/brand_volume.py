@@ -60,6 +60,13 @@ def observed_cells(lines: pl.DataFrame, weeks: float, national_max: float = 0.20
         volume_tier (`brand_cell`, `volume_tier` with the thresholds given). Sorted by
         customer_key, category.
 
+    Notes
+    -----
+    Against the generator's planted truth (1,500 households, seed 3, every pair of a 52-week
+    window; 26 and 8 weeks in brackets) the brand cell of a classified pair is right 90.0 %
+    (87.3, 84.0) of the time against `brand_volume`'s 91.5 % (89.3, 87.1), and the volume tier
+    66.4 % (59.6, 48.3) against 62.6 % (54.5, 44.3): neither reading is better on both.
+
     Examples
     --------
     >>> import datetime as dt

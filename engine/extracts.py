@@ -13,11 +13,13 @@
   out (has none) at random, so the difference of the two groups over the batch period is the
   programme's effect on the category (intention to treat: treated households without this
   manufacturer's offer count too). Category purchase rate (share of households buying it) with
-  a Wald interval for a difference of proportions, and units per household with a Welch
-  (normal) interval; `ExtractSettings.confidence` sets the level.
+  Newcombe's hybrid score interval for a difference of proportions (`coupons.lift`), and units
+  per household with a Welch (normal) interval; `ExtractSettings.confidence` sets the level.
 * ``category_cells`` and ``category_weekly`` — for the manufacturer's categories, the buyers
-  in the period by cell (brand loyalty x volume, from their own purchases in the period, with
-  the thresholds of `CycleSettings`): households, unit shares of national brands, store brand
+  in the period by cell (brand loyalty x volume read off their own purchases over the profile's
+  lookback, `cycles.brand_volume.observed_cells`, with the thresholds of `CycleSettings`; the
+  cells of ``offer_results`` are the profile's, as targeted, so a household may sit in
+  different cells in the two tables): households, unit shares of national brands, store brand
   and this manufacturer, repeat rate, median cycle length; the weekly table week by week
   (weeks start on Monday) with the repeat rate of a week's buyers who bought in an earlier week.
 * ``household_panel`` (only with ``panel=True``): one row per household and week with a
