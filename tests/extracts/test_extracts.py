@@ -186,3 +186,12 @@ def test_each_extract_and_settlement_is_recorded_with_its_manifest_hash(chain):
     expected = {("extract", hashlib.sha256((chain["out"]["M2"] / "manifest.json").read_bytes()).hexdigest()),
                 ("settlement", hashlib.sha256((chain["out"]["M2"] / "settlement.json").read_bytes()).hexdigest())}
     assert {(r.kind, r.manifest_sha256) for r in rows} >= expected
+
+
+def test_the_demo_step_extracts_and_settles_the_manufacturer_with_most_funded_offers(chain, tmp_path):
+    from coupons.money import dollars
+    from engine.demo import demo_extracts
+    extract, settlement = list(demo_extracts(chain["settings"], tmp_path))
+    assert extract.startswith("extract for M1 (2025-02-03 to 2025-03-16, groups of 50+ households)")
+    assert f"{dollars(chain['truth']['due']['M1'])} due" in settlement
+    assert (tmp_path / "extracts" / "M1" / "settlement.pdf").exists()
