@@ -7,7 +7,7 @@ wallet, average weekly spend). Touches no disk and no database.
 """
 
 from cycles.abc import abc_classes
-from cycles.brand_volume import brand_volume, usual_products
+from cycles.brand_volume import brand_volume, observed_cells, usual_products
 from cycles.clv import BetaGeoModel, GammaGammaModel, discounted_clv, group_clv
 from cycles.lifecycle import lifecycle
 from cycles.occasions import pair_occasions
@@ -17,7 +17,7 @@ from cycles.ranker import RANKER_FEATURES, NextWindowRanker
 from cycles.rfm import rfm_scores
 from cycles.value import VALUE_COLUMNS, customer_value
 
-__all__ = ["PurchaseCycleEstimator", "pair_occasions", "brand_volume", "usual_products", "rfm_scores",
+__all__ = ["PurchaseCycleEstimator", "pair_occasions", "brand_volume", "observed_cells", "usual_products", "rfm_scores",
            "abc_classes", "BetaGeoModel", "GammaGammaModel", "discounted_clv", "group_clv", "lifecycle",
            "customer_value", "customer_profile", "PROFILE_COLUMNS", "VALUE_COLUMNS",
            "NextWindowRanker", "RANKER_FEATURES"]

@@ -54,6 +54,7 @@ from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import funnel_dict
 from coupons.holdout import assign_groups
+from coupons.money import dollars
 from coupons.needs import select_needs
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
 from coupons.prices import PRICE_SOURCES, complete_prices
@@ -589,10 +590,6 @@ def _write_summary(target: Path, summary: dict) -> None:
     (target / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
-def _dollars(cents: int | None) -> str:
-    return "no limit" if cents is None else f"${cents / 100:,.2f}"
-
-
 def _budget_lines(summary: dict) -> list[dict]:
     """The chain and every deal as budget lines: name, budget, held before, this batch's charge and
     expected cost, left; largest charge first."""
@@ -620,7 +617,7 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
     lines = [f"batch {s['batch_id']}: period {s['period_start']} to {s['period_end']} (exclusive), "
              f"profiles from {s['profiler']}",
              f"qualifying customers {s['qualifying_customers']:,}, hold-out {s['holdout_customers']:,}, "
-             f"lists {s['lists']:,}, offers {s['offers']:,} (face value {_dollars(s['face_value_cents'])})"]
+             f"lists {s['lists']:,}, offers {s['offers']:,} (face value {dollars(s['face_value_cents'])})"]
     funnel = s.get("offer_funnel") or {}
     kinds = []
     for kind, n in s["offers_by_kind"].items():
@@ -652,9 +649,10 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
     if budget:
         lines.append("largest budget lines (charged this batch = expected + margin; held before; budget; left):")
         for r in budget[:5]:
-            lines.append(f"  {r['line']:<16} {_dollars(r['charged']):>11} (expected {_dollars(r['expected'])}); "
-                         f"before {_dollars(r['before'])}; budget {_dollars(r['budget'])}; left "
-                         f"{'-' if r['left'] is None else _dollars(r['left'])}")
+            lines.append(f"  {r['line']:<16} {dollars(r['charged']):>11} (expected {dollars(r['expected'])}); "
+                         f"before {dollars(r['before'])}; budget "
+                         f"{'no limit' if r['budget'] is None else dollars(r['budget'])}; left "
+                         f"{'-' if r['left'] is None else dollars(r['left'])}")
         if len(budget) > 5:
             lines.append(f"  ... {len(budget) - 5:,} more lines in summary.json")
     if out_dir is not None:

@@ -485,11 +485,11 @@ def _run_extract(args: argparse.Namespace) -> int:
 
 
 def _run_settle(args: argparse.Namespace) -> int:
+    from coupons.money import dollars
     from engine.extracts import write_settlement
     summary = write_settlement(_settings(args), args.manufacturer, args.date_from, args.date_to, args.out)
-    due = summary["amount_due_cents"]
-    print(f"{summary['redemptions']:,} redemptions, ${due // 100:,}.{due % 100:02d} due from {args.manufacturer}; "
-          f"{args.out / 'settlement.pdf'}")
+    print(f"{summary['redemptions']:,} redemptions, {dollars(summary['amount_due_cents'])} due from "
+          f"{args.manufacturer}; {args.out / 'settlement.pdf'}")
     return 0
 
 

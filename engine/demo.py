@@ -20,7 +20,7 @@ from engine.db import connect, init_schema
 from engine.errors import StateError
 from engine.ingest import import_files
 
-__all__ = ["run_demo", "demo_settings", "simulate_period", "list_outcomes"]
+__all__ = ["run_demo", "demo_settings", "simulate_period", "list_outcomes", "demo_extracts"]
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -133,7 +133,6 @@ def _run_demo(directory: Path, customers: int, weeks: int, seed: int, progress: 
            f"{outcome['specials']:,} specials bought (the product; {outcome['specials_category_bought_share']:.1%} "
            f"their category)")
 
-    from engine.extracts import demo_extracts
     yield from demo_extracts(settings, directory)
 
     from engine.report import write_report
@@ -180,6 +179,43 @@ def list_outcomes(settings: Settings, batch_id: int) -> dict:
             "needs_bought_share": share(needs, ["customer_key", "category"]),
             "specials": specials.height, "specials_bought_share": share(specials, ["customer_key", "product_key"]),
             "specials_category_bought_share": share(specials, ["customer_key", "category"])}
+
+
+def demo_extracts(settings: Settings, directory: str | Path) -> Iterator[str]:
+    """The demo's extract and settlement, of the manufacturer with most funded offers.
+
+    The period runs from four weeks before the first offer (the demo's history ends where its
+    batch begins, so the category insight needs those weeks) to the last offer's end; files go
+    under ``<directory>/extracts/<manufacturer>/``. Yields report lines.
+    """
+    import time
+
+    import polars as pl
+
+    from coupons.money import dollars
+    from engine.db import bulk_session
+    from engine.extracts import write_extract, write_settlement
+
+    with bulk_session(settings.database_url, write=False) as db:
+        top = db.read("SELECT funder, COUNT(*) AS n, MIN(valid_from) AS first_day, MAX(valid_to) AS last_day "
+                      "FROM offers WHERE funder <> 'retailer' GROUP BY funder ORDER BY n DESC, funder",
+                      {"funder": pl.String, "n": pl.Int64, "first_day": pl.Date, "last_day": pl.Date})
+    if top.height == 0:
+        yield "extracts: no manufacturer-funded offers in the demo batch; nothing to extract"
+        return
+    maker = str(top["funder"][0])
+    first = top["first_day"][0] - dt.timedelta(weeks=4)
+    last = top["last_day"][0]
+    target = Path(directory) / "extracts" / maker
+    started = time.perf_counter()
+    manifest = write_extract(settings, maker, first, last, target, panel=True)
+    seconds = time.perf_counter() - started
+    rows = {f["table"]: f["rows"] for f in manifest["files"]}
+    yield (f"extract for {maker} ({first} to {last}, groups of {manifest['min_group']}+ households): "
+           + ", ".join(f"{t} {n} rows" for t, n in rows.items()) + f" ({seconds:.1f} s); {target}")
+    summary = write_settlement(settings, maker, first, last, target)
+    yield (f"settlement for {maker}: {summary['redemptions']} redemptions, "
+           f"{dollars(summary['amount_due_cents'])} due; {target / 'settlement.pdf'}")
 
 
 def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: float = 0.15) -> dict:

@@ -22,7 +22,7 @@ Sections (their titles are fixed; `SECTIONS`):
 5. **Previous period: redemption rate** — of the results batch's offers by kind and cell:
    offers redeemed at least once / offers, with a Wilson interval.
 6. **Previous period: discount paid by funder** — redemptions, discount, the funder's part
-   (`engine.extracts.amount_due`) and the retailer's part.
+   (`coupons.results.amount_due`) and the retailer's part.
 7. **Previous period: lift against the hold-out** — per funder ('retailer' and each
    manufacturer): every member of the results batch (treated or hold-out) x the categories
    of that funder's offers in the batch; purchase rate (Newcombe's hybrid score interval) and
@@ -55,6 +55,7 @@ import polars as pl
 
 from coupons.lift import holdout_lift, wilson_bounds, z_value
 from coupons.offers import face_value, retailer_cost
+from coupons.results import amount_due
 
 __all__ = ["ReportSettings", "SECTIONS", "write_report", "batch_trend_frame", "offers_frame", "campaign_frame",
            "budget_frame", "charged_frame", "redemption_frame", "funder_frame", "lift_outcomes_frame", "lift_frame",
@@ -134,7 +135,6 @@ def _per_offer_money(offers: pl.DataFrame, redemptions: pl.DataFrame, as_of: dt.
     True): committed = `coupons.offers.retailer_cost` (rounded up, as the chain budget counts
     it) and a redemption's part = discount - the funder's part rounded as the settlement. An
     expired offer releases committed - redeemed, so it leaves nothing outstanding."""
-    from engine.extracts import amount_due
     face = pl.col("discount_cents") * pl.col("max_uses").cast(pl.Int64)
     red = redemptions.filter(pl.col("voided") == 0).join(offers.select("offer_id", "funded_share"), on="offer_id",
                                                            how="inner")
@@ -213,7 +213,6 @@ def redemption_frame(offers: pl.DataFrame, redemptions: pl.DataFrame, confidence
 def funder_frame(offers: pl.DataFrame, redemptions: pl.DataFrame) -> pl.DataFrame:
     """funder, redemptions, discount_cents, funder_cents (round half up of discount x funded_share per
     redemption, as the settlement), retailer_cents (the rest); retailer first, then by discount."""
-    from engine.extracts import amount_due
     lines = (redemptions.filter(pl.col("voided") == 0).select("offer_id", "discount_cents")
              .join(offers.select("offer_id", "funder", "funded_share"), on="offer_id", how="inner")
              .with_columns(pl.when(pl.col("funder") == "retailer").then(0).otherwise(amount_due())
@@ -319,7 +318,7 @@ def _charts(data: dict[str, Any], s: ReportSettings) -> list[Section]:
     def part(name: str, frame: pl.DataFrame, build, empty: str) -> Part:  # noqa: ANN001
         return Part(name, frame, build(frame) if frame.height else None, empty)
 
-    def dollars(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    def in_dollars(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:   # chart axes, not text: floats
         return frame.with_columns((pl.col(c) / 100).alias(c.replace("_cents", "_dollars")) for c in columns)
 
     trend = part("batches", data["trend"], lambda f: chart(f).mark_line(point=True).encode(
@@ -341,7 +340,7 @@ def _charts(data: dict[str, Any], s: ReportSettings) -> list[Section]:
     rows = [alt.hconcat(*heat[i:i + 2]).resolve_scale(color="independent") for i in range(0, len(heat), 2)]
     campaign_part = Part("campaigns", grids, (rows[0] if len(rows) == 1 else alt.vconcat(*rows)) if rows else None,
                          "no campaign in the settings")
-    budget = dollars(data["budget"], "committed_cents", "expected_cents", "redeemed_cents", "released_cents",
+    budget = in_dollars(data["budget"], "committed_cents", "expected_cents", "redeemed_cents", "released_cents",
                      "outstanding_cents")
     top = budget.head(12).unpivot(index="line", on=["expected_dollars", "redeemed_dollars", "released_dollars",
                                                     "committed_dollars"], variable_name="measure",
@@ -359,7 +358,7 @@ def _charts(data: dict[str, Any], s: ReportSettings) -> list[Section]:
             .properties(width=520, height=max(14 * rates["cell"].n_unique(), 60))
             + chart(rates).mark_rule().encode(x="ci_low:Q", x2="ci_high:Q", y="cell:N", color="kind:N")
             if rates.height else None, "no offer in the results batch")
-        paid = dollars(results["funders"], "funder_cents", "retailer_cents").unpivot(
+        paid = in_dollars(results["funders"], "funder_cents", "retailer_cents").unpivot(
             index="funder", on=["funder_dollars", "retailer_dollars"], variable_name="paid_by", value_name="dollars")
         fund = Part("discount_by_funder", results["funders"], chart(paid).mark_bar().encode(
             y=alt.Y("funder:N", sort=None), x="dollars:Q", color="paid_by:N")
@@ -375,7 +374,7 @@ def _charts(data: dict[str, Any], s: ReportSettings) -> list[Section]:
             x=alt.X("rate_lift:Q", title="purchase rate, treated - hold-out", axis=alt.Axis(format="%")),
             y=alt.Y("funder:N", sort=None))
             + chart(f).mark_rule().encode(x="rate_ci_low:Q", x2="rate_ci_high:Q", y=alt.Y("funder:N", sort=None)))
-        spend = dollars(f, "spend_cents_lift", "spend_cents_ci_low", "spend_cents_ci_high")
+        spend = in_dollars(f, "spend_cents_lift", "spend_cents_ci_low", "spend_cents_ci_high")
         money = (chart(spend).mark_point(filled=True, size=60).encode(
             x=alt.X("spend_dollars_lift:Q", title="spend per household ($), treated - hold-out"),
             y=alt.Y("funder:N", sort=None))

@@ -10,7 +10,7 @@ import pytest
 from scipy import integrate, stats
 
 from cycles.abc import abc_classes
-from cycles.brand_volume import brand_volume, usual_products
+from cycles.brand_volume import brand_volume, observed_cells, usual_products
 from cycles.clv import BetaGeoModel, GammaGammaModel, discounted_clv, group_clv
 from cycles.occasions import pair_occasions
 from cycles.purchase_cycle import PurchaseCycleEstimator, predictive_survival
@@ -124,6 +124,23 @@ def test_brand_cells_and_volume_tiers_on_a_small_category():
     assert out["brand_cell"].to_list() == ["national", "store", "switcher", "unclassified"]
     assert out["volume_tier"].to_list() == ["low", "low", "low", "high"]
     assert usual_products(h).filter(pl.col("customer_key") == 3)["usual_product_key"].item() == 1
+
+
+def test_observed_cells_read_the_share_and_units_a_week_off_the_window():
+    # the small category above over two weeks, plus a return that must not count
+    h = lines([(1, 0, "TEA", 1, "national", 1), (1, 7, "TEA", 1, "national", 1),
+               (2, 0, "TEA", 1, "store", 2), (2, 7, "TEA", 1, "store", 2), (2, 9, "TEA", -1, "store", 2),
+               (3, 0, "TEA", 1, "store", 2), (3, 7, "TEA", 1, "national", 1),
+               (4, 0, "TEA", 5, "store", 2)])
+    out = observed_cells(h, weeks=2.0)
+    assert out["purchase_days"].to_list() == [2, 2, 2, 1]
+    assert out["store_share"].to_list() == [0.0, 1.0, 0.5, 1.0]
+    assert out["units_per_week"].to_list() == [1.0, 1.0, 1.0, 2.5]     # units bought / 2 weeks
+    # cuts at the linear tertiles of [1, 1, 1, 2.5]: 1 and 1
+    assert out["brand_cell"].to_list() == ["national", "store", "switcher", "unclassified"]
+    assert out["volume_tier"].to_list() == ["low", "low", "low", "high"]
+    stricter = observed_cells(h, weeks=2.0, national_max=0.0, store_min=1.0, min_occasions=1)
+    assert stricter["brand_cell"].to_list() == ["national", "store", "switcher", "store"]
 
 
 def test_bgnbd_recovers_planted_parameters():

@@ -120,10 +120,10 @@ def test_settlement_excludes_voided_redemptions_and_retailer_offers(chain):
 
 def test_settlement_statement_is_one_page_with_the_total(chain):
     from pypdf import PdfReader
-    from engine.extracts import _dollars
+    from coupons.money import dollars
     reader = PdfReader(chain["out"]["M1"] / "settlement.pdf")
     assert len(reader.pages) == 1
-    assert _dollars(chain["truth"]["due"]["M1"]) in reader.pages[0].extract_text()
+    assert dollars(chain["truth"]["due"]["M1"]) in reader.pages[0].extract_text()
 
 
 def test_lift_interval_covers_the_planted_effect(chain):
@@ -146,6 +146,14 @@ def test_category_insight_covers_the_manufacturers_categories_week_by_week(chain
     assert ((shares["national_share"] + shares["store_brand_share"] - 1).abs() < 1e-3).all()
     tea = shares.filter(pl.col("category") == "TEA").row(0, named=True)
     assert 0 < tea["manufacturer_share"] < 1 and 0 < tea["repeat_rate"] < 1
+
+
+def test_min_group_floor_is_ten():
+    from engine.errors import ConfigError
+    from engine.extracts import effective_min_group
+    assert effective_min_group(10) == 10
+    with pytest.raises(ConfigError, match="at least 10"):
+        effective_min_group(5)
 
 
 def test_min_group_below_ten_is_refused(chain, tmp_path):
@@ -178,3 +186,12 @@ def test_each_extract_and_settlement_is_recorded_with_its_manifest_hash(chain):
     expected = {("extract", hashlib.sha256((chain["out"]["M2"] / "manifest.json").read_bytes()).hexdigest()),
                 ("settlement", hashlib.sha256((chain["out"]["M2"] / "settlement.json").read_bytes()).hexdigest())}
     assert {(r.kind, r.manifest_sha256) for r in rows} >= expected
+
+
+def test_the_demo_step_extracts_and_settles_the_manufacturer_with_most_funded_offers(chain, tmp_path):
+    from coupons.money import dollars
+    from engine.demo import demo_extracts
+    extract, settlement = list(demo_extracts(chain["settings"], tmp_path))
+    assert extract.startswith("extract for M1 (2025-02-03 to 2025-03-16, groups of 50+ households)")
+    assert f"{dollars(chain['truth']['due']['M1'])} due" in settlement
+    assert (tmp_path / "extracts" / "M1" / "settlement.pdf").exists()

@@ -1,6 +1,6 @@
 """Anonymisation for manufacturer extracts: pseudonyms and small-group suppression.
 
-Pure functions (frames in, frames out) used by `engine.extracts`:
+Pure functions (frames in, frames out) used by `coupons.results` and `engine.extracts`:
 
 * **Pseudonyms.** A household's pseudonym is HMAC-SHA256 of its customer id under a key
   derived from the chain's secret and the manufacturer's id (HMAC(secret, "listwise-extract-key:"
@@ -22,25 +22,10 @@ import hmac
 
 import polars as pl
 
-from engine.errors import ConfigError
+__all__ = ["FLOOR_GROUP", "pseudonym_key", "pseudonyms", "suppress"]
 
-__all__ = ["FLOOR_GROUP", "effective_min_group", "pseudonym_key", "pseudonyms", "suppress"]
-
-FLOOR_GROUP = 10          # no setting may lower the minimum group below this
+FLOOR_GROUP = 10          # no setting may lower the minimum group below this (engine.extracts enforces it)
 _PSEUDONYM_CHARS = 20     # hex characters kept (80 bits): no collision among millions of households
-
-
-def effective_min_group(min_group: int) -> int:
-    """The minimum group actually used: `min_group`, refused below `FLOOR_GROUP`.
-
-    Raises
-    ------
-    ConfigError
-        When `min_group` is below the floor of 10 households.
-    """
-    if int(min_group) < FLOOR_GROUP:
-        raise ConfigError(f"extracts.min_group: must be at least {FLOOR_GROUP} households, got {min_group!r}")
-    return int(min_group)
 
 
 def pseudonym_key(secret: bytes, manufacturer_id: str) -> bytes:
