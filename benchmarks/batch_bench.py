@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     t_qual = time.perf_counter()
     if args.baseline:
         from coupons.baseline import baseline_profile, baseline_value
-        profile = baseline_profile(history, products, start, b.period_days, settings)
-        value = baseline_value(history, customers, start, settings)
+        profile = baseline_profile(history, products, start, b.period_days, settings.cycles)
+        value = baseline_value(history, customers, start, settings.value, b.qualifying_weeks)
     else:
         from engine.profiles import profile_frames
         profile, value = profile_frames(history, products, customers, settings, start, b.period_days)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                             pl.DataFrame(schema={"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64,
                                                  "discount_cents": pl.Int64, "max_uses": pl.Int32,
                                                  "redeemed_cents": pl.Int64}), None)
-    offers = build_offers(profile, value, products, deals, budgets, treated, settings, start, end)
+    offers = build_offers(profile, value, products, deals, budgets, treated, settings.plan_rules(), start, end)
     tips = choose_tips(offers, treated, starter_tips())
     t_off = time.perf_counter()
     print(f"chain: {customers.height:,} qualifying of {args.max_customers or args.customers:,} customers x {args.weeks} weeks, {history.height:,} line items of qualifying "

@@ -100,6 +100,7 @@ def _speed_parts(args: argparse.Namespace) -> None:
     RFM quintiles, ABC and the BG/NBD fit are then per partition: the same work, not the same
     figures as one pass (engine.profiles does one pass over the history it is given).
     """
+    from coupons.rules import BatchRules
     from cycles.profile import customer_profile
     from cycles.purchase_cycle import PurchaseCycleEstimator
     from cycles.value import customer_value
@@ -122,7 +123,7 @@ def _speed_parts(args: argparse.Namespace) -> None:
         profile = customer_profile(history, as_of, estimator=est)
         priors = est.priors_ if priors is None else priors
         present = customers.join(history.select("customer_key").unique(), on="customer_key")
-        customer_value(history, as_of, present)
+        customer_value(history, as_of, present, qualifying_weeks=BatchRules.qualifying_weeks)
         rv = resource.getrusage(resource.RUSAGE_SELF)
         load += t1 - t0
         work += time.perf_counter() - t1

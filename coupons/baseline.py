@@ -6,27 +6,54 @@ model should beat it at telling which categories fall due in the period (tests/c
 tests/engine/test_batch.py report both shares). `baseline_value` sizes customers by spend.
 `engine.batch` uses them only when the cycles package (`engine.profiles.profile_frames`) is
 not installed, and says so in the batch summary.
+
+Being cycles' stand-in, this module cannot import cycles: the parameters it shares with cycles'
+frames (brand-cell thresholds, volume cuts, weekly budgets, margin share) are read from any
+object that has them (`CellParams`, `SpendParams`), such as `cycles.params.ProfileParams` and
+`cycles.params.ValueParams`, so their defaults stay defined once, there.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Protocol
 
 import polars as pl
 
-from engine.config import Settings
+__all__ = ["baseline_profile", "baseline_value", "CellParams", "SpendParams"]
 
-__all__ = ["baseline_profile", "baseline_value"]
+
+class CellParams(Protocol):
+    """What `baseline_profile` reads: brand-cell thresholds and volume cuts (as `cycles.params.ProfileParams`)."""
+
+    @property
+    def min_occasions(self) -> int: ...
+    @property
+    def national_max_store_share(self) -> float: ...
+    @property
+    def store_min_store_share(self) -> float: ...
+    @property
+    def volume_cuts(self) -> tuple[float, float]: ...
+
+
+class SpendParams(Protocol):
+    """What `baseline_value` reads: weekly budgets and margin share (as `cycles.params.ValueParams`)."""
+
+    @property
+    def weekly_budget_cents(self) -> tuple[int, ...]: ...
+    @property
+    def margin_share(self) -> float: ...
 
 
 def baseline_profile(history: pl.DataFrame, products: pl.DataFrame, as_of: dt.date, window_days: int,
-                     settings: Settings) -> pl.DataFrame:
+                     cells: CellParams) -> pl.DataFrame:
     """Profile frame (the contract columns) from frequencies alone.
 
     p_buy_in_window = 1 - exp(-window x purchase_days / days observed), days observed from the
-    customer's first purchase in `history` to `as_of` (at least 28).
+    customer's first purchase in `history` to `as_of` (at least 28); brand cells and volume
+    tiers with the thresholds and cuts of `cells`.
     """
-    c = settings.cycles
+    c = cells
     h = history.filter(pl.col("day") < as_of)
     buys = h.filter(pl.col("quantity") > 0)
     first_seen = h.group_by("customer_key").agg(pl.col("day").min().alias("_first"))
@@ -69,19 +96,20 @@ def baseline_profile(history: pl.DataFrame, products: pl.DataFrame, as_of: dt.da
     ).sort("customer_key", "category")
 
 
-def baseline_value(history: pl.DataFrame, customers: pl.DataFrame, as_of: dt.date,
-                   settings: Settings) -> pl.DataFrame:
+def baseline_value(history: pl.DataFrame, customers: pl.DataFrame, as_of: dt.date, params: SpendParams,
+                   qualifying_weeks: int) -> pl.DataFrame:
     """customer_key, avg_weekly_spend_cents, monetary_cents, value_tier, share_of_wallet, clv_cents, p_alive.
 
-    value_tier by spend rank over the qualifying window: top 5 % VIP, next 15 % major, next
-    40 % ordinary, the rest small; share of wallet = weekly spend / weekly budget of the
-    household size; p_alive = exp(-days since last visit / 30); CLV = a year of margin.
+    value_tier by spend rank over the `qualifying_weeks` window: top 5 % VIP, next 15 % major,
+    next 40 % ordinary, the rest small; share of wallet = weekly spend / weekly budget of the
+    household size (`params.weekly_budget_cents`); p_alive = exp(-days since last visit / 30);
+    CLV = a year of margin (`params.margin_share`).
     """
-    weeks = settings.batch.qualifying_weeks
+    weeks = qualifying_weeks
     spend = history.filter(pl.col("day") < as_of).group_by("customer_key").agg(
         pl.col("day").max().alias("_last"),
         pl.col("amount_cents").filter(pl.col("day") >= as_of - dt.timedelta(weeks=weeks)).sum().alias("_recent"))
-    budgets = settings.value.weekly_budget_cents
+    budgets = params.weekly_budget_cents
     size = pl.col("household_size").fill_null(2).clip(1, len(budgets)) - 1
     f = spend.join(customers.select("customer_key", "household_size"), on="customer_key", how="left").with_columns(
         (pl.col("_recent") // weeks).cast(pl.Int64).alias("avg_weekly_spend_cents"),
@@ -92,6 +120,6 @@ def baseline_value(history: pl.DataFrame, customers: pl.DataFrame, as_of: dt.dat
         pl.when(rank <= 0.05).then(pl.lit("VIP")).when(rank <= 0.20).then(pl.lit("major"))
         .when(rank <= 0.60).then(pl.lit("ordinary")).otherwise(pl.lit("small")).alias("value_tier"),
         (pl.col("avg_weekly_spend_cents") / pl.col("_budget")).clip(0.0, 1.0).alias("share_of_wallet"),
-        (pl.col("avg_weekly_spend_cents") * 52 * settings.value.margin_share).round().cast(pl.Int64).alias("clv_cents"),
+        (pl.col("avg_weekly_spend_cents") * 52 * params.margin_share).round().cast(pl.Int64).alias("clv_cents"),
         (-(pl.lit(as_of) - pl.col("_last")).dt.total_days() / 30).exp().alias("p_alive"),
     ).sort("customer_key")

@@ -6,12 +6,12 @@ Three budgets, each a cap in cents on a cost of the offers it covers:
   safety margin (below): ``budget_left_cents`` is the budget minus what earlier batches hold
   (the caller, `engine.batch`: redemptions of offers whose list expired, and the expected cost
   plus margin of offers still live), so value an expired offer did not use returns to the deal;
-* per list — `OfferSettings.list_cap_cents` by the customer's value tier covers the
+* per list — `OfferRules.list_cap_cents` by the customer's value tier covers the
   retailer-funded part of the face value, ``ceil(discount x max_uses x (1 - funded_share))``
   (a tier not in the table gets the smallest cap); reward coupons are outside this cap (they
   are the loyalty programme's, sized by `coupons.rewards`) but inside the chain budget, and so
   are the campaign offers on a list's reserved campaign lines (`coupons.select`);
-* per batch — `BatchSettings.chain_budget_cents` (0 = no limit) covers the retailer-funded
+* per batch — `BatchRules.chain_budget_cents` (0 = no limit) covers the retailer-funded
   part of what the batch's offers are expected to give away, with the same margin.
 
 The list cap stays on face value: it bounds what one customer can take, not an average.
@@ -74,6 +74,7 @@ import math
 import polars as pl
 
 from coupons.offers import face_value, retailer_cost
+from coupons.rules import OfferRules
 
 __all__ = ["within_budget", "apply_list_caps", "apply_deal_budgets", "apply_chain_budget", "BUDGET_RISK",
            "USE_CAP", "FACTOR_PRIOR_USES", "USE_BANDS", "use_band", "use_factors", "use_probability",
@@ -83,6 +84,7 @@ BUDGET_RISK = 0.01            # chance that a period's redemptions exceed a deal
 USE_CAP = 1.0                 # q never above this share of face value
 FACTOR_PRIOR_USES = 20       # the prior factor 1 weighs like this many expected uses of the group
 USE_BANDS = (0.1, 0.2, 0.35, 0.5, 0.7)   # p_buy band edges: band 0 below 0.1, ..., band 5 from 0.7
+_ROUNDS = OfferRules.budget_refill_rounds
 
 
 def use_band(p_buy: pl.Expr | None = None) -> pl.Expr:
@@ -207,7 +209,7 @@ def budget_charges(offers: pl.DataFrame, by: list[str] | None = None, factors: p
 
 
 def within_budget(frame: pl.DataFrame, cost: str, budget: str, by: list[str] | None = None,
-                  rounds: int = 4, first: str | None = None, variance: str | None = None,
+                  rounds: int = _ROUNDS, first: str | None = None, variance: str | None = None,
                   bound: str | None = None, ceiling: str | None = None, risk: float = BUDGET_RISK) -> pl.DataFrame:
     """The rows of `frame` kept by a greedy fill of each group's budget, in their original order.
 
@@ -277,7 +279,7 @@ def within_budget(frame: pl.DataFrame, cost: str, budget: str, by: list[str] | N
                   strict=False))
 
 
-def apply_list_caps(offers: pl.DataFrame, tiers: pl.DataFrame, caps: dict[str, int], rounds: int = 4,
+def apply_list_caps(offers: pl.DataFrame, tiers: pl.DataFrame, caps: dict[str, int], rounds: int = _ROUNDS,
                     first: str | None = None, exempt: str | None = None) -> pl.DataFrame:
     """Offers within each list's cap of retailer-funded face value by value tier.
 
@@ -294,7 +296,7 @@ def apply_list_caps(offers: pl.DataFrame, tiers: pl.DataFrame, caps: dict[str, i
     return kept.drop("value_tier", "retailer_cost_cents", "_cap")
 
 
-def apply_deal_budgets(offers: pl.DataFrame, deal_budgets: pl.DataFrame, rounds: int = 4,
+def apply_deal_budgets(offers: pl.DataFrame, deal_budgets: pl.DataFrame, rounds: int = _ROUNDS,
                        factors: pl.DataFrame | None = None, risk: float = BUDGET_RISK) -> pl.DataFrame:
     """Offers whose expected cost plus margin fits each deal's remaining budget.
 
@@ -313,7 +315,7 @@ def apply_deal_budgets(offers: pl.DataFrame, deal_budgets: pl.DataFrame, rounds:
                      strict=False)
 
 
-def apply_chain_budget(offers: pl.DataFrame, chain_budget_cents: int, rounds: int = 4,
+def apply_chain_budget(offers: pl.DataFrame, chain_budget_cents: int, rounds: int = _ROUNDS,
                        first: str | None = None, factors: pl.DataFrame | None = None,
                        risk: float = BUDGET_RISK) -> pl.DataFrame:
     """Offers whose expected retailer-funded cost plus margin fits the batch's budget (0 = no limit).

@@ -1,6 +1,6 @@
 """Conversion campaigns: move a category's national-brand buyers to the store brand.
 
-A campaign (`engine.config.Campaign`) names a category, the brand type to convert towards
+A campaign (`coupons.rules.Campaign`) names a category, the brand type to convert towards
 (default 'store'), the brand cells it aims at (default national and switcher buyers; store-loyal
 buyers are never targeted since they need no push) and a depth by volume tier, so that the
 heaviest users get the most aggressive offer (default high 40 %, mid 25 %, low 10 % of the
@@ -15,7 +15,7 @@ product_key (`closest_alternatives`).
 `conversion_candidates` keeps every targeted customer (category, brand cell, a depth for the
 volume tier) and says why one is not offered: no store-brand alternative in the category, no
 price for the offered product, no discount. The offer's expected value is the value of the
-switch over `OfferSettings.conversion_horizon_weeks` (formula in `coupons.offers`).
+switch over `OfferRules.conversion_horizon_weeks` (formula in `coupons.offers`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import datetime as dt
 import polars as pl
 
 from coupons.offers import conform_candidates, drop_when, expected_value, unit_margin, viable
-from engine.config import Campaign, OfferSettings
+from coupons.rules import BatchRules, Campaign, OfferRules
 
 __all__ = ["closest_alternatives", "conversion_offers", "conversion_candidates", "switch_value", "campaign_name",
            "SIZE_ORDER"]
@@ -73,8 +73,8 @@ def switch_value(margin_gain: pl.Expr, horizon_weeks: float, hold_probability: f
 
 
 def conversion_offers(profile: pl.DataFrame, products: pl.DataFrame, campaigns: tuple[Campaign, ...],
-                      period_start: dt.date, period_end: dt.date, margin_share: float = 0.25,
-                      max_uses: int = 1, settings: OfferSettings | None = None) -> pl.DataFrame:
+                      period_start: dt.date, period_end: dt.date, margin_share: float,
+                      max_uses: int = BatchRules.max_uses, rules: OfferRules | None = None) -> pl.DataFrame:
     """Candidate conversion offers of every campaign (the viable rows of `conversion_candidates`).
 
     Parameters
@@ -85,11 +85,11 @@ def conversion_offers(profile: pl.DataFrame, products: pl.DataFrame, campaigns: 
     products
         product_key, category, size, brand_type, regular_price_cents, unit_cost_cents.
     campaigns
-        The campaigns of the settings.
+        The campaigns (`coupons.rules.Campaign`).
     margin_share
         Unit margin share of a product without a unit cost.
-    settings
-        conversion_horizon_weeks and conversion_hold_probability (default `OfferSettings()`).
+    rules
+        conversion_horizon_weeks and conversion_hold_probability (default `OfferRules()`).
 
     Returns
     -------
@@ -98,14 +98,14 @@ def conversion_offers(profile: pl.DataFrame, products: pl.DataFrame, campaigns: 
         customer x campaign. The reason names the campaign.
     """
     return viable(conversion_candidates(profile, products, campaigns, period_start, period_end, margin_share,
-                                        max_uses, settings))
+                                        max_uses, rules))
 
 
 def conversion_candidates(profile: pl.DataFrame, products: pl.DataFrame, campaigns: tuple[Campaign, ...],
-                          period_start: dt.date, period_end: dt.date, margin_share: float = 0.25,
-                          max_uses: int = 1, settings: OfferSettings | None = None) -> pl.DataFrame:
+                          period_start: dt.date, period_end: dt.date, margin_share: float,
+                          max_uses: int = BatchRules.max_uses, rules: OfferRules | None = None) -> pl.DataFrame:
     """One candidate per targeted customer x campaign (`coupons.offers.CANDIDATE_SCHEMA`)."""
-    s = settings or OfferSettings()
+    s = rules or OfferRules()
     valid_to = period_end - dt.timedelta(days=1)
     usual = products.select("product_key", pl.col("regular_price_cents").alias("usual_price"),
                             pl.col("unit_cost_cents").alias("usual_cost"))
@@ -121,8 +121,8 @@ def conversion_candidates(profile: pl.DataFrame, products: pl.DataFrame, campaig
                 .filter(pl.col("_depth").is_not_null() & (pl.col("_depth") > 0))
                 .join(alternatives, left_on="usual_product_key", right_on="product_key", how="left")
                 .join(usual, left_on="usual_product_key", right_on="product_key", how="left"))
-        gain = (unit_margin("offer_price_cents", "offer_cost_cents", margin_share)
-                - unit_margin("usual_price", "usual_cost", margin_share).fill_null(0.0))
+        gain = (unit_margin("offer_price_cents", "offer_cost_cents", margin_share=margin_share)
+                - unit_margin("usual_price", "usual_cost", margin_share=margin_share).fill_null(0.0))
         discount = (pl.col("offer_price_cents") * pl.col("_depth")).round().cast(pl.Int64)
         frames.append(rows.select(
             "customer_key", pl.lit("conversion").alias("kind"), pl.col("offer_product_key").alias("product_key"),

@@ -22,6 +22,7 @@ import datetime as dt
 import polars as pl
 
 from coupons.offers import conform_candidates, drop_when, expected_value, unit_margin, viable
+from coupons.rules import OfferRules
 
 __all__ = ["active_deals", "deal_products", "deal_offers", "deal_candidates", "target_cells"]
 
@@ -76,7 +77,8 @@ def target_cells(deals: pl.DataFrame) -> pl.DataFrame:
 
 
 def deal_offers(profile: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame, period_start: dt.date,
-                period_end: dt.date, default_max_uses: int = 1, margin_share: float = 0.25) -> pl.DataFrame:
+                period_end: dt.date, margin_share: float,
+                default_max_uses: int = OfferRules.deal_max_per_customer) -> pl.DataFrame:
     """Candidate deal offers, before the deal budgets (the viable rows of `deal_candidates`).
 
     Parameters
@@ -97,12 +99,13 @@ def deal_offers(profile: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFra
         Columns of `coupons.offers.OFFER_SCHEMA`, kind 'deal', funder the manufacturer_id;
         at most one row per customer x deal.
     """
-    return viable(deal_candidates(profile, products, deals, period_start, period_end, default_max_uses,
-                                  margin_share))
+    return viable(deal_candidates(profile, products, deals, period_start, period_end, margin_share,
+                                  default_max_uses))
 
 
 def deal_candidates(profile: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame, period_start: dt.date,
-                    period_end: dt.date, default_max_uses: int = 1, margin_share: float = 0.25) -> pl.DataFrame:
+                    period_end: dt.date, margin_share: float,
+                    default_max_uses: int = OfferRules.deal_max_per_customer) -> pl.DataFrame:
     """One deal candidate per targeted customer x active deal (`coupons.offers.CANDIDATE_SCHEMA`)."""
     active = active_deals(deals, period_start, period_end)
     if active.height == 0:

@@ -15,7 +15,7 @@ retailer in cents, for one use:
   period (the profile's ``p_buy_in_window``); for a reward coupon, ``p_alive``.
 * ``margin_effect``: the unit margin the line brings when the offer is used,
   ``regular_price_cents - unit_cost_cents``, or ``margin_share * regular_price_cents`` where
-  the catalogue has no unit cost (`engine.config.ValueSettings.margin_share`). For a
+  the catalogue has no unit cost (the ``value.margin_share`` setting, passed in). For a
   conversion offer it is the margin of the offered product minus that of the customer's usual
   product (what the switch changes), over the switch's horizon (below); for a reward coupon, ``margin_share * min_spend_cents``
   (the least contribution of the basket it needs).
@@ -32,7 +32,7 @@ Conversion offers value the switch, not the one unit sold (`coupons.campaigns`):
 
 ``units_per_week`` is the customer's category volume from the profile, so the heaviest buyers'
 switches are worth the most; the hold probability is the chance that a customer who used the
-offer keeps buying the store brand over the horizon (`engine.config.OfferSettings`). With the
+offer keeps buying the store brand over the horizon (`coupons.rules.OfferRules`). With the
 default margin shares by brand type (store 35 %, national 25 % of the shelf price, see
 `coupons.prices`) a store product priced at 72 % of the national one earns the same unit margin,
 so the switch value is small and can be negative: a campaign's lines are reserved on the list
@@ -104,8 +104,8 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in OFFER_SCHEMA.items()])
 
 
-def unit_margin(price: str = "regular_price_cents", cost: str = "unit_cost_cents",
-                margin_share: float = 0.25) -> pl.Expr:
+def unit_margin(price: str = "regular_price_cents", cost: str = "unit_cost_cents", *,
+                margin_share: float) -> pl.Expr:
     """Cents of margin on one unit: price - unit cost, or `margin_share` x price without a cost."""
     return (pl.when(pl.col(cost).is_not_null()).then(pl.col(price) - pl.col(cost))
             .otherwise(pl.col(price) * margin_share)).cast(pl.Float64)

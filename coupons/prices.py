@@ -5,13 +5,13 @@ chain has neither), and every item offer is a share of a shelf price. `complete_
 them before offers are built:
 
 * ``regular_price_cents``: the catalogue's when given; else the **median per-unit price** the
-  product's lines show in the `OfferSettings.price_lookback_days` days before the period,
+  product's lines show in the `OfferRules.price_lookback_days` days before the period,
   per line ``(amount_cents + discount_cents) / quantity`` (what the customer would have paid
   without the line's discounts), over lines with quantity > 0 and a positive per-unit price (a
   line given away says nothing about the shelf price); rounded to the cent. The median, not
   the mean, so that a few multi-buy or mis-keyed lines do not move it.
 * ``unit_cost_cents``: the catalogue's when given; else ``round(price x (1 - margin share of
-  the brand type))`` with `OfferSettings.margin_share_store` for brand type 'store' and
+  the brand type))`` with `OfferRules.margin_share_store` for brand type 'store' and
   `margin_share_national` for every other brand type (national, or unknown: the lower margin,
   so that an unknown product never looks more profitable than a national one); null without
   a price.

@@ -36,6 +36,7 @@ import polars as pl
 from coupons.budgets import apply_chain_budget, apply_deal_budgets, apply_list_caps
 
 from coupons.offers import OFFER_SCHEMA
+from coupons.rules import BatchRules, OfferRules
 
 __all__ = ["KIND_PRIORITY", "dedupe", "top_lines", "select_offers", "selection", "campaign_lines", "Selection",
            "SELECTED_COLUMNS", "DROPPED_COLUMNS"]
@@ -84,8 +85,9 @@ def top_lines(offers: pl.DataFrame, max_offers: int, first: str | None = None) -
 
 
 def select_offers(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.DataFrame,
-                  list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = 0,
-                  rounds: int = 4, campaign_share: float = 0.25,
+                  list_caps: dict[str, int], max_offers: int,
+                  chain_budget_cents: int = BatchRules.chain_budget_cents,
+                  rounds: int = OfferRules.budget_refill_rounds, campaign_share: float = OfferRules.campaign_share,
                   factors: pl.DataFrame | None = None) -> pl.DataFrame:
     """The offers of the batch (`selection(...).offers`)."""
     return selection(candidates, tiers, deal_budgets, list_caps, max_offers, chain_budget_cents, rounds,
@@ -98,8 +100,9 @@ def _removed(before: pl.DataFrame, after: pl.DataFrame, reason: str) -> pl.DataF
 
 
 def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.DataFrame,
-              list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = 0,
-              rounds: int = 4, campaign_share: float = 0.25, factors: pl.DataFrame | None = None) -> Selection:
+              list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = BatchRules.chain_budget_cents,
+              rounds: int = OfferRules.budget_refill_rounds, campaign_share: float = OfferRules.campaign_share,
+              factors: pl.DataFrame | None = None) -> Selection:
     """The offers of the batch, and those each step removed.
 
     Parameters

@@ -12,12 +12,14 @@ from __future__ import annotations
 import polars as pl
 
 from cycles.occasions import require_columns
+from cycles.params import ValueParams
 
 __all__ = ["abc_classes"]
 
 
-def abc_classes(frame: pl.DataFrame, value: str = "monetary_cents", cuts: tuple[float, float] = (0.75, 0.95),
-                vip_share: float = 0.30) -> pl.DataFrame:
+def abc_classes(frame: pl.DataFrame, value: str = "monetary_cents",
+                cuts: tuple[float, float] = ValueParams.abc_cuts,
+                vip_share: float = ValueParams.vip_sales_share) -> pl.DataFrame:
     """Add abc_class ('A'|'B'|'C') and value_tier ('VIP'|'major'|'ordinary'|'small').
 
     Ties in value are broken by customer_key; customers with value <= 0 are C / small.

@@ -17,12 +17,13 @@ from __future__ import annotations
 import polars as pl
 
 from cycles.occasions import require_columns
+from cycles.params import ProfileParams as _P
 
 __all__ = ["brand_cell", "volume_tier", "brand_volume", "observed_cells", "usual_products"]
 
 
-def brand_cell(store_share: pl.Expr, occasions: pl.Expr, national_max: float = 0.20,
-               store_min: float = 0.80, min_occasions: int = 2) -> pl.Expr:
+def brand_cell(store_share: pl.Expr, occasions: pl.Expr, national_max: float = _P.national_max_store_share,
+               store_min: float = _P.store_min_store_share, min_occasions: int = _P.min_occasions) -> pl.Expr:
     """'national' | 'store' | 'switcher' | 'unclassified' from a share and an occasion count."""
     return (pl.when(occasions < min_occasions).then(pl.lit("unclassified"))
             .when(store_share <= national_max).then(pl.lit("national"))
@@ -31,7 +32,7 @@ def brand_cell(store_share: pl.Expr, occasions: pl.Expr, national_max: float = 0
 
 
 def volume_tier(units_per_week: pl.Expr, by: str = "category",
-                cuts: tuple[float, float] = (1 / 3, 2 / 3)) -> pl.Expr:
+                cuts: tuple[float, float] = _P.volume_cuts) -> pl.Expr:
     """'low' | 'mid' | 'high' against the quantiles `cuts` of `units_per_week` within `by`."""
     lo = units_per_week.quantile(cuts[0], interpolation="linear").over(by)
     hi = units_per_week.quantile(cuts[1], interpolation="linear").over(by)
@@ -122,9 +123,10 @@ def usual_products(history: pl.DataFrame) -> pl.DataFrame:
                  usual_price_cents=pl.col("price").first().cast(pl.Int64)))
 
 
-def brand_volume(units: pl.DataFrame, cycles: pl.DataFrame, national_max: float = 0.20,
-                 store_min: float = 0.80, min_occasions: int = 2,
-                 cuts: tuple[float, float] = (1 / 3, 2 / 3), prior_occasions: float = 2.0) -> pl.DataFrame:
+def brand_volume(units: pl.DataFrame, cycles: pl.DataFrame, national_max: float = _P.national_max_store_share,
+                 store_min: float = _P.store_min_store_share, min_occasions: int = _P.min_occasions,
+                 cuts: tuple[float, float] = _P.volume_cuts,
+                 prior_occasions: float = _P.brand_prior_occasions) -> pl.DataFrame:
     """Brand cell and volume tier per customer x category.
 
     Parameters

@@ -25,6 +25,7 @@ from scipy import optimize, special
 from cycles.occasions import require_columns
 from cycles.purchase_cycle import check_fitted
 from cycles.exceptions import InputError
+from cycles.params import ValueParams
 
 __all__ = ["BetaGeoModel", "GammaGammaModel", "discounted_clv", "group_clv"]
 
@@ -152,7 +153,8 @@ class GammaGammaModel:
 
 
 def discounted_clv(bg: BetaGeoModel, x: np.ndarray, tx: np.ndarray, T: np.ndarray, spend: np.ndarray,
-                   margin: np.ndarray, years: float = 3.0, annual_rate: float = 0.10) -> np.ndarray:
+                   margin: np.ndarray, years: float = ValueParams.clv_years,
+                   annual_rate: float = ValueParams.annual_discount_rate) -> np.ndarray:
     """Sum over months of expected visits x spend x margin, discounted at `annual_rate`.
 
     Returns

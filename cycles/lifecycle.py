@@ -22,6 +22,7 @@ import datetime as dt
 import polars as pl
 
 from cycles.occasions import require_columns
+from cycles.params import ValueParams as _V
 
 __all__ = ["monthly_activity", "lifecycle"]
 
@@ -56,8 +57,9 @@ def _falling(frame: pl.DataFrame, column: str, months: int) -> pl.Expr:
     return pl.all_horizontal([pl.col(f"{column}_{m}") < pl.col(f"{column}_{m + 1}") for m in range(months)])
 
 
-def lifecycle(history: pl.DataFrame, as_of: dt.date, first_visit: pl.DataFrame, decline_months: int = 3,
-              lapsed_days: int = 60, new_days: int = 56, category_ratio: float = 0.4,
+def lifecycle(history: pl.DataFrame, as_of: dt.date, first_visit: pl.DataFrame,
+              decline_months: int = _V.decline_months, lapsed_days: int = _V.lapsed_days,
+              new_days: int = _V.new_days, category_ratio: float = 0.4,
               visit_ratio: float = 0.5, growing_ratio: float = 1.2) -> pl.DataFrame:
     """Stage and decline warning per customer.
 

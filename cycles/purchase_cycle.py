@@ -33,6 +33,7 @@ from scipy import optimize, special
 
 from cycles.occasions import pair_occasions, require_columns
 from cycles.exceptions import InputError, NotFittedError
+from cycles.params import ProfileParams
 
 __all__ = ["PurchaseCycleEstimator", "predictive_survival", "check_fitted"]
 
@@ -191,7 +192,7 @@ class PurchaseCycleEstimator:
         fitted = pl.DataFrame(rows, schema=given.schema) if rows else given.clear()
         return pl.concat([given.select(fitted.columns), fitted]).sort("category")
 
-    def predict(self, as_of: dt.date, window_days: int = 14) -> pl.DataFrame:
+    def predict(self, as_of: dt.date, window_days: int = ProfileParams.window_days) -> pl.DataFrame:
         """Next purchase and P(at least one purchase in [as_of, as_of + window_days)).
 
         Returns

@@ -46,6 +46,7 @@ from scipy import optimize
 from cycles.occasions import category_codes, require_columns
 from cycles.purchase_cycle import PurchaseCycleEstimator, check_fitted, predictive_survival
 from cycles.exceptions import InputError
+from cycles.params import ProfileParams
 
 __all__ = ["NextWindowRanker", "RANKER_FEATURES"]
 
@@ -177,8 +178,9 @@ class NextWindowRanker:
     reads the frame given to `fit` (a reference, not a copy).
     """
 
-    def __init__(self, window_days: int = 14, n_cutoffs: int = 10, cutoff_step_days: int = 14,
-                 lookback_days: int = 364, half_lives: tuple[float, ...] = (7.0, 28.0, 91.0, 273.0),
+    def __init__(self, window_days: int = ProfileParams.window_days, n_cutoffs: int = 10,
+                 cutoff_step_days: int = 14, lookback_days: int = 7 * ProfileParams.lookback_weeks,
+                 half_lives: tuple[float, ...] = (7.0, 28.0, 91.0, 273.0),
                  recent_days: int = 112, min_history_days: int = 28, max_train_customers: int = 2_500,
                  min_train_positives: int = 200, n_estimators: int = 200, learning_rate: float = 0.05,
                  num_leaves: int = 31, min_child_samples: int = 100, backend: str = "lightgbm",

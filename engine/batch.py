@@ -59,13 +59,14 @@ from coupons.needs import select_needs
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
 from coupons.prices import PRICE_SOURCES, complete_prices
 from coupons.qualify import qualifying_customers
+from coupons.rules import Campaign
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
 from engine.codes import make_code
 from engine.chain_key import verify_secret
 from engine.config import Settings, public_settings, resolve_secret
 from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
-from engine.errors import NothingToDo, StateError
+from engine.errors import ConfigError, NothingToDo, StateError
 
 __all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "Profiler"]
 
@@ -128,8 +129,8 @@ def _default_profiler() -> tuple[Profiler, str]:
         from coupons.baseline import baseline_profile, baseline_value
 
         def profile_frames(history, products, customers, settings, as_of, window_days):  # noqa: ANN001
-            return (baseline_profile(history, products, as_of, window_days, settings),
-                    baseline_value(history, customers, as_of, settings))
+            return (baseline_profile(history, products, as_of, window_days, settings.cycles),
+                    baseline_value(history, customers, as_of, settings.value, settings.batch.qualifying_weeks))
         return profile_frames, "baseline (engine.profiles not installed)"
     return profile_frames, "engine.profiles"
 
@@ -276,7 +277,7 @@ def _deal_budget_block(budgets: pl.DataFrame, offers: pl.DataFrame, factors: pl.
     return deals
 
 
-def _campaign_rows(frame: pl.DataFrame, campaign) -> pl.DataFrame:  # noqa: ANN001 - engine.config.Campaign
+def _campaign_rows(frame: pl.DataFrame, campaign: Campaign) -> pl.DataFrame:
     """The conversion rows of `campaign` in an offers (or dropped candidates) frame."""
     return frame.filter(pl.col("kind") == "conversion", pl.col("category") == campaign.category)
 
@@ -552,8 +553,8 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
     budgets = _deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
-    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end,
-                       data["factors"])
+    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings.plan_rules(),
+                       start, end, data["factors"])
     offers = plan.offers
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)

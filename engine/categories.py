@@ -1,6 +1,6 @@
 """Resolve the settings' category patterns against the chain's catalogue.
 
-Household groups (`OfferSettings.household_groups`) and campaigns (`Campaign.category`) are
+Household groups (`OfferRules.household_groups`) and campaigns (`Campaign.category`) are
 written as patterns (`coupons.categories`). Before a batch builds offers, and for
 ``listwise settings check``, they are replaced by the catalogue's exact category names:
 

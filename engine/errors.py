@@ -1,7 +1,9 @@
 """The one family of errors listwise raises; the CLI turns each into one stderr line.
 
-The pure packages own their errors (`cycles.exceptions`); `cycles_errors` turns them into this
-family once, where engine calls them (as httpx's ``map_exceptions``).
+The pure packages own their errors (`cycles.exceptions`, `coupons.exceptions`); `cycles_errors`
+turns cycles' into this family once, where engine calls them (as httpx's ``map_exceptions``);
+`engine.config.validate_settings` turns a parameter out of range (`cycles.params`,
+`coupons.rules`) into a `ConfigError` naming the settings key.
 """
 
 import contextlib
@@ -47,5 +49,7 @@ def cycles_errors():
         yield
     except _cycles.NotFittedError as exc:
         raise NotFittedError(str(exc)) from exc
+    except _cycles.ParamsError as exc:
+        raise ConfigError(str(exc)) from exc
     except _cycles.CyclesError as exc:
         raise InputError(str(exc)) from exc

@@ -42,13 +42,10 @@ def history_start(settings: Settings, as_of: dt.date) -> dt.date:
 
 def _profile(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int,
              priors: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    c = settings.cycles
     estimator = PurchaseCycleEstimator(priors=priors)
-    start = as_of - dt.timedelta(weeks=c.lookback_weeks)
-    profile = customer_profile(history.filter(pl.col("day") >= start), as_of, window_days, estimator=estimator,
-                               min_occasions=c.min_occasions, national_max_store_share=c.national_max_store_share,
-                               store_min_store_share=c.store_min_store_share, volume_cuts=tuple(c.volume_cuts),
-                               brand_prior_occasions=c.brand_prior_occasions)
+    start = as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)
+    profile = customer_profile(history.filter(pl.col("day") >= start), as_of, window_days, params=settings.cycles,
+                               estimator=estimator)
     return profile, estimator.priors_
 
 
@@ -128,14 +125,10 @@ def _with_ranker(profile: pl.DataFrame, ranked: pl.DataFrame) -> pl.DataFrame:
 def value_frame(history: pl.DataFrame, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date,
                 progress: Progress = None) -> pl.DataFrame:
     """The customer value frame alone (see `profile_frames`)."""
-    v, b = settings.value, settings.batch
     history = history.filter((pl.col("day") < as_of)
-                             & (pl.col("day") >= as_of - dt.timedelta(weeks=v.rfm_lookback_weeks)))
-    value = customer_value(
-        history, as_of, customers, qualifying_weeks=b.qualifying_weeks,
-        weekly_budget_cents=tuple(v.weekly_budget_cents), margin_share=v.margin_share, clv_years=v.clv_years,
-        annual_discount_rate=v.annual_discount_rate, abc_cuts=tuple(v.abc_cuts), vip_share=v.vip_sales_share,
-        decline_months=v.decline_months, lapsed_days=v.lapsed_days, new_days=v.new_days)
+                             & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)))
+    value = customer_value(history, as_of, customers, qualifying_weeks=settings.batch.qualifying_weeks,
+                           params=settings.value)
     if progress:
         progress("customer value", 1, 1)
     return value

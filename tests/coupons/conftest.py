@@ -9,6 +9,7 @@ import pytest
 
 START = dt.date(2025, 7, 7)
 END = dt.date(2025, 7, 21)
+MARGIN_SHARE = 0.25     # unit margin share of a product without a unit cost (the value.margin_share default)
 
 
 def make_products() -> pl.DataFrame:

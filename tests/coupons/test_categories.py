@@ -4,7 +4,7 @@ import polars as pl
 
 from coupons.categories import match_categories, pattern_regex
 from coupons.household import household_groups
-from engine.config import OfferSettings, Settings
+from coupons.rules import DEFAULT_CAMPAIGNS, OfferRules
 
 # A real-shaped catalogue: the names a chain's export uses, not the generator's.
 CATALOGUE = pl.DataFrame({
@@ -54,6 +54,6 @@ def test_default_household_groups_find_the_real_shaped_names():
         "purchase_days": [3, 1, 2, 2, 9],
         "volume_tier": ["mid", "low", "mid", "mid", "high"],
     })
-    groups = household_groups(profile, OfferSettings())
+    groups = household_groups(profile, OfferRules())
     assert groups.rows() == [(1, "pet"), (2, "baby"), (3, "vegetables")]
-    assert Settings().campaigns[0].category == "ANALGESIC*"
+    assert DEFAULT_CAMPAIGNS[0].category == "ANALGESIC*"

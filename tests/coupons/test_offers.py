@@ -11,13 +11,14 @@ from coupons.qualify import qualifying_customers
 from coupons.rewards import reward_offers
 from coupons.select import dedupe
 from coupons.tips import choose_tips, starter_tips
-from engine.config import OfferSettings
-from tests.coupons.conftest import END, START, make_deals, make_profile, make_value
+from coupons.rules import OfferRules
+from tests.coupons.conftest import END, MARGIN_SHARE, START, make_deals, make_profile, make_value
 
 
 def test_cycle_offers_only_above_min_p_buy_on_the_usual_product(products):
     profile = make_profile([(1, "MILK", 0.9, "national", "mid", 6, 9), (1, "DOG FOOD", 0.05, "national", "low", 5, 2)])
-    o = cycle_offers(profile, products, START, END, OfferSettings(min_p_buy=0.15, cycle_depth=0.10))
+    o = cycle_offers(profile, products, START, END, OfferRules(min_p_buy=0.15, cycle_depth=0.10),
+                     MARGIN_SHARE)
     assert o["product_key"].to_list() == [6]
     row = o.row(0, named=True)
     assert row["discount_cents"] == 30 and row["funder"] == "retailer"
@@ -41,7 +42,7 @@ def test_deal_validity_targeting_and_discounts(products):
         {"deal_id": "E", "manufacturer_id": "M1", "sku": "N2", "kind": "price", "value_cents": 800,
          "starts_on": START - dt.timedelta(days=30), "ends_on": START + dt.timedelta(days=4)},
     ])
-    o = deal_offers(profile, products, deals, START, END).sort("deal_id", "customer_key")
+    o = deal_offers(profile, products, deals, START, END, MARGIN_SHARE).sort("deal_id", "customer_key")
     got = {(r["deal_id"], r["customer_key"]): r for r in o.iter_rows(named=True)}
     assert ("C", 1) not in got
     assert {k for k in got if k[0] == "B"} == {("B", 1)}                    # targeted cell only
@@ -64,17 +65,17 @@ def test_households_inferred_from_history(products):
                             (2, "DOG FOOD", 0.4, "national", "low", 5, 1),        # one purchase: not enough
                             (3, "VEGETABLES", 0.9, "national", "mid", 7, 12),      # not heavy
                             (4, "VEGETABLES", 0.9, "national", "high", 7, 12)])
-    settings = OfferSettings()
-    groups = household_groups(profile, settings)
+    rules = OfferRules()
+    groups = household_groups(profile, rules)
     assert set(groups.iter_rows()) == {(1, "pet"), (4, "vegetables")}
-    o = household_offers(profile, products, START, END, settings)
+    o = household_offers(profile, products, START, END, rules, MARGIN_SHARE)
     assert set(zip(o["customer_key"], o["reason"])) == {(1, "household: pet"), (4, "household: vegetables")}
 
 
 def test_rewards_go_to_loyal_vips_in_whole_coupons_within_range():
     value = make_value([(1, "VIP", 0.9, 1000), (2, "VIP", 0.7, 5000), (3, "VIP", 0.3, 9000),
                         (4, "major", 0.95, 9000), (5, "VIP", 0.8, 3000)])
-    o = reward_offers(value, START, END, OfferSettings())
+    o = reward_offers(value, START, END, OfferRules(), MARGIN_SHARE)
     total = dict(zip(o["customer_key"], (o["discount_cents"] * o["max_uses"]).to_list()))
     assert set(total) == {1, 2, 5}
     assert all(3000 <= v <= 4000 for v in total.values())

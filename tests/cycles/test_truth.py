@@ -74,7 +74,7 @@ def test_volume_tiers_are_ordered_as_planted(profile):
 
 def test_lapsing_households_are_flagged_far_more_often(chain, end_of_history):
     history, _, customers, _, households = chain
-    value = customer_value(history, end_of_history, customers).join(households, on="customer_key")
+    value = customer_value(history, end_of_history, customers, qualifying_weeks=8).join(households, on="customer_key")
     flagged = pl.col("lifecycle_stage").is_in(["declining", "lapsed"]).mean()
     rates = dict(value.group_by("lapsing").agg(flagged.alias("rate")).iter_rows())
     assert rates[True] >= 0.6
@@ -84,6 +84,6 @@ def test_lapsing_households_are_flagged_far_more_often(chain, end_of_history):
 
 def test_share_of_wallet_follows_the_planted_share(chain, end_of_history):
     history, _, customers, _, households = chain
-    value = customer_value(history, end_of_history, customers).join(households, on="customer_key")
+    value = customer_value(history, end_of_history, customers, qualifying_weeks=8).join(households, on="customer_key")
     # weak by nature: spend against a fixed budget also measures how heavy a household is
     assert value.select(pl.corr("share_of_wallet", "share_of_wallet_right", method="spearman")).item() > 0.15

@@ -38,8 +38,8 @@ def PROFILER(history, products, customers, settings, as_of, window_days):  # noq
 def BASELINE(history, products, customers, settings, as_of, window_days):  # noqa: N802, ANN001
     """The most-frequent baseline of coupons.baseline."""
     from coupons.baseline import baseline_profile, baseline_value
-    return (baseline_profile(history, products, as_of, window_days, settings),
-            baseline_value(history, customers, as_of, settings))
+    return (baseline_profile(history, products, as_of, window_days, settings.cycles),
+            baseline_value(history, customers, as_of, settings.value, settings.batch.qualifying_weeks))
 
 
 def run_batch(settings, period_start=None, out_dir=None, progress=None):  # noqa: ANN001

@@ -104,3 +104,12 @@ def test_needs_are_stored_calibrated_and_printed_with_reasons_html_and_email(db_
         else:
             assert rows[doc.code]["email_file"] == ""
     assert printed["email_files"] == sum(1 for d in shown if d.email) > 0
+
+
+def test_needs_settings_refused_by_coupons_are_one_config_error():
+    """Settings built in code skip validate_settings; the batch still turns coupons' refusal into ours."""
+    from engine.batch import _needs
+    from engine.errors import ConfigError
+    profile = pl.DataFrame(schema={"customer_key": pl.Int64, "category": pl.String, "p_buy_in_window": pl.Float64})
+    with pytest.raises(ConfigError, match=r"^printing: needs min_p_buy must be in \[0, 1\], got 1.5$"):
+        _needs(profile, pl.Series([1]), PERIOD, END, Settings(printing=PrintSettings(needs_min_p_buy=1.5)))
