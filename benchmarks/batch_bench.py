@@ -147,7 +147,7 @@ def _small_frames(data: Path):  # noqa: ANN202
 
 def _read_deals(data: Path) -> pl.DataFrame:
     """The deals files as the ``deals`` table holds them (cents, basis points)."""
-    from engine.ingest import _cents
+    from engine.values import cents as _cents
     files = sorted((data / "deals").glob("*.csv")) if (data / "deals").is_dir() else []
     if not files:
         from tests.coupons.conftest import DEAL_SCHEMA
