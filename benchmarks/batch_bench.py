@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from coupons import assign_groups, build_offers, choose_tips, qualifying_customers, starter_tips
-    from engine.batch import _deal_budgets
+    from engine.batch import deal_budgets
     from engine.config import Settings
     from engine.history import history_from_files
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = profile.with_columns(pl.col(c).cast(pl.String) for c in ("category", "brand_cell", "volume_tier"))
     t_prof = time.perf_counter()
     deals = _read_deals(data)
-    budgets = _deal_budgets(deals, pl.DataFrame(schema={"deal_id": pl.String, "face_cents": pl.Int64,
+    budgets = deal_budgets(deals, pl.DataFrame(schema={"deal_id": pl.String, "face_cents": pl.Int64,
                                                         "redeemed_cents": pl.Int64}),
                             pl.DataFrame(schema={"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64,
                                                  "discount_cents": pl.Int64, "max_uses": pl.Int32,
@@ -147,7 +147,7 @@ def _small_frames(data: Path):  # noqa: ANN202
 
 def _read_deals(data: Path) -> pl.DataFrame:
     """The deals files as the ``deals`` table holds them (cents, basis points)."""
-    from engine.ingest import _cents
+    from engine.values import cents as _cents
     files = sorted((data / "deals").glob("*.csv")) if (data / "deals").is_dir() else []
     if not files:
         from tests.coupons.conftest import DEAL_SCHEMA

@@ -8,10 +8,10 @@
 2. **State.** A batch row per period (``batches.period_start`` is unique). A period whose batch
    is 'done' is not recomputed: its stored summary is returned, so re-running changes nothing.
    A batch left 'running' (killed) or 'failed' keeps its batch_id and is redone from scratch.
-3. **Read** (ADBC, no SQLAlchemy connection open meanwhile — see engine/db.py): products,
-   customers, history of the profile's lookback before the period, deals, what earlier
-   batches hold of each deal (redemptions of offers whose list expired, live offers) and the
-   redemptions of expired batches the use factors learn from (`coupons.budgets`).
+3. **Read**, in one read session of the command's `engine.db.Gateway` (ADBC): products,
+   customers, history from `engine.history.history_start` before the period, deals, what
+   earlier batches hold of each deal (redemptions of offers whose list expired, live offers)
+   and the redemptions of expired batches the use factors learn from (`coupons.budgets`).
 4. **Compute** (pure, coupons/ and cycles/): the catalogue completed where it has no shelf
    price or unit cost (`coupons.prices`, from the history just read), qualifying customers, the
    hold-out draw, profile and customer value (`engine.profiles.profile_frames`; the
@@ -54,7 +54,6 @@ from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import funnel_dict
 from coupons.holdout import assign_groups
-from coupons.money import dollars
 from coupons.needs import select_needs
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
 from coupons.prices import PRICE_SOURCES, complete_prices
@@ -65,12 +64,14 @@ from engine.categories import format_matches, resolve_categories
 from engine.codes import make_code
 from engine.chain_key import verify_secret
 from engine.config import Settings, public_settings, resolve_secret
-from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
+from engine.db import Gateway, allocate_keys, utc_now
 from engine.errors import ConfigError, NothingToDo, StateError
+from engine.history import history_start
+from engine.progress import Progress
+from engine.values import as_date, dollars
 
-__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "Profiler"]
+__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "deal_budgets", "Profiler"]
 
-Progress = Callable[[str, int, int], None]
 Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
 
 _CELLS = ("national", "store", "switcher")
@@ -83,20 +84,14 @@ def _monday_after(day: dt.date) -> dt.date:
     return day + dt.timedelta(days=7 - day.weekday())
 
 
-def _as_date(value) -> dt.date | None:  # noqa: ANN001 - SQLite text or a date
-    if value is None:
-        return None
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
-
-
-def _unfinished_period(conn: sa.Connection) -> dt.date | None:
+def _unfinished_period(db: Gateway) -> dt.date | None:
     """The earliest period whose batch was killed, failed or cancelled: it is redone first."""
-    value = conn.execute(sa.text(
-        "SELECT MIN(period_start) FROM batches WHERE status IN ('running', 'failed', 'cancelled')")).scalar()
-    return _as_date(value)
+    found = db.read_small("SELECT MIN(period_start) AS p FROM batches WHERE status IN ('running', 'failed', "
+                          "'cancelled')", {"p": pl.Date})
+    return found["p"][0]
 
 
-def default_period_start(engine: sa.Engine, settings: Settings) -> dt.date:
+def default_period_start(db: Gateway | sa.Engine, settings: Settings) -> dt.date:
     """The period `batch run` takes when given none.
 
     An unfinished period (killed, failed, cancelled) first; else the period after the last
@@ -104,10 +99,10 @@ def default_period_start(engine: sa.Engine, settings: Settings) -> dt.date:
     successor would be built from the same history); else `batch.first_period_start`; else
     the Monday after the last purchase.
     """
-    with engine.connect() as conn:
-        unfinished = _unfinished_period(conn)
-        last = _as_date(conn.execute(sa.text("SELECT MAX(period_start) FROM batches")).scalar())
-        last_day = _as_date(conn.execute(sa.text("SELECT MAX(day) FROM baskets")).scalar())
+    db = Gateway.of(db)
+    unfinished = _unfinished_period(db)
+    last = db.read_small("SELECT MAX(period_start) AS p FROM batches", {"p": pl.Date})["p"][0]
+    last_day = db.last_purchase_day()
     if unfinished is not None:
         return unfinished
     if last is not None:
@@ -135,7 +130,7 @@ def _default_profiler() -> tuple[Profiler, str]:
     return profile_frames, "engine.profiles"
 
 
-def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
+def _start_batch(db: Gateway | sa.Engine, settings: Settings, period_start: dt.date,
                  period_end: dt.date) -> tuple[int, str, dict | None]:
     """(batch_id, this run's token, stored summary if the period is done).
 
@@ -145,7 +140,7 @@ def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
     runs one writes and the other finds the batch done — a done batch is never rewritten.
     """
     token = secrets.token_hex(8)
-    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+    with Gateway.of(db).begin(immediate=True) as conn:
         row = conn.execute(sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"),
                            {"p": period_start}).first()
         if row is not None:
@@ -159,9 +154,8 @@ def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
             "ORDER BY period_start"), {"s": period_start, "e": period_end}).first()
         if overlap is not None:
             raise StateError(f"period {period_start} to {period_end - dt.timedelta(days=1)} overlaps the batch of "
-                             f"{_as_date(overlap.period_start)} to "
-                             f"{_as_date(overlap.period_end) - dt.timedelta(days=1)}")
-        from engine.db import allocate_keys
+                             f"{as_date(overlap.period_start)} to "
+                             f"{as_date(overlap.period_end) - dt.timedelta(days=1)}")
         batch_id = allocate_keys(conn, "batches", 1)
         conn.execute(sa.text(
             "INSERT INTO batches (batch_id, period_start, period_end, status, run_token, started_at, settings_json) "
@@ -171,36 +165,22 @@ def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
     return batch_id, token, None
 
 
-def _stale_history_warning(engine: sa.Engine, period_start: dt.date, period_days: int) -> str | None:
+def _stale_history_warning(db: Gateway, period_start: dt.date, period_days: int) -> str | None:
     """A warning when the history ends long before the period (exports not imported yet?)."""
-    with engine.connect() as conn:
-        last_day = _as_date(conn.execute(sa.text("SELECT MAX(day) FROM baskets WHERE day < :p"),
-                                         {"p": period_start}).scalar())
+    last_day = db.last_purchase_day(before=period_start)
     if last_day is None or (period_start - last_day).days <= period_days:
         return None
     return (f"warning: the purchase history ends {last_day}, {(period_start - last_day).days} days before the "
             f"period starts ({period_start}): have the latest exports been imported?")
 
 
-def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
-    from engine.history import read_customers, read_history, read_products
-    products = read_products(url)
-    customers = read_customers(url)
-    weeks = max(settings.cycles.lookback_weeks, settings.batch.qualifying_weeks)
+def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
     o = settings.offers
-    start = min(period_start - dt.timedelta(weeks=weeks), period_start - dt.timedelta(days=o.price_lookback_days))
-    history = read_history(url, period_start, start, products=products)
-    # the profile reads the catalogue's own prices through history; offers the completed catalogue
-    products = complete_prices(products, history, period_start, o.price_lookback_days, o.margin_share_national,
-                               o.margin_share_store)
-    deal_schema = {"deal_id": pl.String, "manufacturer_id": pl.String, "sku": pl.String, "category": pl.String,
-                   "brand": pl.String, "kind": pl.String, "value_cents": pl.Int64, "percent_bp": pl.Int64,
-                   "funded_share": pl.Float64, "starts_on": pl.Date, "ends_on": pl.Date, "budget_cents": pl.Int64,
-                   "max_per_customer": pl.Int64, "target_cells": pl.String}
-    with bulk_session(url, write=False) as db:
-        deals = db.read("SELECT deal_id, manufacturer_id, sku, category, brand, kind, value_cents, percent_bp, "
-                        "funded_share, starts_on, ends_on, budget_cents, max_per_customer, target_cells FROM deals",
-                        deal_schema)
+    with db.reading():
+        products = db.products()
+        customers = db.customers()
+        history = db.history(period_start, history_start(settings, period_start), products=products)
+        deals = db.deals()
         # what earlier batches hold of each deal (coupons.budgets.deal_commitments): offers whose list
         # expired hold what they redeemed, live ones their expected cost plus margin.
         # CAST: PostgreSQL's SUM of integers is numeric (issue 13)
@@ -236,11 +216,14 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
             {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "expected_uses": pl.Float64,
              "redeemed_cents": pl.Int64})
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
+    # the profile reads the catalogue's own prices through history; offers the completed catalogue
+    products = complete_prices(products, history, period_start, o.price_lookback_days, o.margin_share_national,
+                               o.margin_share_store)
     return {"products": products, "customers": customers, "history": history, "deals": deals,
             "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips}
 
 
-def _deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame,
+def deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame,
                   factors: pl.DataFrame) -> pl.DataFrame:
     """`coupons.budgets.deal_commitments` of the deals: budget_left_cents is what this batch may charge."""
     return deal_commitments(deals.select("deal_id", "budget_cents"), expired, live, factors)
@@ -353,11 +336,12 @@ class _TakenOver(Exception):
     """Another run completed or took over this batch while this one computed it."""
 
 
-def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.DataFrame, offers: pl.DataFrame,
-           starter: pl.DataFrame | None, summary: dict, secret: bytes, needs: pl.DataFrame | None = None) -> None:
+def _write(gateway: Gateway, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.DataFrame,
+           offers: pl.DataFrame, starter: pl.DataFrame | None, summary: dict, secret: bytes,
+           needs: pl.DataFrame | None = None) -> None:
     """Everything the batch writes, in one transaction (see the module docstring)."""
-    sqlite = is_sqlite(url)
-    with bulk_session(url) as db:
+    sqlite = gateway.sqlite
+    with gateway.bulk() as db:
         b = int(batch_id)
         # the guard: only the run holding the token writes, and never over a done batch (PostgreSQL's row
         # lock makes a racing run wait here and then find the row no longer 'running' under its token)
@@ -374,14 +358,14 @@ def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.
             db.append("tips", starter)
         db.append("batch_members", groups.select(
             pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", "grp", "avg_weekly_spend_cents"))
-        first_list = db.allocate_keys("lists", max(lists.height, 1))
+        first_list = allocate_keys(db, "lists", max(lists.height, 1))
         lists = lists.with_columns(pl.int_range(first_list, first_list + pl.len(), dtype=pl.Int64).alias("list_id"))
         codes = [make_code(i, secret) for i in lists["list_id"].to_list()]
         db.append("lists", lists.select(
             "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.lit(None, pl.String).alias("store_id"),
             pl.Series("code", codes, dtype=pl.String), "valid_from", "valid_to", pl.lit("active").alias("status"),
             "tip_id"))
-        first_offer = db.allocate_keys("offers", max(offers.height, 1))
+        first_offer = allocate_keys(db, "offers", max(offers.height, 1))
         rows = (offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
                 .sort("list_id", "line_no")
                 .with_columns(pl.int_range(first_offer, first_offer + pl.len(), dtype=pl.Int64).alias("offer_id")))
@@ -400,7 +384,8 @@ def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.
 
 
 def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: str | Path | None = None,
-              progress: Progress | None = None, profiler: Profiler | None = None) -> dict:
+              progress: Progress | None = None, profiler: Profiler | None = None,
+              gateway: Gateway | None = None) -> dict:
     """Run (or complete, or return) the batch of one period; returns its summary.
 
     Parameters
@@ -418,67 +403,59 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
     profiler
         ``profiler(history, products, customers, settings, as_of, window_days) -> (profile,
         value)``; default `engine.profiles.profile_frames`.
+    gateway
+        The command's database (`engine.db.Gateway`); None: one made from
+        ``settings.database_url`` for this run and closed after it.
 
     Returns
     -------
     dict
         The batch summary (see `format_summary`).
     """
-    url = settings.database_url
-    engine = connect(url)
-    try:
-        require_schema(engine)
-        verify_secret(engine, resolve_secret(settings))     # codes made under another key would all fail
-        start = period_start or default_period_start(engine, settings)
+    with Gateway.using(gateway or settings.database_url) as db:
+        db.require()
+        verify_secret(db.engine, resolve_secret(settings))     # codes made under another key would all fail
+        start = period_start or default_period_start(db, settings)
         end = start + dt.timedelta(days=settings.batch.period_days)
-        batch_id, token, done = _start_batch(engine, settings, start, end)
-        stale = None if done is not None else _stale_history_warning(engine, start, settings.batch.period_days)
-    finally:
-        engine.dispose()        # no SQLAlchemy SQLite connection while ADBC is open (engine/db.py)
-    target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
-    if done is not None:
-        _write_summary(target, done)
-        return done
-    if stale:
-        print(stale, file=sys.stderr)
-    try:
-        summary = _compute_and_write(settings, batch_id, token, start, end, progress, profiler)
-    except _TakenOver:
-        stored = _stored_summary(url, batch_id)
-        if stored is None:
-            raise StateError(f"the batch of {start} was taken over by another run of 'batch run'; "
-                             "this run wrote nothing") from None
-        _write_summary(target, stored)
-        return stored                     # another run finished it first: its lists stand
-    except BaseException:
-        _mark_failed(url, batch_id, token)
-        raise
-    _write_summary(target, summary)
-    return summary
+        batch_id, token, done = _start_batch(db, settings, start, end)
+        target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
+        if done is not None:
+            _write_summary(target, done)
+            return done
+        stale = _stale_history_warning(db, start, settings.batch.period_days)
+        if stale:
+            print(stale, file=sys.stderr)
+        try:
+            summary = _compute_and_write(db, settings, batch_id, token, start, end, progress, profiler)
+        except _TakenOver:
+            stored = _stored_summary(db, batch_id)
+            if stored is None:
+                raise StateError(f"the batch of {start} was taken over by another run of 'batch run'; "
+                                 "this run wrote nothing") from None
+            _write_summary(target, stored)
+            return stored                     # another run finished it first: its lists stand
+        except BaseException:
+            _mark_failed(db, batch_id, token)
+            raise
+        _write_summary(target, summary)
+        return summary
 
 
-def _stored_summary(url: str, batch_id: int) -> dict | None:
-    engine = connect(url)
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(sa.text("SELECT status, summary_json FROM batches WHERE batch_id = :b"),
-                               {"b": batch_id}).first()
-    finally:
-        engine.dispose()
-    return json.loads(row.summary_json) if row is not None and row.status == "done" else None
+def _stored_summary(db: Gateway, batch_id: int) -> dict | None:
+    row = db.batch(batch_id)
+    return json.loads(row["summary_json"]) if row is not None and row["status"] == "done" else None
 
 
-def cancel_batch(settings: Settings, batch_id: int) -> str:
+def cancel_batch(settings: Settings, batch_id: int, gateway: Gateway | None = None) -> str:
     """Withdraw a batch: its lists and offers are deleted (their codes answer 'unknown').
 
     Refused once any of its offers was redeemed (the redemption must keep its offer, and the
     manufacturer's settlement its line). The batch row stays, 'cancelled', and `batch run`
     redoes the period, with new list ids and codes. Returns a one-line report.
     """
-    engine = connect(settings.database_url)
-    try:
-        require_schema(engine)
-        with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+    with Gateway.using(gateway or settings.database_url) as db:
+        db.require()
+        with db.begin(immediate=True) as conn:
             row = conn.execute(sa.text("SELECT period_start, status FROM batches WHERE batch_id = :b"),
                                {"b": batch_id}).first()
             if row is None:
@@ -501,25 +478,20 @@ def cancel_batch(settings: Settings, batch_id: int) -> str:
             conn.execute(sa.text("DELETE FROM batch_members WHERE batch_id = :b"), {"b": batch_id})
             conn.execute(sa.text("UPDATE batches SET status = 'cancelled', run_token = NULL WHERE batch_id = :b"),
                          {"b": batch_id})
-    finally:
-        engine.dispose()
-    return (f"batch {batch_id} ({_as_date(row.period_start)}) cancelled: {lists:,} lists withdrawn; "
+    return (f"batch {batch_id} ({as_date(row.period_start)}) cancelled: {lists:,} lists withdrawn; "
             "'batch run' redoes the period")
 
 
-def _mark_failed(url: str, batch_id: int, token: str) -> None:
-    engine = connect(url)
+def _mark_failed(db: Gateway, batch_id: int, token: str) -> None:
     try:
-        with engine.begin() as conn:
+        with db.begin() as conn:
             conn.execute(sa.text("UPDATE batches SET status = 'failed' WHERE batch_id = :b AND status = 'running' "
                                  "AND run_token = :k"), {"b": batch_id, "k": token})
     except Exception:  # noqa: BLE001 - the original error matters more; 'running' is handled alike
         pass
-    finally:
-        engine.dispose()
 
 
-def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.date, end: dt.date,
+def _compute_and_write(db: Gateway, settings: Settings, batch_id: int, token: str, start: dt.date, end: dt.date,
                        progress: Progress | None, profiler: Profiler | None) -> dict:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -533,7 +505,7 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
             progress("batch", _STEPS.index(name) + 1, len(_STEPS))
 
     secret = resolve_secret(settings)
-    data = _read_inputs(settings.database_url, settings, batch_id, start)
+    data = _read_inputs(db, settings, batch_id, start)
     settings, matches = resolve_categories(settings, data["products"])   # patterns -> the catalogue's names
     for line in format_matches(matches):
         if line.startswith("warning:"):
@@ -552,7 +524,7 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
     profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
-    budgets = _deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
+    budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
     plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings.plan_rules(),
                        start, end, data["factors"])
     offers = plan.offers
@@ -570,7 +542,7 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     summary["needs"] = {"lines": needs.height, "lists_with_needs": needs["customer_key"].n_unique(),
                         "lists": int(treated.len()), "min_p_buy": settings.printing.needs_min_p_buy,
                         "max_lines": settings.printing.needs_max_lines}
-    _write(settings.database_url, batch_id, token, groups, lists, offers,
+    _write(db, batch_id, token, groups, lists, offers,
            None if data["tips"].height else tips, summary, secret, needs)
     step("write")        # the stored summary's seconds end before the write, so a re-run returns it unchanged
     return summary

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import ConfigError, EngineError
+from engine.progress import labelled, stderr_progress
 
 __all__ = ["main"]
 
@@ -30,23 +31,18 @@ def _settings(args: argparse.Namespace):
     return load_settings(args.config, database_url=args.database)
 
 
-def _progress(enabled: bool):
-    """A progress callback for stderr, or None.
+_progress = stderr_progress      # its former name here (tests/engine/test_cli.py)
 
-    On a terminal it redraws ``label: done/total`` in place; otherwise (a log file, a pipe)
-    it writes one plain line per finished step, never a carriage return.
-    """
-    if not enabled:
-        return None
-    live = sys.stderr.isatty()
 
-    def report(label: str, done: int, total: int) -> None:
-        if live:
-            end = "\n" if done >= total else "\r"
-            print(f"{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
-        elif done:            # a start (0 done) is not a milestone
-            print(f"{label}: {done:,}/{total:,} done", file=sys.stderr, flush=True)
-    return report
+def _database(settings):  # noqa: ANN001, ANN202 - Settings -> engine.db.Gateway
+    """The command's `engine.db.Gateway` (a context manager); refuses a database `init` has not made."""
+    from engine.db import Gateway
+    db = Gateway(settings.database_url)
+    try:
+        return db.require()
+    except BaseException:
+        db.close()
+        raise
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
@@ -91,19 +87,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 def _run_init(args: argparse.Namespace) -> int:
     from engine.chain_key import bind_secret, require_existing_secret
     from engine.config import redact_url, resolve_secret
-    from engine.db import connect, init_schema
+    from engine.db import Gateway, init_schema
     settings = _settings(args)
-    engine = connect(settings.database_url)
-    try:
-        init_schema(engine)
+    with Gateway(settings.database_url) as db:
+        init_schema(db.engine)
         try:
             secret = resolve_secret(settings)
         except ConfigError:
-            require_existing_secret(engine)      # never mint a new key for a database that has one
+            require_existing_secret(db.engine)      # never mint a new key for a database that has one
             secret = resolve_secret(settings, create=True)
-        bind_secret(engine, secret)
-    finally:
-        engine.dispose()
+        bind_secret(db.engine, secret)
     print(f"initialised {redact_url(settings.database_url)}")
     return 0
 
@@ -111,7 +104,8 @@ def _run_init(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     from engine.ingest import import_files
     settings = _settings(args)
-    report = import_files(settings.database_url, args.kind, args.files, progress=_progress(not args.quiet),
+    report = import_files(settings.database_url, args.kind, args.files,
+                          progress=stderr_progress(not args.quiet),
                           timezone=settings.timezone)
     for line in report:
         print(line)
@@ -120,10 +114,9 @@ def _run_import(args: argparse.Namespace) -> int:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from engine.sample_chain import generate
-    progress = _progress(not args.quiet)
+    progress = stderr_progress(not args.quiet)
     summary = generate(args.out, customers=args.customers, weeks=args.weeks, seed=args.seed,
-                       start=args.start, fmt=args.format,
-                       progress=(lambda d, t: progress("customers", d, t)) if progress else None)
+                       start=args.start, fmt=args.format, progress=labelled(progress, "customers"))
     for key, value in summary.items():
         print(f"{key}: {value}")
     return 0
@@ -132,13 +125,12 @@ def _run_generate(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from engine.demo import run_demo
     for line in run_demo(args.dir, customers=args.customers, weeks=args.weeks, seed=args.seed,
-                         progress=_progress(not args.quiet)):
+                         progress=stderr_progress(not args.quiet)):
         print(line)
     return 0
 
 
 def _run_settings(args: argparse.Namespace) -> int:
-    import dataclasses
     import json
     settings = _settings(args)
     if args.action == "check":
@@ -151,14 +143,8 @@ def _run_settings(args: argparse.Namespace) -> int:
 def _check_settings(settings) -> int:  # noqa: ANN001 - Settings
     """Each household group and campaign with the categories it matched; warnings on stderr."""
     from engine.categories import format_matches, resolve_categories
-    from engine.db import connect, require_schema
-    from engine.history import read_products
-    engine = connect(settings.database_url)
-    try:
-        require_schema(engine)
-    finally:
-        engine.dispose()
-    products = read_products(settings.database_url)
+    with _database(settings) as db:
+        products = db.products()
     if products.height == 0:
         raise ConfigError("the catalogue is empty: import products before 'settings check'")
     _, matches = resolve_categories(settings, products)
@@ -190,14 +176,15 @@ def _add_cycles(sub: argparse._SubParsersAction) -> None:
 
 def _run_profile(args: argparse.Namespace) -> int:
     from engine.profiles import write_profile
-    rows = write_profile(_settings(args), args.as_of, args.window_days, args.out, progress=_progress(not args.quiet))
+    rows = write_profile(_settings(args), args.as_of, args.window_days, args.out,
+                         progress=stderr_progress(not args.quiet))
     print(f"{rows:,} customer x category rows written to {args.out}")
     return 0
 
 
 def _run_customers(args: argparse.Namespace) -> int:
     from engine.profiles import write_customers
-    rows = write_customers(_settings(args), args.as_of, args.out, progress=_progress(not args.quiet))
+    rows = write_customers(_settings(args), args.as_of, args.out, progress=stderr_progress(not args.quiet))
     print(f"{rows:,} customers written to {args.out}")
     return 0
 
@@ -221,18 +208,21 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         from engine.batch import format_summary, run_batch
         from engine.errors import NothingToDo
         settings = _settings(args)
-        try:
-            summary = run_batch(settings, args.period_start, args.out, progress=_progress(not args.quiet))
-        except NothingToDo as exc:
-            # --json: stdout carries one JSON document and nothing else, whatever happens
-            print(json.dumps({"status": "nothing to do", "message": str(exc)}) if args.json else exc)
-            return 0
-        out = args.out or Path(settings.batch.out_dir)
-        print(json.dumps(summary, indent=2) if args.json else format_summary(summary, out))
-        code = 0 if args.no_print else _print_lists(args, settings, summary["batch_id"], quiet_stdout=args.json)
-        if code == 0 and not args.no_report:
-            from engine.report import write_report
-            write_report(settings, Path(out) / summary["period_start"] / "report", summary["batch_id"])
+        with _database(settings) as db:
+            try:
+                summary = run_batch(settings, args.period_start, args.out,
+                                    progress=stderr_progress(not args.quiet), gateway=db)
+            except NothingToDo as exc:
+                # --json: stdout carries one JSON document and nothing else, whatever happens
+                print(json.dumps({"status": "nothing to do", "message": str(exc)}) if args.json else exc)
+                return 0
+            out = args.out or Path(settings.batch.out_dir)
+            print(json.dumps(summary, indent=2) if args.json else format_summary(summary, out))
+            code = 0 if args.no_print else _print_lists(args, settings, summary["batch_id"], quiet_stdout=args.json)
+            if code == 0 and not args.no_report:
+                from engine.report import write_report
+                write_report(settings, Path(out) / summary["period_start"] / "report", summary["batch_id"],
+                             gateway=db)
         return code
     r.set_defaults(run=run)
 
@@ -252,17 +242,12 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", type=Path, default=None, help="directory of batch files (default: settings)")
 
     def print_(args: argparse.Namespace) -> int:
-        import sqlalchemy as sa
-        from engine.db import connect, require_schema
         from engine.errors import StateError
         settings = _settings(args)
         batch_id = args.batch
         if batch_id is None:
-            engine = connect(settings.database_url)
-            require_schema(engine)
-            with engine.connect() as conn:
-                batch_id = conn.execute(sa.text("SELECT MAX(batch_id) FROM batches WHERE status = 'done'")).scalar()
-            engine.dispose()
+            with _database(settings) as db:
+                batch_id = db.latest_batch("done")
             if batch_id is None:
                 raise StateError("no finished batch to print: run 'listwise batch run' first")
         return _print_lists(args, settings, int(batch_id))
@@ -278,7 +263,7 @@ def _print_lists(args: argparse.Namespace, settings, batch_id: int,  # noqa: ANN
         print("printing is not installed yet: lists are stored but no PDFs were made", file=sys.stderr)
         return 0
     out = args.out or Path(settings.batch.out_dir)
-    result = print_batch(settings, batch_id, out, _progress(not args.quiet))
+    result = print_batch(settings, batch_id, out, stderr_progress(not args.quiet))
     if result is not None:
         print(result["message"] if result["lists"] == 0 else result,   # an empty batch: one line, exit 0
               file=sys.stderr if quiet_stdout else sys.stdout)
@@ -321,39 +306,34 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def _run_keys_create(args: argparse.Namespace) -> int:
     from engine.checkout import create_key
-    from engine.db import connect, require_schema
-    engine = connect(_settings(args).database_url)
-    require_schema(engine)
-    print(create_key(engine, args.store))
+    with _database(_settings(args)) as db:
+        print(create_key(db.engine, args.store))
     return 0
 
 
 def _run_keys_revoke(args: argparse.Namespace) -> int:
     from engine.checkout import revoke_key
-    from engine.db import connect, require_schema
-    engine = connect(_settings(args).database_url)
-    require_schema(engine)
-    print(f"revoked a key of store {revoke_key(engine, args.key)}", file=sys.stderr)
+    with _database(_settings(args)) as db:
+        print(f"revoked a key of store {revoke_key(db.engine, args.key)}", file=sys.stderr)
     return 0
 
 
 def _run_checkout(args: argparse.Namespace) -> int:
     import json
     from engine.checkout import checkout
+    from engine.chain_key import verify_secret
     from engine.config import resolve_secret
-    from engine.db import connect, require_schema
     from engine.errors import InputError
     settings = _settings(args)
     try:
         body = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
     except OSError as exc:
         raise InputError(f"{args.file}: {exc.strerror}") from exc
-    from engine.chain_key import verify_secret
-    engine = connect(settings.database_url)
-    require_schema(engine)
-    secret = resolve_secret(settings)
-    verify_secret(engine, secret)
-    print(json.dumps(checkout(engine, secret, body, settings.checkout, timezone=settings.timezone), indent=2))
+    with _database(settings) as db:
+        secret = resolve_secret(settings)
+        verify_secret(db.engine, secret)
+        answer = checkout(db.engine, secret, body, settings.checkout, timezone=settings.timezone)
+    print(json.dumps(answer, indent=2))
     return 0
 
 
@@ -365,10 +345,8 @@ def _add_keys_list(ksub: argparse._SubParsersAction) -> None:
 
 def _run_keys_list(args: argparse.Namespace) -> int:
     from engine.checkout import list_keys
-    from engine.db import connect, require_schema
-    engine = connect(_settings(args).database_url)
-    require_schema(engine)
-    keys = list_keys(engine)
+    with _database(_settings(args)) as db:
+        keys = list_keys(db.engine)
     print(f"{'key_id':>6}  {'store':<12} {'created (UTC)':<19}  revoked (UTC)")
     for k in keys:
         print(f"{k['key_id']:>6}  {k['store_id']:<12} {k['created_at']:<19}  {k['revoked_at'] or '-'}")
@@ -396,26 +374,28 @@ def _add_lists(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(run=_run_lists_reprint)
 
 
-def _lists_context(args: argparse.Namespace):
+def _lists_context(args: argparse.Namespace):  # noqa: ANN202
+    """(settings, the command's Gateway, the list-code secret checked against the database)."""
     from engine.chain_key import verify_secret
     from engine.config import resolve_secret
-    from engine.db import connect, require_schema
     settings = _settings(args)
-    engine = connect(settings.database_url)
-    require_schema(engine)
-    secret = resolve_secret(settings)
-    verify_secret(engine, secret)
-    return engine, secret, settings.timezone
+    db = _database(settings)
+    try:
+        secret = resolve_secret(settings)
+        verify_secret(db.engine, secret)
+    except BaseException:
+        db.close()
+        raise
+    return settings, db, secret
 
 
 def _run_lists_show(args: argparse.Namespace) -> int:
     import json
-    from engine.db import connect, require_schema
     from engine.lists import show
+    from engine.values import dollars
     settings = _settings(args)
-    engine = connect(settings.database_url)
-    require_schema(engine)
-    found = show(engine, args.customer, timezone=settings.timezone)
+    with _database(settings) as db:
+        found = show(db.engine, args.customer, timezone=settings.timezone)
     if args.json:
         print(json.dumps(found, indent=2))
         return 0
@@ -426,15 +406,16 @@ def _run_lists_show(args: argparse.Namespace) -> int:
               f"{lst['valid_from']}..{lst['valid_to']}  {lst['status']}")
         for o in lst["offers"]:
             what = o["sku"] or (f"category {o['category']}" if o["category"] else "basket")
-            print(f"  {o['line_no']:>2} {o['kind']:<10} {what:<20} {o['discount_cents'] / 100:>7.2f} off  "
+            print(f"  {o['line_no']:>2} {o['kind']:<10} {what:<20} {dollars(o['discount_cents']):>8} off  "
                   f"used {o['redeemed']}/{o['max_uses']}")
     return 0
 
 
 def _run_lists_revoke(args: argparse.Namespace) -> int:
     from engine.lists import revoke
-    engine, secret, _ = _lists_context(args)
-    done = revoke(engine, secret, args.code)
+    _, db, secret = _lists_context(args)
+    with db:
+        done = revoke(db.engine, secret, args.code)
     word = "was already revoked" if done["already_revoked"] else "revoked"
     print(f"list {done['list_id']} of customer {done['customer_id']} {word}")
     return 0
@@ -442,8 +423,9 @@ def _run_lists_revoke(args: argparse.Namespace) -> int:
 
 def _run_lists_reprint(args: argparse.Namespace) -> int:
     from engine.lists import reprint
-    engine, secret, timezone = _lists_context(args)
-    done = reprint(engine, secret, args.customer, timezone=timezone)
+    settings, db, secret = _lists_context(args)
+    with db:
+        done = reprint(db.engine, secret, args.customer, timezone=settings.timezone)
     print(f"list {done['old_list_id']} of customer {done['customer_id']} is now list {done['list_id']}, "
           f"valid {done['valid_from']}..{done['valid_to']}; its old code is refused from now", file=sys.stderr)
     print(done["code"])
@@ -476,7 +458,7 @@ def _add_extracts(sub: argparse._SubParsersAction) -> None:
 def _run_extract(args: argparse.Namespace) -> int:
     from engine.extracts import write_extract
     manifest = write_extract(_settings(args), args.manufacturer, args.date_from, args.date_to, args.out,
-                             progress=_progress(not args.quiet), panel=args.panel)
+                             progress=stderr_progress(not args.quiet), panel=args.panel)
     for entry in manifest["files"]:
         print(f"{args.out / entry['name']}: {entry['rows']:,} rows")
     withheld = sum(manifest["withheld_rows"].values())
@@ -485,7 +467,7 @@ def _run_extract(args: argparse.Namespace) -> int:
 
 
 def _run_settle(args: argparse.Namespace) -> int:
-    from coupons.money import dollars
+    from engine.values import dollars
     from engine.extracts import write_settlement
     summary = write_settlement(_settings(args), args.manufacturer, args.date_from, args.date_to, args.out)
     print(f"{summary['redemptions']:,} redemptions, {dollars(summary['amount_due_cents'])} due from "

@@ -47,6 +47,7 @@ __all__ = [
     "Settings", "BatchSettings", "CycleSettings", "ValueSettings", "OfferSettings",
     "Campaign", "PrintSettings", "CheckoutSettings", "ExtractSettings",
     "load_settings", "resolve_secret", "redact_url", "public_settings", "validate_settings", "DEFAULT_DATABASE_URL",
+    "from_table",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///listwise.db"
@@ -194,6 +195,12 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def from_table(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Settings dataclass `cls` (`Settings` or one of its tables) from a TOML table, or a dict of
+    the same shape (JSON), refusing unknown keys and wrong types; `where` names it in errors."""
+    return _build(cls, data, where)
 
 
 def load_settings(path: str | Path | None = None, database_url: str | None = None) -> Settings:

@@ -12,18 +12,16 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from engine.chain_key import bind_secret
 from engine.config import Settings, load_settings, resolve_secret
-from engine.db import connect, init_schema
+from engine.db import Gateway, init_schema
 from engine.errors import StateError
 from engine.ingest import import_files
+from engine.progress import Progress, labelled
 
 __all__ = ["run_demo", "demo_settings", "simulate_period", "list_outcomes", "demo_extracts"]
-
-Progress = Callable[[str, int, int], None] | None
-
 
 def demo_settings(directory: Path) -> Settings:
     """Settings for a demo in `directory`: its own database, secret and batch folder."""
@@ -71,7 +69,7 @@ def _mark(directory: Path, kept: set[str], names: set[str]) -> None:
 
 
 def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int = 0,
-             progress: Progress = None) -> Iterator[str]:
+             progress: Progress | None = None) -> Iterator[str]:
     """Run the demo into `directory`; yields report lines as it goes.
 
     `directory` must be new, empty, or a previous demo's: then what that demo made is
@@ -86,47 +84,53 @@ def run_demo(directory: Path, customers: int = 2000, weeks: int = 26, seed: int 
         _mark(directory, kept, set(_MADE) | {p.name for p in directory.iterdir()})
 
 
-def _run_demo(directory: Path, customers: int, weeks: int, seed: int, progress: Progress) -> Iterator[str]:
+def _run_demo(directory: Path, customers: int, weeks: int, seed: int, progress: Progress | None) -> Iterator[str]:
     from engine.sample_chain import generate
 
     data = directory / "data"
     summary = generate(data, customers=customers, weeks=weeks, seed=seed, fmt="parquet",
-                       progress=(lambda d, t: progress("generate", d, t)) if progress else None)
+                       progress=labelled(progress, "generate"))
     yield f"generated {customers:,} customers x {weeks} weeks into {data}"
 
     settings = demo_settings(directory)
-    engine = connect(settings.database_url)
-    init_schema(engine)
-    bind_secret(engine, resolve_secret(settings, create=True))
-    engine.dispose()
+    with Gateway(settings.database_url) as db:       # the demo's one way into its database
+        yield from _run_stages(directory, settings, db, summary, seed, progress)
+
+
+def _run_stages(directory: Path, settings: Settings, db: Gateway, summary: dict, seed: int,
+                progress: Progress | None) -> Iterator[str]:
+    data = directory / "data"
+    init_schema(db.engine)
+    bind_secret(db.engine, resolve_secret(settings, create=True))
     for kind, paths in (("stores", [data / "stores.csv"]), ("customers", [data / "customers.csv"]),
                         ("products", [data / "products.csv"]), ("transactions", [data / "transactions"]),
                         ("deals", [data / "deals"])):
-        import_files(settings.database_url, kind, paths, progress=progress)
+        import_files(db, kind, paths, progress=progress)
     tips = Path(__file__).resolve().parent.parent / "coupons" / "tips.csv"
     if tips.exists():
-        import_files(settings.database_url, "tips", [tips])
+        import_files(db, "tips", [tips])
     yield f"imported into {settings.database_url}"
 
     from engine.profiles import write_customers, write_profile
     as_of = dt.date.fromisoformat(summary["last_day"]) + dt.timedelta(days=1)
-    write_profile(settings, as_of, settings.cycles.window_days, directory / "profile.parquet", progress=progress)
-    write_customers(settings, as_of, directory / "customers.parquet", progress=progress)
+    write_profile(settings, as_of, settings.cycles.window_days, directory / "profile.parquet", progress=progress,
+                  gateway=db)
+    write_customers(settings, as_of, directory / "customers.parquet", progress=progress, gateway=db)
     yield f"profiles as of {as_of}: {directory / 'profile.parquet'}, {directory / 'customers.parquet'}"
 
     from engine.batch import format_summary, run_batch
     from printing.batch import print_batch
-    batch = run_batch(settings, progress=progress)
+    batch = run_batch(settings, progress=progress, gateway=db)
     yield format_summary(batch)
     printed = print_batch(settings, batch_id=batch["batch_id"], progress=progress)
     per_list = ", ".join(f"{k} page{'s' if k != '1' else ''}: {v:,}" for k, v in printed["pages_per_list"].items())
     yield (f"printed {printed['lists']:,} lists on {printed['pages']:,} pages ({per_list}; "
            f"{printed['email_files']:,} e-mails written, not sent); print-shop files and manifest under {printed['dir']}")
 
-    shopped = simulate_period(settings, batch["batch_id"], seed=seed)
+    shopped = simulate_period(settings, batch["batch_id"], seed=seed, gateway=db)
     yield (f"checkout: {shopped['baskets']:,} baskets of the period through the checkout library, "
            f"{shopped['redemptions']:,} offers redeemed")
-    outcome = list_outcomes(settings, batch["batch_id"])
+    outcome = list_outcomes(settings, batch["batch_id"], gateway=db)
     (Path(printed["dir"]) / "outcomes.json").write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
     yield (f"lists in the simulated fortnight: {outcome['needs_bought_share']:.1%} of {outcome['needs_lines']:,} "
            f"needs lines bought (their category), {outcome['specials_bought_share']:.1%} of "
@@ -136,28 +140,25 @@ def _run_demo(directory: Path, customers: int, weeks: int, seed: int, progress: 
     yield from demo_extracts(settings, directory)
 
     from engine.report import write_report
-    report = write_report(settings, directory / "report", batch["batch_id"])
+    report = write_report(settings, directory / "report", batch["batch_id"], gateway=db)
     yield (f"report of batch {report['batch_id']} with the results of its fortnight: {report['html']} "
            f"and {report['pdf']} ({report['pages']} pages)")
 
 
-def list_outcomes(settings: Settings, batch_id: int) -> dict:
+def list_outcomes(settings: Settings, batch_id: int, gateway: Gateway | None = None) -> dict:
     """What the batch's customers bought in the period, line by line of their lists.
 
     Returns needs_lines, needs_bought_share (the line's category bought by the list's customer
     in the period), specials (offers but rewards), specials_bought_share (the offered product
     bought) and specials_category_bought_share (its category bought), from basket_lines.
+    `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.
     """
     import polars as pl
 
-    from engine.db import bulk_session
-
     b = int(batch_id)
     i, s = pl.Int64, pl.String
-    with bulk_session(settings.database_url, write=False) as db:
-        period = db.read(f"SELECT period_start, period_end FROM batches WHERE batch_id = {b}",
-                         {"period_start": pl.Date, "period_end": pl.Date})
-        start, end = period["period_start"][0], period["period_end"][0]
+    with Gateway.using(gateway or settings.database_url) as g, g.reading() as db:
+        start, end = _period(db, b)
         needs = db.read(f"SELECT l.customer_key, n.category FROM list_needs n JOIN lists l ON l.list_id = n.list_id "
                         f"WHERE l.batch_id = {b}", {"customer_key": i, "category": s})
         specials = db.read(f"SELECT l.customer_key, o.product_key, o.category FROM offers o "
@@ -192,7 +193,7 @@ def demo_extracts(settings: Settings, directory: str | Path) -> Iterator[str]:
 
     import polars as pl
 
-    from coupons.money import dollars
+    from engine.values import dollars
     from engine.db import bulk_session
     from engine.extracts import write_extract, write_settlement
 
@@ -218,27 +219,39 @@ def demo_extracts(settings: Settings, directory: str | Path) -> Iterator[str]:
            f"{dollars(summary['amount_due_cents'])} due; {target / 'settlement.pdf'}")
 
 
-def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: float = 0.15) -> dict:
+def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: float = 0.15,
+                    gateway: Gateway | None = None) -> dict:
     """The fortnight after the batch, shopped through the real checkout (demo only).
 
     Every member of the batch, treated or hold-out, shops once in the period with
     probability 0.7, buying each of up to 10 products from their last 8 weeks with
     probability 0.4; treated customers scan their list and also buy each offered product
     with probability 0.35 + `lift` (hold-out customers 0.35 on the same products they were
-    not offered). That plants a measurable lift for the manufacturer extract.
+    not offered). That plants a measurable lift for the manufacturer extract. `gateway`: the
+    command's database (`engine.db.Gateway`); None: one from the settings.
     """
+    with Gateway.using(gateway or settings.database_url) as db:
+        return _simulate_period(settings, db, batch_id, seed, lift)
+
+
+def _period(db: Gateway, batch_id: int) -> tuple[dt.date, dt.date]:
+    """(period_start, period_end) of a batch; `StateError` when there is no such batch."""
+    row = db.batch(batch_id)
+    if row is None:
+        raise StateError(f"no batch {batch_id}")
+    return row["period_start"], row["period_end"]
+
+
+def _simulate_period(settings: Settings, g: Gateway, batch_id: int, seed: int, lift: float) -> dict:
     import numpy as np
     import polars as pl
 
     from engine.checkout import checkout
     from engine.codes import make_code
-    from engine.db import bulk_session
-    from engine.history import read_history
 
     secret = resolve_secret(settings)
-    with bulk_session(settings.database_url, write=False) as db:
-        batch = db.read(f"SELECT period_start, period_end FROM batches WHERE batch_id = {int(batch_id)}",
-                        {"period_start": pl.Date, "period_end": pl.Date})
+    start, _ = _period(g, batch_id)
+    with g.reading() as db:
         members = db.read(f"SELECT m.customer_key, m.grp, l.list_id, c.card_number FROM batch_members m "
                           f"JOIN customers c ON c.customer_key = m.customer_key "
                           f"LEFT JOIN lists l ON l.batch_id = m.batch_id AND l.customer_key = m.customer_key "
@@ -248,8 +261,7 @@ def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: floa
                           f"JOIN lists l ON l.list_id = o.list_id JOIN products p ON p.product_key = o.product_key "
                           f"WHERE l.batch_id = {int(batch_id)}",
                           {"customer_key": pl.Int64, "sku": pl.String, "regular_price_cents": pl.Int64})
-    start = batch["period_start"][0]
-    history = read_history(settings.database_url, end=start, start=start - dt.timedelta(weeks=8))
+        history = db.history(end=start, start=start - dt.timedelta(weeks=8))
     usual = (history.filter(pl.col("quantity") > 0)
              .group_by("customer_key", "sku").agg(pl.col("regular_price_cents").first(), pl.len().alias("n"))
              .sort(["customer_key", "n", "sku"], descending=[False, True, False])
@@ -267,7 +279,7 @@ def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: floa
                                                               pl.lit(0.35 + lift).alias("p")),
     ]).unique(["customer_key", "sku"], keep="last", maintain_order=True)
     wanted = wanted.filter(pl.Series(rng.random(wanted.height)) < pl.col("p"))
-    engine = connect(settings.database_url)
+    engine = g.engine
     baskets = redeemed = 0
     by_customer = {k: g for (k,), g in wanted.group_by("customer_key")}
     for key, grp, list_id, card, shops, day in members.iter_rows():
@@ -287,5 +299,4 @@ def simulate_period(settings: Settings, batch_id: int, seed: int = 0, lift: floa
                           now=dt.datetime.fromisoformat(request["timestamp"]), timezone=settings.timezone)
         baskets += 1
         redeemed += sum(1 for line in answer["lines"] if line.get("offer_id"))
-    engine.dispose()
     return {"baskets": baskets, "redemptions": redeemed}

@@ -52,7 +52,6 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 import sqlalchemy as sa
@@ -63,12 +62,12 @@ from coupons.results import (category_insight, household_panel, lift_results, of
 from engine.config import Settings, resolve_secret
 from engine.db import allocate_keys, bulk_session, connect, is_sqlite, require_schema, utc_now
 from engine.errors import ConfigError, InputError
+from engine.progress import Progress
 from printing.statement import Statement, StatementRow, write_statement
 
 __all__ = ["write_extract", "write_settlement", "effective_min_group", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-Progress = Callable[[str, int, int], None] | None
 
 _OFFER_SCHEMA = {"offer_id": pl.Int64, "list_id": pl.Int64, "customer_key": pl.Int64, "batch_id": pl.Int64,
                  "kind": pl.String, "category": pl.String, "deal_id": pl.String, "funded_share": pl.Float64,
@@ -161,7 +160,7 @@ def _record(url: str, manufacturer_id: str, kind: str, date_from: dt.date, date_
 
 
 def write_extract(settings: Settings, manufacturer_id: str, date_from: dt.date, date_to: dt.date,
-                  out_dir: str | Path, progress: Progress = None, panel: bool = False) -> dict:
+                  out_dir: str | Path, progress: Progress | None = None, panel: bool = False) -> dict:
     """Write one manufacturer's anonymised extract for [date_from, date_to]; returns the manifest.
 
     Parameters

@@ -39,13 +39,16 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import polars as pl
 import sqlalchemy as sa
 
-from engine.db import allocate_keys, bulk_session, connect, read_frame, require_schema, utc_now
+from engine.db import Gateway, allocate_keys, read_frame, utc_now
 from engine.errors import InputError
+from engine.progress import Progress
+from engine.values import (FALSE_TEXT, OFFSET_PATTERN, TRUE_TEXT, cents, iso_date, store_local, truthy,
+                           wall_clock)
 from engine.zones import ZONE_HINT, dst_shift, is_zone
 
 __all__ = ["import_files", "import_file", "read_table", "line_checksum", "KINDS", "MAX_REPORTED_ERRORS"]
@@ -74,8 +77,6 @@ _MONEY = r"^-?[0-9]+(\.[0-9]{1,2})?$"
 # on the way); a longer amount is a corrupt export, not a sale.
 MAX_MONEY_DIGITS = 9
 _MONEY_BIG = rf"^-?0*[1-9][0-9]{{{MAX_MONEY_DIGITS},}}"
-_TRUE = {"true", "t", "yes", "y", "1"}
-_FALSE = {"false", "f", "no", "n", "0", ""}
 
 
 @dataclass
@@ -264,17 +265,8 @@ def _flag_money(checked: "_Checked", column: str) -> None:
                  f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)")
 
 
-def _cents(column: str) -> pl.Expr:
-    """Dollars text ('3.49', '-2', '0.5') to integer cents, exactly (no float on the way).
-
-    Through Decimal(18, 2), which is exact for text that passed `_money_ok` (at most two
-    decimals); measured 12x faster than splitting the text at the point.
-    """
-    return (pl.col(column).cast(pl.Decimal(18, 2)) * 100).cast(pl.Int64).alias(column)
-
-
 def _date(column: str) -> pl.Expr:
-    return pl.col(column).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+    return iso_date(pl.col(column), strict=False)
 
 
 def _date_ok(column: str) -> pl.Expr:
@@ -286,18 +278,6 @@ def _date_ok(column: str) -> pl.Expr:
 # export, and the batch's date arithmetic (cycles, windows) must not overflow on one.
 FIRST_YEAR, LAST_YEAR = 1970, 2099
 
-# An offset at the end of a timestamp: Z, +01:00, -0500 or +01.
-_OFFSET = r"([Zz]|[+-]\d{2}(?::?\d{2})?)$"
-
-
-def _wall_clock(text: pl.Expr) -> pl.Expr:
-    """'YYYY-MM-DDTHH:MM[:SS[.f]]' text (no offset) to a naive Datetime; null if it is none."""
-    return pl.coalesce(
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us"),
-    )
-
 
 def _timestamp_parts(column: str, offsets: bool) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """(the wall-clock time as written, its offset in minutes east of UTC or null, whether it is `Z`).
@@ -306,20 +286,15 @@ def _timestamp_parts(column: str, offsets: bool) -> tuple[pl.Expr, pl.Expr, pl.E
     """
     text = pl.col(column).str.replace(" ", "T", literal=True)
     if not offsets:
-        return _wall_clock(text), pl.lit(None, pl.Int32), pl.lit(False)
-    suffix = text.str.extract(_OFFSET, 1)
+        return wall_clock(text), pl.lit(None, pl.Int32), pl.lit(False)
+    suffix = text.str.extract(OFFSET_PATTERN, 1)
     zulu = suffix.str.to_uppercase() == "Z"
     digits = suffix.str.replace(":", "", literal=True)
     minutes = (digits.str.slice(1, 2).cast(pl.Int32, strict=False) * 60
                + digits.str.slice(3, 2).cast(pl.Int32, strict=False).fill_null(0))
     offset = (pl.when(zulu).then(pl.lit(0, pl.Int32))
               .when(suffix.str.starts_with("-")).then(-minutes).otherwise(minutes))
-    return _wall_clock(text.str.replace(_OFFSET, "")), offset, zulu.fill_null(False)
-
-
-def _timestamp(column: str) -> pl.Expr:
-    """The wall-clock time as written (an offset is dropped, not applied); engine/history.py's reader."""
-    return _wall_clock(pl.col(column).cast(pl.String).str.replace(" ", "T", literal=True).str.replace(_OFFSET, ""))
+    return wall_clock(text.str.replace(OFFSET_PATTERN, "")), offset, zulu.fill_null(False)
 
 
 def _may_carry_offsets(frame: pl.DataFrame, column: str) -> bool:
@@ -344,12 +319,8 @@ def _number(column: str, dtype: pl.DataType = pl.Float64) -> pl.Expr:
     return pl.col(column).cast(dtype, strict=False)
 
 
-def _bool(column: str) -> pl.Expr:
-    return pl.col(column).fill_null("").str.to_lowercase().is_in(_TRUE)
-
-
 def _bool_ok(column: str) -> pl.Expr:
-    return pl.col(column).fill_null("").str.to_lowercase().is_in(_TRUE | _FALSE)
+    return pl.col(column).fill_null("").str.to_lowercase().is_in(list(TRUE_TEXT | FALSE_TEXT))
 
 
 def _duplicates(checked: _Checked, *keys: str) -> None:
@@ -420,7 +391,7 @@ def _load_customers(conn: sa.Connection, checked: _Checked) -> int:
     checked.flag(pl.col(_ROW).is_in(clash[_ROW].implode()), "card_number", "card_number belongs to another customer")
     checked.raise_if_any()
     rows = f.drop(_ROW).with_columns(
-        hs.alias("household_size"), _bool("opted_out").cast(pl.Int64).alias("opted_out"), _date("joined_on"))
+        hs.alias("household_size"), truthy("opted_out").cast(pl.Int64).alias("opted_out"), _date("joined_on"))
     rows = _assign_keys(conn, rows, "customer_id", "customer_key", "customers")
     _upsert(conn, "customers", "customer_id", rows)
     return f.height
@@ -445,7 +416,7 @@ def _load_products(conn: sa.Connection, checked: _Checked) -> int:
     rows = f.select(
         "sku", "description", "category", "department", "brand",
         pl.col("brand_type").str.to_lowercase(), "manufacturer_id", "size",
-        _cents("regular_price").alias("regular_price_cents"), _cents("unit_cost").alias("unit_cost_cents"),
+        cents("regular_price").alias("regular_price_cents"), cents("unit_cost").alias("unit_cost_cents"),
     )
     rows = _assign_keys(conn, rows, "sku", "product_key", "products")
     _upsert(conn, "products", "sku", rows)
@@ -490,10 +461,10 @@ def _load_deals(conn: sa.Connection, checked: _Checked) -> int:
     is_pct = pl.col("kind") == "percent_off"
     rows = f.select(
         "deal_id", "manufacturer_id", "sku", "category", "brand", "kind",
-        pl.when(is_pct).then(None).otherwise(_cents("value")).alias("value_cents"),
+        pl.when(is_pct).then(None).otherwise(cents("value")).alias("value_cents"),
         pl.when(is_pct).then((pct * 100).round().cast(pl.Int64)).otherwise(None).alias("percent_bp"),
         share.fill_null(1.0).alias("funded_share"), _date("starts_on"), _date("ends_on"),
-        _cents("budget").alias("budget_cents"), limit.alias("max_per_customer"), "target_cells",
+        cents("budget").alias("budget_cents"), limit.alias("max_per_customer"), "target_cells",
     )
     _upsert(conn, "deals", "deal_id", rows)
     return f.height
@@ -518,8 +489,8 @@ class _References:
     customers: pl.DataFrame     # customer_id, customer_key
 
     @classmethod
-    def read(cls, engine: sa.Engine) -> "_References":
-        with engine.connect() as conn:   # closed before any bulk session opens (see engine.db)
+    def read(cls, db: Gateway) -> "_References":
+        with db.connect() as conn:       # closed before any bulk session opens (engine.db.Gateway)
             return cls(
                 read_frame(conn, "SELECT store_id, timezone FROM stores",
                            schema={"store_id": pl.String, "timezone": pl.String}),
@@ -602,8 +573,8 @@ def _prepare_transactions(checked: _Checked, refs: _References,
     checked.raise_if_any()
 
     lines = (f.lazy()
-             .with_columns(pl.col("__ts").alias("ts"), qty.alias("quantity"), _cents("amount"),
-                           _cents("discount").fill_null(0).alias("discount_cents"))
+             .with_columns(pl.col("__ts").alias("ts"), qty.alias("quantity"), cents("amount"),
+                           cents("discount").fill_null(0).alias("discount_cents"))
              .join(refs.products.lazy(), on="sku", how="left")
              .join(refs.customers.lazy(), on="customer_id", how="left")
              .with_columns(pl.col("ts").dt.date().alias("day"))
@@ -637,17 +608,6 @@ class _Written:
 _LINE = ["product_key", "quantity", "amount_cents", "discount_cents"]   # a line's identity within its basket
 
 
-def _store_local(column: pl.Series) -> pl.Series:
-    """A ts column read back through ADBC (text on SQLite, a timestamp on PostgreSQL) as Datetime('us')."""
-    if column.dtype == pl.String:
-        text = column.str.replace(" ", "T", literal=True)
-        exact = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")   # as ADBC writes it
-        if exact.null_count() == column.null_count():
-            return exact
-        return text.to_frame().select(_wall_clock(pl.col(column.name))).to_series()
-    return column.cast(pl.Datetime("us"))
-
-
 def _refuse_disagreeing(name: str, clash: pl.DataFrame) -> None:
     """InputError for file baskets whose customer or timestamp differs from the basket already present.
 
@@ -671,13 +631,13 @@ def _refuse_disagreeing(name: str, clash: pl.DataFrame) -> None:
 def _present(bulk, baskets: pl.DataFrame, where: str) -> pl.DataFrame:
     """Baskets of `baskets` already in the database among those `where` selects."""
     # ts is read as text (SQLite's ISO text, PostgreSQL's timestamp cast) and parsed as store-local below
-    ts = "CAST(ts AS TEXT)" if bulk._sqlite else "to_char(ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"  # noqa: SLF001
+    ts = "CAST(ts AS TEXT)" if bulk.sqlite else "to_char(ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
     present = bulk.read("SELECT store_id, basket_id, basket_key, customer_key AS old_customer_key, "
                         f"{ts} AS old_ts, source, line_count, line_sum FROM baskets WHERE {where}",
                         {"store_id": pl.String, "basket_id": pl.String, "basket_key": pl.Int64,
                          "old_customer_key": pl.Int64, "old_ts": pl.String, "source": pl.String,
                          "line_count": pl.Int32, "line_sum": pl.Int64})
-    present = present.with_columns(_store_local(present["old_ts"]).alias("old_ts"))
+    present = present.with_columns(store_local(present["old_ts"]).alias("old_ts"))
     return present.join(baskets.select("store_id", "basket_id"), on=["store_id", "basket_id"], how="semi")
 
 
@@ -807,14 +767,13 @@ def _store_checksums(bulk, counts: pl.DataFrame) -> None:
     """Set baskets.line_count and line_sum from `counts` (basket_key, line_count, line_sum)."""
     if counts.height == 0:
         return
-    bulk._cur.adbc_ingest("lw_line_counts", counts.select("basket_key", "line_count", "line_sum").to_arrow(),  # noqa: SLF001
-                          mode="create_append", temporary=True)
+    bulk.append("lw_line_counts", counts.select("basket_key", "line_count", "line_sum"), temporary=True)
     bulk.execute("UPDATE baskets SET line_count = c.line_count, line_sum = c.line_sum FROM lw_line_counts c "
                  "WHERE baskets.basket_key = c.basket_key")
     bulk.execute("DELETE FROM lw_line_counts")
 
 
-def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> _Written:
+def _write_transactions(db: Gateway, name: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> _Written:
     """Add the baskets not yet present and the lines present baskets lack, in one bulk transaction.
 
     A present basket (same store_id and basket_id) must have the file's customer and
@@ -827,7 +786,7 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
                "amount_cents", "discount_cents"]
     if baskets.height == 0:      # a header-only file: nothing to look up (the day range would be empty)
         return _Written()
-    with bulk_session(url) as bulk:
+    with db.bulk() as bulk:
         present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
         _refuse_disagreeing(name, baskets.join(present, on=basket, how="inner").filter(
             pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))))
@@ -855,7 +814,7 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
                 "basket_key", *basket, "customer_key", "ts", "day", pl.lit("import").alias("source"),
                 pl.lit(None, pl.Int32).alias("lane"), pl.lit(0, pl.Int32).alias("voided"), "line_count", "line_sum"))
         except Exception as exc:  # noqa: BLE001 - the drivers raise their own types; re-raised unless explained
-            _explain_collision(url, name, baskets, exc)
+            _explain_collision(db, name, baskets, exc)
             raise
         _fault_point("after-baskets")
         bulk.append("basket_lines", new_lines)
@@ -863,12 +822,12 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
         return _Written(written.added + new_lines.height, written.appended, written.left_out)
 
 
-def _explain_collision(url: str, name: str, baskets: pl.DataFrame, exc: Exception) -> None:
+def _explain_collision(db: Gateway, name: str, baskets: pl.DataFrame, exc: Exception) -> None:
     """A new basket met one already present on another day (its timestamp differs): say which.
 
     Runs only when the insert failed: the lookup by key then costs nothing in the usual case.
     """
-    with bulk_session(url, write=False) as bulk:
+    with db.bulk(write=False) as bulk:      # a second session: the writer's transaction has failed
         for store, group in baskets.group_by("store_id"):
             ids = group["basket_id"].to_list()
             for i in range(0, len(ids), 1000):
@@ -886,8 +845,8 @@ _DIMENSIONS = {"stores": _load_stores, "customers": _load_customers, "products":
                "deals": _load_deals, "tips": _load_tips}
 
 
-def _record(engine: sa.Engine, kind: str, path: Path, rows_read: int, added: int, what: str = "") -> str:
-    with engine.begin() as conn:
+def _record(db: Gateway, kind: str, path: Path, rows_read: int, added: int, what: str = "") -> str:
+    with db.begin() as conn:
         conn.execute(sa.text("INSERT INTO imports (import_id, kind, file_name, sha256, rows_read, rows_added, "
                              "imported_at) VALUES (:i, :k, :f, :s, :r, :a, :t)"),
                      {"i": allocate_keys(conn, "imports", 1), "k": kind, "f": str(path),
@@ -896,13 +855,13 @@ def _record(engine: sa.Engine, kind: str, path: Path, rows_read: int, added: int
     return f"{path}: {rows_read:,} rows read, {what or f'{added:,} rows imported'}"
 
 
-def import_file(url: str, kind: str, path: Path, timezone: str = "UTC") -> str:
+def import_file(url: str | Gateway, kind: str, path: Path, timezone: str = "UTC") -> str:
     """Import one file whole or not at all; returns a one-line report."""
     return import_files(url, kind, [path], timezone=timezone)[0]
 
 
-def import_files(url: str, kind: str, paths: Iterable[Path],
-                 progress: Callable[[str, int, int], None] | None = None, timezone: str = "UTC") -> list[str]:
+def import_files(url: str | Gateway, kind: str, paths: Iterable[Path], progress: Progress | None = None,
+                 timezone: str = "UTC") -> list[str]:
     """Import each file (directories are searched for CSV and Parquet files) in turn.
 
     Each file is its own transaction; the first file with an error stops the import with
@@ -911,18 +870,18 @@ def import_files(url: str, kind: str, paths: Iterable[Path],
     while the current one is written (polars and the ADBC driver both release the GIL).
 
     `timezone` is the chain's zone (`Settings.timezone`): the zone of stores without their own.
+    `url`: the database, or the command's `engine.db.Gateway` to it.
     """
     if kind not in KINDS:
         raise InputError(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
     if not is_zone(timezone):
         raise InputError(f"setting 'timezone': not an IANA time zone name (got {timezone!r})")
     files = _expand(paths)
-    engine = connect(url)
     report = []
-    try:
-        require_schema(engine)
+    with Gateway.using(url) as db:
+        db.require()
         if kind == "transactions":
-            refs = _References.read(engine)
+            refs = _References.read(db)
 
             def prepare(path: Path):
                 checked = read_table(path, kind)
@@ -934,19 +893,17 @@ def import_files(url: str, kind: str, paths: Iterable[Path],
                     rows_read, (lines, baskets) = pending.result()
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
-                    written = _write_transactions(url, path.name, lines, baskets)
+                    written = _write_transactions(db, path.name, lines, baskets)
                     _fault_point("after-commit")
-                    report.append(_record(engine, kind, path, rows_read, written.added, written.describe()))
+                    report.append(_record(db, kind, path, rows_read, written.added, written.describe()))
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))
         else:
             for i, path in enumerate(files):
                 checked = read_table(path, kind)
-                with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+                with db.begin(immediate=True) as conn:
                     added = _DIMENSIONS[kind](conn, checked)
-                report.append(_record(engine, kind, path, checked.frame.height, added))
+                report.append(_record(db, kind, path, checked.frame.height, added))
                 if progress:
                     progress(f"import {kind}", i + 1, len(files))
-    finally:
-        engine.dispose()
     return report

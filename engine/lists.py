@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from engine.codes import make_code, parse_code
 from engine.db import allocate_keys, is_sqlite
 from engine.errors import CodeError, InputError, StateError
+from engine.values import day_text, mask_card
 
 __all__ = ["show", "revoke", "reprint"]
 
@@ -30,14 +31,6 @@ def _today(zone: str) -> dt.date:
     """Today in the chain's zone, by the clock the checkout judges validity with."""
     from engine import checkout
     return checkout.server_now().astimezone(ZoneInfo(zone)).date()
-
-
-def _day(value: Any) -> str:
-    return str(value)[:10]
-
-
-def _mask(card: str | None) -> str | None:
-    return None if not card else "*" * max(0, len(card) - 4) + card[-4:]
 
 
 def _customer(conn: sa.Connection, customer_id: str) -> Any:
@@ -76,11 +69,11 @@ def show(engine: sa.Engine, customer_id: str, today: dt.date | None = None, time
             "category": o["category"], "discount_cents": int(o["discount_cents"]), "max_uses": int(o["max_uses"]),
             "redeemed": int(o["redeemed"]), "left": int(o["max_uses"]) - int(o["redeemed"])})
     out = [{"list_id": int(r["list_id"]), "code": r["code"], "batch_id": int(r["batch_id"]),
-            "valid_from": _day(r["valid_from"]), "valid_to": _day(r["valid_to"]), "status": r["status"],
+            "valid_from": day_text(r["valid_from"]), "valid_to": day_text(r["valid_to"]), "status": r["status"],
             "offers": by_list.get(int(r["list_id"]), [])} for r in lists]
     current = [x["list_id"] for x in out
                if x["status"] == "active" and x["valid_from"] <= today.isoformat() <= x["valid_to"]]
-    return {"customer_id": customer["customer_id"], "card": _mask(customer["card_number"]),
+    return {"customer_id": customer["customer_id"], "card": mask_card(customer["card_number"]),
             "current_list_id": current[0] if current else None, "lists": out}
 
 
@@ -131,11 +124,9 @@ def reprint(engine: sa.Engine, secret: bytes, customer_id: str, today: dt.date |
                 raise StateError(f"customer {customer_id!r} has no active list valid on or after {today}: "
                                  "nothing to reprint")
             old = int(row["list_id"])
-            new = allocate_keys(conn, "lists", 1)
+            # above every list id, should lists have been written without the sequence
             highest = conn.execute(sa.text("SELECT max(list_id) FROM lists")).scalar() or 0
-            if new <= highest:             # lists written without the sequence: move it past them
-                new = int(highest) + 1
-                conn.execute(sa.text("UPDATE sequences SET next_value = :n WHERE name = 'lists'"), {"n": new + 1})
+            new = allocate_keys(conn, "lists", 1, above=int(highest))
             code = make_code(new, secret)
             move = {"old": old, "new": new, "code": code}
             if sqlite:
@@ -149,4 +140,5 @@ def reprint(engine: sa.Engine, secret: bytes, customer_id: str, today: dt.date |
                     "WITH moved AS (UPDATE lists SET list_id = :new, code = :code WHERE list_id = :old "
                     "RETURNING list_id) UPDATE offers SET list_id = :new WHERE list_id = :old"), move)
     return {"customer_id": customer_id, "old_list_id": old, "list_id": new, "code": code,
-            "batch_id": int(row["batch_id"]), "valid_from": _day(row["valid_from"]), "valid_to": _day(row["valid_to"])}
+            "batch_id": int(row["batch_id"]), "valid_from": day_text(row["valid_from"]),
+            "valid_to": day_text(row["valid_to"])}

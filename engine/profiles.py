@@ -1,8 +1,9 @@
 """`listwise profile` and `listwise customers`: cycles/ run on the database's history.
 
 `profile_frames` is the pure stage the batch calls too (frames in, frames out, keyed by
-customer_key); `write_profile` / `write_customers` read the database through
-engine.history, map customer_key to customer_id and write Parquet or CSV by extension.
+customer_key); `write_profile` / `write_customers` read the database through the command's
+`engine.db.Gateway` (from `engine.history.history_start`, the lookback every command
+shares), map customer_key to customer_id and write Parquet or CSV by extension.
 
 Scale: the profile is computed per hash partition of customers (customer_key % n,
 `cycles.partitions`); the category priors are fitted on the first partition and reused by
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
@@ -27,18 +27,12 @@ from cycles.purchase_cycle import PurchaseCycleEstimator
 from cycles.ranker import NextWindowRanker
 from cycles.value import customer_value
 from engine.config import Settings
+from engine.db import Gateway, shown
 from engine.errors import ConfigError, InputError, StateError, cycles_errors
+from engine.history import history_start
+from engine.progress import Progress
 
 __all__ = ["profile_frames", "profile_frame", "value_frame", "write_profile", "write_customers", "history_start"]
-
-Progress = Callable[[str, int, int], None] | None
-
-
-def history_start(settings: Settings, as_of: dt.date) -> dt.date:
-    """First day the profile and the customer value read."""
-    weeks = max(settings.cycles.lookback_weeks, settings.value.rfm_lookback_weeks)
-    return as_of - dt.timedelta(weeks=weeks)
-
 
 def _profile(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int,
              priors: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -52,7 +46,7 @@ def _profile(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_d
 @cycles_errors()
 def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, customers: pl.DataFrame | None,
                    settings: Settings, as_of: dt.date, window_days: int | None = None,
-                   progress: Progress = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+                   progress: Progress | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(profile, value) frames keyed by customer_key, from history before `as_of`.
 
     Parameters
@@ -62,7 +56,7 @@ def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, custome
     products
         Unused today (history carries the product attributes); part of the batch's call.
     customers
-        engine.history.read_customers frame: every customer in it gets a value row, and
+        `engine.db.Gateway.customers` frame: every customer in it gets a value row, and
         household_size feeds share of wallet. None = customers present in history.
     window_days
         Window of p_buy_in_window; None = settings.cycles.window_days.
@@ -79,7 +73,7 @@ def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, custome
 
 @cycles_errors()
 def profile_frame(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int | None = None,
-                  progress: Progress = None) -> pl.DataFrame:
+                  progress: Progress | None = None) -> pl.DataFrame:
     """The profile alone (see `profile_frames`), computed per customer hash partition."""
     window_days = window_days or settings.cycles.window_days
     if window_days <= 0:
@@ -123,7 +117,7 @@ def _with_ranker(profile: pl.DataFrame, ranked: pl.DataFrame) -> pl.DataFrame:
 
 @cycles_errors()
 def value_frame(history: pl.DataFrame, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date,
-                progress: Progress = None) -> pl.DataFrame:
+                progress: Progress | None = None) -> pl.DataFrame:
     """The customer value frame alone (see `profile_frames`)."""
     history = history.filter((pl.col("day") < as_of)
                              & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)))
@@ -151,40 +145,48 @@ def _with_ids(frame: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
         "customer_id", *[c for c in frame.columns if c != "customer_key"])
 
 
-def _read(settings: Settings, as_of: dt.date, progress: Progress) -> tuple[pl.DataFrame, pl.DataFrame]:
-    from engine.db import require_database, shown
-    from engine.history import read_customers, read_history
-    url = settings.database_url
-    require_database(url)       # before reading: an uninitialised database is a one-line error
-    if progress:
-        progress("reading history", 0, 1)
-    customers = read_customers(url)
-    history = read_history(url, end=as_of, start=history_start(settings, as_of))
+def _read(settings: Settings, as_of: dt.date, progress: Progress | None,
+          gateway: Gateway | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    with Gateway.using(gateway or settings.database_url) as db:
+        db.require()        # before reading: an uninitialised database is a one-line error
+        if progress:
+            progress("reading history", 0, 1)
+        with db.reading():
+            customers = db.customers()
+            history = db.history(end=as_of, start=history_start(settings, as_of))
     if progress:
         progress("reading history", 1, 1)
     if history.height == 0:
-        raise StateError(f"{shown(url)}: no purchase history before {as_of} (import transactions first)")
+        raise StateError(f"{shown(settings.database_url)}: no purchase history before {as_of} "
+                         "(import transactions first)")
     return history, customers
 
 
 @cycles_errors()
 def write_profile(settings: Settings, as_of: dt.date, window_days: int | None, out: str | Path,
-                  progress: Progress = None) -> int:
-    """Write the profile (customer_id instead of customer_key) to `out`; returns its rows."""
+                  progress: Progress | None = None, gateway: Gateway | None = None) -> int:
+    """Write the profile (customer_id instead of customer_key) to `out`; returns its rows.
+
+    `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.
+    """
     out = Path(out)
     _check_out(out)
-    history, customers = _read(settings, as_of, progress)
+    history, customers = _read(settings, as_of, progress, gateway)
     profile = profile_frame(history, settings, as_of, window_days, progress)
     _write(_with_ids(profile, customers), out)
     return profile.height
 
 
 @cycles_errors()
-def write_customers(settings: Settings, as_of: dt.date, out: str | Path, progress: Progress = None) -> int:
-    """Write the customer value frame (customer_id instead of customer_key) to `out`; returns its rows."""
+def write_customers(settings: Settings, as_of: dt.date, out: str | Path, progress: Progress | None = None,
+                    gateway: Gateway | None = None) -> int:
+    """Write the customer value frame (customer_id instead of customer_key) to `out`; returns its rows.
+
+    `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.
+    """
     out = Path(out)
     _check_out(out)
-    history, customers = _read(settings, as_of, progress)
+    history, customers = _read(settings, as_of, progress, gateway)
     value = value_frame(history, customers, settings, as_of, progress)
     _write(_with_ids(value, customers), out)
     return value.height

@@ -56,6 +56,8 @@ import polars as pl
 from coupons.lift import holdout_lift, wilson_bounds, z_value
 from coupons.offers import face_value, retailer_cost
 from coupons.results import amount_due
+from engine.db import Gateway
+from engine.errors import StateError
 
 __all__ = ["ReportSettings", "SECTIONS", "write_report", "batch_trend_frame", "offers_frame", "campaign_frame",
            "budget_frame", "charged_frame", "redemption_frame", "funder_frame", "lift_outcomes_frame", "lift_frame",
@@ -553,12 +555,6 @@ def _pdf_table(pdf, part: Part, y: float, rows: int) -> float:  # noqa: ANN001
 # reading and writing
 # ----------------------------------------------------------------------------------------------
 
-def _date(value: Any) -> dt.date | None:
-    if value is None:
-        return None
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
-
-
 _OFFER_COLUMNS = {"offer_id": pl.Int64, "customer_key": pl.Int64, "batch_id": pl.Int64, "kind": pl.String,
                   "category": pl.String, "deal_id": pl.String, "funder": pl.String, "funded_share": pl.Float64,
                   "discount_cents": pl.Int64, "max_uses": pl.Int64, "valid_from": pl.Date, "valid_to": pl.Date,
@@ -599,24 +595,20 @@ def _with_charged(budget: pl.DataFrame, summaries: list[dict]) -> pl.DataFrame:
             .select(*columns[:at], "charged_cents", *columns[at:]))
 
 
-def report_data(settings, batch_id: int | None = None, report: ReportSettings | None = None) -> dict:  # noqa: ANN001
-    """Everything the report shows, as frames (reads the database; see the module docstring)."""
-    from engine.db import bulk_session, connect, require_schema
-    from engine.errors import StateError
-    from engine.history import read_history, read_products
+def report_data(settings, batch_id: int | None = None, report: ReportSettings | None = None,  # noqa: ANN001
+                gateway: Gateway | None = None) -> dict:
+    """Everything the report shows, as frames (reads the database; see the module docstring).
 
+    `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.
+    """
     s = report or ReportSettings()
-    url = settings.database_url
-    engine = connect(url)
-    try:
-        require_schema(engine)
-    finally:
-        engine.dispose()
-    with bulk_session(url, write=False) as db:
-        batches = db.read("SELECT batch_id, period_start, period_end, summary_json FROM batches "
-                          "WHERE status = 'done' ORDER BY period_start",
-                          {"batch_id": pl.Int64, "period_start": pl.Date, "period_end": pl.Date,
-                           "summary_json": pl.String})
+    with Gateway.using(gateway or settings.database_url) as db:
+        return _read_report(db.require(), settings, batch_id, s)
+
+
+def _read_report(db: Gateway, settings, batch_id: int | None, s: ReportSettings) -> dict:  # noqa: ANN001
+    with db.reading():
+        batches = db.batches("done")
         if batches.height == 0:
             raise StateError("no finished batch to report on: run 'listwise batch run' first")
         ids = [int(b) for b in batches["batch_id"]]
@@ -625,7 +617,7 @@ def report_data(settings, batch_id: int | None = None, report: ReportSettings | 
             raise StateError(f"batch {batch_id} is not a finished batch (finished: {', '.join(map(str, ids))})")
         row = batches.row(ids.index(chosen), named=True)
         summaries = [json.loads(j) for j in batches["summary_json"][: ids.index(chosen) + 1].to_list()]
-        start = _date(row["period_start"])
+        start = row["period_start"]
         with_sales = db.read(
             "SELECT b.batch_id, b.period_start, b.period_end FROM batches b WHERE b.status = 'done' "
             f"AND b.period_start <= '{start}' AND EXISTS (SELECT 1 FROM basket_lines k "
@@ -635,25 +627,24 @@ def report_data(settings, batch_id: int | None = None, report: ReportSettings | 
         deal_offers = db.read(_offers_sql(
             f"o.deal_id IS NOT NULL AND l.batch_id IN (SELECT batch_id FROM batches WHERE period_start <= '{start}')"),
             _OFFER_COLUMNS)
-        deals = db.read("SELECT deal_id, manufacturer_id, budget_cents FROM deals",
-                        {"deal_id": pl.String, "manufacturer_id": pl.String, "budget_cents": pl.Int64})
+        deals = db.deals().select("deal_id", "manufacturer_id", "budget_cents")
         redemptions = db.read("SELECT offer_id, discount_cents, voided FROM redemptions",
                               {"offer_id": pl.Int64, "discount_cents": pl.Int64, "voided": pl.Int64})
         last = db.read("SELECT MAX(day) AS d FROM basket_lines", {"d": pl.Date})["d"][0]
         last_r = db.read("SELECT MAX(redeemed_on) AS d FROM redemptions", {"d": pl.Date})["d"][0]
-        results_batch = None
+        results_batch = lines = None
         if with_sales.height:
-            results_batch = {"batch_id": int(with_sales["batch_id"][0]),
-                             "period_start": _date(with_sales["period_start"][0]),
-                             "period_end": _date(with_sales["period_end"][0])}
+            results_batch = with_sales.row(0, named=True)
             rid = results_batch["batch_id"]
             r_offers = db.read(_offers_sql(f"l.batch_id = {rid}"), _OFFER_COLUMNS)
             members = db.read(f"SELECT customer_key, grp FROM batch_members WHERE batch_id = {rid}",
                               {"customer_key": pl.Int64, "grp": pl.String})
-    days = [d for d in (_date(last), _date(last_r)) if d is not None]
+            lines = db.history(results_batch["period_end"], results_batch["period_start"]).select(
+                "customer_key", "category", "day", "quantity", "amount_cents")
+    days = [d for d in (last, last_r) if d is not None]
     as_of = max(days) + dt.timedelta(days=1) if days else start
     data: dict[str, Any] = {
-        "batch": {"batch_id": chosen, "period_start": start, "period_end": _date(row["period_end"])},
+        "batch": {"batch_id": chosen, "period_start": start, "period_end": row["period_end"]},
         "as_of": as_of, "results_batch": results_batch,
         "trend": batch_trend_frame(summaries[-s.batches_shown:]),
         "offers": offers_frame(offers), "campaigns": campaign_frame(summaries[-1]),
@@ -662,9 +653,6 @@ def report_data(settings, batch_id: int | None = None, report: ReportSettings | 
         "results": None,
     }
     if results_batch is not None:
-        lines = read_history(url, results_batch["period_end"], results_batch["period_start"],
-                             products=read_products(url)).select("customer_key", "category", "day", "quantity",
-                                                                  "amount_cents")
         r_red = redemptions.join(r_offers.select("offer_id"), on="offer_id", how="semi")
         data["results"] = {
             "redemption": redemption_frame(r_offers, r_red, s.confidence),
@@ -677,7 +665,7 @@ def report_data(settings, batch_id: int | None = None, report: ReportSettings | 
 
 
 def write_report(settings, out_dir: str | Path, batch_id: int | None = None,  # noqa: ANN001 - Settings
-                 report: ReportSettings | None = None) -> dict:
+                 report: ReportSettings | None = None, gateway: Gateway | None = None) -> dict:
     """Write report.html, report.pdf and the tables' CSVs for a batch (default: the last done).
 
     Returns
@@ -686,7 +674,7 @@ def write_report(settings, out_dir: str | Path, batch_id: int | None = None,  # 
         batch_id, results_batch_id (or None), html, pdf (paths), pages, tables (CSV names).
     """
     s = report or ReportSettings()
-    data = report_data(settings, batch_id, s)
+    data = report_data(settings, batch_id, s, gateway)
     sections = _charts(data, s)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -403,7 +403,7 @@ def _log_to_stderr() -> None:
 
 def app_from_environment() -> FastAPI:
     """The app of one worker process of `serve(workers=N)`: its settings handed over as JSON."""
-    from engine.config import _build
+    from engine.config import from_table as _build
     _log_to_stderr()
     return create_app(_build(Settings, json.loads(os.environ[_SETTINGS_ENV]), _SETTINGS_ENV))
 
