@@ -18,7 +18,8 @@
    most-frequent baseline of `coupons.baseline` when the cycles package is not installed, said
    in the summary), offers with what was dropped and why (`coupons.build.plan_offers`), tips.
 5. **Write**, in ONE transaction: delete whatever the batch had (nothing, unless a database
-   was written by hand), batch_members (treated and holdout), lists (with their codes), offers,
+   was written by hand), batch_members (treated and holdout), lists (with their codes and the
+   customer's home store, `home_stores`: the list is printed for that store), offers,
    the starter tips when the tips table is empty, and the batch row set to 'done' with its
    summary. A batch killed at any point has therefore written nothing but its 'running' row,
    and the re-run completes it; list ids come from the ``lists`` sequence, so a list's code
@@ -66,7 +67,7 @@ from engine.config import Settings, public_settings, resolve_secret
 from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
 from engine.errors import NothingToDo, StateError
 
-__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "Profiler"]
+__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "home_stores", "Profiler"]
 
 Progress = Callable[[str, int, int], None]
 Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
@@ -180,6 +181,22 @@ def _stale_history_warning(engine: sa.Engine, period_start: dt.date, period_days
             f"period starts ({period_start}): have the latest exports been imported?")
 
 
+def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - an engine.db bulk session
+    """Each customer's home store: the store of most of their baskets (a tie: the lowest store_id).
+
+    Every basket counts, whenever it was made. `customers_sql`, a subquery of customer_keys,
+    limits the customers read (default: all). Columns: customer_key, store_id; a customer
+    without a basket has no row.
+    """
+    within = f" AND customer_key IN ({customers_sql})" if customers_sql else ""
+    counts = db.read("SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
+                     f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
+                     {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64})
+    return (counts.sort(["customer_key", "n", "store_id"], descending=[False, True, False])
+            .group_by("customer_key", maintain_order=True).first()
+            .select("customer_key", "store_id"))
+
+
 def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
     from engine.history import read_customers, read_history, read_products
     products = read_products(url)
@@ -234,8 +251,9 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
             {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "expected_uses": pl.Float64,
              "redeemed_cents": pl.Int64})
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
+        home = home_stores(db)
     return {"products": products, "customers": customers, "history": history, "deals": deals,
-            "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips}
+            "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips, "home": home}
 
 
 def _deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame,
@@ -376,7 +394,7 @@ def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.
         lists = lists.with_columns(pl.int_range(first_list, first_list + pl.len(), dtype=pl.Int64).alias("list_id"))
         codes = [make_code(i, secret) for i in lists["list_id"].to_list()]
         db.append("lists", lists.select(
-            "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.lit(None, pl.String).alias("store_id"),
+            "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.col("store_id").cast(pl.String),
             pl.Series("code", codes, dtype=pl.String), "valid_from", "valid_to", pl.lit("active").alias("status"),
             "tip_id"))
         first_offer = db.allocate_keys("offers", max(offers.height, 1))
@@ -557,7 +575,8 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)
     valid_to = end - dt.timedelta(days=1)
-    lists = chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to"))
+    lists = (chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to"))
+             .join(data["home"], on="customer_key", how="left", maintain_order="left"))
     step("offers")
     summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
                        groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
