@@ -65,7 +65,7 @@ from engine.codes import make_code
 from engine.chain_key import verify_secret
 from engine.config import Settings, public_settings, resolve_secret
 from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
-from engine.errors import NothingToDo, StateError
+from engine.errors import ConfigError, NothingToDo, StateError
 
 __all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "home_stores", "Profiler"]
 

@@ -396,3 +396,11 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
         assert total == sum(sum(row.values()) for row in c["offers"].values()) + sum(c["dropped"].values()), name
     text = format_summary(summary)
     assert "candidates dropped" in text and "below probability floor" in text and "from history" in text
+
+
+def test_a_needs_setting_out_of_range_is_a_config_error_not_a_name_error():
+    from engine.config import PrintSettings
+    from engine.errors import ConfigError
+    settings = Settings(database_url="sqlite://", printing=PrintSettings(needs_min_p_buy=2.0))
+    with pytest.raises(ConfigError, match=r"printing: needs min_p_buy must be in \[0, 1\], got 2.0"):
+        batch_module._needs(pl.DataFrame(), pl.Series([1]), PERIOD, PERIOD + dt.timedelta(days=14), settings)
