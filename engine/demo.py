@@ -115,7 +115,7 @@ def _run_demo(directory: Path, customers: int, weeks: int, seed: int, progress: 
     yield f"profiles as of {as_of}: {directory / 'profile.parquet'}, {directory / 'customers.parquet'}"
 
     from engine.batch import format_summary, run_batch
-    from printing.batch import print_batch
+    from engine.printjob import print_batch
     batch = run_batch(settings, progress=progress)
     yield format_summary(batch)
     printed = print_batch(settings, batch_id=batch["batch_id"], progress=progress)
