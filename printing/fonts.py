@@ -12,8 +12,9 @@ from in README.md); `FONT_FILES` pins each file's sha256:
     Symbols     NotoSansSymbols-Regular.ttf    symbols, arrows                         OFL 1.1
     Emoji       Symbola-subset.ttf             emoji (Unicode 9), in one colour        free for any use
 
-All are glyph-outline TrueType (reportlab does not embed CFF/OpenType outlines: the CJK face
-is Debian's Noto Sans CJK with its outlines converted, `tools/make_fonts.py`). reportlab
+All are glyph-outline TrueType without hinting (reportlab does not embed CFF/OpenType
+outlines: the CJK face is Debian's Noto Sans CJK with its outlines converted,
+`tools/make_fonts.py`). reportlab
 embeds each face once per PDF document and only the glyphs used (subsets of 256), so a
 merged print file carries the fonts once.
 
@@ -45,10 +46,10 @@ _DROP = {0x200D, 0xFE0E, 0xFE0F, 0x200B, 0x2060}       # ZWJ, variation selector
 FONT_DIR = Path(__file__).resolve().parent / "fontfiles"
 # every file of FONT_DIR and its sha256, as tools/make_fonts.py printed it (tests/printing/test_fonts.py)
 FONT_FILES = {
-    "NotoSans-Regular.ttf": "89c3c497f618fdaa0b2d1e98fef93582f28c71debd2c4a8cdf41f190ced2909d",
-    "NotoSansArabic-Regular.ttf": "504d7407d86875acf7d04dfaa0fd7524d0b8797723bc4aa18022f29db25b0b6e",
+    "NotoSans-Regular.ttf": "5d4280610d04dfa0230c4ae76b2c6ffa6983c8cda396a1af7cff3e42e1a1b9fb",
+    "NotoSansArabic-Regular.ttf": "20f433d98dce05a149d7f3651c2dfee54962587dc428de744baa9ff590487833",
     "NotoSansCJK-SC-subset.ttf": "b35f595f285caeb37daa6c88e33951c19509ae04bf0cf27847f8c0b351202b9f",
-    "NotoSansSymbols-Regular.ttf": "24b615ceb7d50a2c09060664ca9e24a160c9beb6bfca0563e8359369a4bc0993",
+    "NotoSansSymbols-Regular.ttf": "8324ba2da785605fea78a29f0114eadd9cb199cd43536e9d581bfadf60a95b95",
     "Symbola-subset.ttf": "6d22290df1528bf8a1a12385d6c584b9209fe7812752acd850b068d3339535c3",
 }
 

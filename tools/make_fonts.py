@@ -10,8 +10,11 @@ the same inputs and fontTools version give the same bytes.
 
 What it does, per file (inputs are checked against the sha256 below first):
 
-* NotoSans-Regular.ttf, NotoSansArabic-Regular.ttf, NotoSansSymbols-Regular.ttf: copied
-  unchanged from fonts-noto-core 20201225-1 (TrueType, SIL OFL 1.1).
+* NotoSans-Regular.ttf, NotoSansArabic-Regular.ttf, NotoSansSymbols-Regular.ttf: from
+  fonts-noto-core 20201225-1 (TrueType, SIL OFL 1.1), every glyph and table kept but the
+  hinting (TrueType instructions), which reportlab copies into every PDF and which only
+  serves screens at small pixel sizes: a one-page list as its own PDF is 14.2 KiB instead of
+  19.5 KiB (benchmarks/print_bench.py's lists).
 * NotoSansCJK-SC-subset.ttf: Noto Sans CJK SC from fonts-noto-cjk 1:20220127+repack1-1 (SIL OFL
   1.1). Debian ships it as CFF outlines, which reportlab cannot embed, so its outlines are
   converted to TrueType quadratics (fontTools cu2qu, at most 1 unit of the 1000-unit em off the
@@ -26,15 +29,16 @@ What it does, per file (inputs are checked against the sha256 below first):
   the symbol and pictograph blocks, monochrome emoji included. Debian has no monochrome Noto
   Emoji (fonts-noto-color-emoji is colour bitmaps, which a PDF cannot take as text).
 
-Subsetting drops hinting and layout tables (reportlab uses neither) and keeps every name
-record, the licence ones included; the version string says the file was modified.
+Every file is modified (OFL 1.1 allows it; Noto has no Reserved Font Name, Noto Sans CJK's is
+'Source', which its name does not use). The subsets drop hinting and layout tables (reportlab
+uses neither); every name record stays, the licence ones included, and the version string
+says the file was modified.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,6 +78,19 @@ def _sha256(path: Path) -> str:
 
 def _unicodes(ranges: tuple[tuple[int, int], ...]) -> set[int]:
     return {cp for lo, hi in ranges for cp in range(lo, hi + 1)}
+
+
+def _dehint(font: TTFont) -> None:
+    """Drop the TrueType instructions and nothing else (every glyph, every layout feature)."""
+    options = subset.Options()
+    options.hinting = False
+    options.layout_features = ["*"]
+    options.name_IDs, options.name_languages = ["*"], ["*"]
+    options.glyph_names = options.legacy_kern = options.notdef_outline = True
+    options.drop_tables = []
+    sub = subset.Subsetter(options)
+    sub.populate(glyphs=font.getGlyphOrder(), unicodes=font.getBestCmap().keys())
+    sub.subset(font)
 
 
 def _subset(font: TTFont, ranges: tuple[tuple[int, int], ...]) -> None:
@@ -152,7 +169,10 @@ def make(debs: Path, out: Path = OUT) -> dict[str, str]:
             src[key] = path
         for key, name in (("sans", "NotoSans-Regular.ttf"), ("arabic", "NotoSansArabic-Regular.ttf"),
                           ("symbols", "NotoSansSymbols-Regular.ttf")):
-            shutil.copyfile(src[key], out / name)
+            font = TTFont(str(src[key]))
+            _dehint(font)
+            _mark_modified(font, "hinting removed")
+            _save(font, out / name)
         cjk = TTCollection(str(src["cjk"])).fonts[_CJK_SC]
         _subset(cjk, CJK_RANGES)
         _cff_to_glyf(cjk)
