@@ -7,8 +7,8 @@ embedded Unicode fonts:
 
 1. merged file, one core: lists drawn one after another on one canvas (fonts embedded once);
 2. separate files, one core: each list in its own PDF (fonts embedded, subset, in each);
-3. a batch of --lists lists over --stores stores with both cores (`render_documents`, as
-   `print_batch` runs it): wall time with per-list files and without them.
+3. a batch of --lists lists over --stores stores with both cores (`render_documents` with its
+   manifests, as `engine.printjob.print_batch` runs it): wall time with per-list files and without them.
 
 Target: >= 200 lists/s per core.
 
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from engine.codes import make_code
-from printing.batch import render_documents
+from printing.render import render_documents
 from printing.document import ListDocument, NeedLine, OfferLine, RewardLine
 from printing.fonts import load_fonts
 from printing.layout import LayoutOptions, draw_list, new_canvas
@@ -108,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     for list_files in (False, True):
         work = Path(tempfile.mkdtemp(prefix="listwise-print-bench-"))
         t0 = time.perf_counter()
-        results = render_documents(docs, work, options, list_files=list_files, workers=args.workers)
+        done = render_documents(docs, work, options, list_files=list_files, workers=args.workers)
         wall = time.perf_counter() - t0
-        pages = sum(r["pages"] for r in results)
-        merged = sum(r["bytes"] for r in results)
+        pages = done["pages"]
+        merged = sum(r["bytes"] for r in done["stores"])
         what = "merged + per-list files" if list_files else "merged files only     "
         print(f"batch of {len(docs)} lists, {args.workers} workers, {what}: {wall:6.1f} s "
               f"({len(docs) / wall:5.0f} lists/s, {pages} pages, merged {merged / pages / 1024:.1f} KiB/page)")

@@ -400,7 +400,7 @@ def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool
     if summary is None:
         return figures
     if do_print:
-        from printing.batch import print_batch
+        from engine.printjob import print_batch
         with stages("print"):
             printed = print_batch(settings, batch_id=summary["batch_id"], out_dir=out / "batches")
             print(f"  printed {printed['lists']:,} lists on {printed['pages']:,} pages under {printed['dir']}")

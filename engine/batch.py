@@ -18,7 +18,8 @@
    most-frequent baseline of `coupons.baseline` when the cycles package is not installed, said
    in the summary), offers with what was dropped and why (`coupons.build.plan_offers`), tips.
 5. **Write**, in ONE transaction: delete whatever the batch had (nothing, unless a database
-   was written by hand), batch_members (treated and holdout), lists (with their codes), offers,
+   was written by hand), batch_members (treated and holdout), lists (with their codes and the
+   customer's home store, `home_stores`: the list is printed for that store), offers,
    the starter tips when the tips table is empty, and the batch row set to 'done' with its
    summary. A batch killed at any point has therefore written nothing but its 'running' row,
    and the re-run completes it; list ids come from the ``lists`` sequence, so a list's code
@@ -70,7 +71,7 @@ from engine.history import history_start
 from engine.progress import Progress
 from engine.values import as_date, dollars
 
-__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "deal_budgets", "Profiler"]
+__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "deal_budgets", "home_stores", "Profiler"]
 
 Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
 
@@ -174,6 +175,22 @@ def _stale_history_warning(db: Gateway, period_start: dt.date, period_days: int)
             f"period starts ({period_start}): have the latest exports been imported?")
 
 
+def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - an engine.db bulk session
+    """Each customer's home store: the store of most of their baskets (a tie: the lowest store_id).
+
+    Every basket counts, whenever it was made. `customers_sql`, a subquery of customer_keys,
+    limits the customers read (default: all). Columns: customer_key, store_id; a customer
+    without a basket has no row.
+    """
+    within = f" AND customer_key IN ({customers_sql})" if customers_sql else ""
+    counts = db.read("SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
+                     f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
+                     {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64})
+    return (counts.sort(["customer_key", "n", "store_id"], descending=[False, True, False])
+            .group_by("customer_key", maintain_order=True).first()
+            .select("customer_key", "store_id"))
+
+
 def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
     o = settings.offers
     with db.reading():
@@ -216,11 +233,12 @@ def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: d
             {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "expected_uses": pl.Float64,
              "redeemed_cents": pl.Int64})
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
+        home = home_stores(db)
     # the profile reads the catalogue's own prices through history; offers the completed catalogue
     products = complete_prices(products, history, period_start, o.price_lookback_days, o.margin_share_national,
                                o.margin_share_store)
     return {"products": products, "customers": customers, "history": history, "deals": deals,
-            "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips}
+            "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips, "home": home}
 
 
 def deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame,
@@ -362,7 +380,7 @@ def _write(gateway: Gateway, batch_id: int, token: str, groups: pl.DataFrame, li
         lists = lists.with_columns(pl.int_range(first_list, first_list + pl.len(), dtype=pl.Int64).alias("list_id"))
         codes = [make_code(i, secret) for i in lists["list_id"].to_list()]
         db.append("lists", lists.select(
-            "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.lit(None, pl.String).alias("store_id"),
+            "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.col("store_id").cast(pl.String),
             pl.Series("code", codes, dtype=pl.String), "valid_from", "valid_to", pl.lit("active").alias("status"),
             "tip_id"))
         first_offer = allocate_keys(db, "offers", max(offers.height, 1))
@@ -531,7 +549,8 @@ def _compute_and_write(db: Gateway, settings: Settings, batch_id: int, token: st
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)
     valid_to = end - dt.timedelta(days=1)
-    lists = chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to"))
+    lists = (chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to"))
+             .join(data["home"], on="customer_key", how="left", maintain_order="left"))
     step("offers")
     summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
                        groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,

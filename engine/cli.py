@@ -258,7 +258,7 @@ def _print_lists(args: argparse.Namespace, settings, batch_id: int,  # noqa: ANN
                  quiet_stdout: bool = False) -> int:
     """Render the batch's PDFs; `quiet_stdout`: its report line goes to stderr (``batch run --json``)."""
     try:
-        from printing.batch import print_batch
+        from engine.printjob import print_batch
     except ImportError:
         print("printing is not installed yet: lists are stored but no PDFs were made", file=sys.stderr)
         return 0

@@ -119,7 +119,7 @@ def _run_stages(directory: Path, settings: Settings, db: Gateway, summary: dict,
     yield f"profiles as of {as_of}: {directory / 'profile.parquet'}, {directory / 'customers.parquet'}"
 
     from engine.batch import format_summary, run_batch
-    from printing.batch import print_batch
+    from engine.printjob import print_batch
     batch = run_batch(settings, progress=progress, gateway=db)
     yield format_summary(batch)
     printed = print_batch(settings, batch_id=batch["batch_id"], progress=progress)

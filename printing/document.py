@@ -1,6 +1,6 @@
 """The plain data one printed list needs, so that the layout is testable without a database.
 
-`printing.batch` builds `ListDocument`s from the rows of lists, offers, products, customers,
+`engine.printjob` builds `ListDocument`s from the rows of lists, offers, products, customers,
 stores and tips; `printing.layout` draws them. Money is integer cents, days are dates.
 """
 

@@ -32,14 +32,13 @@ from dataclasses import dataclass
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.pdfgen.canvas import Canvas
 
-from engine.errors import ConfigError
 from printing.barcode import MODULE_PT, draw_code128, symbol_width
 from printing.document import ListDocument, NeedLine, OfferLine, RewardLine, mask_card
 from printing.reasons import plain_reason, uses_legend
 from printing.fonts import FontSet
 
-__all__ = ["LayoutOptions", "draw_list", "paginate", "ordered_offers", "ordered_lines", "money", "new_canvas",
-           "terms_line", "period_text", "day_text"]
+__all__ = ["LayoutOptions", "PAGE_SIZES", "draw_list", "paginate", "ordered_offers", "ordered_lines", "money",
+           "new_canvas", "terms_line", "period_text", "day_text"]
 
 _INCH = 72.0
 _MARGIN = 36.0
@@ -59,30 +58,21 @@ _BOX = 7.0                           # side of a tick box
 _TEXT_X = _MARGIN + 18               # descriptions start right of the tick box
 _FOOT = 22.0                         # room above the footer line for the terms
 _TIP_MIN_LINES = 2                   # a tip shortened below this many lines is left out
+PAGE_SIZES = {"letter": LETTER, "a4": A4}     # (width, height) in points, by name
 
 
 @dataclass(frozen=True)
 class LayoutOptions:
-    """How lists are laid out (from `engine.config.PrintSettings`)."""
+    """How lists are laid out (engine composes them from its settings: `engine.printjob.layout_options`)."""
 
     page_size: tuple[float, float] = LETTER
     aisle_order: tuple[str, ...] = ()
     module_pt: float = MODULE_PT
     terms: str = ""                   # {valid_from} and {valid_to} are replaced by the list's period
     opt_out: str = ""
-    html_files: bool = False          # printing.batch also writes html/<code>.html
+    html_files: bool = False          # printing.render also writes html/<code>.html
     email_files: bool = False         # ... and mail/<code>.eml for customers with an e-mail
     email_from: str = ""
-
-    @classmethod
-    def from_settings(cls, printing) -> "LayoutOptions":  # noqa: ANN001 - PrintSettings
-        sizes = {"letter": LETTER, "a4": A4}
-        if printing.page_size.lower() not in sizes:
-            raise ConfigError(f"printing.page_size: expected 'letter' or 'a4', got {printing.page_size!r}")
-        return cls(sizes[printing.page_size.lower()], tuple(printing.aisle_order),
-                   float(getattr(printing, "barcode_module_pt", MODULE_PT)),
-                   terms=printing.terms, opt_out=printing.opt_out, html_files=printing.html_files,
-                   email_files=printing.email_files, email_from=printing.email_from)
 
 
 def new_canvas(target, options: LayoutOptions, font: str = "LW-Sans") -> Canvas:  # noqa: ANN001 - path or file

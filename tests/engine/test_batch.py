@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from engine import batch as batch_module
 from engine.batch import run_batch as _run_batch
@@ -127,6 +128,42 @@ def test_rerun_changes_nothing_and_a_fresh_database_draws_the_same_holdout(done,
     assert read(other, "SELECT customer_key, grp FROM batch_members ORDER BY customer_key").equals(members)
     cols = ["customer_key", "line_no", "kind", "product_key", "discount_cents", "max_uses", "deal_id"]
     assert offers_of(other).select(cols).equals(before.select(cols))
+
+
+def test_each_list_records_its_customers_home_store(done):
+    url, _, _ = done
+    baskets = read(url, "SELECT customer_key, store_id FROM baskets WHERE customer_key IS NOT NULL")
+    counts: dict[int, dict[str, int]] = {}
+    for key, store in baskets.iter_rows():
+        counts.setdefault(key, {})[store] = counts.setdefault(key, {}).get(store, 0) + 1
+    lists = read(url, "SELECT customer_key, store_id FROM lists")
+    assert lists.height > 0 and lists["store_id"].null_count() == 0
+    assert len({s for _, s in lists.iter_rows()}) > 1                 # the sample has several stores
+    for key, store in lists.iter_rows():           # most baskets, a tie to the lowest store id
+        assert store == min(counts[key], key=lambda s: (-counts[key][s], s))
+
+
+def test_the_home_store_has_most_baskets_and_a_tie_goes_to_the_lowest_store_id(db_url):
+    from engine.batch import home_stores
+    engine = connect(db_url)
+    md = sa.MetaData()
+    md.reflect(engine)
+    t = md.tables
+    plan = [(1, "S2"), (1, "S2"), (1, "S1"), (1, "S2"), (2, "S2"), (2, "S1"), (2, "S1"), (2, "S2"), (None, "S2")]
+    with engine.begin() as conn:
+        conn.execute(t["stores"].insert(), [{"store_id": "S1"}, {"store_id": "S2"}])
+        conn.execute(t["customers"].insert(), [{"customer_key": k, "customer_id": f"C{k}"} for k in (1, 2, 3)])
+        conn.execute(t["baskets"].insert(), [
+            {"basket_key": i, "store_id": store, "basket_id": f"B{i}", "customer_key": key,
+             "ts": dt.datetime(2025, 3, 1 + i, 9), "day": dt.date(2025, 3, 1 + i)}
+            for i, (key, store) in enumerate(plan, start=1)])
+    engine.dispose()
+    with bulk_session(db_url, write=False) as db:
+        everyone = home_stores(db)
+        one = home_stores(db, "SELECT customer_key FROM customers WHERE customer_id = 'C1'")
+    # 1: three baskets in S2, one in S1; 2: two each, S1 first; 3: no basket, no row
+    assert everyone.sort("customer_key").rows() == [(1, "S2"), (2, "S1")]
+    assert one.rows() == [(1, "S2")]
 
 
 def _cycle_hit_shares(url: str) -> tuple[float, float, int]:
@@ -359,3 +396,11 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
         assert total == sum(sum(row.values()) for row in c["offers"].values()) + sum(c["dropped"].values()), name
     text = format_summary(summary)
     assert "candidates dropped" in text and "below probability floor" in text and "from history" in text
+
+
+def test_a_needs_setting_out_of_range_is_a_config_error_not_a_name_error():
+    from engine.config import PrintSettings
+    from engine.errors import ConfigError
+    settings = Settings(database_url="sqlite://", printing=PrintSettings(needs_min_p_buy=2.0))
+    with pytest.raises(ConfigError, match=r"printing: needs min_p_buy must be in \[0, 1\], got 2.0"):
+        batch_module._needs(pl.DataFrame(), pl.Series([1]), PERIOD, PERIOD + dt.timedelta(days=14), settings)

@@ -26,9 +26,9 @@ from engine.batch import run_batch
 from engine.config import PrintSettings, Settings
 from engine.db import bulk_session, connect
 from engine.ingest import import_files
-from printing.batch import print_batch, read_documents
+from engine.printjob import layout_options, print_batch, read_documents
 from printing.fonts import load_fonts
-from printing.layout import LayoutOptions, paginate
+from printing.layout import paginate
 from tests.printing.test_digital import _raster
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample"
@@ -83,7 +83,7 @@ def test_needs_are_stored_calibrated_and_printed_with_reasons_html_and_email(db_
     with (target / "manifest.csv").open(encoding="utf-8") as fh:
         rows = {r["list_code"]: r for r in csv.DictReader(fh)}
     _, _, docs = read_documents(settings)
-    fonts, options = load_fonts(), LayoutOptions.from_settings(settings.printing)
+    fonts, options = load_fonts(), layout_options(settings)
     shown = [d for d in docs if d.printable and not d.extra["opted_out"]]
     assert set(rows) == {d.code for d in shown} and quit_code not in rows
     assert not (target / "html" / f"{quit_code}.html").exists() and not (target / "mail" / f"{quit_code}.eml").exists()

@@ -24,7 +24,8 @@ def text_of(pdf: bytes) -> str:
     return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
 
 
-@pytest.mark.parametrize("name", ["María José Núñez", "王静", "Zoë Ångström-李小龍 🥑", "Олег Петров"])
+@pytest.mark.parametrize("name", ["María José Núñez", "王静", "Zoë Ångström-李小龍 🥑", "Олег Петров",
+                                  "김민준 Kim", "さくら 山田"])
 def test_a_name_in_any_script_prints_with_embedded_fonts(fonts, name):
     pages, pdf = render(make_doc(name=name), fonts)
     assert pages == 1

@@ -18,7 +18,7 @@ def test_every_barcode_of_a_demo_batch_decodes_to_its_lists_code(tmp_path):
     from engine.db import connect, init_schema
     from engine.demo import demo_settings
     from engine.ingest import import_files
-    from printing.batch import print_batch
+    from engine.printjob import print_batch
 
     settings = demo_settings(tmp_path)
     init_schema(connect(settings.database_url))

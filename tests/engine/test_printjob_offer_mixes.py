@@ -1,4 +1,4 @@
-"""Printing never crashes on a batch with any mix of offer kinds, including none (issue 10).
+"""engine.printjob never crashes on a batch with any mix of offer kinds, including none (issue 10).
 
 Each batch is written row by row into a fresh SQLite file and a PostgreSQL database, then
 printed: a batch whose offers are only rewards (no product, category or date in any offer
@@ -19,7 +19,7 @@ from engine.cli import main
 from engine.codes import make_code
 from engine.config import PrintSettings, Settings
 from engine.db import connect
-from printing.batch import print_batch
+from engine.printjob import print_batch
 from tests.printing.scan import decode_pages
 
 SECRET = b"offer-mixes"
@@ -105,12 +105,12 @@ def test_a_batch_without_lists_prints_nothing_and_says_so(db_url, tmp_path):
 
 
 def test_several_workers_print_an_empty_batch(sqlite_url, tmp_path, monkeypatch):
-    import printing.batch
-    monkeypatch.setattr(printing.batch, "_MIN_PARALLEL", 0)      # the pool path, with no store to render
+    import printing.render
+    monkeypatch.setattr(printing.render, "_MIN_PARALLEL", 0)      # the pool path, with no store to render
     _finished_batch(sqlite_url, n_lists=0, rewards=0)
     settings = Settings(database_url=sqlite_url, secret="x", printing=PrintSettings(workers=2))
     assert print_batch(settings, out_dir=tmp_path)["lists"] == 0
-    assert printing.batch.render_documents([], tmp_path, None, workers=2) == []
+    assert printing.render.render_documents([], tmp_path, None, workers=2)["lists"] == 0
 
 
 def test_cli_batch_print_of_an_empty_batch_is_one_line_and_exit_0(sqlite_url, tmp_path, capsys, monkeypatch):
