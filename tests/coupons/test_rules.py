@@ -68,13 +68,15 @@ def test_the_offer_plan_reads_list_length_and_margin_share_from_its_rules(produc
     assert richer.filter(milk)["expected_value_cents"].item() == round(0.9 * (0.5 * 300 - 30))
 
 
-def test_coupons_imports_nothing_of_engine_cycles_or_printing():
-    """The layers point down (DESIGN.md): coupons/ knows nothing of printing or the engine, and
-    imports no cycles module (coupons.baseline stands in for cycles when it is not installed)."""
+def test_coupons_imports_nothing_of_engine_or_printing():
+    """The layers point down (docs/architecture.md): coupons/ knows nothing of printing or the
+    engine. It may use cycles' pure functions (the extracts' cells come from cycles.brand_volume);
+    the offer rules themselves import no cycles module (coupons.baseline stands in for it)."""
     found = []
     for path in sorted(PACKAGE.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in {"engine", "cycles", "printing"}]
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in {"engine", "printing"}
+                      or (n.split(".")[0] == "cycles" and path.name != "results.py")]
     assert found == []
