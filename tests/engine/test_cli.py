@@ -111,8 +111,8 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path, capsys, monke
 def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     import subprocess
     import sys
-    # enough output that writes go on after the reader has gone
-    script = "from engine.cli import main; codes = [main(['settings']) for _ in range(2000)]; print(codes[-1])"
+    # enough output (200 x ~3.5 KB, far beyond a 64 KiB pipe buffer) that writes go on after the reader has gone
+    script = "from engine.cli import main; codes = [main(['settings']) for _ in range(200)]; print(codes[-1])"
     proc = subprocess.run(f"{sys.executable} -c \"{script}\" | head -c 1", shell=True, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=180)
     assert "Traceback" not in proc.stderr and proc.stdout == "{"
