@@ -45,7 +45,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from engine.checkout import create_key
+from engine.keys import create_key
 from engine.codes import make_code
 from engine.db import connect, init_schema
 

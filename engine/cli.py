@@ -286,7 +286,7 @@ def _print_lists(args: argparse.Namespace, settings, batch_id: int,  # noqa: ANN
 
 
 def _add_checkout(sub: argparse._SubParsersAction) -> None:
-    """serve, keys, checkout (engine/checkout.py, engine/server.py)."""
+    """serve, keys, checkout (engine/checkout.py, engine/keys.py, engine/server.py)."""
     p = sub.add_parser("serve", help="Run the checkout service (HTTP, OpenAPI at /docs)",
                        epilog="example: listwise serve --host 127.0.0.1 --port 8080")
     p.add_argument("--host", default="127.0.0.1")
@@ -320,7 +320,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_keys_create(args: argparse.Namespace) -> int:
-    from engine.checkout import create_key
+    from engine.keys import create_key
     from engine.db import connect, require_schema
     engine = connect(_settings(args).database_url)
     require_schema(engine)
@@ -329,7 +329,7 @@ def _run_keys_create(args: argparse.Namespace) -> int:
 
 
 def _run_keys_revoke(args: argparse.Namespace) -> int:
-    from engine.checkout import revoke_key
+    from engine.keys import revoke_key
     from engine.db import connect, require_schema
     engine = connect(_settings(args).database_url)
     require_schema(engine)
@@ -364,7 +364,7 @@ def _add_keys_list(ksub: argparse._SubParsersAction) -> None:
 
 
 def _run_keys_list(args: argparse.Namespace) -> int:
-    from engine.checkout import list_keys
+    from engine.keys import list_keys
     from engine.db import connect, require_schema
     engine = connect(_settings(args).database_url)
     require_schema(engine)
