@@ -120,24 +120,31 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(url: str, workdir: Path, workers: int = 1):
+    """`listwise serve` on a free loopback port; its stderr (the access log: a line a request) in workdir/server.log.
+
+    A file, not a pipe: nobody reads a pipe while the load runs, and once its buffer is full
+    the server blocks on its next log line.
+    """
     port = _free_port()
     env = {**os.environ, "LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": url}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
-                             "--workers", str(workers)], cwd=workdir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
+                                 "--workers", str(workers)], cwd=workdir, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode())
+                raise RuntimeError(log_path.read_text(errors="replace")[-2000:])
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(base + "/v1/health", timeout=1) as answer:
                     if answer.status == 200:
                         break
             time.sleep(0.05)
         else:
-            raise RuntimeError("server did not come up in 30 s")
+            raise RuntimeError(f"server did not come up in 60 s (see {log_path})")
         yield base, proc.pid
     finally:
         proc.terminate()
