@@ -451,7 +451,8 @@ def _offer_shares(settings, batch_id: int, data: Path) -> dict:  # noqa: ANN001
 
 def _replay(settings, secret: bytes, batch_id: int, data: Path, naive: bool) -> dict:  # noqa: ANN001
     """The fortnight's real baskets through engine.checkout.checkout, with list code and card."""
-    from engine.checkout import CheckoutRefused, checkout
+    from engine.checkout import checkout
+    from engine.checkout_api import CheckoutRefused
     from engine.codes import make_code
     from engine.db import bulk_session, connect
 

@@ -271,7 +271,7 @@ def _print_lists(args: argparse.Namespace, settings, batch_id: int,  # noqa: ANN
 
 
 def _add_checkout(sub: argparse._SubParsersAction) -> None:
-    """serve, keys, checkout (engine/checkout.py, engine/server.py)."""
+    """serve, keys, checkout (engine/checkout.py, engine/keys.py, engine/server.py)."""
     p = sub.add_parser("serve", help="Run the checkout service (HTTP, OpenAPI at /docs)",
                        epilog="example: listwise serve --host 127.0.0.1 --port 8080")
     p.add_argument("--host", default="127.0.0.1")
@@ -305,14 +305,14 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_keys_create(args: argparse.Namespace) -> int:
-    from engine.checkout import create_key
+    from engine.keys import create_key
     with _database(_settings(args)) as db:
         print(create_key(db.engine, args.store))
     return 0
 
 
 def _run_keys_revoke(args: argparse.Namespace) -> int:
-    from engine.checkout import revoke_key
+    from engine.keys import revoke_key
     with _database(_settings(args)) as db:
         print(f"revoked a key of store {revoke_key(db.engine, args.key)}", file=sys.stderr)
     return 0
@@ -344,7 +344,7 @@ def _add_keys_list(ksub: argparse._SubParsersAction) -> None:
 
 
 def _run_keys_list(args: argparse.Namespace) -> int:
-    from engine.checkout import list_keys
+    from engine.keys import list_keys
     with _database(_settings(args)) as db:
         keys = list_keys(db.engine)
     print(f"{'key_id':>6}  {'store':<12} {'created (UTC)':<19}  revoked (UTC)")

@@ -1,5 +1,8 @@
 """The checkout service: `engine.checkout` over HTTP (FastAPI on uvicorn, OpenAPI at /docs).
 
+The bodies and the refusal words with their HTTP statuses are `engine.checkout_api`; the
+stores' API keys `engine.keys`.
+
 Each store's point-of-sale system sends its own API key in ``X-API-Key``; a key acts for
 its own store only. Every refusal is a 4xx JSON body ``{"error": word, "detail": text}``:
 bodies over `settings.checkout.max_body_bytes` are refused before they are parsed (413),
@@ -50,9 +53,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from engine import checkout as co
+from engine import checkout_api as api
 from engine.chain_key import verify_secret
 from engine.config import Settings, resolve_secret
 from engine.db import connect, is_sqlite, require_schema
+from engine.keys import key_for
 
 __all__ = ["create_app", "serve", "app_from_environment"]
 
@@ -195,13 +200,13 @@ class _KeyCache:
 
     def lookup(self, key: str | None) -> tuple[int, str] | None:
         if self.ttl <= 0 or not key:
-            return co.key_for(self.engine, key)
+            return key_for(self.engine, key)
         now = time.monotonic()
         with self.lock:
             hit = self.seen.get(key)
         if hit and hit[1] > now:
             return hit[0]
-        found = co.key_for(self.engine, key)
+        found = key_for(self.engine, key)
         with self.lock:
             self.seen[key] = (found, now + self.ttl)
         return found
@@ -303,8 +308,8 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
     app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(_AccessLog)                 # outermost of ours: it also times the body limit
 
-    @app.exception_handler(co.CheckoutRefused)
-    async def _refused(request: Request, exc: co.CheckoutRefused) -> JSONResponse:
+    @app.exception_handler(api.CheckoutRefused)
+    async def _refused(request: Request, exc: api.CheckoutRefused) -> JSONResponse:
         request.state.outcome = exc.reason
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return JSONResponse(exc.as_dict(), status_code=exc.status, headers=headers)
@@ -326,25 +331,25 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
                      x_api_key: str | None = Header(default=None, description="the store's API key")) -> tuple:
         found = await call(keys.lookup, x_api_key)
         if found is None:
-            raise co.CheckoutRefused("unauthorized", "missing, unknown or revoked X-API-Key")
+            raise api.CheckoutRefused("unauthorized", "missing, unknown or revoked X-API-Key")
         request.state.key_id, request.state.store = found
         return found
 
     def own_store(store_id: str, key_store: str) -> None:
         if store_id != key_store:
-            raise co.CheckoutRefused("forbidden", f"this key acts for store {key_store!r}, not {store_id!r}")
+            raise api.CheckoutRefused("forbidden", f"this key acts for store {key_store!r}, not {store_id!r}")
 
     def guarded(key: tuple, lane: int | None, fn: Any) -> Any:
         """Refuse while this key or lane has no failed check left; count a bad_check against both."""
         async def run(*args: Any) -> Any:
             wait = failures.wait(key[0], key[1], lane)
             if wait:
-                raise co.CheckoutRefused("too_many_failed_checks",
-                                         f"too many codes failed their check from this key or lane; "
-                                         f"try again in {wait} s", retry_after=wait)
+                raise api.CheckoutRefused("too_many_failed_checks",
+                                          f"too many codes failed their check from this key or lane; "
+                                          f"try again in {wait} s", retry_after=wait)
             try:
                 return await call(fn, *args)
-            except co.CheckoutRefused as exc:
+            except api.CheckoutRefused as exc:
                 if exc.reason == "bad_check":
                     failures.fail(key[0], key[1], lane)
                 raise
@@ -361,14 +366,14 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
         return {"status": "ok"}
 
     @app.post("/v1/scan", summary="Judge a list code and return its offers", responses=errors)
-    async def scan(request: Request, body: co.ScanRequest, key: tuple = Depends(key_of)) -> JSONResponse:
+    async def scan(request: Request, body: api.ScanRequest, key: tuple = Depends(key_of)) -> JSONResponse:
         """The list a code names, or a refusal: bad_check, unknown, expired, not_yet_valid, revoked."""
         request.state.lane = body.lane
         run = guarded(key, body.lane, co.scan)
         return JSONResponse(await run(engine, secret, body.code, body.at, key[1], settings.timezone, now(), limits))
 
     @app.post("/v1/checkout", summary="Apply a basket's offers once and record the basket", responses=errors)
-    async def checkout(request: Request, body: co.CheckoutRequest, key: tuple = Depends(key_of)) -> JSONResponse:
+    async def checkout(request: Request, body: api.CheckoutRequest, key: tuple = Depends(key_of)) -> JSONResponse:
         """Idempotent on (store_id, basket_id): a retry returns the same answer, a different body is refused.
 
         A code that fails its keyed check refuses the whole basket (bad_check, nothing recorded).
@@ -379,7 +384,7 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
         return JSONResponse(await run(engine, secret, body, limits, now(), settings.timezone))
 
     @app.post("/v1/void", summary="Reverse a checkout", responses=errors)
-    async def void(body: co.VoidRequest, key: tuple = Depends(key_of)) -> JSONResponse:
+    async def void(body: api.VoidRequest, key: tuple = Depends(key_of)) -> JSONResponse:
         """Release the basket's redemptions and mark it void in history."""
         own_store(body.store_id, key[1])
         return JSONResponse(await call(co.void, engine, body.store_id, body.basket_id))

@@ -195,7 +195,7 @@ def _wait_ready(base: str, proc: subprocess.Popen | None = None, seconds: float 
 
 
 def _keys(url: str) -> tuple[str, str]:
-    from engine.checkout import create_key
+    from engine.keys import create_key
     engine = connect(url)
     keys = create_key(engine, "S1"), create_key(engine, "S2")
     engine.dispose()

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine.checkout import store_for_key
 from engine.cli import main
 from engine.db import connect
+from engine.keys import store_for_key
 from tests.checkout.conftest import NOW, SECRET, basket
 
 
@@ -98,7 +98,8 @@ def test_lists_show_gives_the_offers_state_with_the_card_masked(env, capsys):
 
 
 def test_lists_revoke_makes_the_checkout_refuse_the_code(env, capsys):
-    from engine.checkout import CheckoutRefused, scan
+    from engine.checkout import scan
+    from engine.checkout_api import CheckoutRefused
     assert main(["lists", "revoke", env.codes["5"]]) == 0
     assert "list 5 of customer C2 revoked" in capsys.readouterr().out
     with pytest.raises(CheckoutRefused, match="revoked"):
@@ -108,7 +109,8 @@ def test_lists_revoke_makes_the_checkout_refuse_the_code(env, capsys):
 
 
 def test_lists_reprint_gives_a_new_code_and_refuses_the_old(env, capsys):
-    from engine.checkout import CheckoutRefused, checkout, scan
+    from engine.checkout import checkout, scan
+    from engine.checkout_api import CheckoutRefused
     engine = connect(env.url)
     first = checkout(engine, SECRET, basket("B1", codes=[env.codes["1"]], items=[
         {"sku": "MILK-1", "quantity": 1, "amount_cents": 189}]))

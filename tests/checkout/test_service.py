@@ -41,7 +41,7 @@ def test_missing_or_unknown_key_is_unauthorized(server, chain, key):
 
 
 def test_revoked_key_is_unauthorized(server, chain):
-    from engine.checkout import revoke_key
+    from engine.keys import revoke_key
     from engine.db import connect
     assert server.post("/v1/scan", {"code": chain.codes["1"], "at": AT}).status_code == 200
     assert revoke_key(connect(chain.url), server.key) == "S1"
@@ -111,7 +111,8 @@ def test_forged_and_altered_codes_fail_the_check(server, chain):
 
 
 def test_bad_check_is_answered_without_a_database(tmp_path):
-    from engine.checkout import CheckoutRefused, scan
+    from engine.checkout import scan
+    from engine.checkout_api import CheckoutRefused
     from engine.db import connect
     unreachable = connect(f"sqlite:///{tmp_path}/no/such/dir/x.db")     # any look-up would raise
     with pytest.raises(CheckoutRefused) as refused:
@@ -360,7 +361,8 @@ def test_without_the_skew_rule_a_far_basket_is_recorded_but_judged_now(server, c
 
 
 def test_clock_skew_setting_refuses_far_baskets(chain):
-    from engine.checkout import CheckoutRefused, checkout
+    from engine.checkout import checkout
+    from engine.checkout_api import CheckoutRefused
     from engine.config import CheckoutSettings
     from engine.db import connect
     engine = connect(chain.url)

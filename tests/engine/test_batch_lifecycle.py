@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 import engine.batch as batch_module
 from engine.batch import _start_batch, cancel_batch, run_batch
-from engine.checkout import CheckoutRefused, scan
+from engine.checkout import scan
+from engine.checkout_api import CheckoutRefused
 from engine.cli import main
 from engine.config import Settings
 from engine.db import bulk_session, connect
