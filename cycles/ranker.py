@@ -38,92 +38,109 @@ over all rows at once. Prediction is the same query at one cutoff over every cus
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
 from scipy import optimize
 
-from cycles.occasions import category_codes, require_columns
+from cycles.occasions import require_columns
 from cycles.purchase_cycle import PurchaseCycleEstimator, check_fitted, predictive_survival
 from cycles.exceptions import InputError
 from cycles.params import ProfileParams
+from cycles.ranker_features import Occasions, code_occasions, customer_features, pair_features
 
 __all__ = ["NextWindowRanker", "RANKER_FEATURES"]
 
 RANKER_FEATURES = [
     "n_occ", "n_recent", "n_4w", "n_window", "rw_7", "rw_28", "rw_91", "rw_273", "days_since", "span_days",
-    "rate_window", "share_recent", "share_all", "interval_median_days", "mean_interval_days", "overdue_ratio",
+    "rate_window", "share_recent", "share_all", "interval_mean_days", "mean_interval_days", "overdue_ratio",
     "p_renewal", "p_active", "cust_days_recent", "cust_days_4w", "cust_cats_recent", "cust_cats_4w",
-    "cust_days_since", "cat_repurchase", "cat_share"]
+    "cust_days_since", "cat_repurchase", "cat_share", "trips_since", "n_last3", "n_last10"]
 
 _EPOCH = dt.date(1970, 1, 1)
 _REQUIRED = {"customer_key", "day", "product_key", "category", "quantity"}
-_PRIOR_REFIT_DAYS = 56              # training cutoffs reuse the renewal priors of a cutoff up to 8 weeks older
-_F = pl.Float64
+_RW_NAMES = ("rw_7", "rw_28", "rw_91", "rw_273")
+_LAST_TRIPS = (3, 10)               # n_last3, n_last10: the pair's occasions among the customer's last trips
+_F = np.float32
 
 
 def _day(d: dt.date) -> int:
     return (d - _EPOCH).days
 
 
-def _occasions(lines: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(occasions, categories) of line items.
-
-    occasions: customer_key (Int64), cat (UInt32 code), d (Int32 days since 1970), prev (Int32,
-    the pair's previous occasion, null at its first); distinct, sorted by customer_key, cat, d.
-    categories: cat, category (String); codes follow the sorted category names, so sorting by
-    cat sorts by category. Categories are coded through product_key (an integer join, not a
-    string one over every line; `cycles.occasions.category_codes`).
-    """
-    # the line items are read lazily, never copied whole: only the product table and the occasions are built
-    codes = category_codes(lines.select("product_key", "category").unique(maintain_order=True).collect())
-    cats = codes.select(pl.col("cat_code").cast(pl.UInt32).alias("cat"), "category").unique().sort("cat")
-    same_pair = (pl.col("customer_key") == pl.col("customer_key").shift(1)) & (pl.col("cat") == pl.col("cat").shift(1))
-    occ = (lines.filter(pl.col("quantity") > 0)
-           .select("customer_key", "product_key", pl.col("day").cast(pl.Int32).alias("d"))
-           .join(codes.lazy().select("product_key", pl.col("cat_code").cast(pl.UInt32).alias("cat")),
-                 on="product_key", how="left")
-           .select("customer_key", "cat", "d").unique().sort("customer_key", "cat", "d")
-           .with_columns(pl.when(same_pair).then(pl.col("d").shift(1)).alias("prev"))
-           .collect())
-    return occ, cats
+def _unique_pairs(occ: Occasions, lo: int, hi: int) -> np.ndarray:
+    """Sorted distinct pair codes with an occasion in [lo, hi)."""
+    pair = occ.pair[(occ.day >= lo) & (occ.day < hi)]
+    return pair[np.r_[True, pair[1:] != pair[:-1]]] if pair.size else pair
 
 
-def _in_window(lo: int, hi: int) -> pl.Expr:
-    return (pl.col("d") >= lo) & (pl.col("d") < hi)
-
-
-def _category_stats(occ: pl.DataFrame, c: int, w: int) -> pl.DataFrame:
+def _category_stats(occ: Occasions, c: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Per category code at cutoff day c: cat_repurchase (share of the pairs bought in [c-2w, c-w) bought
     again in [c-w, c)) and cat_share (share of the customers with a purchase in [c-w, c) who bought it)."""
-    prev = occ.filter(_in_window(c - 2 * w, c - w)).select("customer_key", "cat").unique()
-    last = occ.filter(_in_window(c - w, c)).select("customer_key", "cat").unique()
-    active = max(last["customer_key"].n_unique(), 1)
-    rep = (prev.join(last.with_columns(pl.lit(1.0).alias("again")), on=["customer_key", "cat"], how="left")
-           .group_by("cat").agg(cat_repurchase=pl.col("again").fill_null(0.0).mean()))
-    share = last.group_by("cat").agg(cat_share=(pl.len() / active).cast(_F))
-    return (rep.join(share, on="cat", how="full", coalesce=True)
-            .with_columns(pl.col("cat_repurchase", "cat_share").fill_null(0.0))
-            .with_columns(pl.lit(c, pl.Int32).alias("c")))
+    n_cat = occ.categories.height
+    prev, last = _unique_pairs(occ, c - 2 * w, c - w), _unique_pairs(occ, c - w, c)
+    again = np.isin(prev, last, assume_unique=True)
+    n_prev = np.bincount(occ.cat(prev), minlength=n_cat)
+    rep = np.bincount(occ.cat(prev), weights=again, minlength=n_cat) / np.maximum(n_prev, 1)
+    active = max(np.unique(last >> occ.cat_bits).size, 1)
+    share = np.bincount(occ.cat(last), minlength=n_cat) / active
+    return rep, share
 
 
-def _renewal(frame: pl.DataFrame, w: int) -> list[pl.Series]:
+def _survival(t: np.ndarray, k: np.ndarray, alpha: np.ndarray, beta: np.ndarray, n_jobs: int) -> np.ndarray:
+    """`predictive_survival` in n_jobs threads (scipy's ufuncs release the GIL; same values)."""
+    if n_jobs <= 1 or t.size < 100_000:
+        return predictive_survival(t, k, alpha, beta)
+    cuts = np.linspace(0, t.size, n_jobs + 1).astype(int)
+    parts = [slice(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    with ThreadPoolExecutor(n_jobs) as pool:
+        return np.concatenate(list(pool.map(lambda i: predictive_survival(t[i], k[i], alpha[i], beta[i]), parts)))
+
+
+def _renewal(k: np.ndarray, a: np.ndarray, b: np.ndarray, pi: np.ndarray, n: np.ndarray, s: np.ndarray,
+             u: np.ndarray, w: int, n_jobs: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The renewal model's p_buy_in_window, p_active and posterior mean interval of each row, from its
-    pair statistics and its category's (k, a, b, pi); the formulas of `PurchaseCycleEstimator.predict`."""
-    k, pi = frame["k"].to_numpy(), frame["pi"].to_numpy()
-    n = frame["n_intervals"].to_numpy().astype(float)
-    alpha = frame["a"].to_numpy() + n * k
-    beta = frame["b"].to_numpy() + frame["interval_sum_days"].to_numpy()
-    u = frame["days_since"].to_numpy()
-    s_now = predictive_survival(u - 0.5, k, alpha, beta)
-    s_end = predictive_survival(u + w - 0.5, k, alpha, beta)
+    pair statistics (n intervals summing to s days, u days since the last purchase) and its category's
+    (k, a, b, pi); the formulas of `PurchaseCycleEstimator.predict`."""
+    alpha = a + n * k
+    beta = b + s
+    s_now = _survival(u - 0.5, k, alpha, beta, n_jobs)
+    s_end = _survival(u + w - 0.5, k, alpha, beta, n_jobs)
     active = (1 - pi) * s_now
     with np.errstate(invalid="ignore", divide="ignore"):
         p_active = active / (active + pi)
         p_buy = np.where(active > 0, (1 - pi) * (s_now - s_end) / (active + pi), 0.0)
         mean_interval = np.where(alpha > 1, k * beta / np.maximum(alpha - 1, 1e-9), np.nan)
-    return [pl.Series("p_renewal", np.clip(p_buy, 0.0, 1.0)), pl.Series("p_active", p_active),
-            pl.Series("mean_interval_days", mean_interval).fill_nan(None)]
+    return np.clip(p_buy, 0.0, 1.0), p_active, mean_interval
+
+
+def _with_new_candidates(pf: dict[str, np.ndarray], cat_bits: int, popularity: np.ndarray,
+                         n: int) -> dict[str, np.ndarray]:
+    """`pair_features` output plus, per customer, the `n` most popular category codes (ties: lower
+    code) it has no pair with (zero counts; `_cutoff` makes their days since NaN), sorted by pair."""
+    pair = pf["pair"]
+    if pair.size == 0:
+        return pf
+    cust = np.unique(pair >> cat_bits)
+    top = np.argsort(-popularity, kind="stable")[:n + 64].astype(np.int64)
+    cand = ((cust[:, None] << cat_bits) | top[None, :])            # customers x popular, popularity order
+    have = np.isin(cand, pair)
+    rank = np.cumsum(~have, axis=1)
+    new = cand[~have & (rank <= n)]
+    out = {}
+    order = np.argsort(np.concatenate([pair, new]), kind="stable")
+    for name, values in pf.items():
+        filler = new if name == "pair" else np.zeros(new.size, values.dtype)
+        out[name] = np.concatenate([values, filler])[order]
+    return out
+
+
+def _by_code(categories: pl.DataFrame, table: pl.DataFrame, columns: list[str]) -> list[np.ndarray]:
+    """Columns of `table` (keyed by category) as arrays indexed by the category codes of `categories`
+    (NaN where the table has no row)."""
+    joined = categories.join(table, on="category", how="left").sort("cat")
+    return [joined[col].cast(pl.Float64).fill_null(np.nan).to_numpy() for col in columns]
 
 
 class NextWindowRanker:
@@ -161,7 +178,12 @@ class NextWindowRanker:
     backend
         'lightgbm' or 'sklearn' (HistGradientBoostingClassifier), for comparison.
     seed, n_jobs
-        Deterministic seed and threads of the trees.
+        Deterministic seed and threads of the trees (and of the renewal probabilities).
+    new_candidates
+        Also score this many categories per customer that it never bought in the lookback: the
+        most popular ones at the cutoff (by cat_share) it has not bought, trained and calibrated
+        like the others (their pair counts are 0, their renewal probability 0). Off by default:
+        on The Complete Journey they did not help (see README).
 
     Attributes
     ----------
@@ -182,9 +204,9 @@ class NextWindowRanker:
                  cutoff_step_days: int = 14, lookback_days: int = 7 * ProfileParams.lookback_weeks,
                  half_lives: tuple[float, ...] = (7.0, 28.0, 91.0, 273.0),
                  recent_days: int = 112, min_history_days: int = 28, max_train_customers: int = 2_500,
-                 min_train_positives: int = 200, n_estimators: int = 200, learning_rate: float = 0.05,
+                 min_train_positives: int = 200, n_estimators: int = 100, learning_rate: float = 0.1,
                  num_leaves: int = 31, min_child_samples: int = 100, backend: str = "lightgbm",
-                 seed: int = 0, n_jobs: int = 1):
+                 seed: int = 0, n_jobs: int = 1, new_candidates: int = 0):
         self.window_days = window_days
         self.n_cutoffs = n_cutoffs
         self.cutoff_step_days = cutoff_step_days
@@ -201,73 +223,64 @@ class NextWindowRanker:
         self.backend = backend
         self.seed = seed
         self.n_jobs = n_jobs
+        self.new_candidates = new_candidates
 
     # ---------------------------------------------------------------- features
-    def _pair_stats(self, occ: pl.DataFrame, cuts: list[int]) -> pl.DataFrame:
-        """Every cutoff in one query: per customer_key, cat, c (Int32) with an occasion in [c - lookback, c),
-        the counts, recency weights, renewal statistics and customer features (no priors yet)."""
+    def _cutoff(self, occ: Occasions, c: int, priors: list[np.ndarray],
+                cat_stats: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+        """Features at cutoff day c of every pair with an occasion in [c - lookback, c), in pair order:
+        pair (codes), first_d (the customer's first trip in the lookback), x (float32, RANKER_FEATURES),
+        p_renewal (float64); `priors` are k, a, b, pi and `cat_stats` cat_repurchase, cat_share, each
+        indexed by category code."""
         L, w, R = self.lookback_days, self.window_days, self.recent_days
-        pair_parts, cust_parts = [], []
-        for c in cuts:
-            cl = pl.lit(c, pl.Int32)
-            age = (cl - pl.col("d")).cast(_F)
-            # a gap counts when both its occasions are in the lookback (as pair_occasions on the lookback)
-            gap_in = pl.col("prev") >= c - L
-            gap = (pl.col("d") - pl.col("prev")).cast(_F).filter(gap_in)
-            pair_parts.append(
-                occ.lazy().filter(_in_window(c - L, c)).group_by("customer_key", "cat").agg(
-                    n_occ=pl.len().cast(_F), last_d=pl.col("d").max(), first_pd=pl.col("d").min(),
-                    n_recent=(pl.col("d") >= c - R).sum().cast(_F),
-                    n_4w=(pl.col("d") >= c - 28).sum().cast(_F),
-                    n_window=(pl.col("d") >= c - w).sum().cast(_F),
-                    **{name: (0.5 ** (age / h)).sum() for name, h in zip(("rw_7", "rw_28", "rw_91", "rw_273"),
-                                                                          self.half_lives)},
-                    n_intervals=gap_in.sum().cast(_F), interval_logsum=gap.log().sum(),
-                    interval_median_days=gap.median())
-                .with_columns(cl.alias("c")))
-            cust_parts.append(
-                occ.lazy().filter(_in_window(c - L, c)).select("customer_key", "d").unique()
-                .group_by("customer_key").agg(
-                    first_d=pl.col("d").min(), cust_last=pl.col("d").max(), cust_days_all=pl.len().cast(_F),
-                    cust_days_recent=(pl.col("d") >= c - R).sum().cast(_F),
-                    cust_days_4w=(pl.col("d") >= c - 28).sum().cast(_F))
-                .with_columns(cl.alias("c")))
-        pairs, cust = pl.collect_all([pl.concat(pair_parts), pl.concat(cust_parts)])
-        ncat = pairs.group_by("customer_key", "c").agg(cust_cats_recent=(pl.col("n_recent") > 0).sum().cast(_F),
-                                                       cust_cats_4w=(pl.col("n_4w") > 0).sum().cast(_F))
-        c = pl.col("c")
-        span = (c - pl.col("first_d")).cast(_F)
-        return (pairs.join(cust, on=["customer_key", "c"], how="left").join(ncat, on=["customer_key", "c"], how="left")
-                .with_columns(
-                    days_since=(c - pl.col("last_d")).cast(_F), span_days=span,
-                    interval_sum_days=(pl.col("last_d") - pl.col("first_pd")).cast(_F),
-                    rate_window=pl.col("n_occ") * w / pl.max_horizontal(span, pl.lit(float(w))),
-                    share_recent=pl.col("n_recent") / pl.max_horizontal(pl.col("cust_days_recent"), pl.lit(1.0)),
-                    share_all=pl.col("n_occ") / pl.col("cust_days_all"),
-                    cust_days_since=(c - pl.col("cust_last")).cast(_F)))
+        pf = pair_features(occ, c, L, R, w, self.half_lives, _LAST_TRIPS)
+        if self.new_candidates > 0:
+            pf = _with_new_candidates(pf, occ.cat_bits, cat_stats[1], self.new_candidates)
+        pair = pf["pair"]
+        cf = customer_features(occ, pair, c, L, R, pf["n_recent"], pf["n_4w"])
+        code = occ.cat(pair)
+        k, a, b, pi = (p[code] for p in priors)
+        days_since = (c - pf["last_d"]).astype(np.float64)
+        never = pf["n_occ"] == 0                                       # a new candidate
+        days_since[never] = np.nan
+        p_renewal, p_active, mean_interval = _renewal(k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"],
+                                                      days_since, w, self.n_jobs)
+        p_renewal[never] = 0.0
+        span = (c - cf["first_d"]).astype(_F)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            interval_mean = np.where(pf["n_intervals"] > 0, pf["interval_sum_days"] / np.maximum(pf["n_intervals"], 1),
+                                     np.nan)
+            overdue = days_since / mean_interval
+        columns = {
+            **{name: pf[name] for name in ("n_occ", "n_recent", "n_4w", "n_window")},
+            **{name: pf[f"rw_{h:g}"] for name, h in zip(_RW_NAMES, self.half_lives)},
+            "days_since": days_since, "span_days": span,
+            "rate_window": pf["n_occ"] * w / np.maximum(span, _F(w)),
+            "share_recent": pf["n_recent"] / np.maximum(cf["cust_days_recent"], _F(1)),
+            "share_all": pf["n_occ"] / cf["cust_days_all"],
+            "interval_mean_days": interval_mean, "mean_interval_days": mean_interval, "overdue_ratio": overdue,
+            "p_renewal": p_renewal, "p_active": p_active,
+            **{name: cf[name] for name in ("cust_days_recent", "cust_days_4w", "cust_cats_recent", "cust_cats_4w")},
+            "cust_days_since": (c - cf["cust_last"]).astype(_F),
+            "cat_repurchase": cat_stats[0][code], "cat_share": cat_stats[1][code],
+            "trips_since": np.where(never, np.nan, pf["trips_since"]),
+            **{f"n_last{k}": pf[f"n_last{k}"] for k in _LAST_TRIPS}}
+        x = np.empty((pair.size, len(RANKER_FEATURES)), _F)
+        for j, name in enumerate(RANKER_FEATURES):
+            x[:, j] = columns[name]
+        return {"pair": pair, "first_d": cf["first_d"], "x": x, "p_renewal": p_renewal}
 
-    def _features(self, stats: pl.DataFrame, cats: pl.DataFrame, cat_stats: pl.DataFrame,
-                  priors: pl.DataFrame) -> pl.DataFrame:
-        """Pair statistics + the renewal probabilities from `priors` (category, c, k, a, b, pi) + the
-        category rates (cat, c, cat_repurchase, cat_share): customer_key, category, c, first_d,
-        RANKER_FEATURES, sorted by c, customer_key, category."""
-        frame = (stats.join(cats, on="cat", how="left")
-                 .join(priors.select("category", "c", "k", "a", "b", "pi"), on=["category", "c"], how="left")
-                 .join(cat_stats, on=["cat", "c"], how="left")
-                 .with_columns(pl.col("cat_repurchase", "cat_share").fill_null(0.0)))
-        return (frame.with_columns(_renewal(frame, self.window_days))
-                .with_columns(overdue_ratio=pl.col("days_since") / pl.col("mean_interval_days"))
-                .select("customer_key", "category", "c", "first_d", *RANKER_FEATURES)
-                .sort("c", "customer_key", "category"))
-
-    def _labels(self, frame: pl.DataFrame, occ: pl.DataFrame, cats: pl.DataFrame, cuts: list[int]) -> np.ndarray:
-        w = self.window_days
-        bought = pl.concat([occ.lazy().filter(_in_window(c, c + w)).select("customer_key", "cat")
-                            .with_columns(pl.lit(c, pl.Int32).alias("c")) for c in cuts]).unique().collect()
-        bought = bought.join(cats, on="cat").select("customer_key", "category", "c", pl.lit(1).alias("y"))
-        return (frame.select("customer_key", "category", "c")
-                .join(bought, on=["customer_key", "category", "c"], how="left", maintain_order="left")
-                ["y"].fill_null(0).to_numpy())
+    def _refit_priors(self, occ: Occasions, c: int, no_lines: pl.DataFrame) -> pl.DataFrame:
+        """The renewal model's category priors fitted on the pair statistics before cutoff c only."""
+        pf = pair_features(occ, c, self.lookback_days, self.recent_days, self.window_days, ())
+        pair = pf["pair"]
+        pairs = (pl.DataFrame({"customer_key": occ.customer(pair), "cat": occ.cat(pair),
+                               "last_purchase_on": pf["last_d"], "n_intervals": pf["n_intervals"],
+                               "interval_sum_days": pf["interval_sum_days"], "interval_logsum": pf["interval_logsum"]})
+                 .join(occ.categories, on="cat", how="left", maintain_order="left")
+                 .select("customer_key", "category", pl.col("last_purchase_on").cast(pl.Date),
+                         "n_intervals", "interval_sum_days", "interval_logsum"))
+        return PurchaseCycleEstimator().fit(no_lines, observed_until=_EPOCH + dt.timedelta(days=c), pairs=pairs).priors_
 
     # ---------------------------------------------------------------- trees
     def _train(self, x: np.ndarray, y: np.ndarray):
@@ -319,45 +332,38 @@ class NextWindowRanker:
                 .with_columns((pl.col("customer_key").hash(seed=self.seed + 11) % 1_000_000_007).alias("h"))
                 .sort("h", "customer_key").head(self.max_train_customers)["customer_key"])
         tr_lines = lines.filter(pl.col("customer_key").is_in(keys.implode())).collect()
-        occ, cats = _occasions(tr_lines.lazy())
+        occ = code_occasions(tr_lines.lazy(), None, end)
         self.observed_until_ = observed_until
         self._history = history        # predict(history=None) scores the customers fitted on
         # global things once, on the sample: the renewal priors and the category rates at the end
         self.renewal_priors_ = PurchaseCycleEstimator().fit(tr_lines, observed_until=observed_until).priors_
-        self.category_stats_ = (_category_stats(occ, end, w).join(cats, on="cat")
+        rep, share = _category_stats(occ, end, w)
+        self.category_stats_ = (occ.categories.with_columns(pl.Series("cat_repurchase", rep),
+                                                            pl.Series("cat_share", share))
                                 .select("category", "cat_repurchase", "cat_share").sort("category"))
         self.model_, self.calibration_, self.fallback_, self.cutoffs_ = None, None, True, []
-        if occ.height == 0:
+        if occ.pair.size == 0:
             return self
-        first = int(occ["d"].min())
+        first = int(occ.day.min())
         calib = end - w
         cutoffs = [end - 2 * w - k * self.cutoff_step_days for k in range(self.n_cutoffs)]
         cutoffs = sorted(c for c in cutoffs if c - first >= self.min_history_days)
         if not cutoffs or calib - first < self.min_history_days:
             return self
         cuts = [*cutoffs, calib]
-        stats = self._pair_stats(occ, cuts)
-        # renewal priors refitted every _PRIOR_REFIT_DAYS, each on the pair statistics before its own
-        # cutoff only, so no label window leaks into a feature
-        refits = [cuts[0]]
-        for c in cuts[1:]:
-            if c - refits[-1] >= _PRIOR_REFIT_DAYS:
-                refits.append(c)
-        priors = []
-        for i, r in enumerate(refits):
-            as_of = _EPOCH + dt.timedelta(days=r)
-            pairs = (stats.filter(pl.col("c") == r).join(cats, on="cat")
-                     .select("customer_key", "category", pl.col("last_d").cast(pl.Date).alias("last_purchase_on"),
-                             "n_intervals", "interval_sum_days", "interval_logsum").sort("customer_key", "category"))
-            fitted = PurchaseCycleEstimator().fit(tr_lines.clear(), observed_until=as_of, pairs=pairs).priors_
-            upto = refits[i + 1] if i + 1 < len(refits) else end
-            priors += [fitted.with_columns(pl.lit(c, pl.Int32).alias("c")) for c in cuts if r <= c < upto]
-        cat_stats = pl.concat([_category_stats(occ, c, w) for c in cuts])
-        frame = self._features(stats, cats, cat_stats, pl.concat(priors))
-        frame = frame.filter(pl.col("c") - pl.col("first_d") >= self.min_history_days)
-        y = self._labels(frame, occ, cats, cuts)
-        is_cal = (frame["c"] == calib).to_numpy()
-        x = frame.select(RANKER_FEATURES).to_numpy().astype(np.float64)
+        # the renewal priors of every training cutoff are fitted once, on the pair statistics before the
+        # first one: no label window leaks into a feature (category hyper-parameters drift slowly, and
+        # each fit is 300 small optimisations)
+        priors = _by_code(occ.categories, self._refit_priors(occ, cuts[0], tr_lines.clear()), ["k", "a", "b", "pi"])
+        xs, ys, is_cal = [], [], []
+        for c in cuts:
+            f = self._cutoff(occ, c, priors, _category_stats(occ, c, w))
+            keep = c - f["first_d"] >= self.min_history_days
+            bought = _unique_pairs(occ, c, c + w)
+            xs.append(f["x"][keep])
+            ys.append(np.isin(f["pair"][keep], bought, assume_unique=True).astype(np.int8))
+            is_cal.append(np.full(int(keep.sum()), c == calib))
+        x, y, is_cal = np.concatenate(xs), np.concatenate(ys), np.concatenate(is_cal)
         x_tr, y_tr, x_cal, y_cal = x[~is_cal], y[~is_cal], x[is_cal], y[is_cal]
         if min(y_tr.sum(), y_cal.sum()) < self.min_train_positives:
             return self
@@ -397,23 +403,26 @@ class NextWindowRanker:
         if history is None:
             history = self._history
         require_columns(history, _REQUIRED, "history")
-        occ, cats = _occasions(history.lazy().select(sorted(_REQUIRED)).filter(pl.col("day") < self.observed_until_))
         c = _day(as_of)
-        cat_stats = (cats.join(self.category_stats_, on="category", how="inner")
-                     .select("cat", "cat_repurchase", "cat_share", pl.lit(c, pl.Int32).alias("c")))
-        frame = self._features(self._pair_stats(occ, [c]), cats, cat_stats,
-                               self.renewal_priors_.with_columns(pl.lit(c, pl.Int32).alias("c")))
-        thin = (pl.lit(c) - pl.col("first_d")) < self.min_history_days
+        occ = code_occasions(history.lazy().select(sorted(_REQUIRED)), c - self.lookback_days,
+                             _day(self.observed_until_))
+        priors = _by_code(occ.categories, self.renewal_priors_, ["k", "a", "b", "pi"])
+        rep, share = (np.nan_to_num(v) for v in _by_code(occ.categories, self.category_stats_,
+                                                          ["cat_repurchase", "cat_share"]))
+        f = self._cutoff(occ, c, priors, (rep, share))
+        pair = f["pair"]
+        out = (pl.DataFrame({"customer_key": occ.customer(pair), "cat": occ.cat(pair)})
+               .join(occ.categories, on="cat", how="left", maintain_order="left").drop("cat"))
+        p_renewal = pl.Series("p_renewal", f["p_renewal"])
         if self.fallback_:
-            return frame.select("customer_key", "category", pl.lit(None, pl.Float64).alias("score"), "p_renewal",
-                                pl.col("p_renewal").alias("p_buy_in_window"), pl.lit(True).alias("fallback"))
-        score = self._score(frame.select(RANKER_FEATURES).to_numpy().astype(np.float64))
+            return out.with_columns(pl.lit(None, pl.Float64).alias("score"), p_renewal,
+                                    p_renewal.alias("p_buy_in_window"), pl.lit(True).alias("fallback"))
+        score = self._score(f["x"])
         knots_x, knots_y = self.calibration_
-        p = np.interp(score, knots_x, knots_y)
-        return (frame.with_columns(pl.Series("score", score), pl.Series("p_model", p), thin.alias("fallback"))
-                .select("customer_key", "category", "score", "p_renewal",
-                        pl.when(pl.col("fallback")).then(pl.col("p_renewal")).otherwise(pl.col("p_model"))
-                        .clip(0.0, 1.0).alias("p_buy_in_window"), "fallback"))
+        thin = c - f["first_d"] < self.min_history_days
+        p = np.clip(np.where(thin, f["p_renewal"], np.interp(score, knots_x, knots_y)), 0.0, 1.0)
+        return out.with_columns(pl.Series("score", score, pl.Float64), p_renewal, pl.Series("p_buy_in_window", p),
+                                pl.Series("fallback", thin))
 
     def feature_importances(self) -> pl.DataFrame:
         """Columns: feature, gain (share of the total split gain), sorted by gain descending."""

@@ -179,3 +179,22 @@ def test_training_on_a_sample_of_customers_still_scores_everyone(split):
     again = NextWindowRanker(max_train_customers=300, **SMALL).fit(train.sample(fraction=1.0, shuffle=True, seed=3),
                                                                     observed_until=as_of)
     assert again.predict(as_of, W, history=train).equals(pred)
+
+
+def test_new_candidates_are_the_most_popular_categories_a_customer_never_bought(split):
+    train, as_of, bought = split
+    ranker = NextWindowRanker(new_candidates=3, **SMALL).fit(train, observed_until=as_of)
+    pred = ranker.predict(as_of, W)
+    had = train.filter(pl.col("quantity") > 0).select("customer_key", "category").unique()
+    new = pred.join(had, on=["customer_key", "category"], how="anti")
+    assert pred.height == had.height + 3 * had["customer_key"].n_unique()
+    assert (new.group_by("customer_key").len()["len"] == 3).all()
+    popular = ranker.category_stats_.sort(["cat_share", "category"], descending=[True, False])["category"].to_list()
+    for key in new["customer_key"].unique().sort().head(25):
+        own = set(had.filter(pl.col("customer_key") == key)["category"])
+        assert sorted(new.filter(pl.col("customer_key") == key)["category"]) == sorted(
+            [c for c in popular if c not in own][:3])
+    assert (new["p_renewal"] == 0).all() and new["p_buy_in_window"].is_between(0, 1).all()
+    # calibrated like the others: their mean probability is near their rate of purchase in the next window
+    rate = new.join(bought, on=["customer_key", "category"], how="left")["y"].fill_null(0).mean()
+    assert abs(new["p_buy_in_window"].mean() - rate) <= 0.02

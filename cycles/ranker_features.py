@@ -1,0 +1,196 @@
+"""Features of the next-window ranker from integer-coded purchase occasions.
+
+A purchase occasion is a distinct (customer, category, day) with a line of positive quantity
+(as in `cycles.occasions`). The line items are turned once into one sorted int64 array of
+packed keys (customer_key | category code | day): one sort, no string work per line. Every
+feature of a cutoff is then a segment sum over that array (numpy `add.reduceat` over the runs
+of one pair, or one customer), so a cutoff costs a few passes over its occasions whatever the
+number of customers, and the training cutoffs of a sample are slices of the same arrays.
+
+Customer features (trips, i.e. distinct days with a purchase) come from a customer x day
+bitmap and its running sum: any window's count is a difference of two columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+__all__ = ["Occasions", "code_occasions", "pair_features", "customer_features", "DAY_BITS"]
+
+DAY_BITS = 16                       # days after the first day read: up to 179 years
+_F = np.float32
+
+
+@dataclass(frozen=True)
+class Occasions:
+    """Purchase occasions sorted by pair then day.
+
+    pair: int64, customer code << cat_bits | category code; day: int32 days since 1970;
+    customer_keys: int64 customer_key of each customer code (codes are 0..n-1 when the keys had to
+    be re-coded, else the key itself and customer_keys is None); categories: cat (UInt32 code,
+    in sorted name order), category (String)."""
+
+    pair: np.ndarray
+    day: np.ndarray
+    cat_bits: int
+    categories: pl.DataFrame
+    customer_keys: np.ndarray | None
+
+    def customer(self, pair: np.ndarray) -> np.ndarray:
+        """customer_key of packed pair codes."""
+        code = pair >> self.cat_bits
+        return code if self.customer_keys is None else self.customer_keys[code]
+
+    def cat(self, pair: np.ndarray) -> np.ndarray:
+        return (pair & ((1 << self.cat_bits) - 1)).astype(np.uint32)
+
+    def between(self, lo: int, hi: int) -> "Occasions":
+        """The occasions with lo <= day < hi (same codes)."""
+        keep = (self.day >= lo) & (self.day < hi)
+        if keep.all():
+            return self
+        return Occasions(self.pair[keep], self.day[keep], self.cat_bits, self.categories, self.customer_keys)
+
+
+def code_occasions(lines: pl.LazyFrame, lo: int | None, hi: int) -> Occasions:
+    """Occasions of line items (customer_key, day, product_key, category, quantity) with lo <= day < hi
+    (days since 1970; lo None: from the first line).
+
+    Categories are coded through product_key (a group-by over an integer key, then an integer
+    join), so no string is hashed per line."""
+    day = pl.col("day").cast(pl.Int32)
+    keep = (pl.col("quantity") > 0) & (day < hi) & (True if lo is None else day >= lo)
+    lines = lines.filter(keep)
+    products = lines.group_by("product_key").agg(pl.col("category").first()).collect()
+    categories = (products.select(pl.col("category").unique().sort())
+                  .with_row_index("cat").with_columns(pl.col("cat").cast(pl.UInt32)))
+    lut = products.join(categories, on="category").select("product_key", pl.col("cat").cast(pl.Int64))
+    cat_bits = max(1, int(categories.height).bit_length())
+    bounds = lines.select(pl.col("customer_key").min().alias("k0"), pl.col("customer_key").max().alias("k1"),
+                          day.min().alias("d0")).collect().row(0)
+    k0, k1, d0 = bounds
+    if d0 is None:
+        return Occasions(np.zeros(0, np.int64), np.zeros(0, np.int32), cat_bits, categories, None)
+    customer_keys = None
+    cust = pl.col("customer_key")
+    if k0 < 0 or k1 >= 1 << (62 - DAY_BITS - cat_bits):
+        # keys that do not pack: code customers 0..n-1 (sorted by key, so the order is the keys')
+        customer_keys = lines.select(pl.col("customer_key").unique().sort()).collect()["customer_key"].to_numpy()
+        cust = pl.col("_code")
+    frame = lines.select("customer_key", "product_key", (day - d0).alias("d"))
+    if customer_keys is not None:
+        codes = pl.DataFrame({"customer_key": customer_keys, "_code": np.arange(customer_keys.size, dtype=np.int64)})
+        frame = frame.join(codes.lazy(), on="customer_key")
+    key = (frame.join(lut.lazy(), on="product_key", how="inner")
+           .select((cust.cast(pl.Int64) * (1 << (cat_bits + DAY_BITS)) + pl.col("cat") * (1 << DAY_BITS)
+                    + pl.col("d").cast(pl.Int64)).alias("key"))
+           .collect()["key"].sort())
+    key = key.to_numpy()
+    if key.size:
+        key = key[np.r_[True, key[1:] != key[:-1]]]         # same-day repeats are one occasion
+    return Occasions(key >> DAY_BITS, ((key & ((1 << DAY_BITS) - 1)) + d0).astype(np.int32), cat_bits,
+                     categories, customer_keys)
+
+
+def _starts(sorted_ids: np.ndarray) -> np.ndarray:
+    if sorted_ids.size == 0:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+
+
+def _segment_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    if starts.size == 0:
+        return np.zeros(0, values.dtype)
+    return np.add.reduceat(values, starts)
+
+
+def _trips(o: Occasions, c: int, lookback: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(customer index of each occasion, customers x (lookback + 1) running count of trips, where
+    column j counts the trips on days c - lookback .. c - lookback + j - 1) for occasions in the lookback."""
+    cust = o.pair >> o.cat_bits
+    order = np.argsort(cust, kind="stable")
+    sorted_cust = cust[order]
+    st = _starts(sorted_cust)
+    idx = np.empty(cust.size, np.int64)
+    idx[order] = np.repeat(np.arange(st.size), np.diff(np.r_[st, cust.size]))
+    trips = np.zeros((st.size, lookback + 1), np.int32)
+    if cust.size:
+        trips[idx, o.day - (c - lookback) + 1] = 1
+    return idx, np.cumsum(trips, axis=1, dtype=np.int32), st
+
+
+def pair_features(occ: Occasions, c: int, lookback: int, recent: int, window: int,
+                  half_lives: tuple[float, ...], last_trips: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """Per pair with an occasion in [c - lookback, c), in pair order: the pair code `pair`, `first_pd`,
+    `last_d`, `n_occ`, `n_recent` (last `recent` days), `n_4w`, `n_window`, `rw_<h>` (sum of 0.5^(age/h)
+    over occasions, h in half_lives), `n_intervals`, `interval_sum_days`, `interval_logsum`; with
+    `last_trips`: `trips_since` (the customer's trips after the pair's last purchase) and `n_last<k>`
+    (the pair's occasions among the customer's last k trips, k in last_trips)."""
+    o = occ.between(c - lookback, c)
+    pair, day = o.pair, o.day
+    st = _starts(pair)
+    n = pair.size
+    age = (c - day).astype(_F)
+    out = {"pair": pair[st], "first_pd": day[st], "last_d": day[np.r_[st[1:], n] - 1] if n else day[:0]}
+    out["n_occ"] = np.diff(np.r_[st, n]).astype(_F)
+    out["n_recent"] = _segment_sum((age <= recent).astype(_F), st)
+    out["n_4w"] = _segment_sum((age <= 28).astype(_F), st)
+    out["n_window"] = _segment_sum((age <= window).astype(_F), st)
+    for h in half_lives:
+        out[f"rw_{h:g}"] = _segment_sum(np.exp2(-age / _F(h)), st)
+    gap = np.zeros(n, np.float64)
+    if n:
+        same = np.r_[False, pair[1:] == pair[:-1]]
+        gap[same] = np.log(np.diff(day)[same[1:]].astype(np.float64))
+    out["n_intervals"] = out["n_occ"].astype(np.float64) - 1
+    out["interval_sum_days"] = (out["last_d"] - out["first_pd"]).astype(np.float64)
+    out["interval_logsum"] = _segment_sum(gap, st)
+    if last_trips:
+        idx, cum, _ = _trips(o, c, lookback)
+        total = cum[:, lookback]
+        last_col = out["last_d"] - (c - lookback) + 1
+        idx_pair = idx[st]
+        out["trips_since"] = (total[idx_pair] - cum[idx_pair, last_col]).astype(_F)
+        after = total[:, None] - cum                       # trips after column j, non-increasing in j
+        for k in last_trips:
+            # column of the customer's k-th last trip (0: fewer than k trips, all count)
+            kth = (after >= k).sum(axis=1)
+            out[f"n_last{k}"] = _segment_sum((day - (c - lookback) + 1 >= kth[idx]).astype(_F), st)
+    return out
+
+
+def customer_features(occ: Occasions, pair: np.ndarray, c: int, lookback: int, recent: int,
+                      n_recent: np.ndarray, n_4w: np.ndarray) -> dict[str, np.ndarray]:
+    """Per pair (the `pair` codes of `pair_features` at c, sorted), its customer's features at c:
+    first_d, cust_last (first and last trip in the lookback), cust_days_all, cust_days_recent,
+    cust_days_4w (trips = distinct days with a purchase), cust_cats_recent, cust_cats_4w (the
+    customer's categories with a purchase in the last `recent` / 28 days)."""
+    o = occ.between(c - lookback, c)
+    cust_of_pair = pair >> occ.cat_bits
+    cust_of_occ = o.pair >> occ.cat_bits
+    # dense customer index (pairs are sorted by customer, so are the occasions)
+    pst = _starts(cust_of_pair)
+    idx_pair = np.repeat(np.arange(pst.size), np.diff(np.r_[pst, pair.size]))
+    ost = _starts(cust_of_occ)
+    idx_occ = np.repeat(np.arange(ost.size), np.diff(np.r_[ost, cust_of_occ.size]))
+    span = lookback
+    trips = np.zeros((pst.size, span + 1), np.int32)          # column j: day c - lookback + j - 1; col 0 = 0
+    if o.pair.size:
+        trips[idx_occ, o.day - (c - lookback) + 1] = 1
+    cum = np.cumsum(trips, axis=1, dtype=np.int32)
+
+    def count_since(days: int) -> np.ndarray:
+        return (cum[:, span] - cum[:, max(span - days, 0)]).astype(_F)
+
+    any_day = trips[:, 1:].astype(bool)
+    first = np.argmax(any_day, axis=1)
+    last = span - 1 - np.argmax(any_day[:, ::-1], axis=1)
+    cust = {"first_d": first + (c - lookback), "cust_last": last + (c - lookback),
+            "cust_days_all": cum[:, span].astype(_F), "cust_days_recent": count_since(recent),
+            "cust_days_4w": count_since(28),
+            "cust_cats_recent": np.bincount(idx_pair, weights=n_recent > 0, minlength=pst.size).astype(_F),
+            "cust_cats_4w": np.bincount(idx_pair, weights=n_4w > 0, minlength=pst.size).astype(_F)}
+    return {name: values[idx_pair] for name, values in cust.items()}
