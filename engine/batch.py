@@ -65,6 +65,7 @@ from engine.chain_key import verify_secret
 from engine.config import Settings, public_settings, resolve_secret
 from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
 from engine.errors import NothingToDo, StateError
+from engine.ingest import _fault_point   # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
 
 __all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "Profiler"]
 
@@ -379,6 +380,7 @@ def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.
             "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.lit(None, pl.String).alias("store_id"),
             pl.Series("code", codes, dtype=pl.String), "valid_from", "valid_to", pl.lit("active").alias("status"),
             "tip_id"))
+        _fault_point("batch-mid-write")          # lists written, their offers not
         first_offer = db.allocate_keys("offers", max(offers.height, 1))
         rows = (offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
                 .sort("list_id", "line_no")
@@ -395,6 +397,7 @@ def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.
         finished = utc_now().isoformat(sep=" ") if sqlite else utc_now().isoformat()
         db.execute(f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
                    f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}")
+        _fault_point("batch-before-commit")
 
 
 def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: str | Path | None = None,
@@ -430,6 +433,7 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
         start = period_start or default_period_start(engine, settings)
         end = start + dt.timedelta(days=settings.batch.period_days)
         batch_id, token, done = _start_batch(engine, settings, start, end)
+        _fault_point("batch-after-start")
         stale = None if done is not None else _stale_history_warning(engine, start, settings.batch.period_days)
     finally:
         engine.dispose()        # no SQLAlchemy SQLite connection while ADBC is open (engine/db.py)
@@ -451,6 +455,7 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
     except BaseException:
         _mark_failed(url, batch_id, token)
         raise
+    _fault_point("batch-after-commit")
     _write_summary(target, summary)
     return summary
 
@@ -550,6 +555,7 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
     profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
+    _fault_point("batch-after-profile")
     budgets = _deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
     plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end,
                        data["factors"])
