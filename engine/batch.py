@@ -145,6 +145,8 @@ def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
     """
     token = secrets.token_hex(8)
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        if not is_sqlite(engine):   # claims one at a time, as SQLite's IMMEDIATE: else two INSERTs of a new period race
+            conn.execute(sa.text("LOCK TABLE batches IN SHARE ROW EXCLUSIVE MODE"))
         row = conn.execute(sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"),
                            {"p": period_start}).first()
         if row is not None:

@@ -90,9 +90,11 @@ def dump_batches(url: str) -> dict[str, list]:
     return out
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def batched_chain(request, tmp_path_factory):
-    """(kind, URL) of the sample chain with the batch of FIRST_PERIOD done: copy it, never change it."""
+    """(kind, URL) of the sample chain with the batch of FIRST_PERIOD done: copy it, never change it.
+
+    Session-scoped: the kill and race modules share it (and `second_batch`)."""
     directory = tmp_path_factory.mktemp("chain")
     url = fresh_database(request, directory, request.param)
     for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
@@ -105,3 +107,22 @@ def batched_chain(request, tmp_path_factory):
     engine.dispose()
     run_batch(Settings(database_url=url, secret=SECRET), FIRST_PERIOD, out_dir=directory / "batches")
     return request.param, url
+
+
+SECOND_PERIOD = "2025-06-30"
+RUN = ("batch", "run", "--no-print", "--no-report")
+
+
+@pytest.fixture(scope="session")
+def second_batch(request, batched_chain, tmp_path_factory):
+    """(kind, chain URL, dump after an uninterrupted plain `batch run`: the second period's batch)."""
+    kind, url = batched_chain
+    tmp = tmp_path_factory.mktemp("reference")
+    copy = copy_database(request, url, tmp)
+    done = cli(copy, *RUN, "--out", str(tmp / "out"), cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    expected = dump_batches(copy)
+    assert [b[1:] for b in expected["batches"]] == [(FIRST_PERIOD.isoformat(), SECOND_PERIOD, "done"),
+                                                   (SECOND_PERIOD, "2025-07-14", "done")]
+    assert len(expected["lists"]) > 100 and len(expected["offers"]) > 1000   # a real batch, not an empty one
+    return kind, url, expected

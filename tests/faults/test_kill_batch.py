@@ -15,25 +15,7 @@ import signal
 
 import pytest
 
-from tests.faults.conftest import FIRST_PERIOD, cli, copy_database, dump_batches
-
-SECOND_PERIOD = "2025-06-30"
-RUN = ("batch", "run", "--no-print", "--no-report")
-
-
-@pytest.fixture(scope="module")
-def reference(request, batched_chain, tmp_path_factory):
-    """(kind, chain URL, dump after an uninterrupted second batch)."""
-    kind, url = batched_chain
-    tmp = tmp_path_factory.mktemp("reference")
-    copy = copy_database(request, url, tmp)
-    done = cli(copy, *RUN, "--out", str(tmp / "out"), cwd=tmp)
-    assert done.returncode == 0, done.stderr
-    expected = dump_batches(copy)
-    assert [b[1:] for b in expected["batches"]] == [(FIRST_PERIOD.isoformat(), "2025-06-30", "done"),
-                                                   (SECOND_PERIOD, "2025-07-14", "done")]
-    assert len(expected["lists"]) > 100 and len(expected["offers"]) > 1000   # a real batch, not an empty one
-    return kind, url, expected
+from tests.faults.conftest import RUN, SECOND_PERIOD, cli, copy_database, dump_batches
 
 
 @pytest.mark.slow              # two CLI batch runs each: ~20 s apiece under load
@@ -43,8 +25,8 @@ def reference(request, batched_chain, tmp_path_factory):
     "batch-before-commit",     # everything written and the row set 'done', not committed
     "batch-after-commit",      # committed; summary.json not written
 ])
-def test_a_killed_batch_rerun_gives_the_uninterrupted_batch(request, reference, tmp_path, fault):
-    kind, base, expected = reference
+def test_a_killed_batch_rerun_gives_the_uninterrupted_batch(request, second_batch, tmp_path, fault):
+    kind, base, expected = second_batch
     url = copy_database(request, base, tmp_path)
     before = dump_batches(url)
     killed = cli(url, *RUN, "--out", str(tmp_path / "out"), cwd=tmp_path, fault=fault)
