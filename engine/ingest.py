@@ -166,6 +166,22 @@ def _refuse(name: str, row: int, column: str, reason: str) -> InputError:
     return InputError(f"{name}:{row}: column '{column}': {reason}\n{name}: nothing was imported from this file")
 
 
+def _unreadable_csv(name: str, text: str, exc: Exception) -> InputError:
+    """The row (and field) where a CSV stops being readable: polars' error names neither."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, row = next(reader, []), 2
+    try:
+        for record in reader:
+            if len(record) > len(header):
+                return _refuse(name, row, f"#{len(header) + 1}", f"more fields than the header's {len(header)} "
+                                                                 "(an unquoted comma, or a quote never closed?)")
+            row = reader.line_num + 1
+    except csv.Error as error:
+        return _refuse(name, row, header[0] if header else "#1", f"not readable as CSV ({error})")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _refuse(name, row, header[0] if header else "#1", f"not readable as CSV ({reason})")
+
+
 def _header(name: str, columns: list[str], first_row: int) -> None:
     """Refuse a header naming one column twice, as written or differing only in case or spaces."""
     seen: dict[str, str] = {}
@@ -216,12 +232,17 @@ def read_table(path: Path, kind: str) -> _Checked:
             raise _utf8_error(name, data, exc) from exc
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
+        if not data.strip():           # no header at all: its first required column is missing
+            raise _refuse(name, 1, required[0], "required column missing (the file is empty)")
         first_line = data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+        if "\r" in first_line:          # the csv module (and polars) would read one endless line
+            raise _refuse(name, 1, first_line.split(",", 1)[0].strip(),
+                          "lines end in a lone CR (carriage return): save the file with LF or CRLF line ends")
         _header(name, next(csv.reader([first_line]), []), 2)
         try:
             frame = pl.read_csv(io.BytesIO(data), infer_schema=False)
         except pl.exceptions.PolarsError as exc:
-            raise InputError(f"{name}: not a readable CSV file ({exc})") from exc
+            raise _unreadable_csv(name, data.decode("utf-8"), exc) from exc
         first_row = 2
     frame = frame.rename({c: c.strip().lower() for c in frame.columns})
     missing = [c for c in required if c not in frame.columns]

@@ -126,3 +126,16 @@ def second_batch(request, batched_chain, tmp_path_factory):
                                                    (SECOND_PERIOD, "2025-07-14", "done")]
     assert len(expected["lists"]) > 100 and len(expected["offers"]) > 1000   # a real batch, not an empty one
     return kind, url, expected
+
+
+# hypothesis profiles of the property tests (test_import_properties.py): `faults` (default) is small and
+# derandomised, so CI runs the same examples every time in well under a minute; `faults-explore`
+# (HYPOTHESIS_PROFILE=faults-explore) searches many random examples. No example database is kept.
+from hypothesis import HealthCheck, settings as _hypothesis  # noqa: E402 - grouped with its profiles
+
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+_hypothesis.register_profile("faults", max_examples=25, deadline=None, derandomize=True, database=None,
+                             suppress_health_check=_QUIET)
+_hypothesis.register_profile("faults-explore", max_examples=400, deadline=None, database=None,
+                             suppress_health_check=_QUIET)
+_hypothesis.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "faults"))
