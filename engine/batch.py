@@ -61,7 +61,7 @@ from coupons.qualify import qualifying_customers
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
 from engine.codes import make_code
-from engine.chain_key import verify_secret
+from engine.chain_key import fingerprint, verify_secret
 from engine.config import Settings, public_settings, resolve_secret
 from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
 from engine.errors import NothingToDo, StateError
@@ -366,6 +366,9 @@ def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.
                           f"AND run_token = {_sql_text(token)} RETURNING batch_id")
         if not mine:
             raise _TakenOver(b)
+        key = db.execute("UPDATE chain_meta SET value = value WHERE name = 'secret_fingerprint' RETURNING value")
+        if key and key[0][0] != fingerprint(secret):     # row-locked: a `keys rotate` waits for this commit
+            raise StateError("the list-code key was rotated while this batch ran: run 'listwise batch run' again")
         db.execute(f"DELETE FROM list_needs WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM lists WHERE batch_id = {b}")
