@@ -42,7 +42,7 @@ ODD_CELLS = [
     ("a,b", False), ("line\nbreak", False), ("NaN", False), ("inf", False), ("-0", False),
 ]
 HUGE = ["12345678901234567", "1e400", "99999999999.99", "-1000000000", "1" * 40]
-BAD_DATES = ["2025-02-30", "2025-13-01", "9999-12-31", "0001-01-01", "yesterday", "2025-1-5", "20250105"]
+BAD_DATES = ["2025-02-30", "2025-13-01", "yesterday", "2025-1-5", "20250105"]   # (year 9999 is a date: it lands)
 BAD_TIMESTAMPS = ["2025-02-30T10:00:00", "9999-12-31T23:59:59", "0001-01-01T00:00:00", "2025-01-06T25:00:00",
                   "2025-01-06T10:00:00+99:00", "noon", "2025-01-06T10:00:00-05:00:00"]
 
@@ -181,8 +181,6 @@ def damaged_file(draw, kind: str) -> tuple[bytes, list[dict], bool, bool]:
         at = draw(st.integers(1, len(lines) - 2))
         lines[at] = lines[at] + b',"never closed'
         data = b"\n".join(lines)
-    if damage not in ("none", "header-only", "line-endings") and not must_fail:
-        pass                                  # may land or be refused: only the invariant holds
     return data, rows if damage != "header-only" else [], damage != "none", must_fail
 
 
