@@ -63,13 +63,14 @@ from coupons.rules import Campaign
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
 from engine.codes import make_code
-from engine.chain_key import verify_secret
+from engine.chain_key import fingerprint, verify_secret
 from engine.config import Settings, public_settings, resolve_secret
-from engine.db import Gateway, allocate_keys, utc_now
+from engine.db import Gateway, allocate_keys, is_sqlite, utc_now
 from engine.errors import ConfigError, NothingToDo, StateError
 from engine.history import history_start
 from engine.progress import Progress
 from engine.values import as_date, dollars
+from engine.faults import fault_point   # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
 
 __all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "deal_budgets", "home_stores", "Profiler"]
 
@@ -141,7 +142,10 @@ def _start_batch(db: Gateway | sa.Engine, settings: Settings, period_start: dt.d
     runs one writes and the other finds the batch done — a done batch is never rewritten.
     """
     token = secrets.token_hex(8)
+    db_is_sqlite = is_sqlite(Gateway.of(db).engine)
     with Gateway.of(db).begin(immediate=True) as conn:
+        if not db_is_sqlite:   # claims one at a time, as SQLite's IMMEDIATE: else two INSERTs of a new period race
+            conn.execute(sa.text("LOCK TABLE batches IN SHARE ROW EXCLUSIVE MODE"))
         row = conn.execute(sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"),
                            {"p": period_start}).first()
         if row is not None:
@@ -367,6 +371,9 @@ def _write(gateway: Gateway, batch_id: int, token: str, groups: pl.DataFrame, li
                           f"AND run_token = {_sql_text(token)} RETURNING batch_id")
         if not mine:
             raise _TakenOver(b)
+        key = db.execute("UPDATE chain_meta SET value = value WHERE name = 'secret_fingerprint' RETURNING value")
+        if key and key[0][0] != fingerprint(secret):     # row-locked: a `keys rotate` waits for this commit
+            raise StateError("the list-code key was rotated while this batch ran: run 'listwise batch run' again")
         db.execute(f"DELETE FROM list_needs WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM lists WHERE batch_id = {b}")
@@ -383,6 +390,7 @@ def _write(gateway: Gateway, batch_id: int, token: str, groups: pl.DataFrame, li
             "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.col("store_id").cast(pl.String),
             pl.Series("code", codes, dtype=pl.String), "valid_from", "valid_to", pl.lit("active").alias("status"),
             "tip_id"))
+        fault_point("batch-mid-write")          # lists written, their offers not
         first_offer = allocate_keys(db, "offers", max(offers.height, 1))
         rows = (offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
                 .sort("list_id", "line_no")
@@ -399,6 +407,7 @@ def _write(gateway: Gateway, batch_id: int, token: str, groups: pl.DataFrame, li
         finished = utc_now().isoformat(sep=" ") if sqlite else utc_now().isoformat()
         db.execute(f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
                    f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}")
+        fault_point("batch-before-commit")
 
 
 def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: str | Path | None = None,
@@ -436,6 +445,7 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
         start = period_start or default_period_start(db, settings)
         end = start + dt.timedelta(days=settings.batch.period_days)
         batch_id, token, done = _start_batch(db, settings, start, end)
+        fault_point("batch-after-start")
         target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
         if done is not None:
             _write_summary(target, done)
@@ -455,6 +465,7 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
         except BaseException:
             _mark_failed(db, batch_id, token)
             raise
+        fault_point("batch-after-commit")
         _write_summary(target, summary)
         return summary
 
@@ -542,6 +553,7 @@ def _compute_and_write(db: Gateway, settings: Settings, batch_id: int, token: st
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
     profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
+    fault_point("batch-after-profile")
     budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
     plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings.plan_rules(),
                        start, end, data["factors"])

@@ -289,6 +289,10 @@ def _add_checkout(sub: argparse._SubParsersAction) -> None:
     k.add_argument("key")
     k.set_defaults(run=_run_keys_revoke)
     _add_keys_list(ksub)
+    k = ksub.add_parser("rotate", help="Replace the list-code secret; lists printed before still scan until they expire",
+                        epilog="example: listwise keys rotate  (secret from the environment: "
+                               "LISTWISE_NEW_SECRET=<new key> listwise keys rotate)")
+    k.set_defaults(run=_run_keys_rotate)
 
     p = sub.add_parser("checkout", help="Check a basket out without a server (as POST /v1/checkout)",
                        epilog="example: listwise checkout --file basket.json")
@@ -352,6 +356,76 @@ def _run_keys_list(args: argparse.Namespace) -> int:
         print(f"{k['key_id']:>6}  {k['store_id']:<12} {k['created_at']:<19}  {k['revoked_at'] or '-'}")
     if not keys:
         print("no API keys yet: listwise keys create --store STORE", file=sys.stderr)
+    return 0
+
+
+def _run_keys_rotate(args: argparse.Namespace) -> int:
+    """Rotate the list-code key (engine.chain_key.rotate_secret).
+
+    A secret from the environment or listwise.toml: the operator brings the new one in
+    LISTWISE_NEW_SECRET (never on the command line, which others can read). The secret file:
+    a new random key goes to ``<file>.new`` (0600) first, then into the database, then replaces
+    the file, the old file kept as ``<file>.<fingerprint>.retired``; a rotation killed between
+    the database and the file is finished by running the command again.
+    """
+    import secrets
+    from engine.chain_key import fingerprint, rotate_secret, stored_fingerprint
+    from engine.config import resolve_secret
+    from engine.db import connect, require_schema
+    from engine.faults import fault_point
+    settings = _settings(args)
+    engine = connect(settings.database_url)
+    try:
+        require_schema(engine)
+        if settings.secret:
+            new = os.environ.get("LISTWISE_NEW_SECRET", "").strip()
+            if not new:
+                raise ConfigError("the secret comes from LISTWISE_SECRET or listwise.toml: give the new key in "
+                                  "LISTWISE_NEW_SECRET")
+            done = rotate_secret(engine, resolve_secret(settings), new.encode())
+            after = "now set LISTWISE_SECRET to the new key (LISTWISE_NEW_SECRET) for every listwise process"
+        else:
+            path = Path(settings.secret_file)
+            pending = path.with_name(path.name + ".new")
+            if pending.exists():
+                new = pending.read_text(encoding="utf-8").strip()
+                if not new or stored_fingerprint(engine) != fingerprint(new.encode()):
+                    raise ConfigError(f"{pending} is left from a rotation that never reached the database: "
+                                      "delete it and run 'listwise keys rotate' again")
+                done = None                           # the database has it: only the file is left to replace
+            else:
+                current = resolve_secret(settings)
+                new = secrets.token_hex(32)
+                fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(new + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                try:
+                    done = rotate_secret(engine, current, new.encode())
+                except BaseException:
+                    pending.unlink()
+                    raise
+            fault_point("rotate-after-commit")
+            old = path.read_text(encoding="utf-8").strip() if path.exists() else ""
+            if old and old != new:      # kept for a database backup from before the rotation
+                retired = path.with_name(f"{path.name}.{fingerprint(old.encode())}.retired")
+                if not retired.exists():
+                    os.link(path, retired)
+            os.replace(pending, path)
+            if done is None:
+                print(f"finished the interrupted rotation: {path} holds the key of fingerprint "
+                      f"{fingerprint(new.encode())}")
+                return 0
+            after = (f"{path} holds the new key; the old one is kept in {path.name}.{done['previous']}.retired: "
+                     f"keep it with the database backups until {done['valid_to']}")
+    finally:
+        engine.dispose()
+    print(f"list-code key rotated: fingerprint {done['previous']} -> {done['fingerprint']}; the retired key still "
+          f"verifies lists up to id {done['last_list_id']} until {done['valid_to']}"
+          + (f"; keys no longer accepted: {', '.join(done['dropped'])}" if done["dropped"] else ""))
+    print(f"{after}; restart the checkout service now (it checks codes with the key it started with)",
+          file=sys.stderr)
     return 0
 
 

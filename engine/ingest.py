@@ -50,6 +50,7 @@ from engine.progress import Progress
 from engine.values import (FALSE_TEXT, OFFSET_PATTERN, TRUE_TEXT, cents, iso_date, store_local, truthy,
                            wall_clock)
 from engine.zones import ZONE_HINT, dst_shift, is_zone
+from engine.faults import fault_point
 
 __all__ = ["import_files", "import_file", "read_table", "line_checksum", "KINDS", "MAX_REPORTED_ERRORS"]
 
@@ -167,6 +168,22 @@ def _refuse(name: str, row: int, column: str, reason: str) -> InputError:
     return InputError(f"{name}:{row}: column '{column}': {reason}\n{name}: nothing was imported from this file")
 
 
+def _unreadable_csv(name: str, text: str, exc: Exception) -> InputError:
+    """The row (and field) where a CSV stops being readable: polars' error names neither."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, row = next(reader, []), 2
+    try:
+        for record in reader:
+            if len(record) > len(header):
+                return _refuse(name, row, f"#{len(header) + 1}", f"more fields than the header's {len(header)} "
+                                                                 "(an unquoted comma, or a quote never closed?)")
+            row = reader.line_num + 1
+    except csv.Error as error:
+        return _refuse(name, row, header[0] if header else "#1", f"not readable as CSV ({error})")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _refuse(name, row, header[0] if header else "#1", f"not readable as CSV ({reason})")
+
+
 def _header(name: str, columns: list[str], first_row: int) -> None:
     """Refuse a header naming one column twice, as written or differing only in case or spaces."""
     seen: dict[str, str] = {}
@@ -217,12 +234,17 @@ def read_table(path: Path, kind: str) -> _Checked:
             raise _utf8_error(name, data, exc) from exc
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
+        if not data.strip():           # no header at all: its first required column is missing
+            raise _refuse(name, 1, required[0], "required column missing (the file is empty)")
         first_line = data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+        if "\r" in first_line:          # the csv module (and polars) would read one endless line
+            raise _refuse(name, 1, first_line.split(",", 1)[0].strip(),
+                          "lines end in a lone CR (carriage return): save the file with LF or CRLF line ends")
         _header(name, next(csv.reader([first_line]), []), 2)
         try:
             frame = pl.read_csv(io.BytesIO(data), infer_schema=False)
         except pl.exceptions.PolarsError as exc:
-            raise InputError(f"{name}: not a readable CSV file ({exc})") from exc
+            raise _unreadable_csv(name, data.decode("utf-8"), exc) from exc
         first_row = 2
     frame = frame.rename({c: c.strip().lower() for c in frame.columns})
     missing = [c for c in required if c not in frame.columns]
@@ -641,20 +663,6 @@ def _present(bulk, baskets: pl.DataFrame, where: str) -> pl.DataFrame:
     return present.join(baskets.select("store_id", "basket_id"), on=["store_id", "basket_id"], how="semi")
 
 
-_FAULTS: dict[str, int] = {}
-
-
-def _fault_point(name: str) -> None:
-    """Kill this process (SIGKILL) at point `name` when LISTWISE_FAULT is `name` or `name#n` (n-th time).
-
-    For tests/faults only: a kill -9 at a known point of the write, no timing guesswork.
-    """
-    wanted = os.environ.get("LISTWISE_FAULT")
-    if not wanted or not wanted.startswith(name):
-        return
-    _FAULTS[name] = _FAULTS.get(name, 0) + 1
-    if wanted in (name, f"{name}#{_FAULTS[name]}"):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- a basket's line checksum
@@ -790,7 +798,7 @@ def _write_transactions(db: Gateway, name: str, lines: pl.DataFrame, baskets: pl
         present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
         _refuse_disagreeing(name, baskets.join(present, on=basket, how="inner").filter(
             pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))))
-        _fault_point("before-write")
+        fault_point("before-write")
         written = _Written()
         if present.height:
             extra, counts = _lines_to_append(bulk, lines, present)
@@ -816,9 +824,9 @@ def _write_transactions(db: Gateway, name: str, lines: pl.DataFrame, baskets: pl
         except Exception as exc:  # noqa: BLE001 - the drivers raise their own types; re-raised unless explained
             _explain_collision(db, name, baskets, exc)
             raise
-        _fault_point("after-baskets")
+        fault_point("after-baskets")
         bulk.append("basket_lines", new_lines)
-        _fault_point("before-commit")
+        fault_point("before-commit")
         return _Written(written.added + new_lines.height, written.appended, written.left_out)
 
 
@@ -894,7 +902,7 @@ def import_files(url: str | Gateway, kind: str, paths: Iterable[Path], progress:
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
                     written = _write_transactions(db, path.name, lines, baskets)
-                    _fault_point("after-commit")
+                    fault_point("after-commit")
                     report.append(_record(db, kind, path, rows_read, written.added, written.describe()))
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))

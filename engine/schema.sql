@@ -272,3 +272,13 @@ CREATE TABLE IF NOT EXISTS list_needs (
     interval_days  INTEGER,                                    -- usually bought every so many days
     PRIMARY KEY (list_id, line_no)
 );
+
+-- Failed list-code checks per API key and per store lane, as token buckets shared by every
+-- process of the checkout service (engine/shared_limits.py; `serve --workers N`). `at` is the
+-- wall clock in seconds (the processes' one shared clock); a row untouched for a whole window
+-- is deleted (its bucket is full again).
+CREATE TABLE IF NOT EXISTS check_failures (
+    bucket  TEXT PRIMARY KEY,                -- 'key:<key_id>' or 'lane:<store_id>:<lane>'
+    tokens  DOUBLE PRECISION NOT NULL,
+    at      DOUBLE PRECISION NOT NULL
+);

@@ -22,9 +22,10 @@ Guessing: failed code checks (bad_check) are limited per API key and per store l
 token buckets (`_FailureLimits`): once a bucket is empty, requests carrying codes get 429 with
 Retry-After until it refills; card-only checkouts and voids go on. slowapi was considered: it
 limits every request by a key taken from the request line, while this limit counts only
-failures and keys on the lane inside the body, so a small bucket here is simpler. The buckets
-live in each worker process's memory: with N workers (`serve --workers N`) a guesser who is
-spread over them gets up to N times the limit, and a restart forgets them.
+failures and keys on the lane inside the body, so a small bucket here is simpler. One process
+(`serve`, the default) keeps the buckets in its memory; several (`serve --workers N`) share them
+as rows of ``check_failures`` (`engine.shared_limits`), else a guesser spread over N workers
+would get N times the limit.
 
 Access log: one JSON line per request on the `listwise.access` logger (stdlib logging): time,
 method, path, status, outcome (the refusal word or "ok"), key_id, store, lane, latency_ms.
@@ -268,11 +269,13 @@ async def _lifespan(app: FastAPI):
         engine.dispose()
 
 
-def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = None) -> FastAPI:
+def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = None,
+               shared_limits: bool = False) -> FastAPI:
     """The checkout service on `settings.database_url`, codes checked with the chain's secret.
 
     `clock` is the server's clock (an aware instant; default `engine.checkout.server_now`),
-    by which validity is judged.
+    by which validity is judged. `shared_limits`: the failed-check buckets are rows in the
+    database, one limit for every process of the service (`serve` with several workers).
     """
     engine = _service_engine(settings.database_url, settings.checkout.wal_checkpoint_seconds)
     require_schema(engine)
@@ -280,8 +283,16 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
     verify_secret(engine, secret)
     limits = settings.checkout
     keys = _KeyCache(engine, limits.key_cache_seconds)
-    failures = _FailureLimits(limits.max_failed_checks_per_key, limits.max_failed_checks_per_lane,
-                              limits.failed_checks_window_seconds)
+    if shared_limits:
+        from engine.shared_limits import SharedFailureLimits
+        failures: Any = SharedFailureLimits(engine, limits.max_failed_checks_per_key,
+                                            limits.max_failed_checks_per_lane, limits.failed_checks_window_seconds)
+    else:
+        failures = _FailureLimits(limits.max_failed_checks_per_key, limits.max_failed_checks_per_lane,
+                                  limits.failed_checks_window_seconds)
+
+    async def bucket(fn: Any, *args: Any) -> Any:      # shared buckets are rows: read and written off the loop
+        return await run_in_threadpool(fn, *args) if shared_limits else fn(*args)
     inline = is_sqlite(engine)
 
     def now() -> dt.datetime:
@@ -342,7 +353,7 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
     def guarded(key: tuple, lane: int | None, fn: Any) -> Any:
         """Refuse while this key or lane has no failed check left; count a bad_check against both."""
         async def run(*args: Any) -> Any:
-            wait = failures.wait(key[0], key[1], lane)
+            wait = await bucket(failures.wait, key[0], key[1], lane)
             if wait:
                 raise api.CheckoutRefused("too_many_failed_checks",
                                           f"too many codes failed their check from this key or lane; "
@@ -351,7 +362,7 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
                 return await call(fn, *args)
             except api.CheckoutRefused as exc:
                 if exc.reason == "bad_check":
-                    failures.fail(key[0], key[1], lane)
+                    await bucket(failures.fail, key[0], key[1], lane)
                 raise
         return run
 
@@ -410,7 +421,9 @@ def app_from_environment() -> FastAPI:
     """The app of one worker process of `serve(workers=N)`: its settings handed over as JSON."""
     from engine.config import from_table as _build
     _log_to_stderr()
-    return create_app(_build(Settings, json.loads(os.environ[_SETTINGS_ENV]), _SETTINGS_ENV))
+    data = json.loads(os.environ[_SETTINGS_ENV])
+    shared = data.pop("shared_limits", False)
+    return create_app(_build(Settings, data, _SETTINGS_ENV), shared_limits=shared)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers: int = 1) -> None:
@@ -419,6 +432,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers
     `workers` > 1 runs that many processes on the port: Python's share of a checkout is
     CPU-bound, so on PostgreSQL throughput grows with the cores. On SQLite one process is
     best (one writer at a time, and waiting across processes polls where one process queues).
+    The workers share the failed-check limits through the database (`engine.shared_limits`).
     """
     import uvicorn
     _log_to_stderr()
@@ -429,5 +443,6 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers
     # What the service reads of the settings (the secret resolved here, once).
     os.environ[_SETTINGS_ENV] = json.dumps({"database_url": settings.database_url, "timezone": settings.timezone,
                                             "secret": resolve_secret(settings).decode(),
-                                            "checkout": dataclasses.asdict(settings.checkout)})
+                                            "checkout": dataclasses.asdict(settings.checkout),
+                                            "shared_limits": True})
     uvicorn.run("engine.server:app_from_environment", factory=True, workers=workers, **options)

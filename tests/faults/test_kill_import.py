@@ -1,7 +1,7 @@
 """kill -9 of a real `listwise import transactions` at known points: a plain re-run gives the
 database an uninterrupted import gives (nothing lost, nothing duplicated).
 
-The kill comes from engine/ingest.py's `_fault_point` hook (LISTWISE_FAULT=point[#n]): a SIGKILL
+The kill comes from engine/faults.py's `fault_point` hook (LISTWISE_FAULT=point[#n]): a SIGKILL
 the process sends itself mid-write, so the point is exact and no timing is guessed.
 """
 
