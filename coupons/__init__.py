@@ -19,8 +19,32 @@ from coupons.rules import DEFAULT_CAMPAIGNS, BatchRules, Campaign, OfferRules, P
 from coupons.select import DROPPED_COLUMNS, SELECTED_COLUMNS, select_offers, selection
 from coupons.tips import choose_tips, starter_tips
 
-__all__ = ["build_offers", "candidate_offers", "all_candidates", "plan_offers", "OfferPlan", "offer_funnel",
-           "funnel_dict", "assign_groups", "holdout_draw", "OFFER_SCHEMA", "CANDIDATE_SCHEMA", "DROP_REASONS",
-           "empty_offers", "complete_prices", "history_prices", "qualifying_customers", "SELECTED_COLUMNS",
-           "DROPPED_COLUMNS", "select_offers", "selection", "choose_tips", "starter_tips", "OfferRules", "Campaign",
-           "DEFAULT_CAMPAIGNS", "BatchRules", "PlanRules"]
+__all__ = [
+    "build_offers",
+    "candidate_offers",
+    "all_candidates",
+    "plan_offers",
+    "OfferPlan",
+    "offer_funnel",
+    "funnel_dict",
+    "assign_groups",
+    "holdout_draw",
+    "OFFER_SCHEMA",
+    "CANDIDATE_SCHEMA",
+    "DROP_REASONS",
+    "empty_offers",
+    "complete_prices",
+    "history_prices",
+    "qualifying_customers",
+    "SELECTED_COLUMNS",
+    "DROPPED_COLUMNS",
+    "select_offers",
+    "selection",
+    "choose_tips",
+    "starter_tips",
+    "OfferRules",
+    "Campaign",
+    "DEFAULT_CAMPAIGNS",
+    "BatchRules",
+    "PlanRules",
+]

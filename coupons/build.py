@@ -17,7 +17,7 @@ from coupons.cycle_offers import cycle_candidates
 from coupons.deals import deal_candidates
 from coupons.funnel import offer_funnel
 from coupons.household import household_candidates
-from coupons.offers import CANDIDATE_SCHEMA, OFFER_SCHEMA, conform_candidates, viable
+from coupons.offers import CANDIDATE_SCHEMA, conform_candidates, viable
 from coupons.rewards import reward_offers
 from coupons.rules import PlanRules
 from coupons.select import DROPPED_COLUMNS, selection
@@ -34,8 +34,15 @@ class OfferPlan(NamedTuple):
     funnel: pl.DataFrame
 
 
-def all_candidates(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                   rules: PlanRules, period_start: dt.date, period_end: dt.date) -> pl.DataFrame:
+def all_candidates(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> pl.DataFrame:
     """Candidates of every kind, viable or not (`coupons.offers.CANDIDATE_SCHEMA`: drop_reason null = viable)."""
     o, share, uses = rules.offers, rules.margin_share, rules.batch.max_uses
     frames = [
@@ -48,15 +55,31 @@ def all_candidates(profile: pl.DataFrame, value: pl.DataFrame, products: pl.Data
     return pl.concat(frames).select(list(CANDIDATE_SCHEMA))
 
 
-def candidate_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                     rules: PlanRules, period_start: dt.date, period_end: dt.date) -> pl.DataFrame:
+def candidate_offers(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> pl.DataFrame:
     """Viable candidates of every kind for the customers in `profile` and `value` (`OFFER_SCHEMA`)."""
     return viable(all_candidates(profile, value, products, deals, rules, period_start, period_end))
 
 
-def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                deal_budgets: pl.DataFrame, treated: pl.Series, rules: PlanRules, period_start: dt.date,
-                period_end: dt.date, factors: pl.DataFrame | None = None) -> OfferPlan:
+def plan_offers(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    deal_budgets: pl.DataFrame,
+    treated: pl.Series,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+    factors: pl.DataFrame | None = None,
+) -> OfferPlan:
     """The selected offers of the treated customers, what was dropped and why, and the funnel.
 
     Parameters
@@ -80,17 +103,33 @@ def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFra
     value = value.filter(pl.col("customer_key").is_in(treated.implode()))
     candidates = all_candidates(profile, value, products, deals, rules, period_start, period_end)
     o, b = rules.offers, rules.batch
-    chosen = selection(viable(candidates), value.select("customer_key", "value_tier"), deal_budgets,
-                       o.list_cap_cents, b.max_offers, b.chain_budget_cents, o.budget_refill_rounds,
-                       o.campaign_share, factors)
-    dropped = pl.concat([candidates.filter(pl.col("drop_reason").is_not_null()).select(DROPPED_COLUMNS),
-                         chosen.dropped])
+    chosen = selection(
+        viable(candidates),
+        value.select("customer_key", "value_tier"),
+        deal_budgets,
+        o.list_cap_cents,
+        b.max_offers,
+        b.chain_budget_cents,
+        o.budget_refill_rounds,
+        o.campaign_share,
+        factors,
+    )
+    dropped = pl.concat(
+        [candidates.filter(pl.col("drop_reason").is_not_null()).select(DROPPED_COLUMNS), chosen.dropped]
+    )
     return OfferPlan(chosen.offers, dropped, offer_funnel(candidates, chosen.offers, dropped))
 
 
-def build_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                 deal_budgets: pl.DataFrame, treated: pl.Series, rules: PlanRules, period_start: dt.date,
-                 period_end: dt.date) -> pl.DataFrame:
+def build_offers(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    deal_budgets: pl.DataFrame,
+    treated: pl.Series,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> pl.DataFrame:
     """The selected offers of the treated customers (`coupons.select.SELECTED_COLUMNS`; see `plan_offers`)."""
-    return plan_offers(profile, value, products, deals, deal_budgets, treated, rules, period_start,
-                       period_end).offers
+    return plan_offers(profile, value, products, deals, deal_budgets, treated, rules, period_start, period_end).offers

@@ -40,8 +40,18 @@ import datetime as dt
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Line", "Offer", "Redeemed", "list_refusal", "is_reward", "meets", "free_uses", "plan_item_uses",
-           "reward_discount", "redeem"]
+__all__ = [
+    "Line",
+    "Offer",
+    "Redeemed",
+    "list_refusal",
+    "is_reward",
+    "meets",
+    "free_uses",
+    "plan_item_uses",
+    "reward_discount",
+    "redeem",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +104,9 @@ class Redeemed:
         return sum(line["discount_cents"] for line in self.lines)
 
 
-def list_refusal(list_id: int, status: str | None, valid_from: dt.date | None, valid_to: dt.date | None,
-                 day: dt.date) -> tuple[str, str] | None:
+def list_refusal(
+    list_id: int, status: str | None, valid_from: dt.date | None, valid_to: dt.date | None, day: dt.date
+) -> tuple[str, str] | None:
     """Why list `list_id` does not redeem on `day`, as (reason, detail); None when it does.
 
     `status` None means there is no such list (reason ``unknown``); ``revoked`` comes before
@@ -125,7 +136,7 @@ def is_reward(offer: Offer) -> bool:
 def meets(line: Line, offer: Offer) -> bool:
     """Whether basket `line` meets item `offer`: the offer's product, else any product of its category."""
     if line.product_key is None:
-        return False                                   # not in the catalogue: no offer
+        return False  # not in the catalogue: no offer
     if offer.product_key is not None:
         return line.product_key == offer.product_key
     return line.category == offer.category
@@ -182,8 +193,12 @@ def _granted(_offer_id: int, _free: list[int], amounts: list[int]) -> int:
     return len(amounts)
 
 
-def redeem(lines: Sequence[Line], offers: Sequence[Offer], taken: Mapping[int, Collection[int]] | None = None,
-           obtain: Callable[[int, list[int], list[int]], int] = _granted) -> Redeemed:
+def redeem(
+    lines: Sequence[Line],
+    offers: Sequence[Offer],
+    taken: Mapping[int, Collection[int]] | None = None,
+    obtain: Callable[[int, list[int], list[int]], int] = _granted,
+) -> Redeemed:
     """What the basket `lines` earn from `offers`, each offer within its free uses.
 
     Parameters
@@ -207,7 +222,7 @@ def redeem(lines: Sequence[Line], offers: Sequence[Offer], taken: Mapping[int, C
         The applied lines (what the checkout answers) and the discount per basket line.
     """
     taken = taken or {}
-    left = [line.amount_cents for line in lines]                # what each line still costs
+    left = [line.amount_cents for line in lines]  # what each line still costs
     per_line = [0] * len(lines)
     applied: dict[tuple[int | None, int], dict] = {}
     for offer in offers:
@@ -219,9 +234,17 @@ def redeem(lines: Sequence[Line], offers: Sequence[Offer], taken: Mapping[int, C
         for i, amount in planned[:got]:
             left[i] -= amount
             per_line[i] += amount
-            line = applied.setdefault((i, offer.offer_id), {
-                "line_no": i + 1, "sku": lines[i].sku, "offer_id": offer.offer_id, "kind": offer.kind,
-                "uses": 0, "discount_cents": 0})
+            line = applied.setdefault(
+                (i, offer.offer_id),
+                {
+                    "line_no": i + 1,
+                    "sku": lines[i].sku,
+                    "offer_id": offer.offer_id,
+                    "kind": offer.kind,
+                    "uses": 0,
+                    "discount_cents": 0,
+                },
+            )
             line["uses"] += 1
             line["discount_cents"] += amount
     spend = sum(left)
@@ -233,6 +256,11 @@ def redeem(lines: Sequence[Line], offers: Sequence[Offer], taken: Mapping[int, C
         if amount and obtain(offer.offer_id, free, [amount]):
             spend -= amount
             applied[(None, offer.offer_id)] = {
-                "line_no": None, "sku": None, "offer_id": offer.offer_id, "kind": offer.kind,
-                "uses": 1, "discount_cents": amount}
+                "line_no": None,
+                "sku": None,
+                "offer_id": offer.offer_id,
+                "kind": offer.kind,
+                "uses": 1,
+                "discount_cents": amount,
+            }
     return Redeemed(list(applied.values()), per_line)

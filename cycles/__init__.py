@@ -19,7 +19,25 @@ from cycles.ranker import RANKER_FEATURES, NextWindowRanker
 from cycles.rfm import rfm_scores
 from cycles.value import VALUE_COLUMNS, customer_value
 
-__all__ = ["PurchaseCycleEstimator", "pair_occasions", "brand_volume", "observed_cells", "usual_products", "rfm_scores",
-           "abc_classes", "BetaGeoModel", "GammaGammaModel", "discounted_clv", "group_clv", "lifecycle",
-           "customer_value", "customer_profile", "PROFILE_COLUMNS", "VALUE_COLUMNS",
-           "NextWindowRanker", "RANKER_FEATURES", "ProfileParams", "ValueParams"]
+__all__ = [
+    "PurchaseCycleEstimator",
+    "pair_occasions",
+    "brand_volume",
+    "observed_cells",
+    "usual_products",
+    "rfm_scores",
+    "abc_classes",
+    "BetaGeoModel",
+    "GammaGammaModel",
+    "discounted_clv",
+    "group_clv",
+    "lifecycle",
+    "customer_value",
+    "customer_profile",
+    "PROFILE_COLUMNS",
+    "VALUE_COLUMNS",
+    "NextWindowRanker",
+    "RANKER_FEATURES",
+    "ProfileParams",
+    "ValueParams",
+]

@@ -43,14 +43,21 @@ import json
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 import sqlalchemy as sa
 
-from coupons.budgets import (BUDGET_RISK, FACTOR_PRIOR_USES, USE_BANDS, USE_CAP, budget_charges, deal_commitments,
-                             use_factors)
+from coupons.budgets import (
+    BUDGET_RISK,
+    FACTOR_PRIOR_USES,
+    USE_BANDS,
+    USE_CAP,
+    budget_charges,
+    deal_commitments,
+    use_factors,
+)
 from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import funnel_dict
@@ -62,24 +69,32 @@ from coupons.qualify import qualifying_customers
 from coupons.rules import Campaign
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
-from engine.codes import make_code
 from engine.chain_key import fingerprint, verify_secret
+from engine.codes import make_code
 from engine.config import Settings, public_settings, resolve_secret
 from engine.db import Gateway, allocate_keys, is_sqlite, utc_now
 from engine.errors import ConfigError, NothingToDo, StateError
+from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
 from engine.history import history_start
 from engine.progress import Progress
 from engine.values import as_date, dollars
-from engine.faults import fault_point   # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
 
-__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "deal_budgets", "home_stores", "Profiler"]
+__all__ = [
+    "run_batch",
+    "cancel_batch",
+    "format_summary",
+    "default_period_start",
+    "deal_budgets",
+    "home_stores",
+    "Profiler",
+]
 
 Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
 
 _CELLS = ("national", "store", "switcher")
 _TIERS = ("low", "mid", "high")
 _STEPS = ("read", "qualify", "profile", "offers", "write")
-_FACTOR_BATCHES = 6     # the use factors learn from this many recent expired batches (coupons.budgets)
+_FACTOR_BATCHES = 6  # the use factors learn from this many recent expired batches (coupons.budgets)
 
 
 def _monday_after(day: dt.date) -> dt.date:
@@ -88,8 +103,9 @@ def _monday_after(day: dt.date) -> dt.date:
 
 def _unfinished_period(db: Gateway) -> dt.date | None:
     """The earliest period whose batch was killed, failed or cancelled: it is redone first."""
-    found = db.read_small("SELECT MIN(period_start) AS p FROM batches WHERE status IN ('running', 'failed', "
-                          "'cancelled')", {"p": pl.Date})
+    found = db.read_small(
+        "SELECT MIN(period_start) AS p FROM batches WHERE status IN ('running', 'failed', 'cancelled')", {"p": pl.Date}
+    )
     return found["p"][0]
 
 
@@ -109,11 +125,13 @@ def default_period_start(db: Gateway | sa.Engine, settings: Settings) -> dt.date
         return unfinished
     if last is not None:
         if last_day is None or last_day < last:
-            raise NothingToDo(f"the batch of {last} is done and no purchase was recorded since it began "
-                              f"(last purchase {last_day or 'none'}): nothing to do; give --period-start to force")
+            raise NothingToDo(
+                f"the batch of {last} is done and no purchase was recorded since it began "
+                f"(last purchase {last_day or 'none'}): nothing to do; give --period-start to force"
+            )
         return last + dt.timedelta(days=settings.batch.period_days)
     if settings.batch.first_period_start:
-        return dt.date.fromisoformat(settings.batch.first_period_start)   # checked by validate_settings
+        return dt.date.fromisoformat(settings.batch.first_period_start)  # checked by validate_settings
     if last_day is None:
         raise StateError("no purchase history: import transactions before running a batch")
     return _monday_after(last_day)
@@ -126,14 +144,18 @@ def _default_profiler() -> tuple[Profiler, str]:
         from coupons.baseline import baseline_profile, baseline_value
 
         def profile_frames(history, products, customers, settings, as_of, window_days):  # noqa: ANN001
-            return (baseline_profile(history, products, as_of, window_days, settings.cycles),
-                    baseline_value(history, customers, as_of, settings.value, settings.batch.qualifying_weeks))
+            return (
+                baseline_profile(history, products, as_of, window_days, settings.cycles),
+                baseline_value(history, customers, as_of, settings.value, settings.batch.qualifying_weeks),
+            )
+
         return profile_frames, "baseline (engine.profiles not installed)"
     return profile_frames, "engine.profiles"
 
 
-def _start_batch(db: Gateway | sa.Engine, settings: Settings, period_start: dt.date,
-                 period_end: dt.date) -> tuple[int, str, dict | None]:
+def _start_batch(
+    db: Gateway | sa.Engine, settings: Settings, period_start: dt.date, period_end: dt.date
+) -> tuple[int, str, dict | None]:
     """(batch_id, this run's token, stored summary if the period is done).
 
     Claims the period for this run: a new 'running' row, or an unfinished one taken over with
@@ -144,29 +166,47 @@ def _start_batch(db: Gateway | sa.Engine, settings: Settings, period_start: dt.d
     token = secrets.token_hex(8)
     db_is_sqlite = is_sqlite(Gateway.of(db).engine)
     with Gateway.of(db).begin(immediate=True) as conn:
-        if not db_is_sqlite:   # claims one at a time, as SQLite's IMMEDIATE: else two INSERTs of a new period race
+        if not db_is_sqlite:  # claims one at a time, as SQLite's IMMEDIATE: else two INSERTs of a new period race
             conn.execute(sa.text("LOCK TABLE batches IN SHARE ROW EXCLUSIVE MODE"))
-        row = conn.execute(sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"),
-                           {"p": period_start}).first()
+        row = conn.execute(
+            sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"), {"p": period_start}
+        ).first()
         if row is not None:
             if row.status == "done":
                 return int(row.batch_id), token, json.loads(row.summary_json)
-            conn.execute(sa.text("UPDATE batches SET status = 'running', run_token = :k, started_at = :t "
-                                 "WHERE batch_id = :b"), {"k": token, "t": utc_now(), "b": row.batch_id})
+            conn.execute(
+                sa.text("UPDATE batches SET status = 'running', run_token = :k, started_at = :t WHERE batch_id = :b"),
+                {"k": token, "t": utc_now(), "b": row.batch_id},
+            )
             return int(row.batch_id), token, None
-        overlap = conn.execute(sa.text(
-            "SELECT period_start, period_end FROM batches WHERE period_start < :e AND period_end > :s "
-            "ORDER BY period_start"), {"s": period_start, "e": period_end}).first()
+        overlap = conn.execute(
+            sa.text(
+                "SELECT period_start, period_end FROM batches WHERE period_start < :e AND period_end > :s "
+                "ORDER BY period_start"
+            ),
+            {"s": period_start, "e": period_end},
+        ).first()
         if overlap is not None:
-            raise StateError(f"period {period_start} to {period_end - dt.timedelta(days=1)} overlaps the batch of "
-                             f"{as_date(overlap.period_start)} to "
-                             f"{as_date(overlap.period_end) - dt.timedelta(days=1)}")
+            raise StateError(
+                f"period {period_start} to {period_end - dt.timedelta(days=1)} overlaps the batch of "
+                f"{as_date(overlap.period_start)} to "
+                f"{as_date(overlap.period_end) - dt.timedelta(days=1)}"
+            )
         batch_id = allocate_keys(conn, "batches", 1)
-        conn.execute(sa.text(
-            "INSERT INTO batches (batch_id, period_start, period_end, status, run_token, started_at, settings_json) "
-            "VALUES (:b, :s, :e, 'running', :k, :t, :j)"),
-            {"b": batch_id, "s": period_start, "e": period_end, "k": token, "t": utc_now(),
-             "j": json.dumps(public_settings(settings), default=str)})
+        conn.execute(
+            sa.text(
+                "INSERT INTO batches (batch_id, period_start, period_end, status, run_token, started_at, settings_json) "
+                "VALUES (:b, :s, :e, 'running', :k, :t, :j)"
+            ),
+            {
+                "b": batch_id,
+                "s": period_start,
+                "e": period_end,
+                "k": token,
+                "t": utc_now(),
+                "j": json.dumps(public_settings(settings), default=str),
+            },
+        )
     return batch_id, token, None
 
 
@@ -175,8 +215,10 @@ def _stale_history_warning(db: Gateway, period_start: dt.date, period_days: int)
     last_day = db.last_purchase_day(before=period_start)
     if last_day is None or (period_start - last_day).days <= period_days:
         return None
-    return (f"warning: the purchase history ends {last_day}, {(period_start - last_day).days} days before the "
-            f"period starts ({period_start}): have the latest exports been imported?")
+    return (
+        f"warning: the purchase history ends {last_day}, {(period_start - last_day).days} days before the "
+        f"period starts ({period_start}): have the latest exports been imported?"
+    )
 
 
 def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - an engine.db bulk session
@@ -187,12 +229,17 @@ def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - 
     without a basket has no row.
     """
     within = f" AND customer_key IN ({customers_sql})" if customers_sql else ""
-    counts = db.read("SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
-                     f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
-                     {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64})
-    return (counts.sort(["customer_key", "n", "store_id"], descending=[False, True, False])
-            .group_by("customer_key", maintain_order=True).first()
-            .select("customer_key", "store_id"))
+    counts = db.read(
+        "SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
+        f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
+        {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64},
+    )
+    return (
+        counts.sort(["customer_key", "n", "store_id"], descending=[False, True, False])
+        .group_by("customer_key", maintain_order=True)
+        .first()
+        .select("customer_key", "store_id")
+    )
 
 
 def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
@@ -206,21 +253,31 @@ def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: d
         # expired hold what they redeemed, live ones their expected cost plus margin.
         # CAST: PostgreSQL's SUM of integers is numeric (issue 13)
         b, day = int(batch_id), f"'{period_start.isoformat()}'"
-        used = ("LEFT JOIN (SELECT offer_id, SUM(discount_cents) AS cents FROM redemptions WHERE voided = 0 "
-                "GROUP BY offer_id) r ON r.offer_id = o.offer_id")
+        used = (
+            "LEFT JOIN (SELECT offer_id, SUM(discount_cents) AS cents FROM redemptions WHERE voided = 0 "
+            "GROUP BY offer_id) r ON r.offer_id = o.offer_id"
+        )
         expired = db.read(
             "SELECT o.deal_id, CAST(SUM(o.discount_cents * o.max_uses) AS BIGINT) AS face_cents, "
             f"CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
             f"JOIN lists l ON l.list_id = o.list_id {used} WHERE o.deal_id IS NOT NULL AND l.batch_id <> {b} "
             f"AND l.valid_to < {day} GROUP BY o.deal_id",
-            {"deal_id": pl.String, "face_cents": pl.Int64, "redeemed_cents": pl.Int64})
+            {"deal_id": pl.String, "face_cents": pl.Int64, "redeemed_cents": pl.Int64},
+        )
         live = db.read(
             "SELECT o.deal_id, o.kind, o.p_buy, o.discount_cents, o.max_uses, "
             f"CAST(COALESCE(r.cents, 0) AS BIGINT) AS redeemed_cents FROM offers o "
             f"JOIN lists l ON l.list_id = o.list_id {used} WHERE o.deal_id IS NOT NULL AND l.batch_id <> {b} "
             f"AND l.valid_to >= {day}",
-            {"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64, "discount_cents": pl.Int64,
-             "max_uses": pl.Int32, "redeemed_cents": pl.Int64})
+            {
+                "deal_id": pl.String,
+                "kind": pl.String,
+                "p_buy": pl.Float64,
+                "discount_cents": pl.Int64,
+                "max_uses": pl.Int32,
+                "redeemed_cents": pl.Int64,
+            },
+        )
         # the use factors learn from the last few expired batches that recorded redemptions at all: a
         # period whose checkouts never reached the database is no evidence that nobody used an offer
         band = " ".join(f"WHEN o.p_buy >= {edge!r} THEN {i}" for i, edge in reversed(list(enumerate(USE_BANDS, 1))))
@@ -234,27 +291,43 @@ def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: d
             "SELECT 1 FROM redemptions x JOIN offers o2 ON o2.offer_id = x.offer_id JOIN lists l2 ON "
             "l2.list_id = o2.list_id WHERE l2.batch_id = b2.batch_id AND x.voided = 0) "
             f"ORDER BY b2.period_start DESC LIMIT {_FACTOR_BATCHES}) GROUP BY 1, 2",
-            {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "expected_uses": pl.Float64,
-             "redeemed_cents": pl.Int64})
+            {
+                "kind": pl.String,
+                "band": pl.Int32,
+                "expected_cents": pl.Float64,
+                "expected_uses": pl.Float64,
+                "redeemed_cents": pl.Int64,
+            },
+        )
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
         home = home_stores(db)
     # the profile reads the catalogue's own prices through history; offers the completed catalogue
-    products = complete_prices(products, history, period_start, o.price_lookback_days, o.margin_share_national,
-                               o.margin_share_store)
-    return {"products": products, "customers": customers, "history": history, "deals": deals,
-            "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips, "home": home}
+    products = complete_prices(
+        products, history, period_start, o.price_lookback_days, o.margin_share_national, o.margin_share_store
+    )
+    return {
+        "products": products,
+        "customers": customers,
+        "history": history,
+        "deals": deals,
+        "expired": expired,
+        "live": live,
+        "factors": use_factors(use_history),
+        "tips": tips,
+        "home": home,
+    }
 
 
-def deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame,
-                  factors: pl.DataFrame) -> pl.DataFrame:
+def deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:
     """`coupons.budgets.deal_commitments` of the deals: budget_left_cents is what this batch may charge."""
     return deal_commitments(deals.select("deal_id", "budget_cents"), expired, live, factors)
 
 
 def _cost_columns(offers: pl.DataFrame) -> pl.DataFrame:
     """Adds face_value_cents, retailer_cost_cents and funder_cost_cents (their difference)."""
-    return (offers.with_columns(face_value(), retailer_cost())
-            .with_columns((pl.col("face_value_cents") - pl.col("retailer_cost_cents")).alias("funder_cost_cents")))
+    return offers.with_columns(face_value(), retailer_cost()).with_columns(
+        (pl.col("face_value_cents") - pl.col("retailer_cost_cents")).alias("funder_cost_cents")
+    )
 
 
 def _deal_budget_block(budgets: pl.DataFrame, offers: pl.DataFrame, factors: pl.DataFrame | None) -> dict:
@@ -272,13 +345,17 @@ def _deal_budget_block(budgets: pl.DataFrame, offers: pl.DataFrame, factors: pl.
         this = int(row["committed_cents"] or 0)
         before = int(row["committed_before_cents"])
         deals[row["deal_id"]] = {
-            "offers": int(row["offers"] or 0), "budget_cents": row["budget_cents"],
+            "offers": int(row["offers"] or 0),
+            "budget_cents": row["budget_cents"],
             "redeemed_before_cents": int(row["redeemed_before_cents"]),
             "released_before_cents": int(row["released_before_cents"]),
-            "live_before_cents": int(row["live_before_cents"]), "committed_before_cents": before,
-            "face_value_cents": int(row["face_cents"] or 0), "expected_cents": int(row["expected_cents"] or 0),
+            "live_before_cents": int(row["live_before_cents"]),
+            "committed_before_cents": before,
+            "face_value_cents": int(row["face_cents"] or 0),
+            "expected_cents": int(row["expected_cents"] or 0),
             "this_batch_cents": this,
-            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"]) - before - this}
+            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"]) - before - this,
+        }
     return deals
 
 
@@ -287,15 +364,32 @@ def _campaign_rows(frame: pl.DataFrame, campaign: Campaign) -> pl.DataFrame:
     return frame.filter(pl.col("kind") == "conversion", pl.col("category") == campaign.category)
 
 
-def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profiler_name: str,
-             groups: pl.DataFrame, offers: pl.DataFrame, profile: pl.DataFrame, budgets: pl.DataFrame,
-             settings: Settings, seconds: dict[str, float], funnel: pl.DataFrame | None = None,
-             dropped: pl.DataFrame | None = None, products: pl.DataFrame | None = None,
-             factors: pl.DataFrame | None = None) -> dict:
+def _summary(
+    *,
+    batch_id: int,
+    period_start: dt.date,
+    period_end: dt.date,
+    profiler_name: str,
+    groups: pl.DataFrame,
+    offers: pl.DataFrame,
+    profile: pl.DataFrame,
+    budgets: pl.DataFrame,
+    settings: Settings,
+    seconds: dict[str, float],
+    funnel: pl.DataFrame | None = None,
+    dropped: pl.DataFrame | None = None,
+    products: pl.DataFrame | None = None,
+    factors: pl.DataFrame | None = None,
+) -> dict:
     costs = _cost_columns(offers)
     by_funder: dict[str, int] = {"retailer": int(costs["retailer_cost_cents"].sum())}
-    for row in costs.filter(pl.col("funder") != "retailer").group_by("funder").agg(
-            pl.col("funder_cost_cents").sum()).sort("funder").iter_rows(named=True):
+    for row in (
+        costs.filter(pl.col("funder") != "retailer")
+        .group_by("funder")
+        .agg(pl.col("funder_cost_cents").sum())
+        .sort("funder")
+        .iter_rows(named=True)
+    ):
         by_funder[row["funder"]] = by_funder.get(row["funder"], 0) + int(row["funder_cost_cents"])
     # a retailer campaign with funded_share > 0 but funder 'retailer' is still all the retailer's
     by_funder["retailer"] += int(costs.filter(pl.col("funder") == "retailer")["funder_cost_cents"].sum())
@@ -304,47 +398,83 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
     qualifying = profile.join(groups.select("customer_key"), on="customer_key", how="semi")
     campaigns = {}
     for campaign in settings.campaigns:
+
         def grid(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
-            counts = {(r["brand_cell"], r["volume_tier"]): r["len"]
-                      for r in frame.group_by("brand_cell", "volume_tier").len().iter_rows(named=True)}
+            counts = {
+                (r["brand_cell"], r["volume_tier"]): r["len"]
+                for r in frame.group_by("brand_cell", "volume_tier").len().iter_rows(named=True)
+            }
             return {c: {t: int(counts.get((c, t), 0)) for t in _TIERS} for c in _CELLS}
+
         conv = _campaign_rows(offers, campaign)
         lost = _campaign_rows(dropped, campaign) if dropped is not None else conv.clear()
         campaigns[campaign_name(campaign)] = {
             "category": campaign.category,
             "qualifying_customers": grid(qualifying.filter(pl.col("category") == campaign.category)),
-            "candidates": grid(pl.concat([conv.select("brand_cell", "volume_tier"),
-                                          lost.select("brand_cell", "volume_tier")])),
+            "candidates": grid(
+                pl.concat([conv.select("brand_cell", "volume_tier"), lost.select("brand_cell", "volume_tier")])
+            ),
             "offers": grid(conv),
-            "dropped": {r["drop_reason"]: int(r["len"]) for r in
-                        lost.group_by("drop_reason").len().sort("drop_reason").iter_rows(named=True)},
-            "discount_by_tier_cents": {r["volume_tier"]: int(r["discount_cents"]) for r in conv.group_by(
-                "volume_tier").agg(pl.col("discount_cents").median()).iter_rows(named=True) if r["volume_tier"]}}
+            "dropped": {
+                r["drop_reason"]: int(r["len"])
+                for r in lost.group_by("drop_reason").len().sort("drop_reason").iter_rows(named=True)
+            },
+            "discount_by_tier_cents": {
+                r["volume_tier"]: int(r["discount_cents"])
+                for r in conv.group_by("volume_tier").agg(pl.col("discount_cents").median()).iter_rows(named=True)
+                if r["volume_tier"]
+            },
+        }
     n_hold = int((groups["grp"] == "holdout").sum())
     return {
-        "batch_id": batch_id, "period_start": period_start.isoformat(), "period_end": period_end.isoformat(),
-        "status": "done", "profiler": profiler_name, "qualifying_customers": groups.height,
-        "holdout_customers": n_hold, "lists": groups.height - n_hold, "offers": offers.height,
+        "batch_id": batch_id,
+        "period_start": period_start.isoformat(),
+        "period_end": period_end.isoformat(),
+        "status": "done",
+        "profiler": profiler_name,
+        "qualifying_customers": groups.height,
+        "holdout_customers": n_hold,
+        "lists": groups.height - n_hold,
+        "offers": offers.height,
         "offers_by_kind": {k: int((offers["kind"] == k).sum()) for k in OFFER_KINDS},
-        "offers_by_cell": {(r["brand_cell"] or "none"): int(r["len"]) for r in
-                           offers.group_by("brand_cell").len().sort("brand_cell", nulls_last=True).iter_rows(named=True)},
+        "offers_by_cell": {
+            (r["brand_cell"] or "none"): int(r["len"])
+            for r in offers.group_by("brand_cell").len().sort("brand_cell", nulls_last=True).iter_rows(named=True)
+        },
         "face_value_cents": int(costs["face_value_cents"].sum()),
         "discount_cost_by_funder_cents": by_funder,
         "deal_budgets": deals,
-        "chain_budget": {"budget_cents": settings.batch.chain_budget_cents or None,
-                         "retailer_cost_cents": int(costs["retailer_cost_cents"].sum()),
-                         **{k: int(v) for k, v in budget_charges(offers, factors=factors, retailer=True).select(
-                             expected_cents="expected_cents", committed_cents="committed_cents").row(0, named=True)
-                            .items()},
-                         "retailer_cost_by_kind_cents": {k: int(costs.filter(pl.col("kind") == k)
-                                                                ["retailer_cost_cents"].sum()) for k in OFFER_KINDS}},
-        "budget_model": {"risk": BUDGET_RISK, "use_cap": USE_CAP, "factor_prior_uses": FACTOR_PRIOR_USES,
-                         "use_bands": list(USE_BANDS),
-                         "use_factors": ({f"{r['kind']} {r['band']}": round(r["use_factor"], 4)
-                                          for r in factors.iter_rows(named=True)} if factors is not None else {})},
+        "chain_budget": {
+            "budget_cents": settings.batch.chain_budget_cents or None,
+            "retailer_cost_cents": int(costs["retailer_cost_cents"].sum()),
+            **{
+                k: int(v)
+                for k, v in budget_charges(offers, factors=factors, retailer=True)
+                .select(expected_cents="expected_cents", committed_cents="committed_cents")
+                .row(0, named=True)
+                .items()
+            },
+            "retailer_cost_by_kind_cents": {
+                k: int(costs.filter(pl.col("kind") == k)["retailer_cost_cents"].sum()) for k in OFFER_KINDS
+            },
+        },
+        "budget_model": {
+            "risk": BUDGET_RISK,
+            "use_cap": USE_CAP,
+            "factor_prior_uses": FACTOR_PRIOR_USES,
+            "use_bands": list(USE_BANDS),
+            "use_factors": (
+                {f"{r['kind']} {r['band']}": round(r["use_factor"], 4) for r in factors.iter_rows(named=True)}
+                if factors is not None
+                else {}
+            ),
+        },
         "offer_funnel": funnel_dict(funnel) if funnel is not None else {},
-        "prices": ({src: int((products["price_source"] == src).sum()) for src in PRICE_SOURCES}
-                   if products is not None and "price_source" in products.columns else {}),
+        "prices": (
+            {src: int((products["price_source"] == src).sum()) for src in PRICE_SOURCES}
+            if products is not None and "price_source" in products.columns
+            else {}
+        ),
         "campaigns": campaigns,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
@@ -358,61 +488,124 @@ class _TakenOver(Exception):
     """Another run completed or took over this batch while this one computed it."""
 
 
-def _write(gateway: Gateway, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.DataFrame,
-           offers: pl.DataFrame, starter: pl.DataFrame | None, summary: dict, secret: bytes,
-           needs: pl.DataFrame | None = None) -> None:
+def _write(
+    gateway: Gateway,
+    batch_id: int,
+    token: str,
+    groups: pl.DataFrame,
+    lists: pl.DataFrame,
+    offers: pl.DataFrame,
+    starter: pl.DataFrame | None,
+    summary: dict,
+    secret: bytes,
+    needs: pl.DataFrame | None = None,
+) -> None:
     """Everything the batch writes, in one transaction (see the module docstring)."""
     sqlite = gateway.sqlite
     with gateway.bulk() as db:
         b = int(batch_id)
         # the guard: only the run holding the token writes, and never over a done batch (PostgreSQL's row
         # lock makes a racing run wait here and then find the row no longer 'running' under its token)
-        mine = db.execute(f"UPDATE batches SET run_token = run_token WHERE batch_id = {b} AND status = 'running' "
-                          f"AND run_token = {_sql_text(token)} RETURNING batch_id")
+        mine = db.execute(
+            f"UPDATE batches SET run_token = run_token WHERE batch_id = {b} AND status = 'running' "
+            f"AND run_token = {_sql_text(token)} RETURNING batch_id"
+        )
         if not mine:
             raise _TakenOver(b)
         key = db.execute("UPDATE chain_meta SET value = value WHERE name = 'secret_fingerprint' RETURNING value")
-        if key and key[0][0] != fingerprint(secret):     # row-locked: a `keys rotate` waits for this commit
+        if key and key[0][0] != fingerprint(secret):  # row-locked: a `keys rotate` waits for this commit
             raise StateError("the list-code key was rotated while this batch ran: run 'listwise batch run' again")
         db.execute(f"DELETE FROM list_needs WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM lists WHERE batch_id = {b}")
         db.execute(f"DELETE FROM batch_members WHERE batch_id = {b}")
         if starter is not None and starter.height:
-            db.execute("DELETE FROM tips")   # empty anyway: the starter set goes in only then
+            db.execute("DELETE FROM tips")  # empty anyway: the starter set goes in only then
             db.append("tips", starter)
-        db.append("batch_members", groups.select(
-            pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", "grp", "avg_weekly_spend_cents"))
+        db.append(
+            "batch_members",
+            groups.select(pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", "grp", "avg_weekly_spend_cents"),
+        )
         first_list = allocate_keys(db, "lists", max(lists.height, 1))
         lists = lists.with_columns(pl.int_range(first_list, first_list + pl.len(), dtype=pl.Int64).alias("list_id"))
         codes = [make_code(i, secret) for i in lists["list_id"].to_list()]
-        db.append("lists", lists.select(
-            "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.col("store_id").cast(pl.String),
-            pl.Series("code", codes, dtype=pl.String), "valid_from", "valid_to", pl.lit("active").alias("status"),
-            "tip_id"))
-        fault_point("batch-mid-write")          # lists written, their offers not
+        db.append(
+            "lists",
+            lists.select(
+                "list_id",
+                pl.lit(b, pl.Int64).alias("batch_id"),
+                "customer_key",
+                pl.col("store_id").cast(pl.String),
+                pl.Series("code", codes, dtype=pl.String),
+                "valid_from",
+                "valid_to",
+                pl.lit("active").alias("status"),
+                "tip_id",
+            ),
+        )
+        fault_point("batch-mid-write")  # lists written, their offers not
         first_offer = allocate_keys(db, "offers", max(offers.height, 1))
-        rows = (offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
+        rows = (
+            offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
+            .sort("list_id", "line_no")
+            .with_columns(pl.int_range(first_offer, first_offer + pl.len(), dtype=pl.Int64).alias("offer_id"))
+        )
+        db.append(
+            "offers",
+            rows.select(
+                "offer_id",
+                "list_id",
+                "line_no",
+                "kind",
+                "product_key",
+                "category",
+                "deal_id",
+                "funder",
+                "funded_share",
+                "discount_cents",
+                "min_spend_cents",
+                "max_uses",
+                "valid_from",
+                "valid_to",
+                "expected_on",
+                "p_buy",
+                "expected_value_cents",
+                "brand_cell",
+                "volume_tier",
+                "reason",
+            ),
+        )
+        if needs is not None and needs.height:  # the needs section (coupons.needs), keyed by the list
+            db.append(
+                "list_needs",
+                needs.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
                 .sort("list_id", "line_no")
-                .with_columns(pl.int_range(first_offer, first_offer + pl.len(), dtype=pl.Int64).alias("offer_id")))
-        db.append("offers", rows.select(
-            "offer_id", "list_id", "line_no", "kind", "product_key", "category", "deal_id", "funder", "funded_share",
-            "discount_cents", "min_spend_cents", "max_uses", "valid_from", "valid_to", "expected_on", "p_buy",
-            "expected_value_cents", "brand_cell", "volume_tier", "reason"))
-        if needs is not None and needs.height:      # the needs section (coupons.needs), keyed by the list
-            db.append("list_needs", needs.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
-                      .sort("list_id", "line_no").select(    # INTEGER columns: Int32 (PostgreSQL's COPY)
-                          "list_id", pl.col("line_no").cast(pl.Int32), "category", "product_key", "p_buy",
-                          "expected_on", pl.col("interval_days").cast(pl.Int32)))
+                .select(  # INTEGER columns: Int32 (PostgreSQL's COPY)
+                    "list_id",
+                    pl.col("line_no").cast(pl.Int32),
+                    "category",
+                    "product_key",
+                    "p_buy",
+                    "expected_on",
+                    pl.col("interval_days").cast(pl.Int32),
+                ),
+            )
         finished = utc_now().isoformat(sep=" ") if sqlite else utc_now().isoformat()
-        db.execute(f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
-                   f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}")
+        db.execute(
+            f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
+            f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}"
+        )
         fault_point("batch-before-commit")
 
 
-def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: str | Path | None = None,
-              progress: Progress | None = None, profiler: Profiler | None = None,
-              gateway: Gateway | None = None) -> dict:
+def run_batch(
+    settings: Settings,
+    period_start: dt.date | None = None,
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    profiler: Profiler | None = None,
+    gateway: Gateway | None = None,
+) -> dict:
     """Run (or complete, or return) the batch of one period; returns its summary.
 
     Parameters
@@ -441,7 +634,7 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
     """
     with Gateway.using(gateway or settings.database_url) as db:
         db.require()
-        verify_secret(db.engine, resolve_secret(settings))     # codes made under another key would all fail
+        verify_secret(db.engine, resolve_secret(settings))  # codes made under another key would all fail
         start = period_start or default_period_start(db, settings)
         end = start + dt.timedelta(days=settings.batch.period_days)
         batch_id, token, done = _start_batch(db, settings, start, end)
@@ -458,10 +651,11 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
         except _TakenOver:
             stored = _stored_summary(db, batch_id)
             if stored is None:
-                raise StateError(f"the batch of {start} was taken over by another run of 'batch run'; "
-                                 "this run wrote nothing") from None
+                raise StateError(
+                    f"the batch of {start} was taken over by another run of 'batch run'; this run wrote nothing"
+                ) from None
             _write_summary(target, stored)
-            return stored                     # another run finished it first: its lists stand
+            return stored  # another run finished it first: its lists stand
         except BaseException:
             _mark_failed(db, batch_id, token)
             raise
@@ -485,43 +679,68 @@ def cancel_batch(settings: Settings, batch_id: int, gateway: Gateway | None = No
     with Gateway.using(gateway or settings.database_url) as db:
         db.require()
         with db.begin(immediate=True) as conn:
-            row = conn.execute(sa.text("SELECT period_start, status FROM batches WHERE batch_id = :b"),
-                               {"b": batch_id}).first()
+            row = conn.execute(
+                sa.text("SELECT period_start, status FROM batches WHERE batch_id = :b"), {"b": batch_id}
+            ).first()
             if row is None:
                 raise StateError(f"no batch {batch_id}")
             if row.status == "running":
-                raise StateError(f"batch {batch_id} is running; stop it first (a killed run shows 'running' "
-                                 "until the next 'batch run' redoes it)")
-            used = conn.execute(sa.text(
-                "SELECT COUNT(*) FROM redemptions r JOIN offers o ON o.offer_id = r.offer_id "
-                "JOIN lists l ON l.list_id = o.list_id WHERE l.batch_id = :b AND r.voided = 0"),
-                {"b": batch_id}).scalar()
+                raise StateError(
+                    f"batch {batch_id} is running; stop it first (a killed run shows 'running' "
+                    "until the next 'batch run' redoes it)"
+                )
+            used = conn.execute(
+                sa.text(
+                    "SELECT COUNT(*) FROM redemptions r JOIN offers o ON o.offer_id = r.offer_id "
+                    "JOIN lists l ON l.list_id = o.list_id WHERE l.batch_id = :b AND r.voided = 0"
+                ),
+                {"b": batch_id},
+            ).scalar()
             if used:
-                raise StateError(f"batch {batch_id} cannot be cancelled: {used} of its offers were already "
-                                 "redeemed at the checkout")
+                raise StateError(
+                    f"batch {batch_id} cannot be cancelled: {used} of its offers were already redeemed at the checkout"
+                )
             lists = conn.execute(sa.text("SELECT COUNT(*) FROM lists WHERE batch_id = :b"), {"b": batch_id}).scalar()
             for table in ("list_needs", "offers"):
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE list_id IN "
-                                     "(SELECT list_id FROM lists WHERE batch_id = :b)"), {"b": batch_id})
+                conn.execute(
+                    sa.text(f"DELETE FROM {table} WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = :b)"),
+                    {"b": batch_id},
+                )
             conn.execute(sa.text("DELETE FROM lists WHERE batch_id = :b"), {"b": batch_id})
             conn.execute(sa.text("DELETE FROM batch_members WHERE batch_id = :b"), {"b": batch_id})
-            conn.execute(sa.text("UPDATE batches SET status = 'cancelled', run_token = NULL WHERE batch_id = :b"),
-                         {"b": batch_id})
-    return (f"batch {batch_id} ({as_date(row.period_start)}) cancelled: {lists:,} lists withdrawn; "
-            "'batch run' redoes the period")
+            conn.execute(
+                sa.text("UPDATE batches SET status = 'cancelled', run_token = NULL WHERE batch_id = :b"),
+                {"b": batch_id},
+            )
+    return (
+        f"batch {batch_id} ({as_date(row.period_start)}) cancelled: {lists:,} lists withdrawn; "
+        "'batch run' redoes the period"
+    )
 
 
 def _mark_failed(db: Gateway, batch_id: int, token: str) -> None:
     try:
         with db.begin() as conn:
-            conn.execute(sa.text("UPDATE batches SET status = 'failed' WHERE batch_id = :b AND status = 'running' "
-                                 "AND run_token = :k"), {"b": batch_id, "k": token})
+            conn.execute(
+                sa.text(
+                    "UPDATE batches SET status = 'failed' WHERE batch_id = :b AND status = 'running' AND run_token = :k"
+                ),
+                {"b": batch_id, "k": token},
+            )
     except Exception:  # noqa: BLE001 - the original error matters more; 'running' is handled alike
         pass
 
 
-def _compute_and_write(db: Gateway, settings: Settings, batch_id: int, token: str, start: dt.date, end: dt.date,
-                       progress: Progress | None, profiler: Profiler | None) -> dict:
+def _compute_and_write(
+    db: Gateway,
+    settings: Settings,
+    batch_id: int,
+    token: str,
+    start: dt.date,
+    end: dt.date,
+    progress: Progress | None,
+    profiler: Profiler | None,
+) -> dict:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -535,7 +754,7 @@ def _compute_and_write(db: Gateway, settings: Settings, batch_id: int, token: st
 
     secret = resolve_secret(settings)
     data = _read_inputs(db, settings, batch_id, start)
-    settings, matches = resolve_categories(settings, data["products"])   # patterns -> the catalogue's names
+    settings, matches = resolve_categories(settings, data["products"])  # patterns -> the catalogue's names
     for line in format_matches(matches):
         if line.startswith("warning:"):
             print(line, file=sys.stderr)
@@ -555,32 +774,57 @@ def _compute_and_write(db: Gateway, settings: Settings, batch_id: int, token: st
     step("profile")
     fault_point("batch-after-profile")
     budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
-    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings.plan_rules(),
-                       start, end, data["factors"])
+    plan = plan_offers(
+        profile,
+        value,
+        data["products"],
+        data["deals"],
+        budgets,
+        treated,
+        settings.plan_rules(),
+        start,
+        end,
+        data["factors"],
+    )
     offers = plan.offers
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)
     valid_to = end - dt.timedelta(days=1)
-    lists = (chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to"))
-             .join(data["home"], on="customer_key", how="left", maintain_order="left"))
+    lists = chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to")).join(
+        data["home"], on="customer_key", how="left", maintain_order="left"
+    )
     step("offers")
-    summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
-                       groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
-                       seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"],
-                       factors=data["factors"])
+    summary = _summary(
+        batch_id=batch_id,
+        period_start=start,
+        period_end=end,
+        profiler_name=profiler_name,
+        groups=groups,
+        offers=offers,
+        profile=profile,
+        budgets=budgets,
+        settings=settings,
+        seconds=seconds,
+        funnel=plan.funnel,
+        dropped=plan.dropped,
+        products=data["products"],
+        factors=data["factors"],
+    )
     summary["category_matches"] = [m.as_dict() for m in matches]
     needs = _needs(profile, treated, start, end, settings)
-    summary["needs"] = {"lines": needs.height, "lists_with_needs": needs["customer_key"].n_unique(),
-                        "lists": int(treated.len()), "min_p_buy": settings.printing.needs_min_p_buy,
-                        "max_lines": settings.printing.needs_max_lines}
-    _write(db, batch_id, token, groups, lists, offers,
-           None if data["tips"].height else tips, summary, secret, needs)
-    step("write")        # the stored summary's seconds end before the write, so a re-run returns it unchanged
+    summary["needs"] = {
+        "lines": needs.height,
+        "lists_with_needs": needs["customer_key"].n_unique(),
+        "lists": int(treated.len()),
+        "min_p_buy": settings.printing.needs_min_p_buy,
+        "max_lines": settings.printing.needs_max_lines,
+    }
+    _write(db, batch_id, token, groups, lists, offers, None if data["tips"].height else tips, summary, secret, needs)
+    step("write")  # the stored summary's seconds end before the write, so a re-run returns it unchanged
     return summary
 
 
-def _needs(profile: pl.DataFrame, treated: pl.Series, start: dt.date, end: dt.date,
-           settings: Settings) -> pl.DataFrame:
+def _needs(profile: pl.DataFrame, treated: pl.Series, start: dt.date, end: dt.date, settings: Settings) -> pl.DataFrame:
     """The needs section of each treated customer's list (`coupons.needs.select_needs`)."""
     p = settings.printing
     try:
@@ -600,13 +844,27 @@ def _budget_lines(summary: dict) -> list[dict]:
     rows = []
     c = summary.get("chain_budget", {})
     if c.get("committed_cents") is not None:
-        rows.append({"line": "chain (retailer)", "budget": c.get("budget_cents"), "before": 0,
-                     "charged": c["committed_cents"], "expected": c.get("expected_cents", 0),
-                     "left": None if c.get("budget_cents") is None else c["budget_cents"] - c["committed_cents"]})
+        rows.append(
+            {
+                "line": "chain (retailer)",
+                "budget": c.get("budget_cents"),
+                "before": 0,
+                "charged": c["committed_cents"],
+                "expected": c.get("expected_cents", 0),
+                "left": None if c.get("budget_cents") is None else c["budget_cents"] - c["committed_cents"],
+            }
+        )
     for deal, d in summary.get("deal_budgets", {}).items():
-        rows.append({"line": deal, "budget": d.get("budget_cents"), "before": d.get("committed_before_cents", 0),
-                     "charged": d.get("this_batch_cents", 0), "expected": d.get("expected_cents", 0),
-                     "left": d.get("left_cents")})
+        rows.append(
+            {
+                "line": deal,
+                "budget": d.get("budget_cents"),
+                "before": d.get("committed_before_cents", 0),
+                "charged": d.get("this_batch_cents", 0),
+                "expected": d.get("expected_cents", 0),
+                "left": d.get("left_cents"),
+            }
+        )
     return sorted(rows, key=lambda r: (-r["charged"], r["line"]))
 
 
@@ -618,10 +876,12 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
     root, as given to `run_batch`).
     """
     s = summary
-    lines = [f"batch {s['batch_id']}: period {s['period_start']} to {s['period_end']} (exclusive), "
-             f"profiles from {s['profiler']}",
-             f"qualifying customers {s['qualifying_customers']:,}, hold-out {s['holdout_customers']:,}, "
-             f"lists {s['lists']:,}, offers {s['offers']:,} (face value {dollars(s['face_value_cents'])})"]
+    lines = [
+        f"batch {s['batch_id']}: period {s['period_start']} to {s['period_end']} (exclusive), "
+        f"profiles from {s['profiler']}",
+        f"qualifying customers {s['qualifying_customers']:,}, hold-out {s['holdout_customers']:,}, "
+        f"lists {s['lists']:,}, offers {s['offers']:,} (face value {dollars(s['face_value_cents'])})",
+    ]
     funnel = s.get("offer_funnel") or {}
     kinds = []
     for kind, n in s["offers_by_kind"].items():
@@ -638,25 +898,31 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
         if why:
             lines.append("candidates dropped: " + why)
     p = s.get("prices") or {}
-    if p.get("history") or p.get("none"):     # a catalogue without shelf prices: say where they came from
-        lines.append(f"shelf prices: catalogue {p.get('catalogue', 0):,}, from history {p.get('history', 0):,}, "
-                     f"none {p.get('none', 0):,} products")
+    if p.get("history") or p.get("none"):  # a catalogue without shelf prices: say where they came from
+        lines.append(
+            f"shelf prices: catalogue {p.get('catalogue', 0):,}, from history {p.get('history', 0):,}, "
+            f"none {p.get('none', 0):,} products"
+        )
     if s.get("needs"):
         n = s["needs"]
         lines.append(f"needs section: {n['lines']:,} lines on {n['lists_with_needs']:,} of {n['lists']:,} lists")
     for name, c in s["campaigns"].items():
         if "candidates" in c:
             n = {k: sum(sum(row.values()) for row in c[k].values()) for k in ("candidates", "offers")}
-            lines.append(f"campaign {name}: {n['candidates']:,} targeted, {n['offers']:,} offered "
-                         "(3 x 3 grid in summary.json and the report)")
+            lines.append(
+                f"campaign {name}: {n['candidates']:,} targeted, {n['offers']:,} offered "
+                "(3 x 3 grid in summary.json and the report)"
+            )
     budget = _budget_lines(s)
     if budget:
         lines.append("largest budget lines (charged this batch = expected + margin; held before; budget; left):")
         for r in budget[:5]:
-            lines.append(f"  {r['line']:<16} {dollars(r['charged']):>11} (expected {dollars(r['expected'])}); "
-                         f"before {dollars(r['before'])}; budget "
-                         f"{'no limit' if r['budget'] is None else dollars(r['budget'])}; left "
-                         f"{'-' if r['left'] is None else dollars(r['left'])}")
+            lines.append(
+                f"  {r['line']:<16} {dollars(r['charged']):>11} (expected {dollars(r['expected'])}); "
+                f"before {dollars(r['before'])}; budget "
+                f"{'no limit' if r['budget'] is None else dollars(r['budget'])}; left "
+                f"{'-' if r['left'] is None else dollars(r['left'])}"
+            )
         if len(budget) > 5:
             lines.append(f"  ... {len(budget) - 5:,} more lines in summary.json")
     if out_dir is not None:

@@ -30,13 +30,20 @@ from engine.codes import accept_retired
 from engine.db import is_sqlite, utc_now
 from engine.errors import ConfigError, StateError
 
-__all__ = ["fingerprint", "stored_fingerprint", "bind_secret", "verify_secret", "require_existing_secret",
-           "rotate_secret", "retired_keys"]
+__all__ = [
+    "fingerprint",
+    "stored_fingerprint",
+    "bind_secret",
+    "verify_secret",
+    "require_existing_secret",
+    "rotate_secret",
+    "retired_keys",
+]
 
 _LABEL = b"listwise-secret-fingerprint:v1"
 _NAME = "secret_fingerprint"
-_RETIRED = "retired_key:"                 # + fingerprint: a retired key, wrapped under the current one
-_GRACE = dt.timedelta(days=1)             # a list's last day is store-local; UTC may still be the day before
+_RETIRED = "retired_key:"  # + fingerprint: a retired key, wrapped under the current one
+_GRACE = dt.timedelta(days=1)  # a list's last day is store-local; UTC may still be the day before
 
 
 def fingerprint(secret: bytes) -> str:
@@ -56,15 +63,18 @@ def _mismatch(have: str, want: str) -> ConfigError:
     return ConfigError(
         f"the list-code secret (fingerprint {have}) is not the one this database was initialised with "
         f"(fingerprint {want}): every printed code would fail; use the original listwise.secret or LISTWISE_SECRET "
-        "(the new one after 'listwise keys rotate'; an interrupted rotation finishes when run again)")
+        "(the new one after 'listwise keys rotate'; an interrupted rotation finishes when run again)"
+    )
 
 
 def bind_secret(engine: sa.Engine, secret: bytes) -> None:
     """Store the secret's fingerprint, or refuse a secret other than the stored one."""
     mine = fingerprint(secret)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO chain_meta (name, value) VALUES (:n, :v) ON CONFLICT (name) DO NOTHING"),
-                     {"n": _NAME, "v": mine})
+        conn.execute(
+            sa.text("INSERT INTO chain_meta (name, value) VALUES (:n, :v) ON CONFLICT (name) DO NOTHING"),
+            {"n": _NAME, "v": mine},
+        )
         stored = conn.execute(sa.text("SELECT value FROM chain_meta WHERE name = :n"), {"n": _NAME}).scalar()
     if stored != mine:
         raise _mismatch(mine, stored)
@@ -84,8 +94,9 @@ def verify_secret(engine: sa.Engine, secret: bytes) -> None:
 
 
 def _keystream(key: bytes, label: str, n: int) -> bytes:
-    blocks = (hmac.new(key, f"listwise-wrap:v1:{label}:{i}".encode(), hashlib.sha256).digest()
-              for i in range(-(-n // 32)))
+    blocks = (
+        hmac.new(key, f"listwise-wrap:v1:{label}:{i}".encode(), hashlib.sha256).digest() for i in range(-(-n // 32))
+    )
     return b"".join(blocks)[:n]
 
 
@@ -98,8 +109,9 @@ def _unwrap(wrapped: str, label: str, under: bytes) -> bytes:
     data = bytes.fromhex(wrapped)
     key = bytes(a ^ b for a, b in zip(data, _keystream(under, label, len(data))))
     if fingerprint(key) != label:
-        raise ConfigError(f"the retired list-code key {label} does not unwrap under the current key: "
-                          "chain_meta was altered")
+        raise ConfigError(
+            f"the retired list-code key {label} does not unwrap under the current key: chain_meta was altered"
+        )
     return key
 
 
@@ -109,15 +121,21 @@ def retired_keys(engine: sa.Engine, secret: bytes) -> list[dict]:
     if not sa.inspect(engine).has_table("chain_meta"):
         return []
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT name, value FROM chain_meta WHERE name LIKE :p ORDER BY name"),
-                            {"p": _RETIRED + "%"}).all()
+        rows = conn.execute(
+            sa.text("SELECT name, value FROM chain_meta WHERE name LIKE :p ORDER BY name"), {"p": _RETIRED + "%"}
+        ).all()
     out = []
     for name, value in rows:
         entry = json.loads(value)
-        out.append({"fingerprint": name[len(_RETIRED):],
-                    "key": _unwrap(entry["wrapped"], name[len(_RETIRED):], secret),
-                    "last_list_id": int(entry["last_list_id"]), "valid_to": dt.date.fromisoformat(entry["valid_to"]),
-                    "retired_at": entry["retired_at"]})
+        out.append(
+            {
+                "fingerprint": name[len(_RETIRED) :],
+                "key": _unwrap(entry["wrapped"], name[len(_RETIRED) :], secret),
+                "last_list_id": int(entry["last_list_id"]),
+                "valid_to": dt.date.fromisoformat(entry["valid_to"]),
+                "retired_at": entry["retired_at"],
+            }
+        )
     return sorted(out, key=lambda r: (r["retired_at"], r["last_list_id"]))
 
 
@@ -150,22 +168,39 @@ def rotate_secret(engine: sa.Engine, current: bytes, new: bytes) -> dict:
         last_id, last_day = conn.execute(sa.text("SELECT MAX(list_id), MAX(valid_to) FROM lists")).one()
         last_day = dt.date.fromisoformat(str(last_day)[:10]) if last_day is not None else today
         kept, dropped = [], []
-        for name, value in conn.execute(sa.text("SELECT name, value FROM chain_meta WHERE name LIKE :p"),
-                                        {"p": _RETIRED + "%"}).all():
-            entry, label = json.loads(value), name[len(_RETIRED):]
+        for name, value in conn.execute(
+            sa.text("SELECT name, value FROM chain_meta WHERE name LIKE :p"), {"p": _RETIRED + "%"}
+        ).all():
+            entry, label = json.loads(value), name[len(_RETIRED) :]
             if dt.date.fromisoformat(entry["valid_to"]) + _GRACE < today:
                 dropped.append(label)
             else:
                 kept.append((label, {**entry, "wrapped": _wrap(_unwrap(entry["wrapped"], label, current), new)}))
             conn.execute(sa.text("DELETE FROM chain_meta WHERE name = :n"), {"n": name})
-        kept.append((mine, {"wrapped": _wrap(current, new), "last_list_id": int(last_id or 0),
-                            "valid_to": last_day.isoformat(), "retired_at": utc_now().isoformat()}))
+        kept.append(
+            (
+                mine,
+                {
+                    "wrapped": _wrap(current, new),
+                    "last_list_id": int(last_id or 0),
+                    "valid_to": last_day.isoformat(),
+                    "retired_at": utc_now().isoformat(),
+                },
+            )
+        )
         for label, entry in kept:
-            conn.execute(sa.text("INSERT INTO chain_meta (name, value) VALUES (:n, :v)"),
-                         {"n": _RETIRED + label, "v": json.dumps(entry, sort_keys=True)})
+            conn.execute(
+                sa.text("INSERT INTO chain_meta (name, value) VALUES (:n, :v)"),
+                {"n": _RETIRED + label, "v": json.dumps(entry, sort_keys=True)},
+            )
         conn.execute(sa.text("UPDATE chain_meta SET value = :v WHERE name = :n"), {"v": theirs, "n": _NAME})
-    return {"fingerprint": theirs, "previous": mine, "last_list_id": int(last_id or 0),
-            "valid_to": last_day.isoformat(), "dropped": dropped}
+    return {
+        "fingerprint": theirs,
+        "previous": mine,
+        "last_list_id": int(last_id or 0),
+        "valid_to": last_day.isoformat(),
+        "dropped": dropped,
+    }
 
 
 def require_existing_secret(engine: sa.Engine) -> None:
@@ -174,4 +209,5 @@ def require_existing_secret(engine: sa.Engine) -> None:
     if stored is not None:
         raise StateError(
             f"this database was initialised with a list-code secret (fingerprint {stored}) that is not "
-            "available here: copy its listwise.secret, or set LISTWISE_SECRET, instead of creating a new one")
+            "available here: copy its listwise.secret, or set LISTWISE_SECRET, instead of creating a new one"
+        )

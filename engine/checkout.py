@@ -52,7 +52,8 @@ import functools
 import json
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -64,8 +65,8 @@ from engine.config import CheckoutSettings
 from engine.db import allocate_keys, is_sqlite, utc_now
 from engine.errors import CodeError
 from engine.ingest import line_checksum
-from engine.zones import local_wall_clock, zone_of
 from engine.values import as_date, mask_card
+from engine.zones import local_wall_clock, zone_of
 
 __all__ = ["scan", "checkout", "void", "server_now", "writing", "lock_wait", "no_wait", "WouldWait", "sql_value"]
 
@@ -125,9 +126,12 @@ def lock_wait(seconds: float) -> Iterator[None]:
 
 
 def _busy(seconds: float) -> CheckoutRefused:
-    return CheckoutRefused("busy", f"the database's write lock was held by another writer for over "
-                                   f"{seconds:g} s (an import or a batch?); try again",
-                           retry_after=max(1, min(30, round(seconds))))
+    return CheckoutRefused(
+        "busy",
+        f"the database's write lock was held by another writer for over "
+        f"{seconds:g} s (an import or a batch?); try again",
+        retry_after=max(1, min(30, round(seconds))),
+    )
 
 
 def _is_lock_timeout(exc: sa.exc.DBAPIError) -> bool:
@@ -172,7 +176,7 @@ def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
                     raise WouldWait() from exc
                 raise _busy(wait) from exc
             finally:
-                if sqlite and not conn.invalidated:     # the pooled connection's reads keep the usual timeout
+                if sqlite and not conn.invalidated:  # the pooled connection's reads keep the usual timeout
                     with contextlib.suppress(Exception):
                         conn.connection.driver_connection.execute("PRAGMA busy_timeout = 30000")
     finally:
@@ -181,6 +185,7 @@ def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 
 # ---------------------------------------------------------------- values and statements
+
 
 def sql_value(value: dt.date | dt.datetime, sqlite: bool) -> Any:
     """Dates and timestamps as ISO text for SQLite, as the ADBC bulk loads write them.
@@ -210,8 +215,10 @@ def _rows(conn: sa.Connection, sql: str, params: dict | None = None, expanding: 
     return conn.execute(_stmt(sql, expanding), params or {}).mappings().all()
 
 
-_LIST_SQL = ("SELECT l.list_id, l.customer_key, l.valid_from, l.valid_to, l.status, c.customer_id "
-             "FROM lists l JOIN customers c ON c.customer_key = l.customer_key ")
+_LIST_SQL = (
+    "SELECT l.list_id, l.customer_key, l.valid_from, l.valid_to, l.status, c.customer_id "
+    "FROM lists l JOIN customers c ON c.customer_key = l.customer_key "
+)
 
 
 def _list_refusal(row: Any, list_id: int, day: dt.date) -> tuple[str, str] | None:
@@ -222,6 +229,7 @@ def _list_refusal(row: Any, list_id: int, day: dt.date) -> tuple[str, str] | Non
 
 
 # ---------------------------------------------------------------- the clock and the zones
+
 
 def server_now() -> dt.datetime:
     """The server's clock, an instant in UTC: what validity is judged by (tests replace it)."""
@@ -273,9 +281,17 @@ def _list_id(code: str, secret: bytes) -> int:
 
 # ---------------------------------------------------------------- scan
 
-def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = None,
-         store_id: str | None = None, timezone: str = "UTC", now: dt.datetime | None = None,
-         settings: CheckoutSettings | None = None) -> dict:
+
+def scan(
+    engine: sa.Engine,
+    secret: bytes,
+    code: str,
+    at: dt.datetime | None = None,
+    store_id: str | None = None,
+    timezone: str = "UTC",
+    now: dt.datetime | None = None,
+    settings: CheckoutSettings | None = None,
+) -> dict:
     """The list a code names, judged at the server's clock `now` (default `server_now()`).
 
     `at` is the lane's clock: store-local, or with an offset (converted to the zone of
@@ -306,31 +322,53 @@ def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = N
         refusal = _list_refusal(row, list_id, day)
         if refusal:
             raise CheckoutRefused(*refusal)
-        offers = _rows(conn, (
-            "SELECT o.offer_id, o.line_no, p.sku, p.description, o.kind, o.category, o.discount_cents, "
-            "o.min_spend_cents, o.max_uses, o.valid_from, o.valid_to, "
-            "(SELECT count(*) FROM redemptions r WHERE r.offer_id = o.offer_id AND r.voided = 0) AS redeemed "
-            "FROM offers o LEFT JOIN products p ON p.product_key = o.product_key "
-            "WHERE o.list_id = :id ORDER BY o.line_no"), {"id": list_id})
+        offers = _rows(
+            conn,
+            (
+                "SELECT o.offer_id, o.line_no, p.sku, p.description, o.kind, o.category, o.discount_cents, "
+                "o.min_spend_cents, o.max_uses, o.valid_from, o.valid_to, "
+                "(SELECT count(*) FROM redemptions r WHERE r.offer_id = o.offer_id AND r.voided = 0) AS redeemed "
+                "FROM offers o LEFT JOIN products p ON p.product_key = o.product_key "
+                "WHERE o.list_id = :id ORDER BY o.line_no"
+            ),
+            {"id": list_id},
+        )
     return {
-        "list_id": list_id, "customer_id": row["customer_id"],
-        "valid_from": as_date(row["valid_from"]).isoformat(), "valid_to": as_date(row["valid_to"]).isoformat(),
-        "offers": [{
-            "offer_id": int(o["offer_id"]), "line_no": int(o["line_no"]), "sku": o["sku"],
-            "description": o["description"], "kind": o["kind"], "category": o["category"],
-            "discount_cents": int(o["discount_cents"]),
-            "min_spend_cents": None if o["min_spend_cents"] is None else int(o["min_spend_cents"]),
-            "max_uses": int(o["max_uses"]), "redeemed": int(o["redeemed"]),
-            "valid_from": as_date(o["valid_from"]).isoformat(), "valid_to": as_date(o["valid_to"]).isoformat(),
-        } for o in offers],
+        "list_id": list_id,
+        "customer_id": row["customer_id"],
+        "valid_from": as_date(row["valid_from"]).isoformat(),
+        "valid_to": as_date(row["valid_to"]).isoformat(),
+        "offers": [
+            {
+                "offer_id": int(o["offer_id"]),
+                "line_no": int(o["line_no"]),
+                "sku": o["sku"],
+                "description": o["description"],
+                "kind": o["kind"],
+                "category": o["category"],
+                "discount_cents": int(o["discount_cents"]),
+                "min_spend_cents": None if o["min_spend_cents"] is None else int(o["min_spend_cents"]),
+                "max_uses": int(o["max_uses"]),
+                "redeemed": int(o["redeemed"]),
+                "valid_from": as_date(o["valid_from"]).isoformat(),
+                "valid_to": as_date(o["valid_to"]).isoformat(),
+            }
+            for o in offers
+        ],
     }
 
 
 # ---------------------------------------------------------------- checkout
 
-def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict | str | bytes,
-             settings: CheckoutSettings | None = None, now: dt.datetime | None = None,
-             timezone: str = "UTC") -> dict:
+
+def checkout(
+    engine: sa.Engine,
+    secret: bytes,
+    request: CheckoutRequest | dict | str | bytes,
+    settings: CheckoutSettings | None = None,
+    now: dt.datetime | None = None,
+    timezone: str = "UTC",
+) -> dict:
     """Apply the basket's offers once and record it; idempotent on (store_id, basket_id).
 
     Parameters
@@ -385,9 +423,12 @@ def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict |
     if settings.max_clock_skew_minutes > 0:
         skew = abs((req.timestamp - server_local).total_seconds()) / 60
         if skew > settings.max_clock_skew_minutes:
-            raise CheckoutRefused("clock_skew", f"timestamp {req.timestamp.isoformat()} is {skew:.0f} minutes "
-                                                f"from the server's clock in {zone} "
-                                                f"(at most {settings.max_clock_skew_minutes})")
+            raise CheckoutRefused(
+                "clock_skew",
+                f"timestamp {req.timestamp.isoformat()} is {skew:.0f} minutes "
+                f"from the server's clock in {zone} "
+                f"(at most {settings.max_clock_skew_minutes})",
+            )
     judged = _judged_at(req.timestamp, server_local, settings.clock_tolerance_minutes).date()
     digest = request_sha256(req)
     _ensure_sequences(engine)
@@ -410,8 +451,11 @@ def _ensure_sequences(engine: sa.Engine) -> None:
         return
     with writing(engine) as conn:
         for sequence in ("baskets", "redemptions"):
-            _run(conn, "INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING",
-                 {"name": sequence})
+            _run(
+                conn,
+                "INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING",
+                {"name": sequence},
+            )
     _SEQUENCES_READY.add(name)
 
 
@@ -419,21 +463,32 @@ def _replay(row: Any, digest: str, store_id: str, basket_id: str) -> dict:
     if row["voided_at"] is not None:
         raise CheckoutRefused("voided", f"basket {basket_id} of store {store_id} was voided")
     if row["request_sha256"] != digest:
-        raise CheckoutRefused("conflict", f"basket {basket_id} of store {store_id} was already checked out "
-                                          "with a different body")
+        raise CheckoutRefused(
+            "conflict", f"basket {basket_id} of store {store_id} was already checked out with a different body"
+        )
     return json.loads(row["response_json"])
 
 
-_CLAIM = ("INSERT INTO checkouts (store_id, basket_id, request_sha256, response_json, created_at) "
-          "VALUES (:store, :basket, :sha, :response, :at)")
-_SEEN = ("SELECT s.store_id, c.request_sha256, c.response_json, c.voided_at, "
-         "(SELECT count(*) FROM baskets b WHERE b.store_id = :store AND b.basket_id = :basket) AS in_history "
-         "FROM stores s LEFT JOIN checkouts c ON c.store_id = s.store_id AND c.basket_id = :basket "
-         "WHERE s.store_id = :store")
+_CLAIM = (
+    "INSERT INTO checkouts (store_id, basket_id, request_sha256, response_json, created_at) "
+    "VALUES (:store, :basket, :sha, :response, :at)"
+)
+_SEEN = (
+    "SELECT s.store_id, c.request_sha256, c.response_json, c.voided_at, "
+    "(SELECT count(*) FROM baskets b WHERE b.store_id = :store AND b.basket_id = :basket) AS in_history "
+    "FROM stores s LEFT JOIN checkouts c ON c.store_id = s.store_id AND c.basket_id = :basket "
+    "WHERE s.store_id = :store"
+)
 
 
-def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest: str,
-                 codes: list[tuple[str, int | None, str | None]], judged: dt.date) -> dict:
+def _checkout_in(
+    conn: sa.Connection,
+    sqlite: bool,
+    req: CheckoutRequest,
+    digest: str,
+    codes: list[tuple[str, int | None, str | None]],
+    judged: dt.date,
+) -> dict:
     key = {"store": req.store_id, "basket": req.basket_id}
     # One look: the store, an earlier checkout of this basket, the basket in history. The
     # replay comes first: a basket a checkout wrote is in history with its checkout row.
@@ -443,14 +498,17 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
     if seen[0]["request_sha256"] is not None:
         return _replay(seen[0], digest, req.store_id, req.basket_id)
     if seen[0]["in_history"]:
-        raise CheckoutRefused("basket_exists", f"basket {req.basket_id} of store {req.store_id} is already "
-                                               "in history (imported)")
+        raise CheckoutRefused(
+            "basket_exists", f"basket {req.basket_id} of store {req.store_id} is already in history (imported)"
+        )
     claim = {**key, "sha": digest, "response": "", "at": sql_value(utc_now(), sqlite)}
     if not sqlite:
         # Claim the basket first: a concurrent duplicate waits here for our commit, then
         # finds the row taken and replays our answer. (SQLite: one writer, no race.)
-        if _run(conn, _CLAIM + " ON CONFLICT (store_id, basket_id) DO NOTHING RETURNING store_id", claim).first() \
-                is None:
+        if (
+            _run(conn, _CLAIM + " ON CONFLICT (store_id, basket_id) DO NOTHING RETURNING store_id", claim).first()
+            is None
+        ):
             again = _rows(conn, _SEEN, key)
             if not again or again[0]["request_sha256"] is None:
                 raise CheckoutRefused("conflict", f"basket {req.basket_id} is being checked out by another lane")
@@ -462,45 +520,94 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
     day = req.timestamp.date()
     lists, customer_key, customer_id, refused = _resolve_lists(conn, sqlite, req, codes, judged)
     skus = sorted({item.sku for item in req.items})
-    products = {r["sku"]: r for r in _rows(conn, "SELECT product_key, sku, category FROM products "
-                                                 "WHERE sku IN :skus", {"skus": skus}, ("skus",))}
-    offers = _rows(conn, (
-        "SELECT offer_id, kind, product_key, category, discount_cents, min_spend_cents, max_uses "
-        "FROM offers WHERE list_id IN :ids AND valid_from <= :day AND valid_to >= :day "
-        "ORDER BY list_id, line_no"), {"ids": lists or [-1], "day": sql_value(judged, sqlite)}, ("ids",))
+    products = {
+        r["sku"]: r
+        for r in _rows(
+            conn, "SELECT product_key, sku, category FROM products WHERE sku IN :skus", {"skus": skus}, ("skus",)
+        )
+    }
+    offers = _rows(
+        conn,
+        (
+            "SELECT offer_id, kind, product_key, category, discount_cents, min_spend_cents, max_uses "
+            "FROM offers WHERE list_id IN :ids AND valid_from <= :day AND valid_to >= :day "
+            "ORDER BY list_id, line_no"
+        ),
+        {"ids": lists or [-1], "day": sql_value(judged, sqlite)},
+        ("ids",),
+    )
     redeemed = _redeem(conn, sqlite, req, products, offers, judged)
     per_line = redeemed.per_line
 
     basket_key = allocate_keys(conn, "baskets", 1)
     recorded = [
-        {"bk": basket_key, "no": i + 1, "ck": customer_key, "day": sql_value(day, sqlite),
-         "pk": products[item.sku]["product_key"], "q": item.quantity,
-         "amount": item.amount_cents - per_line[i], "discount": per_line[i]}
-        for i, item in enumerate(req.items) if item.sku in products]
-    n, checksum = line_checksum((r["pk"], r["q"], r["amount"], r["discount"]) for r in recorded)  # lets an import skip them
-    _run(conn, "INSERT INTO baskets (basket_key, store_id, basket_id, customer_key, ts, day, source, lane, voided, "
-               "line_count, line_sum) VALUES (:bk, :store, :basket, :ck, :ts, :day, 'checkout', :lane, 0, :n, :sum)",
-         {"bk": basket_key, **key, "ck": customer_key, "ts": sql_value(req.timestamp, sqlite),
-          "day": sql_value(day, sqlite), "lane": req.lane, "n": n, "sum": checksum})
+        {
+            "bk": basket_key,
+            "no": i + 1,
+            "ck": customer_key,
+            "day": sql_value(day, sqlite),
+            "pk": products[item.sku]["product_key"],
+            "q": item.quantity,
+            "amount": item.amount_cents - per_line[i],
+            "discount": per_line[i],
+        }
+        for i, item in enumerate(req.items)
+        if item.sku in products
+    ]
+    n, checksum = line_checksum(
+        (r["pk"], r["q"], r["amount"], r["discount"]) for r in recorded
+    )  # lets an import skip them
+    _run(
+        conn,
+        "INSERT INTO baskets (basket_key, store_id, basket_id, customer_key, ts, day, source, lane, voided, "
+        "line_count, line_sum) VALUES (:bk, :store, :basket, :ck, :ts, :day, 'checkout', :lane, 0, :n, :sum)",
+        {
+            "bk": basket_key,
+            **key,
+            "ck": customer_key,
+            "ts": sql_value(req.timestamp, sqlite),
+            "day": sql_value(day, sqlite),
+            "lane": req.lane,
+            "n": n,
+            "sum": checksum,
+        },
+    )
     if recorded:
-        _run(conn, "INSERT INTO basket_lines (basket_key, line_no, customer_key, day, product_key, quantity, "
-                   "amount_cents, discount_cents) VALUES (:bk, :no, :ck, :day, :pk, :q, :amount, :discount)", recorded)
+        _run(
+            conn,
+            "INSERT INTO basket_lines (basket_key, line_no, customer_key, day, product_key, quantity, "
+            "amount_cents, discount_cents) VALUES (:bk, :no, :ck, :day, :pk, :q, :amount, :discount)",
+            recorded,
+        )
     response = {
-        "basket_id": req.basket_id, "store_id": req.store_id, "customer_id": customer_id,
-        "list_ids": lists, "lines": redeemed.lines, "total_discount_cents": redeemed.total_cents,
-        "refused": refused, "unknown_skus": [s for s in skus if s not in products],
+        "basket_id": req.basket_id,
+        "store_id": req.store_id,
+        "customer_id": customer_id,
+        "list_ids": lists,
+        "lines": redeemed.lines,
+        "total_discount_cents": redeemed.total_cents,
+        "refused": refused,
+        "unknown_skus": [s for s in skus if s not in products],
     }
     claim["response"] = json.dumps(response, separators=(",", ":"))
     if sqlite:
         _run(conn, _CLAIM, claim)
     else:
-        _run(conn, "UPDATE checkouts SET response_json = :response WHERE store_id = :store AND basket_id = :basket",
-             claim)
+        _run(
+            conn,
+            "UPDATE checkouts SET response_json = :response WHERE store_id = :store AND basket_id = :basket",
+            claim,
+        )
     return response
 
 
-def _resolve_lists(conn: sa.Connection, sqlite: bool, req: CheckoutRequest,
-                   codes: list[tuple[str, int | None, str | None]], day: dt.date):
+def _resolve_lists(
+    conn: sa.Connection,
+    sqlite: bool,
+    req: CheckoutRequest,
+    codes: list[tuple[str, int | None, str | None]],
+    day: dt.date,
+):
     """(list ids, customer_key, customer_id, refused) for the card and the codes of a basket.
 
     A card finds the customer's lists valid on `day`, as scanning them would; codes of
@@ -510,19 +617,26 @@ def _resolve_lists(conn: sa.Connection, sqlite: bool, req: CheckoutRequest,
     refused: list[dict] = []
     customer_key = customer_id = None
     if req.card_number:
-        found = _rows(conn, "SELECT customer_key, customer_id FROM customers WHERE card_number = :card",
-                      {"card": req.card_number})
+        found = _rows(
+            conn, "SELECT customer_key, customer_id FROM customers WHERE card_number = :card", {"card": req.card_number}
+        )
         if not found:
             refused.append({"code": None, "card": mask_card(req.card_number), "error": "unknown"})
         else:
             customer_key, customer_id = found[0]["customer_key"], found[0]["customer_id"]
-            current = _rows(conn, "SELECT list_id FROM lists WHERE customer_key = :ck AND status = 'active' "
-                                  "AND valid_from <= :day AND valid_to >= :day ORDER BY list_id",
-                            {"ck": customer_key, "day": sql_value(day, sqlite)})
+            current = _rows(
+                conn,
+                "SELECT list_id FROM lists WHERE customer_key = :ck AND status = 'active' "
+                "AND valid_from <= :day AND valid_to >= :day ORDER BY list_id",
+                {"ck": customer_key, "day": sql_value(day, sqlite)},
+            )
             lists.extend(int(r["list_id"]) for r in current)
     wanted = [list_id for _, list_id, error in codes if not error]
-    known = {int(r["list_id"]): r for r in _rows(conn, _LIST_SQL + "WHERE l.list_id IN :ids",
-                                                  {"ids": wanted}, ("ids",))} if wanted else {}
+    known = (
+        {int(r["list_id"]): r for r in _rows(conn, _LIST_SQL + "WHERE l.list_id IN :ids", {"ids": wanted}, ("ids",))}
+        if wanted
+        else {}
+    )
     for code, list_id, error in codes:
         if error:
             refused.append({"code": code, "error": error})
@@ -542,8 +656,9 @@ def _resolve_lists(conn: sa.Connection, sqlite: bool, req: CheckoutRequest,
     return lists, customer_key, customer_id, refused
 
 
-def _redeem(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: dict, offers: list,
-            day: dt.date) -> Redeemed:
+def _redeem(
+    conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: dict, offers: list, day: dt.date
+) -> Redeemed:
     """Redeem what the basket earns by the rules of `coupons.redemption`, each use inserted as it is obtained.
 
     The uses other baskets hold are read first; the rules then ask `_Uses.obtain` for each
@@ -551,34 +666,56 @@ def _redeem(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: d
     lane may have taken one since the read), so the discounts returned are exactly those
     redeemed.
     """
-    rules = [Offer(int(o["offer_id"]), o["kind"], o["product_key"], o["category"], int(o["discount_cents"]),
-                   int(o["max_uses"]), None if o["min_spend_cents"] is None else int(o["min_spend_cents"]))
-             for o in offers]
+    rules = [
+        Offer(
+            int(o["offer_id"]),
+            o["kind"],
+            o["product_key"],
+            o["category"],
+            int(o["discount_cents"]),
+            int(o["max_uses"]),
+            None if o["min_spend_cents"] is None else int(o["min_spend_cents"]),
+        )
+        for o in offers
+    ]
     taken: dict[int, set[int]] = {}
-    for r in _rows(conn, "SELECT offer_id, use_no FROM redemptions WHERE offer_id IN :ids AND voided = 0",
-                   {"ids": [o.offer_id for o in rules] or [-1]}, ("ids",)):
+    for r in _rows(
+        conn,
+        "SELECT offer_id, use_no FROM redemptions WHERE offer_id IN :ids AND voided = 0",
+        {"ids": [o.offer_id for o in rules] or [-1]},
+        ("ids",),
+    ):
         taken.setdefault(int(r["offer_id"]), set()).add(int(r["use_no"]))
     lines = []
     for item in req.items:
         product = products.get(item.sku)
-        lines.append(Line(item.sku, item.quantity, item.amount_cents,
-                          None if product is None else product["product_key"],
-                          None if product is None else product["category"]))
+        lines.append(
+            Line(
+                item.sku,
+                item.quantity,
+                item.amount_cents,
+                None if product is None else product["product_key"],
+                None if product is None else product["category"],
+            )
+        )
     uses = _Uses(conn, sqlite, req, day, sum(o.max_uses for o in rules))
     redeemed = redeem(lines, rules, taken, uses.obtain)
     uses.flush()
     return redeemed
 
 
-_INSERT_USE_SQL = ("INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, redeemed_on, "
-                   "discount_cents, voided, created_at) VALUES (:id, :offer, :use, :store, :basket, :day, :amount, "
-                   "0, :at)")
+_INSERT_USE_SQL = (
+    "INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, redeemed_on, "
+    "discount_cents, voided, created_at) VALUES (:id, :offer, :use, :store, :basket, :day, :amount, "
+    "0, :at)"
+)
 _INSERT_USE = sa.text(_INSERT_USE_SQL)
 
 
 # The conflict target names the partial index's predicate, so both databases infer it.
-_INSERT_USE_IF_FREE = sa.text(_INSERT_USE_SQL + " ON CONFLICT (offer_id, use_no) WHERE voided = 0 DO NOTHING "
-                                                 "RETURNING use_no")
+_INSERT_USE_IF_FREE = sa.text(
+    _INSERT_USE_SQL + " ON CONFLICT (offer_id, use_no) WHERE voided = 0 DO NOTHING RETURNING use_no"
+)
 
 
 class _Uses:
@@ -594,13 +731,17 @@ class _Uses:
 
     def __init__(self, conn: sa.Connection, sqlite: bool, req: CheckoutRequest, day: dt.date, size: int):
         self.conn, self.sqlite, self.size = conn, sqlite, max(1, size)
-        self.common = {"store": req.store_id, "basket": req.basket_id, "day": sql_value(day, sqlite),
-                       "at": sql_value(utc_now(), sqlite)}
+        self.common = {
+            "store": req.store_id,
+            "basket": req.basket_id,
+            "day": sql_value(day, sqlite),
+            "at": sql_value(utc_now(), sqlite),
+        }
         self.next_id = self.end_id = 0
         self.pending: list[dict] = []
 
     def _id(self) -> int:
-        if self.next_id >= self.end_id:            # allocated only once a use is attempted
+        if self.next_id >= self.end_id:  # allocated only once a use is attempted
             self.next_id = allocate_keys(self.conn, "redemptions", self.size)
             self.end_id = self.next_id + self.size
         self.next_id += 1
@@ -609,8 +750,10 @@ class _Uses:
     def obtain(self, offer_id: int, free: list[int], amounts: list[int]) -> int:
         """Redeem one use per amount on the `free` use numbers; how many were obtained."""
         if self.sqlite:
-            rows = [{**self.common, "id": self._id(), "offer": offer_id, "use": use_no, "amount": amount}
-                    for use_no, amount in zip(free, amounts)]
+            rows = [
+                {**self.common, "id": self._id(), "offer": offer_id, "use": use_no, "amount": amount}
+                for use_no, amount in zip(free, amounts)
+            ]
             self.pending.extend(rows)
             return len(rows)
         got = 0
@@ -619,7 +762,7 @@ class _Uses:
                 row = {**self.common, "id": self._id(), "offer": offer_id, "use": free.pop(0), "amount": amount}
                 if self.conn.execute(_INSERT_USE_IF_FREE, row).first() is not None:
                     got += 1
-                    break                                      # else another lane has this use: next number
+                    break  # else another lane has this use: next number
             else:
                 return got
         return got
@@ -631,6 +774,7 @@ class _Uses:
 
 
 # ---------------------------------------------------------------- void
+
 
 def void(engine: sa.Engine, store_id: str, basket_id: str) -> dict:
     """Reverse the checkout of a basket: release its redemptions, mark it void in history.
@@ -651,15 +795,28 @@ def void(engine: sa.Engine, store_id: str, basket_id: str) -> dict:
         seen = _rows(conn, "SELECT voided_at FROM checkouts WHERE store_id = :store AND basket_id = :basket", key)
         if not seen:
             raise CheckoutRefused("unknown_basket", f"no checkout of basket {basket_id} in store {store_id}")
-        result = {"store_id": store_id, "basket_id": basket_id, "voided": True, "already_voided": False,
-                  "released_redemptions": 0, "released_discount_cents": 0}
+        result = {
+            "store_id": store_id,
+            "basket_id": basket_id,
+            "voided": True,
+            "already_voided": False,
+            "released_redemptions": 0,
+            "released_discount_cents": 0,
+        }
         if seen[0]["voided_at"] is not None:
             return {**result, "already_voided": True}
-        released = _rows(conn, "SELECT count(*) AS n, CAST(coalesce(sum(discount_cents), 0) AS BIGINT) AS cents "
-                               "FROM redemptions "
-                               "WHERE store_id = :store AND basket_id = :basket AND voided = 0", key)[0]
+        released = _rows(
+            conn,
+            "SELECT count(*) AS n, CAST(coalesce(sum(discount_cents), 0) AS BIGINT) AS cents "
+            "FROM redemptions "
+            "WHERE store_id = :store AND basket_id = :basket AND voided = 0",
+            key,
+        )[0]
         _run(conn, "UPDATE redemptions SET voided = 1 WHERE store_id = :store AND basket_id = :basket", key)
         _run(conn, "UPDATE baskets SET voided = 1 WHERE store_id = :store AND basket_id = :basket", key)
-        _run(conn, ("UPDATE checkouts SET voided_at = :at WHERE store_id = :store AND basket_id = :basket"),
-                     {**key, "at": sql_value(utc_now(), is_sqlite(engine))})
+        _run(
+            conn,
+            ("UPDATE checkouts SET voided_at = :at WHERE store_id = :store AND basket_id = :basket"),
+            {**key, "at": sql_value(utc_now(), is_sqlite(engine))},
+        )
     return {**result, "released_redemptions": int(released["n"]), "released_discount_cents": int(released["cents"])}

@@ -28,17 +28,39 @@ from engine.config import CheckoutSettings
 from engine.errors import EngineError
 from engine.zones import from_iso
 
-__all__ = ["REASON_STATUS", "CheckoutRefused", "CheckoutRequest", "ScanRequest", "VoidRequest", "Item",
-           "parse_request", "request_sha256"]
+__all__ = [
+    "REASON_STATUS",
+    "CheckoutRefused",
+    "CheckoutRequest",
+    "ScanRequest",
+    "VoidRequest",
+    "Item",
+    "parse_request",
+    "request_sha256",
+]
 
 # Refusal reason -> HTTP status the service answers with (the library raises the word; the
 # status travels on the exception, so every caller answers from this one table).
 REASON_STATUS = {
-    "malformed_json": 400, "invalid_request": 422, "too_many_items": 422, "clock_skew": 422,
-    "bad_check": 400, "unknown": 404, "expired": 410, "revoked": 410, "not_yet_valid": 409,
-    "unknown_store": 404, "unknown_basket": 404, "conflict": 409, "voided": 409,
-    "basket_exists": 409, "unauthorized": 401, "forbidden": 403, "too_large": 413,
-    "too_many_failed_checks": 429, "busy": 503,
+    "malformed_json": 400,
+    "invalid_request": 422,
+    "too_many_items": 422,
+    "clock_skew": 422,
+    "bad_check": 400,
+    "unknown": 404,
+    "expired": 410,
+    "revoked": 410,
+    "not_yet_valid": 409,
+    "unknown_store": 404,
+    "unknown_basket": 404,
+    "conflict": 409,
+    "voided": 409,
+    "basket_exists": 409,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "too_large": 413,
+    "too_many_failed_checks": 429,
+    "busy": 503,
 }
 
 
@@ -53,13 +75,14 @@ class CheckoutRefused(EngineError):
         self.reason = reason
         self.detail = detail
         self.status = REASON_STATUS.get(reason, 400)
-        self.retry_after = retry_after          # seconds, for the Retry-After header (429, 503)
+        self.retry_after = retry_after  # seconds, for the Retry-After header (429, 503)
 
     def as_dict(self) -> dict[str, str]:
         return {"error": self.reason, "detail": self.detail}
 
 
 # ---------------------------------------------------------------- request shapes
+
 
 def _printable(value: str) -> str:
     # NUL and other control characters: PostgreSQL refuses NUL in text (a 500 that logged the
@@ -84,14 +107,17 @@ class Item(_Strict):
 
     sku: _Text
     quantity: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = Field(
-        description="units (or kilograms for weighed goods); > 0 — returns go through the import")
-    amount_cents: Annotated[int, Field(strict=True, ge=0)] = Field(description="price of the line before listwise discounts")
+        description="units (or kilograms for weighed goods); > 0 — returns go through the import"
+    )
+    amount_cents: Annotated[int, Field(strict=True, ge=0)] = Field(
+        description="price of the line before listwise discounts"
+    )
 
 
 def _iso_text(value: Any) -> Any:
     if not isinstance(value, (str, dt.datetime)):
         raise ValueError("must be an ISO timestamp text, e.g. 2025-03-04T10:15:00 or 2025-03-04T10:15:00-05:00")
-    return from_iso(value) if isinstance(value, str) else value     # `Z` kept apart from +00:00
+    return from_iso(value) if isinstance(value, str) else value  # `Z` kept apart from +00:00
 
 
 def _local_timestamp(value: dt.datetime) -> dt.datetime:
@@ -101,20 +127,21 @@ def _local_timestamp(value: dt.datetime) -> dt.datetime:
     return value
 
 
-
-
 class CheckoutRequest(_Strict):
     """`POST /v1/checkout`: a basket at the lane, with the list codes scanned and the card."""
 
     store_id: _Text
     lane: Annotated[int, Field(strict=True, ge=0, le=100_000)] | None = None
     basket_id: _Text
-    timestamp: dt.datetime = Field(description="time of the basket: store-local, or with an offset or Z "
-                                               "(converted to the store's zone); validity is judged at the "
-                                               "server's clock, at this time only within the tolerance")
+    timestamp: dt.datetime = Field(
+        description="time of the basket: store-local, or with an offset or Z "
+        "(converted to the store's zone); validity is judged at the "
+        "server's clock, at this time only within the tolerance"
+    )
     codes: Annotated[list[_Code], Field(max_length=100)] = []
-    card_number: Annotated[str, Field(strict=True, min_length=1, max_length=32),
-                           AfterValidator(_printable)] | None = None
+    card_number: Annotated[str, Field(strict=True, min_length=1, max_length=32), AfterValidator(_printable)] | None = (
+        None
+    )
     items: Annotated[list[Item], Field(min_length=1)]
 
     @field_validator("timestamp", mode="before")
@@ -190,11 +217,14 @@ def parse_request(body: CheckoutRequest | dict | str | bytes, settings: Checkout
         raise CheckoutRefused("invalid_request", f"codes: {len(body.codes)} codes, at most {settings.max_codes}")
     for i, item in enumerate(body.items):
         if item.quantity > settings.max_line_quantity:
-            raise CheckoutRefused("invalid_request", f"items.{i}.quantity: {item.quantity} is above "
-                                                     f"{settings.max_line_quantity}")
+            raise CheckoutRefused(
+                "invalid_request", f"items.{i}.quantity: {item.quantity} is above {settings.max_line_quantity}"
+            )
         if item.amount_cents > settings.max_line_amount_cents:
-            raise CheckoutRefused("invalid_request", f"items.{i}.amount_cents: {item.amount_cents} is above "
-                                                     f"{settings.max_line_amount_cents}")
+            raise CheckoutRefused(
+                "invalid_request",
+                f"items.{i}.amount_cents: {item.amount_cents} is above {settings.max_line_amount_cents}",
+            )
     return body
 
 

@@ -44,9 +44,21 @@ from cycles.params import ProfileParams, ValueParams
 from engine.errors import ConfigError
 
 __all__ = [
-    "Settings", "BatchSettings", "CycleSettings", "ValueSettings", "OfferSettings",
-    "Campaign", "PrintSettings", "CheckoutSettings", "ExtractSettings",
-    "load_settings", "resolve_secret", "redact_url", "public_settings", "validate_settings", "DEFAULT_DATABASE_URL",
+    "Settings",
+    "BatchSettings",
+    "CycleSettings",
+    "ValueSettings",
+    "OfferSettings",
+    "Campaign",
+    "PrintSettings",
+    "CheckoutSettings",
+    "ExtractSettings",
+    "load_settings",
+    "resolve_secret",
+    "redact_url",
+    "public_settings",
+    "validate_settings",
+    "DEFAULT_DATABASE_URL",
     "from_table",
 ]
 
@@ -62,9 +74,9 @@ class BatchSettings(BatchRules):
     """``[batch]``: the list rules of `coupons.rules.BatchRules` (threshold_cents, qualifying_weeks,
     holdout_share, max_offers, chain_budget_cents, max_uses) and the engine's own keys below."""
 
-    period_days: int = 14                 # length of a list period
-    first_period_start: str = ""          # ISO date of the first period; "" = the Monday after the last purchase
-    out_dir: str = "batches"              # batch files go to <out_dir>/<period-start>/
+    period_days: int = 14  # length of a list period
+    first_period_start: str = ""  # ISO date of the first period; "" = the Monday after the last purchase
+    out_dir: str = "batches"  # batch files go to <out_dir>/<period-start>/
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,7 @@ class CycleSettings(ProfileParams):
     window_days, min_occasions, national_max_store_share, store_min_store_share, volume_cuts,
     brand_prior_occasions) and how the engine runs it (`engine.profiles`)."""
 
-    partitions: int = 1                   # customer hash partitions (customer_key % n) the profile is computed in
+    partitions: int = 1  # customer hash partitions (customer_key % n) the profile is computed in
     # p_buy_in_window from 'ranker' (cycles.ranker, learnt from the chain's past windows; beats frequency on
     # real data) or 'renewal' (the purchase-cycle model alone); next_expected_on is the renewal model's either way
     p_buy_model: str = "ranker"
@@ -81,39 +93,40 @@ class CycleSettings(ProfileParams):
 
 @dataclass(frozen=True)
 class PrintSettings:
-    page_size: str = "letter"             # 'letter' or 'a4'
-    aisle_order: tuple[str, ...] = ()     # departments in the store's aisle order; others follow A-Z
-    font_path: str = ""                   # TrueType font to embed; "" = the bundled one
-    barcode_module_pt: float = 1.44       # Code 128 module width: 20 mil, whole dots at 150/200/300/600 dpi
-    list_files: bool = True               # also write one PDF per list (the merged print files are always written)
-    workers: int = 0                      # processes that render a batch; 0 = one per core
+    page_size: str = "letter"  # 'letter' or 'a4'
+    aisle_order: tuple[str, ...] = ()  # departments in the store's aisle order; others follow A-Z
+    font_path: str = ""  # TrueType font to embed; "" = the bundled one
+    barcode_module_pt: float = 1.44  # Code 128 module width: 20 mil, whole dots at 150/200/300/600 dpi
+    list_files: bool = True  # also write one PDF per list (the merged print files are always written)
+    workers: int = 0  # processes that render a batch; 0 = one per core
     # the needs section: categories the customer likely buys in the period (`coupons.needs`), at least this
     # p_buy_in_window, at most this many lines a list (0 = no needs section)
     needs_min_p_buy: float = 0.5
     needs_max_lines: int = 10
     # one line of terms under every page; {valid_from} and {valid_to} are the list's period
-    terms: str = ("Specials valid {valid_from} to {valid_to} on the item shown, one use a visit; "
-                  "not exchangeable for cash.")
-    opt_out: str = "No more lists? Tell any cashier and we will stop sending them."   # how to opt out
-    html_files: bool = True               # also write each printed list as a self-contained HTML page
-    email_files: bool = True              # and an RFC 5322 message (.eml, written, not sent) for customers with an e-mail
-    email_from: str = ""                  # From: of those messages; "" = "<chain_name> <lists@localhost>"
+    terms: str = (
+        "Specials valid {valid_from} to {valid_to} on the item shown, one use a visit; not exchangeable for cash."
+    )
+    opt_out: str = "No more lists? Tell any cashier and we will stop sending them."  # how to opt out
+    html_files: bool = True  # also write each printed list as a self-contained HTML page
+    email_files: bool = True  # and an RFC 5322 message (.eml, written, not sent) for customers with an e-mail
+    email_from: str = ""  # From: of those messages; "" = "<chain_name> <lists@localhost>"
 
 
 @dataclass(frozen=True)
 class CheckoutSettings:
-    max_body_bytes: int = 256 * 1024      # larger request bodies are refused (413) before parsing
-    max_items: int = 500                  # items in one checkout, at most
+    max_body_bytes: int = 256 * 1024  # larger request bodies are refused (413) before parsing
+    max_items: int = 500  # items in one checkout, at most
     # A basket whose timestamp is further than this from the server's clock (in the store's zone) is
     # refused (clock_skew). 24 h lets a store-and-forward lane send yesterday's baskets after an outage;
     # 0 = no such refusal. Offers are judged at the server's clock either way (clock_tolerance_minutes).
     max_clock_skew_minutes: int = 24 * 60
-    max_codes: int = 20                   # list codes in one checkout, at most
-    max_line_quantity: float = 1000.0     # a line above this many units (or kg) is refused as absurd
+    max_codes: int = 20  # list codes in one checkout, at most
+    max_line_quantity: float = 1000.0  # a line above this many units (or kg) is refused as absurd
     max_line_amount_cents: int = 1_000_000  # a line above this ($10,000) is refused as absurd
-    key_cache_seconds: float = 0.0        # the service remembers a key's store this long; 0 = look up every request
-    wal_checkpoint_seconds: float = 1.0   # SQLite: the service checkpoints the WAL in the background this often;
-                                          # 0 = SQLite's own checkpoint inside a commit (a lane waits for it)
+    key_cache_seconds: float = 0.0  # the service remembers a key's store this long; 0 = look up every request
+    wal_checkpoint_seconds: float = 1.0  # SQLite: the service checkpoints the WAL in the background this often;
+    # 0 = SQLite's own checkpoint inside a commit (a lane waits for it)
     # Offers are judged at the basket's timestamp only as far as it lies within this of the server's
     # clock; beyond, at the server's clock minus/plus this (a backdated basket gets no expired offer).
     clock_tolerance_minutes: int = 15
@@ -130,8 +143,8 @@ class CheckoutSettings:
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    min_group: int = 50                   # smallest group a manufacturer may see (never below 10)
-    confidence: float = 0.95              # two-sided level of the lift intervals (treated vs hold-out)
+    min_group: int = 50  # smallest group a manufacturer may see (never below 10)
+    confidence: float = 0.95  # two-sided level of the lift intervals (treated vs hold-out)
 
 
 @dataclass(frozen=True)
@@ -142,7 +155,7 @@ class Settings:
     # The default UTC suits only a chain whose exports carry no offsets or whose stores keep UTC.
     timezone: str = "UTC"
     database_url: str = DEFAULT_DATABASE_URL
-    secret: str = ""                      # HMAC key for list codes; prefer LISTWISE_SECRET
+    secret: str = ""  # HMAC key for list codes; prefer LISTWISE_SECRET
     secret_file: str = "listwise.secret"  # where `listwise init` keeps a generated secret
     batch: BatchSettings = BatchSettings()
     cycles: CycleSettings = CycleSettings()
@@ -155,8 +168,9 @@ class Settings:
 
     def plan_rules(self) -> PlanRules:
         """What the offer plan reads of these settings (`coupons.build.plan_offers`)."""
-        return PlanRules(margin_share=self.value.margin_share, offers=self.offers, campaigns=self.campaigns,
-                         batch=self.batch)
+        return PlanRules(
+            margin_share=self.value.margin_share, offers=self.offers, campaigns=self.campaigns, batch=self.batch
+        )
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -164,7 +178,7 @@ def _default(f: dataclasses.Field) -> Any:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
-    return None                       # a required field (Campaign.category): any str
+    return None  # a required field (Campaign.category): any str
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -230,12 +244,14 @@ def load_settings(path: str | Path | None = None, database_url: str | None = Non
 
 def _fraction(lo_open: bool = False, hi_open: bool = False):
     def ok(v: float) -> bool:
-        return (0 < v if lo_open else 0 <= v) and (v < 1 if hi_open else v <= 1)
+        return (v > 0 if lo_open else v >= 0) and (v < 1 if hi_open else v <= 1)
+
     return ok
 
 
 def _zone_ok(name: str) -> bool:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -245,6 +261,7 @@ def _zone_ok(name: str) -> bool:
 
 def _iso_or_empty(text: str) -> bool:
     import datetime as dt
+
     try:
         return text == "" or bool(dt.date.fromisoformat(text))
     except ValueError:
@@ -259,39 +276,59 @@ def validate_settings(settings: Settings, where: str = "settings") -> Settings:
     `coupons.rules`); their error becomes ours here, with the section in the key's name.
     """
     b, c, x, k, p = settings.batch, settings.cycles, settings.extracts, settings.checkout, settings.printing
-    positive = (lambda n: n >= 1)
-    non_negative = (lambda n: n >= 0)
-    _check_rules(where, [
-        ("timezone", settings.timezone, _zone_ok, "an IANA time zone name such as 'America/New_York'"),
-        ("batch.period_days", b.period_days, positive, ">= 1"),
-    ])
+    positive = lambda n: n >= 1
+    non_negative = lambda n: n >= 0
+    _check_rules(
+        where,
+        [
+            ("timezone", settings.timezone, _zone_ok, "an IANA time zone name such as 'America/New_York'"),
+            ("batch.period_days", b.period_days, positive, ">= 1"),
+        ],
+    )
     _check_params(where, "batch", b)
-    _check_rules(where, [
-        ("batch.first_period_start", b.first_period_start, _iso_or_empty, "an ISO date (YYYY-MM-DD) or empty"),
-    ])
+    _check_rules(
+        where,
+        [
+            ("batch.first_period_start", b.first_period_start, _iso_or_empty, "an ISO date (YYYY-MM-DD) or empty"),
+        ],
+    )
     _check_params(where, "cycles", c)
-    _check_rules(where, [
-        ("cycles.partitions", c.partitions, positive, ">= 1"),
-        ("cycles.p_buy_model", c.p_buy_model, lambda m: m in ("ranker", "renewal"), "'ranker' or 'renewal'"),
-    ])
+    _check_rules(
+        where,
+        [
+            ("cycles.partitions", c.partitions, positive, ">= 1"),
+            ("cycles.p_buy_model", c.p_buy_model, lambda m: m in ("ranker", "renewal"), "'ranker' or 'renewal'"),
+        ],
+    )
     _check_params(where, "value", settings.value)
     _check_params(where, "offers", settings.offers)
-    _check_rules(where, [
-        ("printing.needs_min_p_buy", p.needs_min_p_buy, _fraction(), "in [0, 1]"),
-        ("printing.needs_max_lines", p.needs_max_lines, non_negative, ">= 0"),
-        ("extracts.min_group", x.min_group, lambda n: n >= 10, ">= 10"),
-        ("extracts.confidence", x.confidence, _fraction(lo_open=True, hi_open=True), "in (0, 1)"),
-        ("checkout.max_items", k.max_items, positive, ">= 1"),
-        ("checkout.max_codes", k.max_codes, positive, ">= 1"),
-        ("checkout.max_clock_skew_minutes", k.max_clock_skew_minutes, non_negative, ">= 0"),
-        ("checkout.clock_tolerance_minutes", k.clock_tolerance_minutes, lambda n: 0 <= n <= 24 * 60,
-         "in [0, 1440] (minutes)"),
-        ("checkout.max_failed_checks_per_key", k.max_failed_checks_per_key, positive, ">= 1"),
-        ("checkout.max_failed_checks_per_lane", k.max_failed_checks_per_lane, positive, ">= 1"),
-        ("checkout.failed_checks_window_seconds", k.failed_checks_window_seconds, lambda n: 1 <= n <= 86400,
-         "in [1, 86400] (seconds)"),
-        ("checkout.lock_wait_seconds", k.lock_wait_seconds, lambda n: 0 < n <= 600, "in (0, 600] (seconds)"),
-    ])
+    _check_rules(
+        where,
+        [
+            ("printing.needs_min_p_buy", p.needs_min_p_buy, _fraction(), "in [0, 1]"),
+            ("printing.needs_max_lines", p.needs_max_lines, non_negative, ">= 0"),
+            ("extracts.min_group", x.min_group, lambda n: n >= 10, ">= 10"),
+            ("extracts.confidence", x.confidence, _fraction(lo_open=True, hi_open=True), "in (0, 1)"),
+            ("checkout.max_items", k.max_items, positive, ">= 1"),
+            ("checkout.max_codes", k.max_codes, positive, ">= 1"),
+            ("checkout.max_clock_skew_minutes", k.max_clock_skew_minutes, non_negative, ">= 0"),
+            (
+                "checkout.clock_tolerance_minutes",
+                k.clock_tolerance_minutes,
+                lambda n: 0 <= n <= 24 * 60,
+                "in [0, 1440] (minutes)",
+            ),
+            ("checkout.max_failed_checks_per_key", k.max_failed_checks_per_key, positive, ">= 1"),
+            ("checkout.max_failed_checks_per_lane", k.max_failed_checks_per_lane, positive, ">= 1"),
+            (
+                "checkout.failed_checks_window_seconds",
+                k.failed_checks_window_seconds,
+                lambda n: 1 <= n <= 86400,
+                "in [1, 86400] (seconds)",
+            ),
+            ("checkout.lock_wait_seconds", k.lock_wait_seconds, lambda n: 0 < n <= 600, "in (0, 600] (seconds)"),
+        ],
+    )
     for i, campaign in enumerate(settings.campaigns):
         _check_params(where, f"campaigns[{i}]", campaign)
     return settings
@@ -331,12 +368,15 @@ def resolve_secret(settings: Settings, create: bool = False) -> bytes:
     if path.exists():
         text = path.read_text(encoding="utf-8").strip()
         if not text:
-            raise ConfigError(f"{path}: the secret file is empty; restore it from a backup (a new secret "
-                              "would invalidate every printed code)")
+            raise ConfigError(
+                f"{path}: the secret file is empty; restore it from a backup (a new secret "
+                "would invalidate every printed code)"
+            )
         return text.encode()
     if not create:
         raise ConfigError(
-            f"no secret: set LISTWISE_SECRET, 'secret' in listwise.toml, or run 'listwise init' to create {path}")
+            f"no secret: set LISTWISE_SECRET, 'secret' in listwise.toml, or run 'listwise init' to create {path}"
+        )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(secrets.token_hex(32) + "\n")
@@ -347,6 +387,7 @@ def redact_url(url: str) -> str:
     """`url` with its password replaced by ***, for logs, summaries and `listwise settings`."""
     try:
         from sqlalchemy.engine import make_url
+
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - not a URL we can parse: show nothing of it
         return "***"
@@ -354,6 +395,7 @@ def redact_url(url: str) -> str:
 
 def public_settings(settings: Settings) -> dict[str, Any]:
     """The settings as a dict with nothing secret in it: no secret, no database password."""
-    shown = dataclasses.replace(settings, secret="***" if settings.secret else "",
-                                database_url=redact_url(settings.database_url))
+    shown = dataclasses.replace(
+        settings, secret="***" if settings.secret else "", database_url=redact_url(settings.database_url)
+    )
     return dataclasses.asdict(shown)

@@ -23,9 +23,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import polars as pl
 import sqlalchemy as sa
@@ -35,9 +35,27 @@ from engine.errors import StateError
 from engine.values import iso_date
 
 __all__ = [
-    "connect", "init_schema", "schema_statements", "allocate_keys", "bulk_session", "BulkSession", "Gateway",
-    "read_frame", "typed", "Schema", "utc_now", "is_sqlite", "require_schema", "require_database", "shown",
-    "PRODUCT_SCHEMA", "CUSTOMER_SCHEMA", "LINE_SCHEMA", "DEAL_SCHEMA", "HISTORY_COLUMNS", "with_products",
+    "connect",
+    "init_schema",
+    "schema_statements",
+    "allocate_keys",
+    "bulk_session",
+    "BulkSession",
+    "Gateway",
+    "read_frame",
+    "typed",
+    "Schema",
+    "utc_now",
+    "is_sqlite",
+    "require_schema",
+    "require_database",
+    "shown",
+    "PRODUCT_SCHEMA",
+    "CUSTOMER_SCHEMA",
+    "LINE_SCHEMA",
+    "DEAL_SCHEMA",
+    "HISTORY_COLUMNS",
+    "with_products",
 ]
 
 
@@ -54,7 +72,7 @@ def is_sqlite(url: str | sa.Engine) -> bool:
 def _normalise(url: str) -> str:
     u = make_url(url)
     if u.get_backend_name() == "postgresql" and u.drivername == "postgresql":
-        u = u.set(drivername="postgresql+psycopg")   # psycopg 3 is the driver we ship
+        u = u.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
     return u.render_as_string(hide_password=False)
 
 
@@ -70,21 +88,24 @@ def connect(url: str, pooled: bool = False) -> sa.Engine:
     """
     if is_sqlite(url) and not pooled:
         engine = sa.create_engine(_normalise(url), poolclass=sa.pool.NullPool)
-    elif is_sqlite(url):      # a process that never opens ADBC (the checkout service)
-        engine = sa.create_engine(_normalise(url), poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=28,
-                                  pool_timeout=30)
+    elif is_sqlite(url):  # a process that never opens ADBC (the checkout service)
+        engine = sa.create_engine(
+            _normalise(url), poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=28, pool_timeout=30
+        )
     else:
         engine = sa.create_engine(_normalise(url), pool_pre_ping=True)
     if is_sqlite(engine):
+
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
-            dbapi_conn.isolation_level = None      # we issue BEGIN ourselves
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=NORMAL"):
                 dbapi_conn.execute(f"PRAGMA {pragma}")
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn):  # noqa: ANN001
             conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+
     return engine
 
 
@@ -132,13 +153,17 @@ def require_schema(engine: sa.Engine) -> None:
     but `init` ever leaves an empty database file behind.
     """
     u = engine.url
-    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
-            and not u.database.startswith("file:") and not Path(u.database).is_file():
-        raise StateError(f"database {u.render_as_string(hide_password=True)} does not exist: "
-                         "run 'listwise init' first")
+    if (
+        u.get_backend_name() == "sqlite"
+        and u.database not in (None, "", ":memory:")
+        and not u.database.startswith("file:")
+        and not Path(u.database).is_file()
+    ):
+        raise StateError(f"database {u.render_as_string(hide_password=True)} does not exist: run 'listwise init' first")
     if not sa.inspect(engine).has_table("sequences"):
-        raise StateError(f"database {engine.url.render_as_string(hide_password=True)} is not "
-                         "initialised: run 'listwise init' first")
+        raise StateError(
+            f"database {engine.url.render_as_string(hide_password=True)} is not initialised: run 'listwise init' first"
+        )
 
 
 def shown(url: str) -> str:
@@ -156,7 +181,7 @@ def require_database(url: str) -> None:
         db.require()
 
 
-def allocate_keys(conn: "sa.Connection | BulkSession", name: str, n: int, above: int = 0) -> int:
+def allocate_keys(conn: sa.Connection | BulkSession, name: str, n: int, above: int = 0) -> int:
     """Reserve `n` consecutive keys of sequence `name`; returns the first.
 
     Runs inside the caller's transaction, a SQLAlchemy connection's or a `BulkSession`'s: on
@@ -167,8 +192,9 @@ def allocate_keys(conn: "sa.Connection | BulkSession", name: str, n: int, above:
     """
     run = conn.run if isinstance(conn, BulkSession) else _run_named(conn)
     run("INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING", name=name)
-    rows = run("UPDATE sequences SET next_value = next_value + :n WHERE name = :name RETURNING next_value",
-               n=n, name=name)
+    rows = run(
+        "UPDATE sequences SET next_value = next_value + :n WHERE name = :name RETURNING next_value", n=n, name=name
+    )
     first = int(rows[0][0]) - n
     if first <= above:
         first = int(above) + 1
@@ -180,6 +206,7 @@ def _run_named(conn: sa.Connection):  # noqa: ANN202 - the shape of BulkSession.
     def run(sql: str, **params) -> list[tuple]:  # noqa: ANN003
         result = conn.execute(sa.text(sql), params)
         return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
+
     return run
 
 
@@ -205,8 +232,10 @@ def typed(frame: pl.DataFrame, schema: Schema, what: str = "query") -> pl.DataFr
     missing = [c for c in schema if c not in frame.columns]
     extra = [c for c in frame.columns if c not in schema]
     if missing or extra:
-        raise StateError(f"{what}: columns {frame.columns} do not match the expected {list(schema)} "
-                         f"(missing {missing}, unexpected {extra})")
+        raise StateError(
+            f"{what}: columns {frame.columns} do not match the expected {list(schema)} "
+            f"(missing {missing}, unexpected {extra})"
+        )
     if frame.height == 0:
         return pl.DataFrame(schema={c: (d() if isinstance(d, type) else d) for c, d in schema.items()})
     columns = []
@@ -215,8 +244,9 @@ def typed(frame: pl.DataFrame, schema: Schema, what: str = "query") -> pl.DataFr
         try:
             columns.append(_convert(column, dtype() if isinstance(dtype, type) else dtype))
         except (pl.exceptions.PolarsError, ValueError) as exc:
-            raise StateError(f"{what}: column {name!r} holds {column.dtype} values that are not "
-                             f"{dtype}: {str(exc).splitlines()[0]}") from exc
+            raise StateError(
+                f"{what}: column {name!r} holds {column.dtype} values that are not {dtype}: {str(exc).splitlines()[0]}"
+            ) from exc
     return pl.DataFrame(columns)
 
 
@@ -245,8 +275,7 @@ def _convert(column: pl.Series, dtype: pl.DataType) -> pl.Series:
     return column.cast(dtype, strict=True)
 
 
-def read_frame(conn: sa.Connection, sql: str, params: dict | None = None, *,
-               schema: Schema) -> pl.DataFrame:
+def read_frame(conn: sa.Connection, sql: str, params: dict | None = None, *, schema: Schema) -> pl.DataFrame:
     """A query's result as a polars frame of exactly `schema` (see `typed`).
 
     For small and medium results through SQLAlchemy; bulk reads use `BulkSession.read`.
@@ -269,6 +298,7 @@ def _what(sql: str) -> str:
 def _arrow_storage(table):  # noqa: ANN001, ANN202 - a pyarrow Table
     """Extension columns (PostgreSQL's numeric comes as an opaque text extension) as their storage."""
     import pyarrow as pa
+
     columns = []
     changed = False
     for column in table.columns:
@@ -294,16 +324,18 @@ class BulkSession:
         u = make_url(url)
         if u.get_backend_name() == "sqlite":
             import adbc_driver_sqlite.dbapi as driver
+
             self._conn = driver.connect(u.database or ":memory:", autocommit=True)
             self._cur = self._conn.cursor()
             self._cur.execute("PRAGMA busy_timeout=30000")
-            self._cur.execute("PRAGMA foreign_keys=OFF")   # validated before loading
+            self._cur.execute("PRAGMA foreign_keys=OFF")  # validated before loading
             # a large page cache keeps the baskets' indexes in memory while a bulk load
             # inserts into them in random key order
             self._cur.execute("PRAGMA cache_size=-524288")
             self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         else:
             import adbc_driver_postgresql.dbapi as driver
+
             libpq = u.set(drivername="postgresql").render_as_string(hide_password=False)
             self._conn = driver.connect(libpq)
             self._cur = self._conn.cursor()
@@ -320,11 +352,10 @@ class BulkSession:
     def run(self, sql: str, **params) -> list[tuple]:  # noqa: ANN003
         """`execute` with ``:name`` placeholders, as SQLAlchemy's text() takes them, on either database."""
         names = _PLACEHOLDER.findall(sql)
-        if self.sqlite:        # ? binds by position: a name used twice is bound twice
+        if self.sqlite:  # ? binds by position: a name used twice is bound twice
             return self.execute(_PLACEHOLDER.sub("?", sql), tuple(params[n] for n in names))
         number = {n: i for i, n in enumerate(dict.fromkeys(names), start=1)}
-        return self.execute(_PLACEHOLDER.sub(lambda m: f"${number[m.group(1)]}", sql),
-                            tuple(params[n] for n in number))
+        return self.execute(_PLACEHOLDER.sub(lambda m: f"${number[m.group(1)]}", sql), tuple(params[n] for n in number))
 
     def allocate_keys(self, name: str, n: int) -> int:
         """`allocate_keys` inside this bulk transaction."""
@@ -333,8 +364,9 @@ class BulkSession:
     def append(self, table: str, frame: pl.DataFrame, temporary: bool = False) -> None:
         """Append `frame`'s rows to `table`; `temporary`: a temporary table of this session, made on first use."""
         if frame.height:
-            self._cur.adbc_ingest(table, frame.rechunk().to_arrow(), mode="create_append" if temporary else "append",
-                                  temporary=temporary)
+            self._cur.adbc_ingest(
+                table, frame.rechunk().to_arrow(), mode="create_append" if temporary else "append", temporary=temporary
+            )
 
     def read(self, sql: str, schema: Schema | None = None) -> pl.DataFrame:
         """The result of `sql` as a polars frame of exactly `schema` (see `typed`).
@@ -384,34 +416,96 @@ def bulk_session(url: str, write: bool = True) -> Iterator[BulkSession]:
 # ---------------------------------------------------------------- the tables commands read as frames
 
 PRODUCT_SCHEMA: Schema = {
-    "product_key": pl.Int64, "sku": pl.String, "description": pl.String, "category": pl.String,
-    "department": pl.String, "brand": pl.String, "brand_type": pl.String, "manufacturer_id": pl.String,
-    "size": pl.String, "regular_price_cents": pl.Int64, "unit_cost_cents": pl.Int64}
+    "product_key": pl.Int64,
+    "sku": pl.String,
+    "description": pl.String,
+    "category": pl.String,
+    "department": pl.String,
+    "brand": pl.String,
+    "brand_type": pl.String,
+    "manufacturer_id": pl.String,
+    "size": pl.String,
+    "regular_price_cents": pl.Int64,
+    "unit_cost_cents": pl.Int64,
+}
 CUSTOMER_SCHEMA: Schema = {
-    "customer_key": pl.Int64, "customer_id": pl.String, "household_size": pl.Int64, "opted_out": pl.Boolean,
-    "joined_on": pl.Date, "has_card": pl.Boolean}
+    "customer_key": pl.Int64,
+    "customer_id": pl.String,
+    "household_size": pl.Int64,
+    "opted_out": pl.Boolean,
+    "joined_on": pl.Date,
+    "has_card": pl.Boolean,
+}
 LINE_SCHEMA: Schema = {
-    "customer_key": pl.Int64, "basket_key": pl.Int64, "day": pl.Date, "product_key": pl.Int64,
-    "quantity": pl.Float64, "amount_cents": pl.Int64, "discount_cents": pl.Int64}
-HISTORY_COLUMNS = ["customer_key", "basket_key", "day", "product_key", "sku", "category", "department", "brand",
-                   "brand_type", "manufacturer_id", "quantity", "amount_cents", "discount_cents",
-                   "regular_price_cents", "unit_cost_cents"]
+    "customer_key": pl.Int64,
+    "basket_key": pl.Int64,
+    "day": pl.Date,
+    "product_key": pl.Int64,
+    "quantity": pl.Float64,
+    "amount_cents": pl.Int64,
+    "discount_cents": pl.Int64,
+}
+HISTORY_COLUMNS = [
+    "customer_key",
+    "basket_key",
+    "day",
+    "product_key",
+    "sku",
+    "category",
+    "department",
+    "brand",
+    "brand_type",
+    "manufacturer_id",
+    "quantity",
+    "amount_cents",
+    "discount_cents",
+    "regular_price_cents",
+    "unit_cost_cents",
+]
 DEAL_SCHEMA: Schema = {
-    "deal_id": pl.String, "manufacturer_id": pl.String, "sku": pl.String, "category": pl.String,
-    "brand": pl.String, "kind": pl.String, "value_cents": pl.Int64, "percent_bp": pl.Int64,
-    "funded_share": pl.Float64, "starts_on": pl.Date, "ends_on": pl.Date, "budget_cents": pl.Int64,
-    "max_per_customer": pl.Int64, "target_cells": pl.String}
-_BATCH_SCHEMA: Schema = {"batch_id": pl.Int64, "period_start": pl.Date, "period_end": pl.Date, "status": pl.String,
-                         "summary_json": pl.String}
+    "deal_id": pl.String,
+    "manufacturer_id": pl.String,
+    "sku": pl.String,
+    "category": pl.String,
+    "brand": pl.String,
+    "kind": pl.String,
+    "value_cents": pl.Int64,
+    "percent_bp": pl.Int64,
+    "funded_share": pl.Float64,
+    "starts_on": pl.Date,
+    "ends_on": pl.Date,
+    "budget_cents": pl.Int64,
+    "max_per_customer": pl.Int64,
+    "target_cells": pl.String,
+}
+_BATCH_SCHEMA: Schema = {
+    "batch_id": pl.Int64,
+    "period_start": pl.Date,
+    "period_end": pl.Date,
+    "status": pl.String,
+    "summary_json": pl.String,
+}
 
 
 def with_products(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
     """Line items (LINE_SCHEMA) with their product's attributes: HISTORY_COLUMNS, sorted by
     customer_key, day, basket_key."""
-    attrs = products.select("product_key", "sku", "category", "department", "brand", "brand_type",
-                            "manufacturer_id", "regular_price_cents", "unit_cost_cents")
-    return (lines.join(attrs, on="product_key", how="left")
-            .select(HISTORY_COLUMNS).sort("customer_key", "day", "basket_key"))
+    attrs = products.select(
+        "product_key",
+        "sku",
+        "category",
+        "department",
+        "brand",
+        "brand_type",
+        "manufacturer_id",
+        "regular_price_cents",
+        "unit_cost_cents",
+    )
+    return (
+        lines.join(attrs, on="product_key", how="left")
+        .select(HISTORY_COLUMNS)
+        .sort("customer_key", "day", "basket_key")
+    )
 
 
 class Gateway:
@@ -448,7 +542,7 @@ class Gateway:
         self._reader: BulkSession | None = None
 
     @classmethod
-    def of(cls, source: "Gateway | sa.Engine | str") -> "Gateway":
+    def of(cls, source: Gateway | sa.Engine | str) -> Gateway:
         """`source` itself if it is a Gateway, else one around an engine (`wrap`) or a URL."""
         if isinstance(source, Gateway):
             return source
@@ -458,7 +552,7 @@ class Gateway:
 
     @classmethod
     @contextlib.contextmanager
-    def using(cls, source: "Gateway | sa.Engine | str") -> Iterator["Gateway"]:
+    def using(cls, source: Gateway | sa.Engine | str) -> Iterator[Gateway]:
         """`of(source)` for the length of a call: a Gateway made here is closed after it, the
         caller's own (or one around the caller's engine) is left as it was."""
         db = cls.of(source)
@@ -469,7 +563,7 @@ class Gateway:
                 db.close()
 
     @classmethod
-    def wrap(cls, engine: sa.Engine) -> "Gateway":
+    def wrap(cls, engine: sa.Engine) -> Gateway:
         """A Gateway over an engine the caller made and will dispose of."""
         db = cls(engine.url.render_as_string(hide_password=False))
         db._engine, db._owned = engine, False
@@ -484,7 +578,7 @@ class Gateway:
             self._engine = connect(self.url, self._pooled)
         return self._engine
 
-    def require(self) -> "Gateway":
+    def require(self) -> Gateway:
         """`StateError` unless this is an initialised database (`require_schema`); returns self.
 
         A SQLite file that does not exist is refused before anything connects (connecting
@@ -493,8 +587,7 @@ class Gateway:
         try:
             require_schema(self.engine)
         except sa.exc.OperationalError as exc:
-            raise StateError(f"database {shown(self.url)} cannot be opened: "
-                             f"{str(exc.orig).splitlines()[0]}") from exc
+            raise StateError(f"database {shown(self.url)} cannot be opened: {str(exc.orig).splitlines()[0]}") from exc
         return self
 
     @contextlib.contextmanager
@@ -540,7 +633,7 @@ class Gateway:
             self._open_bulk -= 1
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator["Gateway"]:
+    def reading(self) -> Iterator[Gateway]:
         """The readers called inside share one read-only bulk session (one transaction)."""
         if self._reader is not None:
             yield self
@@ -558,7 +651,7 @@ class Gateway:
             self._engine.dispose()
             self._engine = None
 
-    def __enter__(self) -> "Gateway":
+    def __enter__(self) -> Gateway:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -593,12 +686,14 @@ class Gateway:
 
         No names, addresses, card numbers or e-mails: only whether a card exists.
         """
-        return self.read("SELECT customer_key, customer_id, household_size, opted_out, joined_on, "
-                         "CASE WHEN card_number IS NULL THEN 0 ELSE 1 END AS has_card "
-                         "FROM customers ORDER BY customer_key", CUSTOMER_SCHEMA)
+        return self.read(
+            "SELECT customer_key, customer_id, household_size, opted_out, joined_on, "
+            "CASE WHEN card_number IS NULL THEN 0 ELSE 1 END AS has_card "
+            "FROM customers ORDER BY customer_key",
+            CUSTOMER_SCHEMA,
+        )
 
-    def history(self, end: dt.date, start: dt.date | None = None,
-                products: pl.DataFrame | None = None) -> pl.DataFrame:
+    def history(self, end: dt.date, start: dt.date | None = None, products: pl.DataFrame | None = None) -> pl.DataFrame:
         """Line items of card holders' baskets (not voided) with day in [start, end).
 
         Columns: HISTORY_COLUMNS — customer_key, basket_key, day (Date), product_key, sku,
@@ -609,9 +704,11 @@ class Gateway:
         where = [f"l.day < '{end.isoformat()}'", "l.customer_key IS NOT NULL"]
         if start:
             where.append(f"l.day >= '{start.isoformat()}'")
-        sql = (f"SELECT {', '.join('l.' + c for c in LINE_SCHEMA)} FROM basket_lines l "
-               f"WHERE {' AND '.join(where)} "
-               "AND l.basket_key NOT IN (SELECT basket_key FROM baskets WHERE voided = 1)")
+        sql = (
+            f"SELECT {', '.join('l.' + c for c in LINE_SCHEMA)} FROM basket_lines l "
+            f"WHERE {' AND '.join(where)} "
+            "AND l.basket_key NOT IN (SELECT basket_key FROM baskets WHERE voided = 1)"
+        )
         with self.reading():
             lines = self.read(sql, LINE_SCHEMA)
             return with_products(lines, products if products is not None else self.products())
@@ -624,19 +721,20 @@ class Gateway:
         """batch_id, period_start, period_end, status, summary_json of the batches in `status`
         (None: all), by period_start."""
         where = "" if status is None else f" WHERE status = {_quoted(status)}"
-        return self.read(f"SELECT {', '.join(_BATCH_SCHEMA)} FROM batches{where} ORDER BY period_start",
-                         _BATCH_SCHEMA)
+        return self.read(f"SELECT {', '.join(_BATCH_SCHEMA)} FROM batches{where} ORDER BY period_start", _BATCH_SCHEMA)
 
     def batch(self, batch_id: int) -> dict | None:
         """One batch's row (batch_id, period_start, period_end as dates, status, summary_json), or None."""
-        rows = self.read_small(f"SELECT {', '.join(_BATCH_SCHEMA)} FROM batches WHERE batch_id = {int(batch_id)}",
-                               _BATCH_SCHEMA)
+        rows = self.read_small(
+            f"SELECT {', '.join(_BATCH_SCHEMA)} FROM batches WHERE batch_id = {int(batch_id)}", _BATCH_SCHEMA
+        )
         return rows.row(0, named=True) if rows.height else None
 
     def latest_batch(self, status: str = "done") -> int | None:
         """The id of the last batch in `status` (the highest id), or None."""
-        found = self.read_small(f"SELECT MAX(batch_id) AS b FROM batches WHERE status = {_quoted(status)}",
-                                {"b": pl.Int64})
+        found = self.read_small(
+            f"SELECT MAX(batch_id) AS b FROM batches WHERE status = {_quoted(status)}", {"b": pl.Int64}
+        )
         return found["b"][0]
 
     def last_purchase_day(self, before: dt.date | None = None) -> dt.date | None:

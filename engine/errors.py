@@ -10,8 +10,17 @@ import contextlib
 
 import cycles.exceptions as _cycles
 
-__all__ = ["EngineError", "InputError", "ConfigError", "NotFittedError", "CodeError", "StateError", "NothingToDo",
-           "cycles_errors", "printing_errors"]
+__all__ = [
+    "EngineError",
+    "InputError",
+    "ConfigError",
+    "NotFittedError",
+    "CodeError",
+    "StateError",
+    "NothingToDo",
+    "cycles_errors",
+    "printing_errors",
+]
 
 
 class EngineError(Exception):
@@ -64,6 +73,7 @@ def printing_errors():
     service) do not load reportlab.
     """
     from printing.exceptions import PrintingError
+
     try:
         yield
     except PrintingError as exc:

@@ -57,8 +57,14 @@ import polars as pl
 import sqlalchemy as sa
 
 from coupons.anonymise import FLOOR_GROUP, pseudonym_key
-from coupons.results import (category_insight, household_panel, lift_results, offer_results, settlement_lines,
-                             settlement_totals)
+from coupons.results import (
+    category_insight,
+    household_panel,
+    lift_results,
+    offer_results,
+    settlement_lines,
+    settlement_totals,
+)
 from engine.config import Settings, resolve_secret
 from engine.db import allocate_keys, bulk_session, connect, is_sqlite, require_schema, utc_now
 from engine.errors import ConfigError, InputError
@@ -69,15 +75,41 @@ __all__ = ["write_extract", "write_settlement", "effective_min_group", "FORMAT_V
 
 FORMAT_VERSION = 1
 
-_OFFER_SCHEMA = {"offer_id": pl.Int64, "list_id": pl.Int64, "customer_key": pl.Int64, "batch_id": pl.Int64,
-                 "kind": pl.String, "category": pl.String, "deal_id": pl.String, "funded_share": pl.Float64,
-                 "discount_cents": pl.Int64, "valid_from": pl.Date, "valid_to": pl.Date,
-                 "brand_cell": pl.String, "volume_tier": pl.String}
-_REDEMPTION_SCHEMA = {"redemption_id": pl.Int64, "offer_id": pl.Int64, "deal_id": pl.String, "kind": pl.String,
-                      "category": pl.String, "sku": pl.String, "redeemed_on": pl.Date, "store_id": pl.String,
-                      "discount_cents": pl.Int64, "funded_share": pl.Float64, "voided": pl.Int64}
-_MEMBER_SCHEMA = {"batch_id": pl.Int64, "customer_key": pl.Int64, "grp": pl.String,
-                  "period_start": pl.Date, "period_end": pl.Date}
+_OFFER_SCHEMA = {
+    "offer_id": pl.Int64,
+    "list_id": pl.Int64,
+    "customer_key": pl.Int64,
+    "batch_id": pl.Int64,
+    "kind": pl.String,
+    "category": pl.String,
+    "deal_id": pl.String,
+    "funded_share": pl.Float64,
+    "discount_cents": pl.Int64,
+    "valid_from": pl.Date,
+    "valid_to": pl.Date,
+    "brand_cell": pl.String,
+    "volume_tier": pl.String,
+}
+_REDEMPTION_SCHEMA = {
+    "redemption_id": pl.Int64,
+    "offer_id": pl.Int64,
+    "deal_id": pl.String,
+    "kind": pl.String,
+    "category": pl.String,
+    "sku": pl.String,
+    "redeemed_on": pl.Date,
+    "store_id": pl.String,
+    "discount_cents": pl.Int64,
+    "funded_share": pl.Float64,
+    "voided": pl.Int64,
+}
+_MEMBER_SCHEMA = {
+    "batch_id": pl.Int64,
+    "customer_key": pl.Int64,
+    "grp": pl.String,
+    "period_start": pl.Date,
+    "period_end": pl.Date,
+}
 
 
 def effective_min_group(min_group: int) -> int:
@@ -105,10 +137,11 @@ def _check_request(settings: Settings, manufacturer_id: str, date_from: dt.date,
     try:
         require_schema(engine)
         with engine.connect() as conn:
-            known = conn.execute(sa.text("SELECT 1 FROM manufacturers WHERE manufacturer_id = :m"),
-                                 {"m": manufacturer_id}).first()
+            known = conn.execute(
+                sa.text("SELECT 1 FROM manufacturers WHERE manufacturer_id = :m"), {"m": manufacturer_id}
+            ).first()
     finally:
-        engine.dispose()      # no SQLAlchemy SQLite connection while ADBC reads (engine/db.py)
+        engine.dispose()  # no SQLAlchemy SQLite connection while ADBC reads (engine/db.py)
     if known is None:
         raise InputError(f"manufacturer {manufacturer_id!r} is not in the manufacturers table")
     return url
@@ -120,7 +153,9 @@ def _read_redemptions(db, manufacturer_id: str, date_from: dt.date, date_to: dt.
         "r.discount_cents, o.funded_share, r.voided FROM redemptions r "
         "JOIN offers o ON o.offer_id = r.offer_id LEFT JOIN products p ON p.product_key = o.product_key "
         f"WHERE o.funder = {_q(manufacturer_id)} AND r.redeemed_on >= '{date_from}' "
-        f"AND r.redeemed_on <= '{date_to}'", _REDEMPTION_SCHEMA)
+        f"AND r.redeemed_on <= '{date_to}'",
+        _REDEMPTION_SCHEMA,
+    )
 
 
 def _write_table(frame: pl.DataFrame, out_dir: Path, name: str) -> list[dict]:
@@ -135,32 +170,61 @@ def _write_table(frame: pl.DataFrame, out_dir: Path, name: str) -> list[dict]:
         else:
             frame.write_csv(path)
         data = path.read_bytes()
-        entries.append({"name": path.name, "table": name, "rows": frame.height, "bytes": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest()})
+        entries.append(
+            {
+                "name": path.name,
+                "table": name,
+                "rows": frame.height,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
     return entries
 
 
-def _record(url: str, manufacturer_id: str, kind: str, date_from: dt.date, date_to: dt.date, out_dir: Path,
-            manifest_bytes: bytes) -> None:
+def _record(
+    url: str,
+    manufacturer_id: str,
+    kind: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    out_dir: Path,
+    manifest_bytes: bytes,
+) -> None:
     engine = connect(url)
     try:
         with engine.begin() as conn:
             extract_id = allocate_keys(conn, "extracts", 1)
             now = utc_now()
-            conn.execute(sa.text(
-                "INSERT INTO extracts (extract_id, manufacturer_id, kind, period_from, period_to, out_dir, "
-                "manifest_sha256, created_at) VALUES (:i, :m, :k, :f, :t, :o, :s, :c)"),
-                {"i": extract_id, "m": manufacturer_id, "k": kind,
-                 "f": date_from.isoformat() if is_sqlite(engine) else date_from,
-                 "t": date_to.isoformat() if is_sqlite(engine) else date_to, "o": str(out_dir),
-                 "s": hashlib.sha256(manifest_bytes).hexdigest(),
-                 "c": now.isoformat(sep=" ") if is_sqlite(engine) else now})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO extracts (extract_id, manufacturer_id, kind, period_from, period_to, out_dir, "
+                    "manifest_sha256, created_at) VALUES (:i, :m, :k, :f, :t, :o, :s, :c)"
+                ),
+                {
+                    "i": extract_id,
+                    "m": manufacturer_id,
+                    "k": kind,
+                    "f": date_from.isoformat() if is_sqlite(engine) else date_from,
+                    "t": date_to.isoformat() if is_sqlite(engine) else date_to,
+                    "o": str(out_dir),
+                    "s": hashlib.sha256(manifest_bytes).hexdigest(),
+                    "c": now.isoformat(sep=" ") if is_sqlite(engine) else now,
+                },
+            )
     finally:
         engine.dispose()
 
 
-def write_extract(settings: Settings, manufacturer_id: str, date_from: dt.date, date_to: dt.date,
-                  out_dir: str | Path, progress: Progress | None = None, panel: bool = False) -> dict:
+def write_extract(
+    settings: Settings,
+    manufacturer_id: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    out_dir: str | Path,
+    progress: Progress | None = None,
+    panel: bool = False,
+) -> dict:
     """Write one manufacturer's anonymised extract for [date_from, date_to]; returns the manifest.
 
     Parameters
@@ -196,17 +260,26 @@ def write_extract(settings: Settings, manufacturer_id: str, date_from: dt.date, 
             "SELECT o.offer_id, o.list_id, l.customer_key, l.batch_id, o.kind, o.category, o.deal_id, "
             "o.funded_share, o.discount_cents, o.valid_from, o.valid_to, o.brand_cell, o.volume_tier "
             f"FROM offers o JOIN lists l ON l.list_id = o.list_id WHERE o.funder = {mid} "
-            f"AND o.valid_from <= '{date_to}' AND o.valid_to >= '{date_from}'", _OFFER_SCHEMA)
+            f"AND o.valid_from <= '{date_to}' AND o.valid_to >= '{date_from}'",
+            _OFFER_SCHEMA,
+        )
         redemptions = _read_redemptions(db, manufacturer_id, date_from, date_to).filter(pl.col("voided") == 0)
         members = db.read(
             "SELECT m.batch_id, m.customer_key, m.grp, b.period_start, b.period_end FROM batch_members m "
             "JOIN batches b ON b.batch_id = m.batch_id WHERE b.status = 'done' "
-            f"AND b.period_start <= '{date_to}' AND b.period_end > '{date_from}'", _MEMBER_SCHEMA)
-        redeemers = db.read(
-            "SELECT l.customer_key, r.redeemed_on FROM redemptions r JOIN offers o ON o.offer_id = r.offer_id "
-            f"JOIN lists l ON l.list_id = o.list_id WHERE o.funder = {mid} AND r.voided = 0 "
-            f"AND r.redeemed_on >= '{date_from}' AND r.redeemed_on <= '{date_to}'",
-            {"customer_key": pl.Int64, "redeemed_on": pl.Date}) if panel else None
+            f"AND b.period_start <= '{date_to}' AND b.period_end > '{date_from}'",
+            _MEMBER_SCHEMA,
+        )
+        redeemers = (
+            db.read(
+                "SELECT l.customer_key, r.redeemed_on FROM redemptions r JOIN offers o ON o.offer_id = r.offer_id "
+                f"JOIN lists l ON l.list_id = o.list_id WHERE o.funder = {mid} AND r.voided = 0 "
+                f"AND r.redeemed_on >= '{date_from}' AND r.redeemed_on <= '{date_to}'",
+                {"customer_key": pl.Int64, "redeemed_on": pl.Date},
+            )
+            if panel
+            else None
+        )
     tell(1)
     products = read_products(url)
     categories = sorted(products.filter(pl.col("manufacturer_id") == manufacturer_id)["category"].unique().to_list())
@@ -222,30 +295,48 @@ def write_extract(settings: Settings, manufacturer_id: str, date_from: dt.date, 
     files: list[dict] = []
     results, withheld["offer_results"] = offer_results(offers, redemptions, min_group)
     files += _write_table(results, out, "offer_results")
-    lift, withheld["lift"] = lift_results(members, offers, history, date_from, date_to,
-                                          settings.extracts.confidence, min_group)
+    lift, withheld["lift"] = lift_results(
+        members, offers, history, date_from, date_to, settings.extracts.confidence, min_group
+    )
     files += _write_table(lift, out, "lift")
     tell(3)
     c = settings.cycles
     cells, weekly, out_rows = category_insight(
-        window, manufacturer_id, categories, date_from, date_to, min_group, min_occasions=c.min_occasions,
-        national_max_store_share=c.national_max_store_share, store_min_store_share=c.store_min_store_share,
-        volume_cuts=c.volume_cuts)
+        window,
+        manufacturer_id,
+        categories,
+        date_from,
+        date_to,
+        min_group,
+        min_occasions=c.min_occasions,
+        national_max_store_share=c.national_max_store_share,
+        store_min_store_share=c.store_min_store_share,
+        volume_cuts=c.volume_cuts,
+    )
     withheld.update(out_rows)
     files += _write_table(cells, out, "category_cells")
     files += _write_table(weekly, out, "category_weekly")
     tell(4)
     if panel:
         customers = read_customers(url)
-        files += _write_table(household_panel(history, customers, redeemers, manufacturer_id, categories, key),
-                              out, "household_panel")
+        files += _write_table(
+            household_panel(history, customers, redeemers, manufacturer_id, categories, key), out, "household_panel"
+        )
         tell(5)
     manifest = {
-        "format_version": FORMAT_VERSION, "kind": "extract", "chain": settings.chain_name,
-        "manufacturer_id": manufacturer_id, "period": {"from": date_from.isoformat(), "to": date_to.isoformat()},
-        "min_group": min_group, "confidence": settings.extracts.confidence, "categories": categories,
-        "created_on": dt.date.today().isoformat(), "files": files, "withheld_rows": withheld,
-        "panel": panel, "pseudonym": "HMAC-SHA256 under a per-manufacturer key" if panel else None,
+        "format_version": FORMAT_VERSION,
+        "kind": "extract",
+        "chain": settings.chain_name,
+        "manufacturer_id": manufacturer_id,
+        "period": {"from": date_from.isoformat(), "to": date_to.isoformat()},
+        "min_group": min_group,
+        "confidence": settings.extracts.confidence,
+        "categories": categories,
+        "created_on": dt.date.today().isoformat(),
+        "files": files,
+        "withheld_rows": withheld,
+        "panel": panel,
+        "pseudonym": "HMAC-SHA256 under a per-manufacturer key" if panel else None,
     }
     data = json.dumps(manifest, indent=2).encode("utf-8")
     (out / "manifest.json").write_bytes(data)
@@ -254,8 +345,9 @@ def write_extract(settings: Settings, manufacturer_id: str, date_from: dt.date, 
     return manifest
 
 
-def write_settlement(settings: Settings, manufacturer_id: str, date_from: dt.date, date_to: dt.date,
-                     out_dir: str | Path) -> dict:
+def write_settlement(
+    settings: Settings, manufacturer_id: str, date_from: dt.date, date_to: dt.date, out_dir: str | Path
+) -> dict:
     """Settle one manufacturer's funded redemptions of [date_from, date_to]; returns the summary.
 
     Returns
@@ -267,31 +359,41 @@ def write_settlement(settings: Settings, manufacturer_id: str, date_from: dt.dat
     url = _check_request(settings, manufacturer_id, date_from, date_to)
     with bulk_session(url, write=False) as db:
         lines = settlement_lines(_read_redemptions(db, manufacturer_id, date_from, date_to))
-        names = db.read(f"SELECT name FROM manufacturers WHERE manufacturer_id = {_q(manufacturer_id)}",
-                        {"name": pl.String})
+        names = db.read(
+            f"SELECT name FROM manufacturers WHERE manufacturer_id = {_q(manufacturer_id)}", {"name": pl.String}
+        )
     maker_name = names["name"][0] if names.height else None
     with_total = settlement_totals(lines)
     rows = [StatementRow(**r) for r in with_total.to_dicts()]
-    grand = {"redemptions": rows[-1].redemptions, "discount_cents": rows[-1].discount_cents,
-             "amount_due_cents": rows[-1].amount_due_cents}
+    grand = {
+        "redemptions": rows[-1].redemptions,
+        "discount_cents": rows[-1].discount_cents,
+        "amount_due_cents": rows[-1].amount_due_cents,
+    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for name, frame in (("settlement.csv", lines), ("settlement_totals.csv", with_total)):
         frame.write_csv(out / name)
         files.append((name, frame.height))
-    statement = Statement(settings.chain_name, manufacturer_id, maker_name, date_from, date_to,
-                          rows=tuple(rows[:-1]), total=rows[-1])
-    write_statement(statement, out / "settlement.pdf", page_size=settings.printing.page_size,
-                    font_path=settings.printing.font_path)
+    statement = Statement(
+        settings.chain_name, manufacturer_id, maker_name, date_from, date_to, rows=tuple(rows[:-1]), total=rows[-1]
+    )
+    write_statement(
+        statement, out / "settlement.pdf", page_size=settings.printing.page_size, font_path=settings.printing.font_path
+    )
     files.append(("settlement.pdf", 1))
     summary = {
-        "format_version": FORMAT_VERSION, "kind": "settlement", "manufacturer_id": manufacturer_id,
-        "period": {"from": date_from.isoformat(), "to": date_to.isoformat()}, **grand,
+        "format_version": FORMAT_VERSION,
+        "kind": "settlement",
+        "manufacturer_id": manufacturer_id,
+        "period": {"from": date_from.isoformat(), "to": date_to.isoformat()},
+        **grand,
         "rounding": "per line: round half up of discount_cents x funded_share (share to millionths); "
-                    "totals are sums of lines",
-        "files": [{"name": n, "rows": rows, "sha256": hashlib.sha256((out / n).read_bytes()).hexdigest()}
-                  for n, rows in files],
+        "totals are sums of lines",
+        "files": [
+            {"name": n, "rows": rows, "sha256": hashlib.sha256((out / n).read_bytes()).hexdigest()} for n, rows in files
+        ],
     }
     data = json.dumps(summary, indent=2).encode("utf-8")
     (out / "settlement.json").write_bytes(data)

@@ -41,8 +41,9 @@ def create_key(engine: sa.Engine, store_id: str) -> str:
         if conn.execute(_STORE, {"s": store_id}).first() is None:
             raise InputError(f"store {store_id!r} is not known: import stores first")
         key_id = allocate_keys(conn, "api_keys", 1)
-        conn.execute(_INSERT, {"id": key_id, "s": store_id, "h": _key_hash(key),
-                               "at": sql_value(utc_now(), is_sqlite(engine))})
+        conn.execute(
+            _INSERT, {"id": key_id, "s": store_id, "h": _key_hash(key), "at": sql_value(utc_now(), is_sqlite(engine))}
+        )
     return key
 
 
@@ -81,5 +82,13 @@ def list_keys(engine: sa.Engine) -> list[dict]:
 
     def text(value: Any) -> str | None:
         return None if value is None else str(value).replace("T", " ")[:19]
-    return [{"key_id": int(r.key_id), "store_id": r.store_id, "created_at": text(r.created_at),
-             "revoked_at": text(r.revoked_at)} for r in rows]
+
+    return [
+        {
+            "key_id": int(r.key_id),
+            "store_id": r.store_id,
+            "created_at": text(r.created_at),
+            "revoked_at": text(r.revoked_at),
+        }
+        for r in rows
+    ]

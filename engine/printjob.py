@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 import sqlalchemy as sa
@@ -45,13 +45,18 @@ Progress = Callable[[str, int, int], None]
 def _find_batch(engine: sa.Engine, batch_id: int | None) -> tuple[int, dt.date]:
     with engine.connect() as conn:
         if batch_id is None:
-            row = conn.execute(sa.text("SELECT batch_id, period_start FROM batches WHERE status = 'done' "
-                                       "ORDER BY period_start DESC LIMIT 1")).first()
+            row = conn.execute(
+                sa.text(
+                    "SELECT batch_id, period_start FROM batches WHERE status = 'done' "
+                    "ORDER BY period_start DESC LIMIT 1"
+                )
+            ).first()
             if row is None:
                 raise StateError("no finished batch to print: run 'listwise batch run' first")
         else:
-            row = conn.execute(sa.text("SELECT batch_id, period_start, status FROM batches WHERE batch_id = :b"),
-                               {"b": batch_id}).first()
+            row = conn.execute(
+                sa.text("SELECT batch_id, period_start, status FROM batches WHERE batch_id = :b"), {"b": batch_id}
+            ).first()
             if row is None:
                 raise StateError(f"batch {batch_id} not found")
             if row[2] != "done":
@@ -86,17 +91,58 @@ WHERE l.batch_id = {b} AND l.status = 'active'
 """
 
 _S, _I, _D = pl.String, pl.Int64, pl.Date
-_SCHEMAS = {     # every column typed, so that one with no values is never mistyped (issue 10)
-    "lists": {"list_id": _I, "code": _S, "customer_key": _I, "store_id": _S, "valid_from": _D, "valid_to": _D,
-              "tip_id": _I, "customer_id": _S, "card_number": _S, "first_name": _S, "last_name": _S,
-              "address_line1": _S, "address_line2": _S, "city": _S, "state": _S, "postal_code": _S,
-              "opted_out": pl.Boolean, "email": _S},
-    "offers": {"list_id": _I, "line_no": _I, "kind": _S, "category": _S, "discount_cents": _I,
-               "min_spend_cents": _I, "max_uses": _I, "valid_to": _D, "expected_on": _D, "description": _S,
-               "size": _S, "department": _S, "regular_price_cents": _I, "reason": _S, "volume_tier": _S,
-               "brand": _S, "brand_type": _S, "maker": _S},
-    "needs": {"list_id": _I, "line_no": _I, "category": _S, "expected_on": _D, "interval_days": _I,
-              "description": _S, "size": _S, "department": _S, "regular_price_cents": _I},
+_SCHEMAS = {  # every column typed, so that one with no values is never mistyped (issue 10)
+    "lists": {
+        "list_id": _I,
+        "code": _S,
+        "customer_key": _I,
+        "store_id": _S,
+        "valid_from": _D,
+        "valid_to": _D,
+        "tip_id": _I,
+        "customer_id": _S,
+        "card_number": _S,
+        "first_name": _S,
+        "last_name": _S,
+        "address_line1": _S,
+        "address_line2": _S,
+        "city": _S,
+        "state": _S,
+        "postal_code": _S,
+        "opted_out": pl.Boolean,
+        "email": _S,
+    },
+    "offers": {
+        "list_id": _I,
+        "line_no": _I,
+        "kind": _S,
+        "category": _S,
+        "discount_cents": _I,
+        "min_spend_cents": _I,
+        "max_uses": _I,
+        "valid_to": _D,
+        "expected_on": _D,
+        "description": _S,
+        "size": _S,
+        "department": _S,
+        "regular_price_cents": _I,
+        "reason": _S,
+        "volume_tier": _S,
+        "brand": _S,
+        "brand_type": _S,
+        "maker": _S,
+    },
+    "needs": {
+        "list_id": _I,
+        "line_no": _I,
+        "category": _S,
+        "expected_on": _D,
+        "interval_days": _I,
+        "description": _S,
+        "size": _S,
+        "department": _S,
+        "regular_price_cents": _I,
+    },
     "stores": {"store_id": _S, "name": _S, "address": _S, "city": _S, "state": _S, "postal_code": _S},
     "tips": {"tip_id": _I, "title": _S, "body": _S},
 }
@@ -104,14 +150,19 @@ _SCHEMAS = {     # every column typed, so that one with no values is never misty
 
 def _read(url: str, batch_id: int) -> dict[str, pl.DataFrame]:
     b = int(batch_id)
-    sql = {"lists": _LISTS_SQL.format(b=b), "offers": _OFFERS_SQL.format(b=b), "needs": _NEEDS_SQL.format(b=b),
-           "stores": "SELECT store_id, name, address, city, state, postal_code FROM stores",
-           "tips": "SELECT tip_id, title, body FROM tips"}
+    sql = {
+        "lists": _LISTS_SQL.format(b=b),
+        "offers": _OFFERS_SQL.format(b=b),
+        "needs": _NEEDS_SQL.format(b=b),
+        "stores": "SELECT store_id, name, address, city, state, postal_code FROM stores",
+        "tips": "SELECT tip_id, title, body FROM tips",
+    }
     with bulk_session(url, write=False) as db:
         frames = {name: db.read(sql[name], schema) for name, schema in _SCHEMAS.items()}
-        if frames["lists"]["store_id"].null_count():     # written before the batch recorded the store
-            frames["home"] = home_stores(db, "SELECT customer_key FROM lists WHERE batch_id = "
-                                             f"{b} AND store_id IS NULL")
+        if frames["lists"]["store_id"].null_count():  # written before the batch recorded the store
+            frames["home"] = home_stores(
+                db, f"SELECT customer_key FROM lists WHERE batch_id = {b} AND store_id IS NULL"
+            )
     return frames
 
 
@@ -123,19 +174,25 @@ def _city_line(prefix: str = "") -> pl.Expr:
     """'City, ST 12345' from the city, state and postal_code columns (empty parts left out)."""
     city, state, postal = _text(f"{prefix}city"), _text(f"{prefix}state"), _text(f"{prefix}postal_code")
     st_zip = pl.concat_str([state, postal], separator=" ").str.strip_chars()
-    return (pl.when(city != "").then(pl.concat_str([city, st_zip], separator=", ")).otherwise(st_zip)
-            .str.strip_chars(", "))
+    return (
+        pl.when(city != "").then(pl.concat_str([city, st_zip], separator=", ")).otherwise(st_zip).str.strip_chars(", ")
+    )
 
 
 def _described(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` with description (the product's, size added unless it is in it; else the category)
     and department (else the category) ready to print."""
     has_size = (_text("size") != "") & ~_text("description").str.to_lowercase().str.contains(
-        _text("size").str.to_lowercase(), literal=True)
-    description = pl.when(has_size).then(
-        pl.concat_str([_text("description"), _text("size")], separator=" ")).otherwise(_text("description"))
+        _text("size").str.to_lowercase(), literal=True
+    )
+    description = (
+        pl.when(has_size)
+        .then(pl.concat_str([_text("description"), _text("size")], separator=" "))
+        .otherwise(_text("description"))
+    )
     return frame.with_columns(
-        description=pl.when(_text("description") != "").then(description)
+        description=pl.when(_text("description") != "")
+        .then(description)
         .otherwise(_text("category").str.to_titlecase()),
         department=pl.coalesce(pl.col("department"), pl.col("category").str.to_titlecase()),
     )
@@ -145,21 +202,27 @@ def _prepare(frames: dict[str, pl.DataFrame], chain_name: str) -> tuple[pl.DataF
     """Lists (one row each, addresses and store lines composed) and offers, print-ready."""
     lists = frames["lists"]
     if "home" in frames:
-        lists = (lists.join(frames["home"].rename({"store_id": "home_store"}), on="customer_key", how="left")
-                 .with_columns(store_id=pl.coalesce("store_id", "home_store")).drop("home_store"))
+        lists = (
+            lists.join(frames["home"].rename({"store_id": "home_store"}), on="customer_key", how="left")
+            .with_columns(store_id=pl.coalesce("store_id", "home_store"))
+            .drop("home_store")
+        )
     stores = frames["stores"].select(
         "store_id",
         store_name=pl.when(_text("name") != "").then(_text("name")).otherwise(pl.lit(chain_name)),
-        store_street=_text("address"), store_city=_city_line(),
+        store_street=_text("address"),
+        store_city=_city_line(),
     )
     name = pl.concat_str([_text("first_name"), _text("last_name")], separator=" ").str.strip_chars()
     lists = (
-        lists
-        .join(stores, on="store_id", how="left")
+        lists.join(stores, on="store_id", how="left")
         .join(frames["tips"], on="tip_id", how="left")
         .with_columns(
-            name_line=name, street=_text("address_line1"), street2=_text("address_line2"),
-            city_line=_city_line(), postal_code=_text("postal_code"),
+            name_line=name,
+            street=_text("address_line1"),
+            street2=_text("address_line2"),
+            city_line=_city_line(),
+            postal_code=_text("postal_code"),
             opted_out=pl.col("opted_out").fill_null(False),
         )
         .sort(["store_id", "postal_code", "customer_id"], nulls_last=True)
@@ -168,8 +231,9 @@ def _prepare(frames: dict[str, pl.DataFrame], chain_name: str) -> tuple[pl.DataF
     return lists, offers
 
 
-def _documents(lists: pl.DataFrame, offers: pl.DataFrame, chain_name: str,
-               needs: pl.DataFrame | None = None) -> list[ListDocument]:
+def _documents(
+    lists: pl.DataFrame, offers: pl.DataFrame, chain_name: str, needs: pl.DataFrame | None = None
+) -> list[ListDocument]:
     """One `ListDocument` per list row (the Python objects the canvas draws from).
 
     A need whose category has a special on the same list is carried by the special's line
@@ -182,42 +246,73 @@ def _documents(lists: pl.DataFrame, offers: pl.DataFrame, chain_name: str,
     lines: dict[int, list[OfferLine]] = {}
     rewards: dict[int, list[RewardLine]] = {}
     covered: dict[int, set[str]] = {}
-    for o in offers.iter_rows(named=True):          # object construction: no frame equivalent
+    for o in offers.iter_rows(named=True):  # object construction: no frame equivalent
         if o["kind"] == "reward":
             rewards.setdefault(o["list_id"], []).append(
-                RewardLine(int(o["discount_cents"]), o["min_spend_cents"], int(o["max_uses"]), o["valid_to"]))
+                RewardLine(int(o["discount_cents"]), o["min_spend_cents"], int(o["max_uses"]), o["valid_to"])
+            )
             continue
         need = need_rows.get(o["list_id"], {}).get(o["category"])
         if need is not None:
             covered.setdefault(o["list_id"], set()).add(o["category"])
         expected = o["expected_on"] or (need["expected_on"] if need else None)
-        lines.setdefault(o["list_id"], []).append(OfferLine(
-            department=o["department"], description=o["description"],
-            usual_price_cents=o["regular_price_cents"], discount_cents=int(o["discount_cents"]),
-            max_uses=int(o["max_uses"]), valid_to=o["valid_to"], expected_on=expected,
-            kind=o["kind"], reason=plain_reason(
-                o["kind"], o["reason"], category=o["category"], volume_tier=o["volume_tier"],
-                brand_type=o["brand_type"], brand=o["brand"], maker=o["maker"],
-                interval_days=need["interval_days"] if need else None, expected_on=o["expected_on"])))
+        lines.setdefault(o["list_id"], []).append(
+            OfferLine(
+                department=o["department"],
+                description=o["description"],
+                usual_price_cents=o["regular_price_cents"],
+                discount_cents=int(o["discount_cents"]),
+                max_uses=int(o["max_uses"]),
+                valid_to=o["valid_to"],
+                expected_on=expected,
+                kind=o["kind"],
+                reason=plain_reason(
+                    o["kind"],
+                    o["reason"],
+                    category=o["category"],
+                    volume_tier=o["volume_tier"],
+                    brand_type=o["brand_type"],
+                    brand=o["brand"],
+                    maker=o["maker"],
+                    interval_days=need["interval_days"] if need else None,
+                    expected_on=o["expected_on"],
+                ),
+            )
+        )
     need_lines: dict[int, list[NeedLine]] = {}
     for list_id, by_category in need_rows.items():
         done = covered.get(list_id, set())
-        need_lines[list_id] = [NeedLine(n["department"], n["description"], n["regular_price_cents"], n["expected_on"],
-                                        n["category"]) for c, n in by_category.items() if c not in done]
+        need_lines[list_id] = [
+            NeedLine(n["department"], n["description"], n["regular_price_cents"], n["expected_on"], n["category"])
+            for c, n in by_category.items()
+            if c not in done
+        ]
     docs = []
     for r in lists.iter_rows(named=True):
         address = tuple(x for x in (r["name_line"], r["street"], r["street2"], r["city_line"]) if x)
         store = tuple(x for x in (r["store_name"], r["store_street"], r["store_city"]) if x)
-        docs.append(ListDocument(
-            list_id=int(r["list_id"]), code=str(r["code"]), chain_name=chain_name, store_id=r["store_id"],
-            store_lines=store, customer_id=str(r["customer_id"]), address_lines=address,
-            postal_code=r["postal_code"], card_number=r["card_number"],
-            valid_from=r["valid_from"], valid_to=r["valid_to"],
-            offers=tuple(lines.get(r["list_id"], ())), rewards=tuple(rewards.get(r["list_id"], ())),
-            tip_title=r["title"], tip_body=r["body"], needs=tuple(need_lines.get(r["list_id"], ())),
-            email=(r["email"] or "").strip() or None,
-            extra={"opted_out": bool(r["opted_out"])},
-        ))
+        docs.append(
+            ListDocument(
+                list_id=int(r["list_id"]),
+                code=str(r["code"]),
+                chain_name=chain_name,
+                store_id=r["store_id"],
+                store_lines=store,
+                customer_id=str(r["customer_id"]),
+                address_lines=address,
+                postal_code=r["postal_code"],
+                card_number=r["card_number"],
+                valid_from=r["valid_from"],
+                valid_to=r["valid_to"],
+                offers=tuple(lines.get(r["list_id"], ())),
+                rewards=tuple(rewards.get(r["list_id"], ())),
+                tip_title=r["title"],
+                tip_body=r["body"],
+                needs=tuple(need_lines.get(r["list_id"], ())),
+                email=(r["email"] or "").strip() or None,
+                extra={"opted_out": bool(r["opted_out"])},
+            )
+        )
     return docs
 
 
@@ -232,7 +327,7 @@ def read_documents(settings: Settings, batch_id: int | None = None) -> tuple[int
         require_schema(engine)
         batch_id, start = _find_batch(engine, batch_id)
     finally:
-        engine.dispose()             # no SQLAlchemy connection while ADBC reads (engine/db.py)
+        engine.dispose()  # no SQLAlchemy connection while ADBC reads (engine/db.py)
     frames = _read(settings.database_url, batch_id)
     lists, offers = _prepare(frames, settings.chain_name)
     needs = _described(frames["needs"])
@@ -245,14 +340,22 @@ def layout_options(settings: Settings) -> LayoutOptions:
     size = PAGE_SIZES.get(p.page_size.lower())
     if size is None:
         raise ConfigError(f"printing.page_size: expected one of {', '.join(PAGE_SIZES)}, got {p.page_size!r}")
-    options = LayoutOptions(size, tuple(p.aisle_order), float(p.barcode_module_pt), terms=p.terms,
-                            opt_out=p.opt_out, html_files=p.html_files, email_files=p.email_files)
+    options = LayoutOptions(
+        size,
+        tuple(p.aisle_order),
+        float(p.barcode_module_pt),
+        terms=p.terms,
+        opt_out=p.opt_out,
+        html_files=p.html_files,
+        email_files=p.email_files,
+    )
     return dataclasses.replace(options, email_from=email_sender(settings.chain_name, p.email_from))
 
 
 @printing_errors()
-def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | Path | None = None,
-                progress: Progress | None = None) -> dict:
+def print_batch(
+    settings: Settings, batch_id: int | None = None, out_dir: str | Path | None = None, progress: Progress | None = None
+) -> dict:
     """Print a batch's lists: per-list PDFs, merged per-store PDFs and the manifest.
 
     Parameters
@@ -281,23 +384,47 @@ def print_batch(settings: Settings, batch_id: int | None = None, out_dir: str | 
     opted_out = sum(1 for d in docs if d.extra.get("opted_out"))
     empty = sum(1 for d in docs if not d.printable and not d.extra.get("opted_out"))
     printable = [d for d in docs if d.printable and not d.extra.get("opted_out")]
-    head = {"batch_id": batch_id, "period_start": start.isoformat(), "dir": str(target),
-            "skipped_empty": empty, "skipped_opted_out": opted_out}
-    if not printable:         # nothing to print: no files at all, and a message that says why
-        return {**head, "lists": 0, "pages": 0, "pages_per_list": {}, "html_files": 0, "email_files": 0,
-                "stores": [], "manifest": None, "seconds": round(time.perf_counter() - t0, 2),
-                "message": (f"batch {batch_id} ({start.isoformat()}): nothing to print: "
-                            + (f"{len(docs):,} lists, {empty:,} without offers, {opted_out:,} opted out"
-                               if docs else "it has no lists"))}
+    head = {
+        "batch_id": batch_id,
+        "period_start": start.isoformat(),
+        "dir": str(target),
+        "skipped_empty": empty,
+        "skipped_opted_out": opted_out,
+    }
+    if not printable:  # nothing to print: no files at all, and a message that says why
+        return {
+            **head,
+            "lists": 0,
+            "pages": 0,
+            "pages_per_list": {},
+            "html_files": 0,
+            "email_files": 0,
+            "stores": [],
+            "manifest": None,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "message": (
+                f"batch {batch_id} ({start.isoformat()}): nothing to print: "
+                + (
+                    f"{len(docs):,} lists, {empty:,} without offers, {opted_out:,} opted out"
+                    if docs
+                    else "it has no lists"
+                )
+            ),
+        }
     p = settings.printing
-    done = render_documents(printable, target, options, font_path=p.font_path, list_files=p.list_files,
-                            workers=p.workers, progress=progress)
+    done = render_documents(
+        printable, target, options, font_path=p.font_path, list_files=p.list_files, workers=p.workers, progress=progress
+    )
     per_list = done["pages_per_list"]
-    return {**head, **done, "seconds": round(time.perf_counter() - t0, 2),
-            "message": f"batch {batch_id} ({start.isoformat()}): printed {done['lists']:,} lists on "
-                       f"{done['pages']:,} pages (pages per list: "
-                       + ", ".join(f"{k}: {v:,}" for k, v in per_list.items())
-                       + f"; {done['html_files']:,} HTML pages, {done['email_files']:,} e-mails written, not sent) "
-                       f"under {target}"
-                       + (f"; not printed: {empty:,} empty lists" if empty else "")
-                       + (f", {opted_out:,} opted out" if opted_out else "")}
+    return {
+        **head,
+        **done,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "message": f"batch {batch_id} ({start.isoformat()}): printed {done['lists']:,} lists on "
+        f"{done['pages']:,} pages (pages per list: "
+        + ", ".join(f"{k}: {v:,}" for k, v in per_list.items())
+        + f"; {done['html_files']:,} HTML pages, {done['email_files']:,} e-mails written, not sent) "
+        f"under {target}"
+        + (f"; not printed: {empty:,} empty lists" if empty else "")
+        + (f", {opted_out:,} opted out" if opted_out else ""),
+    }

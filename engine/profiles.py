@@ -34,19 +34,28 @@ from engine.progress import Progress
 
 __all__ = ["profile_frames", "profile_frame", "value_frame", "write_profile", "write_customers", "history_start"]
 
-def _profile(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int,
-             priors: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+
+def _profile(
+    history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int, priors: pl.DataFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     estimator = PurchaseCycleEstimator(priors=priors)
     start = as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)
-    profile = customer_profile(history.filter(pl.col("day") >= start), as_of, window_days, params=settings.cycles,
-                               estimator=estimator)
+    profile = customer_profile(
+        history.filter(pl.col("day") >= start), as_of, window_days, params=settings.cycles, estimator=estimator
+    )
     return profile, estimator.priors_
 
 
 @cycles_errors()
-def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, customers: pl.DataFrame | None,
-                   settings: Settings, as_of: dt.date, window_days: int | None = None,
-                   progress: Progress | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def profile_frames(
+    history: pl.DataFrame,
+    products: pl.DataFrame | None,
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(profile, value) frames keyed by customer_key, from history before `as_of`.
 
     Parameters
@@ -67,19 +76,27 @@ def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, custome
         The profile (cycles.profile.PROFILE_COLUMNS) and the customer value frame
         (cycles.value.VALUE_COLUMNS), both sorted by customer_key.
     """
-    return (profile_frame(history, settings, as_of, window_days, progress),
-            value_frame(history, customers, settings, as_of, progress))
+    return (
+        profile_frame(history, settings, as_of, window_days, progress),
+        value_frame(history, customers, settings, as_of, progress),
+    )
 
 
 @cycles_errors()
-def profile_frame(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int | None = None,
-                  progress: Progress | None = None) -> pl.DataFrame:
+def profile_frame(
+    history: pl.DataFrame,
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
     """The profile alone (see `profile_frames`), computed per customer hash partition."""
     window_days = window_days or settings.cycles.window_days
     if window_days <= 0:
         raise InputError(f"window_days must be > 0, got {window_days}")
-    history = history.filter((pl.col("day") < as_of)
-                             & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)))
+    history = history.filter(
+        (pl.col("day") < as_of) & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks))
+    )
     n = max(1, settings.cycles.partitions)
     ranker = _ranker(history, settings, as_of, window_days)
     parts, priors = [], None if ranker is None else ranker.renewal_priors_
@@ -95,8 +112,7 @@ def profile_frame(history: pl.DataFrame, settings: Settings, as_of: dt.date, win
     return pl.concat(parts).sort("customer_key", "category") if n > 1 else parts[0]
 
 
-def _ranker(history: pl.DataFrame, settings: Settings, as_of: dt.date,
-            window_days: int) -> NextWindowRanker | None:
+def _ranker(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int) -> NextWindowRanker | None:
     """The ranker fitted once on the whole history, or None when `p_buy_model` is 'renewal'."""
     model = settings.cycles.p_buy_model
     if model not in {"ranker", "renewal"}:
@@ -104,25 +120,35 @@ def _ranker(history: pl.DataFrame, settings: Settings, as_of: dt.date,
     if model == "renewal" or history.height == 0:
         return None
     return NextWindowRanker(window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks).fit(
-        history, observed_until=as_of)
+        history, observed_until=as_of
+    )
 
 
 def _with_ranker(profile: pl.DataFrame, ranked: pl.DataFrame) -> pl.DataFrame:
     """The profile with the ranker's p_buy_in_window (the renewal one where the ranker has no row)."""
     p = ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("_p_ranker"))
-    return (profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
-            .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
-            .drop("_p_ranker"))
+    return (
+        profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
+        .drop("_p_ranker")
+    )
 
 
 @cycles_errors()
-def value_frame(history: pl.DataFrame, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date,
-                progress: Progress | None = None) -> pl.DataFrame:
+def value_frame(
+    history: pl.DataFrame,
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
     """The customer value frame alone (see `profile_frames`)."""
-    history = history.filter((pl.col("day") < as_of)
-                             & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)))
-    value = customer_value(history, as_of, customers, qualifying_weeks=settings.batch.qualifying_weeks,
-                           params=settings.value)
+    history = history.filter(
+        (pl.col("day") < as_of) & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks))
+    )
+    value = customer_value(
+        history, as_of, customers, qualifying_weeks=settings.batch.qualifying_weeks, params=settings.value
+    )
     if progress:
         progress("customer value", 1, 1)
     return value
@@ -142,13 +168,15 @@ def _write(frame: pl.DataFrame, out: Path) -> None:
 def _with_ids(frame: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
     ids = customers.select("customer_key", "customer_id")
     return frame.join(ids, on="customer_key", how="left").select(
-        "customer_id", *[c for c in frame.columns if c != "customer_key"])
+        "customer_id", *[c for c in frame.columns if c != "customer_key"]
+    )
 
 
-def _read(settings: Settings, as_of: dt.date, progress: Progress | None,
-          gateway: Gateway | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read(
+    settings: Settings, as_of: dt.date, progress: Progress | None, gateway: Gateway | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     with Gateway.using(gateway or settings.database_url) as db:
-        db.require()        # before reading: an uninitialised database is a one-line error
+        db.require()  # before reading: an uninitialised database is a one-line error
         if progress:
             progress("reading history", 0, 1)
         with db.reading():
@@ -157,14 +185,21 @@ def _read(settings: Settings, as_of: dt.date, progress: Progress | None,
     if progress:
         progress("reading history", 1, 1)
     if history.height == 0:
-        raise StateError(f"{shown(settings.database_url)}: no purchase history before {as_of} "
-                         "(import transactions first)")
+        raise StateError(
+            f"{shown(settings.database_url)}: no purchase history before {as_of} (import transactions first)"
+        )
     return history, customers
 
 
 @cycles_errors()
-def write_profile(settings: Settings, as_of: dt.date, window_days: int | None, out: str | Path,
-                  progress: Progress | None = None, gateway: Gateway | None = None) -> int:
+def write_profile(
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None,
+    out: str | Path,
+    progress: Progress | None = None,
+    gateway: Gateway | None = None,
+) -> int:
     """Write the profile (customer_id instead of customer_key) to `out`; returns its rows.
 
     `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.
@@ -178,8 +213,13 @@ def write_profile(settings: Settings, as_of: dt.date, window_days: int | None, o
 
 
 @cycles_errors()
-def write_customers(settings: Settings, as_of: dt.date, out: str | Path, progress: Progress | None = None,
-                    gateway: Gateway | None = None) -> int:
+def write_customers(
+    settings: Settings,
+    as_of: dt.date,
+    out: str | Path,
+    progress: Progress | None = None,
+    gateway: Gateway | None = None,
+) -> int:
     """Write the customer value frame (customer_id instead of customer_key) to `out`; returns its rows.
 
     `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.

@@ -8,7 +8,7 @@ line passes `stderr_progress`; a library caller passes its own, or None.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["Progress", "stderr_progress", "labelled"]
 
@@ -29,8 +29,9 @@ def stderr_progress(enabled: bool) -> Progress | None:
         if live:
             end = "\n" if done >= total else "\r"
             print(f"{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
-        elif done:            # a start (0 done) is not a milestone
+        elif done:  # a start (0 done) is not a milestone
             print(f"{label}: {done:,}/{total:,} done", file=sys.stderr, flush=True)
+
     return report
 
 

@@ -45,7 +45,8 @@ import os
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Request
@@ -77,8 +78,13 @@ class _BodyLimit:
 
     async def _refuse(self, send: Any) -> None:
         body = json.dumps({"error": "too_large", "detail": f"request body over {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -91,7 +97,7 @@ class _BodyLimit:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                return                                     # client went away
+                return  # client went away
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
@@ -105,6 +111,7 @@ class _BodyLimit:
                 return await receive()
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
+
         return await self.app(scope, replay, send)
 
 
@@ -131,28 +138,55 @@ class _AccessLog:
             if message["type"] == "http.response.start":
                 status["code"], status["sent"] = message["status"], True
             await send(message)
+
         try:
             await self.app(scope, receive, watch)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: answer JSON, log without values
             scope.setdefault("state", {})["outcome"] = "internal"
-            access_log.error(json.dumps({"event": "unhandled", "type": type(exc).__name__,
-                                         "where": [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
-                                                   for f in traceback.extract_tb(exc.__traceback__)][-6:]}))
+            access_log.error(
+                json.dumps(
+                    {
+                        "event": "unhandled",
+                        "type": type(exc).__name__,
+                        "where": [
+                            f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+                            for f in traceback.extract_tb(exc.__traceback__)
+                        ][-6:],
+                    }
+                )
+            )
             if not status["sent"]:
                 body = json.dumps({"error": "internal", "detail": "unexpected error; it was logged"}).encode()
-                await watch({"type": "http.response.start", "status": 500,
-                             "headers": [(b"content-type", b"application/json"),
-                                         (b"content-length", str(len(body)).encode())]})
+                await watch(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
         finally:
             state = scope.get("state", {})
             code = status["code"]
-            access_log.info(json.dumps({
-                "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "method": scope["method"],
-                "path": scope["path"], "status": code,
-                "outcome": state.get("outcome", "ok" if code < 400 else "error"),
-                "key_id": state.get("key_id"), "store": state.get("store"), "lane": state.get("lane"),
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2)}, separators=(",", ":")))
+            access_log.info(
+                json.dumps(
+                    {
+                        "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": code,
+                        "outcome": state.get("outcome", "ok" if code < 400 else "error"),
+                        "key_id": state.get("key_id"),
+                        "store": state.get("store"),
+                        "lane": state.get("lane"),
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                    separators=(",", ":"),
+                )
+            )
 
 
 class _FailureLimits:
@@ -166,7 +200,7 @@ class _FailureLimits:
     def __init__(self, per_key: int, per_lane: int, window: float, clock: Callable[[], float] = time.monotonic):
         self.per_key, self.per_lane, self.window, self.clock = per_key, per_lane, window, clock
         self.lock = threading.Lock()
-        self.buckets: dict[tuple, tuple[float, float]] = {}     # id -> (tokens, at)
+        self.buckets: dict[tuple, tuple[float, float]] = {}  # id -> (tokens, at)
 
     def _level(self, bucket: tuple, capacity: int, now: float) -> float:
         tokens, at = self.buckets.get(bucket, (capacity, now))
@@ -188,9 +222,12 @@ class _FailureLimits:
         with self.lock:
             for bucket, cap in self._ids(key_id, store, lane):
                 self.buckets[bucket] = (max(0.0, self._level(bucket, cap, now) - 1), now)
-            if len(self.buckets) > 100_000:                 # forget full buckets: memory stays bounded
-                self.buckets = {b: v for b, v in self.buckets.items() if v[0] < (self.per_key if b[0] == "key"
-                                                                                 else self.per_lane) - 1}
+            if len(self.buckets) > 100_000:  # forget full buckets: memory stays bounded
+                self.buckets = {
+                    b: v
+                    for b, v in self.buckets.items()
+                    if v[0] < (self.per_key if b[0] == "key" else self.per_lane) - 1
+                }
 
 
 class _KeyCache:
@@ -222,12 +259,14 @@ def _service_engine(url: str, checkpoint_seconds: float = 0.0) -> sa.Engine:
     about 2.5 ms a checkout, measured with benchmarks/checkout_bench.py.
     """
     engine = connect(url, pooled=True)
-    engine.hide_parameters = True     # a database error's text must not carry a card number into a log
+    engine.hide_parameters = True  # a database error's text must not carry a card number into a log
     if is_sqlite(engine):
         if checkpoint_seconds > 0:
+
             @sa.event.listens_for(engine, "connect")
             def _no_checkpoint_on_commit(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
                 dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
     return engine
 
 
@@ -240,7 +279,7 @@ def _checkpoint_wal(engine: sa.Engine, every: float, stop: threading.Event) -> N
     """
     while True:
         stopping = stop.wait(every)
-        with contextlib.suppress(Exception):       # a busy moment: the next round catches up
+        with contextlib.suppress(Exception):  # a busy moment: the next round catches up
             raw = engine.raw_connection()
             try:
                 raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -257,8 +296,9 @@ async def _lifespan(app: FastAPI):
     stop = threading.Event()
     worker = None
     if is_sqlite(engine) and every > 0:
-        worker = threading.Thread(target=_checkpoint_wal, args=(engine, every, stop), daemon=True,
-                                  name="listwise-wal-checkpoint")
+        worker = threading.Thread(
+            target=_checkpoint_wal, args=(engine, every, stop), daemon=True, name="listwise-wal-checkpoint"
+        )
         worker.start()
     try:
         yield
@@ -269,8 +309,9 @@ async def _lifespan(app: FastAPI):
         engine.dispose()
 
 
-def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = None,
-               shared_limits: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings, clock: Callable[[], dt.datetime] | None = None, shared_limits: bool = False
+) -> FastAPI:
     """The checkout service on `settings.database_url`, codes checked with the chain's secret.
 
     `clock` is the server's clock (an aware instant; default `engine.checkout.server_now`),
@@ -285,14 +326,21 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
     keys = _KeyCache(engine, limits.key_cache_seconds)
     if shared_limits:
         from engine.shared_limits import SharedFailureLimits
-        failures: Any = SharedFailureLimits(engine, limits.max_failed_checks_per_key,
-                                            limits.max_failed_checks_per_lane, limits.failed_checks_window_seconds)
-    else:
-        failures = _FailureLimits(limits.max_failed_checks_per_key, limits.max_failed_checks_per_lane,
-                                  limits.failed_checks_window_seconds)
 
-    async def bucket(fn: Any, *args: Any) -> Any:      # shared buckets are rows: read and written off the loop
+        failures: Any = SharedFailureLimits(
+            engine,
+            limits.max_failed_checks_per_key,
+            limits.max_failed_checks_per_lane,
+            limits.failed_checks_window_seconds,
+        )
+    else:
+        failures = _FailureLimits(
+            limits.max_failed_checks_per_key, limits.max_failed_checks_per_lane, limits.failed_checks_window_seconds
+        )
+
+    async def bucket(fn: Any, *args: Any) -> Any:  # shared buckets are rows: read and written off the loop
         return await run_in_threadpool(fn, *args) if shared_limits else fn(*args)
+
     inline = is_sqlite(engine)
 
     def now() -> dt.datetime:
@@ -308,16 +356,18 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
                 with co.no_wait():
                     return bounded(fn, *args)
             except co.WouldWait:
-                pass                       # the write lock is taken: wait for it in a thread, not here
+                pass  # the write lock is taken: wait for it in a thread, not here
         return await run_in_threadpool(bounded, fn, *args)
 
     app = FastAPI(
         lifespan=_lifespan,
-        title="listwise checkout", version="1",
+        title="listwise checkout",
+        version="1",
         description="Scan a list or a card, apply its offers once, record the basket. "
-                    "Authenticate with the store's key in the X-API-Key header.")
+        "Authenticate with the store's key in the X-API-Key header.",
+    )
     app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
-    app.add_middleware(_AccessLog)                 # outermost of ours: it also times the body limit
+    app.add_middleware(_AccessLog)  # outermost of ours: it also times the body limit
 
     @app.exception_handler(api.CheckoutRefused)
     async def _refused(request: Request, exc: api.CheckoutRefused) -> JSONResponse:
@@ -332,14 +382,14 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
             request.state.outcome = "malformed_json"
             return JSONResponse({"error": "malformed_json", "detail": "body is not valid JSON"}, status_code=400)
         request.state.outcome = "invalid_request"
-        parts = [f"{'.'.join(str(p) for p in e['loc'][1:] if p != 'body') or 'body'}: {e['msg']}"
-                 for e in errors[:5]]
+        parts = [f"{'.'.join(str(p) for p in e['loc'][1:] if p != 'body') or 'body'}: {e['msg']}" for e in errors[:5]]
         more = len(errors) - len(parts)
         detail = "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
         return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
 
-    async def key_of(request: Request,
-                     x_api_key: str | None = Header(default=None, description="the store's API key")) -> tuple:
+    async def key_of(
+        request: Request, x_api_key: str | None = Header(default=None, description="the store's API key")
+    ) -> tuple:
         found = await call(keys.lookup, x_api_key)
         if found is None:
             raise api.CheckoutRefused("unauthorized", "missing, unknown or revoked X-API-Key")
@@ -352,27 +402,32 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
 
     def guarded(key: tuple, lane: int | None, fn: Any) -> Any:
         """Refuse while this key or lane has no failed check left; count a bad_check against both."""
+
         async def run(*args: Any) -> Any:
             wait = await bucket(failures.wait, key[0], key[1], lane)
             if wait:
-                raise api.CheckoutRefused("too_many_failed_checks",
-                                          f"too many codes failed their check from this key or lane; "
-                                          f"try again in {wait} s", retry_after=wait)
+                raise api.CheckoutRefused(
+                    "too_many_failed_checks",
+                    f"too many codes failed their check from this key or lane; try again in {wait} s",
+                    retry_after=wait,
+                )
             try:
                 return await call(fn, *args)
             except api.CheckoutRefused as exc:
                 if exc.reason == "bad_check":
                     await bucket(failures.fail, key[0], key[1], lane)
                 raise
+
         return run
 
-    errors = {s: _REFUSAL for s in (400, 401, 403, 404, 409, 410, 413, 422, 429, 503)}
+    errors = dict.fromkeys((400, 401, 403, 404, 409, 410, 413, 422, 429, 503), _REFUSAL)
 
     @app.get("/v1/health", summary="Liveness and database reachability")
     async def health() -> dict:
         def ping() -> None:
             with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))     # a read: in WAL mode it never waits for a writer
+                conn.execute(sa.text("SELECT 1"))  # a read: in WAL mode it never waits for a writer
+
         await call(ping)
         return {"status": "ok"}
 
@@ -420,6 +475,7 @@ def _log_to_stderr() -> None:
 def app_from_environment() -> FastAPI:
     """The app of one worker process of `serve(workers=N)`: its settings handed over as JSON."""
     from engine.config import from_table as _build
+
     _log_to_stderr()
     data = json.loads(os.environ[_SETTINGS_ENV])
     shared = data.pop("shared_limits", False)
@@ -435,14 +491,20 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, workers
     The workers share the failed-check limits through the database (`engine.shared_limits`).
     """
     import uvicorn
+
     _log_to_stderr()
     options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers <= 1:
         uvicorn.run(create_app(settings), **options)
         return
     # What the service reads of the settings (the secret resolved here, once).
-    os.environ[_SETTINGS_ENV] = json.dumps({"database_url": settings.database_url, "timezone": settings.timezone,
-                                            "secret": resolve_secret(settings).decode(),
-                                            "checkout": dataclasses.asdict(settings.checkout),
-                                            "shared_limits": True})
+    os.environ[_SETTINGS_ENV] = json.dumps(
+        {
+            "database_url": settings.database_url,
+            "timezone": settings.timezone,
+            "secret": resolve_secret(settings).decode(),
+            "checkout": dataclasses.asdict(settings.checkout),
+            "shared_limits": True,
+        }
+    )
     uvicorn.run("engine.server:app_from_environment", factory=True, workers=workers, **options)

@@ -14,7 +14,7 @@ checks write; every request carrying codes reads its two rows first.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -26,8 +26,9 @@ __all__ = ["SharedFailureLimits"]
 class SharedFailureLimits:
     """Token buckets of failed code checks, per API key and per (store, lane), in the database."""
 
-    def __init__(self, engine: sa.Engine, per_key: int, per_lane: int, window: float,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self, engine: sa.Engine, per_key: int, per_lane: int, window: float, clock: Callable[[], float] = time.time
+    ):
         self.engine, self.per_key, self.per_lane, self.window, self.clock = engine, per_key, per_lane, window, clock
         sqlite = is_sqlite(engine)
         least, greatest = ("MIN", "MAX") if sqlite else ("LEAST", "GREATEST")
@@ -36,8 +37,9 @@ class SharedFailureLimits:
             "INSERT INTO check_failures (bucket, tokens, at) VALUES (:b, :cap - 1, :now) ON CONFLICT (bucket) DO "
             f"UPDATE SET tokens = {greatest}(0, {least}(:cap, check_failures.tokens + "
             f"{greatest}(0, :now - check_failures.at) * :cap / :window) - 1), "
-            f"at = {greatest}(check_failures.at, :now)")
-        with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:    # a database from before
+            f"at = {greatest}(check_failures.at, :now)"
+        )
+        with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:  # a database from before
             for statement in schema_statements():
                 if "check_failures" in statement:
                     conn.exec_driver_sql(statement)
@@ -50,8 +52,10 @@ class SharedFailureLimits:
         ids = dict(self._ids(key_id, store, lane))
         now = self.clock()
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT bucket, tokens, at FROM check_failures WHERE bucket IN (:k, :l)"),
-                                {"k": next(iter(ids)), "l": list(ids)[1]}).all()
+            rows = conn.execute(
+                sa.text("SELECT bucket, tokens, at FROM check_failures WHERE bucket IN (:k, :l)"),
+                {"k": next(iter(ids)), "l": list(ids)[1]},
+            ).all()
         need = 0.0
         for bucket, tokens, at in rows:
             cap = ids[bucket]

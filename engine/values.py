@@ -24,8 +24,21 @@ import polars as pl
 
 from coupons.money import dollars
 
-__all__ = ["cents", "dollars", "as_date", "day_text", "iso_date", "wall_clock", "local_timestamp", "store_local",
-           "truthy", "mask_card", "TRUE_TEXT", "FALSE_TEXT", "OFFSET_PATTERN"]
+__all__ = [
+    "cents",
+    "dollars",
+    "as_date",
+    "day_text",
+    "iso_date",
+    "wall_clock",
+    "local_timestamp",
+    "store_local",
+    "truthy",
+    "mask_card",
+    "TRUE_TEXT",
+    "FALSE_TEXT",
+    "OFFSET_PATTERN",
+]
 
 # ---------------------------------------------------------------- money
 
@@ -112,7 +125,7 @@ def store_local(column: pl.Series) -> pl.Series:
     """A ``ts`` column read back (text on SQLite, a timestamp on PostgreSQL) as Datetime('us')."""
     if column.dtype == pl.String:
         text = column.str.replace(" ", "T", literal=True)
-        exact = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")   # as ADBC writes it
+        exact = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")  # as ADBC writes it
         if exact.null_count() == column.null_count():
             return exact
         return text.to_frame().select(wall_clock(pl.col(column.name))).to_series()

@@ -15,6 +15,24 @@ from printing.layout import PAGE_SIZES, LayoutOptions, draw_list
 from printing.reasons import plain_reason, uses_legend
 from printing.render import MANIFEST_COLUMNS, render_documents
 
-__all__ = ["render_documents", "MANIFEST_COLUMNS", "ListDocument", "NeedLine", "OfferLine", "RewardLine",
-           "mask_card", "load_fonts", "LayoutOptions", "PAGE_SIZES", "draw_list", "barcode_svg", "list_email",
-           "list_html", "list_text", "plain_reason", "uses_legend", "PrintingError", "FontError"]
+__all__ = [
+    "render_documents",
+    "MANIFEST_COLUMNS",
+    "ListDocument",
+    "NeedLine",
+    "OfferLine",
+    "RewardLine",
+    "mask_card",
+    "load_fonts",
+    "LayoutOptions",
+    "PAGE_SIZES",
+    "draw_list",
+    "barcode_svg",
+    "list_email",
+    "list_html",
+    "list_text",
+    "plain_reason",
+    "uses_legend",
+    "PrintingError",
+    "FontError",
+]

@@ -41,7 +41,7 @@ __all__ = ["FontSet", "load_fonts", "PLACEHOLDER", "FACES", "FONT_DIR", "FONT_FI
 
 PLACEHOLDER = "?"
 ELLIPSIS = "…"
-_DROP = {0x200D, 0xFE0E, 0xFE0F, 0x200B, 0x2060}       # ZWJ, variation selectors, zero widths
+_DROP = {0x200D, 0xFE0E, 0xFE0F, 0x200B, 0x2060}  # ZWJ, variation selectors, zero widths
 
 FONT_DIR = Path(__file__).resolve().parent / "fontfiles"
 # every file of FONT_DIR and its sha256, as tools/make_fonts.py printed it (tests/printing/test_fonts.py)
@@ -67,7 +67,7 @@ def _is_rtl(text: str) -> bool:
     return any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in text)
 
 
-@dataclass(eq=False)          # hashed by identity: `_runs` caches per instance
+@dataclass(eq=False)  # hashed by identity: `_runs` caches per instance
 class FontSet:
     """Registered faces and the code points each one covers.
 
@@ -106,6 +106,7 @@ class FontSet:
         if _is_rtl(text):
             import arabic_reshaper
             from bidi import get_display
+
             text = get_display(arabic_reshaper.reshape(text))
         out: list[tuple[str, str]] = []
         current, buf = -2, []
@@ -116,9 +117,8 @@ class FontSet:
             face = self._face_of(cp)
             if face < 0:
                 ch, face = PLACEHOLDER, 0
-            if (0 <= current != face and cp in self.covers[current]
-                    and unicodedata.category(ch)[0] in "PZ"):
-                face = current                 # spaces and punctuation stay in the run
+            if 0 <= current != face and cp in self.covers[current] and unicodedata.category(ch)[0] in "PZ":
+                face = current  # spaces and punctuation stay in the run
             if face != current and buf:
                 out.append((self.names[current], "".join(buf)))
                 buf = []
@@ -158,8 +158,7 @@ class FontSet:
             cache[text] = hit
         return hit
 
-    def draw(self, canvas: Canvas, x: float, y: float, text: str, size: float, *,
-             align: str = "left") -> float:
+    def draw(self, canvas: Canvas, x: float, y: float, text: str, size: float, *, align: str = "left") -> float:
         """Draw `text` with its baseline at `y` in the current fill colour; returns its width.
 
         `align` 'left' starts at `x`, 'right' ends at `x`, 'centre' centres on `x`.
@@ -188,7 +187,7 @@ class FontSet:
         """`text`, cut at the end with an ellipsis so that it fits in `max_width`."""
         if self.width(text, size) <= max_width:
             return text
-        return text[:self._prefix_fitting(text, size, max_width, ELLIPSIS)].rstrip() + ELLIPSIS
+        return text[: self._prefix_fitting(text, size, max_width, ELLIPSIS)].rstrip() + ELLIPSIS
 
     def wrap(self, text: str, size: float, max_width: float, max_lines: int = 2) -> list[str]:
         """`text` broken into at most `max_lines` lines of `max_width`; the last one shortened.
@@ -204,7 +203,7 @@ class FontSet:
                 continue
             if line:
                 sep = " "
-            else:                              # one word wider than the line
+            else:  # one word wider than the line
                 cut = max(1, self._prefix_fitting(words[i], size, max_width))
                 line, words[i], sep = words[i][:cut], words[i][cut:], ""
             lines.append(line)
@@ -223,7 +222,7 @@ def _register(name: str, path: Path) -> frozenset[int]:
         raise FontError(f"font file {path} not found")
     try:
         face = TTFont(name, str(path), subfontIndex=0) if path.suffix == ".ttc" else TTFont(name, str(path))
-    except Exception as exc:   # noqa: BLE001 - reportlab raises bare TTFError and others
+    except Exception as exc:
         raise FontError(f"font file {path}: {exc}") from exc
     pdfmetrics.registerFont(face)
     return frozenset(cp for cp in face.face.charToGlyph if cp >= 0x20)

@@ -26,8 +26,8 @@ import io
 import multiprocessing as mp
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from printing.digital import list_email, list_html
 from printing.document import ListDocument
@@ -37,11 +37,21 @@ from printing.layout import LayoutOptions, draw_list, new_canvas
 __all__ = ["render_documents", "render_store", "MANIFEST_COLUMNS", "STORE_COLUMNS"]
 
 Progress = Callable[[str, int, int], None]
-MANIFEST_COLUMNS = ("list_code", "customer_id", "store_id", "pages", "file", "sha256",
-                    "merged_file", "merged_first_page", "html_file", "email_file")
+MANIFEST_COLUMNS = (
+    "list_code",
+    "customer_id",
+    "store_id",
+    "pages",
+    "file",
+    "sha256",
+    "merged_file",
+    "merged_first_page",
+    "html_file",
+    "email_file",
+)
 STORE_COLUMNS = ("store_id", "lists", "pages", "file", "sha256")
 _NO_STORE = "none"
-_MIN_PARALLEL = 200          # fewer lists than this: render in this process (a pool costs ~0.1 s)
+_MIN_PARALLEL = 200  # fewer lists than this: render in this process (a pool costs ~0.1 s)
 
 
 def _safe(name: str) -> str:
@@ -56,8 +66,14 @@ def _init_worker(counter) -> None:  # noqa: ANN001 - a multiprocessing Value
     _COUNTER = counter
 
 
-def render_store(store_id: str, docs: list[ListDocument], target: Path, options: LayoutOptions,
-                 font_path: str = "", list_files: bool = True) -> dict:
+def render_store(
+    store_id: str,
+    docs: list[ListDocument],
+    target: Path,
+    options: LayoutOptions,
+    font_path: str = "",
+    list_files: bool = True,
+) -> dict:
     """Render one store's lists: the merged file and (with `list_files`) one file per list.
 
     Returns the store's row of ``print/stores.csv`` with its manifest rows under "rows".
@@ -89,10 +105,20 @@ def render_store(store_id: str, docs: list[ListDocument], target: Path, options:
             if message is not None:
                 email_rel = str(Path("mail") / f"{doc.code}.eml")
                 (target / email_rel).write_bytes(message)
-        rows.append({"list_code": doc.code, "customer_id": doc.customer_id, "store_id": store_id,
-                     "pages": pages, "file": file_rel, "sha256": digest,
-                     "merged_file": str(merged_rel), "merged_first_page": first,
-                     "html_file": html_rel, "email_file": email_rel})
+        rows.append(
+            {
+                "list_code": doc.code,
+                "customer_id": doc.customer_id,
+                "store_id": store_id,
+                "pages": pages,
+                "file": file_rel,
+                "sha256": digest,
+                "merged_file": str(merged_rel),
+                "merged_first_page": first,
+                "html_file": html_rel,
+                "email_file": email_rel,
+            }
+        )
         if _COUNTER is not None and (i + 1) % 50 == 0:
             with _COUNTER.get_lock():
                 _COUNTER.value += 50
@@ -101,24 +127,40 @@ def render_store(store_id: str, docs: list[ListDocument], target: Path, options:
         with _COUNTER.get_lock():
             _COUNTER.value += len(docs) % 50
     data = (target / merged_rel).read_bytes()
-    return {"store_id": store_id, "lists": len(docs), "pages": page - 1, "file": str(merged_rel),
-            "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": rows}
+    return {
+        "store_id": store_id,
+        "lists": len(docs),
+        "pages": page - 1,
+        "file": str(merged_rel),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "rows": rows,
+    }
 
 
 def _render_job(job: tuple) -> dict:
     return render_store(*job)
 
 
-def _render_stores(docs: list[ListDocument], target: Path, options: LayoutOptions, *, font_path: str,
-                   list_files: bool, workers: int, progress: Progress | None) -> list[dict]:
+def _render_stores(
+    docs: list[ListDocument],
+    target: Path,
+    options: LayoutOptions,
+    *,
+    font_path: str,
+    list_files: bool,
+    workers: int,
+    progress: Progress | None,
+) -> list[dict]:
     """Render `docs` grouped by store into `target`; returns the stores' results, by store id."""
     by_store: dict[str, list[ListDocument]] = {}
     for doc in docs:
         by_store.setdefault(doc.store_id or _NO_STORE, []).append(doc)
-    jobs = sorted(((s, d, target, options, font_path, list_files) for s, d in by_store.items()),
-                  key=lambda job: -len(job[1]))
+    jobs = sorted(
+        ((s, d, target, options, font_path, list_files) for s, d in by_store.items()), key=lambda job: -len(job[1])
+    )
     if not jobs:
-        return []                                     # nothing to print: no directory either
+        return []  # nothing to print: no directory either
     (target / "print").mkdir(parents=True, exist_ok=True)
     if list_files:
         (target / "lists").mkdir(parents=True, exist_ok=True)
@@ -136,7 +178,7 @@ def _render_stores(docs: list[ListDocument], target: Path, options: LayoutOption
             if progress:
                 progress("print", done, total)
     else:
-        load_fonts(font_path)                         # parse the fonts once, before forking
+        load_fonts(font_path)  # parse the fonts once, before forking
         ctx = mp.get_context("fork")
         counter = ctx.Value("q", 0)
         with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(counter,)) as pool:
@@ -151,9 +193,16 @@ def _render_stores(docs: list[ListDocument], target: Path, options: LayoutOption
     return sorted(results, key=lambda r: r["store_id"])
 
 
-def render_documents(docs: list[ListDocument], target: str | Path, options: LayoutOptions, *,
-                     font_path: str = "", list_files: bool = True, workers: int = 0,
-                     progress: Progress | None = None) -> dict:
+def render_documents(
+    docs: list[ListDocument],
+    target: str | Path,
+    options: LayoutOptions,
+    *,
+    font_path: str = "",
+    list_files: bool = True,
+    workers: int = 0,
+    progress: Progress | None = None,
+) -> dict:
     """Render `docs` (in print order) into `target`: the PDFs, the web pages and messages, the manifests.
 
     Parameters
@@ -187,13 +236,22 @@ def render_documents(docs: list[ListDocument], target: str | Path, options: Layo
         A font file is missing or unreadable.
     """
     target = Path(target)
-    results = _render_stores(docs, target, options, font_path=font_path, list_files=list_files,
-                             workers=workers, progress=progress)
+    results = _render_stores(
+        docs, target, options, font_path=font_path, list_files=list_files, workers=workers, progress=progress
+    )
     if not results:
-        return {"lists": 0, "pages": 0, "pages_per_list": {}, "html_files": 0, "email_files": 0, "stores": [],
-                "manifest": None}
-    rows = sorted((row for r in results for row in r.pop("rows")),
-                  key=lambda row: (row["store_id"], row["merged_first_page"]))
+        return {
+            "lists": 0,
+            "pages": 0,
+            "pages_per_list": {},
+            "html_files": 0,
+            "email_files": 0,
+            "stores": [],
+            "manifest": None,
+        }
+    rows = sorted(
+        (row for r in results for row in r.pop("rows")), key=lambda row: (row["store_id"], row["merged_first_page"])
+    )
     manifest = target / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
@@ -206,8 +264,12 @@ def render_documents(docs: list[ListDocument], target: str | Path, options: Layo
     per_list: dict[int, int] = {}
     for row in rows:
         per_list[int(row["pages"])] = per_list.get(int(row["pages"]), 0) + 1
-    return {"lists": len(rows), "pages": sum(r["pages"] for r in results),
-            "pages_per_list": {str(k): per_list[k] for k in sorted(per_list)},
-            "html_files": sum(1 for row in rows if row["html_file"]),
-            "email_files": sum(1 for row in rows if row["email_file"]),
-            "stores": results, "manifest": str(manifest)}
+    return {
+        "lists": len(rows),
+        "pages": sum(r["pages"] for r in results),
+        "pages_per_list": {str(k): per_list[k] for k in sorted(per_list)},
+        "html_files": sum(1 for row in rows if row["html_file"]),
+        "email_files": sum(1 for row in rows if row["email_file"]),
+        "stores": results,
+        "manifest": str(manifest),
+    }

@@ -21,10 +21,10 @@ from printing.fonts import load_fonts
 
 __all__ = ["StatementRow", "Statement", "write_statement", "MAX_ROWS"]
 
-MAX_ROWS = 30                            # offers shown one by one; more are folded into one row
+MAX_ROWS = 30  # offers shown one by one; more are folded into one row
 _LEFT = 50.0
-_NAME_WIDTH = 190.0                      # the offer column: clear of the "Redemptions" heading
-_RIGHT = (310.0, 410.0, 510.0)           # right edges of redemptions, discount, due
+_NAME_WIDTH = 190.0  # the offer column: clear of the "Redemptions" heading
+_RIGHT = (310.0, 410.0, 510.0)  # right edges of redemptions, discount, due
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,18 @@ def _shown(rows: tuple[StatementRow, ...]) -> list[StatementRow]:
     """The first `MAX_ROWS` rows, and the others folded into one."""
     shown, folded = list(rows[:MAX_ROWS]), rows[MAX_ROWS:]
     if folded:
-        shown.append(StatementRow(f"{len(folded)} other offers", sum(r.redemptions for r in folded),
-                                  sum(r.discount_cents for r in folded), sum(r.amount_due_cents for r in folded)))
+        shown.append(
+            StatementRow(
+                f"{len(folded)} other offers",
+                sum(r.redemptions for r in folded),
+                sum(r.discount_cents for r in folded),
+                sum(r.amount_due_cents for r in folded),
+            )
+        )
     return shown
 
 
-def write_statement(statement: Statement, path: str | Path, *, page_size: str = "letter",
-                    font_path: str = "") -> None:
+def write_statement(statement: Statement, path: str | Path, *, page_size: str = "letter", font_path: str = "") -> None:
     """Write `statement` as a one-page PDF at `path`.
 
     Parameters
@@ -77,15 +82,22 @@ def write_statement(statement: Statement, path: str | Path, *, page_size: str = 
     pdf = Canvas(str(path), pagesize=size, invariant=1, initialFontName=fonts.primary, initialFontSize=10)
     pdf.setTitle(f"Settlement {s.manufacturer_id} {s.date_from} to {s.date_to}")
     y = height - 60
-    fonts.draw(pdf, _LEFT, y, fonts.shorten(f"{s.chain_name}: settlement of funded discounts", 15,
-                                            width - 2 * _LEFT), 15)
+    fonts.draw(
+        pdf, _LEFT, y, fonts.shorten(f"{s.chain_name}: settlement of funded discounts", 15, width - 2 * _LEFT), 15
+    )
     y -= 22
     name = f" ({s.manufacturer_name})" if s.manufacturer_name else ""
-    lines = [fonts.shorten(f"Manufacturer: {s.manufacturer_id}{name}", 10, width - 2 * _LEFT),
-             f"Period: {s.date_from} to {s.date_to} (both days included)",
-             *fonts.wrap("Voided redemptions excluded. Amount due per redemption: discount x funded share, "
-                         "rounded half up to the cent; totals are sums of the lines in settlement.csv.", 10,
-                         width - 2 * _LEFT, max_lines=3)]
+    lines = [
+        fonts.shorten(f"Manufacturer: {s.manufacturer_id}{name}", 10, width - 2 * _LEFT),
+        f"Period: {s.date_from} to {s.date_to} (both days included)",
+        *fonts.wrap(
+            "Voided redemptions excluded. Amount due per redemption: discount x funded share, "
+            "rounded half up to the cent; totals are sums of the lines in settlement.csv.",
+            10,
+            width - 2 * _LEFT,
+            max_lines=3,
+        ),
+    ]
     for text in lines:
         fonts.draw(pdf, _LEFT, y, text, 10)
         y -= 14

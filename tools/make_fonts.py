@@ -53,23 +53,50 @@ OUT = Path(__file__).resolve().parents[1] / "printing" / "fontfiles"
 
 # (package file name prefix, path inside the package, sha256 of that file)
 INPUTS = {
-    "sans": ("fonts-noto-core_", "usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
-             "89c3c497f618fdaa0b2d1e98fef93582f28c71debd2c4a8cdf41f190ced2909d"),
-    "arabic": ("fonts-noto-core_", "usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf",
-               "504d7407d86875acf7d04dfaa0fd7524d0b8797723bc4aa18022f29db25b0b6e"),
-    "symbols": ("fonts-noto-core_", "usr/share/fonts/truetype/noto/NotoSansSymbols-Regular.ttf",
-                "24b615ceb7d50a2c09060664ca9e24a160c9beb6bfca0563e8359369a4bc0993"),
-    "cjk": ("fonts-noto-cjk_", "usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-            "b76b0433203017ca80401b2ee0dd69350349871c4b19d504c34dbdd80541690a"),
-    "symbola": ("fonts-symbola_", "usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf",
-                "af8bd8cc9c808272034651cb5ebf6c38370ae536fe631eb89462f127f11e793f"),
+    "sans": (
+        "fonts-noto-core_",
+        "usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+        "89c3c497f618fdaa0b2d1e98fef93582f28c71debd2c4a8cdf41f190ced2909d",
+    ),
+    "arabic": (
+        "fonts-noto-core_",
+        "usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf",
+        "504d7407d86875acf7d04dfaa0fd7524d0b8797723bc4aa18022f29db25b0b6e",
+    ),
+    "symbols": (
+        "fonts-noto-core_",
+        "usr/share/fonts/truetype/noto/NotoSansSymbols-Regular.ttf",
+        "24b615ceb7d50a2c09060664ca9e24a160c9beb6bfca0563e8359369a4bc0993",
+    ),
+    "cjk": (
+        "fonts-noto-cjk_",
+        "usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+        "b76b0433203017ca80401b2ee0dd69350349871c4b19d504c34dbdd80541690a",
+    ),
+    "symbola": (
+        "fonts-symbola_",
+        "usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf",
+        "af8bd8cc9c808272034651cb5ebf6c38370ae536fe631eb89462f127f11e793f",
+    ),
 }
-_CJK_SC = 2           # the collection's faces: JP, KR, SC, TC, HK, then the Mono ones
-CJK_RANGES = ((0x0020, 0x007E), (0x1100, 0x11FF), (0x3000, 0x303F), (0x3040, 0x30FF), (0x3100, 0x312F),
-              (0x3130, 0x318F), (0x31F0, 0x31FF), (0x3200, 0x32FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
-              (0xAC00, 0xD7A3), (0xF900, 0xFAFF), (0xFF00, 0xFFEF))
+_CJK_SC = 2  # the collection's faces: JP, KR, SC, TC, HK, then the Mono ones
+CJK_RANGES = (
+    (0x0020, 0x007E),
+    (0x1100, 0x11FF),
+    (0x3000, 0x303F),
+    (0x3040, 0x30FF),
+    (0x3100, 0x312F),
+    (0x3130, 0x318F),
+    (0x31F0, 0x31FF),
+    (0x3200, 0x32FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xAC00, 0xD7A3),
+    (0xF900, 0xFAFF),
+    (0xFF00, 0xFFEF),
+)
 SYMBOL_RANGES = ((0x2000, 0x2BFF), (0x1F000, 0x1FAFF))
-MAX_ERR = 1.0         # font units (of 1000 per em) between a cubic curve and its quadratic replacement
+MAX_ERR = 1.0  # font units (of 1000 per em) between a cubic curve and its quadratic replacement
 
 
 def _sha256(path: Path) -> str:
@@ -95,7 +122,7 @@ def _dehint(font: TTFont) -> None:
 
 def _subset(font: TTFont, ranges: tuple[tuple[int, int], ...]) -> None:
     options = subset.Options()
-    options.layout_features = []          # reportlab neither shapes nor positions with GSUB/GPOS
+    options.layout_features = []  # reportlab neither shapes nor positions with GSUB/GPOS
     options.name_IDs, options.name_languages = ["*"], ["*"]
     options.hinting = False
     options.desubroutinize = True
@@ -125,9 +152,21 @@ def _cff_to_glyf(font: TTFont) -> None:
     maxp = newTable("maxp")
     maxp.tableVersion = 0x00010000
     maxp.numGlyphs = len(order)
-    for field in ("maxZones", "maxTwilightPoints", "maxStorage", "maxFunctionDefs", "maxInstructionDefs",
-                  "maxStackElements", "maxSizeOfInstructions", "maxComponentElements", "maxPoints",
-                  "maxContours", "maxCompositePoints", "maxCompositeContours", "maxComponentDepth"):
+    for field in (
+        "maxZones",
+        "maxTwilightPoints",
+        "maxStorage",
+        "maxFunctionDefs",
+        "maxInstructionDefs",
+        "maxStackElements",
+        "maxSizeOfInstructions",
+        "maxComponentElements",
+        "maxPoints",
+        "maxContours",
+        "maxCompositePoints",
+        "maxCompositeContours",
+        "maxComponentDepth",
+    ):
         setattr(maxp, field, 0)
     maxp.maxZones = 1
     font["maxp"] = maxp
@@ -142,12 +181,17 @@ def _mark_modified(font: TTFont, how: str) -> None:
     version = name.getDebugName(5)
     for record in list(name.names):
         if record.nameID == 5:
-            name.setName(f"{version}; {how} (listwise tools/make_fonts.py)", 5, record.platformID,
-                         record.platEncID, record.langID)
+            name.setName(
+                f"{version}; {how} (listwise tools/make_fonts.py)",
+                5,
+                record.platformID,
+                record.platEncID,
+                record.langID,
+            )
 
 
 def _save(font: TTFont, out: Path) -> None:
-    font.recalcTimestamp = False       # the same inputs give the same bytes
+    font.recalcTimestamp = False  # the same inputs give the same bytes
     font.save(out)
 
 
@@ -167,8 +211,11 @@ def make(debs: Path, out: Path = OUT) -> dict[str, str]:
             if _sha256(path) != digest:
                 raise SystemExit(f"{rel}: sha256 {_sha256(path)}, expected {digest} (another package version?)")
             src[key] = path
-        for key, name in (("sans", "NotoSans-Regular.ttf"), ("arabic", "NotoSansArabic-Regular.ttf"),
-                          ("symbols", "NotoSansSymbols-Regular.ttf")):
+        for key, name in (
+            ("sans", "NotoSans-Regular.ttf"),
+            ("arabic", "NotoSansArabic-Regular.ttf"),
+            ("symbols", "NotoSansSymbols-Regular.ttf"),
+        ):
             font = TTFont(str(src[key]))
             _dehint(font)
             _mark_modified(font, "hinting removed")

@@ -19,25 +19,31 @@ def test_pseudonym_depends_on_secret_and_manufacturer_and_hides_the_id():
 
 def _table(rows):
     return pl.DataFrame(rows, schema=["g", "cell", "households"], orient="row").with_columns(
-        (pl.col("cell") == "all").alias("total"))
+        (pl.col("cell") == "all").alias("total")
+    )
 
 
 def test_one_small_cell_takes_the_next_smallest_with_it():
-    kept, out = suppress(_table([("a", "all", 200), ("a", "x", 40), ("a", "y", 70), ("a", "z", 90)]), 50,
-                         group=("g",), is_total="total")
+    kept, out = suppress(
+        _table([("a", "all", 200), ("a", "x", 40), ("a", "y", 70), ("a", "z", 90)]), 50, group=("g",), is_total="total"
+    )
     assert kept["cell"].to_list() == ["all", "z"] and out == 2
 
 
 def test_withheld_cells_that_already_hide_enough_need_no_complement():
-    kept, out = suppress(_table([("a", "all", 200), ("a", "x", 30), ("a", "y", 30), ("a", "z", 140)]), 50,
-                         group=("g",), is_total="total")
-    assert kept["cell"].to_list() == ["all", "z"] and out == 2     # x + y = 60 >= 50: not recoverable
+    kept, out = suppress(
+        _table([("a", "all", 200), ("a", "x", 30), ("a", "y", 30), ("a", "z", 140)]), 50, group=("g",), is_total="total"
+    )
+    assert kept["cell"].to_list() == ["all", "z"] and out == 2  # x + y = 60 >= 50: not recoverable
 
 
 def test_a_small_total_goes_with_all_its_cells_and_other_sets_are_untouched():
-    kept, out = suppress(_table([("a", "all", 45), ("a", "x", 20), ("a", "y", 25),
-                                 ("b", "all", 120), ("b", "x", 60), ("b", "y", 60)]), 50,
-                         group=("g",), is_total="total")
+    kept, out = suppress(
+        _table([("a", "all", 45), ("a", "x", 20), ("a", "y", 25), ("b", "all", 120), ("b", "x", 60), ("b", "y", 60)]),
+        50,
+        group=("g",),
+        is_total="total",
+    )
     assert kept["g"].to_list() == ["b", "b", "b"] and out == 3
 
 

@@ -18,11 +18,27 @@ import datetime as dt
 
 import pytest
 
-from coupons.redemption import (Line, Offer, free_uses, is_reward, list_refusal, meets, plan_item_uses, redeem,
-                                reward_discount)
+from coupons.redemption import (
+    Line,
+    Offer,
+    free_uses,
+    is_reward,
+    list_refusal,
+    meets,
+    plan_item_uses,
+    redeem,
+    reward_discount,
+)
 
-CATALOGUE = {"COFFEE-1": (1, "COFFEE"), "MILK-1": (2, "MILK"), "BREAD-1": (3, "BREAD"), "TEA-1": (4, "TEA"),
-             "TEA-2": (5, "TEA"), "CHIPS-ACME": (6, "SNACKS"), "CHIPS-OWN": (7, "SNACKS")}
+CATALOGUE = {
+    "COFFEE-1": (1, "COFFEE"),
+    "MILK-1": (2, "MILK"),
+    "BREAD-1": (3, "BREAD"),
+    "TEA-1": (4, "TEA"),
+    "TEA-2": (5, "TEA"),
+    "CHIPS-ACME": (6, "SNACKS"),
+    "CHIPS-OWN": (7, "SNACKS"),
+}
 
 COFFEE = Offer(101, "cycle", product_key=1, category="COFFEE", discount_cents=125, max_uses=1)
 MILK = Offer(102, "cycle", product_key=2, category="MILK", discount_cents=50, max_uses=2)
@@ -43,6 +59,7 @@ def discounts(redeemed) -> dict:
 
 
 # ---------------------------------------------------------------- whole baskets
+
 
 def test_the_service_first_basket():
     # coffee 499 - 125; milk x3 at 567: two uses of 50 (max 2); bread untouched;
@@ -73,9 +90,9 @@ def test_one_use_per_whole_unit_until_the_uses_run_out():
 
 def test_uses_held_by_earlier_baskets_are_not_given_again():
     basket = [line("MILK-1", 3, 567)]
-    assert redeem(basket, [MILK], taken={102: {1}}).per_line == [50]            # one of two left
-    assert redeem(basket, [MILK], taken={102: {1, 2}}).lines == []              # none left
-    assert redeem(basket, [MILK], taken={999: {1, 2}}).per_line == [100]        # another offer's uses
+    assert redeem(basket, [MILK], taken={102: {1}}).per_line == [50]  # one of two left
+    assert redeem(basket, [MILK], taken={102: {1, 2}}).lines == []  # none left
+    assert redeem(basket, [MILK], taken={999: {1, 2}}).per_line == [100]  # another offer's uses
 
 
 def test_a_reward_below_the_minimum_spend_is_not_given():
@@ -95,7 +112,7 @@ def test_the_reward_is_judged_on_the_spend_after_the_item_discounts():
 
 def test_a_reward_applies_once_per_basket_even_with_uses_left():
     three = Offer(104, "reward", None, None, discount_cents=300, max_uses=3, min_spend_cents=3000)
-    got = redeem([line("BREAD-1", 1, 9000)], [three])                          # spend enough for three
+    got = redeem([line("BREAD-1", 1, 9000)], [three])  # spend enough for three
     assert discounts(got) == {(None, 104): (1, 300)}
     assert redeem([line("BREAD-1", 1, 9000)], [three], taken={104: {1, 2, 3}}).lines == []
 
@@ -145,6 +162,7 @@ def test_a_use_another_lane_took_first_is_not_given():
     def obtain(offer_id, free, amounts):
         asked.append((offer_id, list(free), amounts))
         return 1 if offer_id == 102 else len(amounts)
+
     basket = [line("MILK-1", 3, 567), line("BREAD-1", 1, 2483)]
     assert discounts(redeem(basket, [MILK, REWARD])) == {(1, 102): (2, 100)}
     got = redeem(basket, [MILK, REWARD], obtain=obtain)
@@ -155,6 +173,7 @@ def test_a_use_another_lane_took_first_is_not_given():
 
 
 # ---------------------------------------------------------------- the pieces
+
 
 def test_free_uses_are_the_numbers_not_taken():
     assert free_uses(3) == [1, 2, 3]
@@ -176,22 +195,25 @@ def test_reward_discount_needs_the_minimum_spend_and_a_free_use(spend, free, exp
 
 def test_what_is_a_reward():
     assert is_reward(REWARD)
-    assert is_reward(Offer(108, "deal", None, None, discount_cents=100))       # neither product nor category
+    assert is_reward(Offer(108, "deal", None, None, discount_cents=100))  # neither product nor category
     assert not is_reward(TEA) and not is_reward(COFFEE)
 
 
 VALID_FROM, VALID_TO = dt.date(2025, 3, 3), dt.date(2025, 3, 16)
 
 
-@pytest.mark.parametrize("status, day, reason", [
-    ("active", dt.date(2025, 3, 3), None),                 # the first day
-    ("active", dt.date(2025, 3, 16), None),                # valid_to is inclusive
-    ("active", dt.date(2025, 3, 17), "expired"),
-    ("active", dt.date(2025, 3, 2), "not_yet_valid"),
-    ("revoked", dt.date(2025, 3, 5), "revoked"),           # revoked even within its dates
-    ("revoked", dt.date(2025, 4, 1), "revoked"),           # and revoked before expired
-    (None, dt.date(2025, 3, 5), "unknown"),
-])
+@pytest.mark.parametrize(
+    "status, day, reason",
+    [
+        ("active", dt.date(2025, 3, 3), None),  # the first day
+        ("active", dt.date(2025, 3, 16), None),  # valid_to is inclusive
+        ("active", dt.date(2025, 3, 17), "expired"),
+        ("active", dt.date(2025, 3, 2), "not_yet_valid"),
+        ("revoked", dt.date(2025, 3, 5), "revoked"),  # revoked even within its dates
+        ("revoked", dt.date(2025, 4, 1), "revoked"),  # and revoked before expired
+        (None, dt.date(2025, 3, 5), "unknown"),
+    ],
+)
 def test_list_refusal_names_the_reason(status, day, reason):
     refusal = list_refusal(7, status, VALID_FROM, VALID_TO, day)
     assert (refusal and refusal[0]) == reason

@@ -46,10 +46,10 @@ def test_each_section_is_the_packages_object_and_takes_the_same_keys(here):
     assert type(s.value) is ValueParams and s.value.margin_share == 0.3
     assert type(s.offers) is OfferRules and s.offers.cycle_depth == 0.2
     assert s.campaigns == (Campaign("TEA*"),)
-    plan = s.plan_rules()          # what coupons.build reads: the margin share comes from [value]
+    plan = s.plan_rules()  # what coupons.build reads: the margin share comes from [value]
     assert (plan.margin_share, plan.batch.max_offers, plan.offers.cycle_depth) == (0.3, 5, 0.2)
     assert plan.campaigns == s.campaigns
-    shown = public_settings(s)     # `listwise settings` prints the packages' keys and the engine's
+    shown = public_settings(s)  # `listwise settings` prints the packages' keys and the engine's
     assert {"max_offers", "threshold_cents", "period_days", "out_dir"} <= set(shown["batch"])
     assert {"volume_cuts", "partitions", "p_buy_model"} <= set(shown["cycles"])
 
@@ -63,9 +63,12 @@ def test_without_a_file_the_defaults_are_the_packages_own(here):
 
 def test_an_unknown_key_lists_the_packages_keys_and_the_engines(here):
     (here / "listwise.toml").write_text("[batch]\nthreshold = 1\n")
-    with pytest.raises(ConfigError, match=r"batch: unknown key 'threshold' \(known: chain_budget_cents, "
-                                          r"first_period_start, holdout_share, max_offers, max_uses, out_dir, "
-                                          r"period_days, qualifying_weeks, threshold_cents\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"batch: unknown key 'threshold' \(known: chain_budget_cents, "
+        r"first_period_start, holdout_share, max_offers, max_uses, out_dir, "
+        r"period_days, qualifying_weeks, threshold_cents\)",
+    ):
         load_settings()
 
 

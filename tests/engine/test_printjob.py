@@ -36,52 +36,162 @@ def batch_db(tmp_path_factory):
     md = sa.MetaData()
     md.reflect(engine)
     t = md.tables
-    products = [dict(product_key=i + 1, sku=f"SKU{i + 1}", description=desc, category=dept.upper(),
-                     department=dept, brand="B", brand_type="national", regular_price_cents=price)
-                for i, (dept, desc, price, _d, _k) in enumerate(_PRODUCTS)]
-    products.append(dict(product_key=99, sku="SKU99", category="VEGETABLES", department="Produce",
-                         description="Extra long organic heirloom tomato medley with basil, oregano and "
-                                     "a splash of balsamic vinegar, family pack of twelve", brand="B",
-                         brand_type="store", regular_price_cents=699, size="2 lb"))
+    products = [
+        dict(
+            product_key=i + 1,
+            sku=f"SKU{i + 1}",
+            description=desc,
+            category=dept.upper(),
+            department=dept,
+            brand="B",
+            brand_type="national",
+            regular_price_cents=price,
+        )
+        for i, (dept, desc, price, _d, _k) in enumerate(_PRODUCTS)
+    ]
+    products.append(
+        dict(
+            product_key=99,
+            sku="SKU99",
+            category="VEGETABLES",
+            department="Produce",
+            description="Extra long organic heirloom tomato medley with basil, oregano and "
+            "a splash of balsamic vinegar, family pack of twelve",
+            brand="B",
+            brand_type="store",
+            regular_price_cents=699,
+            size="2 lb",
+        )
+    )
     customers, lists, offers, baskets = [], [], [], []
     offer_id = 1
     for i, (first, last) in enumerate(NAMES, start=1):
         store = "S01" if i % 2 else "S02"
-        customers.append(dict(customer_key=i, customer_id=f"C{i:04d}", card_number=f"60000000000{i:05d}",
-                              first_name=first, last_name=last, address_line1=f"{i} Main St",
-                              city="Springfield", state="IL", postal_code=f"62{(37 * i) % 100:03d}",
-                              opted_out=int(i == 7)))
-        lists.append(dict(list_id=i, batch_id=1, customer_key=i, store_id=None if i == 8 else store,
-                          code=make_code(i, SECRET), valid_from=START, valid_to=END, status="active",
-                          tip_id=1 if i % 3 else None))
+        customers.append(
+            dict(
+                customer_key=i,
+                customer_id=f"C{i:04d}",
+                card_number=f"60000000000{i:05d}",
+                first_name=first,
+                last_name=last,
+                address_line1=f"{i} Main St",
+                city="Springfield",
+                state="IL",
+                postal_code=f"62{(37 * i) % 100:03d}",
+                opted_out=int(i == 7),
+            )
+        )
+        lists.append(
+            dict(
+                list_id=i,
+                batch_id=1,
+                customer_key=i,
+                store_id=None if i == 8 else store,
+                code=make_code(i, SECRET),
+                valid_from=START,
+                valid_to=END,
+                status="active",
+                tip_id=1 if i % 3 else None,
+            )
+        )
         n = {5: 45, 6: 0}.get(i, 3 + i % 4)
         for line in range(n):
             product = 99 if line == 1 else (line + i) % len(_PRODUCTS) + 1
-            offers.append(dict(offer_id=offer_id, list_id=i, line_no=line + 1, kind="cycle",
-                               product_key=product, category="X", funder="retailer", discount_cents=25 + line,
-                               min_spend_cents=None, max_uses=1, valid_from=START, valid_to=END,
-                               expected_on=START + dt.timedelta(days=line % 12)))
+            offers.append(
+                dict(
+                    offer_id=offer_id,
+                    list_id=i,
+                    line_no=line + 1,
+                    kind="cycle",
+                    product_key=product,
+                    category="X",
+                    funder="retailer",
+                    discount_cents=25 + line,
+                    min_spend_cents=None,
+                    max_uses=1,
+                    valid_from=START,
+                    valid_to=END,
+                    expected_on=START + dt.timedelta(days=line % 12),
+                )
+            )
             offer_id += 1
         if i % 4 == 0 and n:
-            offers.append(dict(offer_id=offer_id, list_id=i, line_no=n + 1, kind="reward", product_key=None,
-                               category=None, funder="retailer", discount_cents=1000, min_spend_cents=5000,
-                               max_uses=3, valid_from=START, valid_to=END, expected_on=None))
+            offers.append(
+                dict(
+                    offer_id=offer_id,
+                    list_id=i,
+                    line_no=n + 1,
+                    kind="reward",
+                    product_key=None,
+                    category=None,
+                    funder="retailer",
+                    discount_cents=1000,
+                    min_spend_cents=5000,
+                    max_uses=3,
+                    valid_from=START,
+                    valid_to=END,
+                    expected_on=None,
+                )
+            )
             offer_id += 1
     for k in range(3):
-        baskets.append(dict(basket_key=k + 1, store_id="S02" if k else "S01", basket_id=f"B{k}", customer_key=8,
-                            ts=dt.datetime(2025, 2, 1 + k, 10), day=dt.date(2025, 2, 1 + k)))
+        baskets.append(
+            dict(
+                basket_key=k + 1,
+                store_id="S02" if k else "S01",
+                basket_id=f"B{k}",
+                customer_key=8,
+                ts=dt.datetime(2025, 2, 1 + k, 10),
+                day=dt.date(2025, 2, 1 + k),
+            )
+        )
     with engine.begin() as conn:
-        conn.execute(t["stores"].insert(), [
-            dict(store_id="S01", name="Fresh Fields Springfield", address="100 Main St", city="Springfield",
-                 state="IL", postal_code="62701"),
-            dict(store_id="S02", name="Fresh Fields Riverton", address="117 Oak Ave", city="Riverton",
-                 state="IL", postal_code="62561")])
+        conn.execute(
+            t["stores"].insert(),
+            [
+                dict(
+                    store_id="S01",
+                    name="Fresh Fields Springfield",
+                    address="100 Main St",
+                    city="Springfield",
+                    state="IL",
+                    postal_code="62701",
+                ),
+                dict(
+                    store_id="S02",
+                    name="Fresh Fields Riverton",
+                    address="117 Oak Ave",
+                    city="Riverton",
+                    state="IL",
+                    postal_code="62561",
+                ),
+            ],
+        )
         conn.execute(t["customers"].insert(), customers)
         conn.execute(t["products"].insert(), products)
-        conn.execute(t["tips"].insert(), [dict(tip_id=1, category=None, title="Plan two dinners ahead",
-                                               body="Cook once, eat twice: double a recipe and freeze half.")])
-        conn.execute(t["batches"].insert(), [dict(batch_id=1, period_start=START, period_end=END + dt.timedelta(1),
-                                                  status="done", started_at=dt.datetime(2025, 3, 1))])
+        conn.execute(
+            t["tips"].insert(),
+            [
+                dict(
+                    tip_id=1,
+                    category=None,
+                    title="Plan two dinners ahead",
+                    body="Cook once, eat twice: double a recipe and freeze half.",
+                )
+            ],
+        )
+        conn.execute(
+            t["batches"].insert(),
+            [
+                dict(
+                    batch_id=1,
+                    period_start=START,
+                    period_end=END + dt.timedelta(1),
+                    status="done",
+                    started_at=dt.datetime(2025, 3, 1),
+                )
+            ],
+        )
         conn.execute(t["lists"].insert(), lists)
         conn.execute(t["offers"].insert(), offers)
         conn.execute(t["baskets"].insert(), baskets)
@@ -93,7 +203,7 @@ def batch_db(tmp_path_factory):
 def printed(batch_db, tmp_path_factory):
     out = tmp_path_factory.mktemp("batches")
     mp = pytest.MonkeyPatch()
-    mp.setattr(printing.render, "_MIN_PARALLEL", 0)      # two worker processes even for 10 lists
+    mp.setattr(printing.render, "_MIN_PARALLEL", 0)  # two worker processes even for 10 lists
     calls = []
     settings = Settings(database_url=batch_db, secret="x", printing=PrintSettings(workers=2))
     summary = print_batch(settings, out_dir=out, progress=lambda *a: calls.append(a))
@@ -107,10 +217,13 @@ def printed(batch_db, tmp_path_factory):
 def _db_lists(url):
     engine = connect(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT l.code, c.customer_id, c.opted_out, COUNT(o.offer_id) AS n FROM lists l "
-            "JOIN customers c USING (customer_key) LEFT JOIN offers o ON o.list_id = l.list_id "
-            "WHERE l.batch_id = 1 GROUP BY l.code, c.customer_id, c.opted_out")).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT l.code, c.customer_id, c.opted_out, COUNT(o.offer_id) AS n FROM lists l "
+                "JOIN customers c USING (customer_key) LEFT JOIN offers o ON o.list_id = l.list_id "
+                "WHERE l.batch_id = 1 GROUP BY l.code, c.customer_id, c.opted_out"
+            )
+        ).all()
     engine.dispose()
     return rows
 
@@ -175,8 +288,9 @@ def test_progress_reaches_the_total(printed):
 
 def test_one_process_prints_the_same_bytes_as_two(printed, batch_db, tmp_path):
     summary, _, _, _ = printed
-    again = print_batch(Settings(database_url=batch_db, secret="x", printing=PrintSettings(workers=1)),
-                        out_dir=tmp_path)
+    again = print_batch(
+        Settings(database_url=batch_db, secret="x", printing=PrintSettings(workers=1)), out_dir=tmp_path
+    )
     assert [s["sha256"] for s in again["stores"]] == [s["sha256"] for s in summary["stores"]]
 
 
@@ -194,8 +308,22 @@ def test_a_font_printing_cannot_read_is_a_config_error_and_one_cli_line(batch_db
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LISTWISE_SECRET", "x")
     (tmp_path / "listwise.toml").write_text(f'[printing]\nfont_path = "{tmp_path / "missing.ttf"}"\n')
-    assert main(["-q", "--database", batch_db, "--config", str(tmp_path / "listwise.toml"), "batch", "print",
-                 "--out", str(tmp_path / "out")]) == 1
+    assert (
+        main(
+            [
+                "-q",
+                "--database",
+                batch_db,
+                "--config",
+                str(tmp_path / "listwise.toml"),
+                "batch",
+                "print",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.ttf not found" in err and "Traceback" not in err
 

@@ -27,12 +27,13 @@ from tests.conftest import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "fixtures" / "sample"
-FIRST_PERIOD = dt.date(2025, 6, 16)      # the sample's purchases go on three weeks past it
+FIRST_PERIOD = dt.date(2025, 6, 16)  # the sample's purchases go on three weeks past it
 SECRET = "fault-suite-secret"
 
 
-def cli(url: str, *args: str, cwd: Path, fault: str | None = None, wait: bool = True,
-        env: dict | None = None) -> subprocess.CompletedProcess | subprocess.Popen:
+def cli(
+    url: str, *args: str, cwd: Path, fault: str | None = None, wait: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess | subprocess.Popen:
     """``listwise -q --database URL ARGS`` in a new process (this tree's code); LISTWISE_FAULT=`fault`."""
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "LISTWISE_SECRET": SECRET, **(env or {})}
     environ.pop("LISTWISE_FAULT", None)
@@ -64,7 +65,7 @@ def copy_database(request, url: str, directory: Path) -> str:
 # Every row a batch writes, its run's bookkeeping (token, times, the summary's seconds) aside.
 _BATCH_TABLES = {
     "batches": "SELECT batch_id, CAST(period_start AS TEXT), CAST(period_end AS TEXT), status FROM batches "
-               "ORDER BY batch_id",
+    "ORDER BY batch_id",
     "batch_members": "SELECT * FROM batch_members ORDER BY batch_id, customer_key",
     "lists": "SELECT * FROM lists ORDER BY list_id",
     "offers": "SELECT * FROM offers ORDER BY offer_id",
@@ -97,12 +98,17 @@ def batched_chain(request, tmp_path_factory):
     Session-scoped: the kill and race modules share it (and `second_batch`)."""
     directory = tmp_path_factory.mktemp("chain")
     url = fresh_database(request, directory, request.param)
-    for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
-                        ("products", [SAMPLE / "products.csv"]), ("deals", [SAMPLE / "deals"]),
-                        ("transactions", [SAMPLE / "transactions"])]:
+    for kind, paths in [
+        ("stores", [SAMPLE / "stores.csv"]),
+        ("customers", [SAMPLE / "customers.csv"]),
+        ("products", [SAMPLE / "products.csv"]),
+        ("deals", [SAMPLE / "deals"]),
+        ("transactions", [SAMPLE / "transactions"]),
+    ]:
         import_files(url, kind, paths)
     engine = connect(url)
     from engine.chain_key import bind_secret
+
     bind_secret(engine, SECRET.encode())
     engine.dispose()
     run_batch(Settings(database_url=url, secret=SECRET), FIRST_PERIOD, out_dir=directory / "batches")
@@ -122,20 +128,25 @@ def second_batch(request, batched_chain, tmp_path_factory):
     done = cli(copy, *RUN, "--out", str(tmp / "out"), cwd=tmp)
     assert done.returncode == 0, done.stderr
     expected = dump_batches(copy)
-    assert [b[1:] for b in expected["batches"]] == [(FIRST_PERIOD.isoformat(), SECOND_PERIOD, "done"),
-                                                   (SECOND_PERIOD, "2025-07-14", "done")]
-    assert len(expected["lists"]) > 100 and len(expected["offers"]) > 1000   # a real batch, not an empty one
+    assert [b[1:] for b in expected["batches"]] == [
+        (FIRST_PERIOD.isoformat(), SECOND_PERIOD, "done"),
+        (SECOND_PERIOD, "2025-07-14", "done"),
+    ]
+    assert len(expected["lists"]) > 100 and len(expected["offers"]) > 1000  # a real batch, not an empty one
     return kind, url, expected
 
 
 # hypothesis profiles of the property tests (test_import_properties.py): `faults` (default) is small and
 # derandomised, so CI runs the same examples every time in well under a minute; `faults-explore`
 # (HYPOTHESIS_PROFILE=faults-explore) searches many random examples. No example database is kept.
-from hypothesis import HealthCheck, settings as _hypothesis  # noqa: E402 - grouped with its profiles
+from hypothesis import HealthCheck  # noqa: E402 - grouped with its profiles
+from hypothesis import settings as _hypothesis  # noqa: E402
 
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
-_hypothesis.register_profile("faults", max_examples=25, deadline=None, derandomize=True, database=None,
-                             suppress_health_check=_QUIET)
-_hypothesis.register_profile("faults-explore", max_examples=400, deadline=None, database=None,
-                             suppress_health_check=_QUIET)
+_hypothesis.register_profile(
+    "faults", max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=_QUIET
+)
+_hypothesis.register_profile(
+    "faults-explore", max_examples=400, deadline=None, database=None, suppress_health_check=_QUIET
+)
 _hypothesis.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "faults"))

@@ -45,19 +45,27 @@ def _engine(url: str) -> sa.Engine:
 def test_a_list_printed_before_the_rotation_still_scans_after_it_and_forgeries_fail(chain):
     engine = _engine(chain.url)
     done = rotate_secret(engine, SECRET, NEW)
-    assert done == {"fingerprint": fingerprint(NEW), "previous": fingerprint(SECRET), "last_list_id": 5,
-                    "valid_to": "2025-03-30", "dropped": []}
-    verify_secret(engine, NEW)                          # what the service, checkout and lists do first
-    assert scan(engine, NEW, chain.codes["1"], now=NOW)["list_id"] == 1     # printed under the old key
-    assert parse_code(make_code(5, NEW), NEW) == 5                           # the new key signs too
-    for forged in (make_code(1, b"someone-elses-key"), chain.codes["1"][:-1] + str(9 - int(chain.codes["1"][-1])),
-                   make_code(6, SECRET)):                  # the retired key cannot sign a list after the rotation
+    assert done == {
+        "fingerprint": fingerprint(NEW),
+        "previous": fingerprint(SECRET),
+        "last_list_id": 5,
+        "valid_to": "2025-03-30",
+        "dropped": [],
+    }
+    verify_secret(engine, NEW)  # what the service, checkout and lists do first
+    assert scan(engine, NEW, chain.codes["1"], now=NOW)["list_id"] == 1  # printed under the old key
+    assert parse_code(make_code(5, NEW), NEW) == 5  # the new key signs too
+    for forged in (
+        make_code(1, b"someone-elses-key"),
+        chain.codes["1"][:-1] + str(9 - int(chain.codes["1"][-1])),
+        make_code(6, SECRET),
+    ):  # the retired key cannot sign a list after the rotation
         with pytest.raises(CheckoutRefused, match="bad_check|fails its check") as refused:
             scan(engine, NEW, forged, now=NOW)
         assert refused.value.reason == "bad_check"
     with pytest.raises(ConfigError, match="not the one this database was initialised with"):
-        verify_secret(engine, SECRET)                   # the old key no longer acts as the current one
-    with engine.connect() as conn:                      # the database holds no key, only a wrapped one
+        verify_secret(engine, SECRET)  # the old key no longer acts as the current one
+    with engine.connect() as conn:  # the database holds no key, only a wrapped one
         meta = dict(conn.execute(sa.text("SELECT name, value FROM chain_meta")).all())
     assert SECRET.decode() not in str(meta) and SECRET.hex() not in str(meta)
     engine.dispose()
@@ -66,24 +74,30 @@ def test_a_list_printed_before_the_rotation_still_scans_after_it_and_forgeries_f
 def test_a_second_rotation_rewraps_the_retired_keys_whose_lists_are_live(chain):
     engine = _engine(chain.url)
     live_until = utc_now().date() + dt.timedelta(days=10)
-    with engine.begin() as conn:                        # list 5 is valid for ten more days
+    with engine.begin() as conn:  # list 5 is valid for ten more days
         conn.execute(sa.text("UPDATE lists SET valid_to = :d WHERE list_id = 5"), {"d": live_until})
     rotate_secret(engine, SECRET, NEW)
-    old_of_new = make_code(7, NEW)                      # a list signed between the two rotations
+    old_of_new = make_code(7, NEW)  # a list signed between the two rotations
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO lists (list_id, batch_id, customer_key, code, valid_from, valid_to) "
-                             "VALUES (7, 4, 2, :c, :f, :t)"),
-                     {"c": old_of_new, "f": dt.date(2024, 1, 1), "t": dt.date(2024, 1, 14)})
+        conn.execute(
+            sa.text(
+                "INSERT INTO lists (list_id, batch_id, customer_key, code, valid_from, valid_to) "
+                "VALUES (7, 4, 2, :c, :f, :t)"
+            ),
+            {"c": old_of_new, "f": dt.date(2024, 1, 1), "t": dt.date(2024, 1, 14)},
+        )
     done = rotate_secret(engine, NEW, NEWER)
     assert done["previous"] == fingerprint(NEW) and done["dropped"] == []
     verify_secret(engine, NEWER)
     assert [r["fingerprint"] for r in retired_keys(engine, NEWER)] == [fingerprint(SECRET), fingerprint(NEW)]
     assert parse_code(chain.codes["5"], NEWER) == 5 and parse_code(old_of_new, NEWER) == 7
-    with engine.begin() as conn:                        # tamper: a retired entry no longer unwraps
+    with engine.begin() as conn:  # tamper: a retired entry no longer unwraps
         name = f"retired_key:{fingerprint(SECRET)}"
         value = conn.execute(sa.text("SELECT value FROM chain_meta WHERE name = :n"), {"n": name}).scalar()
-        conn.execute(sa.text("UPDATE chain_meta SET value = :v WHERE name = :n"),
-                     {"n": name, "v": value.replace('"wrapped": "', '"wrapped": "00', 1)})
+        conn.execute(
+            sa.text("UPDATE chain_meta SET value = :v WHERE name = :n"),
+            {"n": name, "v": value.replace('"wrapped": "', '"wrapped": "00', 1)},
+        )
     with pytest.raises(ConfigError, match="does not unwrap"):
         verify_secret(engine, NEWER)
     engine.dispose()
@@ -91,7 +105,7 @@ def test_a_second_rotation_rewraps_the_retired_keys_whose_lists_are_live(chain):
 
 def test_a_retired_key_whose_lists_all_expired_is_dropped_at_the_next_rotation(chain):
     engine = _engine(chain.url)
-    rotate_secret(engine, SECRET, NEW)                  # lists 1..5 ended 2025-03-30, long before today
+    rotate_secret(engine, SECRET, NEW)  # lists 1..5 ended 2025-03-30, long before today
     verify_secret(engine, NEW)
     assert parse_code(chain.codes["1"], NEW) == 1
     done = rotate_secret(engine, NEW, NEWER)
@@ -106,6 +120,7 @@ def test_a_retired_key_whose_lists_all_expired_is_dropped_at_the_next_rotation(c
 
 def test_the_service_started_with_the_new_key_scans_an_old_list(chain):
     from engine.server import create_app
+
     key, _ = _keys(chain.url)
     engine = _engine(chain.url)
     rotate_secret(engine, SECRET, NEW)
@@ -116,7 +131,7 @@ def test_the_service_started_with_the_new_key_scans_an_old_list(chain):
         forged = client.post("/v1/scan", json={"code": make_code(1, b"forged")}, headers={"X-API-Key": key})
     assert ok.status_code == 200 and ok.json()["list_id"] == 1
     assert forged.status_code == 400 and forged.json()["error"] == "bad_check"
-    with pytest.raises(ConfigError):                    # a service still holding the old key refuses to start
+    with pytest.raises(ConfigError):  # a service still holding the old key refuses to start
         create_app(Settings(database_url=chain.url, secret=SECRET.decode()), clock=lambda: NOW)
 
 
@@ -143,8 +158,9 @@ def test_cli_rotates_the_secret_file_and_keeps_the_old_key_private(chain, tmp_pa
     assert "fails its check" in capsys.readouterr().err
 
 
-def test_cli_with_the_secret_in_the_environment_takes_the_new_one_from_the_environment(chain, tmp_path,
-                                                                                       monkeypatch, capsys):
+def test_cli_with_the_secret_in_the_environment_takes_the_new_one_from_the_environment(
+    chain, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LISTWISE_SECRET", SECRET.decode())
     monkeypatch.delenv("LISTWISE_NEW_SECRET", raising=False)
@@ -153,7 +169,7 @@ def test_cli_with_the_secret_in_the_environment_takes_the_new_one_from_the_envir
     monkeypatch.setenv("LISTWISE_NEW_SECRET", NEW.decode())
     assert main(["-q", "--database", chain.url, "keys", "rotate"]) == 0
     assert "set LISTWISE_SECRET to the new key" in capsys.readouterr().err
-    assert main(["-q", "--database", chain.url, "lists", "revoke", chain.codes["1"]]) == 1   # old key: refused
+    assert main(["-q", "--database", chain.url, "lists", "revoke", chain.codes["1"]]) == 1  # old key: refused
     assert "not the one this database was initialised with" in capsys.readouterr().err
     monkeypatch.setenv("LISTWISE_SECRET", NEW.decode())
     assert main(["-q", "--database", chain.url, "lists", "revoke", chain.codes["1"]]) == 0
@@ -165,7 +181,7 @@ def test_a_rotation_killed_between_the_database_and_the_file_finishes_when_run_a
     env = {"LISTWISE_SECRET": ""}
     killed = cli(chain.url, "keys", "rotate", cwd=tmp_path, fault="rotate-after-commit", env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert (tmp_path / "listwise.secret").read_text().strip() == SECRET.decode()     # the file not yet replaced
+    assert (tmp_path / "listwise.secret").read_text().strip() == SECRET.decode()  # the file not yet replaced
     refused = cli(chain.url, "lists", "revoke", chain.codes["1"], cwd=tmp_path, env=env)
     assert refused.returncode == 1 and "an interrupted rotation finishes when run again" in refused.stderr
     again = cli(chain.url, "keys", "rotate", cwd=tmp_path, env=env)
@@ -175,9 +191,10 @@ def test_a_rotation_killed_between_the_database_and_the_file_finishes_when_run_a
     assert (tmp_path / f"listwise.secret.{fingerprint(SECRET)}.retired").read_text().strip() == SECRET.decode()
 
 
-@pytest.mark.slow            # two batch runs: ~30 s under load
+@pytest.mark.slow  # two batch runs: ~30 s under load
 def test_a_batch_computed_under_a_key_rotated_meanwhile_writes_nothing_and_reruns_under_the_new_one(
-        request, batched_chain, tmp_path, monkeypatch):
+    request, batched_chain, tmp_path, monkeypatch
+):
     import polars as pl
 
     import engine.batch as batch_module
@@ -201,13 +218,15 @@ def test_a_batch_computed_under_a_key_rotated_meanwhile_writes_nothing_and_rerun
     with pytest.raises(StateError, match="the list-code key was rotated while this batch ran"):
         run_batch(Settings(database_url=url, secret=OLD), out_dir=tmp_path)
     monkeypatch.setattr(batch_module, "plan_offers", real_plan)
-    with pytest.raises(ConfigError):                   # the old key is refused before anything is computed
+    with pytest.raises(ConfigError):  # the old key is refused before anything is computed
         run_batch(Settings(database_url=url, secret=OLD), out_dir=tmp_path)
     summary = run_batch(Settings(database_url=url, secret=NEW.decode()), out_dir=tmp_path)
     assert summary["period_start"] == SECOND_PERIOD and summary["lists"] > 0
     with bulk_session(url, write=False) as db:
-        lists = db.read("SELECT batch_id, list_id, code FROM lists ORDER BY list_id",
-                        {"batch_id": pl.Int64, "list_id": pl.Int64, "code": pl.String})
+        lists = db.read(
+            "SELECT batch_id, list_id, code FROM lists ORDER BY list_id",
+            {"batch_id": pl.Int64, "list_id": pl.Int64, "code": pl.String},
+        )
     engine = connect(url)
     verify_secret(engine, NEW)
     engine.dispose()

@@ -18,13 +18,16 @@ import pytest
 from tests.faults.conftest import RUN, SECOND_PERIOD, cli, copy_database, dump_batches
 
 
-@pytest.mark.slow              # two CLI batch runs each: ~20 s apiece under load
-@pytest.mark.parametrize("fault", [
-    "batch-after-profile",     # profiles computed, nothing written
-    "batch-mid-write",         # lists written in the open transaction, their offers not
-    "batch-before-commit",     # everything written and the row set 'done', not committed
-    "batch-after-commit",      # committed; summary.json not written
-])
+@pytest.mark.slow  # two CLI batch runs each: ~20 s apiece under load
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "batch-after-profile",  # profiles computed, nothing written
+        "batch-mid-write",  # lists written in the open transaction, their offers not
+        "batch-before-commit",  # everything written and the row set 'done', not committed
+        "batch-after-commit",  # committed; summary.json not written
+    ],
+)
 def test_a_killed_batch_rerun_gives_the_uninterrupted_batch(request, second_batch, tmp_path, fault):
     kind, base, expected = second_batch
     url = copy_database(request, base, tmp_path)
@@ -33,13 +36,15 @@ def test_a_killed_batch_rerun_gives_the_uninterrupted_batch(request, second_batc
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     after_kill = dump_batches(url)
     if fault == "batch-after-commit":
-        assert after_kill == expected                      # the kill came after the commit
+        assert after_kill == expected  # the kill came after the commit
     else:
         # nothing of the second batch but its claimed 'running' row: the first batch untouched
-        assert after_kill["batches"] == before["batches"] + [(expected["batches"][1][0], SECOND_PERIOD,
-                                                              "2025-07-14", "running")]
-        assert {k: v for k, v in after_kill.items() if k not in ("batches", "sequences", "summaries")} == \
-            {k: v for k, v in before.items() if k not in ("batches", "sequences", "summaries")}
+        assert after_kill["batches"] == before["batches"] + [
+            (expected["batches"][1][0], SECOND_PERIOD, "2025-07-14", "running")
+        ]
+        assert {k: v for k, v in after_kill.items() if k not in ("batches", "sequences", "summaries")} == {
+            k: v for k, v in before.items() if k not in ("batches", "sequences", "summaries")
+        }
 
     if fault == "batch-after-commit":
         # the period is done (a plain run would move on to the next one): asking for it again returns the
@@ -49,5 +54,5 @@ def test_a_killed_batch_rerun_gives_the_uninterrupted_batch(request, second_batc
         again = cli(url, *RUN, "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"period {SECOND_PERIOD}" in again.stdout
-    assert dump_batches(url) == expected                  # same batch id, lists, codes, offers, needs, summary
+    assert dump_batches(url) == expected  # same batch id, lists, codes, offers, needs, summary
     assert (tmp_path / "out" / SECOND_PERIOD / "summary.json").is_file()

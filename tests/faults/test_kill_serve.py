@@ -33,11 +33,13 @@ from tests.checkout.conftest import CARD, NOW, REPO, SECRET, _keys, _wait_ready,
 
 BASKETS = 120
 LANES = 6
-KILL_AFTER = 25                    # answers 200 before the kill
-ITEMS = [{"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
-         {"sku": "MILK-1", "quantity": 3, "amount_cents": 567},
-         {"sku": "TEA-1", "quantity": 1, "amount_cents": 350},
-         {"sku": "BREAD-1", "quantity": 10, "amount_cents": 2590}]
+KILL_AFTER = 25  # answers 200 before the kill
+ITEMS = [
+    {"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
+    {"sku": "MILK-1", "quantity": 3, "amount_cents": 567},
+    {"sku": "TEA-1", "quantity": 1, "amount_cents": 350},
+    {"sku": "BREAD-1", "quantity": 10, "amount_cents": 2590},
+]
 
 
 def _bodies(codes: dict[str, str]) -> list[dict]:
@@ -57,19 +59,32 @@ def _serve(url: str, tmp_path, port: int, die_after: int | None = None) -> subpr
     """
     hook = tmp_path / f"hook-{port}"
     hook.mkdir(exist_ok=True)
-    text = ("import datetime as dt\nimport engine.checkout as c\n"
-            f"c.server_now = lambda: dt.datetime.fromisoformat({NOW.isoformat()!r})\n")
+    text = (
+        "import datetime as dt\nimport engine.checkout as c\n"
+        f"c.server_now = lambda: dt.datetime.fromisoformat({NOW.isoformat()!r})\n"
+    )
     if die_after:
-        text += ("import itertools, os, signal\n_real, _n = c.checkout, itertools.count(1)\n"
-                 "def _dying(*a, **k):\n    out = _real(*a, **k)\n"
-                 f"    if next(_n) == {die_after}:\n        os.kill(os.getpid(), signal.SIGKILL)\n"
-                 "    return out\nc.checkout = _dying\n")
+        text += (
+            "import itertools, os, signal\n_real, _n = c.checkout, itertools.count(1)\n"
+            "def _dying(*a, **k):\n    out = _real(*a, **k)\n"
+            f"    if next(_n) == {die_after}:\n        os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    return out\nc.checkout = _dying\n"
+        )
     (hook / "sitecustomize.py").write_text(text)
-    env = {"LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": url, "PATH": "/usr/bin:/bin",
-           "PYTHONPATH": f"{hook}:{REPO}"}
+    env = {
+        "LISTWISE_SECRET": SECRET.decode(),
+        "LISTWISE_DATABASE_URL": url,
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{hook}:{REPO}",
+    }
     log = open(tmp_path / f"server-{port}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     log.close()
     _wait_ready(f"http://127.0.0.1:{port}", proc)
     return proc
@@ -83,25 +98,31 @@ def _invariants(url: str) -> dict[str, dict]:
     """Checks nothing is half-written and no offer over-used; returns {basket_id: stored answer}."""
     engine = connect(url)
     with engine.connect() as conn:
-        q = lambda sql: conn.execute(sa.text(sql)).all()   # noqa: E731
+        q = lambda sql: conn.execute(sa.text(sql)).all()
         checkouts = {r.basket_id: r.response_json for r in q("SELECT basket_id, response_json FROM checkouts")}
-        baskets = q("SELECT b.basket_id, b.line_count, (SELECT count(*) FROM basket_lines l WHERE "
-                    "l.basket_key = b.basket_key) AS lines FROM baskets b WHERE b.source = 'checkout'")
-        orphans = q("SELECT r.basket_id FROM redemptions r LEFT JOIN baskets b ON b.store_id = r.store_id "
-                    "AND b.basket_id = r.basket_id WHERE b.basket_key IS NULL")
-        overused = q("SELECT o.offer_id, o.max_uses, count(r.redemption_id) FROM offers o JOIN redemptions r "
-                     "ON r.offer_id = o.offer_id AND r.voided = 0 GROUP BY o.offer_id, o.max_uses "
-                     "HAVING count(r.redemption_id) > o.max_uses")
+        baskets = q(
+            "SELECT b.basket_id, b.line_count, (SELECT count(*) FROM basket_lines l WHERE "
+            "l.basket_key = b.basket_key) AS lines FROM baskets b WHERE b.source = 'checkout'"
+        )
+        orphans = q(
+            "SELECT r.basket_id FROM redemptions r LEFT JOIN baskets b ON b.store_id = r.store_id "
+            "AND b.basket_id = r.basket_id WHERE b.basket_key IS NULL"
+        )
+        overused = q(
+            "SELECT o.offer_id, o.max_uses, count(r.redemption_id) FROM offers o JOIN redemptions r "
+            "ON r.offer_id = o.offer_id AND r.voided = 0 GROUP BY o.offer_id, o.max_uses "
+            "HAVING count(r.redemption_id) > o.max_uses"
+        )
         duplicated = q("SELECT basket_id FROM baskets GROUP BY store_id, basket_id HAVING count(*) > 1")
     engine.dispose()
-    assert all(text for text in checkouts.values())              # no claim left without its answer
+    assert all(text for text in checkouts.values())  # no claim left without its answer
     assert sorted(b.basket_id for b in baskets) == sorted(checkouts)  # a basket per checkout, a checkout per basket
     assert all(b.line_count == b.lines == len(ITEMS) for b in baskets)
     assert orphans == [] and overused == [] and duplicated == []
     return {basket_id: json.loads(text) for basket_id, text in checkouts.items()}
 
 
-@pytest.mark.slow          # two server starts and 240 checkouts: ~20 s
+@pytest.mark.slow  # two server starts and 240 checkouts: ~20 s
 @pytest.mark.parametrize("kill", ["mid-stream", "after-commit"])
 def test_a_killed_server_loses_nothing_answered_and_half_writes_nothing(db_url, tmp_path, kill):
     """`mid-stream`: SIGKILL from outside once KILL_AFTER checkouts were answered, lanes in flight;
@@ -144,16 +165,16 @@ def test_a_killed_server_loses_nothing_answered_and_half_writes_nothing(db_url, 
         deadline = time.monotonic() + 120
         while len(answered) < KILL_AFTER and time.monotonic() < deadline:
             time.sleep(0.002)
-        os.kill(proc.pid, signal.SIGKILL)              # lanes have requests in flight
+        os.kill(proc.pid, signal.SIGKILL)  # lanes have requests in flight
     for t in threads:
         t.join(60)
     assert proc.wait(10) == -signal.SIGKILL
     assert len(answered) < BASKETS and failed, (len(answered), len(failed))
 
     stored = _invariants(chain.url)
-    if kill == "after-commit":                                 # at least the dying one: committed, unanswered
+    if kill == "after-commit":  # at least the dying one: committed, unanswered
         assert len(set(stored) - set(answered)) >= 1 and len(stored) >= KILL_AFTER
-    assert {b: stored.get(b) for b in answered} == answered    # every 200 is there, with its answer
+    assert {b: stored.get(b) for b in answered} == answered  # every 200 is there, with its answer
 
     port = free_port()
     proc = _serve(chain.url, tmp_path, port)
@@ -167,7 +188,7 @@ def test_a_killed_server_loses_nothing_answered_and_half_writes_nothing(db_url, 
         if proc.poll() is None:
             proc.kill()
     assert {b: r.status_code for b, r in again.items()} == {b["basket_id"]: 200 for b in bodies}
-    assert {b: again[b].json() for b in answered} == answered   # a re-sent checkout gets the same answer
+    assert {b: again[b].json() for b in answered} == answered  # a re-sent checkout gets the same answer
     # a basket committed before the kill whose answer was lost is replayed, not recorded twice
     assert {b: again[b].json() for b in stored} == stored
     final = _invariants(chain.url)
@@ -176,4 +197,4 @@ def test_a_killed_server_loses_nothing_answered_and_half_writes_nothing(db_url, 
     for answer in final.values():
         for line in answer["lines"]:
             uses[line["offer_id"]] = uses.get(line["offer_id"], 0) + line["uses"]
-    assert uses == {101: 1, 102: 2, 103: 1, 104: 1, 501: 1}   # each offer used to its limit, not beyond
+    assert uses == {101: 1, 102: 2, 103: 1, 104: 1, 501: 1}  # each offer used to its limit, not beyond

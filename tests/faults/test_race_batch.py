@@ -23,7 +23,7 @@ from tests.faults.conftest import RUN, SECOND_PERIOD, cli, copy_database, dump_b
 TAKEN_OVER = f"error: the batch of {SECOND_PERIOD} was taken over by another run of 'batch run'; this run wrote nothing"
 
 
-@pytest.mark.slow              # two concurrent CLI batch runs: ~30 s under load
+@pytest.mark.slow  # two concurrent CLI batch runs: ~30 s under load
 @pytest.mark.parametrize("dated", [False, True], ids=["plain", "period-start"])
 def test_two_racing_runs_leave_one_batch_and_the_uninterrupted_codes(request, second_batch, tmp_path, dated):
     kind, base, expected = second_batch
@@ -36,10 +36,10 @@ def test_two_racing_runs_leave_one_batch_and_the_uninterrupted_codes(request, se
         # a run either wrote the batch, or returned the one the other wrote, or was taken over mid-way
         assert (code, err.strip()) in ((0, ""), (1, TAKEN_OVER)), (code, out, err)
     assert any(code == 0 for code, _, _ in results)
-    assert dump_batches(url) == expected           # one batch, the same list ids, codes, offers and summary
+    assert dump_batches(url) == expected  # one batch, the same list ids, codes, offers and summary
 
     again = cli(url, *RUN, "--period-start", SECOND_PERIOD, "--out", str(tmp_path / "out"), cwd=tmp_path)
-    assert again.returncode == 0, again.stderr      # the finished batch is returned, not rewritten
+    assert again.returncode == 0, again.stderr  # the finished batch is returned, not rewritten
     assert dump_batches(url) == expected
 
 
@@ -62,6 +62,7 @@ def test_two_claims_of_a_new_period_at_the_same_instant_both_succeed(db_url):
                 errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
             finally:
                 engine.dispose()
+
         threads = [threading.Thread(target=claim) for _ in range(2)]
         for t in threads:
             t.start()
@@ -72,7 +73,7 @@ def test_two_claims_of_a_new_period_at_the_same_instant_both_succeed(db_url):
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT batch_id, status, run_token FROM batches ORDER BY batch_id")).all()
     engine.dispose()
-    assert len(rows) == 20 and {r.status for r in rows} == {"running"}     # one row a period
+    assert len(rows) == 20 and {r.status for r in rows} == {"running"}  # one row a period
     # both claims of a period name its one batch; the later one holds the token
     by_batch: dict[int, list[str]] = {}
     for batch_id, token in outcomes:

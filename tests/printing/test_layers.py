@@ -7,8 +7,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_FORBIDDEN = ("engine", "sqlalchemy", "adbc_driver_manager", "adbc_driver_sqlite", "adbc_driver_postgresql",
-              "psycopg", "polars")
+_FORBIDDEN = (
+    "engine",
+    "sqlalchemy",
+    "adbc_driver_manager",
+    "adbc_driver_sqlite",
+    "adbc_driver_postgresql",
+    "psycopg",
+    "polars",
+)
 
 
 def _imports(path: Path) -> set[str]:
@@ -25,8 +32,11 @@ def _imports(path: Path) -> set[str]:
 def test_no_module_of_printing_imports_engine_or_a_database_library():
     modules = sorted((ROOT / "printing").rglob("*.py"))
     assert len(modules) >= 8
-    assert {str(p.relative_to(ROOT)): sorted(_imports(p) & set(_FORBIDDEN)) for p in modules
-            if _imports(p) & set(_FORBIDDEN)} == {}
+    assert {
+        str(p.relative_to(ROOT)): sorted(_imports(p) & set(_FORBIDDEN))
+        for p in modules
+        if _imports(p) & set(_FORBIDDEN)
+    } == {}
 
 
 def test_the_check_sees_an_import_inside_a_function(tmp_path):
@@ -36,8 +46,16 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path):
 
 
 def test_importing_printing_loads_neither_engine_nor_sqlalchemy():
-    code = ("import sys, printing, printing.render, printing.fonts, printing.digital; "
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(_FORBIDDEN)!r}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, printing, printing.render, printing.fonts, printing.digital; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(_FORBIDDEN)!r}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "[]"

@@ -16,8 +16,7 @@ from tests.printing.scan import decode_pages
 
 def _docs():
     """Five lists: two of S01, one of S02 (two pages), one without a store, one with an e-mail."""
-    docs = [make_doc(1), make_doc(2, postal_code="02140"), make_doc(3, n_offers=45),
-            make_doc(4), make_doc(5)]
+    docs = [make_doc(1), make_doc(2, postal_code="02140"), make_doc(3, n_offers=45), make_doc(4), make_doc(5)]
     docs[2] = dataclasses.replace(docs[2], store_id="S02")
     docs[3] = dataclasses.replace(docs[3], store_id=None)
     docs[4] = dataclasses.replace(docs[4], email="ana@example.org")
@@ -43,10 +42,14 @@ def test_each_document_is_one_manifest_row_in_its_stores_merged_file(rendered):
     by_code = {d.code: d for d in _docs()}
     assert sorted(r["list_code"] for r in rows) == sorted(by_code)
     assert {r["list_code"]: r["store_id"] for r in rows} == {c: d.store_id or "none" for c, d in by_code.items()}
-    docs = _docs()     # S01 keeps the order given (lists 1, 2, 5); the store-less list goes to "none"
+    docs = _docs()  # S01 keeps the order given (lists 1, 2, 5); the store-less list goes to "none"
     assert [(r["list_code"], r["store_id"], r["merged_first_page"]) for r in rows] == [
-        (docs[0].code, "S01", "1"), (docs[1].code, "S01", "2"), (docs[4].code, "S01", "3"),
-        (docs[2].code, "S02", "1"), (docs[3].code, "none", "1")]
+        (docs[0].code, "S01", "1"),
+        (docs[1].code, "S01", "2"),
+        (docs[4].code, "S01", "3"),
+        (docs[2].code, "S02", "1"),
+        (docs[3].code, "none", "1"),
+    ]
     assert (done["lists"], done["pages"], done["pages_per_list"]) == (5, 6, {"1": 4, "2": 1})
     stores = _rows(target / "print" / "stores.csv")
     assert list(stores[0]) == list(STORE_COLUMNS)
@@ -76,9 +79,12 @@ def test_web_pages_for_every_list_and_a_message_only_with_an_address(rendered):
 def test_two_processes_write_the_same_bytes_as_one(rendered, tmp_path, monkeypatch):
     _, done = rendered
     monkeypatch.setattr(printing.render, "_MIN_PARALLEL", 0)
-    again = render_documents(_docs(), tmp_path, LayoutOptions(html_files=True, email_files=True,
-                                                              email_from="Fresh Fields <lists@example.org>"),
-                             workers=2)
+    again = render_documents(
+        _docs(),
+        tmp_path,
+        LayoutOptions(html_files=True, email_files=True, email_from="Fresh Fields <lists@example.org>"),
+        workers=2,
+    )
     assert [s["sha256"] for s in again["stores"]] == [s["sha256"] for s in done["stores"]]
 
 

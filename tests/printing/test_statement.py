@@ -13,8 +13,12 @@ from printing.statement import MAX_ROWS, Statement, StatementRow, write_statemen
 
 def _statement(n_offers: int, name: str | None = "Acme Foods") -> Statement:
     rows = tuple(StatementRow(f"D-{i:03d}", i + 1, 101 * (i + 1), 76 * (i + 1)) for i in range(n_offers))
-    total = StatementRow("TOTAL", sum(r.redemptions for r in rows), sum(r.discount_cents for r in rows),
-                         sum(r.amount_due_cents for r in rows))
+    total = StatementRow(
+        "TOTAL",
+        sum(r.redemptions for r in rows),
+        sum(r.discount_cents for r in rows),
+        sum(r.amount_due_cents for r in rows),
+    )
     return Statement("Fresh Fields Market", "M1", name, dt.date(2025, 3, 3), dt.date(2025, 3, 16), rows, total)
 
 
@@ -39,13 +43,15 @@ def test_a_manufacturer_name_in_another_script_prints_with_embedded_fonts(tmp_pa
     write_statement(_statement(3, name="北京食品 Ltd"), tmp_path / "s.pdf", page_size="a4")
     reader = pypdf.PdfReader(tmp_path / "s.pdf")
     fonts = {f["/BaseFont"] for f in reader.pages[0]["/Resources"]["/Font"].values()}
-    assert not any("Helvetica" in f for f in fonts)                     # nothing left to the viewer
-    assert round(float(reader.pages[0].mediabox.width)) == 595          # A4
+    assert not any("Helvetica" in f for f in fonts)  # nothing left to the viewer
+    assert round(float(reader.pages[0].mediabox.width)) == 595  # A4
     assert "北京食品" in reader.pages[0].extract_text()
 
 
 def test_same_statement_same_bytes(tmp_path):
     write_statement(_statement(5), tmp_path / "a.pdf")
     write_statement(_statement(5), tmp_path / "b.pdf")
-    assert hashlib.sha256((tmp_path / "a.pdf").read_bytes()).digest() == \
-        hashlib.sha256((tmp_path / "b.pdf").read_bytes()).digest()
+    assert (
+        hashlib.sha256((tmp_path / "a.pdf").read_bytes()).digest()
+        == hashlib.sha256((tmp_path / "b.pdf").read_bytes()).digest()
+    )
