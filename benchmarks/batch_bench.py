@@ -23,7 +23,7 @@ import polars as pl
 
 
 def _peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,29 +34,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--data", type=Path, default=None, help="an already generated chain (skips generation)")
     parser.add_argument("--baseline", action="store_true", help="profile with coupons.baseline instead of cycles")
-    parser.add_argument("--max-customers", type=int, default=None,
-                        help="with --lean: only the first N customers of the chain (a slice of a larger run)")
-    parser.add_argument("--lean", action="store_true",
-                        help="read history lazily with typed columns (history_from_files holds every "
-                             "column as text while it builds the frame: > 17 GiB at 100k x 52 weeks)")
+    parser.add_argument(
+        "--max-customers",
+        type=int,
+        default=None,
+        help="with --lean: only the first N customers of the chain (a slice of a larger run)",
+    )
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="read history lazily with typed columns (history_from_files holds every "
+        "column as text while it builds the frame: > 17 GiB at 100k x 52 weeks)",
+    )
     args = parser.parse_args(argv)
 
     from coupons import assign_groups, build_offers, choose_tips, qualifying_customers, starter_tips
-    from engine.batch import _deal_budgets
+    from engine.batch import deal_budgets
     from engine.config import Settings
     from engine.history import history_from_files
 
     data = args.data
     if data is None:
-        from fixtures.generator import generate
+        from engine.sample_chain import generate
+
         data = (args.dir or Path(tempfile.mkdtemp(prefix="listwise-batch-bench-"))) / "data"
         t = time.perf_counter()
         generate(data, customers=args.customers, weeks=args.weeks, seed=args.seed, fmt="parquet")
         print(f"generate: {time.perf_counter() - t:.1f} s (not counted)")
     settings = Settings()
     t0 = time.perf_counter()
-    history, products, customers = (_lean_history(data, args.max_customers) if args.lean
-                                    else history_from_files(data))
+    history, products, customers = _lean_history(data, args.max_customers) if args.lean else history_from_files(data)
     t_read = time.perf_counter()
     start = history["day"].max() + dt.timedelta(days=7 - history["day"].max().weekday())
     end = start + dt.timedelta(days=settings.batch.period_days)
@@ -70,31 +77,51 @@ def main(argv: list[str] | None = None) -> int:
     t_qual = time.perf_counter()
     if args.baseline:
         from coupons.baseline import baseline_profile, baseline_value
-        profile = baseline_profile(history, products, start, b.period_days, settings)
-        value = baseline_value(history, customers, start, settings)
+
+        profile = baseline_profile(history, products, start, b.period_days, settings.cycles)
+        value = baseline_value(history, customers, start, settings.value, b.qualifying_weeks)
     else:
         from engine.profiles import profile_frames
+
         profile, value = profile_frames(history, products, customers, settings, start, b.period_days)
     profile = profile.with_columns(pl.col(c).cast(pl.String) for c in ("category", "brand_cell", "volume_tier"))
     t_prof = time.perf_counter()
     deals = _read_deals(data)
-    budgets = _deal_budgets(deals, pl.DataFrame(schema={"deal_id": pl.String, "face_cents": pl.Int64,
-                                                        "redeemed_cents": pl.Int64}),
-                            pl.DataFrame(schema={"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64,
-                                                 "discount_cents": pl.Int64, "max_uses": pl.Int32,
-                                                 "redeemed_cents": pl.Int64}), None)
-    offers = build_offers(profile, value, products, deals, budgets, treated, settings, start, end)
+    budgets = deal_budgets(
+        deals,
+        pl.DataFrame(schema={"deal_id": pl.String, "face_cents": pl.Int64, "redeemed_cents": pl.Int64}),
+        pl.DataFrame(
+            schema={
+                "deal_id": pl.String,
+                "kind": pl.String,
+                "p_buy": pl.Float64,
+                "discount_cents": pl.Int64,
+                "max_uses": pl.Int32,
+                "redeemed_cents": pl.Int64,
+            }
+        ),
+        None,
+    )
+    offers = build_offers(profile, value, products, deals, budgets, treated, settings.plan_rules(), start, end)
     tips = choose_tips(offers, treated, starter_tips())
     t_off = time.perf_counter()
-    print(f"chain: {customers.height:,} qualifying of {args.max_customers or args.customers:,} customers x {args.weeks} weeks, {history.height:,} line items of qualifying "
-          f"customers; period {start}")
-    print(f"qualifying {qualifying.height:,}, lists {treated.len():,}, offers {offers.height:,} "
-          f"({', '.join(f'{k} {v}' for k, v in offers['kind'].value_counts().sort('kind').iter_rows())}), "
-          f"tips {tips['tip_id'].is_not_null().sum():,}")
-    print(f"read files {t_read - t0:.1f} s | qualify+holdout {t_qual - t_read:.1f} s | profile {t_prof - t_qual:.1f} s"
-          f" | offers {t_off - t_prof:.1f} s")
-    print(f"profile + offers: {t_off - t_qual:.1f} s (target <= 120 s); all from files: {t_off - t0:.1f} s; "
-          f"peak memory {_peak_rss_gib():.2f} GiB (target <= 8)")
+    print(
+        f"chain: {customers.height:,} qualifying of {args.max_customers or args.customers:,} customers x {args.weeks} weeks, {history.height:,} line items of qualifying "
+        f"customers; period {start}"
+    )
+    print(
+        f"qualifying {qualifying.height:,}, lists {treated.len():,}, offers {offers.height:,} "
+        f"({', '.join(f'{k} {v}' for k, v in offers['kind'].value_counts().sort('kind').iter_rows())}), "
+        f"tips {tips['tip_id'].is_not_null().sum():,}"
+    )
+    print(
+        f"read files {t_read - t0:.1f} s | qualify+holdout {t_qual - t_read:.1f} s | profile {t_prof - t_qual:.1f} s"
+        f" | offers {t_off - t_prof:.1f} s"
+    )
+    print(
+        f"profile + offers: {t_off - t_qual:.1f} s (target <= 120 s); all from files: {t_off - t0:.1f} s; "
+        f"peak memory {_peak_rss_gib():.2f} GiB (target <= 8)"
+    )
     return 0
 
 
@@ -104,24 +131,43 @@ def _lean_history(data: Path, max_customers: int | None = None) -> tuple[pl.Data
     basket_key is a hash of (store_id, basket_id) here: unique in practice, not the database's key.
     """
     from engine.history import HISTORY_COLUMNS
+
     _, products, customers = _small_frames(data)
     if max_customers:
         customers = customers.filter(pl.col("customer_key") <= max_customers)
-    attrs = products.select("product_key", "sku", "category", "department", "brand", "brand_type",
-                            "manufacturer_id", "regular_price_cents", "unit_cost_cents")
+    attrs = products.select(
+        "product_key",
+        "sku",
+        "category",
+        "department",
+        "brand",
+        "brand_type",
+        "manufacturer_id",
+        "regular_price_cents",
+        "unit_cost_cents",
+    )
     text = ["sku", "category", "department", "brand", "brand_type", "manufacturer_id"]
-    lines = (pl.scan_parquet(sorted((data / "transactions").glob("*.parquet")))
-             .filter(pl.col("customer_id").is_not_null())
-             .join(customers.lazy().select("customer_id", "customer_key"), on="customer_id", how="inner")
-             .join(attrs.lazy(), on="sku", how="inner")
-             .select(pl.col("customer_key"),
-                     pl.struct("store_id", "basket_id").hash().reinterpret(signed=True).alias("basket_key"),
-                     pl.col("timestamp").dt.date().alias("day"), "product_key",
-                     *text,   # String: the cycles code joins them with String frames
-                     pl.col("quantity").cast(pl.Float64), _money("amount").alias("amount_cents"),
-                     _money("discount").fill_null(0).alias("discount_cents"), "regular_price_cents",
-                     "unit_cost_cents")
-             .select(HISTORY_COLUMNS).collect(engine="streaming").sort("customer_key", "day", "basket_key"))
+    lines = (
+        pl.scan_parquet(sorted((data / "transactions").glob("*.parquet")))
+        .filter(pl.col("customer_id").is_not_null())
+        .join(customers.lazy().select("customer_id", "customer_key"), on="customer_id", how="inner")
+        .join(attrs.lazy(), on="sku", how="inner")
+        .select(
+            pl.col("customer_key"),
+            pl.struct("store_id", "basket_id").hash().reinterpret(signed=True).alias("basket_key"),
+            pl.col("timestamp").dt.date().alias("day"),
+            "product_key",
+            *text,  # String: the cycles code joins them with String frames
+            pl.col("quantity").cast(pl.Float64),
+            _money("amount").alias("amount_cents"),
+            _money("discount").fill_null(0).alias("discount_cents"),
+            "regular_price_cents",
+            "unit_cost_cents",
+        )
+        .select(HISTORY_COLUMNS)
+        .collect(engine="streaming")
+        .sort("customer_key", "day", "basket_key")
+    )
     return lines, products, customers
 
 
@@ -134,12 +180,14 @@ def _small_frames(data: Path):  # noqa: ANN202
     """products and customers as history_from_files builds them, without reading transactions."""
     import shutil
     import tempfile
+
     tmp = Path(tempfile.mkdtemp())
     try:
         for name in ("products.csv", "customers.csv"):
             shutil.copy(data / name, tmp / name)
         (tmp / "transactions.csv").write_text("basket_id,customer_id,store_id,timestamp,sku,quantity,amount,discount\n")
         from engine.history import history_from_files
+
         return history_from_files(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -147,24 +195,36 @@ def _small_frames(data: Path):  # noqa: ANN202
 
 def _read_deals(data: Path) -> pl.DataFrame:
     """The deals files as the ``deals`` table holds them (cents, basis points)."""
-    from engine.ingest import _cents
+    from engine.values import cents as _cents
+
     files = sorted((data / "deals").glob("*.csv")) if (data / "deals").is_dir() else []
     if not files:
         from tests.coupons.conftest import DEAL_SCHEMA
+
         return pl.DataFrame(schema=DEAL_SCHEMA)
     raw = pl.concat([pl.read_csv(f, infer_schema=False) for f in files], how="diagonal")
-    raw = raw.with_columns(pl.lit(None, pl.String).alias(c) for c in
-                           ("sku", "category", "brand", "budget", "max_per_customer", "target_cells", "funded_share")
-                           if c not in raw.columns)
+    raw = raw.with_columns(
+        pl.lit(None, pl.String).alias(c)
+        for c in ("sku", "category", "brand", "budget", "max_per_customer", "target_cells", "funded_share")
+        if c not in raw.columns
+    )
     pct = pl.col("kind") == "percent_off"
     return raw.select(
-        "deal_id", "manufacturer_id", pl.col("sku").replace("", None), pl.col("category").replace("", None),
-        pl.col("brand").replace("", None), "kind",
+        "deal_id",
+        "manufacturer_id",
+        pl.col("sku").replace("", None),
+        pl.col("category").replace("", None),
+        pl.col("brand").replace("", None),
+        "kind",
         pl.when(pct).then(None).otherwise(_cents("value")).alias("value_cents"),
         pl.when(pct).then((pl.col("value").cast(pl.Float64) * 100).round().cast(pl.Int64)).alias("percent_bp"),
-        pl.col("funded_share").cast(pl.Float64).fill_null(1.0), pl.col("starts_on").str.to_date(),
-        pl.col("ends_on").str.to_date(), _cents("budget").alias("budget_cents"),
-        pl.col("max_per_customer").cast(pl.Int64), pl.col("target_cells").replace("", None))
+        pl.col("funded_share").cast(pl.Float64).fill_null(1.0),
+        pl.col("starts_on").str.to_date(),
+        pl.col("ends_on").str.to_date(),
+        _cents("budget").alias("budget_cents"),
+        pl.col("max_per_customer").cast(pl.Int64),
+        pl.col("target_cells").replace("", None),
+    )
 
 
 if __name__ == "__main__":

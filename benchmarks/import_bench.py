@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     # ~600 line items per household per year (the generator's texture); card-less baskets add ~12 %.
     customers = max(100, int(args.lines / (600 * args.weeks / 52) / 1.12))
     if not (data / "products.csv").exists():
-        from fixtures.generator import generate
+        from engine.sample_chain import generate
+
         t0 = time.perf_counter()
         # parts of 5,000 households, as a chain exports in several files: the import pipelines them
         generate(data, customers=customers, weeks=args.weeks, seed=args.seed, fmt="parquet", chunk_customers=5000)
@@ -62,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         import_files(url, "transactions", parts)
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
-        import_files(url, "transactions", parts)          # a re-import adds nothing
+        import_files(url, "transactions", parts)  # a re-import adds nothing
         again = time.perf_counter() - t0
         backend = url.split(":", 1)[0]
-        print(f"{backend}: {total:,} line items in {first:.1f} s = {total / first:,.0f} rows/s "
-              f"(re-import of the same files: {again:.1f} s, nothing added); peak RSS {_peak_rss_mib():,.0f} MiB")
+        print(
+            f"{backend}: {total:,} line items in {first:.1f} s = {total / first:,.0f} rows/s "
+            f"(re-import of the same files: {again:.1f} s, nothing added); peak RSS {_peak_rss_mib():,.0f} MiB"
+        )
     return 0
 
 

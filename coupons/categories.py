@@ -44,7 +44,7 @@ def _split(pattern: str) -> tuple[str, str]:
     """('category' | 'department', the glob) of one configured pattern."""
     text = pattern.strip()
     if text.lower().startswith(DEPARTMENT_PREFIX):
-        return "department", text[len(DEPARTMENT_PREFIX):]
+        return "department", text[len(DEPARTMENT_PREFIX) :]
     return "category", text
 
 
@@ -66,13 +66,19 @@ def match_categories(patterns: Iterable[str], catalogue: pl.DataFrame) -> pl.Dat
         matches nothing has no row.
     """
     has_department = "department" in catalogue.columns
-    names = catalogue.select(
-        pl.col("category").cast(pl.String).str.strip_chars(),
-        (pl.col("department") if has_department else pl.lit(None)).cast(pl.String).str.strip_chars()
-        .alias("department"),
-    ).filter(pl.col("category").is_not_null()).unique()
+    names = (
+        catalogue.select(
+            pl.col("category").cast(pl.String).str.strip_chars(),
+            (pl.col("department") if has_department else pl.lit(None))
+            .cast(pl.String)
+            .str.strip_chars()
+            .alias("department"),
+        )
+        .filter(pl.col("category").is_not_null())
+        .unique()
+    )
     frames = []
-    for pattern in dict.fromkeys(patterns):     # a handful of patterns, each a vectorised match
+    for pattern in dict.fromkeys(patterns):  # a handful of patterns, each a vectorised match
         field, glob = _split(pattern)
         if not glob:
             continue

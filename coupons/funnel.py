@@ -41,19 +41,35 @@ def offer_funnel(candidates: pl.DataFrame, selected: pl.DataFrame, dropped: pl.D
     def count(frame: pl.DataFrame, name: str) -> pl.DataFrame:
         return frame.group_by("kind").agg(pl.len().cast(pl.Int64).alias(name))
 
-    by_reason = (dropped.group_by("kind", "drop_reason").agg(pl.len().cast(pl.Int64).alias("n"))
-                 .pivot("drop_reason", index="kind", values="n", on_columns=list(DROP_REASONS))
-                 if dropped.height else pl.DataFrame(schema={"kind": pl.String}))
-    f = (kinds.join(count(candidates, "candidates"), on="kind", how="left")
-         .join(count(selected, "selected"), on="kind", how="left")
-         .join(count(dropped, "dropped"), on="kind", how="left")
-         .join(by_reason, on="kind", how="left"))
-    return f.select("kind", *[pl.col(c).fill_null(0).cast(pl.Int64) if c in f.columns else pl.lit(0, pl.Int64).alias(c)
-                              for c in ("candidates", "selected", "dropped", *DROP_REASONS)])
+    by_reason = (
+        dropped.group_by("kind", "drop_reason")
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+        .pivot("drop_reason", index="kind", values="n", on_columns=list(DROP_REASONS))
+        if dropped.height
+        else pl.DataFrame(schema={"kind": pl.String})
+    )
+    f = (
+        kinds.join(count(candidates, "candidates"), on="kind", how="left")
+        .join(count(selected, "selected"), on="kind", how="left")
+        .join(count(dropped, "dropped"), on="kind", how="left")
+        .join(by_reason, on="kind", how="left")
+    )
+    return f.select(
+        "kind",
+        *[
+            pl.col(c).fill_null(0).cast(pl.Int64) if c in f.columns else pl.lit(0, pl.Int64).alias(c)
+            for c in ("candidates", "selected", "dropped", *DROP_REASONS)
+        ],
+    )
 
 
 def funnel_dict(funnel: pl.DataFrame) -> dict[str, dict]:
     """{kind: {candidates, selected, dropped: {reason: n, every reason}}} for the batch summary."""
-    return {r["kind"]: {"candidates": r["candidates"], "selected": r["selected"],
-                        "dropped": {reason: r[reason] for reason in DROP_REASONS}}
-            for r in funnel.iter_rows(named=True)}
+    return {
+        r["kind"]: {
+            "candidates": r["candidates"],
+            "selected": r["selected"],
+            "dropped": {reason: r[reason] for reason in DROP_REASONS},
+        }
+        for r in funnel.iter_rows(named=True)
+    }

@@ -53,8 +53,7 @@ def wilson_bounds(successes: pl.Expr, n: pl.Expr, z: float) -> tuple[pl.Expr, pl
     centre = (p + z2 / (2.0 * n)) / denom
     half = z / denom * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt()
     valid = n > 0
-    return (pl.when(valid).then((centre - half).clip(0.0, 1.0)),
-            pl.when(valid).then((centre + half).clip(0.0, 1.0)))
+    return (pl.when(valid).then((centre - half).clip(0.0, 1.0)), pl.when(valid).then((centre + half).clip(0.0, 1.0)))
 
 
 def newcombe_bounds(x1: pl.Expr, n1: pl.Expr, x2: pl.Expr, n2: pl.Expr, z: float) -> tuple[pl.Expr, pl.Expr]:
@@ -64,12 +63,15 @@ def newcombe_bounds(x1: pl.Expr, n1: pl.Expr, x2: pl.Expr, n2: pl.Expr, z: float
     l1, u1 = wilson_bounds(x1, n1, z)
     l2, u2 = wilson_bounds(x2, n2, z)
     d = p1 - p2
-    return (d - ((p1 - l1) ** 2 + (u2 - p2) ** 2).sqrt(),
-            d + ((u1 - p1) ** 2 + (p2 - l2) ** 2).sqrt())
+    return (d - ((p1 - l1) ** 2 + (u2 - p2) ** 2).sqrt(), d + ((u1 - p1) ** 2 + (p2 - l2) ** 2).sqrt())
 
 
-def holdout_lift(outcomes: pl.DataFrame, confidence: float = 0.95, by: Sequence[str] = ("period_start", "category"),
-                 means: Sequence[str] = ("units",)) -> pl.DataFrame:
+def holdout_lift(
+    outcomes: pl.DataFrame,
+    confidence: float = 0.95,
+    by: Sequence[str] = ("period_start", "category"),
+    means: Sequence[str] = ("units",),
+) -> pl.DataFrame:
     """Treated minus hold-out: purchase rate (Newcombe) and means per household (Welch), per group.
 
     Parameters
@@ -96,10 +98,12 @@ def holdout_lift(outcomes: pl.DataFrame, confidence: float = 0.95, by: Sequence[
     """
     z = z_value(confidence)
     by = list(by)
-    g = (outcomes.group_by(*by, "grp")
-         .agg(n=pl.len(), x=pl.col("bought").cast(pl.Int64).sum(),
-              **{f"_m_{m}": pl.col(m).cast(pl.Float64).mean() for m in means},
-              **{f"_v_{m}": pl.col(m).cast(pl.Float64).var(ddof=1).fill_null(0.0) for m in means}))
+    g = outcomes.group_by(*by, "grp").agg(
+        n=pl.len(),
+        x=pl.col("bought").cast(pl.Int64).sum(),
+        **{f"_m_{m}": pl.col(m).cast(pl.Float64).mean() for m in means},
+        **{f"_v_{m}": pl.col(m).cast(pl.Float64).var(ddof=1).fill_null(0.0) for m in means},
+    )
     t = g.filter(pl.col("grp") == "treated").drop("grp")
     h = g.filter(pl.col("grp") == "holdout").drop("grp")
     both = t.join(h, on=by, how="inner", suffix="_h")
@@ -108,12 +112,26 @@ def holdout_lift(outcomes: pl.DataFrame, confidence: float = 0.95, by: Sequence[
     rate_h = pl.col("x_h") / pl.col("n_h")
     columns: dict[str, pl.Expr] = dict(
         households=(pl.col("n") + pl.col("n_h")).cast(pl.Int64),
-        treated_households=pl.col("n").cast(pl.Int64), holdout_households=pl.col("n_h").cast(pl.Int64),
-        treated_buyers=pl.col("x").cast(pl.Int64), holdout_buyers=pl.col("x_h").cast(pl.Int64),
-        treated_rate=rate_t, holdout_rate=rate_h, rate_lift=rate_t - rate_h, rate_ci_low=low, rate_ci_high=high)
+        treated_households=pl.col("n").cast(pl.Int64),
+        holdout_households=pl.col("n_h").cast(pl.Int64),
+        treated_buyers=pl.col("x").cast(pl.Int64),
+        holdout_buyers=pl.col("x_h").cast(pl.Int64),
+        treated_rate=rate_t,
+        holdout_rate=rate_h,
+        rate_lift=rate_t - rate_h,
+        rate_ci_low=low,
+        rate_ci_high=high,
+    )
     for m in means:
         lift = pl.col(f"_m_{m}") - pl.col(f"_m_{m}_h")
         se = (pl.col(f"_v_{m}") / pl.col("n") + pl.col(f"_v_{m}_h") / pl.col("n_h")).sqrt()
-        columns.update({f"treated_{m}": pl.col(f"_m_{m}"), f"holdout_{m}": pl.col(f"_m_{m}_h"), f"{m}_lift": lift,
-                        f"{m}_ci_low": lift - z * se, f"{m}_ci_high": lift + z * se})
+        columns.update(
+            {
+                f"treated_{m}": pl.col(f"_m_{m}"),
+                f"holdout_{m}": pl.col(f"_m_{m}_h"),
+                f"{m}_lift": lift,
+                f"{m}_ci_low": lift - z * se,
+                f"{m}_ci_high": lift + z * se,
+            }
+        )
     return both.select(*by, **columns).sort(by)

@@ -18,13 +18,26 @@ import polars as pl
 
 __all__ = ["select_needs", "NEEDS_SCHEMA"]
 
-NEEDS_SCHEMA = {"customer_key": pl.Int64, "line_no": pl.Int64, "category": pl.String,
-                "product_key": pl.Int64, "p_buy": pl.Float64, "expected_on": pl.Date,
-                "interval_days": pl.Int64}
+NEEDS_SCHEMA = {
+    "customer_key": pl.Int64,
+    "line_no": pl.Int64,
+    "category": pl.String,
+    "product_key": pl.Int64,
+    "p_buy": pl.Float64,
+    "expected_on": pl.Date,
+    "interval_days": pl.Int64,
+}
 
 
-def select_needs(profile: pl.DataFrame, customer_keys: pl.Series, period_start: dt.date, period_end: dt.date,
-                 *, min_p_buy: float = 0.5, max_lines: int = 12) -> pl.DataFrame:
+def select_needs(
+    profile: pl.DataFrame,
+    customer_keys: pl.Series,
+    period_start: dt.date,
+    period_end: dt.date,
+    *,
+    min_p_buy: float = 0.5,
+    max_lines: int = 12,
+) -> pl.DataFrame:
     """The needs lines of each treated customer's list.
 
     Parameters
@@ -65,19 +78,31 @@ def select_needs(profile: pl.DataFrame, customer_keys: pl.Series, period_start: 
         raise ValueError(f"needs max_lines must be >= 0, got {max_lines!r}")
     last_day = period_end - dt.timedelta(days=1)
     keys = pl.DataFrame({"customer_key": customer_keys.cast(pl.Int64)}).unique()
-    interval = (pl.col("interval_median_days").cast(pl.Float64).round().cast(pl.Int64)
-                if "interval_median_days" in profile.columns else pl.lit(None, pl.Int64))
-    expected = (pl.col("next_expected_on").cast(pl.Date).fill_null(period_start)
-                if "next_expected_on" in profile.columns else pl.lit(period_start))
+    interval = (
+        pl.col("interval_median_days").cast(pl.Float64).round().cast(pl.Int64)
+        if "interval_median_days" in profile.columns
+        else pl.lit(None, pl.Int64)
+    )
+    expected = (
+        pl.col("next_expected_on").cast(pl.Date).fill_null(period_start)
+        if "next_expected_on" in profile.columns
+        else pl.lit(period_start)
+    )
     product = pl.col("usual_product_key") if "usual_product_key" in profile.columns else pl.lit(None)
-    rows = (profile.with_columns(pl.col("customer_key").cast(pl.Int64))
-            .join(keys, on="customer_key", how="semi")
-            .filter(pl.col("p_buy_in_window").is_not_null() & (pl.col("p_buy_in_window") >= min_p_buy))
-            .select("customer_key", "category", product.cast(pl.Int64).alias("product_key"),
-                    pl.col("p_buy_in_window").cast(pl.Float64).alias("p_buy"),
-                    expected.clip(period_start, last_day).alias("expected_on"),
-                    interval.alias("interval_days"))
-            .sort(["customer_key", "p_buy", "expected_on", "category"], descending=[False, True, False, False])
-            .with_columns((pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int64).alias("line_no"))
-            .filter(pl.col("line_no") <= max_lines))
+    rows = (
+        profile.with_columns(pl.col("customer_key").cast(pl.Int64))
+        .join(keys, on="customer_key", how="semi")
+        .filter(pl.col("p_buy_in_window").is_not_null() & (pl.col("p_buy_in_window") >= min_p_buy))
+        .select(
+            "customer_key",
+            "category",
+            product.cast(pl.Int64).alias("product_key"),
+            pl.col("p_buy_in_window").cast(pl.Float64).alias("p_buy"),
+            expected.clip(period_start, last_day).alias("expected_on"),
+            interval.alias("interval_days"),
+        )
+        .sort(["customer_key", "p_buy", "expected_on", "category"], descending=[False, True, False, False])
+        .with_columns((pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int64).alias("line_no"))
+        .filter(pl.col("line_no") <= max_lines)
+    )
     return rows.select(list(NEEDS_SCHEMA)).cast(NEEDS_SCHEMA)

@@ -15,7 +15,7 @@ retailer in cents, for one use:
   period (the profile's ``p_buy_in_window``); for a reward coupon, ``p_alive``.
 * ``margin_effect``: the unit margin the line brings when the offer is used,
   ``regular_price_cents - unit_cost_cents``, or ``margin_share * regular_price_cents`` where
-  the catalogue has no unit cost (`engine.config.ValueSettings.margin_share`). For a
+  the catalogue has no unit cost (the ``value.margin_share`` setting, passed in). For a
   conversion offer it is the margin of the offered product minus that of the customer's usual
   product (what the switch changes), over the switch's horizon (below); for a reward coupon, ``margin_share * min_spend_cents``
   (the least contribution of the basket it needs).
@@ -32,7 +32,7 @@ Conversion offers value the switch, not the one unit sold (`coupons.campaigns`):
 
 ``units_per_week`` is the customer's category volume from the profile, so the heaviest buyers'
 switches are worth the most; the hold probability is the chance that a customer who used the
-offer keeps buying the store brand over the horizon (`engine.config.OfferSettings`). With the
+offer keeps buying the store brand over the horizon (`coupons.rules.OfferRules`). With the
 default margin shares by brand type (store 35 %, national 25 % of the shelf price, see
 `coupons.prices`) a store product priced at 72 % of the national one earns the same unit margin,
 so the switch value is small and can be negative: a campaign's lines are reserved on the list
@@ -47,17 +47,43 @@ from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["OFFER_SCHEMA", "OFFER_KINDS", "CANDIDATE_SCHEMA", "DROP_REASONS", "empty_offers", "unit_margin",
-           "expected_value", "retailer_cost", "face_value", "conform", "conform_candidates", "viable", "drop_when"]
+__all__ = [
+    "OFFER_SCHEMA",
+    "OFFER_KINDS",
+    "CANDIDATE_SCHEMA",
+    "DROP_REASONS",
+    "empty_offers",
+    "unit_margin",
+    "expected_value",
+    "retailer_cost",
+    "face_value",
+    "conform",
+    "conform_candidates",
+    "viable",
+    "drop_when",
+]
 
 OFFER_KINDS = ("cycle", "conversion", "deal", "household", "reward")
 
 OFFER_SCHEMA: dict[str, pl.DataType] = {
-    "customer_key": pl.Int64, "kind": pl.String, "product_key": pl.Int64, "category": pl.String,
-    "deal_id": pl.String, "funder": pl.String, "funded_share": pl.Float64, "discount_cents": pl.Int64,
-    "min_spend_cents": pl.Int64, "max_uses": pl.Int32, "valid_from": pl.Date, "valid_to": pl.Date,
-    "expected_on": pl.Date, "p_buy": pl.Float64, "expected_value_cents": pl.Int64, "brand_cell": pl.String,
-    "volume_tier": pl.String, "reason": pl.String,
+    "customer_key": pl.Int64,
+    "kind": pl.String,
+    "product_key": pl.Int64,
+    "category": pl.String,
+    "deal_id": pl.String,
+    "funder": pl.String,
+    "funded_share": pl.Float64,
+    "discount_cents": pl.Int64,
+    "min_spend_cents": pl.Int64,
+    "max_uses": pl.Int32,
+    "valid_from": pl.Date,
+    "valid_to": pl.Date,
+    "expected_on": pl.Date,
+    "p_buy": pl.Float64,
+    "expected_value_cents": pl.Int64,
+    "brand_cell": pl.String,
+    "volume_tier": pl.String,
+    "reason": pl.String,
 }
 
 
@@ -67,8 +93,17 @@ OFFER_SCHEMA: dict[str, pl.DataType] = {
 # gives nothing on the product). Selecting (`coupons.select`): duplicate (the same product or
 # category as a better offer), list cap, list length (max_offers), deal budget, chain budget.
 # Offers of negative expected value are not dropped (campaigns often are negative this period).
-DROP_REASONS = ("below probability floor", "no store-brand alternative", "no price", "no discount",
-                "duplicate", "list cap", "list length", "deal budget", "chain budget")
+DROP_REASONS = (
+    "below probability floor",
+    "no store-brand alternative",
+    "no price",
+    "no discount",
+    "duplicate",
+    "list cap",
+    "list length",
+    "deal budget",
+    "chain budget",
+)
 
 # A candidate of any kind: an offer, and why it was dropped while making candidates (null: viable).
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {**OFFER_SCHEMA, "drop_reason": pl.String}
@@ -84,8 +119,9 @@ def drop_when(*rules: tuple[pl.Expr, str]) -> pl.Expr:
 
 def conform_candidates(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` cast to `CANDIDATE_SCHEMA` (missing columns null: a frame without drop_reason is all viable)."""
-    return frame.select([
-        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in CANDIDATE_SCHEMA.items()])
+    return frame.select(
+        [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in CANDIDATE_SCHEMA.items()]
+    )
 
 
 def viable(candidates: pl.DataFrame) -> pl.DataFrame:
@@ -100,15 +136,16 @@ def empty_offers() -> pl.DataFrame:
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` cast to `OFFER_SCHEMA`, its columns in order (missing ones null)."""
-    return frame.select([
-        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in OFFER_SCHEMA.items()])
+    return frame.select(
+        [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in OFFER_SCHEMA.items()]
+    )
 
 
-def unit_margin(price: str = "regular_price_cents", cost: str = "unit_cost_cents",
-                margin_share: float = 0.25) -> pl.Expr:
+def unit_margin(price: str = "regular_price_cents", cost: str = "unit_cost_cents", *, margin_share: float) -> pl.Expr:
     """Cents of margin on one unit: price - unit cost, or `margin_share` x price without a cost."""
-    return (pl.when(pl.col(cost).is_not_null()).then(pl.col(price) - pl.col(cost))
-            .otherwise(pl.col(price) * margin_share)).cast(pl.Float64)
+    return (
+        pl.when(pl.col(cost).is_not_null()).then(pl.col(price) - pl.col(cost)).otherwise(pl.col(price) * margin_share)
+    ).cast(pl.Float64)
 
 
 def expected_value(margin_effect: pl.Expr, p_buy: str = "p_buy") -> pl.Expr:
@@ -124,5 +161,13 @@ def face_value() -> pl.Expr:
 
 def retailer_cost() -> pl.Expr:
     """The retailer-funded part of the face value, rounded up to the cent so budgets hold."""
-    return ((pl.col("discount_cents") * pl.col("max_uses").cast(pl.Int64)).cast(pl.Float64)
-            * (1.0 - pl.col("funded_share"))).round(6).ceil().cast(pl.Int64).alias("retailer_cost_cents")
+    return (
+        (
+            (pl.col("discount_cents") * pl.col("max_uses").cast(pl.Int64)).cast(pl.Float64)
+            * (1.0 - pl.col("funded_share"))
+        )
+        .round(6)
+        .ceil()
+        .cast(pl.Int64)
+        .alias("retailer_cost_cents")
+    )

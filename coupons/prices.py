@@ -5,13 +5,13 @@ chain has neither), and every item offer is a share of a shelf price. `complete_
 them before offers are built:
 
 * ``regular_price_cents``: the catalogue's when given; else the **median per-unit price** the
-  product's lines show in the `OfferSettings.price_lookback_days` days before the period,
+  product's lines show in the `OfferRules.price_lookback_days` days before the period,
   per line ``(amount_cents + discount_cents) / quantity`` (what the customer would have paid
   without the line's discounts), over lines with quantity > 0 and a positive per-unit price (a
   line given away says nothing about the shelf price); rounded to the cent. The median, not
   the mean, so that a few multi-buy or mis-keyed lines do not move it.
 * ``unit_cost_cents``: the catalogue's when given; else ``round(price x (1 - margin share of
-  the brand type))`` with `OfferSettings.margin_share_store` for brand type 'store' and
+  the brand type))`` with `OfferRules.margin_share_store` for brand type 'store' and
   `margin_share_national` for every other brand type (national, or unknown: the lower margin,
   so that an unknown product never looks more profitable than a national one); null without
   a price.
@@ -46,16 +46,26 @@ def history_prices(history: pl.DataFrame, period_start: dt.date, lookback_days: 
     """
     start = period_start - dt.timedelta(days=lookback_days)
     unit = (pl.col("amount_cents") + pl.col("discount_cents").fill_null(0)) / pl.col("quantity")
-    return (history.filter(pl.col("day") >= start, pl.col("day") < period_start, pl.col("quantity") > 0)
-            .with_columns(unit.alias("_unit")).filter(pl.col("_unit") > 0)
-            .group_by("product_key")
-            .agg(pl.col("_unit").median().round().cast(pl.Int64).alias("history_price_cents"),
-                 pl.len().alias("price_lines"))
-            .sort("product_key"))
+    return (
+        history.filter(pl.col("day") >= start, pl.col("day") < period_start, pl.col("quantity") > 0)
+        .with_columns(unit.alias("_unit"))
+        .filter(pl.col("_unit") > 0)
+        .group_by("product_key")
+        .agg(
+            pl.col("_unit").median().round().cast(pl.Int64).alias("history_price_cents"), pl.len().alias("price_lines")
+        )
+        .sort("product_key")
+    )
 
 
-def complete_prices(products: pl.DataFrame, history: pl.DataFrame, period_start: dt.date, lookback_days: int,
-                    margin_share_national: float, margin_share_store: float) -> pl.DataFrame:
+def complete_prices(
+    products: pl.DataFrame,
+    history: pl.DataFrame,
+    period_start: dt.date,
+    lookback_days: int,
+    margin_share_national: float,
+    margin_share_store: float,
+) -> pl.DataFrame:
     """`products` with regular_price_cents and unit_cost_cents filled where possible, plus price_source.
 
     Parameters
@@ -76,19 +86,28 @@ def complete_prices(products: pl.DataFrame, history: pl.DataFrame, period_start:
         (String: 'catalogue', 'history' or 'none'); same rows, same order.
     """
     seen = history_prices(history, period_start, lookback_days)
-    share = (pl.when(pl.col("brand_type") == "store").then(pl.lit(margin_share_store))
-             .otherwise(pl.lit(margin_share_national)))
+    share = (
+        pl.when(pl.col("brand_type") == "store")
+        .then(pl.lit(margin_share_store))
+        .otherwise(pl.lit(margin_share_national))
+    )
     price = pl.coalesce(pl.col("regular_price_cents").cast(pl.Int64), pl.col("history_price_cents"))
-    source = (pl.when(pl.col("regular_price_cents").is_not_null()).then(pl.lit("catalogue"))
-              .when(pl.col("history_price_cents").is_not_null()).then(pl.lit("history"))
-              .otherwise(pl.lit("none")))
-    cost = pl.coalesce(pl.col("unit_cost_cents").cast(pl.Int64),
-                       (pl.col("regular_price_cents") * (1.0 - share)).round().cast(pl.Int64))
+    source = (
+        pl.when(pl.col("regular_price_cents").is_not_null())
+        .then(pl.lit("catalogue"))
+        .when(pl.col("history_price_cents").is_not_null())
+        .then(pl.lit("history"))
+        .otherwise(pl.lit("none"))
+    )
+    cost = pl.coalesce(
+        pl.col("unit_cost_cents").cast(pl.Int64), (pl.col("regular_price_cents") * (1.0 - share)).round().cast(pl.Int64)
+    )
     columns = [c for c in products.columns if c != "price_source"]
-    return (products.drop("price_source", strict=False)
-            .join(seen.select("product_key", "history_price_cents"), on="product_key", how="left",
-                  maintain_order="left")
-            .with_columns(source.alias("price_source"))
-            .with_columns(price.alias("regular_price_cents"))
-            .with_columns(cost.alias("unit_cost_cents"))
-            .select(*columns, "price_source"))
+    return (
+        products.drop("price_source", strict=False)
+        .join(seen.select("product_key", "history_price_cents"), on="product_key", how="left", maintain_order="left")
+        .with_columns(source.alias("price_source"))
+        .with_columns(price.alias("regular_price_cents"))
+        .with_columns(cost.alias("unit_cost_cents"))
+        .select(*columns, "price_source")
+    )

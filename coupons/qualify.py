@@ -9,8 +9,9 @@ import polars as pl
 __all__ = ["qualifying_customers"]
 
 
-def qualifying_customers(customers: pl.DataFrame, history: pl.DataFrame, as_of: dt.date,
-                         threshold_cents: int, weeks: int) -> pl.DataFrame:
+def qualifying_customers(
+    customers: pl.DataFrame, history: pl.DataFrame, as_of: dt.date, threshold_cents: int, weeks: int
+) -> pl.DataFrame:
     """Customers who qualify for a list of the period starting `as_of`.
 
     Average weekly spend = net amount paid (returns subtract) over the `weeks` weeks before
@@ -29,9 +30,15 @@ def qualifying_customers(customers: pl.DataFrame, history: pl.DataFrame, as_of: 
         customer_key, avg_weekly_spend_cents (Int64), sorted by customer_key.
     """
     start = as_of - dt.timedelta(weeks=weeks)
-    spend = (history.filter(pl.col("day") >= start, pl.col("day") < as_of)
-             .group_by("customer_key").agg(pl.col("amount_cents").sum().alias("_spend")))
+    spend = (
+        history.filter(pl.col("day") >= start, pl.col("day") < as_of)
+        .group_by("customer_key")
+        .agg(pl.col("amount_cents").sum().alias("_spend"))
+    )
     eligible = customers.filter(pl.col("has_card"), ~pl.col("opted_out").fill_null(False)).select("customer_key")
-    return (eligible.join(spend, on="customer_key", how="inner")
-            .select("customer_key", (pl.col("_spend") // weeks).cast(pl.Int64).alias("avg_weekly_spend_cents"))
-            .filter(pl.col("avg_weekly_spend_cents") >= threshold_cents).sort("customer_key"))
+    return (
+        eligible.join(spend, on="customer_key", how="inner")
+        .select("customer_key", (pl.col("_spend") // weeks).cast(pl.Int64).alias("avg_weekly_spend_cents"))
+        .filter(pl.col("avg_weekly_spend_cents") >= threshold_cents)
+        .sort("customer_key")
+    )

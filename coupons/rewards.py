@@ -1,6 +1,6 @@
 """Reward coupons: $30-40 of basket coupons for the most valuable, most loyal customers.
 
-Eligible: value tier in `OfferSettings.reward_value_tiers` (default VIP) and share of wallet at
+Eligible: value tier in `OfferRules.reward_value_tiers` (default VIP) and share of wallet at
 least `reward_min_share_of_wallet`. The amount grows with the customer's CLV rank among the
 eligible, from `reward_min_cents` (lowest) to `reward_max_cents` (highest), in whole coupons of
 `reward_coupon_cents`; it is one offer line with no product and no category, ``discount_cents``
@@ -16,13 +16,14 @@ import datetime as dt
 import polars as pl
 
 from coupons.offers import conform
-from engine.config import OfferSettings
+from coupons.rules import OfferRules
 
 __all__ = ["reward_offers"]
 
 
-def reward_offers(value: pl.DataFrame, period_start: dt.date, period_end: dt.date, settings: OfferSettings,
-                  margin_share: float = 0.25) -> pl.DataFrame:
+def reward_offers(
+    value: pl.DataFrame, period_start: dt.date, period_end: dt.date, rules: OfferRules, margin_share: float
+) -> pl.DataFrame:
     """Candidate reward offers, one per eligible customer.
 
     Parameters
@@ -35,22 +36,33 @@ def reward_offers(value: pl.DataFrame, period_start: dt.date, period_end: dt.dat
     pl.DataFrame
         Columns of `coupons.offers.OFFER_SCHEMA`, kind 'reward', product_key and category null.
     """
-    coupon = settings.reward_coupon_cents
-    lo = -(-settings.reward_min_cents // coupon)           # whole coupons, at least the minimum
-    hi = max(lo, settings.reward_max_cents // coupon)
-    eligible = value.filter(pl.col("value_tier").is_in(list(settings.reward_value_tiers)),
-                            pl.col("share_of_wallet") >= settings.reward_min_share_of_wallet)
+    coupon = rules.reward_coupon_cents
+    lo = -(-rules.reward_min_cents // coupon)  # whole coupons, at least the minimum
+    hi = max(lo, rules.reward_max_cents // coupon)
+    eligible = value.filter(
+        pl.col("value_tier").is_in(list(rules.reward_value_tiers)),
+        pl.col("share_of_wallet") >= rules.reward_min_share_of_wallet,
+    )
     rank = (pl.col("clv_cents").rank("ordinal") - 1) / pl.max_horizontal(pl.len() - 1, pl.lit(1))
     uses = (pl.lit(lo) + (rank * (hi - lo)).round()).cast(pl.Int32)
     p_alive = pl.col("p_alive").fill_null(1.0)
     offers = eligible.select(
-        "customer_key", pl.lit("reward").alias("kind"), pl.lit("retailer").alias("funder"),
-        pl.lit(0.0).alias("funded_share"), pl.lit(coupon).alias("discount_cents"),
-        pl.lit(settings.reward_min_spend_cents).alias("min_spend_cents"), uses.alias("max_uses"),
-        pl.lit(period_start).alias("valid_from"), pl.lit(period_end - dt.timedelta(days=1)).alias("valid_to"),
+        "customer_key",
+        pl.lit("reward").alias("kind"),
+        pl.lit("retailer").alias("funder"),
+        pl.lit(0.0).alias("funded_share"),
+        pl.lit(coupon).alias("discount_cents"),
+        pl.lit(rules.reward_min_spend_cents).alias("min_spend_cents"),
+        uses.alias("max_uses"),
+        pl.lit(period_start).alias("valid_from"),
+        pl.lit(period_end - dt.timedelta(days=1)).alias("valid_to"),
         p_alive.alias("p_buy"),
-        (p_alive * uses * (margin_share * settings.reward_min_spend_cents - coupon)).round().cast(pl.Int64)
+        (p_alive * uses * (margin_share * rules.reward_min_spend_cents - coupon))
+        .round()
+        .cast(pl.Int64)
         .alias("expected_value_cents"),
-        pl.format("reward: {} customer, {}% of wallet", "value_tier",
-                  (pl.col("share_of_wallet") * 100).round().cast(pl.Int64)).alias("reason"))
+        pl.format(
+            "reward: {} customer, {}% of wallet", "value_tier", (pl.col("share_of_wallet") * 100).round().cast(pl.Int64)
+        ).alias("reason"),
+    )
     return conform(offers)

@@ -34,11 +34,20 @@ from typing import NamedTuple
 import polars as pl
 
 from coupons.budgets import apply_chain_budget, apply_deal_budgets, apply_list_caps
-
 from coupons.offers import OFFER_SCHEMA
+from coupons.rules import BatchRules, OfferRules
 
-__all__ = ["KIND_PRIORITY", "dedupe", "top_lines", "select_offers", "selection", "campaign_lines", "Selection",
-           "SELECTED_COLUMNS", "DROPPED_COLUMNS"]
+__all__ = [
+    "KIND_PRIORITY",
+    "dedupe",
+    "top_lines",
+    "select_offers",
+    "selection",
+    "campaign_lines",
+    "Selection",
+    "SELECTED_COLUMNS",
+    "DROPPED_COLUMNS",
+]
 
 KIND_PRIORITY = {"conversion": 0, "deal": 1, "household": 2, "cycle": 3, "reward": 4}
 SELECTED_COLUMNS = ["customer_key", "line_no", *[c for c in OFFER_SCHEMA if c != "customer_key"]]
@@ -60,8 +69,13 @@ def campaign_lines(max_offers: int, campaign_share: float) -> int:
 
 
 def _best_first() -> list[pl.Expr]:
-    return [pl.col("customer_key"), pl.col("kind").replace_strict(KIND_PRIORITY, return_dtype=pl.Int32),
-            -pl.col("expected_value_cents"), pl.col("product_key"), pl.col("deal_id")]
+    return [
+        pl.col("customer_key"),
+        pl.col("kind").replace_strict(KIND_PRIORITY, return_dtype=pl.Int32),
+        -pl.col("expected_value_cents"),
+        pl.col("product_key"),
+        pl.col("deal_id"),
+    ]
 
 
 def dedupe(candidates: pl.DataFrame) -> pl.DataFrame:
@@ -69,37 +83,54 @@ def dedupe(candidates: pl.DataFrame) -> pl.DataFrame:
     ordered = candidates.sort(_best_first(), nulls_last=True)
     rewards = ordered.filter(pl.col("kind") == "reward")
     items = ordered.filter(pl.col("kind") != "reward")
-    items = (items.unique(["customer_key", "product_key"], keep="first", maintain_order=True)
-             .filter(pl.col("category").is_null()
-                     | (pl.int_range(pl.len()).over("customer_key", "category") == 0)))
+    items = items.unique(["customer_key", "product_key"], keep="first", maintain_order=True).filter(
+        pl.col("category").is_null() | (pl.int_range(pl.len()).over("customer_key", "category") == 0)
+    )
     return pl.concat([items, rewards])
 
 
 def top_lines(offers: pl.DataFrame, max_offers: int, first: str | None = None) -> pl.DataFrame:
     """The best `max_offers` offers of each list: rows where `first` is true, then by expected value."""
     lead = [pl.col(first).not_()] if first else []
-    return (offers.sort([pl.col("customer_key"), *lead, -pl.col("expected_value_cents"), pl.col("product_key")],
-                        nulls_last=True)
-            .filter(pl.int_range(pl.len()).over("customer_key") < max_offers))
+    return offers.sort(
+        [pl.col("customer_key"), *lead, -pl.col("expected_value_cents"), pl.col("product_key")], nulls_last=True
+    ).filter(pl.int_range(pl.len()).over("customer_key") < max_offers)
 
 
-def select_offers(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.DataFrame,
-                  list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = 0,
-                  rounds: int = 4, campaign_share: float = 0.25,
-                  factors: pl.DataFrame | None = None) -> pl.DataFrame:
+def select_offers(
+    candidates: pl.DataFrame,
+    tiers: pl.DataFrame,
+    deal_budgets: pl.DataFrame,
+    list_caps: dict[str, int],
+    max_offers: int,
+    chain_budget_cents: int = BatchRules.chain_budget_cents,
+    rounds: int = OfferRules.budget_refill_rounds,
+    campaign_share: float = OfferRules.campaign_share,
+    factors: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """The offers of the batch (`selection(...).offers`)."""
-    return selection(candidates, tiers, deal_budgets, list_caps, max_offers, chain_budget_cents, rounds,
-                     campaign_share, factors).offers
+    return selection(
+        candidates, tiers, deal_budgets, list_caps, max_offers, chain_budget_cents, rounds, campaign_share, factors
+    ).offers
 
 
 def _removed(before: pl.DataFrame, after: pl.DataFrame, reason: str) -> pl.DataFrame:
-    return (before.join(after.select("_row"), on="_row", how="anti")
-            .with_columns(pl.lit(reason, pl.String).alias("drop_reason")))
+    return before.join(after.select("_row"), on="_row", how="anti").with_columns(
+        pl.lit(reason, pl.String).alias("drop_reason")
+    )
 
 
-def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.DataFrame,
-              list_caps: dict[str, int], max_offers: int, chain_budget_cents: int = 0,
-              rounds: int = 4, campaign_share: float = 0.25, factors: pl.DataFrame | None = None) -> Selection:
+def selection(
+    candidates: pl.DataFrame,
+    tiers: pl.DataFrame,
+    deal_budgets: pl.DataFrame,
+    list_caps: dict[str, int],
+    max_offers: int,
+    chain_budget_cents: int = BatchRules.chain_budget_cents,
+    rounds: int = OfferRules.budget_refill_rounds,
+    campaign_share: float = OfferRules.campaign_share,
+    factors: pl.DataFrame | None = None,
+) -> Selection:
     """The offers of the batch, and those each step removed.
 
     Parameters
@@ -137,10 +168,11 @@ def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.Da
     offers = dedupe(frame)
     drops.append(_removed(frame, offers, "duplicate"))
     campaign = pl.col("kind") == "conversion"
-    offers = (offers.sort("customer_key", "kind", -pl.col("expected_value_cents"), "_row", nulls_last=True)
-              .with_columns((campaign & (pl.int_range(pl.len()).over("customer_key", "kind") < reserved))
-                            .alias("_reserved"))
-              .sort("_row"))
+    offers = (
+        offers.sort("customer_key", "kind", -pl.col("expected_value_cents"), "_row", nulls_last=True)
+        .with_columns((campaign & (pl.int_range(pl.len()).over("customer_key", "kind") < reserved)).alias("_reserved"))
+        .sort("_row")
+    )
     step = apply_list_caps(offers, tiers, list_caps, rounds, exempt="_reserved")
     drops.append(_removed(offers, step, "list cap"))
     offers = top_lines(step, max_offers, "_reserved")
@@ -149,10 +181,13 @@ def selection(candidates: pl.DataFrame, tiers: pl.DataFrame, deal_budgets: pl.Da
     drops.append(_removed(offers, step, "deal budget"))
     offers = apply_chain_budget(step, chain_budget_cents, rounds, "_reserved", factors)
     drops.append(_removed(step, offers, "chain budget"))
-    offers = offers.sort("customer_key", "expected_value_cents", "product_key", descending=[False, True, False],
-                         nulls_last=True)
-    offers = (offers.with_columns((pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int32).alias("line_no"))
-              .select(SELECTED_COLUMNS))
-    dropped = (pl.concat([d.select(DROPPED_COLUMNS) for d in drops])
-               .sort("customer_key", "kind", "product_key", nulls_last=True))
+    offers = offers.sort(
+        "customer_key", "expected_value_cents", "product_key", descending=[False, True, False], nulls_last=True
+    )
+    offers = offers.with_columns(
+        (pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int32).alias("line_no")
+    ).select(SELECTED_COLUMNS)
+    dropped = pl.concat([d.select(DROPPED_COLUMNS) for d in drops]).sort(
+        "customer_key", "kind", "product_key", nulls_last=True
+    )
     return Selection(offers, dropped)

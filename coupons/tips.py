@@ -27,10 +27,12 @@ def starter_tips() -> pl.DataFrame:
 
 def _pick(candidates: pl.DataFrame) -> pl.DataFrame:
     """One tip per customer among `candidates` (customer_key, tip_id, _rank), by customer_key mod count."""
-    return (candidates.sort("customer_key", "_rank", "tip_id")
-            .filter(pl.col("_rank") == pl.col("_rank").min().over("customer_key"))
-            .filter(pl.int_range(pl.len()).over("customer_key") == pl.col("customer_key") % pl.len().over("customer_key"))
-            .select("customer_key", "tip_id"))
+    return (
+        candidates.sort("customer_key", "_rank", "tip_id")
+        .filter(pl.col("_rank") == pl.col("_rank").min().over("customer_key"))
+        .filter(pl.int_range(pl.len()).over("customer_key") == pl.col("customer_key") % pl.len().over("customer_key"))
+        .select("customer_key", "tip_id")
+    )
 
 
 def choose_tips(offers: pl.DataFrame, customer_keys: pl.Series, tips: pl.DataFrame) -> pl.DataFrame:
@@ -53,14 +55,22 @@ def choose_tips(offers: pl.DataFrame, customer_keys: pl.Series, tips: pl.DataFra
     everyone = pl.DataFrame({"customer_key": customer_keys.cast(pl.Int64)}).unique().sort("customer_key")
     if tips.height == 0:
         return everyone.with_columns(pl.lit(None, pl.Int64).alias("tip_id"))
-    ranked = (offers.filter(pl.col("category").is_not_null())
-              .sort("customer_key", "expected_value_cents", descending=[False, True])
-              .select("customer_key", "category", pl.int_range(pl.len()).over("customer_key").alias("_rank")))
-    matched = _pick(ranked.join(tips.filter(pl.col("category").is_not_null()).select("tip_id", "category"),
-                                on="category", how="inner"))
+    ranked = (
+        offers.filter(pl.col("category").is_not_null())
+        .sort("customer_key", "expected_value_cents", descending=[False, True])
+        .select("customer_key", "category", pl.int_range(pl.len()).over("customer_key").alias("_rank"))
+    )
+    matched = _pick(
+        ranked.join(
+            tips.filter(pl.col("category").is_not_null()).select("tip_id", "category"), on="category", how="inner"
+        )
+    )
     general = tips.filter(pl.col("category").is_null()).select("tip_id")
     rest = everyone.join(matched, on="customer_key", how="anti")
-    fallback = _pick(rest.join(general, how="cross").with_columns(pl.lit(0).alias("_rank"))) if general.height else \
-        pl.DataFrame(schema={"customer_key": pl.Int64, "tip_id": pl.Int64})
+    fallback = (
+        _pick(rest.join(general, how="cross").with_columns(pl.lit(0).alias("_rank")))
+        if general.height
+        else pl.DataFrame(schema={"customer_key": pl.Int64, "tip_id": pl.Int64})
+    )
     chosen = pl.concat([matched.cast({"tip_id": pl.Int64}), fallback.cast({"tip_id": pl.Int64})])
     return everyone.join(chosen, on="customer_key", how="left").sort("customer_key")

@@ -12,12 +12,17 @@ from __future__ import annotations
 import polars as pl
 
 from cycles.occasions import require_columns
+from cycles.params import ValueParams
 
 __all__ = ["abc_classes"]
 
 
-def abc_classes(frame: pl.DataFrame, value: str = "monetary_cents", cuts: tuple[float, float] = (0.75, 0.95),
-                vip_share: float = 0.30) -> pl.DataFrame:
+def abc_classes(
+    frame: pl.DataFrame,
+    value: str = "monetary_cents",
+    cuts: tuple[float, float] = ValueParams.abc_cuts,
+    vip_share: float = ValueParams.vip_sales_share,
+) -> pl.DataFrame:
     """Add abc_class ('A'|'B'|'C') and value_tier ('VIP'|'major'|'ordinary'|'small').
 
     Ties in value are broken by customer_key; customers with value <= 0 are C / small.
@@ -26,16 +31,29 @@ def abc_classes(frame: pl.DataFrame, value: str = "monetary_cents", cuts: tuple[
     require_columns(frame, {"customer_key", value}, "frame")
     v = pl.col(value).cast(pl.Float64).clip(lower_bound=0)
     total = v.sum()
-    ranked = (frame.with_row_index("_row")
-              .sort([value, "customer_key"], descending=[True, False])
-              .with_columns(pl.when(total > 0).then((v.cum_sum() - v) / total).otherwise(1.0).alias("_before")))
+    ranked = (
+        frame.with_row_index("_row")
+        .sort([value, "customer_key"], descending=[True, False])
+        .with_columns(pl.when(total > 0).then((v.cum_sum() - v) / total).otherwise(1.0).alias("_before"))
+    )
     positive = pl.col(value) > 0
-    return (ranked.with_columns(
-                pl.when(positive & (pl.col("_before") < cuts[0])).then(pl.lit("A"))
-                .when(positive & (pl.col("_before") < cuts[1])).then(pl.lit("B"))
-                .otherwise(pl.lit("C")).alias("abc_class"),
-                pl.when(positive & (pl.col("_before") < vip_share)).then(pl.lit("VIP"))
-                .when(positive & (pl.col("_before") < cuts[0])).then(pl.lit("major"))
-                .when(positive & (pl.col("_before") < cuts[1])).then(pl.lit("ordinary"))
-                .otherwise(pl.lit("small")).alias("value_tier"))
-            .sort("_row").drop("_row", "_before"))
+    return (
+        ranked.with_columns(
+            pl.when(positive & (pl.col("_before") < cuts[0]))
+            .then(pl.lit("A"))
+            .when(positive & (pl.col("_before") < cuts[1]))
+            .then(pl.lit("B"))
+            .otherwise(pl.lit("C"))
+            .alias("abc_class"),
+            pl.when(positive & (pl.col("_before") < vip_share))
+            .then(pl.lit("VIP"))
+            .when(positive & (pl.col("_before") < cuts[0]))
+            .then(pl.lit("major"))
+            .when(positive & (pl.col("_before") < cuts[1]))
+            .then(pl.lit("ordinary"))
+            .otherwise(pl.lit("small"))
+            .alias("value_tier"),
+        )
+        .sort("_row")
+        .drop("_row", "_before")
+    )

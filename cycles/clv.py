@@ -22,9 +22,10 @@ import numpy as np
 import polars as pl
 from scipy import optimize, special
 
-from cycles.occasions import require_columns
-from cycles.purchase_cycle import check_fitted
 from cycles.exceptions import InputError
+from cycles.occasions import require_columns
+from cycles.params import ValueParams
+from cycles.purchase_cycle import check_fitted
 
 __all__ = ["BetaGeoModel", "GammaGammaModel", "discounted_clv", "group_clv"]
 
@@ -35,8 +36,11 @@ def _bgnbd_loglik(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarr
     ln_a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
     ln_a2 = special.betaln(a, b + x) - special.betaln(a, b) - (r + x) * np.log(alpha + T)
     has = x > 0
-    ln_a3 = np.where(has, special.betaln(a + 1, np.maximum(b + x - 1, 1e-12)) - special.betaln(a, b)
-                     - (r + x) * np.log(alpha + tx), -np.inf)
+    ln_a3 = np.where(
+        has,
+        special.betaln(a + 1, np.maximum(b + x - 1, 1e-12)) - special.betaln(a, b) - (r + x) * np.log(alpha + tx),
+        -np.inf,
+    )
     return ln_a1 + np.logaddexp(ln_a2, ln_a3)
 
 
@@ -58,7 +62,7 @@ class BetaGeoModel:
         self.penalizer = penalizer
         self.params_: dict | None = None
 
-    def fit(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> "BetaGeoModel":
+    def fit(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> BetaGeoModel:
         x, tx, T = (np.asarray(v, dtype=float) for v in (x, tx, T))
         if x.size == 0:
             raise InputError("BG/NBD: no customers to fit")
@@ -69,7 +73,7 @@ class BetaGeoModel:
 
         def neg(theta: np.ndarray) -> float:
             ll = _bgnbd_loglik(np.exp(theta), xs, txs, Ts)
-            return -float((weight * ll).sum()) / n + self.penalizer * float((theta ** 2).sum())
+            return -float((weight * ll).sum()) / n + self.penalizer * float((theta**2).sum())
 
         theta0 = np.log([1.0, max(float(T.mean()), 1.0), 1.0, 3.0])
         res = optimize.minimize(lambda th: neg(np.clip(th, -9, 9)), theta0, method="BFGS")
@@ -119,21 +123,28 @@ class GammaGammaModel:
         self.penalizer = penalizer
         self.params_: dict | None = None
 
-    def fit(self, visits: np.ndarray, mean_spend: np.ndarray) -> "GammaGammaModel":
+    def fit(self, visits: np.ndarray, mean_spend: np.ndarray) -> GammaGammaModel:
         """Fit on customers with at least two visits and positive mean spend."""
         x, m = np.asarray(visits, dtype=float), np.asarray(mean_spend, dtype=float)
         keep = (x >= 2) & (m > 0)
         x, m = x[keep], m[keep]
         if x.size < 3:
             raise InputError("gamma-gamma: fewer than 3 repeat customers with spend to fit on")
-        scale = float(np.median(m))          # fit in units of the median spend: well-conditioned
+        scale = float(np.median(m))  # fit in units of the median spend: well-conditioned
         m = m / scale
 
         def neg(theta: np.ndarray) -> float:
             p, q, g = np.exp(theta)
-            ll = (special.gammaln(p * x + q) - special.gammaln(p * x) - special.gammaln(q) + q * np.log(g)
-                  + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(g + m * x))
-            return -float(ll.mean()) + self.penalizer * float((theta ** 2).sum())
+            ll = (
+                special.gammaln(p * x + q)
+                - special.gammaln(p * x)
+                - special.gammaln(q)
+                + q * np.log(g)
+                + (p * x - 1) * np.log(m)
+                + p * x * np.log(x)
+                - (p * x + q) * np.log(g + m * x)
+            )
+            return -float(ll.mean()) + self.penalizer * float((theta**2).sum())
 
         res = optimize.minimize(lambda th: neg(np.clip(th, -9, 9)), np.log([2.0, 3.0, 1.0]), method="BFGS")
         p, q, g = np.exp(np.clip(res.x, -9, 9))
@@ -151,8 +162,16 @@ class GammaGammaModel:
         return (1 - weight) * population + weight * m
 
 
-def discounted_clv(bg: BetaGeoModel, x: np.ndarray, tx: np.ndarray, T: np.ndarray, spend: np.ndarray,
-                   margin: np.ndarray, years: float = 3.0, annual_rate: float = 0.10) -> np.ndarray:
+def discounted_clv(
+    bg: BetaGeoModel,
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    spend: np.ndarray,
+    margin: np.ndarray,
+    years: float = ValueParams.clv_years,
+    annual_rate: float = ValueParams.annual_discount_rate,
+) -> np.ndarray:
     """Sum over months of expected visits x spend x margin, discounted at `annual_rate`.
 
     Returns
@@ -187,9 +206,19 @@ def group_clv(frame: pl.DataFrame, by: str) -> pl.DataFrame:
         at least 0.01), clv_cents (Int64, P / R); sorted by `by`.
     """
     require_columns(frame, {by, "yearly_contribution_cents", "churned"}, "frame")
-    return (frame.group_by(by)
-            .agg(customers=pl.len(), p=pl.col("yearly_contribution_cents").mean(),
-                 r=pl.col("churned").cast(pl.Float64).mean().clip(lower_bound=0.01))
-            .select(by, "customers", pl.col("p").round().cast(pl.Int64).alias("p_cents"), "r",
-                    (pl.col("p") / pl.col("r")).round().cast(pl.Int64).alias("clv_cents"))
-            .sort(by))
+    return (
+        frame.group_by(by)
+        .agg(
+            customers=pl.len(),
+            p=pl.col("yearly_contribution_cents").mean(),
+            r=pl.col("churned").cast(pl.Float64).mean().clip(lower_bound=0.01),
+        )
+        .select(
+            by,
+            "customers",
+            pl.col("p").round().cast(pl.Int64).alias("p_cents"),
+            "r",
+            (pl.col("p") / pl.col("r")).round().cast(pl.Int64).alias("clv_cents"),
+        )
+        .sort(by)
+    )

@@ -22,6 +22,7 @@ import datetime as dt
 import polars as pl
 
 from cycles.occasions import require_columns
+from cycles.params import ValueParams as _V
 
 __all__ = ["monthly_activity", "lifecycle"]
 
@@ -41,24 +42,36 @@ def monthly_activity(history: pl.DataFrame, as_of: dt.date, months: int) -> pl.D
     age = (pl.lit(as_of) - pl.col("day")).dt.total_days()
     month = ((age - 1) // _MONTH).cast(pl.Int32)
     bought = pl.col("quantity") > 0
-    return (history.lazy()
-            .filter(pl.col("day") < as_of)
-            .with_columns(month.alias("month"))
-            .filter(pl.col("month") < months)
-            .group_by("customer_key", "month")
-            .agg(visits=pl.col("day").filter(bought).n_unique().cast(pl.UInt32),
-                 spend_cents=pl.col("amount_cents").sum(),
-                 categories=pl.col("category").filter(bought).n_unique().cast(pl.UInt32))
-            .collect())
+    return (
+        history.lazy()
+        .filter(pl.col("day") < as_of)
+        .with_columns(month.alias("month"))
+        .filter(pl.col("month") < months)
+        .group_by("customer_key", "month")
+        .agg(
+            visits=pl.col("day").filter(bought).n_unique().cast(pl.UInt32),
+            spend_cents=pl.col("amount_cents").sum(),
+            categories=pl.col("category").filter(bought).n_unique().cast(pl.UInt32),
+        )
+        .collect()
+    )
 
 
 def _falling(frame: pl.DataFrame, column: str, months: int) -> pl.Expr:
     return pl.all_horizontal([pl.col(f"{column}_{m}") < pl.col(f"{column}_{m + 1}") for m in range(months)])
 
 
-def lifecycle(history: pl.DataFrame, as_of: dt.date, first_visit: pl.DataFrame, decline_months: int = 3,
-              lapsed_days: int = 60, new_days: int = 56, category_ratio: float = 0.4,
-              visit_ratio: float = 0.5, growing_ratio: float = 1.2) -> pl.DataFrame:
+def lifecycle(
+    history: pl.DataFrame,
+    as_of: dt.date,
+    first_visit: pl.DataFrame,
+    decline_months: int = _V.decline_months,
+    lapsed_days: int = _V.lapsed_days,
+    new_days: int = _V.new_days,
+    category_ratio: float = 0.4,
+    visit_ratio: float = 0.5,
+    growing_ratio: float = 1.2,
+) -> pl.DataFrame:
     """Stage and decline warning per customer.
 
     Parameters
@@ -78,26 +91,44 @@ def lifecycle(history: pl.DataFrame, as_of: dt.date, first_visit: pl.DataFrame, 
     wide = first_visit.select("customer_key", "first_visit_on", "last_visit_on")
     for m in range(months):
         one = act.filter(pl.col("month") == m).select(
-            "customer_key", pl.col("visits").alias(f"visits_{m}"), pl.col("spend_cents").alias(f"spend_{m}"),
-            pl.col("categories").alias(f"cats_{m}"))
+            "customer_key",
+            pl.col("visits").alias(f"visits_{m}"),
+            pl.col("spend_cents").alias(f"spend_{m}"),
+            pl.col("categories").alias(f"cats_{m}"),
+        )
         wide = wide.join(one, on="customer_key", how="left")
     wide = wide.fill_null(0)
     prior_cats = pl.mean_horizontal([pl.col(f"cats_{m}") for m in range(1, decline_months + 1)])
     recent_rate = (pl.col("visits_0") + pl.col("visits_1")) / 2.0
     base_rate = pl.mean_horizontal([pl.col(f"visits_{m}") for m in range(2, 6)])
-    warning = (_falling(wide, "visits", decline_months) | _falling(wide, "spend", decline_months)
-               | ((prior_cats >= 3) & (pl.col("cats_0") <= category_ratio * prior_cats))
-               | ((base_rate >= 1) & (recent_rate <= visit_ratio * base_rate)))
+    warning = (
+        _falling(wide, "visits", decline_months)
+        | _falling(wide, "spend", decline_months)
+        | ((prior_cats >= 3) & (pl.col("cats_0") <= category_ratio * prior_cats))
+        | ((base_rate >= 1) & (recent_rate <= visit_ratio * base_rate))
+    )
     spend_recent = act.filter(pl.col("month") < 3).group_by("customer_key").agg(pl.col("spend_cents").sum().alias("q0"))
-    spend_before = (act.filter((pl.col("month") >= 3) & (pl.col("month") < 6))
-                    .group_by("customer_key").agg(pl.col("spend_cents").sum().alias("q1")))
+    spend_before = (
+        act.filter((pl.col("month") >= 3) & (pl.col("month") < 6))
+        .group_by("customer_key")
+        .agg(pl.col("spend_cents").sum().alias("q1"))
+    )
     days_since = (pl.lit(as_of) - pl.col("last_visit_on")).dt.total_days()
-    stage = (pl.when(pl.col("last_visit_on").is_null() | (days_since > lapsed_days)).then(pl.lit("lapsed"))
-             .when((pl.lit(as_of) - pl.col("first_visit_on")).dt.total_days() <= new_days).then(pl.lit("new"))
-             .when(pl.col("decline_warning")).then(pl.lit("declining"))
-             .when(pl.col("q0") >= growing_ratio * pl.col("q1")).then(pl.lit("growing"))
-             .otherwise(pl.lit("mature")))
-    return (wide.with_columns(warning.alias("decline_warning"))
-            .join(spend_recent, on="customer_key", how="left").join(spend_before, on="customer_key", how="left")
-            .with_columns(pl.col("q0").fill_null(0), pl.col("q1").fill_null(0))
-            .select("customer_key", stage.alias("lifecycle_stage"), "decline_warning"))
+    stage = (
+        pl.when(pl.col("last_visit_on").is_null() | (days_since > lapsed_days))
+        .then(pl.lit("lapsed"))
+        .when((pl.lit(as_of) - pl.col("first_visit_on")).dt.total_days() <= new_days)
+        .then(pl.lit("new"))
+        .when(pl.col("decline_warning"))
+        .then(pl.lit("declining"))
+        .when(pl.col("q0") >= growing_ratio * pl.col("q1"))
+        .then(pl.lit("growing"))
+        .otherwise(pl.lit("mature"))
+    )
+    return (
+        wide.with_columns(warning.alias("decline_warning"))
+        .join(spend_recent, on="customer_key", how="left")
+        .join(spend_before, on="customer_key", how="left")
+        .with_columns(pl.col("q0").fill_null(0), pl.col("q1").fill_null(0))
+        .select("customer_key", stage.alias("lifecycle_stage"), "decline_warning")
+    )

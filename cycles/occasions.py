@@ -16,7 +16,7 @@ from cycles.exceptions import InputError
 
 __all__ = ["require_columns", "category_codes", "pair_occasions", "DAY_BITS"]
 
-DAY_BITS = 16                      # days since the first day of history: up to 179 years
+DAY_BITS = 16  # days since the first day of history: up to 179 years
 
 
 def require_columns(frame: pl.DataFrame, columns: set[str], name: str) -> None:
@@ -70,12 +70,20 @@ def pair_occasions(history: pl.DataFrame, codes: pl.DataFrame | None = None) -> 
         return _empty()
     lut = codes.select("product_key", "cat_code")
     day_num = (pl.col("day") - pl.lit(first_day)).dt.total_days().cast(pl.Int64)
-    keys = (history.lazy().filter(pl.col("quantity") > 0)
-            .select(pl.col("customer_key"), pl.col("product_key"), day_num.alias("d"))
-            .join(lut.lazy(), on="product_key", how="left")
-            .select((pl.col("customer_key") * (1 << shift_pair) + pl.col("cat_code").cast(pl.Int64) * (1 << DAY_BITS)
-                     + pl.col("d")).alias("key"))
-            .collect())
+    keys = (
+        history.lazy()
+        .filter(pl.col("quantity") > 0)
+        .select(pl.col("customer_key"), pl.col("product_key"), day_num.alias("d"))
+        .join(lut.lazy(), on="product_key", how="left")
+        .select(
+            (
+                pl.col("customer_key") * (1 << shift_pair)
+                + pl.col("cat_code").cast(pl.Int64) * (1 << DAY_BITS)
+                + pl.col("d")
+            ).alias("key")
+        )
+        .collect()
+    )
     # the one global sort; equal keys are same-day repeats of one occasion
     key = keys["key"].sort()
     new = key.diff().fill_null(1) != 0
@@ -85,26 +93,52 @@ def pair_occasions(history: pl.DataFrame, codes: pl.DataFrame | None = None) -> 
     same_pair = pair.diff().fill_null(1) == 0
     gap = pl.Series("gap", day.diff(), dtype=pl.Int64)
     occ = pl.DataFrame({"pair": pair, "d": day, "gap": gap}).with_columns(
-        pl.when(same_pair).then(pl.col("gap")).otherwise(None).cast(pl.Float64).alias("gap"))
-    stats = (occ.group_by("pair", maintain_order=True)
-             .agg(purchase_days=pl.len().cast(pl.UInt32), first_d=pl.col("d").first(), last_d=pl.col("d").last(),
-                  interval_sum_days=pl.col("gap").sum(), interval_logsum=pl.col("gap").log().sum(),
-                  interval_median_days=pl.col("gap").median()))
+        pl.when(same_pair).then(pl.col("gap")).otherwise(None).cast(pl.Float64).alias("gap")
+    )
+    stats = occ.group_by("pair", maintain_order=True).agg(
+        purchase_days=pl.len().cast(pl.UInt32),
+        first_d=pl.col("d").first(),
+        last_d=pl.col("d").last(),
+        interval_sum_days=pl.col("gap").sum(),
+        interval_logsum=pl.col("gap").log().sum(),
+        interval_median_days=pl.col("gap").median(),
+    )
     cats = codes.select("cat_code", "category").unique().sort("cat_code")
-    return (stats.with_columns(
-                (pl.col("pair") // (1 << cat_bits)).alias("customer_key"),
-                (pl.col("pair") % (1 << cat_bits)).cast(pl.UInt32).alias("cat_code"),
-                (pl.lit(first_day) + pl.duration(days=pl.col("first_d"))).cast(pl.Date).alias("first_purchase_on"),
-                (pl.lit(first_day) + pl.duration(days=pl.col("last_d"))).cast(pl.Date).alias("last_purchase_on"),
-                (pl.col("purchase_days") - 1).alias("n_intervals"))
-            .join(cats, on="cat_code", how="left")
-            .select("customer_key", "category", "purchase_days", "first_purchase_on", "last_purchase_on",
-                    "n_intervals", "interval_sum_days", "interval_logsum", "interval_median_days")
-            .sort("customer_key", "category"))
+    return (
+        stats.with_columns(
+            (pl.col("pair") // (1 << cat_bits)).alias("customer_key"),
+            (pl.col("pair") % (1 << cat_bits)).cast(pl.UInt32).alias("cat_code"),
+            (pl.lit(first_day) + pl.duration(days=pl.col("first_d"))).cast(pl.Date).alias("first_purchase_on"),
+            (pl.lit(first_day) + pl.duration(days=pl.col("last_d"))).cast(pl.Date).alias("last_purchase_on"),
+            (pl.col("purchase_days") - 1).alias("n_intervals"),
+        )
+        .join(cats, on="cat_code", how="left")
+        .select(
+            "customer_key",
+            "category",
+            "purchase_days",
+            "first_purchase_on",
+            "last_purchase_on",
+            "n_intervals",
+            "interval_sum_days",
+            "interval_logsum",
+            "interval_median_days",
+        )
+        .sort("customer_key", "category")
+    )
 
 
 def _empty() -> pl.DataFrame:
-    return pl.DataFrame(schema={
-        "customer_key": pl.Int64, "category": pl.String, "purchase_days": pl.UInt32,
-        "first_purchase_on": pl.Date, "last_purchase_on": pl.Date, "n_intervals": pl.UInt32,
-        "interval_sum_days": pl.Float64, "interval_logsum": pl.Float64, "interval_median_days": pl.Float64})
+    return pl.DataFrame(
+        schema={
+            "customer_key": pl.Int64,
+            "category": pl.String,
+            "purchase_days": pl.UInt32,
+            "first_purchase_on": pl.Date,
+            "last_purchase_on": pl.Date,
+            "n_intervals": pl.UInt32,
+            "interval_sum_days": pl.Float64,
+            "interval_logsum": pl.Float64,
+            "interval_median_days": pl.Float64,
+        }
+    )

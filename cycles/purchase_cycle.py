@@ -31,12 +31,13 @@ import numpy as np
 import polars as pl
 from scipy import optimize, special
 
-from cycles.occasions import pair_occasions, require_columns
 from cycles.exceptions import InputError, NotFittedError
+from cycles.occasions import pair_occasions, require_columns
+from cycles.params import ProfileParams
 
 __all__ = ["PurchaseCycleEstimator", "predictive_survival", "check_fitted"]
 
-_HORIZON = 56.0                      # days over which next_expected_on's hazard is averaged
+_HORIZON = 56.0  # days over which next_expected_on's hazard is averaged
 
 
 def check_fitted(estimator: object, attribute: str) -> None:
@@ -59,8 +60,14 @@ def _neg_marginal(theta: np.ndarray, n: np.ndarray, s: np.ndarray, logsum: np.nd
     k, a, b = np.exp(theta)
     ank = a + n * k
     bs = b + s
-    ll = ((k - 1) * logsum - n * special.gammaln(k) + a * np.log(b) - special.gammaln(a)
-          + special.gammaln(ank) - ank * np.log(bs))
+    ll = (
+        (k - 1) * logsum
+        - n * special.gammaln(k)
+        + a * np.log(b)
+        - special.gammaln(a)
+        + special.gammaln(ank)
+        - ank * np.log(bs)
+    )
     dk = logsum - n * special.digamma(k) + n * special.digamma(ank) - n * np.log(bs)
     da = np.log(b) - special.digamma(a) + special.digamma(ank) - np.log(bs)
     db = a / b - ank / bs
@@ -87,8 +94,10 @@ def _fit_gamma_gamma(n: np.ndarray, s: np.ndarray, logsum: np.ndarray) -> tuple[
 
 def _fit_dropout(n: np.ndarray, surv_open: np.ndarray) -> float:
     """pi maximising sum n log(1 - pi) + log(pi + (1 - pi) S(u_open))."""
+
     def neg(pi: float) -> float:
         return -float((n * np.log1p(-pi)).sum() + np.log(pi + (1 - pi) * surv_open).sum())
+
     res = optimize.minimize_scalar(neg, bounds=(1e-6, 0.999), method="bounded", options={"xatol": 1e-5})
     return float(res.x)
 
@@ -123,14 +132,14 @@ class PurchaseCycleEstimator:
     >>> est.predict(dt.date(2025, 7, 7), window_days=14).sort("p_buy_in_window")  # doctest: +SKIP
     """
 
-    def __init__(self, min_category_pairs: int = 30, max_fit_pairs: int = 5_000,
-                 priors: pl.DataFrame | None = None):
+    def __init__(self, min_category_pairs: int = 30, max_fit_pairs: int = 5_000, priors: pl.DataFrame | None = None):
         self.min_category_pairs = min_category_pairs
         self.max_fit_pairs = max_fit_pairs
         self.priors = priors
 
-    def fit(self, history: pl.DataFrame, observed_until: dt.date | None = None,
-            pairs: pl.DataFrame | None = None) -> "PurchaseCycleEstimator":
+    def fit(
+        self, history: pl.DataFrame, observed_until: dt.date | None = None, pairs: pl.DataFrame | None = None
+    ) -> PurchaseCycleEstimator:
         """Fit the category hyper-parameters and keep each pair's sufficient statistics.
 
         Parameters
@@ -156,16 +165,28 @@ class PurchaseCycleEstimator:
         return self
 
     def _fit_priors(self, pairs: pl.DataFrame, observed_until: dt.date) -> pl.DataFrame:
-        given = self.priors if self.priors is not None else pl.DataFrame(
-            schema={"category": pl.String, "k": pl.Float64, "a": pl.Float64, "b": pl.Float64,
-                    "pi": pl.Float64, "fit_pairs": pl.Int64})
+        given = (
+            self.priors
+            if self.priors is not None
+            else pl.DataFrame(
+                schema={
+                    "category": pl.String,
+                    "k": pl.Float64,
+                    "a": pl.Float64,
+                    "b": pl.Float64,
+                    "pi": pl.Float64,
+                    "fit_pairs": pl.Int64,
+                }
+            )
+        )
         todo = pairs.filter(~pl.col("category").is_in(given["category"].implode()))
         open_days = (pl.lit(observed_until) - pl.col("last_purchase_on")).dt.total_days().cast(pl.Float64)
         # deterministic sample: a hash of the customer, the same customers in every category
-        sample = (todo.with_columns(open_days.alias("u"),
-                                    (pl.col("customer_key").hash(seed=7) % 1_000_003).alias("h"))
-                  .sort("category", "h")
-                  .filter(pl.int_range(pl.len()).over("category") < self.max_fit_pairs))
+        sample = (
+            todo.with_columns(open_days.alias("u"), (pl.col("customer_key").hash(seed=7) % 1_000_003).alias("h"))
+            .sort("category", "h")
+            .filter(pl.int_range(pl.len()).over("category") < self.max_fit_pairs)
+        )
         n_all = sample["n_intervals"].to_numpy().astype(float)
         s_all = sample["interval_sum_days"].to_numpy()
         l_all = sample["interval_logsum"].to_numpy()
@@ -184,14 +205,14 @@ class PurchaseCycleEstimator:
             elif pooled is not None:
                 k, a, b = pooled
             else:
-                k, a, b = 1.0, 2.0, 30.0    # nothing to learn from anywhere: a 30-day exponential guess
+                k, a, b = 1.0, 2.0, 30.0  # nothing to learn from anywhere: a 30-day exponential guess
             surv = predictive_survival(u - 0.5, k, a + n * k, b + s_)
             pi = _fit_dropout(n, surv)
             rows.append({"category": cats[int(lo)], "k": k, "a": a, "b": b, "pi": pi, "fit_pairs": int(comp.sum())})
         fitted = pl.DataFrame(rows, schema=given.schema) if rows else given.clear()
         return pl.concat([given.select(fitted.columns), fitted]).sort("category")
 
-    def predict(self, as_of: dt.date, window_days: int = 14) -> pl.DataFrame:
+    def predict(self, as_of: dt.date, window_days: int = ProfileParams.window_days) -> pl.DataFrame:
         """Next purchase and P(at least one purchase in [as_of, as_of + window_days)).
 
         Returns
@@ -228,16 +249,21 @@ class PurchaseCycleEstimator:
         hazard = -np.log(np.maximum(s_far, 1e-300) / np.maximum(s_now, 1e-300)) / _HORIZON
         ahead = np.clip(np.round(np.log(2) / np.maximum(hazard, 1e-9)), 0, 3650)
         mean_interval = np.where(alpha > 1, k * beta / np.maximum(alpha - 1, 1e-9), np.nan)
-        return (frame.select("customer_key", "category", "purchase_days", "last_purchase_on",
-                             "interval_median_days")
-                .with_columns(
-                    pl.Series("mean_interval_days", mean_interval).fill_nan(None),
-                    pl.Series("p_active", p_active),
-                    (pl.lit(as_of) + pl.duration(days=pl.Series(ahead.astype(np.int64)))).cast(pl.Date)
-                    .alias("next_expected_on"),
-                    pl.Series("p_buy_in_window", np.clip(p_buy, 0.0, 1.0))))
+        return frame.select(
+            "customer_key", "category", "purchase_days", "last_purchase_on", "interval_median_days"
+        ).with_columns(
+            pl.Series("mean_interval_days", mean_interval).fill_nan(None),
+            pl.Series("p_active", p_active),
+            (pl.lit(as_of) + pl.duration(days=pl.Series(ahead.astype(np.int64))))
+            .cast(pl.Date)
+            .alias("next_expected_on"),
+            pl.Series("p_buy_in_window", np.clip(p_buy, 0.0, 1.0)),
+        )
 
 
 def _arrays(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (frame["n_intervals"].to_numpy().astype(float), frame["interval_sum_days"].to_numpy(),
-            frame["interval_logsum"].to_numpy())
+    return (
+        frame["n_intervals"].to_numpy().astype(float),
+        frame["interval_sum_days"].to_numpy(),
+        frame["interval_logsum"].to_numpy(),
+    )

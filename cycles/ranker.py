@@ -67,15 +67,38 @@ from cycles.ranker_features import (
 __all__ = ["RANKER_FEATURES", "NextWindowRanker"]
 
 RANKER_FEATURES = [
-    "n_occ", "n_recent", "n_4w", "n_window", "rw_7", "rw_28", "rw_91", "rw_273", "days_since", "span_days",
-    "rate_window", "share_recent", "share_all", "interval_mean_days", "mean_interval_days", "overdue_ratio",
-    "p_renewal", "p_active", "cust_days_recent", "cust_days_4w", "cust_cats_recent", "cust_cats_4w",
-    "cust_days_since", "cat_repurchase", "cat_share", "neighbour_rw"]
+    "n_occ",
+    "n_recent",
+    "n_4w",
+    "n_window",
+    "rw_7",
+    "rw_28",
+    "rw_91",
+    "rw_273",
+    "days_since",
+    "span_days",
+    "rate_window",
+    "share_recent",
+    "share_all",
+    "interval_mean_days",
+    "mean_interval_days",
+    "overdue_ratio",
+    "p_renewal",
+    "p_active",
+    "cust_days_recent",
+    "cust_days_4w",
+    "cust_cats_recent",
+    "cust_cats_4w",
+    "cust_days_since",
+    "cat_repurchase",
+    "cat_share",
+    "neighbour_rw",
+]
 
 _EPOCH = dt.date(1970, 1, 1)
 _REQUIRED = {"customer_key", "day", "product_key", "category", "quantity"}
 _RW_NAMES = ("rw_7", "rw_28", "rw_91", "rw_273")
-_SVD_RANK = 16                      # components of the neighbour-blended frequency
+_SVD_RANK = 16  # components of the neighbour-blended frequency
 _F = np.float32
 
 
@@ -112,8 +135,17 @@ def _survival(t: np.ndarray, k: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
         return np.concatenate(list(pool.map(lambda i: predictive_survival(t[i], k[i], alpha[i], beta[i]), parts)))
 
 
-def _renewal(k: np.ndarray, a: np.ndarray, b: np.ndarray, pi: np.ndarray, n: np.ndarray, s: np.ndarray,
-             u: np.ndarray, w: int, n_jobs: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _renewal(
+    k: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    pi: np.ndarray,
+    n: np.ndarray,
+    s: np.ndarray,
+    u: np.ndarray,
+    w: int,
+    n_jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The renewal model's p_buy_in_window, p_active and posterior mean interval of each row, from its
     pair statistics (n intervals summing to s days, u days since the last purchase) and its category's
     (k, a, b, pi); the formulas of `PurchaseCycleEstimator.predict`."""
@@ -129,16 +161,17 @@ def _renewal(k: np.ndarray, a: np.ndarray, b: np.ndarray, pi: np.ndarray, n: np.
     return np.clip(p_buy, 0.0, 1.0), p_active, mean_interval
 
 
-def _with_new_candidates(pf: dict[str, np.ndarray], cat_bits: int, popularity: np.ndarray,
-                         n: int) -> dict[str, np.ndarray]:
+def _with_new_candidates(
+    pf: dict[str, np.ndarray], cat_bits: int, popularity: np.ndarray, n: int
+) -> dict[str, np.ndarray]:
     """`pair_features` output plus, per customer, the `n` most popular category codes (ties: lower
     code) it has no pair with (zero counts; `_cutoff` makes their days since NaN), sorted by pair."""
     pair = pf["pair"]
     if pair.size == 0:
         return pf
     cust = np.unique(pair >> cat_bits)
-    top = np.argsort(-popularity, kind="stable")[:n + 64].astype(np.int64)
-    cand = ((cust[:, None] << cat_bits) | top[None, :])            # customers x popular, popularity order
+    top = np.argsort(-popularity, kind="stable")[: n + 64].astype(np.int64)
+    cand = (cust[:, None] << cat_bits) | top[None, :]  # customers x popular, popularity order
     have = np.isin(cand, pair)
     rank = np.cumsum(~have, axis=1)
     new = cand[~have & (rank <= n)]
@@ -222,12 +255,27 @@ class NextWindowRanker:
     reads the frame given to `fit` (a reference, not a copy).
     """
 
-    def __init__(self, window_days: int = 14, n_cutoffs: int = 10, cutoff_step_days: int = 14,
-                 lookback_days: int = 364, half_lives: tuple[float, ...] = (7.0, 28.0, 91.0, 273.0),
-                 recent_days: int = 112, min_history_days: int = 28, max_train_customers: int = 2_500,
-                 min_train_positives: int = 200, n_estimators: int = 100, learning_rate: float = 0.1,
-                 num_leaves: int = 31, min_child_samples: int = 100, backend: str = "lightgbm",
-                 seed: int = 0, n_jobs: int = 1, new_candidates: int = 5, train_negatives: float = 0.5):
+    def __init__(
+        self,
+        window_days: int = 14,
+        n_cutoffs: int = 10,
+        cutoff_step_days: int = 14,
+        lookback_days: int = 364,
+        half_lives: tuple[float, ...] = (7.0, 28.0, 91.0, 273.0),
+        recent_days: int = 112,
+        min_history_days: int = 28,
+        max_train_customers: int = 2_500,
+        min_train_positives: int = 200,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
+        min_child_samples: int = 100,
+        backend: str = "lightgbm",
+        seed: int = 0,
+        n_jobs: int = 1,
+        new_candidates: int = 5,
+        train_negatives: float = 0.5,
+    ):
         self.window_days = window_days
         self.n_cutoffs = n_cutoffs
         self.cutoff_step_days = cutoff_step_days
@@ -248,8 +296,14 @@ class NextWindowRanker:
         self.train_negatives = train_negatives
 
     # ---------------------------------------------------------------- features
-    def _cutoff(self, occ: Occasions, c: int, priors: list[np.ndarray], cat_stats: tuple[np.ndarray, np.ndarray],
-                components: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def _cutoff(
+        self,
+        occ: Occasions,
+        c: int,
+        priors: list[np.ndarray],
+        cat_stats: tuple[np.ndarray, np.ndarray],
+        components: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
         """Features at cutoff day c of every pair with an occasion in [c - lookback, c), in pair order:
         pair (codes), first_d (the customer's first trip in the lookback), x (float32, RANKER_FEATURES),
         p_renewal (float64); `priors` are k, a, b, pi and `cat_stats` cat_repurchase, cat_share, each
@@ -267,29 +321,37 @@ class NextWindowRanker:
         code = occ.cat(pair)
         k, a, b, pi = (p[code] for p in priors)
         days_since = (c - pf["last_d"]).astype(np.float64)
-        never = pf["n_occ"] == 0                                       # a new candidate
+        never = pf["n_occ"] == 0  # a new candidate
         days_since[never] = np.nan
-        p_renewal, p_active, mean_interval = _renewal(k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"],
-                                                      days_since, w, self.n_jobs)
+        p_renewal, p_active, mean_interval = _renewal(
+            k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"], days_since, w, self.n_jobs
+        )
         p_renewal[never] = 0.0
         span = (c - cf["first_d"]).astype(_F)
         with np.errstate(invalid="ignore", divide="ignore"):
-            interval_mean = np.where(pf["n_intervals"] > 0, pf["interval_sum_days"] / np.maximum(pf["n_intervals"], 1),
-                                     np.nan)
+            interval_mean = np.where(
+                pf["n_intervals"] > 0, pf["interval_sum_days"] / np.maximum(pf["n_intervals"], 1), np.nan
+            )
             overdue = days_since / mean_interval
         columns = {
             **{name: pf[name] for name in ("n_occ", "n_recent", "n_4w", "n_window")},
             **{name: pf[f"rw_{h:g}"] for name, h in zip(_RW_NAMES, self.half_lives)},
-            "days_since": days_since, "span_days": span,
+            "days_since": days_since,
+            "span_days": span,
             "rate_window": pf["n_occ"] * w / np.maximum(span, _F(w)),
             "share_recent": pf["n_recent"] / np.maximum(cf["cust_days_recent"], _F(1)),
             "share_all": pf["n_occ"] / cf["cust_days_all"],
-            "interval_mean_days": interval_mean, "mean_interval_days": mean_interval, "overdue_ratio": overdue,
-            "p_renewal": p_renewal, "p_active": p_active,
+            "interval_mean_days": interval_mean,
+            "mean_interval_days": mean_interval,
+            "overdue_ratio": overdue,
+            "p_renewal": p_renewal,
+            "p_active": p_active,
             **{name: cf[name] for name in ("cust_days_recent", "cust_days_4w", "cust_cats_recent", "cust_cats_4w")},
             "cust_days_since": (c - cf["cust_last"]).astype(_F),
-            "cat_repurchase": cat_stats[0][code], "cat_share": cat_stats[1][code],
-            "neighbour_rw": neighbour_scores(pair, occ.cat_bits, components, pf[f"rw_{self.half_lives[2]:g}"])}
+            "cat_repurchase": cat_stats[0][code],
+            "cat_share": cat_stats[1][code],
+            "neighbour_rw": neighbour_scores(pair, occ.cat_bits, components, pf[f"rw_{self.half_lives[2]:g}"]),
+        }
         x = np.empty((pair.size, len(RANKER_FEATURES)), _F)
         for j, name in enumerate(RANKER_FEATURES):
             x[:, j] = columns[name]
@@ -299,12 +361,27 @@ class NextWindowRanker:
         """The renewal model's category priors fitted on the pair statistics before cutoff c only."""
         pf = pair_features(occ, c, self.lookback_days, self.recent_days, self.window_days, ())
         pair = pf["pair"]
-        pairs = (pl.DataFrame({"customer_key": occ.customer(pair), "cat": occ.cat(pair),
-                               "last_purchase_on": pf["last_d"], "n_intervals": pf["n_intervals"],
-                               "interval_sum_days": pf["interval_sum_days"], "interval_logsum": pf["interval_logsum"]})
-                 .join(occ.categories, on="cat", how="left", maintain_order="left")
-                 .select("customer_key", "category", pl.col("last_purchase_on").cast(pl.Date),
-                         "n_intervals", "interval_sum_days", "interval_logsum"))
+        pairs = (
+            pl.DataFrame(
+                {
+                    "customer_key": occ.customer(pair),
+                    "cat": occ.cat(pair),
+                    "last_purchase_on": pf["last_d"],
+                    "n_intervals": pf["n_intervals"],
+                    "interval_sum_days": pf["interval_sum_days"],
+                    "interval_logsum": pf["interval_logsum"],
+                }
+            )
+            .join(occ.categories, on="cat", how="left", maintain_order="left")
+            .select(
+                "customer_key",
+                "category",
+                pl.col("last_purchase_on").cast(pl.Date),
+                "n_intervals",
+                "interval_sum_days",
+                "interval_logsum",
+            )
+        )
         return PurchaseCycleEstimator().fit(no_lines, observed_until=_EPOCH + dt.timedelta(days=c), pairs=pairs).priors_
 
     # ---------------------------------------------------------------- trees
@@ -319,21 +396,40 @@ class NextWindowRanker:
             weight = None
         if self.backend == "lightgbm":
             import lightgbm as lgb
-            params = {"objective": "binary", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-                      "min_child_samples": self.min_child_samples, "feature_fraction": 0.9, "lambda_l2": 1.0,
-                      # half the rows a tree and 63 bins: less work a tree, same P@10 / NDCG@10 on the real panel (measured)
-                      "bagging_fraction": 0.5, "bagging_freq": 1, "max_bin": 63,
-                      "seed": self.seed, "deterministic": True, "force_row_wise": True,
-                      # one thread: the same trees whatever n_jobs, and on a shared 2-core machine two
-                      # threads spent 3x the CPU for the same wall time (OpenMP waiting; measured)
-                      "num_threads": 1, "verbose": -1}
+
+            params = {
+                "objective": "binary",
+                "learning_rate": self.learning_rate,
+                "num_leaves": self.num_leaves,
+                "min_child_samples": self.min_child_samples,
+                "feature_fraction": 0.9,
+                "lambda_l2": 1.0,
+                # half the rows a tree and 63 bins: less work a tree, same P@10 / NDCG@10 on the real panel (measured)
+                "bagging_fraction": 0.5,
+                "bagging_freq": 1,
+                "max_bin": 63,
+                "seed": self.seed,
+                "deterministic": True,
+                "force_row_wise": True,
+                # one thread: the same trees whatever n_jobs, and on a shared 2-core machine two
+                # threads spent 3x the CPU for the same wall time (OpenMP waiting; measured)
+                "num_threads": 1,
+                "verbose": -1,
+            }
             return lgb.train(params, lgb.Dataset(x, y, weight=weight, feature_name=RANKER_FEATURES), self.n_estimators)
         if self.backend == "sklearn":
             from sklearn.ensemble import HistGradientBoostingClassifier
+
             return HistGradientBoostingClassifier(
-                max_iter=self.n_estimators, learning_rate=self.learning_rate, max_leaf_nodes=self.num_leaves,
-                min_samples_leaf=self.min_child_samples, l2_regularization=1.0, early_stopping=False, max_bins=63,
-                random_state=self.seed).fit(x, y, sample_weight=weight)
+                max_iter=self.n_estimators,
+                learning_rate=self.learning_rate,
+                max_leaf_nodes=self.num_leaves,
+                min_samples_leaf=self.min_child_samples,
+                l2_regularization=1.0,
+                early_stopping=False,
+                max_bins=63,
+                random_state=self.seed,
+            ).fit(x, y, sample_weight=weight)
         raise InputError(f"NextWindowRanker: backend must be 'lightgbm' or 'sklearn', got {self.backend!r}")
 
     def _score(self, x: np.ndarray) -> np.ndarray:
@@ -347,14 +443,20 @@ class NextWindowRanker:
         end, w = _day(observed_until), self.window_days
         self.renewal_priors_ = PurchaseCycleEstimator().fit(tr_lines, observed_until=observed_until).priors_
         rep, share = _category_stats(occ, end, w)
-        self.category_stats_ = (occ.categories.with_columns(pl.Series("cat_repurchase", rep),
-                                                            pl.Series("cat_share", share))
-                                .select("category", "cat_repurchase", "cat_share").sort("category"))
+        self.category_stats_ = (
+            occ.categories.with_columns(pl.Series("cat_repurchase", rep), pl.Series("cat_share", share))
+            .select("category", "cat_repurchase", "cat_share")
+            .sort("category")
+        )
         pf = pair_features(occ, end, self.lookback_days, self.recent_days, w, self.half_lives)
-        comps = neighbour_components(pf["pair"], occ.cat_bits, occ.categories.height,
-                                     pf[f"rw_{self.half_lives[2]:g}"], _SVD_RANK)
-        self.neighbour_components_ = occ.categories.select("category").with_columns(
-            pl.Series("component", comps.T.tolist(), pl.List(pl.Float32))).sort("category")
+        comps = neighbour_components(
+            pf["pair"], occ.cat_bits, occ.categories.height, pf[f"rw_{self.half_lives[2]:g}"], _SVD_RANK
+        )
+        self.neighbour_components_ = (
+            occ.categories.select("category")
+            .with_columns(pl.Series("component", comps.T.tolist(), pl.List(pl.Float32)))
+            .sort("category")
+        )
 
     # ---------------------------------------------------------------- API
     def fit(self, history: pl.DataFrame, observed_until: dt.date | None = None) -> NextWindowRanker:
@@ -378,13 +480,17 @@ class NextWindowRanker:
         end, w = _day(observed_until), self.window_days
         lines = history.lazy().select(sorted(_REQUIRED)).filter(pl.col("day") < observed_until)
         # the training sample: a deterministic hash of the customer, the same whatever the partitioning
-        keys = (lines.select(pl.col("customer_key").unique()).collect()
-                .with_columns((pl.col("customer_key").hash(seed=self.seed + 11) % 1_000_000_007).alias("h"))
-                .sort("h", "customer_key").head(self.max_train_customers)["customer_key"])
+        keys = (
+            lines.select(pl.col("customer_key").unique())
+            .collect()
+            .with_columns((pl.col("customer_key").hash(seed=self.seed + 11) % 1_000_000_007).alias("h"))
+            .sort("h", "customer_key")
+            .head(self.max_train_customers)["customer_key"]
+        )
         tr_lines = lines.filter(pl.col("customer_key").is_in(keys.implode())).collect()
         occ = code_occasions(tr_lines.lazy(), None, end)
         self.observed_until_ = observed_until
-        self._history = history        # predict(history=None) scores the customers fitted on
+        self._history = history  # predict(history=None) scores the customers fitted on
         self.model_, self.calibration_, self.fallback_, self.cutoffs_ = None, None, True, []
         if occ.pair.size == 0:
             self._fit_globals(occ, tr_lines, observed_until)
@@ -425,8 +531,9 @@ class NextWindowRanker:
         self.fallback_ = False
         return self
 
-    def predict(self, as_of: dt.date, window_days: int | None = None,
-                history: pl.DataFrame | None = None) -> pl.DataFrame:
+    def predict(
+        self, as_of: dt.date, window_days: int | None = None, history: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
         """P(at least one purchase in [as_of, as_of + window)) per customer x category.
 
         Parameters
@@ -456,29 +563,45 @@ class NextWindowRanker:
             history = self._history
         require_columns(history, _REQUIRED, "history")
         c = _day(as_of)
-        occ = code_occasions(history.lazy().select(sorted(_REQUIRED)), c - self.lookback_days,
-                             _day(self.observed_until_))
+        occ = code_occasions(
+            history.lazy().select(sorted(_REQUIRED)), c - self.lookback_days, _day(self.observed_until_)
+        )
         priors = _by_code(occ.categories, self.renewal_priors_, ["k", "a", "b", "pi"])
-        rep, share = (np.nan_to_num(v) for v in _by_code(occ.categories, self.category_stats_,
-                                                          ["cat_repurchase", "cat_share"]))
-        comps = (occ.categories.join(self.neighbour_components_, on="category", how="left").sort("cat")
-                 ["component"].to_list())
+        rep, share = (
+            np.nan_to_num(v) for v in _by_code(occ.categories, self.category_stats_, ["cat_repurchase", "cat_share"])
+        )
+        comps = (
+            occ.categories.join(self.neighbour_components_, on="category", how="left")
+            .sort("cat")["component"]
+            .to_list()
+        )
         rank = max((len(v) for v in comps if v is not None), default=0)
         comps = np.array([v if v is not None else [0.0] * rank for v in comps], _F).reshape(len(comps), rank).T
         f = self._cutoff(occ, c, priors, (rep, share), comps)
         pair = f["pair"]
-        out = (pl.DataFrame({"customer_key": occ.customer(pair), "cat": occ.cat(pair)})
-               .join(occ.categories, on="cat", how="left", maintain_order="left").drop("cat"))
+        out = (
+            pl.DataFrame({"customer_key": occ.customer(pair), "cat": occ.cat(pair)})
+            .join(occ.categories, on="cat", how="left", maintain_order="left")
+            .drop("cat")
+        )
         p_renewal = pl.Series("p_renewal", f["p_renewal"])
         if self.fallback_:
-            return out.with_columns(pl.lit(None, pl.Float64).alias("score"), p_renewal,
-                                    p_renewal.alias("p_buy_in_window"), pl.lit(True).alias("fallback"))
+            return out.with_columns(
+                pl.lit(None, pl.Float64).alias("score"),
+                p_renewal,
+                p_renewal.alias("p_buy_in_window"),
+                pl.lit(True).alias("fallback"),
+            )
         score = self._score(f["x"])
         knots_x, knots_y = self.calibration_
         thin = c - f["first_d"] < self.min_history_days
         p = np.clip(np.where(thin, f["p_renewal"], np.interp(score, knots_x, knots_y)), 0.0, 1.0)
-        return out.with_columns(pl.Series("score", score, pl.Float64), p_renewal, pl.Series("p_buy_in_window", p),
-                                pl.Series("fallback", thin))
+        return out.with_columns(
+            pl.Series("score", score, pl.Float64),
+            p_renewal,
+            pl.Series("p_buy_in_window", p),
+            pl.Series("fallback", thin),
+        )
 
     def feature_importances(self) -> pl.DataFrame:
         """Columns: feature, gain (share of the total split gain), sorted by gain descending."""
@@ -487,8 +610,9 @@ class NextWindowRanker:
             gain = self.model_.feature_importance("gain").astype(float)
         else:
             raise InputError("feature importances: lightgbm backend only")
-        return (pl.DataFrame({"feature": RANKER_FEATURES, "gain": gain / max(gain.sum(), 1e-12)})
-                .sort("gain", descending=True))
+        return pl.DataFrame({"feature": RANKER_FEATURES, "gain": gain / max(gain.sum(), 1e-12)}).sort(
+            "gain", descending=True
+        )
 
 
 def _isotonic(score: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ import polars as pl
 
 __all__ = ["DAY_BITS", "Occasions", "code_occasions", "customer_features", "pair_features"]
 
-DAY_BITS = 16                       # days after the first day read: up to 179 years
+DAY_BITS = 16  # days after the first day read: up to 179 years
 _F = np.float32
 
 
@@ -65,12 +65,20 @@ def code_occasions(lines: pl.LazyFrame, lo: int | None, hi: int) -> Occasions:
     keep = (pl.col("quantity") > 0) & (day < hi) & (True if lo is None else day >= lo)
     lines = lines.filter(keep)
     products = lines.group_by("product_key").agg(pl.col("category").first()).collect()
-    categories = (products.select(pl.col("category").unique().sort())
-                  .with_row_index("cat").with_columns(pl.col("cat").cast(pl.UInt32)))
+    categories = (
+        products.select(pl.col("category").unique().sort())
+        .with_row_index("cat")
+        .with_columns(pl.col("cat").cast(pl.UInt32))
+    )
     lut = products.join(categories, on="category").select("product_key", pl.col("cat").cast(pl.Int64))
     cat_bits = max(1, int(categories.height).bit_length())
-    bounds = lines.select(pl.col("customer_key").min().alias("k0"), pl.col("customer_key").max().alias("k1"),
-                          day.min().alias("d0")).collect().row(0)
+    bounds = (
+        lines.select(
+            pl.col("customer_key").min().alias("k0"), pl.col("customer_key").max().alias("k1"), day.min().alias("d0")
+        )
+        .collect()
+        .row(0)
+    )
     k0, k1, d0 = bounds
     if d0 is None:
         return Occasions(np.zeros(0, np.int64), np.zeros(0, np.int32), cat_bits, categories, None)
@@ -84,15 +92,24 @@ def code_occasions(lines: pl.LazyFrame, lo: int | None, hi: int) -> Occasions:
     if customer_keys is not None:
         codes = pl.DataFrame({"customer_key": customer_keys, "_code": np.arange(customer_keys.size, dtype=np.int64)})
         frame = frame.join(codes.lazy(), on="customer_key")
-    key = (frame.join(lut.lazy(), on="product_key", how="inner")
-           .select((cust.cast(pl.Int64) * (1 << (cat_bits + DAY_BITS)) + pl.col("cat") * (1 << DAY_BITS)
-                    + pl.col("d").cast(pl.Int64)).alias("key"))
-           .collect(engine="streaming")["key"].sort())     # streaming: no full copy of the lines' columns
+    key = (
+        frame.join(lut.lazy(), on="product_key", how="inner")
+        .select(
+            (
+                cust.cast(pl.Int64) * (1 << (cat_bits + DAY_BITS))
+                + pl.col("cat") * (1 << DAY_BITS)
+                + pl.col("d").cast(pl.Int64)
+            ).alias("key")
+        )
+        .collect(engine="streaming")["key"]
+        .sort()
+    )  # streaming: no full copy of the lines' columns
     key = key.to_numpy()
     if key.size:
-        key = key[np.r_[True, key[1:] != key[:-1]]]         # same-day repeats are one occasion
-    return Occasions(key >> DAY_BITS, ((key & ((1 << DAY_BITS) - 1)) + d0).astype(np.int32), cat_bits,
-                     categories, customer_keys)
+        key = key[np.r_[True, key[1:] != key[:-1]]]  # same-day repeats are one occasion
+    return Occasions(
+        key >> DAY_BITS, ((key & ((1 << DAY_BITS) - 1)) + d0).astype(np.int32), cat_bits, categories, customer_keys
+    )
 
 
 def _starts(sorted_ids: np.ndarray) -> np.ndarray:
@@ -120,8 +137,15 @@ def _trips(o: Occasions, c: int, lookback: int) -> tuple[np.ndarray, np.ndarray,
     return idx, np.cumsum(trips, axis=1, dtype=np.int32, out=trips), st
 
 
-def pair_features(occ: Occasions, c: int, lookback: int, recent: int, window: int,
-                  half_lives: tuple[float, ...], last_trips: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+def pair_features(
+    occ: Occasions,
+    c: int,
+    lookback: int,
+    recent: int,
+    window: int,
+    half_lives: tuple[float, ...],
+    last_trips: tuple[int, ...] = (),
+) -> dict[str, np.ndarray]:
     """Per pair with an occasion in [c - lookback, c), in pair order: the pair code `pair`, `first_pd`,
     `last_d`, `n_occ`, `n_recent` (last `recent` days), `n_4w`, `n_window`, `rw_<h>` (sum of 0.5^(age/h)
     over occasions, h in half_lives), `n_intervals`, `interval_sum_days`, `interval_logsum`; with
@@ -160,8 +184,9 @@ def pair_features(occ: Occasions, c: int, lookback: int, recent: int, window: in
     return out
 
 
-def customer_features(occ: Occasions, pair: np.ndarray, c: int, lookback: int, recent: int,
-                      n_recent: np.ndarray, n_4w: np.ndarray) -> dict[str, np.ndarray]:
+def customer_features(
+    occ: Occasions, pair: np.ndarray, c: int, lookback: int, recent: int, n_recent: np.ndarray, n_4w: np.ndarray
+) -> dict[str, np.ndarray]:
     """Per pair (the `pair` codes of `pair_features` at c, sorted), its customer's features at c:
     first_d, cust_last (first and last trip in the lookback), cust_days_all, cust_days_recent,
     cust_days_4w (trips = distinct days with a purchase), cust_cats_recent, cust_cats_4w (the
@@ -179,11 +204,15 @@ def customer_features(occ: Occasions, pair: np.ndarray, c: int, lookback: int, r
     any_day = np.diff(cum, axis=1) > 0
     first = np.argmax(any_day, axis=1)
     last = span - 1 - np.argmax(any_day[:, ::-1], axis=1)
-    cust = {"first_d": first + (c - lookback), "cust_last": last + (c - lookback),
-            "cust_days_all": cum[:, span].astype(_F), "cust_days_recent": count_since(recent),
-            "cust_days_4w": count_since(28),
-            "cust_cats_recent": np.bincount(idx_pair, weights=n_recent > 0, minlength=pst.size).astype(_F),
-            "cust_cats_4w": np.bincount(idx_pair, weights=n_4w > 0, minlength=pst.size).astype(_F)}
+    cust = {
+        "first_d": first + (c - lookback),
+        "cust_last": last + (c - lookback),
+        "cust_days_all": cum[:, span].astype(_F),
+        "cust_days_recent": count_since(recent),
+        "cust_days_4w": count_since(28),
+        "cust_cats_recent": np.bincount(idx_pair, weights=n_recent > 0, minlength=pst.size).astype(_F),
+        "cust_cats_4w": np.bincount(idx_pair, weights=n_4w > 0, minlength=pst.size).astype(_F),
+    }
     return {name: values[idx_pair] for name, values in cust.items()}
 
 

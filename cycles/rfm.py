@@ -17,10 +17,14 @@ __all__ = ["quintile_score", "rfm_scores", "SEGMENTS"]
 
 # (R high, F high, M high) -> segment
 SEGMENTS: dict[tuple[bool, bool, bool], str] = {
-    (True, True, True): "important value", (True, False, True): "important development",
-    (False, True, True): "important keep", (False, False, True): "important retain",
-    (True, True, False): "general value", (True, False, False): "general development",
-    (False, True, False): "general keep", (False, False, False): "general retain",
+    (True, True, True): "important value",
+    (True, False, True): "important development",
+    (False, True, True): "important keep",
+    (False, False, True): "important retain",
+    (True, True, False): "general value",
+    (True, False, False): "general development",
+    (False, True, False): "general keep",
+    (False, False, False): "general retain",
 }
 
 
@@ -49,12 +53,17 @@ def rfm_scores(summary: pl.DataFrame) -> pl.DataFrame:
     scored = summary.with_columns(
         r_score=quintile_score(pl.col("recency_days"), higher_is_better=False),
         f_score=quintile_score(pl.col("frequency")),
-        m_score=quintile_score(pl.col("monetary_cents")))
+        m_score=quintile_score(pl.col("monetary_cents")),
+    )
     high = [pl.col(c) > pl.col(c).cast(pl.Float64).mean() for c in ("r_score", "f_score", "m_score")]
     segment = pl.lit("general retain")
     for (r, f, m), name in SEGMENTS.items():
         segment = pl.when((high[0] == r) & (high[1] == f) & (high[2] == m)).then(pl.lit(name)).otherwise(segment)
     return scored.with_columns(
-        (pl.col("r_score").cast(pl.Int16) * 100 + pl.col("f_score").cast(pl.Int16) * 10
-         + pl.col("m_score").cast(pl.Int16)).alias("rfm_score"),
-        segment.alias("rfm_segment"))
+        (
+            pl.col("r_score").cast(pl.Int16) * 100
+            + pl.col("f_score").cast(pl.Int16) * 10
+            + pl.col("m_score").cast(pl.Int16)
+        ).alias("rfm_score"),
+        segment.alias("rfm_segment"),
+    )

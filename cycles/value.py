@@ -13,27 +13,49 @@ import polars as pl
 
 from cycles.abc import abc_classes
 from cycles.clv import BetaGeoModel, GammaGammaModel, discounted_clv
+from cycles.exceptions import InputError
 from cycles.lifecycle import lifecycle
 from cycles.occasions import require_columns
+from cycles.params import ValueParams
 from cycles.rfm import rfm_scores
-from cycles.exceptions import InputError
 
 __all__ = ["customer_summary", "customer_value", "VALUE_COLUMNS"]
 
-VALUE_COLUMNS = ["customer_key", "recency_days", "frequency", "monetary_cents", "r_score", "f_score", "m_score",
-                 "rfm_score", "rfm_segment", "abc_class", "value_tier", "clv_cents", "p_alive", "lifecycle_stage",
-                 "decline_warning", "share_of_wallet", "avg_weekly_spend_cents"]
+VALUE_COLUMNS = [
+    "customer_key",
+    "recency_days",
+    "frequency",
+    "monetary_cents",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_score",
+    "rfm_segment",
+    "abc_class",
+    "value_tier",
+    "clv_cents",
+    "p_alive",
+    "lifecycle_stage",
+    "decline_warning",
+    "share_of_wallet",
+    "avg_weekly_spend_cents",
+]
 
 
 def contribution_cents(margin_share: float) -> pl.Expr:
     """Spend minus cost where the unit cost is known, else `margin_share` of spend."""
     known = pl.col("amount_cents") - pl.col("unit_cost_cents") * pl.col("quantity")
-    return pl.when(pl.col("unit_cost_cents").is_not_null()).then(known).otherwise(
-        pl.col("amount_cents") * margin_share).cast(pl.Float64)
+    return (
+        pl.when(pl.col("unit_cost_cents").is_not_null())
+        .then(known)
+        .otherwise(pl.col("amount_cents") * margin_share)
+        .cast(pl.Float64)
+    )
 
 
-def customer_summary(history: pl.DataFrame, as_of: dt.date, qualifying_weeks: int = 8,
-                     margin_share: float = 0.25) -> pl.DataFrame:
+def customer_summary(
+    history: pl.DataFrame, as_of: dt.date, qualifying_weeks: int, margin_share: float = ValueParams.margin_share
+) -> pl.DataFrame:
     """Per customer with history before `as_of`.
 
     Returns
@@ -47,23 +69,32 @@ def customer_summary(history: pl.DataFrame, as_of: dt.date, qualifying_weeks: in
     bought = pl.col("quantity") > 0
     recent = pl.col("day") >= pl.lit(as_of - dt.timedelta(weeks=qualifying_weeks))
     quarter = pl.col("day") >= pl.lit(as_of - dt.timedelta(weeks=13))
-    return (history.lazy().filter(pl.col("day") < as_of)
-            .group_by("customer_key")
-            .agg(first_visit_on=pl.col("day").filter(bought).min(), last_visit_on=pl.col("day").filter(bought).max(),
-                 frequency=pl.col("day").filter(bought).n_unique().cast(pl.Int64),
-                 monetary_cents=pl.col("amount_cents").sum(),
-                 contribution_cents=contribution_cents(margin_share).sum(),
-                 recent_spend_cents=pl.col("amount_cents").filter(recent).sum(),
-                 sow_spend_cents=pl.col("amount_cents").filter(quarter).sum())
-            .sort("customer_key").collect())
+    return (
+        history.lazy()
+        .filter(pl.col("day") < as_of)
+        .group_by("customer_key")
+        .agg(
+            first_visit_on=pl.col("day").filter(bought).min(),
+            last_visit_on=pl.col("day").filter(bought).max(),
+            frequency=pl.col("day").filter(bought).n_unique().cast(pl.Int64),
+            monetary_cents=pl.col("amount_cents").sum(),
+            contribution_cents=contribution_cents(margin_share).sum(),
+            recent_spend_cents=pl.col("amount_cents").filter(recent).sum(),
+            sow_spend_cents=pl.col("amount_cents").filter(quarter).sum(),
+        )
+        .sort("customer_key")
+        .collect()
+    )
 
 
-def customer_value(history: pl.DataFrame, as_of: dt.date, customers: pl.DataFrame | None = None, *,
-                   qualifying_weeks: int = 8, weekly_budget_cents: tuple[int, ...] = (9000, 15000, 19000, 23000,
-                                                                                    27000, 31000),
-                   margin_share: float = 0.25, clv_years: float = 3.0, annual_discount_rate: float = 0.10,
-                   abc_cuts: tuple[float, float] = (0.75, 0.95), vip_share: float = 0.30,
-                   decline_months: int = 3, lapsed_days: int = 60, new_days: int = 56) -> pl.DataFrame:
+def customer_value(
+    history: pl.DataFrame,
+    as_of: dt.date,
+    customers: pl.DataFrame | None = None,
+    *,
+    qualifying_weeks: int,
+    params: ValueParams | None = None,
+) -> pl.DataFrame:
     """One row per customer: the customer value frame (columns VALUE_COLUMNS).
 
     Parameters
@@ -73,6 +104,12 @@ def customer_value(history: pl.DataFrame, as_of: dt.date, customers: pl.DataFram
     customers
         customer_key, household_size (optional): every customer listed gets a row, those
         without history with zero value and stage 'lapsed'; None = customers in history.
+    qualifying_weeks
+        Weeks of the average weekly spend: the window the offer rules qualify customers over
+        (a setting of the batch, not of cycles, so it has no default here).
+    params
+        Margin share, CLV horizon and rate, ABC cuts, VIP share, lifecycle thresholds and the
+        weekly budgets of share of wallet (`cycles.params.ValueParams`; None = the defaults).
 
     Returns
     -------
@@ -84,7 +121,8 @@ def customer_value(history: pl.DataFrame, as_of: dt.date, customers: pl.DataFram
         weeks over the household's weekly grocery budget), avg_weekly_spend_cents (Int64, over
         `qualifying_weeks`).
     """
-    summary = customer_summary(history, as_of, qualifying_weeks, margin_share)
+    params = params or ValueParams()
+    summary = customer_summary(history, as_of, qualifying_weeks, params.margin_share)
     if customers is not None:
         require_columns(customers, {"customer_key"}, "customers")
         sizes = customers.select("customer_key", *(["household_size"] if "household_size" in customers.columns else []))
@@ -92,31 +130,49 @@ def customer_value(history: pl.DataFrame, as_of: dt.date, customers: pl.DataFram
     else:
         summary = summary.with_columns(pl.lit(None, dtype=pl.Int64).alias("household_size"))
     summary = summary.with_columns(
-        pl.col("frequency").fill_null(0), pl.col("monetary_cents").fill_null(0),
-        pl.col("contribution_cents").fill_null(0.0), pl.col("recent_spend_cents").fill_null(0),
+        pl.col("frequency").fill_null(0),
+        pl.col("monetary_cents").fill_null(0),
+        pl.col("contribution_cents").fill_null(0.0),
+        pl.col("recent_spend_cents").fill_null(0),
         pl.col("sow_spend_cents").fill_null(0),
-        (pl.lit(as_of) - pl.col("last_visit_on")).dt.total_days().alias("recency_days")).sort("customer_key")
+        (pl.lit(as_of) - pl.col("last_visit_on")).dt.total_days().alias("recency_days"),
+    ).sort("customer_key")
 
     # RFM ranks a customer without a visit as least recent
     worst = (summary["recency_days"].max() or 0) + 1
     rfm = rfm_scores(summary.with_columns(pl.col("recency_days").fill_null(worst))).with_columns(
-        pl.col("recency_days").replace(worst, None) if summary["recency_days"].null_count() else pl.col("recency_days"))
-    scored = abc_classes(rfm, "monetary_cents", abc_cuts, vip_share)
+        pl.col("recency_days").replace(worst, None) if summary["recency_days"].null_count() else pl.col("recency_days")
+    )
+    scored = abc_classes(rfm, "monetary_cents", tuple(params.abc_cuts), params.vip_sales_share)
 
-    clv, alive = _clv(summary, as_of, clv_years, annual_discount_rate)
-    stages = lifecycle(history, as_of, summary.select("customer_key", "first_visit_on", "last_visit_on"),
-                       decline_months, lapsed_days, new_days)
-    budget = pl.Series(list(weekly_budget_cents), dtype=pl.Int64)
-    size = pl.col("household_size").fill_null(2).clip(1, len(weekly_budget_cents)) - 1
+    clv, alive = _clv(summary, as_of, params.clv_years, params.annual_discount_rate)
+    stages = lifecycle(
+        history,
+        as_of,
+        summary.select("customer_key", "first_visit_on", "last_visit_on"),
+        params.decline_months,
+        params.lapsed_days,
+        params.new_days,
+    )
+    budget = pl.Series(list(params.weekly_budget_cents), dtype=pl.Int64)
+    size = pl.col("household_size").fill_null(2).clip(1, len(params.weekly_budget_cents)) - 1
     weeks_seen = ((pl.lit(as_of) - pl.col("first_visit_on")).dt.total_days() / 7.0).clip(1.0, 13.0).fill_null(13.0)
-    sow = (pl.col("sow_spend_cents").clip(lower_bound=0) / weeks_seen
-           / size.map_batches(lambda s: budget.gather(s.cast(pl.UInt32)), return_dtype=pl.Int64)).clip(0.0, 1.0)
-    return (scored.with_columns(pl.Series("clv_cents", np.round(clv).astype(np.int64)), pl.Series("p_alive", alive),
-                                sow.alias("share_of_wallet"),
-                                (pl.col("recent_spend_cents") / qualifying_weeks).round().cast(pl.Int64)
-                                .alias("avg_weekly_spend_cents"))
-            .join(stages, on="customer_key", how="left")
-            .select(VALUE_COLUMNS).sort("customer_key"))
+    sow = (
+        pl.col("sow_spend_cents").clip(lower_bound=0)
+        / weeks_seen
+        / size.map_batches(lambda s: budget.gather(s.cast(pl.UInt32)), return_dtype=pl.Int64)
+    ).clip(0.0, 1.0)
+    return (
+        scored.with_columns(
+            pl.Series("clv_cents", np.round(clv).astype(np.int64)),
+            pl.Series("p_alive", alive),
+            sow.alias("share_of_wallet"),
+            (pl.col("recent_spend_cents") / qualifying_weeks).round().cast(pl.Int64).alias("avg_weekly_spend_cents"),
+        )
+        .join(stages, on="customer_key", how="left")
+        .select(VALUE_COLUMNS)
+        .sort("customer_key")
+    )
 
 
 def _clv(summary: pl.DataFrame, as_of: dt.date, years: float, rate: float) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +193,7 @@ def _clv(summary: pl.DataFrame, as_of: dt.date, years: float, rate: float) -> tu
     alive = bg.p_alive(x, tx, T)
     try:
         spend = GammaGammaModel().fit(visits, mean_spend).expected_spend(visits, mean_spend)
-    except InputError:    # too few repeat customers (tiny test sets): observed means
+    except InputError:  # too few repeat customers (tiny test sets): observed means
         spend = mean_spend
     clv = discounted_clv(bg, x, tx, T, spend, margin, years, rate)
     out_clv[seen] = np.nan_to_num(clv)

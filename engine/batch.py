@@ -8,17 +8,18 @@
 2. **State.** A batch row per period (``batches.period_start`` is unique). A period whose batch
    is 'done' is not recomputed: its stored summary is returned, so re-running changes nothing.
    A batch left 'running' (killed) or 'failed' keeps its batch_id and is redone from scratch.
-3. **Read** (ADBC, no SQLAlchemy connection open meanwhile — see engine/db.py): products,
-   customers, history of the profile's lookback before the period, deals, what earlier
-   batches hold of each deal (redemptions of offers whose list expired, live offers) and the
-   redemptions of expired batches the use factors learn from (`coupons.budgets`).
+3. **Read**, in one read session of the command's `engine.db.Gateway` (ADBC): products,
+   customers, history from `engine.history.history_start` before the period, deals, what
+   earlier batches hold of each deal (redemptions of offers whose list expired, live offers)
+   and the redemptions of expired batches the use factors learn from (`coupons.budgets`).
 4. **Compute** (pure, coupons/ and cycles/): the catalogue completed where it has no shelf
    price or unit cost (`coupons.prices`, from the history just read), qualifying customers, the
    hold-out draw, profile and customer value (`engine.profiles.profile_frames`; the
    most-frequent baseline of `coupons.baseline` when the cycles package is not installed, said
    in the summary), offers with what was dropped and why (`coupons.build.plan_offers`), tips.
 5. **Write**, in ONE transaction: delete whatever the batch had (nothing, unless a database
-   was written by hand), batch_members (treated and holdout), lists (with their codes), offers,
+   was written by hand), batch_members (treated and holdout), lists (with their codes and the
+   customer's home store, `home_stores`: the list is printed for that store), offers,
    the starter tips when the tips table is empty, and the batch row set to 'done' with its
    summary. A batch killed at any point has therefore written nothing but its 'running' row,
    and the re-run completes it; list ids come from the ``lists`` sequence, so a list's code
@@ -42,14 +43,21 @@ import json
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 import sqlalchemy as sa
 
-from coupons.budgets import (BUDGET_RISK, FACTOR_PRIOR_USES, USE_BANDS, USE_CAP, budget_charges, deal_commitments,
-                             use_factors)
+from coupons.budgets import (
+    BUDGET_RISK,
+    FACTOR_PRIOR_USES,
+    USE_BANDS,
+    USE_CAP,
+    budget_charges,
+    deal_commitments,
+    use_factors,
+)
 from coupons.build import plan_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import funnel_dict
@@ -58,43 +66,50 @@ from coupons.needs import select_needs
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
 from coupons.prices import PRICE_SOURCES, complete_prices
 from coupons.qualify import qualifying_customers
+from coupons.rules import Campaign
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
+from engine.chain_key import fingerprint, verify_secret
 from engine.codes import make_code
-from engine.chain_key import verify_secret
 from engine.config import Settings, public_settings, resolve_secret
-from engine.db import bulk_session, connect, is_sqlite, require_schema, utc_now
-from engine.errors import NothingToDo, StateError
+from engine.db import Gateway, allocate_keys, is_sqlite, utc_now
+from engine.errors import ConfigError, NothingToDo, StateError
+from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
+from engine.history import history_start
+from engine.progress import Progress
+from engine.values import as_date, dollars
 
-__all__ = ["run_batch", "cancel_batch", "format_summary", "default_period_start", "Profiler"]
+__all__ = [
+    "run_batch",
+    "cancel_batch",
+    "format_summary",
+    "default_period_start",
+    "deal_budgets",
+    "home_stores",
+    "Profiler",
+]
 
-Progress = Callable[[str, int, int], None]
 Profiler = Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
 
 _CELLS = ("national", "store", "switcher")
 _TIERS = ("low", "mid", "high")
 _STEPS = ("read", "qualify", "profile", "offers", "write")
-_FACTOR_BATCHES = 6     # the use factors learn from this many recent expired batches (coupons.budgets)
+_FACTOR_BATCHES = 6  # the use factors learn from this many recent expired batches (coupons.budgets)
 
 
 def _monday_after(day: dt.date) -> dt.date:
     return day + dt.timedelta(days=7 - day.weekday())
 
 
-def _as_date(value) -> dt.date | None:  # noqa: ANN001 - SQLite text or a date
-    if value is None:
-        return None
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
-
-
-def _unfinished_period(conn: sa.Connection) -> dt.date | None:
+def _unfinished_period(db: Gateway) -> dt.date | None:
     """The earliest period whose batch was killed, failed or cancelled: it is redone first."""
-    value = conn.execute(sa.text(
-        "SELECT MIN(period_start) FROM batches WHERE status IN ('running', 'failed', 'cancelled')")).scalar()
-    return _as_date(value)
+    found = db.read_small(
+        "SELECT MIN(period_start) AS p FROM batches WHERE status IN ('running', 'failed', 'cancelled')", {"p": pl.Date}
+    )
+    return found["p"][0]
 
 
-def default_period_start(engine: sa.Engine, settings: Settings) -> dt.date:
+def default_period_start(db: Gateway | sa.Engine, settings: Settings) -> dt.date:
     """The period `batch run` takes when given none.
 
     An unfinished period (killed, failed, cancelled) first; else the period after the last
@@ -102,19 +117,21 @@ def default_period_start(engine: sa.Engine, settings: Settings) -> dt.date:
     successor would be built from the same history); else `batch.first_period_start`; else
     the Monday after the last purchase.
     """
-    with engine.connect() as conn:
-        unfinished = _unfinished_period(conn)
-        last = _as_date(conn.execute(sa.text("SELECT MAX(period_start) FROM batches")).scalar())
-        last_day = _as_date(conn.execute(sa.text("SELECT MAX(day) FROM baskets")).scalar())
+    db = Gateway.of(db)
+    unfinished = _unfinished_period(db)
+    last = db.read_small("SELECT MAX(period_start) AS p FROM batches", {"p": pl.Date})["p"][0]
+    last_day = db.last_purchase_day()
     if unfinished is not None:
         return unfinished
     if last is not None:
         if last_day is None or last_day < last:
-            raise NothingToDo(f"the batch of {last} is done and no purchase was recorded since it began "
-                              f"(last purchase {last_day or 'none'}): nothing to do; give --period-start to force")
+            raise NothingToDo(
+                f"the batch of {last} is done and no purchase was recorded since it began "
+                f"(last purchase {last_day or 'none'}): nothing to do; give --period-start to force"
+            )
         return last + dt.timedelta(days=settings.batch.period_days)
     if settings.batch.first_period_start:
-        return dt.date.fromisoformat(settings.batch.first_period_start)   # checked by validate_settings
+        return dt.date.fromisoformat(settings.batch.first_period_start)  # checked by validate_settings
     if last_day is None:
         raise StateError("no purchase history: import transactions before running a batch")
     return _monday_after(last_day)
@@ -127,14 +144,18 @@ def _default_profiler() -> tuple[Profiler, str]:
         from coupons.baseline import baseline_profile, baseline_value
 
         def profile_frames(history, products, customers, settings, as_of, window_days):  # noqa: ANN001
-            return (baseline_profile(history, products, as_of, window_days, settings),
-                    baseline_value(history, customers, as_of, settings))
+            return (
+                baseline_profile(history, products, as_of, window_days, settings.cycles),
+                baseline_value(history, customers, as_of, settings.value, settings.batch.qualifying_weeks),
+            )
+
         return profile_frames, "baseline (engine.profiles not installed)"
     return profile_frames, "engine.profiles"
 
 
-def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
-                 period_end: dt.date) -> tuple[int, str, dict | None]:
+def _start_batch(
+    db: Gateway | sa.Engine, settings: Settings, period_start: dt.date, period_end: dt.date
+) -> tuple[int, str, dict | None]:
     """(batch_id, this run's token, stored summary if the period is done).
 
     Claims the period for this run: a new 'running' row, or an unfinished one taken over with
@@ -143,81 +164,120 @@ def _start_batch(engine: sa.Engine, settings: Settings, period_start: dt.date,
     runs one writes and the other finds the batch done — a done batch is never rewritten.
     """
     token = secrets.token_hex(8)
-    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
-        row = conn.execute(sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"),
-                           {"p": period_start}).first()
+    db_is_sqlite = is_sqlite(Gateway.of(db).engine)
+    with Gateway.of(db).begin(immediate=True) as conn:
+        if not db_is_sqlite:  # claims one at a time, as SQLite's IMMEDIATE: else two INSERTs of a new period race
+            conn.execute(sa.text("LOCK TABLE batches IN SHARE ROW EXCLUSIVE MODE"))
+        row = conn.execute(
+            sa.text("SELECT batch_id, status, summary_json FROM batches WHERE period_start = :p"), {"p": period_start}
+        ).first()
         if row is not None:
             if row.status == "done":
                 return int(row.batch_id), token, json.loads(row.summary_json)
-            conn.execute(sa.text("UPDATE batches SET status = 'running', run_token = :k, started_at = :t "
-                                 "WHERE batch_id = :b"), {"k": token, "t": utc_now(), "b": row.batch_id})
+            conn.execute(
+                sa.text("UPDATE batches SET status = 'running', run_token = :k, started_at = :t WHERE batch_id = :b"),
+                {"k": token, "t": utc_now(), "b": row.batch_id},
+            )
             return int(row.batch_id), token, None
-        overlap = conn.execute(sa.text(
-            "SELECT period_start, period_end FROM batches WHERE period_start < :e AND period_end > :s "
-            "ORDER BY period_start"), {"s": period_start, "e": period_end}).first()
+        overlap = conn.execute(
+            sa.text(
+                "SELECT period_start, period_end FROM batches WHERE period_start < :e AND period_end > :s "
+                "ORDER BY period_start"
+            ),
+            {"s": period_start, "e": period_end},
+        ).first()
         if overlap is not None:
-            raise StateError(f"period {period_start} to {period_end - dt.timedelta(days=1)} overlaps the batch of "
-                             f"{_as_date(overlap.period_start)} to "
-                             f"{_as_date(overlap.period_end) - dt.timedelta(days=1)}")
-        from engine.db import allocate_keys
+            raise StateError(
+                f"period {period_start} to {period_end - dt.timedelta(days=1)} overlaps the batch of "
+                f"{as_date(overlap.period_start)} to "
+                f"{as_date(overlap.period_end) - dt.timedelta(days=1)}"
+            )
         batch_id = allocate_keys(conn, "batches", 1)
-        conn.execute(sa.text(
-            "INSERT INTO batches (batch_id, period_start, period_end, status, run_token, started_at, settings_json) "
-            "VALUES (:b, :s, :e, 'running', :k, :t, :j)"),
-            {"b": batch_id, "s": period_start, "e": period_end, "k": token, "t": utc_now(),
-             "j": json.dumps(public_settings(settings), default=str)})
+        conn.execute(
+            sa.text(
+                "INSERT INTO batches (batch_id, period_start, period_end, status, run_token, started_at, settings_json) "
+                "VALUES (:b, :s, :e, 'running', :k, :t, :j)"
+            ),
+            {
+                "b": batch_id,
+                "s": period_start,
+                "e": period_end,
+                "k": token,
+                "t": utc_now(),
+                "j": json.dumps(public_settings(settings), default=str),
+            },
+        )
     return batch_id, token, None
 
 
-def _stale_history_warning(engine: sa.Engine, period_start: dt.date, period_days: int) -> str | None:
+def _stale_history_warning(db: Gateway, period_start: dt.date, period_days: int) -> str | None:
     """A warning when the history ends long before the period (exports not imported yet?)."""
-    with engine.connect() as conn:
-        last_day = _as_date(conn.execute(sa.text("SELECT MAX(day) FROM baskets WHERE day < :p"),
-                                         {"p": period_start}).scalar())
+    last_day = db.last_purchase_day(before=period_start)
     if last_day is None or (period_start - last_day).days <= period_days:
         return None
-    return (f"warning: the purchase history ends {last_day}, {(period_start - last_day).days} days before the "
-            f"period starts ({period_start}): have the latest exports been imported?")
+    return (
+        f"warning: the purchase history ends {last_day}, {(period_start - last_day).days} days before the "
+        f"period starts ({period_start}): have the latest exports been imported?"
+    )
 
 
-def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
-    from engine.history import read_customers, read_history, read_products
-    products = read_products(url)
-    customers = read_customers(url)
-    weeks = max(settings.cycles.lookback_weeks, settings.batch.qualifying_weeks)
+def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - an engine.db bulk session
+    """Each customer's home store: the store of most of their baskets (a tie: the lowest store_id).
+
+    Every basket counts, whenever it was made. `customers_sql`, a subquery of customer_keys,
+    limits the customers read (default: all). Columns: customer_key, store_id; a customer
+    without a basket has no row.
+    """
+    within = f" AND customer_key IN ({customers_sql})" if customers_sql else ""
+    counts = db.read(
+        "SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
+        f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
+        {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64},
+    )
+    return (
+        counts.sort(["customer_key", "n", "store_id"], descending=[False, True, False])
+        .group_by("customer_key", maintain_order=True)
+        .first()
+        .select("customer_key", "store_id")
+    )
+
+
+def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
     o = settings.offers
-    start = min(period_start - dt.timedelta(weeks=weeks), period_start - dt.timedelta(days=o.price_lookback_days))
-    history = read_history(url, period_start, start, products=products)
-    # the profile reads the catalogue's own prices through history; offers the completed catalogue
-    products = complete_prices(products, history, period_start, o.price_lookback_days, o.margin_share_national,
-                               o.margin_share_store)
-    deal_schema = {"deal_id": pl.String, "manufacturer_id": pl.String, "sku": pl.String, "category": pl.String,
-                   "brand": pl.String, "kind": pl.String, "value_cents": pl.Int64, "percent_bp": pl.Int64,
-                   "funded_share": pl.Float64, "starts_on": pl.Date, "ends_on": pl.Date, "budget_cents": pl.Int64,
-                   "max_per_customer": pl.Int64, "target_cells": pl.String}
-    with bulk_session(url, write=False) as db:
-        deals = db.read("SELECT deal_id, manufacturer_id, sku, category, brand, kind, value_cents, percent_bp, "
-                        "funded_share, starts_on, ends_on, budget_cents, max_per_customer, target_cells FROM deals",
-                        deal_schema)
+    with db.reading():
+        products = db.products()
+        customers = db.customers()
+        history = db.history(period_start, history_start(settings, period_start), products=products)
+        deals = db.deals()
         # what earlier batches hold of each deal (coupons.budgets.deal_commitments): offers whose list
         # expired hold what they redeemed, live ones their expected cost plus margin.
         # CAST: PostgreSQL's SUM of integers is numeric (issue 13)
         b, day = int(batch_id), f"'{period_start.isoformat()}'"
-        used = ("LEFT JOIN (SELECT offer_id, SUM(discount_cents) AS cents FROM redemptions WHERE voided = 0 "
-                "GROUP BY offer_id) r ON r.offer_id = o.offer_id")
+        used = (
+            "LEFT JOIN (SELECT offer_id, SUM(discount_cents) AS cents FROM redemptions WHERE voided = 0 "
+            "GROUP BY offer_id) r ON r.offer_id = o.offer_id"
+        )
         expired = db.read(
             "SELECT o.deal_id, CAST(SUM(o.discount_cents * o.max_uses) AS BIGINT) AS face_cents, "
             f"CAST(SUM(COALESCE(r.cents, 0)) AS BIGINT) AS redeemed_cents FROM offers o "
             f"JOIN lists l ON l.list_id = o.list_id {used} WHERE o.deal_id IS NOT NULL AND l.batch_id <> {b} "
             f"AND l.valid_to < {day} GROUP BY o.deal_id",
-            {"deal_id": pl.String, "face_cents": pl.Int64, "redeemed_cents": pl.Int64})
+            {"deal_id": pl.String, "face_cents": pl.Int64, "redeemed_cents": pl.Int64},
+        )
         live = db.read(
             "SELECT o.deal_id, o.kind, o.p_buy, o.discount_cents, o.max_uses, "
             f"CAST(COALESCE(r.cents, 0) AS BIGINT) AS redeemed_cents FROM offers o "
             f"JOIN lists l ON l.list_id = o.list_id {used} WHERE o.deal_id IS NOT NULL AND l.batch_id <> {b} "
             f"AND l.valid_to >= {day}",
-            {"deal_id": pl.String, "kind": pl.String, "p_buy": pl.Float64, "discount_cents": pl.Int64,
-             "max_uses": pl.Int32, "redeemed_cents": pl.Int64})
+            {
+                "deal_id": pl.String,
+                "kind": pl.String,
+                "p_buy": pl.Float64,
+                "discount_cents": pl.Int64,
+                "max_uses": pl.Int32,
+                "redeemed_cents": pl.Int64,
+            },
+        )
         # the use factors learn from the last few expired batches that recorded redemptions at all: a
         # period whose checkouts never reached the database is no evidence that nobody used an offer
         band = " ".join(f"WHEN o.p_buy >= {edge!r} THEN {i}" for i, edge in reversed(list(enumerate(USE_BANDS, 1))))
@@ -231,23 +291,43 @@ def _read_inputs(url: str, settings: Settings, batch_id: int, period_start: dt.d
             "SELECT 1 FROM redemptions x JOIN offers o2 ON o2.offer_id = x.offer_id JOIN lists l2 ON "
             "l2.list_id = o2.list_id WHERE l2.batch_id = b2.batch_id AND x.voided = 0) "
             f"ORDER BY b2.period_start DESC LIMIT {_FACTOR_BATCHES}) GROUP BY 1, 2",
-            {"kind": pl.String, "band": pl.Int32, "expected_cents": pl.Float64, "expected_uses": pl.Float64,
-             "redeemed_cents": pl.Int64})
+            {
+                "kind": pl.String,
+                "band": pl.Int32,
+                "expected_cents": pl.Float64,
+                "expected_uses": pl.Float64,
+                "redeemed_cents": pl.Int64,
+            },
+        )
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
-    return {"products": products, "customers": customers, "history": history, "deals": deals,
-            "expired": expired, "live": live, "factors": use_factors(use_history), "tips": tips}
+        home = home_stores(db)
+    # the profile reads the catalogue's own prices through history; offers the completed catalogue
+    products = complete_prices(
+        products, history, period_start, o.price_lookback_days, o.margin_share_national, o.margin_share_store
+    )
+    return {
+        "products": products,
+        "customers": customers,
+        "history": history,
+        "deals": deals,
+        "expired": expired,
+        "live": live,
+        "factors": use_factors(use_history),
+        "tips": tips,
+        "home": home,
+    }
 
 
-def _deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame,
-                  factors: pl.DataFrame) -> pl.DataFrame:
+def deal_budgets(deals: pl.DataFrame, expired: pl.DataFrame, live: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:
     """`coupons.budgets.deal_commitments` of the deals: budget_left_cents is what this batch may charge."""
     return deal_commitments(deals.select("deal_id", "budget_cents"), expired, live, factors)
 
 
 def _cost_columns(offers: pl.DataFrame) -> pl.DataFrame:
     """Adds face_value_cents, retailer_cost_cents and funder_cost_cents (their difference)."""
-    return (offers.with_columns(face_value(), retailer_cost())
-            .with_columns((pl.col("face_value_cents") - pl.col("retailer_cost_cents")).alias("funder_cost_cents")))
+    return offers.with_columns(face_value(), retailer_cost()).with_columns(
+        (pl.col("face_value_cents") - pl.col("retailer_cost_cents")).alias("funder_cost_cents")
+    )
 
 
 def _deal_budget_block(budgets: pl.DataFrame, offers: pl.DataFrame, factors: pl.DataFrame | None) -> dict:
@@ -265,30 +345,51 @@ def _deal_budget_block(budgets: pl.DataFrame, offers: pl.DataFrame, factors: pl.
         this = int(row["committed_cents"] or 0)
         before = int(row["committed_before_cents"])
         deals[row["deal_id"]] = {
-            "offers": int(row["offers"] or 0), "budget_cents": row["budget_cents"],
+            "offers": int(row["offers"] or 0),
+            "budget_cents": row["budget_cents"],
             "redeemed_before_cents": int(row["redeemed_before_cents"]),
             "released_before_cents": int(row["released_before_cents"]),
-            "live_before_cents": int(row["live_before_cents"]), "committed_before_cents": before,
-            "face_value_cents": int(row["face_cents"] or 0), "expected_cents": int(row["expected_cents"] or 0),
+            "live_before_cents": int(row["live_before_cents"]),
+            "committed_before_cents": before,
+            "face_value_cents": int(row["face_cents"] or 0),
+            "expected_cents": int(row["expected_cents"] or 0),
             "this_batch_cents": this,
-            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"]) - before - this}
+            "left_cents": None if row["budget_cents"] is None else int(row["budget_cents"]) - before - this,
+        }
     return deals
 
 
-def _campaign_rows(frame: pl.DataFrame, campaign) -> pl.DataFrame:  # noqa: ANN001 - engine.config.Campaign
+def _campaign_rows(frame: pl.DataFrame, campaign: Campaign) -> pl.DataFrame:
     """The conversion rows of `campaign` in an offers (or dropped candidates) frame."""
     return frame.filter(pl.col("kind") == "conversion", pl.col("category") == campaign.category)
 
 
-def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profiler_name: str,
-             groups: pl.DataFrame, offers: pl.DataFrame, profile: pl.DataFrame, budgets: pl.DataFrame,
-             settings: Settings, seconds: dict[str, float], funnel: pl.DataFrame | None = None,
-             dropped: pl.DataFrame | None = None, products: pl.DataFrame | None = None,
-             factors: pl.DataFrame | None = None) -> dict:
+def _summary(
+    *,
+    batch_id: int,
+    period_start: dt.date,
+    period_end: dt.date,
+    profiler_name: str,
+    groups: pl.DataFrame,
+    offers: pl.DataFrame,
+    profile: pl.DataFrame,
+    budgets: pl.DataFrame,
+    settings: Settings,
+    seconds: dict[str, float],
+    funnel: pl.DataFrame | None = None,
+    dropped: pl.DataFrame | None = None,
+    products: pl.DataFrame | None = None,
+    factors: pl.DataFrame | None = None,
+) -> dict:
     costs = _cost_columns(offers)
     by_funder: dict[str, int] = {"retailer": int(costs["retailer_cost_cents"].sum())}
-    for row in costs.filter(pl.col("funder") != "retailer").group_by("funder").agg(
-            pl.col("funder_cost_cents").sum()).sort("funder").iter_rows(named=True):
+    for row in (
+        costs.filter(pl.col("funder") != "retailer")
+        .group_by("funder")
+        .agg(pl.col("funder_cost_cents").sum())
+        .sort("funder")
+        .iter_rows(named=True)
+    ):
         by_funder[row["funder"]] = by_funder.get(row["funder"], 0) + int(row["funder_cost_cents"])
     # a retailer campaign with funded_share > 0 but funder 'retailer' is still all the retailer's
     by_funder["retailer"] += int(costs.filter(pl.col("funder") == "retailer")["funder_cost_cents"].sum())
@@ -297,47 +398,83 @@ def _summary(*, batch_id: int, period_start: dt.date, period_end: dt.date, profi
     qualifying = profile.join(groups.select("customer_key"), on="customer_key", how="semi")
     campaigns = {}
     for campaign in settings.campaigns:
+
         def grid(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
-            counts = {(r["brand_cell"], r["volume_tier"]): r["len"]
-                      for r in frame.group_by("brand_cell", "volume_tier").len().iter_rows(named=True)}
+            counts = {
+                (r["brand_cell"], r["volume_tier"]): r["len"]
+                for r in frame.group_by("brand_cell", "volume_tier").len().iter_rows(named=True)
+            }
             return {c: {t: int(counts.get((c, t), 0)) for t in _TIERS} for c in _CELLS}
+
         conv = _campaign_rows(offers, campaign)
         lost = _campaign_rows(dropped, campaign) if dropped is not None else conv.clear()
         campaigns[campaign_name(campaign)] = {
             "category": campaign.category,
             "qualifying_customers": grid(qualifying.filter(pl.col("category") == campaign.category)),
-            "candidates": grid(pl.concat([conv.select("brand_cell", "volume_tier"),
-                                          lost.select("brand_cell", "volume_tier")])),
+            "candidates": grid(
+                pl.concat([conv.select("brand_cell", "volume_tier"), lost.select("brand_cell", "volume_tier")])
+            ),
             "offers": grid(conv),
-            "dropped": {r["drop_reason"]: int(r["len"]) for r in
-                        lost.group_by("drop_reason").len().sort("drop_reason").iter_rows(named=True)},
-            "discount_by_tier_cents": {r["volume_tier"]: int(r["discount_cents"]) for r in conv.group_by(
-                "volume_tier").agg(pl.col("discount_cents").median()).iter_rows(named=True) if r["volume_tier"]}}
+            "dropped": {
+                r["drop_reason"]: int(r["len"])
+                for r in lost.group_by("drop_reason").len().sort("drop_reason").iter_rows(named=True)
+            },
+            "discount_by_tier_cents": {
+                r["volume_tier"]: int(r["discount_cents"])
+                for r in conv.group_by("volume_tier").agg(pl.col("discount_cents").median()).iter_rows(named=True)
+                if r["volume_tier"]
+            },
+        }
     n_hold = int((groups["grp"] == "holdout").sum())
     return {
-        "batch_id": batch_id, "period_start": period_start.isoformat(), "period_end": period_end.isoformat(),
-        "status": "done", "profiler": profiler_name, "qualifying_customers": groups.height,
-        "holdout_customers": n_hold, "lists": groups.height - n_hold, "offers": offers.height,
+        "batch_id": batch_id,
+        "period_start": period_start.isoformat(),
+        "period_end": period_end.isoformat(),
+        "status": "done",
+        "profiler": profiler_name,
+        "qualifying_customers": groups.height,
+        "holdout_customers": n_hold,
+        "lists": groups.height - n_hold,
+        "offers": offers.height,
         "offers_by_kind": {k: int((offers["kind"] == k).sum()) for k in OFFER_KINDS},
-        "offers_by_cell": {(r["brand_cell"] or "none"): int(r["len"]) for r in
-                           offers.group_by("brand_cell").len().sort("brand_cell", nulls_last=True).iter_rows(named=True)},
+        "offers_by_cell": {
+            (r["brand_cell"] or "none"): int(r["len"])
+            for r in offers.group_by("brand_cell").len().sort("brand_cell", nulls_last=True).iter_rows(named=True)
+        },
         "face_value_cents": int(costs["face_value_cents"].sum()),
         "discount_cost_by_funder_cents": by_funder,
         "deal_budgets": deals,
-        "chain_budget": {"budget_cents": settings.batch.chain_budget_cents or None,
-                         "retailer_cost_cents": int(costs["retailer_cost_cents"].sum()),
-                         **{k: int(v) for k, v in budget_charges(offers, factors=factors, retailer=True).select(
-                             expected_cents="expected_cents", committed_cents="committed_cents").row(0, named=True)
-                            .items()},
-                         "retailer_cost_by_kind_cents": {k: int(costs.filter(pl.col("kind") == k)
-                                                                ["retailer_cost_cents"].sum()) for k in OFFER_KINDS}},
-        "budget_model": {"risk": BUDGET_RISK, "use_cap": USE_CAP, "factor_prior_uses": FACTOR_PRIOR_USES,
-                         "use_bands": list(USE_BANDS),
-                         "use_factors": ({f"{r['kind']} {r['band']}": round(r["use_factor"], 4)
-                                          for r in factors.iter_rows(named=True)} if factors is not None else {})},
+        "chain_budget": {
+            "budget_cents": settings.batch.chain_budget_cents or None,
+            "retailer_cost_cents": int(costs["retailer_cost_cents"].sum()),
+            **{
+                k: int(v)
+                for k, v in budget_charges(offers, factors=factors, retailer=True)
+                .select(expected_cents="expected_cents", committed_cents="committed_cents")
+                .row(0, named=True)
+                .items()
+            },
+            "retailer_cost_by_kind_cents": {
+                k: int(costs.filter(pl.col("kind") == k)["retailer_cost_cents"].sum()) for k in OFFER_KINDS
+            },
+        },
+        "budget_model": {
+            "risk": BUDGET_RISK,
+            "use_cap": USE_CAP,
+            "factor_prior_uses": FACTOR_PRIOR_USES,
+            "use_bands": list(USE_BANDS),
+            "use_factors": (
+                {f"{r['kind']} {r['band']}": round(r["use_factor"], 4) for r in factors.iter_rows(named=True)}
+                if factors is not None
+                else {}
+            ),
+        },
         "offer_funnel": funnel_dict(funnel) if funnel is not None else {},
-        "prices": ({src: int((products["price_source"] == src).sum()) for src in PRICE_SOURCES}
-                   if products is not None and "price_source" in products.columns else {}),
+        "prices": (
+            {src: int((products["price_source"] == src).sum()) for src in PRICE_SOURCES}
+            if products is not None and "price_source" in products.columns
+            else {}
+        ),
         "campaigns": campaigns,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
@@ -351,54 +488,124 @@ class _TakenOver(Exception):
     """Another run completed or took over this batch while this one computed it."""
 
 
-def _write(url: str, batch_id: int, token: str, groups: pl.DataFrame, lists: pl.DataFrame, offers: pl.DataFrame,
-           starter: pl.DataFrame | None, summary: dict, secret: bytes, needs: pl.DataFrame | None = None) -> None:
+def _write(
+    gateway: Gateway,
+    batch_id: int,
+    token: str,
+    groups: pl.DataFrame,
+    lists: pl.DataFrame,
+    offers: pl.DataFrame,
+    starter: pl.DataFrame | None,
+    summary: dict,
+    secret: bytes,
+    needs: pl.DataFrame | None = None,
+) -> None:
     """Everything the batch writes, in one transaction (see the module docstring)."""
-    sqlite = is_sqlite(url)
-    with bulk_session(url) as db:
+    sqlite = gateway.sqlite
+    with gateway.bulk() as db:
         b = int(batch_id)
         # the guard: only the run holding the token writes, and never over a done batch (PostgreSQL's row
         # lock makes a racing run wait here and then find the row no longer 'running' under its token)
-        mine = db.execute(f"UPDATE batches SET run_token = run_token WHERE batch_id = {b} AND status = 'running' "
-                          f"AND run_token = {_sql_text(token)} RETURNING batch_id")
+        mine = db.execute(
+            f"UPDATE batches SET run_token = run_token WHERE batch_id = {b} AND status = 'running' "
+            f"AND run_token = {_sql_text(token)} RETURNING batch_id"
+        )
         if not mine:
             raise _TakenOver(b)
+        key = db.execute("UPDATE chain_meta SET value = value WHERE name = 'secret_fingerprint' RETURNING value")
+        if key and key[0][0] != fingerprint(secret):  # row-locked: a `keys rotate` waits for this commit
+            raise StateError("the list-code key was rotated while this batch ran: run 'listwise batch run' again")
         db.execute(f"DELETE FROM list_needs WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM offers WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = {b})")
         db.execute(f"DELETE FROM lists WHERE batch_id = {b}")
         db.execute(f"DELETE FROM batch_members WHERE batch_id = {b}")
         if starter is not None and starter.height:
-            db.execute("DELETE FROM tips")   # empty anyway: the starter set goes in only then
+            db.execute("DELETE FROM tips")  # empty anyway: the starter set goes in only then
             db.append("tips", starter)
-        db.append("batch_members", groups.select(
-            pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", "grp", "avg_weekly_spend_cents"))
-        first_list = db.allocate_keys("lists", max(lists.height, 1))
+        db.append(
+            "batch_members",
+            groups.select(pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", "grp", "avg_weekly_spend_cents"),
+        )
+        first_list = allocate_keys(db, "lists", max(lists.height, 1))
         lists = lists.with_columns(pl.int_range(first_list, first_list + pl.len(), dtype=pl.Int64).alias("list_id"))
         codes = [make_code(i, secret) for i in lists["list_id"].to_list()]
-        db.append("lists", lists.select(
-            "list_id", pl.lit(b, pl.Int64).alias("batch_id"), "customer_key", pl.lit(None, pl.String).alias("store_id"),
-            pl.Series("code", codes, dtype=pl.String), "valid_from", "valid_to", pl.lit("active").alias("status"),
-            "tip_id"))
-        first_offer = db.allocate_keys("offers", max(offers.height, 1))
-        rows = (offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
+        db.append(
+            "lists",
+            lists.select(
+                "list_id",
+                pl.lit(b, pl.Int64).alias("batch_id"),
+                "customer_key",
+                pl.col("store_id").cast(pl.String),
+                pl.Series("code", codes, dtype=pl.String),
+                "valid_from",
+                "valid_to",
+                pl.lit("active").alias("status"),
+                "tip_id",
+            ),
+        )
+        fault_point("batch-mid-write")  # lists written, their offers not
+        first_offer = allocate_keys(db, "offers", max(offers.height, 1))
+        rows = (
+            offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
+            .sort("list_id", "line_no")
+            .with_columns(pl.int_range(first_offer, first_offer + pl.len(), dtype=pl.Int64).alias("offer_id"))
+        )
+        db.append(
+            "offers",
+            rows.select(
+                "offer_id",
+                "list_id",
+                "line_no",
+                "kind",
+                "product_key",
+                "category",
+                "deal_id",
+                "funder",
+                "funded_share",
+                "discount_cents",
+                "min_spend_cents",
+                "max_uses",
+                "valid_from",
+                "valid_to",
+                "expected_on",
+                "p_buy",
+                "expected_value_cents",
+                "brand_cell",
+                "volume_tier",
+                "reason",
+            ),
+        )
+        if needs is not None and needs.height:  # the needs section (coupons.needs), keyed by the list
+            db.append(
+                "list_needs",
+                needs.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
                 .sort("list_id", "line_no")
-                .with_columns(pl.int_range(first_offer, first_offer + pl.len(), dtype=pl.Int64).alias("offer_id")))
-        db.append("offers", rows.select(
-            "offer_id", "list_id", "line_no", "kind", "product_key", "category", "deal_id", "funder", "funded_share",
-            "discount_cents", "min_spend_cents", "max_uses", "valid_from", "valid_to", "expected_on", "p_buy",
-            "expected_value_cents", "brand_cell", "volume_tier", "reason"))
-        if needs is not None and needs.height:      # the needs section (coupons.needs), keyed by the list
-            db.append("list_needs", needs.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
-                      .sort("list_id", "line_no").select(    # INTEGER columns: Int32 (PostgreSQL's COPY)
-                          "list_id", pl.col("line_no").cast(pl.Int32), "category", "product_key", "p_buy",
-                          "expected_on", pl.col("interval_days").cast(pl.Int32)))
+                .select(  # INTEGER columns: Int32 (PostgreSQL's COPY)
+                    "list_id",
+                    pl.col("line_no").cast(pl.Int32),
+                    "category",
+                    "product_key",
+                    "p_buy",
+                    "expected_on",
+                    pl.col("interval_days").cast(pl.Int32),
+                ),
+            )
         finished = utc_now().isoformat(sep=" ") if sqlite else utc_now().isoformat()
-        db.execute(f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
-                   f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}")
+        db.execute(
+            f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
+            f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}"
+        )
+        fault_point("batch-before-commit")
 
 
-def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: str | Path | None = None,
-              progress: Progress | None = None, profiler: Profiler | None = None) -> dict:
+def run_batch(
+    settings: Settings,
+    period_start: dt.date | None = None,
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    profiler: Profiler | None = None,
+    gateway: Gateway | None = None,
+) -> dict:
     """Run (or complete, or return) the batch of one period; returns its summary.
 
     Parameters
@@ -416,109 +623,124 @@ def run_batch(settings: Settings, period_start: dt.date | None = None, out_dir: 
     profiler
         ``profiler(history, products, customers, settings, as_of, window_days) -> (profile,
         value)``; default `engine.profiles.profile_frames`.
+    gateway
+        The command's database (`engine.db.Gateway`); None: one made from
+        ``settings.database_url`` for this run and closed after it.
 
     Returns
     -------
     dict
         The batch summary (see `format_summary`).
     """
-    url = settings.database_url
-    engine = connect(url)
-    try:
-        require_schema(engine)
-        verify_secret(engine, resolve_secret(settings))     # codes made under another key would all fail
-        start = period_start or default_period_start(engine, settings)
+    with Gateway.using(gateway or settings.database_url) as db:
+        db.require()
+        verify_secret(db.engine, resolve_secret(settings))  # codes made under another key would all fail
+        start = period_start or default_period_start(db, settings)
         end = start + dt.timedelta(days=settings.batch.period_days)
-        batch_id, token, done = _start_batch(engine, settings, start, end)
-        stale = None if done is not None else _stale_history_warning(engine, start, settings.batch.period_days)
-    finally:
-        engine.dispose()        # no SQLAlchemy SQLite connection while ADBC is open (engine/db.py)
-    target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
-    if done is not None:
-        _write_summary(target, done)
-        return done
-    if stale:
-        print(stale, file=sys.stderr)
-    try:
-        summary = _compute_and_write(settings, batch_id, token, start, end, progress, profiler)
-    except _TakenOver:
-        stored = _stored_summary(url, batch_id)
-        if stored is None:
-            raise StateError(f"the batch of {start} was taken over by another run of 'batch run'; "
-                             "this run wrote nothing") from None
-        _write_summary(target, stored)
-        return stored                     # another run finished it first: its lists stand
-    except BaseException:
-        _mark_failed(url, batch_id, token)
-        raise
-    _write_summary(target, summary)
-    return summary
+        batch_id, token, done = _start_batch(db, settings, start, end)
+        fault_point("batch-after-start")
+        target = Path(out_dir or settings.batch.out_dir) / start.isoformat()
+        if done is not None:
+            _write_summary(target, done)
+            return done
+        stale = _stale_history_warning(db, start, settings.batch.period_days)
+        if stale:
+            print(stale, file=sys.stderr)
+        try:
+            summary = _compute_and_write(db, settings, batch_id, token, start, end, progress, profiler)
+        except _TakenOver:
+            stored = _stored_summary(db, batch_id)
+            if stored is None:
+                raise StateError(
+                    f"the batch of {start} was taken over by another run of 'batch run'; this run wrote nothing"
+                ) from None
+            _write_summary(target, stored)
+            return stored  # another run finished it first: its lists stand
+        except BaseException:
+            _mark_failed(db, batch_id, token)
+            raise
+        fault_point("batch-after-commit")
+        _write_summary(target, summary)
+        return summary
 
 
-def _stored_summary(url: str, batch_id: int) -> dict | None:
-    engine = connect(url)
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(sa.text("SELECT status, summary_json FROM batches WHERE batch_id = :b"),
-                               {"b": batch_id}).first()
-    finally:
-        engine.dispose()
-    return json.loads(row.summary_json) if row is not None and row.status == "done" else None
+def _stored_summary(db: Gateway, batch_id: int) -> dict | None:
+    row = db.batch(batch_id)
+    return json.loads(row["summary_json"]) if row is not None and row["status"] == "done" else None
 
 
-def cancel_batch(settings: Settings, batch_id: int) -> str:
+def cancel_batch(settings: Settings, batch_id: int, gateway: Gateway | None = None) -> str:
     """Withdraw a batch: its lists and offers are deleted (their codes answer 'unknown').
 
     Refused once any of its offers was redeemed (the redemption must keep its offer, and the
     manufacturer's settlement its line). The batch row stays, 'cancelled', and `batch run`
     redoes the period, with new list ids and codes. Returns a one-line report.
     """
-    engine = connect(settings.database_url)
-    try:
-        require_schema(engine)
-        with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
-            row = conn.execute(sa.text("SELECT period_start, status FROM batches WHERE batch_id = :b"),
-                               {"b": batch_id}).first()
+    with Gateway.using(gateway or settings.database_url) as db:
+        db.require()
+        with db.begin(immediate=True) as conn:
+            row = conn.execute(
+                sa.text("SELECT period_start, status FROM batches WHERE batch_id = :b"), {"b": batch_id}
+            ).first()
             if row is None:
                 raise StateError(f"no batch {batch_id}")
             if row.status == "running":
-                raise StateError(f"batch {batch_id} is running; stop it first (a killed run shows 'running' "
-                                 "until the next 'batch run' redoes it)")
-            used = conn.execute(sa.text(
-                "SELECT COUNT(*) FROM redemptions r JOIN offers o ON o.offer_id = r.offer_id "
-                "JOIN lists l ON l.list_id = o.list_id WHERE l.batch_id = :b AND r.voided = 0"),
-                {"b": batch_id}).scalar()
+                raise StateError(
+                    f"batch {batch_id} is running; stop it first (a killed run shows 'running' "
+                    "until the next 'batch run' redoes it)"
+                )
+            used = conn.execute(
+                sa.text(
+                    "SELECT COUNT(*) FROM redemptions r JOIN offers o ON o.offer_id = r.offer_id "
+                    "JOIN lists l ON l.list_id = o.list_id WHERE l.batch_id = :b AND r.voided = 0"
+                ),
+                {"b": batch_id},
+            ).scalar()
             if used:
-                raise StateError(f"batch {batch_id} cannot be cancelled: {used} of its offers were already "
-                                 "redeemed at the checkout")
+                raise StateError(
+                    f"batch {batch_id} cannot be cancelled: {used} of its offers were already redeemed at the checkout"
+                )
             lists = conn.execute(sa.text("SELECT COUNT(*) FROM lists WHERE batch_id = :b"), {"b": batch_id}).scalar()
             for table in ("list_needs", "offers"):
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE list_id IN "
-                                     "(SELECT list_id FROM lists WHERE batch_id = :b)"), {"b": batch_id})
+                conn.execute(
+                    sa.text(f"DELETE FROM {table} WHERE list_id IN (SELECT list_id FROM lists WHERE batch_id = :b)"),
+                    {"b": batch_id},
+                )
             conn.execute(sa.text("DELETE FROM lists WHERE batch_id = :b"), {"b": batch_id})
             conn.execute(sa.text("DELETE FROM batch_members WHERE batch_id = :b"), {"b": batch_id})
-            conn.execute(sa.text("UPDATE batches SET status = 'cancelled', run_token = NULL WHERE batch_id = :b"),
-                         {"b": batch_id})
-    finally:
-        engine.dispose()
-    return (f"batch {batch_id} ({_as_date(row.period_start)}) cancelled: {lists:,} lists withdrawn; "
-            "'batch run' redoes the period")
+            conn.execute(
+                sa.text("UPDATE batches SET status = 'cancelled', run_token = NULL WHERE batch_id = :b"),
+                {"b": batch_id},
+            )
+    return (
+        f"batch {batch_id} ({as_date(row.period_start)}) cancelled: {lists:,} lists withdrawn; "
+        "'batch run' redoes the period"
+    )
 
 
-def _mark_failed(url: str, batch_id: int, token: str) -> None:
-    engine = connect(url)
+def _mark_failed(db: Gateway, batch_id: int, token: str) -> None:
     try:
-        with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE batches SET status = 'failed' WHERE batch_id = :b AND status = 'running' "
-                                 "AND run_token = :k"), {"b": batch_id, "k": token})
+        with db.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE batches SET status = 'failed' WHERE batch_id = :b AND status = 'running' AND run_token = :k"
+                ),
+                {"b": batch_id, "k": token},
+            )
     except Exception:  # noqa: BLE001 - the original error matters more; 'running' is handled alike
         pass
-    finally:
-        engine.dispose()
 
 
-def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.date, end: dt.date,
-                       progress: Progress | None, profiler: Profiler | None) -> dict:
+def _compute_and_write(
+    db: Gateway,
+    settings: Settings,
+    batch_id: int,
+    token: str,
+    start: dt.date,
+    end: dt.date,
+    progress: Progress | None,
+    profiler: Profiler | None,
+) -> dict:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -531,8 +753,8 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
             progress("batch", _STEPS.index(name) + 1, len(_STEPS))
 
     secret = resolve_secret(settings)
-    data = _read_inputs(settings.database_url, settings, batch_id, start)
-    settings, matches = resolve_categories(settings, data["products"])   # patterns -> the catalogue's names
+    data = _read_inputs(db, settings, batch_id, start)
+    settings, matches = resolve_categories(settings, data["products"])  # patterns -> the catalogue's names
     for line in format_matches(matches):
         if line.startswith("warning:"):
             print(line, file=sys.stderr)
@@ -550,32 +772,59 @@ def _compute_and_write(settings: Settings, batch_id: int, token: str, start: dt.
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
     profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
-    budgets = _deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
-    plan = plan_offers(profile, value, data["products"], data["deals"], budgets, treated, settings, start, end,
-                       data["factors"])
+    fault_point("batch-after-profile")
+    budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
+    plan = plan_offers(
+        profile,
+        value,
+        data["products"],
+        data["deals"],
+        budgets,
+        treated,
+        settings.plan_rules(),
+        start,
+        end,
+        data["factors"],
+    )
     offers = plan.offers
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)
     valid_to = end - dt.timedelta(days=1)
-    lists = chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to"))
+    lists = chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to")).join(
+        data["home"], on="customer_key", how="left", maintain_order="left"
+    )
     step("offers")
-    summary = _summary(batch_id=batch_id, period_start=start, period_end=end, profiler_name=profiler_name,
-                       groups=groups, offers=offers, profile=profile, budgets=budgets, settings=settings,
-                       seconds=seconds, funnel=plan.funnel, dropped=plan.dropped, products=data["products"],
-                       factors=data["factors"])
+    summary = _summary(
+        batch_id=batch_id,
+        period_start=start,
+        period_end=end,
+        profiler_name=profiler_name,
+        groups=groups,
+        offers=offers,
+        profile=profile,
+        budgets=budgets,
+        settings=settings,
+        seconds=seconds,
+        funnel=plan.funnel,
+        dropped=plan.dropped,
+        products=data["products"],
+        factors=data["factors"],
+    )
     summary["category_matches"] = [m.as_dict() for m in matches]
     needs = _needs(profile, treated, start, end, settings)
-    summary["needs"] = {"lines": needs.height, "lists_with_needs": needs["customer_key"].n_unique(),
-                        "lists": int(treated.len()), "min_p_buy": settings.printing.needs_min_p_buy,
-                        "max_lines": settings.printing.needs_max_lines}
-    _write(settings.database_url, batch_id, token, groups, lists, offers,
-           None if data["tips"].height else tips, summary, secret, needs)
-    step("write")        # the stored summary's seconds end before the write, so a re-run returns it unchanged
+    summary["needs"] = {
+        "lines": needs.height,
+        "lists_with_needs": needs["customer_key"].n_unique(),
+        "lists": int(treated.len()),
+        "min_p_buy": settings.printing.needs_min_p_buy,
+        "max_lines": settings.printing.needs_max_lines,
+    }
+    _write(db, batch_id, token, groups, lists, offers, None if data["tips"].height else tips, summary, secret, needs)
+    step("write")  # the stored summary's seconds end before the write, so a re-run returns it unchanged
     return summary
 
 
-def _needs(profile: pl.DataFrame, treated: pl.Series, start: dt.date, end: dt.date,
-           settings: Settings) -> pl.DataFrame:
+def _needs(profile: pl.DataFrame, treated: pl.Series, start: dt.date, end: dt.date, settings: Settings) -> pl.DataFrame:
     """The needs section of each treated customer's list (`coupons.needs.select_needs`)."""
     p = settings.printing
     try:
@@ -589,23 +838,33 @@ def _write_summary(target: Path, summary: dict) -> None:
     (target / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
-def _dollars(cents: int | None) -> str:
-    return "no limit" if cents is None else f"${cents / 100:,.2f}"
-
-
 def _budget_lines(summary: dict) -> list[dict]:
     """The chain and every deal as budget lines: name, budget, held before, this batch's charge and
     expected cost, left; largest charge first."""
     rows = []
     c = summary.get("chain_budget", {})
     if c.get("committed_cents") is not None:
-        rows.append({"line": "chain (retailer)", "budget": c.get("budget_cents"), "before": 0,
-                     "charged": c["committed_cents"], "expected": c.get("expected_cents", 0),
-                     "left": None if c.get("budget_cents") is None else c["budget_cents"] - c["committed_cents"]})
+        rows.append(
+            {
+                "line": "chain (retailer)",
+                "budget": c.get("budget_cents"),
+                "before": 0,
+                "charged": c["committed_cents"],
+                "expected": c.get("expected_cents", 0),
+                "left": None if c.get("budget_cents") is None else c["budget_cents"] - c["committed_cents"],
+            }
+        )
     for deal, d in summary.get("deal_budgets", {}).items():
-        rows.append({"line": deal, "budget": d.get("budget_cents"), "before": d.get("committed_before_cents", 0),
-                     "charged": d.get("this_batch_cents", 0), "expected": d.get("expected_cents", 0),
-                     "left": d.get("left_cents")})
+        rows.append(
+            {
+                "line": deal,
+                "budget": d.get("budget_cents"),
+                "before": d.get("committed_before_cents", 0),
+                "charged": d.get("this_batch_cents", 0),
+                "expected": d.get("expected_cents", 0),
+                "left": d.get("left_cents"),
+            }
+        )
     return sorted(rows, key=lambda r: (-r["charged"], r["line"]))
 
 
@@ -617,10 +876,12 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
     root, as given to `run_batch`).
     """
     s = summary
-    lines = [f"batch {s['batch_id']}: period {s['period_start']} to {s['period_end']} (exclusive), "
-             f"profiles from {s['profiler']}",
-             f"qualifying customers {s['qualifying_customers']:,}, hold-out {s['holdout_customers']:,}, "
-             f"lists {s['lists']:,}, offers {s['offers']:,} (face value {_dollars(s['face_value_cents'])})"]
+    lines = [
+        f"batch {s['batch_id']}: period {s['period_start']} to {s['period_end']} (exclusive), "
+        f"profiles from {s['profiler']}",
+        f"qualifying customers {s['qualifying_customers']:,}, hold-out {s['holdout_customers']:,}, "
+        f"lists {s['lists']:,}, offers {s['offers']:,} (face value {dollars(s['face_value_cents'])})",
+    ]
     funnel = s.get("offer_funnel") or {}
     kinds = []
     for kind, n in s["offers_by_kind"].items():
@@ -637,24 +898,31 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
         if why:
             lines.append("candidates dropped: " + why)
     p = s.get("prices") or {}
-    if p.get("history") or p.get("none"):     # a catalogue without shelf prices: say where they came from
-        lines.append(f"shelf prices: catalogue {p.get('catalogue', 0):,}, from history {p.get('history', 0):,}, "
-                     f"none {p.get('none', 0):,} products")
+    if p.get("history") or p.get("none"):  # a catalogue without shelf prices: say where they came from
+        lines.append(
+            f"shelf prices: catalogue {p.get('catalogue', 0):,}, from history {p.get('history', 0):,}, "
+            f"none {p.get('none', 0):,} products"
+        )
     if s.get("needs"):
         n = s["needs"]
         lines.append(f"needs section: {n['lines']:,} lines on {n['lists_with_needs']:,} of {n['lists']:,} lists")
     for name, c in s["campaigns"].items():
         if "candidates" in c:
             n = {k: sum(sum(row.values()) for row in c[k].values()) for k in ("candidates", "offers")}
-            lines.append(f"campaign {name}: {n['candidates']:,} targeted, {n['offers']:,} offered "
-                         "(3 x 3 grid in summary.json and the report)")
+            lines.append(
+                f"campaign {name}: {n['candidates']:,} targeted, {n['offers']:,} offered "
+                "(3 x 3 grid in summary.json and the report)"
+            )
     budget = _budget_lines(s)
     if budget:
         lines.append("largest budget lines (charged this batch = expected + margin; held before; budget; left):")
         for r in budget[:5]:
-            lines.append(f"  {r['line']:<16} {_dollars(r['charged']):>11} (expected {_dollars(r['expected'])}); "
-                         f"before {_dollars(r['before'])}; budget {_dollars(r['budget'])}; left "
-                         f"{'-' if r['left'] is None else _dollars(r['left'])}")
+            lines.append(
+                f"  {r['line']:<16} {dollars(r['charged']):>11} (expected {dollars(r['expected'])}); "
+                f"before {dollars(r['before'])}; budget "
+                f"{'no limit' if r['budget'] is None else dollars(r['budget'])}; left "
+                f"{'-' if r['left'] is None else dollars(r['left'])}"
+            )
         if len(budget) > 5:
             lines.append(f"  ... {len(budget) - 5:,} more lines in summary.json")
     if out_dir is not None:

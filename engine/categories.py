@@ -1,6 +1,6 @@
 """Resolve the settings' category patterns against the chain's catalogue.
 
-Household groups (`OfferSettings.household_groups`) and campaigns (`Campaign.category`) are
+Household groups (`OfferRules.household_groups`) and campaigns (`Campaign.category`) are
 written as patterns (`coupons.categories`). Before a batch builds offers, and for
 ``listwise settings check``, they are replaced by the catalogue's exact category names:
 
@@ -30,11 +30,11 @@ __all__ = ["CategoryMatch", "resolve_categories", "format_matches"]
 class CategoryMatch:
     """What one configured group or campaign matched in the catalogue."""
 
-    what: str                       # 'household group' or 'campaign'
-    name: str                       # the group's name, or the campaign's pattern/name
+    what: str  # 'household group' or 'campaign'
+    name: str  # the group's name, or the campaign's pattern/name
     patterns: tuple[str, ...]
-    categories: tuple[str, ...]     # sorted, distinct
-    unmatched: tuple[str, ...]      # patterns that matched nothing
+    categories: tuple[str, ...]  # sorted, distinct
+    unmatched: tuple[str, ...]  # patterns that matched nothing
 
     def as_dict(self) -> dict:
         """JSON-ready (lists, not tuples), as kept in the batch summary."""
@@ -56,20 +56,31 @@ def resolve_categories(settings: Settings, catalogue: pl.DataFrame) -> tuple[Set
         found = set(hits["pattern"].to_list())
         categories = sorted(set(hits["category"].to_list()))
         groups[name] = categories
-        matches.append(CategoryMatch("household group", name, tuple(patterns), tuple(categories),
-                                     tuple(p for p in patterns if p not in found)))
+        matches.append(
+            CategoryMatch(
+                "household group",
+                name,
+                tuple(patterns),
+                tuple(categories),
+                tuple(p for p in patterns if p not in found),
+            )
+        )
     campaigns = []
     for campaign in settings.campaigns:
         hits = match_categories([campaign.category], catalogue)
         categories = sorted(set(hits["category"].to_list()))
         label = campaign.name or f"{campaign.category} to {campaign.to_brand_type}"
-        matches.append(CategoryMatch("campaign", label, (campaign.category,), tuple(categories),
-                                     () if categories else (campaign.category,)))
+        matches.append(
+            CategoryMatch(
+                "campaign", label, (campaign.category,), tuple(categories), () if categories else (campaign.category,)
+            )
+        )
         for category in categories:
             name = campaign.name if len(categories) == 1 else f"{label}: {category}"
             campaigns.append(dataclasses.replace(campaign, category=category, name=name))
-    resolved = dataclasses.replace(settings, campaigns=tuple(campaigns),
-                                   offers=dataclasses.replace(settings.offers, household_groups=groups))
+    resolved = dataclasses.replace(
+        settings, campaigns=tuple(campaigns), offers=dataclasses.replace(settings.offers, household_groups=groups)
+    )
     return resolved, matches
 
 
@@ -77,9 +88,11 @@ def format_matches(matches: list[CategoryMatch], limit: int = 8) -> list[str]:
     """One line per group or campaign: what it matched (at most `limit` names shown)."""
     lines = []
     for m in matches:
-        shown = ", ".join(m.categories[:limit]) + (f", ... ({len(m.categories)} in all)"
-                                                   if len(m.categories) > limit else "")
+        shown = ", ".join(m.categories[:limit]) + (
+            f", ... ({len(m.categories)} in all)" if len(m.categories) > limit else ""
+        )
         lines.append(f"{m.what} {m.name!r} ({'; '.join(m.patterns)}): {shown or 'NOTHING'}")
-        lines.extend(f"warning: {m.what} {m.name!r}: pattern {p!r} matches no category of the catalogue"
-                     for p in m.unmatched)
+        lines.extend(
+            f"warning: {m.what} {m.name!r}: pattern {p!r} matches no category of the catalogue" for p in m.unmatched
+        )
     return lines

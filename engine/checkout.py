@@ -15,7 +15,14 @@ same schema for SQLite and PostgreSQL.
   time, so the count read inside it is exact); on PostgreSQL the index decides.
 * `void` reverses a checkout: redemptions released (their use numbers free again), basket
   marked void so history no longer reads it.
-* API keys: only a sha256 of each key is stored (`api_keys`).
+* `writing` is the one write transaction (also engine/keys.py's): on SQLite an in-process
+  writer lock and ``BEGIN IMMEDIATE``; the wait for the lock is bounded (`lock_wait`, 503
+  busy beyond it) or refused (`no_wait`, for the service's event loop).
+
+What a basket earns is decided by the pure rules of `coupons.redemption` (which line meets
+which offer, free uses, one use per unit, rewards' minimum spend, list validity); this module
+reads what they need and records what they decide. The request bodies and the refusal words
+with their HTTP statuses are engine/checkout_api.py; API keys are engine/keys.py.
 
 Money is integer cents. A request's ``amount_cents`` is what the line costs before
 listwise's discounts; the recorded line's ``amount_cents`` is what was paid after them and
@@ -42,218 +49,29 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
-import hashlib
 import json
-import secrets
 import threading
 import time
-import unicodedata
-from typing import Annotated, Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from coupons.redemption import Line, Offer, Redeemed, list_refusal, redeem
+from engine.checkout_api import CheckoutRefused, CheckoutRequest, parse_request, request_sha256
 from engine.codes import parse_code
 from engine.config import CheckoutSettings
 from engine.db import allocate_keys, is_sqlite, utc_now
-from engine.errors import CodeError, EngineError, InputError
+from engine.errors import CodeError
 from engine.ingest import line_checksum
-from engine.zones import from_iso, local_wall_clock, zone_of
+from engine.values import as_date, mask_card
+from engine.zones import local_wall_clock, zone_of
 
-__all__ = [
-    "scan", "checkout", "void", "create_key", "revoke_key", "store_for_key", "key_for", "list_keys",
-    "parse_request", "request_sha256", "CheckoutRefused", "CheckoutRequest", "ScanRequest",
-    "VoidRequest", "Item", "REASON_STATUS", "server_now", "no_wait", "WouldWait",
-]
-
-# Refusal reason -> HTTP status the service answers with (the library itself is HTTP-free;
-# the status travels on the exception so the server and the CLI agree on one table).
-REASON_STATUS = {
-    "malformed_json": 400, "invalid_request": 422, "too_many_items": 422, "clock_skew": 422,
-    "bad_check": 400, "unknown": 404, "expired": 410, "revoked": 410, "not_yet_valid": 409,
-    "unknown_store": 404, "unknown_basket": 404, "conflict": 409, "voided": 409,
-    "basket_exists": 409, "unauthorized": 401, "forbidden": 403, "too_large": 413,
-    "too_many_failed_checks": 429, "busy": 503,
-}
+__all__ = ["scan", "checkout", "void", "server_now", "writing", "lock_wait", "no_wait", "WouldWait", "sql_value"]
 
 
-class CheckoutRefused(EngineError):
-    """A scan, checkout or void the service refuses; `reason` is the machine-readable word.
-
-    Belongs with the other errors in engine/errors.py once the owner of that file takes it.
-    """
-
-    def __init__(self, reason: str, detail: str, retry_after: int | None = None):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.status = REASON_STATUS.get(reason, 400)
-        self.retry_after = retry_after          # seconds, for the Retry-After header (429, 503)
-
-    def as_dict(self) -> dict[str, str]:
-        return {"error": self.reason, "detail": self.detail}
-
-
-# ---------------------------------------------------------------- request shapes
-
-def _printable(value: str) -> str:
-    # NUL and other control characters: PostgreSQL refuses NUL in text (a 500 that logged the
-    # card), and no till sends them. The message never repeats the value (it may be a card).
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain control characters (NUL, tab, newline, ...)")
-    return value
-
-
-_Text = Annotated[str, Field(strict=True, min_length=1, max_length=64), AfterValidator(_printable)]
-_Code = Annotated[str, Field(strict=True, min_length=1, max_length=64), AfterValidator(_printable)]
-
-
-class _Strict(BaseModel):
-    # Unknown fields refused; fields are strict one by one ("499" is not 499, 4.99 is not a
-    # whole number of cents), but timestamps come as ISO text (a dict from JSON, not JSON).
-    model_config = ConfigDict(extra="forbid")
-
-
-class Item(_Strict):
-    """One basket line as the till sends it."""
-
-    sku: _Text
-    quantity: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = Field(
-        description="units (or kilograms for weighed goods); > 0 — returns go through the import")
-    amount_cents: Annotated[int, Field(strict=True, ge=0)] = Field(description="price of the line before listwise discounts")
-
-
-def _iso_text(value: Any) -> Any:
-    if not isinstance(value, (str, dt.datetime)):
-        raise ValueError("must be an ISO timestamp text, e.g. 2025-03-04T10:15:00 or 2025-03-04T10:15:00-05:00")
-    return from_iso(value) if isinstance(value, str) else value     # `Z` kept apart from +00:00
-
-
-def _local_timestamp(value: dt.datetime) -> dt.datetime:
-    """The year checked; naive (store-local) or with its offset, converted later by the store's zone."""
-    if not 2000 <= value.year <= 2200:
-        raise ValueError(f"year {value.year} is out of range")
-    return value
-
-
-def _zoned(value: dt.datetime, zone: str | None, chain_zone: str) -> dt.datetime:
-    """`value` as store-local wall clock (zone `zone`, else `chain_zone`); refused when the offset cannot be."""
-    try:
-        return local_wall_clock(value, zone_of(zone, chain_zone))
-    except ValueError as exc:
-        raise CheckoutRefused("invalid_request", f"timestamp: {exc}") from exc
-
-
-def _store_zone(engine: sa.Engine, store_id: str) -> tuple[bool, str | None]:
-    """(whether the store exists, its own zone or None)."""
-    with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT timezone FROM stores WHERE store_id = :s"), {"s": store_id}).first()
-    return (row is not None, None if row is None else row[0])
-
-
-class CheckoutRequest(_Strict):
-    """`POST /v1/checkout`: a basket at the lane, with the list codes scanned and the card."""
-
-    store_id: _Text
-    lane: Annotated[int, Field(strict=True, ge=0, le=100_000)] | None = None
-    basket_id: _Text
-    timestamp: dt.datetime = Field(description="time of the basket: store-local, or with an offset or Z "
-                                               "(converted to the store's zone); validity is judged at the "
-                                               "server's clock, at this time only within the tolerance")
-    codes: Annotated[list[_Code], Field(max_length=100)] = []
-    card_number: Annotated[str, Field(strict=True, min_length=1, max_length=32),
-                           AfterValidator(_printable)] | None = None
-    items: Annotated[list[Item], Field(min_length=1)]
-
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _timestamp_text(cls, value: Any) -> Any:
-        return _iso_text(value)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _timestamp(cls, value: dt.datetime) -> dt.datetime:
-        return _local_timestamp(value)
-
-
-class ScanRequest(_Strict):
-    """`POST /v1/scan`: one list code; `at` is the moment validity is judged (default now).
-
-    `at` is store-local time of the key's store, or carries an offset or Z (then converted);
-    it counts only within `clock_tolerance_minutes` of the server's clock. `lane` names the
-    lane for the limit on failed code checks.
-    """
-
-    code: _Code
-    at: dt.datetime | None = None
-    lane: Annotated[int, Field(strict=True, ge=0, le=100_000)] | None = None
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _at_text(cls, value: Any) -> Any:
-        return None if value is None else _iso_text(value)
-
-    @field_validator("at")
-    @classmethod
-    def _at(cls, value: dt.datetime | None) -> dt.datetime | None:
-        return None if value is None else _local_timestamp(value)
-
-
-class VoidRequest(_Strict):
-    """`POST /v1/void`: reverse the checkout of one basket."""
-
-    store_id: _Text
-    basket_id: _Text
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
-
-
-def parse_request(body: CheckoutRequest | dict | str | bytes, settings: CheckoutSettings) -> CheckoutRequest:
-    """A validated `CheckoutRequest`, or `CheckoutRefused` naming the first bad fields.
-
-    Dicts go through JSON so that they are judged exactly as a body on the wire is.
-    Beyond the shape: at most `settings.max_items` items and `settings.max_codes` codes,
-    no line above `max_line_quantity` units or `max_line_amount_cents`.
-    """
-    if isinstance(body, (str, bytes)) and len(body) > settings.max_body_bytes:
-        raise CheckoutRefused("too_large", f"request body over {settings.max_body_bytes} bytes")
-    if not isinstance(body, CheckoutRequest):
-        try:
-            text = body if isinstance(body, (str, bytes)) else json.dumps(body, default=str)
-            body = CheckoutRequest.model_validate_json(text)
-        except ValidationError as exc:
-            if any(e["type"] == "json_invalid" for e in exc.errors()):
-                raise CheckoutRefused("malformed_json", _validation_detail(exc)) from exc
-            raise CheckoutRefused("invalid_request", _validation_detail(exc)) from exc
-    if len(body.items) > settings.max_items:
-        raise CheckoutRefused("too_many_items", f"{len(body.items)} items, at most {settings.max_items}")
-    if len(body.codes) > settings.max_codes:
-        raise CheckoutRefused("invalid_request", f"codes: {len(body.codes)} codes, at most {settings.max_codes}")
-    for i, item in enumerate(body.items):
-        if item.quantity > settings.max_line_quantity:
-            raise CheckoutRefused("invalid_request", f"items.{i}.quantity: {item.quantity} is above "
-                                                     f"{settings.max_line_quantity}")
-        if item.amount_cents > settings.max_line_amount_cents:
-            raise CheckoutRefused("invalid_request", f"items.{i}.amount_cents: {item.amount_cents} is above "
-                                                     f"{settings.max_line_amount_cents}")
-    return body
-
-
-def request_sha256(request: CheckoutRequest) -> str:
-    """sha256 of the canonical body (sorted keys, no spaces): key order does not matter."""
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-# ---------------------------------------------------------------- database helpers
+# ---------------------------------------------------------------- the write transaction and its locks
 
 _SQLITE_WRITERS: dict[str, threading.Lock] = {}
 _SQLITE_WRITERS_LOCK = threading.Lock()
@@ -308,9 +126,12 @@ def lock_wait(seconds: float) -> Iterator[None]:
 
 
 def _busy(seconds: float) -> CheckoutRefused:
-    return CheckoutRefused("busy", f"the database's write lock was held by another writer for over "
-                                   f"{seconds:g} s (an import or a batch?); try again",
-                           retry_after=max(1, min(30, round(seconds))))
+    return CheckoutRefused(
+        "busy",
+        f"the database's write lock was held by another writer for over "
+        f"{seconds:g} s (an import or a batch?); try again",
+        retry_after=max(1, min(30, round(seconds))),
+    )
 
 
 def _is_lock_timeout(exc: sa.exc.DBAPIError) -> bool:
@@ -320,7 +141,7 @@ def _is_lock_timeout(exc: sa.exc.DBAPIError) -> bool:
 
 
 @contextlib.contextmanager
-def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
     """One write transaction; on SQLite BEGIN IMMEDIATE so that it never fails on lock upgrade.
 
     The wait for the write lock is bounded (`lock_wait`, default 30 s; none inside `no_wait`):
@@ -355,7 +176,7 @@ def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
                     raise WouldWait() from exc
                 raise _busy(wait) from exc
             finally:
-                if sqlite and not conn.invalidated:     # the pooled connection's reads keep the usual timeout
+                if sqlite and not conn.invalidated:  # the pooled connection's reads keep the usual timeout
                     with contextlib.suppress(Exception):
                         conn.connection.driver_connection.execute("PRAGMA busy_timeout = 30000")
     finally:
@@ -363,16 +184,10 @@ def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
             lock.release()
 
 
-def _as_date(value: Any) -> dt.date | None:
-    """SQLite hands dates back as ISO text, PostgreSQL as dates."""
-    if value is None or isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return dt.date.fromisoformat(str(value)[:10])
+# ---------------------------------------------------------------- values and statements
 
 
-def _sql(value: dt.date | dt.datetime, sqlite: bool) -> Any:
+def sql_value(value: dt.date | dt.datetime, sqlite: bool) -> Any:
     """Dates and timestamps as ISO text for SQLite, as the ADBC bulk loads write them.
 
     ('2025-03-05', '2025-03-05T10:15:00.000000'): one text form per column keeps text
@@ -400,25 +215,20 @@ def _rows(conn: sa.Connection, sql: str, params: dict | None = None, expanding: 
     return conn.execute(_stmt(sql, expanding), params or {}).mappings().all()
 
 
-def _mask(card_number: str) -> str:
-    return "*" * max(0, len(card_number) - 4) + card_number[-4:]
+_LIST_SQL = (
+    "SELECT l.list_id, l.customer_key, l.valid_from, l.valid_to, l.status, c.customer_id "
+    "FROM lists l JOIN customers c ON c.customer_key = l.customer_key "
+)
 
 
-_LIST_SQL = ("SELECT l.list_id, l.customer_key, l.valid_from, l.valid_to, l.status, c.customer_id "
-             "FROM lists l JOIN customers c ON c.customer_key = l.customer_key ")
-
-
-def _judge_list(row: Any, list_id: int, day: dt.date) -> None:
-    """`CheckoutRefused` unless list `row` is active and valid on `day`."""
+def _list_refusal(row: Any, list_id: int, day: dt.date) -> tuple[str, str] | None:
+    """(reason, detail) when list `row` (None: no such list) does not redeem on `day` (coupons.redemption)."""
     if row is None:
-        raise CheckoutRefused("unknown", f"no list {list_id}")
-    if row["status"] == "revoked":
-        raise CheckoutRefused("revoked", f"list {list_id} was revoked")
-    valid_from, valid_to = _as_date(row["valid_from"]), _as_date(row["valid_to"])
-    if day < valid_from:
-        raise CheckoutRefused("not_yet_valid", f"list {list_id} is valid from {valid_from}, not on {day}")
-    if day > valid_to:
-        raise CheckoutRefused("expired", f"list {list_id} was valid until {valid_to}, not on {day}")
+        return list_refusal(list_id, None, None, None, day)
+    return list_refusal(list_id, row["status"], as_date(row["valid_from"]), as_date(row["valid_to"]), day)
+
+
+# ---------------------------------------------------------------- the clock and the zones
 
 
 def server_now() -> dt.datetime:
@@ -447,6 +257,21 @@ def _judged_at(lane_clock: dt.datetime | None, server_local: dt.datetime, tolera
     return min(max(lane_clock, server_local - tolerance), server_local + tolerance)
 
 
+def _zoned(value: dt.datetime, zone: str | None, chain_zone: str) -> dt.datetime:
+    """`value` as store-local wall clock (zone `zone`, else `chain_zone`); refused when the offset cannot be."""
+    try:
+        return local_wall_clock(value, zone_of(zone, chain_zone))
+    except ValueError as exc:
+        raise CheckoutRefused("invalid_request", f"timestamp: {exc}") from exc
+
+
+def _store_zone(engine: sa.Engine, store_id: str) -> tuple[bool, str | None]:
+    """(whether the store exists, its own zone or None)."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT timezone FROM stores WHERE store_id = :s"), {"s": store_id}).first()
+    return (row is not None, None if row is None else row[0])
+
+
 def _list_id(code: str, secret: bytes) -> int:
     try:
         return parse_code(code, secret)
@@ -456,9 +281,17 @@ def _list_id(code: str, secret: bytes) -> int:
 
 # ---------------------------------------------------------------- scan
 
-def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = None,
-         store_id: str | None = None, timezone: str = "UTC", now: dt.datetime | None = None,
-         settings: CheckoutSettings | None = None) -> dict:
+
+def scan(
+    engine: sa.Engine,
+    secret: bytes,
+    code: str,
+    at: dt.datetime | None = None,
+    store_id: str | None = None,
+    timezone: str = "UTC",
+    now: dt.datetime | None = None,
+    settings: CheckoutSettings | None = None,
+) -> dict:
     """The list a code names, judged at the server's clock `now` (default `server_now()`).
 
     `at` is the lane's clock: store-local, or with an offset (converted to the zone of
@@ -486,32 +319,56 @@ def scan(engine: sa.Engine, secret: bytes, code: str, at: dt.datetime | None = N
     with engine.connect() as conn:
         found = _rows(conn, _LIST_SQL + "WHERE l.list_id = :id", {"id": list_id})
         row = found[0] if found else None
-        _judge_list(row, list_id, day)
-        offers = _rows(conn, (
-            "SELECT o.offer_id, o.line_no, p.sku, p.description, o.kind, o.category, o.discount_cents, "
-            "o.min_spend_cents, o.max_uses, o.valid_from, o.valid_to, "
-            "(SELECT count(*) FROM redemptions r WHERE r.offer_id = o.offer_id AND r.voided = 0) AS redeemed "
-            "FROM offers o LEFT JOIN products p ON p.product_key = o.product_key "
-            "WHERE o.list_id = :id ORDER BY o.line_no"), {"id": list_id})
+        refusal = _list_refusal(row, list_id, day)
+        if refusal:
+            raise CheckoutRefused(*refusal)
+        offers = _rows(
+            conn,
+            (
+                "SELECT o.offer_id, o.line_no, p.sku, p.description, o.kind, o.category, o.discount_cents, "
+                "o.min_spend_cents, o.max_uses, o.valid_from, o.valid_to, "
+                "(SELECT count(*) FROM redemptions r WHERE r.offer_id = o.offer_id AND r.voided = 0) AS redeemed "
+                "FROM offers o LEFT JOIN products p ON p.product_key = o.product_key "
+                "WHERE o.list_id = :id ORDER BY o.line_no"
+            ),
+            {"id": list_id},
+        )
     return {
-        "list_id": list_id, "customer_id": row["customer_id"],
-        "valid_from": _as_date(row["valid_from"]).isoformat(), "valid_to": _as_date(row["valid_to"]).isoformat(),
-        "offers": [{
-            "offer_id": int(o["offer_id"]), "line_no": int(o["line_no"]), "sku": o["sku"],
-            "description": o["description"], "kind": o["kind"], "category": o["category"],
-            "discount_cents": int(o["discount_cents"]),
-            "min_spend_cents": None if o["min_spend_cents"] is None else int(o["min_spend_cents"]),
-            "max_uses": int(o["max_uses"]), "redeemed": int(o["redeemed"]),
-            "valid_from": _as_date(o["valid_from"]).isoformat(), "valid_to": _as_date(o["valid_to"]).isoformat(),
-        } for o in offers],
+        "list_id": list_id,
+        "customer_id": row["customer_id"],
+        "valid_from": as_date(row["valid_from"]).isoformat(),
+        "valid_to": as_date(row["valid_to"]).isoformat(),
+        "offers": [
+            {
+                "offer_id": int(o["offer_id"]),
+                "line_no": int(o["line_no"]),
+                "sku": o["sku"],
+                "description": o["description"],
+                "kind": o["kind"],
+                "category": o["category"],
+                "discount_cents": int(o["discount_cents"]),
+                "min_spend_cents": None if o["min_spend_cents"] is None else int(o["min_spend_cents"]),
+                "max_uses": int(o["max_uses"]),
+                "redeemed": int(o["redeemed"]),
+                "valid_from": as_date(o["valid_from"]).isoformat(),
+                "valid_to": as_date(o["valid_to"]).isoformat(),
+            }
+            for o in offers
+        ],
     }
 
 
 # ---------------------------------------------------------------- checkout
 
-def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict | str | bytes,
-             settings: CheckoutSettings | None = None, now: dt.datetime | None = None,
-             timezone: str = "UTC") -> dict:
+
+def checkout(
+    engine: sa.Engine,
+    secret: bytes,
+    request: CheckoutRequest | dict | str | bytes,
+    settings: CheckoutSettings | None = None,
+    now: dt.datetime | None = None,
+    timezone: str = "UTC",
+) -> dict:
     """Apply the basket's offers once and record it; idempotent on (store_id, basket_id).
 
     Parameters
@@ -566,13 +423,16 @@ def checkout(engine: sa.Engine, secret: bytes, request: CheckoutRequest | dict |
     if settings.max_clock_skew_minutes > 0:
         skew = abs((req.timestamp - server_local).total_seconds()) / 60
         if skew > settings.max_clock_skew_minutes:
-            raise CheckoutRefused("clock_skew", f"timestamp {req.timestamp.isoformat()} is {skew:.0f} minutes "
-                                                f"from the server's clock in {zone} "
-                                                f"(at most {settings.max_clock_skew_minutes})")
+            raise CheckoutRefused(
+                "clock_skew",
+                f"timestamp {req.timestamp.isoformat()} is {skew:.0f} minutes "
+                f"from the server's clock in {zone} "
+                f"(at most {settings.max_clock_skew_minutes})",
+            )
     judged = _judged_at(req.timestamp, server_local, settings.clock_tolerance_minutes).date()
     digest = request_sha256(req)
     _ensure_sequences(engine)
-    with lock_wait(settings.lock_wait_seconds), _writing(engine) as conn:
+    with lock_wait(settings.lock_wait_seconds), writing(engine) as conn:
         return _checkout_in(conn, is_sqlite(engine), req, digest, codes, judged)
 
 
@@ -589,10 +449,13 @@ def _ensure_sequences(engine: sa.Engine) -> None:
     name = engine.url.render_as_string(hide_password=True)
     if name in _SEQUENCES_READY:
         return
-    with _writing(engine) as conn:
+    with writing(engine) as conn:
         for sequence in ("baskets", "redemptions"):
-            _run(conn, "INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING",
-                 {"name": sequence})
+            _run(
+                conn,
+                "INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING",
+                {"name": sequence},
+            )
     _SEQUENCES_READY.add(name)
 
 
@@ -600,21 +463,32 @@ def _replay(row: Any, digest: str, store_id: str, basket_id: str) -> dict:
     if row["voided_at"] is not None:
         raise CheckoutRefused("voided", f"basket {basket_id} of store {store_id} was voided")
     if row["request_sha256"] != digest:
-        raise CheckoutRefused("conflict", f"basket {basket_id} of store {store_id} was already checked out "
-                                          "with a different body")
+        raise CheckoutRefused(
+            "conflict", f"basket {basket_id} of store {store_id} was already checked out with a different body"
+        )
     return json.loads(row["response_json"])
 
 
-_CLAIM = ("INSERT INTO checkouts (store_id, basket_id, request_sha256, response_json, created_at) "
-          "VALUES (:store, :basket, :sha, :response, :at)")
-_SEEN = ("SELECT s.store_id, c.request_sha256, c.response_json, c.voided_at, "
-         "(SELECT count(*) FROM baskets b WHERE b.store_id = :store AND b.basket_id = :basket) AS in_history "
-         "FROM stores s LEFT JOIN checkouts c ON c.store_id = s.store_id AND c.basket_id = :basket "
-         "WHERE s.store_id = :store")
+_CLAIM = (
+    "INSERT INTO checkouts (store_id, basket_id, request_sha256, response_json, created_at) "
+    "VALUES (:store, :basket, :sha, :response, :at)"
+)
+_SEEN = (
+    "SELECT s.store_id, c.request_sha256, c.response_json, c.voided_at, "
+    "(SELECT count(*) FROM baskets b WHERE b.store_id = :store AND b.basket_id = :basket) AS in_history "
+    "FROM stores s LEFT JOIN checkouts c ON c.store_id = s.store_id AND c.basket_id = :basket "
+    "WHERE s.store_id = :store"
+)
 
 
-def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest: str,
-                 codes: list[tuple[str, int | None, str | None]], judged: dt.date) -> dict:
+def _checkout_in(
+    conn: sa.Connection,
+    sqlite: bool,
+    req: CheckoutRequest,
+    digest: str,
+    codes: list[tuple[str, int | None, str | None]],
+    judged: dt.date,
+) -> dict:
     key = {"store": req.store_id, "basket": req.basket_id}
     # One look: the store, an earlier checkout of this basket, the basket in history. The
     # replay comes first: a basket a checkout wrote is in history with its checkout row.
@@ -624,14 +498,17 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
     if seen[0]["request_sha256"] is not None:
         return _replay(seen[0], digest, req.store_id, req.basket_id)
     if seen[0]["in_history"]:
-        raise CheckoutRefused("basket_exists", f"basket {req.basket_id} of store {req.store_id} is already "
-                                               "in history (imported)")
-    claim = {**key, "sha": digest, "response": "", "at": _sql(utc_now(), sqlite)}
+        raise CheckoutRefused(
+            "basket_exists", f"basket {req.basket_id} of store {req.store_id} is already in history (imported)"
+        )
+    claim = {**key, "sha": digest, "response": "", "at": sql_value(utc_now(), sqlite)}
     if not sqlite:
         # Claim the basket first: a concurrent duplicate waits here for our commit, then
         # finds the row taken and replays our answer. (SQLite: one writer, no race.)
-        if _run(conn, _CLAIM + " ON CONFLICT (store_id, basket_id) DO NOTHING RETURNING store_id", claim).first() \
-                is None:
+        if (
+            _run(conn, _CLAIM + " ON CONFLICT (store_id, basket_id) DO NOTHING RETURNING store_id", claim).first()
+            is None
+        ):
             again = _rows(conn, _SEEN, key)
             if not again or again[0]["request_sha256"] is None:
                 raise CheckoutRefused("conflict", f"basket {req.basket_id} is being checked out by another lane")
@@ -643,45 +520,94 @@ def _checkout_in(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, digest
     day = req.timestamp.date()
     lists, customer_key, customer_id, refused = _resolve_lists(conn, sqlite, req, codes, judged)
     skus = sorted({item.sku for item in req.items})
-    products = {r["sku"]: r for r in _rows(conn, "SELECT product_key, sku, category FROM products "
-                                                 "WHERE sku IN :skus", {"skus": skus}, ("skus",))}
-    offers = _rows(conn, (
-        "SELECT offer_id, kind, product_key, category, discount_cents, min_spend_cents, max_uses "
-        "FROM offers WHERE list_id IN :ids AND valid_from <= :day AND valid_to >= :day "
-        "ORDER BY list_id, line_no"), {"ids": lists or [-1], "day": _sql(judged, sqlite)}, ("ids",))
-    lines, per_line = _redeem(conn, sqlite, req, products, offers, judged)
+    products = {
+        r["sku"]: r
+        for r in _rows(
+            conn, "SELECT product_key, sku, category FROM products WHERE sku IN :skus", {"skus": skus}, ("skus",)
+        )
+    }
+    offers = _rows(
+        conn,
+        (
+            "SELECT offer_id, kind, product_key, category, discount_cents, min_spend_cents, max_uses "
+            "FROM offers WHERE list_id IN :ids AND valid_from <= :day AND valid_to >= :day "
+            "ORDER BY list_id, line_no"
+        ),
+        {"ids": lists or [-1], "day": sql_value(judged, sqlite)},
+        ("ids",),
+    )
+    redeemed = _redeem(conn, sqlite, req, products, offers, judged)
+    per_line = redeemed.per_line
 
     basket_key = allocate_keys(conn, "baskets", 1)
     recorded = [
-        {"bk": basket_key, "no": i + 1, "ck": customer_key, "day": _sql(day, sqlite),
-         "pk": products[item.sku]["product_key"], "q": item.quantity,
-         "amount": item.amount_cents - per_line[i], "discount": per_line[i]}
-        for i, item in enumerate(req.items) if item.sku in products]
-    n, checksum = line_checksum((r["pk"], r["q"], r["amount"], r["discount"]) for r in recorded)  # lets an import skip them
-    _run(conn, "INSERT INTO baskets (basket_key, store_id, basket_id, customer_key, ts, day, source, lane, voided, "
-               "line_count, line_sum) VALUES (:bk, :store, :basket, :ck, :ts, :day, 'checkout', :lane, 0, :n, :sum)",
-         {"bk": basket_key, **key, "ck": customer_key, "ts": _sql(req.timestamp, sqlite),
-          "day": _sql(day, sqlite), "lane": req.lane, "n": n, "sum": checksum})
+        {
+            "bk": basket_key,
+            "no": i + 1,
+            "ck": customer_key,
+            "day": sql_value(day, sqlite),
+            "pk": products[item.sku]["product_key"],
+            "q": item.quantity,
+            "amount": item.amount_cents - per_line[i],
+            "discount": per_line[i],
+        }
+        for i, item in enumerate(req.items)
+        if item.sku in products
+    ]
+    n, checksum = line_checksum(
+        (r["pk"], r["q"], r["amount"], r["discount"]) for r in recorded
+    )  # lets an import skip them
+    _run(
+        conn,
+        "INSERT INTO baskets (basket_key, store_id, basket_id, customer_key, ts, day, source, lane, voided, "
+        "line_count, line_sum) VALUES (:bk, :store, :basket, :ck, :ts, :day, 'checkout', :lane, 0, :n, :sum)",
+        {
+            "bk": basket_key,
+            **key,
+            "ck": customer_key,
+            "ts": sql_value(req.timestamp, sqlite),
+            "day": sql_value(day, sqlite),
+            "lane": req.lane,
+            "n": n,
+            "sum": checksum,
+        },
+    )
     if recorded:
-        _run(conn, "INSERT INTO basket_lines (basket_key, line_no, customer_key, day, product_key, quantity, "
-                   "amount_cents, discount_cents) VALUES (:bk, :no, :ck, :day, :pk, :q, :amount, :discount)", recorded)
+        _run(
+            conn,
+            "INSERT INTO basket_lines (basket_key, line_no, customer_key, day, product_key, quantity, "
+            "amount_cents, discount_cents) VALUES (:bk, :no, :ck, :day, :pk, :q, :amount, :discount)",
+            recorded,
+        )
     response = {
-        "basket_id": req.basket_id, "store_id": req.store_id, "customer_id": customer_id,
-        "list_ids": lists, "lines": lines,
-        "total_discount_cents": sum(line["discount_cents"] for line in lines),
-        "refused": refused, "unknown_skus": [s for s in skus if s not in products],
+        "basket_id": req.basket_id,
+        "store_id": req.store_id,
+        "customer_id": customer_id,
+        "list_ids": lists,
+        "lines": redeemed.lines,
+        "total_discount_cents": redeemed.total_cents,
+        "refused": refused,
+        "unknown_skus": [s for s in skus if s not in products],
     }
     claim["response"] = json.dumps(response, separators=(",", ":"))
     if sqlite:
         _run(conn, _CLAIM, claim)
     else:
-        _run(conn, "UPDATE checkouts SET response_json = :response WHERE store_id = :store AND basket_id = :basket",
-             claim)
+        _run(
+            conn,
+            "UPDATE checkouts SET response_json = :response WHERE store_id = :store AND basket_id = :basket",
+            claim,
+        )
     return response
 
 
-def _resolve_lists(conn: sa.Connection, sqlite: bool, req: CheckoutRequest,
-                   codes: list[tuple[str, int | None, str | None]], day: dt.date):
+def _resolve_lists(
+    conn: sa.Connection,
+    sqlite: bool,
+    req: CheckoutRequest,
+    codes: list[tuple[str, int | None, str | None]],
+    day: dt.date,
+):
     """(list ids, customer_key, customer_id, refused) for the card and the codes of a basket.
 
     A card finds the customer's lists valid on `day`, as scanning them would; codes of
@@ -691,28 +617,34 @@ def _resolve_lists(conn: sa.Connection, sqlite: bool, req: CheckoutRequest,
     refused: list[dict] = []
     customer_key = customer_id = None
     if req.card_number:
-        found = _rows(conn, "SELECT customer_key, customer_id FROM customers WHERE card_number = :card",
-                      {"card": req.card_number})
+        found = _rows(
+            conn, "SELECT customer_key, customer_id FROM customers WHERE card_number = :card", {"card": req.card_number}
+        )
         if not found:
-            refused.append({"code": None, "card": _mask(req.card_number), "error": "unknown"})
+            refused.append({"code": None, "card": mask_card(req.card_number), "error": "unknown"})
         else:
             customer_key, customer_id = found[0]["customer_key"], found[0]["customer_id"]
-            current = _rows(conn, "SELECT list_id FROM lists WHERE customer_key = :ck AND status = 'active' "
-                                  "AND valid_from <= :day AND valid_to >= :day ORDER BY list_id",
-                            {"ck": customer_key, "day": _sql(day, sqlite)})
+            current = _rows(
+                conn,
+                "SELECT list_id FROM lists WHERE customer_key = :ck AND status = 'active' "
+                "AND valid_from <= :day AND valid_to >= :day ORDER BY list_id",
+                {"ck": customer_key, "day": sql_value(day, sqlite)},
+            )
             lists.extend(int(r["list_id"]) for r in current)
     wanted = [list_id for _, list_id, error in codes if not error]
-    known = {int(r["list_id"]): r for r in _rows(conn, _LIST_SQL + "WHERE l.list_id IN :ids",
-                                                  {"ids": wanted}, ("ids",))} if wanted else {}
+    known = (
+        {int(r["list_id"]): r for r in _rows(conn, _LIST_SQL + "WHERE l.list_id IN :ids", {"ids": wanted}, ("ids",))}
+        if wanted
+        else {}
+    )
     for code, list_id, error in codes:
         if error:
             refused.append({"code": code, "error": error})
             continue
         row = known.get(list_id)
-        try:
-            _judge_list(row, list_id, day)
-        except CheckoutRefused as exc:
-            refused.append({"code": code, "error": exc.reason})
+        refusal = _list_refusal(row, list_id, day)
+        if refusal:
+            refused.append({"code": code, "error": refusal[0]})
             continue
         if customer_key is None:
             customer_key, customer_id = row["customer_key"], row["customer_id"]
@@ -724,83 +656,66 @@ def _resolve_lists(conn: sa.Connection, sqlite: bool, req: CheckoutRequest,
     return lists, customer_key, customer_id, refused
 
 
-def _matches(offer: Any, product: Any) -> bool:
-    """An item offer applies to a catalogue product: its product, or any of its category."""
-    if product is None:
-        return False
-    if offer["product_key"] is not None:
-        return product["product_key"] == offer["product_key"]
-    return product["category"] == offer["category"]
+def _redeem(
+    conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: dict, offers: list, day: dt.date
+) -> Redeemed:
+    """Redeem what the basket earns by the rules of `coupons.redemption`, each use inserted as it is obtained.
 
-
-def _redeem(conn: sa.Connection, sqlite: bool, req: CheckoutRequest, products: dict, offers: list,
-            day: dt.date) -> tuple[list[dict], list[int]]:
-    """Redeem what the basket earns; (response lines, listwise discount per item line).
-
-    Item offers (a product, or a category when the offer names no product) give one use per
-    whole unit (a weighed line: one use), never more than the line's amount; then reward
-    offers (no product, no category) apply once to the basket when its spend after the item
-    discounts reaches min_spend_cents. Uses are tried in order; the uses a lane obtains are
-    a prefix of those it planned, so the discounts returned are exactly those redeemed.
+    The uses other baskets hold are read first; the rules then ask `_Uses.obtain` for each
+    offer's planned uses, and get only those the database grants (on PostgreSQL a racing
+    lane may have taken one since the read), so the discounts returned are exactly those
+    redeemed.
     """
-    offer_ids = [int(o["offer_id"]) for o in offers]
-    taken: dict[int, set[int]] = {i: set() for i in offer_ids}
-    for r in _rows(conn, "SELECT offer_id, use_no FROM redemptions WHERE offer_id IN :ids AND voided = 0",
-                   {"ids": offer_ids or [-1]}, ("ids",)):
-        taken[int(r["offer_id"])].add(int(r["use_no"]))
-    left = [item.amount_cents for item in req.items]              # what each line still costs
-    per_line = [0] * len(req.items)
-    applied: dict[tuple[int | None, int], dict] = {}
-    uses = _Uses(conn, sqlite, req, day, sum(int(o["max_uses"]) for o in offers))
-
-    def is_reward(o: Any) -> bool:
-        return o["product_key"] is None and (o["kind"] == "reward" or o["category"] is None)
-
-    for offer in [o for o in offers if not is_reward(o)]:
-        free = [n for n in range(1, int(offer["max_uses"]) + 1) if n not in taken[int(offer["offer_id"])]]
-        planned: list[tuple[int, int]] = []                        # (item line, discount) per use
-        pending = list(left)
-        for i, item in enumerate(req.items):
-            if not _matches(offer, products.get(item.sku)):
-                continue
-            for _ in range(max(1, int(item.quantity))):
-                amount = min(int(offer["discount_cents"]), pending[i])
-                if len(planned) >= len(free) or amount <= 0:
-                    break
-                planned.append((i, amount))
-                pending[i] -= amount
-        got = uses.obtain(int(offer["offer_id"]), free, [a for _, a in planned])
-        for i, amount in planned[:got]:
-            left[i] -= amount
-            per_line[i] += amount
-            line = applied.setdefault((i, int(offer["offer_id"])), {
-                "line_no": i + 1, "sku": req.items[i].sku, "offer_id": int(offer["offer_id"]),
-                "kind": offer["kind"], "uses": 0, "discount_cents": 0})
-            line["uses"] += 1
-            line["discount_cents"] += amount
-    spend = sum(left)
-    for offer in [o for o in offers if is_reward(o)]:
-        free = [n for n in range(1, int(offer["max_uses"]) + 1) if n not in taken[int(offer["offer_id"])]]
-        amount = min(int(offer["discount_cents"]), spend)
-        if free and amount > 0 and spend >= int(offer["min_spend_cents"] or 0):
-            if uses.obtain(int(offer["offer_id"]), free, [amount]):
-                spend -= amount
-                applied[(None, int(offer["offer_id"]))] = {
-                    "line_no": None, "sku": None, "offer_id": int(offer["offer_id"]), "kind": offer["kind"],
-                    "uses": 1, "discount_cents": amount}
+    rules = [
+        Offer(
+            int(o["offer_id"]),
+            o["kind"],
+            o["product_key"],
+            o["category"],
+            int(o["discount_cents"]),
+            int(o["max_uses"]),
+            None if o["min_spend_cents"] is None else int(o["min_spend_cents"]),
+        )
+        for o in offers
+    ]
+    taken: dict[int, set[int]] = {}
+    for r in _rows(
+        conn,
+        "SELECT offer_id, use_no FROM redemptions WHERE offer_id IN :ids AND voided = 0",
+        {"ids": [o.offer_id for o in rules] or [-1]},
+        ("ids",),
+    ):
+        taken.setdefault(int(r["offer_id"]), set()).add(int(r["use_no"]))
+    lines = []
+    for item in req.items:
+        product = products.get(item.sku)
+        lines.append(
+            Line(
+                item.sku,
+                item.quantity,
+                item.amount_cents,
+                None if product is None else product["product_key"],
+                None if product is None else product["category"],
+            )
+        )
+    uses = _Uses(conn, sqlite, req, day, sum(o.max_uses for o in rules))
+    redeemed = redeem(lines, rules, taken, uses.obtain)
     uses.flush()
-    return list(applied.values()), per_line
+    return redeemed
 
 
-_INSERT_USE_SQL = ("INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, redeemed_on, "
-                   "discount_cents, voided, created_at) VALUES (:id, :offer, :use, :store, :basket, :day, :amount, "
-                   "0, :at)")
+_INSERT_USE_SQL = (
+    "INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, redeemed_on, "
+    "discount_cents, voided, created_at) VALUES (:id, :offer, :use, :store, :basket, :day, :amount, "
+    "0, :at)"
+)
 _INSERT_USE = sa.text(_INSERT_USE_SQL)
 
 
 # The conflict target names the partial index's predicate, so both databases infer it.
-_INSERT_USE_IF_FREE = sa.text(_INSERT_USE_SQL + " ON CONFLICT (offer_id, use_no) WHERE voided = 0 DO NOTHING "
-                                                 "RETURNING use_no")
+_INSERT_USE_IF_FREE = sa.text(
+    _INSERT_USE_SQL + " ON CONFLICT (offer_id, use_no) WHERE voided = 0 DO NOTHING RETURNING use_no"
+)
 
 
 class _Uses:
@@ -816,13 +731,17 @@ class _Uses:
 
     def __init__(self, conn: sa.Connection, sqlite: bool, req: CheckoutRequest, day: dt.date, size: int):
         self.conn, self.sqlite, self.size = conn, sqlite, max(1, size)
-        self.common = {"store": req.store_id, "basket": req.basket_id, "day": _sql(day, sqlite),
-                       "at": _sql(utc_now(), sqlite)}
+        self.common = {
+            "store": req.store_id,
+            "basket": req.basket_id,
+            "day": sql_value(day, sqlite),
+            "at": sql_value(utc_now(), sqlite),
+        }
         self.next_id = self.end_id = 0
         self.pending: list[dict] = []
 
     def _id(self) -> int:
-        if self.next_id >= self.end_id:            # allocated only once a use is attempted
+        if self.next_id >= self.end_id:  # allocated only once a use is attempted
             self.next_id = allocate_keys(self.conn, "redemptions", self.size)
             self.end_id = self.next_id + self.size
         self.next_id += 1
@@ -831,8 +750,10 @@ class _Uses:
     def obtain(self, offer_id: int, free: list[int], amounts: list[int]) -> int:
         """Redeem one use per amount on the `free` use numbers; how many were obtained."""
         if self.sqlite:
-            rows = [{**self.common, "id": self._id(), "offer": offer_id, "use": use_no, "amount": amount}
-                    for use_no, amount in zip(free, amounts)]
+            rows = [
+                {**self.common, "id": self._id(), "offer": offer_id, "use": use_no, "amount": amount}
+                for use_no, amount in zip(free, amounts)
+            ]
             self.pending.extend(rows)
             return len(rows)
         got = 0
@@ -841,7 +762,7 @@ class _Uses:
                 row = {**self.common, "id": self._id(), "offer": offer_id, "use": free.pop(0), "amount": amount}
                 if self.conn.execute(_INSERT_USE_IF_FREE, row).first() is not None:
                     got += 1
-                    break                                      # else another lane has this use: next number
+                    break  # else another lane has this use: next number
             else:
                 return got
         return got
@@ -853,6 +774,7 @@ class _Uses:
 
 
 # ---------------------------------------------------------------- void
+
 
 def void(engine: sa.Engine, store_id: str, basket_id: str) -> dict:
     """Reverse the checkout of a basket: release its redemptions, mark it void in history.
@@ -869,78 +791,32 @@ def void(engine: sa.Engine, store_id: str, basket_id: str) -> dict:
         unknown_basket when the service never checked this basket out.
     """
     key = {"store": store_id, "basket": basket_id}
-    with _writing(engine) as conn:
+    with writing(engine) as conn:
         seen = _rows(conn, "SELECT voided_at FROM checkouts WHERE store_id = :store AND basket_id = :basket", key)
         if not seen:
             raise CheckoutRefused("unknown_basket", f"no checkout of basket {basket_id} in store {store_id}")
-        result = {"store_id": store_id, "basket_id": basket_id, "voided": True, "already_voided": False,
-                  "released_redemptions": 0, "released_discount_cents": 0}
+        result = {
+            "store_id": store_id,
+            "basket_id": basket_id,
+            "voided": True,
+            "already_voided": False,
+            "released_redemptions": 0,
+            "released_discount_cents": 0,
+        }
         if seen[0]["voided_at"] is not None:
             return {**result, "already_voided": True}
-        released = _rows(conn, "SELECT count(*) AS n, CAST(coalesce(sum(discount_cents), 0) AS BIGINT) AS cents "
-                               "FROM redemptions "
-                               "WHERE store_id = :store AND basket_id = :basket AND voided = 0", key)[0]
+        released = _rows(
+            conn,
+            "SELECT count(*) AS n, CAST(coalesce(sum(discount_cents), 0) AS BIGINT) AS cents "
+            "FROM redemptions "
+            "WHERE store_id = :store AND basket_id = :basket AND voided = 0",
+            key,
+        )[0]
         _run(conn, "UPDATE redemptions SET voided = 1 WHERE store_id = :store AND basket_id = :basket", key)
         _run(conn, "UPDATE baskets SET voided = 1 WHERE store_id = :store AND basket_id = :basket", key)
-        _run(conn, ("UPDATE checkouts SET voided_at = :at WHERE store_id = :store AND basket_id = :basket"),
-                     {**key, "at": _sql(utc_now(), is_sqlite(engine))})
+        _run(
+            conn,
+            ("UPDATE checkouts SET voided_at = :at WHERE store_id = :store AND basket_id = :basket"),
+            {**key, "at": sql_value(utc_now(), is_sqlite(engine))},
+        )
     return {**result, "released_redemptions": int(released["n"]), "released_discount_cents": int(released["cents"])}
-
-
-# ---------------------------------------------------------------- API keys
-
-def _key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def create_key(engine: sa.Engine, store_id: str) -> str:
-    """A new API key acting for `store_id`; only its sha256 is stored, so print it now."""
-    key = "lw_" + secrets.token_urlsafe(32)
-    with _writing(engine) as conn:
-        if not _rows(conn, "SELECT 1 FROM stores WHERE store_id = :s", {"s": store_id}):
-            raise InputError(f"store {store_id!r} is not known: import stores first")
-        key_id = allocate_keys(conn, "api_keys", 1)
-        _run(conn, ("INSERT INTO api_keys (key_id, store_id, key_sha256, created_at) "
-                             "VALUES (:id, :s, :h, :at)"),
-                     {"id": key_id, "s": store_id, "h": _key_hash(key), "at": _sql(utc_now(), is_sqlite(engine))})
-    return key
-
-
-def revoke_key(engine: sa.Engine, key: str) -> str:
-    """End `key`; returns the store it acted for. Revoking a revoked key changes nothing."""
-    with _writing(engine) as conn:
-        found = _rows(conn, "SELECT store_id FROM api_keys WHERE key_sha256 = :h", {"h": _key_hash(key)})
-        if not found:
-            raise InputError("no such API key")
-        _run(conn, ("UPDATE api_keys SET revoked_at = :at WHERE key_sha256 = :h AND revoked_at IS NULL"),
-                     {"h": _key_hash(key), "at": _sql(utc_now(), is_sqlite(engine))})
-    return found[0]["store_id"]
-
-
-def key_for(engine: sa.Engine, key: str | None) -> tuple[int, str] | None:
-    """(key id, store) of a live key; None for a missing, unknown or revoked key.
-
-    The key id is what logs name: it identifies the key without being it.
-    """
-    if not key:
-        return None
-    with engine.connect() as conn:
-        found = _rows(conn, "SELECT key_id, store_id FROM api_keys WHERE key_sha256 = :h AND revoked_at IS NULL",
-                      {"h": _key_hash(key)})
-    return (int(found[0]["key_id"]), found[0]["store_id"]) if found else None
-
-
-def store_for_key(engine: sa.Engine, key: str | None) -> str | None:
-    """The store a live key acts for; None for a missing, unknown or revoked key."""
-    found = key_for(engine, key)
-    return None if found is None else found[1]
-
-
-def list_keys(engine: sa.Engine) -> list[dict]:
-    """Every API key: key_id, store_id, created_at, revoked_at (None while live); never the key or its hash."""
-    with engine.connect() as conn:
-        rows = _rows(conn, "SELECT key_id, store_id, created_at, revoked_at FROM api_keys ORDER BY key_id")
-    def text(value: Any) -> str | None:
-        return None if value is None else str(value).replace("T", " ")[:19]
-    return [{"key_id": int(r["key_id"]), "store_id": r["store_id"], "created_at": text(r["created_at"]),
-             "revoked_at": text(r["revoked_at"])} for r in rows]

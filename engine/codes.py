@@ -6,6 +6,13 @@ cashier keys it in when a barcode will not scan, and Code 128 packs digit pairs 
 symbol (subset C), which keeps the barcode short and its modules wide. A guessed, mistyped
 or altered code fails the check with probability 1 - 1e-8 and is refused before any
 database look-up (DESIGN.md, "The list code").
+
+Key rotation (`engine.chain_key.rotate_secret`, ``listwise keys rotate``): the current key
+signs; a retired key still verifies the codes of the lists it signed — list ids up to the
+last one issued before the rotation, never a later one — until those lists expire.
+`engine.chain_key.verify_secret` hands the retired keys to `accept_retired`, so every process
+that checks codes (the service, ``checkout``, ``lists``) accepts them once it has verified its
+key against the database.
 """
 
 import hashlib
@@ -13,11 +20,20 @@ import hmac
 
 from engine.errors import CodeError
 
-__all__ = ["make_code", "parse_code", "CODE_LENGTH"]
+__all__ = ["make_code", "parse_code", "accept_retired", "CODE_LENGTH"]
 
 _ID_DIGITS = 10
 _CHECK_DIGITS = 8
 CODE_LENGTH = _ID_DIGITS + _CHECK_DIGITS
+
+# current key -> ((retired key, last list id it signed), ...): filled by `accept_retired`
+_RETIRED: dict[bytes, tuple[tuple[bytes, int], ...]] = {}
+
+
+def accept_retired(secret: bytes, retired: list[tuple[bytes, int]]) -> None:
+    """With `secret` as the current key, also accept codes signed by each retired key for list ids
+    up to its last one. Replaces what was accepted before for `secret` (an empty list: none)."""
+    _RETIRED[secret] = tuple((key, int(last)) for key, last in retired)
 
 
 def _check(list_id: int, secret: bytes) -> str:
@@ -45,6 +61,9 @@ def parse_code(code: str, secret: bytes) -> int:
     if len(code) != CODE_LENGTH or not (code.isascii() and code.isdigit()):
         raise CodeError(f"code {code!r} is not {CODE_LENGTH} digits")
     list_id = int(code[:_ID_DIGITS])
-    if not hmac.compare_digest(code[_ID_DIGITS:], _check(list_id, secret)):
-        raise CodeError(f"code {code!r} fails its check")
-    return list_id
+    if hmac.compare_digest(code[_ID_DIGITS:], _check(list_id, secret)):
+        return list_id
+    for key, last in _RETIRED.get(secret, ()):
+        if list_id <= last and hmac.compare_digest(code[_ID_DIGITS:], _check(list_id, key)):
+            return list_id
+    raise CodeError(f"code {code!r} fails its check")

@@ -1,9 +1,17 @@
 """Settings: one TOML file (`listwise.toml`), every key with a documented default.
 
-Each section is a frozen dataclass below; the field's comment is its documentation, and
+Each section is a frozen dataclass; the field's comment is its documentation, and
 `listwise settings` prints the effective values. Unknown sections or keys are an error,
 so a typo never silently falls back to a default. `LISTWISE_DATABASE_URL` and
 `LISTWISE_SECRET` from the environment override the file.
+
+The pure packages own their parameters and defaults; this module composes them, with the
+same keys: ``[cycles]`` is a `cycles.params.ProfileParams` (plus `partitions` and
+`p_buy_model`, the engine's), ``[value]`` a `cycles.params.ValueParams`, ``[offers]`` a
+`coupons.rules.OfferRules`, ``[[campaigns]]`` `coupons.rules.Campaign` tables, ``[batch]`` a
+`coupons.rules.BatchRules` (plus the engine's period, first period and output directory). The
+other sections are the engine's and printing's, defined below. `validate_settings` checks
+every range, the packages' own through their ``validate()``, and names the section and key.
 
 Example ``listwise.toml``::
 
@@ -25,152 +33,100 @@ import dataclasses
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coupons.exceptions import RulesError
+from coupons.rules import DEFAULT_CAMPAIGNS, BatchRules, Campaign, OfferRules, PlanRules
+from cycles.exceptions import ParamsError
+from cycles.params import ProfileParams, ValueParams
 from engine.errors import ConfigError
 
 __all__ = [
-    "Settings", "BatchSettings", "CycleSettings", "ValueSettings", "OfferSettings",
-    "Campaign", "PrintSettings", "CheckoutSettings", "ExtractSettings",
-    "load_settings", "resolve_secret", "redact_url", "public_settings", "validate_settings", "DEFAULT_DATABASE_URL",
+    "Settings",
+    "BatchSettings",
+    "CycleSettings",
+    "ValueSettings",
+    "OfferSettings",
+    "Campaign",
+    "PrintSettings",
+    "CheckoutSettings",
+    "ExtractSettings",
+    "load_settings",
+    "resolve_secret",
+    "redact_url",
+    "public_settings",
+    "validate_settings",
+    "DEFAULT_DATABASE_URL",
+    "from_table",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///listwise.db"
 
-
-@dataclass(frozen=True)
-class BatchSettings:
-    period_days: int = 14                 # length of a list period
-    threshold_cents: int = 2500           # average weekly spend needed for a list ($25)
-    qualifying_weeks: int = 8             # window over which that average is taken
-    holdout_share: float = 0.05           # random share of qualifying customers without a list
-    max_offers: int = 20                  # offer lines per list, at most
-    first_period_start: str = ""          # ISO date of the first period; "" = the Monday after the last purchase
-    chain_budget_cents: int = 0           # retailer-funded discount per batch; 0 = no limit
-    out_dir: str = "batches"              # batch files go to <out_dir>/<period-start>/
-    max_uses: int = 1                     # uses of a cycle, conversion or household offer (one per unit)
+# The names these sections had when engine defined them; engine/ itself uses the packages' names.
+OfferSettings = OfferRules
+ValueSettings = ValueParams
 
 
 @dataclass(frozen=True)
-class CycleSettings:
-    lookback_weeks: int = 52              # history the profile reads
-    window_days: int = 14                 # default window of p_buy_in_window
-    min_occasions: int = 2                # fewer purchase days: brand cell 'unclassified'
-    national_max_store_share: float = 0.20  # store-brand share of units <= this: 'national'
-    store_min_store_share: float = 0.80   # store-brand share of units >= this: 'store'
-    volume_cuts: tuple[float, float] = (1 / 3, 2 / 3)  # quantiles of units/week: low | mid | high
-    brand_prior_occasions: float = 2.0    # pseudo-purchases at the customer's overall store share in a pair's share
-    partitions: int = 1                   # customer hash partitions (customer_key % n) the profile is computed in
+class BatchSettings(BatchRules):
+    """``[batch]``: the list rules of `coupons.rules.BatchRules` (threshold_cents, qualifying_weeks,
+    holdout_share, max_offers, chain_budget_cents, max_uses) and the engine's own keys below."""
+
+    period_days: int = 14  # length of a list period
+    first_period_start: str = ""  # ISO date of the first period; "" = the Monday after the last purchase
+    out_dir: str = "batches"  # batch files go to <out_dir>/<period-start>/
+
+
+@dataclass(frozen=True)
+class CycleSettings(ProfileParams):
+    """``[cycles]``: the profile's parameters of `cycles.params.ProfileParams` (lookback_weeks,
+    window_days, min_occasions, national_max_store_share, store_min_store_share, volume_cuts,
+    brand_prior_occasions) and how the engine runs it (`engine.profiles`)."""
+
+    partitions: int = 1  # customer hash partitions (customer_key % n) the profile is computed in
     # p_buy_in_window from 'ranker' (cycles.ranker, learnt from the chain's past windows; beats frequency on
     # real data) or 'renewal' (the purchase-cycle model alone); next_expected_on is the renewal model's either way
     p_buy_model: str = "ranker"
 
 
 @dataclass(frozen=True)
-class ValueSettings:
-    rfm_lookback_weeks: int = 52
-    decline_months: int = 3               # consecutive falling months that raise a decline warning
-    lapsed_days: int = 60                 # no visit for this long: 'lapsed'
-    new_days: int = 56                    # first visit within this: 'new'
-    annual_discount_rate: float = 0.10    # for CLV
-    clv_years: float = 3.0                # CLV horizon
-    margin_share: float = 0.25            # contribution share of spend (CLV, reward coupons' least basket margin)
-    abc_cuts: tuple[float, float] = (0.75, 0.95)  # cumulative sales share closing class A, then B
-    vip_sales_share: float = 0.30         # value tier VIP: the top customers bringing this share of sales
-    # weekly grocery budget in cents by household size (1..6+), for share of wallet
-    weekly_budget_cents: tuple[int, ...] = (9000, 15000, 19000, 23000, 27000, 31000)
-
-
-@dataclass(frozen=True)
-class Campaign:
-    # category pattern(s), case-insensitive, '*' and '?' wildcards, e.g. "ANALGESIC*"; "dept:HEALTH*" matches
-    # every category of a department (required; the default only lets the TOML loader build the class)
-    category: str = ""
-    name: str = ""                        # shown in reasons and the summary; "" = "<category> to <to_brand_type>"
-    funder: str = "retailer"              # who pays: 'retailer' or a manufacturer_id
-    funded_share: float = 0.0             # share paid by that funder (0 for the retailer's own campaign)
-    to_brand_type: str = "store"          # convert towards this brand type
-    target_cells: tuple[str, ...] = ("national", "switcher")
-    depth_by_tier: dict[str, float] = field(default_factory=lambda: {"high": 0.40, "mid": 0.25, "low": 0.10})
-
-
-@dataclass(frozen=True)
-class OfferSettings:
-    min_p_buy: float = 0.40               # cycle offers below this p_buy_in_window are not made (0.40: most are bought, 57 % on the sample)
-    cycle_depth: float = 0.10             # discount of a cycle offer, share of shelf price
-    household_depth: float = 0.15
-    # group -> category patterns (case-insensitive, '*' and '?' wildcards; "dept:NAME" matches a department's
-    # categories); `listwise settings check` shows what each matched
-    household_groups: dict[str, list[str]] = field(default_factory=lambda: {
-        "pet": ["DOG FOOD*", "CAT FOOD*"],
-        "baby": ["BABY FOOD*", "DIAPER*"],
-        "vegetables": ["VEGETABLES*"],
-    })
-    reward_min_cents: int = 3000          # reward coupons for the most loyal: $30 ...
-    reward_max_cents: int = 4000          # ... to $40
-    reward_value_tiers: tuple[str, ...] = ("VIP",)
-    reward_min_share_of_wallet: float = 0.6
-    reward_coupon_cents: int = 1000       # one reward coupon ($10); $30-40 = 3-4 uses of one reward line
-    reward_min_spend_cents: int = 5000    # basket spend needed to use a reward coupon ($50)
-    household_min_purchase_days: int = 2  # purchase days in a group's categories that reveal the household
-    household_heavy_groups: tuple[str, ...] = ("vegetables",)  # groups that also need volume tier 'high'
-    deal_max_per_customer: int = 1        # uses of a deal offer when the deal gives no max_per_customer
-    budget_refill_rounds: int = 4         # extra greedy passes that fill budget left by a too-costly offer
-    campaign_share: float = 0.25          # share of max_offers reserved for campaign (conversion) lines
-    # shelf price where the catalogue has none: median per-unit price (amount + discount) of the product's
-    # lines in this many days before the period
-    price_lookback_days: int = 91
-    # unit cost where the catalogue has none: price x (1 - margin share of the brand type); store brands
-    # carry the higher margin (private label typically earns 25-35 % more gross margin than national brands)
-    margin_share_national: float = 0.25
-    margin_share_store: float = 0.35
-    # a conversion is worth: expected category units over this horizon x margin gain per unit x the
-    # probability that the switch holds, less the retailer's share of the discount
-    conversion_horizon_weeks: int = 26
-    conversion_hold_probability: float = 0.25
-    # cap of retailer-funded discount per list, by value tier
-    list_cap_cents: dict[str, int] = field(default_factory=lambda: {
-        "VIP": 2500, "major": 1500, "ordinary": 1000, "small": 500,
-    })
-
-
-@dataclass(frozen=True)
 class PrintSettings:
-    page_size: str = "letter"             # 'letter' or 'a4'
-    aisle_order: tuple[str, ...] = ()     # departments in the store's aisle order; others follow A-Z
-    font_path: str = ""                   # TrueType font to embed; "" = the bundled one
-    barcode_module_pt: float = 1.44       # Code 128 module width: 20 mil, whole dots at 150/200/300/600 dpi
-    list_files: bool = True               # also write one PDF per list (the merged print files are always written)
-    workers: int = 0                      # processes that render a batch; 0 = one per core
+    page_size: str = "letter"  # 'letter' or 'a4'
+    aisle_order: tuple[str, ...] = ()  # departments in the store's aisle order; others follow A-Z
+    font_path: str = ""  # TrueType font to embed; "" = the bundled one
+    barcode_module_pt: float = 1.44  # Code 128 module width: 20 mil, whole dots at 150/200/300/600 dpi
+    list_files: bool = True  # also write one PDF per list (the merged print files are always written)
+    workers: int = 0  # processes that render a batch; 0 = one per core
     # the needs section: categories the customer likely buys in the period (`coupons.needs`), at least this
     # p_buy_in_window, at most this many lines a list (0 = no needs section)
     needs_min_p_buy: float = 0.5
     needs_max_lines: int = 10
     # one line of terms under every page; {valid_from} and {valid_to} are the list's period
-    terms: str = ("Specials valid {valid_from} to {valid_to} on the item shown, one use a visit; "
-                  "not exchangeable for cash.")
-    opt_out: str = "No more lists? Tell any cashier and we will stop sending them."   # how to opt out
-    html_files: bool = True               # also write each printed list as a self-contained HTML page
-    email_files: bool = True              # and an RFC 5322 message (.eml, written, not sent) for customers with an e-mail
-    email_from: str = ""                  # From: of those messages; "" = "<chain_name> <lists@localhost>"
+    terms: str = (
+        "Specials valid {valid_from} to {valid_to} on the item shown, one use a visit; not exchangeable for cash."
+    )
+    opt_out: str = "No more lists? Tell any cashier and we will stop sending them."  # how to opt out
+    html_files: bool = True  # also write each printed list as a self-contained HTML page
+    email_files: bool = True  # and an RFC 5322 message (.eml, written, not sent) for customers with an e-mail
+    email_from: str = ""  # From: of those messages; "" = "<chain_name> <lists@localhost>"
 
 
 @dataclass(frozen=True)
 class CheckoutSettings:
-    max_body_bytes: int = 256 * 1024      # larger request bodies are refused (413) before parsing
-    max_items: int = 500                  # items in one checkout, at most
+    max_body_bytes: int = 256 * 1024  # larger request bodies are refused (413) before parsing
+    max_items: int = 500  # items in one checkout, at most
     # A basket whose timestamp is further than this from the server's clock (in the store's zone) is
     # refused (clock_skew). 24 h lets a store-and-forward lane send yesterday's baskets after an outage;
     # 0 = no such refusal. Offers are judged at the server's clock either way (clock_tolerance_minutes).
     max_clock_skew_minutes: int = 24 * 60
-    max_codes: int = 20                   # list codes in one checkout, at most
-    max_line_quantity: float = 1000.0     # a line above this many units (or kg) is refused as absurd
+    max_codes: int = 20  # list codes in one checkout, at most
+    max_line_quantity: float = 1000.0  # a line above this many units (or kg) is refused as absurd
     max_line_amount_cents: int = 1_000_000  # a line above this ($10,000) is refused as absurd
-    key_cache_seconds: float = 0.0        # the service remembers a key's store this long; 0 = look up every request
-    wal_checkpoint_seconds: float = 1.0   # SQLite: the service checkpoints the WAL in the background this often;
-                                          # 0 = SQLite's own checkpoint inside a commit (a lane waits for it)
+    key_cache_seconds: float = 0.0  # the service remembers a key's store this long; 0 = look up every request
+    wal_checkpoint_seconds: float = 1.0  # SQLite: the service checkpoints the WAL in the background this often;
+    # 0 = SQLite's own checkpoint inside a commit (a lane waits for it)
     # Offers are judged at the basket's timestamp only as far as it lies within this of the server's
     # clock; beyond, at the server's clock minus/plus this (a backdated basket gets no expired offer).
     clock_tolerance_minutes: int = 15
@@ -187,8 +143,8 @@ class CheckoutSettings:
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    min_group: int = 50                   # smallest group a manufacturer may see (never below 10)
-    confidence: float = 0.95              # two-sided level of the lift intervals (treated vs hold-out)
+    min_group: int = 50  # smallest group a manufacturer may see (never below 10)
+    confidence: float = 0.95  # two-sided level of the lift intervals (treated vs hold-out)
 
 
 @dataclass(frozen=True)
@@ -199,16 +155,22 @@ class Settings:
     # The default UTC suits only a chain whose exports carry no offsets or whose stores keep UTC.
     timezone: str = "UTC"
     database_url: str = DEFAULT_DATABASE_URL
-    secret: str = ""                      # HMAC key for list codes; prefer LISTWISE_SECRET
+    secret: str = ""  # HMAC key for list codes; prefer LISTWISE_SECRET
     secret_file: str = "listwise.secret"  # where `listwise init` keeps a generated secret
     batch: BatchSettings = BatchSettings()
     cycles: CycleSettings = CycleSettings()
-    value: ValueSettings = ValueSettings()
-    offers: OfferSettings = OfferSettings()
-    campaigns: tuple[Campaign, ...] = (Campaign("ANALGESIC*"),)
+    value: ValueParams = ValueParams()
+    offers: OfferRules = OfferRules()
+    campaigns: tuple[Campaign, ...] = DEFAULT_CAMPAIGNS
     printing: PrintSettings = PrintSettings()
     checkout: CheckoutSettings = CheckoutSettings()
     extracts: ExtractSettings = ExtractSettings()
+
+    def plan_rules(self) -> PlanRules:
+        """What the offer plan reads of these settings (`coupons.build.plan_offers`)."""
+        return PlanRules(
+            margin_share=self.value.margin_share, offers=self.offers, campaigns=self.campaigns, batch=self.batch
+        )
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -216,7 +178,7 @@ def _default(f: dataclasses.Field) -> Any:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
-    return None                       # a required field (Campaign.category): any str
+    return None  # a required field (Campaign.category): any str
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -249,6 +211,12 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def from_table(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Settings dataclass `cls` (`Settings` or one of its tables) from a TOML table, or a dict of
+    the same shape (JSON), refusing unknown keys and wrong types; `where` names it in errors."""
+    return _build(cls, data, where)
+
+
 def load_settings(path: str | Path | None = None, database_url: str | None = None) -> Settings:
     """Effective settings: defaults < listwise.toml < environment < explicit arguments.
 
@@ -276,12 +244,14 @@ def load_settings(path: str | Path | None = None, database_url: str | None = Non
 
 def _fraction(lo_open: bool = False, hi_open: bool = False):
     def ok(v: float) -> bool:
-        return (0 < v if lo_open else 0 <= v) and (v < 1 if hi_open else v <= 1)
+        return (v > 0 if lo_open else v >= 0) and (v < 1 if hi_open else v <= 1)
+
     return ok
 
 
 def _zone_ok(name: str) -> bool:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -291,6 +261,7 @@ def _zone_ok(name: str) -> bool:
 
 def _iso_or_empty(text: str) -> bool:
     import datetime as dt
+
     try:
         return text == "" or bool(dt.date.fromisoformat(text))
     except ValueError:
@@ -301,78 +272,70 @@ def validate_settings(settings: Settings, where: str = "settings") -> Settings:
     """`settings` unchanged, or `ConfigError` naming the first key out of its range.
 
     A value out of range would otherwise run: ``holdout_share = 1.5`` gave a batch of no lists.
+    The packages' parameters are checked by their own ``validate()`` (`cycles.params`,
+    `coupons.rules`); their error becomes ours here, with the section in the key's name.
     """
-    b, c, v, o, x, k = (settings.batch, settings.cycles, settings.value, settings.offers,
-                        settings.extracts, settings.checkout)
-    positive = (lambda n: n >= 1)
-    non_negative = (lambda n: n >= 0)
-    rules: list[tuple[str, Any, Any, str]] = [
-        ("timezone", settings.timezone, _zone_ok, "an IANA time zone name such as 'America/New_York'"),
-        ("batch.period_days", b.period_days, positive, ">= 1"),
-        ("batch.threshold_cents", b.threshold_cents, non_negative, ">= 0"),
-        ("batch.qualifying_weeks", b.qualifying_weeks, positive, ">= 1"),
-        ("batch.holdout_share", b.holdout_share, _fraction(hi_open=True), "in [0, 1)"),
-        ("batch.max_offers", b.max_offers, positive, ">= 1"),
-        ("batch.chain_budget_cents", b.chain_budget_cents, non_negative, ">= 0 (0 = no limit)"),
-        ("batch.max_uses", b.max_uses, positive, ">= 1"),
-        ("batch.first_period_start", b.first_period_start, _iso_or_empty, "an ISO date (YYYY-MM-DD) or empty"),
-        ("cycles.lookback_weeks", c.lookback_weeks, positive, ">= 1"),
-        ("cycles.window_days", c.window_days, positive, ">= 1"),
-        ("cycles.min_occasions", c.min_occasions, positive, ">= 1"),
-        ("cycles.national_max_store_share", c.national_max_store_share, _fraction(), "in [0, 1]"),
-        ("cycles.store_min_store_share", c.store_min_store_share,
-         lambda s: c.national_max_store_share < s <= 1, "in (national_max_store_share, 1]"),
-        ("cycles.volume_cuts", c.volume_cuts, lambda q: len(q) == 2 and 0 < q[0] < q[1] < 1,
-         "two increasing quantiles strictly between 0 and 1"),
-        ("cycles.partitions", c.partitions, positive, ">= 1"),
-        ("value.margin_share", v.margin_share, _fraction(hi_open=True), "in [0, 1)"),
-        ("value.abc_cuts", v.abc_cuts, lambda q: len(q) == 2 and 0 < q[0] < q[1] <= 1,
-         "two increasing cumulative shares in (0, 1]"),
-        ("value.vip_sales_share", v.vip_sales_share, _fraction(lo_open=True), "in (0, 1]"),
-        ("value.weekly_budget_cents", v.weekly_budget_cents, lambda t: len(t) >= 1 and all(n > 0 for n in t),
-         "a non-empty list of positive amounts"),
-        ("offers.min_p_buy", o.min_p_buy, _fraction(), "in [0, 1]"),
-        ("offers.cycle_depth", o.cycle_depth, _fraction(hi_open=True), "in [0, 1)"),
-        ("offers.household_depth", o.household_depth, _fraction(hi_open=True), "in [0, 1)"),
-        ("offers.reward_max_cents", o.reward_max_cents, lambda n: n >= o.reward_min_cents >= 0,
-         ">= reward_min_cents >= 0"),
-        ("offers.reward_coupon_cents", o.reward_coupon_cents, positive, ">= 1"),
-        ("offers.campaign_share", o.campaign_share, _fraction(), "in [0, 1]"),
-        ("offers.price_lookback_days", o.price_lookback_days, positive, ">= 1"),
-        ("offers.margin_share_national", o.margin_share_national, _fraction(hi_open=True), "in [0, 1)"),
-        ("offers.margin_share_store", o.margin_share_store, _fraction(hi_open=True), "in [0, 1)"),
-        ("offers.conversion_horizon_weeks", o.conversion_horizon_weeks, positive, ">= 1"),
-        ("offers.conversion_hold_probability", o.conversion_hold_probability, _fraction(), "in [0, 1]"),
-        ("offers.list_cap_cents", o.list_cap_cents, lambda d: all(n >= 0 for n in d.values()), "amounts >= 0"),
-        ("printing.needs_min_p_buy", settings.printing.needs_min_p_buy, _fraction(), "in [0, 1]"),
-        ("printing.needs_max_lines", settings.printing.needs_max_lines, non_negative, ">= 0"),
-        ("extracts.min_group", x.min_group, lambda n: n >= 10, ">= 10"),
-        ("extracts.confidence", x.confidence, _fraction(lo_open=True, hi_open=True), "in (0, 1)"),
-        ("checkout.max_items", k.max_items, positive, ">= 1"),
-        ("checkout.max_codes", k.max_codes, positive, ">= 1"),
-        ("checkout.max_clock_skew_minutes", k.max_clock_skew_minutes, non_negative, ">= 0"),
-        ("checkout.clock_tolerance_minutes", k.clock_tolerance_minutes, lambda n: 0 <= n <= 24 * 60,
-         "in [0, 1440] (minutes)"),
-        ("checkout.max_failed_checks_per_key", k.max_failed_checks_per_key, positive, ">= 1"),
-        ("checkout.max_failed_checks_per_lane", k.max_failed_checks_per_lane, positive, ">= 1"),
-        ("checkout.failed_checks_window_seconds", k.failed_checks_window_seconds, lambda n: 1 <= n <= 86400,
-         "in [1, 86400] (seconds)"),
-        ("checkout.lock_wait_seconds", k.lock_wait_seconds, lambda n: 0 < n <= 600, "in (0, 600] (seconds)"),
-    ]
+    b, c, x, k, p = settings.batch, settings.cycles, settings.extracts, settings.checkout, settings.printing
+    positive = lambda n: n >= 1
+    non_negative = lambda n: n >= 0
+    _check_rules(
+        where,
+        [
+            ("timezone", settings.timezone, _zone_ok, "an IANA time zone name such as 'America/New_York'"),
+            ("batch.period_days", b.period_days, positive, ">= 1"),
+        ],
+    )
+    _check_params(where, "batch", b)
+    _check_rules(
+        where,
+        [
+            ("batch.first_period_start", b.first_period_start, _iso_or_empty, "an ISO date (YYYY-MM-DD) or empty"),
+        ],
+    )
+    _check_params(where, "cycles", c)
+    _check_rules(
+        where,
+        [
+            ("cycles.partitions", c.partitions, positive, ">= 1"),
+            ("cycles.p_buy_model", c.p_buy_model, lambda m: m in ("ranker", "renewal"), "'ranker' or 'renewal'"),
+        ],
+    )
+    _check_params(where, "value", settings.value)
+    _check_params(where, "offers", settings.offers)
+    _check_rules(
+        where,
+        [
+            ("printing.needs_min_p_buy", p.needs_min_p_buy, _fraction(), "in [0, 1]"),
+            ("printing.needs_max_lines", p.needs_max_lines, non_negative, ">= 0"),
+            ("extracts.min_group", x.min_group, lambda n: n >= 10, ">= 10"),
+            ("extracts.confidence", x.confidence, _fraction(lo_open=True, hi_open=True), "in (0, 1)"),
+            ("checkout.max_items", k.max_items, positive, ">= 1"),
+            ("checkout.max_codes", k.max_codes, positive, ">= 1"),
+            ("checkout.max_clock_skew_minutes", k.max_clock_skew_minutes, non_negative, ">= 0"),
+            (
+                "checkout.clock_tolerance_minutes",
+                k.clock_tolerance_minutes,
+                lambda n: 0 <= n <= 24 * 60,
+                "in [0, 1440] (minutes)",
+            ),
+            ("checkout.max_failed_checks_per_key", k.max_failed_checks_per_key, positive, ">= 1"),
+            ("checkout.max_failed_checks_per_lane", k.max_failed_checks_per_lane, positive, ">= 1"),
+            (
+                "checkout.failed_checks_window_seconds",
+                k.failed_checks_window_seconds,
+                lambda n: 1 <= n <= 86400,
+                "in [1, 86400] (seconds)",
+            ),
+            ("checkout.lock_wait_seconds", k.lock_wait_seconds, lambda n: 0 < n <= 600, "in (0, 600] (seconds)"),
+        ],
+    )
     for i, campaign in enumerate(settings.campaigns):
-        at = f"campaigns[{i}]"
-        rules += [
-            (f"{at}.category", campaign.category, lambda t: bool(t.strip()), "a category pattern"),
-            (f"{at}.funded_share", campaign.funded_share, _fraction(), "in [0, 1]"),
-            (f"{at}.to_brand_type", campaign.to_brand_type, lambda t: t in ("national", "store"),
-             "'national' or 'store'"),
-            (f"{at}.target_cells", campaign.target_cells,
-             lambda cells: set(cells) <= {"national", "store", "switcher", "unclassified"},
-             "cells among national, store, switcher, unclassified"),
-            (f"{at}.depth_by_tier", campaign.depth_by_tier,
-             lambda d: set(d) <= {"low", "mid", "high"} and all(0 <= n < 1 for n in d.values()),
-             "depths in [0, 1) for low, mid, high"),
-        ]
+        _check_params(where, f"campaigns[{i}]", campaign)
+    return settings
+
+
+def _check_rules(where: str, rules: list[tuple[str, Any, Any, str]]) -> None:
+    """`ConfigError` for the first (key, value, ok, wanted) whose value is not ok."""
     for key, value, ok, wanted in rules:
         try:
             good = ok(value)
@@ -380,7 +343,14 @@ def validate_settings(settings: Settings, where: str = "settings") -> Settings:
             good = False
         if not good:
             raise ConfigError(f"{where}: {key} must be {wanted}, got {value!r}")
-    return settings
+
+
+def _check_params(where: str, section: str, params: Any) -> None:
+    """A package's ``params.validate()``, its error translated into ours, naming the section."""
+    try:
+        params.validate()
+    except (ParamsError, RulesError) as exc:
+        raise ConfigError(f"{where}: {section}.{exc.field} must be {exc.wanted}, got {exc.value!r}") from exc
 
 
 def resolve_secret(settings: Settings, create: bool = False) -> bytes:
@@ -398,12 +368,15 @@ def resolve_secret(settings: Settings, create: bool = False) -> bytes:
     if path.exists():
         text = path.read_text(encoding="utf-8").strip()
         if not text:
-            raise ConfigError(f"{path}: the secret file is empty; restore it from a backup (a new secret "
-                              "would invalidate every printed code)")
+            raise ConfigError(
+                f"{path}: the secret file is empty; restore it from a backup (a new secret "
+                "would invalidate every printed code)"
+            )
         return text.encode()
     if not create:
         raise ConfigError(
-            f"no secret: set LISTWISE_SECRET, 'secret' in listwise.toml, or run 'listwise init' to create {path}")
+            f"no secret: set LISTWISE_SECRET, 'secret' in listwise.toml, or run 'listwise init' to create {path}"
+        )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(secrets.token_hex(32) + "\n")
@@ -414,6 +387,7 @@ def redact_url(url: str) -> str:
     """`url` with its password replaced by ***, for logs, summaries and `listwise settings`."""
     try:
         from sqlalchemy.engine import make_url
+
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - not a URL we can parse: show nothing of it
         return "***"
@@ -421,6 +395,7 @@ def redact_url(url: str) -> str:
 
 def public_settings(settings: Settings) -> dict[str, Any]:
     """The settings as a dict with nothing secret in it: no secret, no database password."""
-    shown = dataclasses.replace(settings, secret="***" if settings.secret else "",
-                                database_url=redact_url(settings.database_url))
+    shown = dataclasses.replace(
+        settings, secret="***" if settings.secret else "", database_url=redact_url(settings.database_url)
+    )
     return dataclasses.asdict(shown)

@@ -10,25 +10,52 @@ process: one copy closing its descriptor drops the other's locks, and SQLite rep
 "disk I/O error"). So SQLite engines use NullPool — no idle connection lingers — and code
 closes its SQLAlchemy connection before it opens a bulk session. Separate processes (the
 checkout service beside a batch) are safe: each has one copy.
+
+`Gateway` keeps that rule in one place: a command builds one (from its settings' URL) and
+every read and write of the command goes through it — SQLAlchemy connections for point
+operations, ADBC bulk sessions for frames, the typed readers of the tables the batch, the
+profile and the report share (products, customers, history, deals, batches). It refuses an
+ADBC session while one of its SQLAlchemy connections is open on SQLite, and the reverse.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from engine.errors import StateError
+from engine.values import iso_date
 
 __all__ = [
-    "connect", "init_schema", "schema_statements", "allocate_keys", "bulk_session",
-    "read_frame", "typed", "Schema", "utc_now", "is_sqlite", "require_schema", "require_database", "shown",
+    "connect",
+    "init_schema",
+    "schema_statements",
+    "allocate_keys",
+    "bulk_session",
+    "BulkSession",
+    "Gateway",
+    "read_frame",
+    "typed",
+    "Schema",
+    "utc_now",
+    "is_sqlite",
+    "require_schema",
+    "require_database",
+    "shown",
+    "PRODUCT_SCHEMA",
+    "CUSTOMER_SCHEMA",
+    "LINE_SCHEMA",
+    "DEAL_SCHEMA",
+    "HISTORY_COLUMNS",
+    "with_products",
 ]
 
 
@@ -45,7 +72,7 @@ def is_sqlite(url: str | sa.Engine) -> bool:
 def _normalise(url: str) -> str:
     u = make_url(url)
     if u.get_backend_name() == "postgresql" and u.drivername == "postgresql":
-        u = u.set(drivername="postgresql+psycopg")   # psycopg 3 is the driver we ship
+        u = u.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
     return u.render_as_string(hide_password=False)
 
 
@@ -61,21 +88,24 @@ def connect(url: str, pooled: bool = False) -> sa.Engine:
     """
     if is_sqlite(url) and not pooled:
         engine = sa.create_engine(_normalise(url), poolclass=sa.pool.NullPool)
-    elif is_sqlite(url):      # a process that never opens ADBC (the checkout service)
-        engine = sa.create_engine(_normalise(url), poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=28,
-                                  pool_timeout=30)
+    elif is_sqlite(url):  # a process that never opens ADBC (the checkout service)
+        engine = sa.create_engine(
+            _normalise(url), poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=28, pool_timeout=30
+        )
     else:
         engine = sa.create_engine(_normalise(url), pool_pre_ping=True)
     if is_sqlite(engine):
+
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
-            dbapi_conn.isolation_level = None      # we issue BEGIN ourselves
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=NORMAL"):
                 dbapi_conn.execute(f"PRAGMA {pragma}")
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn):  # noqa: ANN001
             conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+
     return engine
 
 
@@ -95,9 +125,8 @@ def schema_statements() -> list[str]:
 
 
 def _schema_text() -> str:
-    repo_copy = Path(__file__).resolve().parent.parent / "schema.sql"
-    if repo_copy.exists():
-        return repo_copy.read_text(encoding="utf-8")
+    # engine/schema.sql is the one file (the repository's top-level schema.sql links to it), read
+    # as package data so an installed wheel finds it exactly as a checkout does
     return resources.files("engine").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
@@ -124,13 +153,17 @@ def require_schema(engine: sa.Engine) -> None:
     but `init` ever leaves an empty database file behind.
     """
     u = engine.url
-    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
-            and not u.database.startswith("file:") and not Path(u.database).is_file():
-        raise StateError(f"database {u.render_as_string(hide_password=True)} does not exist: "
-                         "run 'listwise init' first")
+    if (
+        u.get_backend_name() == "sqlite"
+        and u.database not in (None, "", ":memory:")
+        and not u.database.startswith("file:")
+        and not Path(u.database).is_file()
+    ):
+        raise StateError(f"database {u.render_as_string(hide_password=True)} does not exist: run 'listwise init' first")
     if not sa.inspect(engine).has_table("sequences"):
-        raise StateError(f"database {engine.url.render_as_string(hide_password=True)} is not "
-                         "initialised: run 'listwise init' first")
+        raise StateError(
+            f"database {engine.url.render_as_string(hide_password=True)} is not initialised: run 'listwise init' first"
+        )
 
 
 def shown(url: str) -> str:
@@ -144,33 +177,37 @@ def require_database(url: str) -> None:
     A SQLite file that does not exist is refused before anything connects (connecting would
     create an empty file).
     """
-    u = make_url(url)
-    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
-            and not u.database.startswith("file:") and not Path(u.database).is_file():
-        raise StateError(f"database {shown(url)} does not exist: run 'listwise init' first")
-    engine = connect(url)
-    try:
-        require_schema(engine)
-    except sa.exc.OperationalError as exc:
-        raise StateError(f"database {shown(url)} cannot be opened: {str(exc.orig).splitlines()[0]}") from exc
-    finally:
-        engine.dispose()
+    with Gateway(url) as db:
+        db.require()
 
 
-def allocate_keys(conn: sa.Connection, name: str, n: int) -> int:
+def allocate_keys(conn: sa.Connection | BulkSession, name: str, n: int, above: int = 0) -> int:
     """Reserve `n` consecutive keys of sequence `name`; returns the first.
 
-    Runs inside the caller's transaction: on PostgreSQL the row lock serialises
-    concurrent writers, SQLite has one writer anyway. The sequence row is created with
-    ON CONFLICT DO NOTHING first, so two writers meeting a new sequence do not collide.
+    Runs inside the caller's transaction, a SQLAlchemy connection's or a `BulkSession`'s: on
+    PostgreSQL the row lock serialises concurrent writers, SQLite has one writer anyway. The
+    sequence row is created with ON CONFLICT DO NOTHING first, so two writers meeting a new
+    sequence do not collide. `above`: the first key is greater than it (a table that holds
+    rows written without the sequence); the sequence moves past the keys returned.
     """
-    conn.execute(sa.text("INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING"),
-                 {"name": name})
-    row = conn.execute(
-        sa.text("UPDATE sequences SET next_value = next_value + :n WHERE name = :name RETURNING next_value"),
-        {"n": n, "name": name},
-    ).one()
-    return int(row[0]) - n
+    run = conn.run if isinstance(conn, BulkSession) else _run_named(conn)
+    run("INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING", name=name)
+    rows = run(
+        "UPDATE sequences SET next_value = next_value + :n WHERE name = :name RETURNING next_value", n=n, name=name
+    )
+    first = int(rows[0][0]) - n
+    if first <= above:
+        first = int(above) + 1
+        run("UPDATE sequences SET next_value = :v WHERE name = :name", v=first + n, name=name)
+    return first
+
+
+def _run_named(conn: sa.Connection):  # noqa: ANN202 - the shape of BulkSession.run
+    def run(sql: str, **params) -> list[tuple]:  # noqa: ANN003
+        result = conn.execute(sa.text(sql), params)
+        return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
+
+    return run
 
 
 Schema = Mapping[str, "pl.DataType | type[pl.DataType]"]
@@ -195,8 +232,10 @@ def typed(frame: pl.DataFrame, schema: Schema, what: str = "query") -> pl.DataFr
     missing = [c for c in schema if c not in frame.columns]
     extra = [c for c in frame.columns if c not in schema]
     if missing or extra:
-        raise StateError(f"{what}: columns {frame.columns} do not match the expected {list(schema)} "
-                         f"(missing {missing}, unexpected {extra})")
+        raise StateError(
+            f"{what}: columns {frame.columns} do not match the expected {list(schema)} "
+            f"(missing {missing}, unexpected {extra})"
+        )
     if frame.height == 0:
         return pl.DataFrame(schema={c: (d() if isinstance(d, type) else d) for c, d in schema.items()})
     columns = []
@@ -205,8 +244,9 @@ def typed(frame: pl.DataFrame, schema: Schema, what: str = "query") -> pl.DataFr
         try:
             columns.append(_convert(column, dtype() if isinstance(dtype, type) else dtype))
         except (pl.exceptions.PolarsError, ValueError) as exc:
-            raise StateError(f"{what}: column {name!r} holds {column.dtype} values that are not "
-                             f"{dtype}: {str(exc).splitlines()[0]}") from exc
+            raise StateError(
+                f"{what}: column {name!r} holds {column.dtype} values that are not {dtype}: {str(exc).splitlines()[0]}"
+            ) from exc
     return pl.DataFrame(columns)
 
 
@@ -219,7 +259,7 @@ def _convert(column: pl.Series, dtype: pl.DataType) -> pl.Series:
         return pl.Series(column.name, [None] * column.len(), dtype=dtype)
     if dtype == pl.Date:
         if source == pl.String:
-            return column.str.slice(0, 10).str.to_date("%Y-%m-%d")
+            return iso_date(column)
         if isinstance(source, pl.Datetime):
             return column.dt.date()
     elif dtype == pl.Boolean and source.is_integer():
@@ -235,8 +275,7 @@ def _convert(column: pl.Series, dtype: pl.DataType) -> pl.Series:
     return column.cast(dtype, strict=True)
 
 
-def read_frame(conn: sa.Connection, sql: str, params: dict | None = None, *,
-               schema: Schema) -> pl.DataFrame:
+def read_frame(conn: sa.Connection, sql: str, params: dict | None = None, *, schema: Schema) -> pl.DataFrame:
     """A query's result as a polars frame of exactly `schema` (see `typed`).
 
     For small and medium results through SQLAlchemy; bulk reads use `BulkSession.read`.
@@ -259,6 +298,7 @@ def _what(sql: str) -> str:
 def _arrow_storage(table):  # noqa: ANN001, ANN202 - a pyarrow Table
     """Extension columns (PostgreSQL's numeric comes as an opaque text extension) as their storage."""
     import pyarrow as pa
+
     columns = []
     changed = False
     for column in table.columns:
@@ -267,6 +307,10 @@ def _arrow_storage(table):  # noqa: ANN001, ANN202 - a pyarrow Table
             changed = True
         columns.append(column)
     return pa.table(columns, names=table.column_names) if changed else table
+
+
+# a :name placeholder (not PostgreSQL's ::type cast)
+_PLACEHOLDER = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class BulkSession:
@@ -280,20 +324,22 @@ class BulkSession:
         u = make_url(url)
         if u.get_backend_name() == "sqlite":
             import adbc_driver_sqlite.dbapi as driver
+
             self._conn = driver.connect(u.database or ":memory:", autocommit=True)
             self._cur = self._conn.cursor()
             self._cur.execute("PRAGMA busy_timeout=30000")
-            self._cur.execute("PRAGMA foreign_keys=OFF")   # validated before loading
+            self._cur.execute("PRAGMA foreign_keys=OFF")  # validated before loading
             # a large page cache keeps the baskets' indexes in memory while a bulk load
             # inserts into them in random key order
             self._cur.execute("PRAGMA cache_size=-524288")
             self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         else:
             import adbc_driver_postgresql.dbapi as driver
+
             libpq = u.set(drivername="postgresql").render_as_string(hide_password=False)
             self._conn = driver.connect(libpq)
             self._cur = self._conn.cursor()
-        self._sqlite = u.get_backend_name() == "sqlite"
+        self.sqlite = u.get_backend_name() == "sqlite"
 
     def execute(self, sql: str, params: tuple | None = None) -> list[tuple]:
         """Run one statement (``?`` placeholders on SQLite, ``$1`` on PostgreSQL)."""
@@ -303,18 +349,24 @@ class BulkSession:
         except Exception:  # noqa: BLE001 - statements without a result set
             return []
 
+    def run(self, sql: str, **params) -> list[tuple]:  # noqa: ANN003
+        """`execute` with ``:name`` placeholders, as SQLAlchemy's text() takes them, on either database."""
+        names = _PLACEHOLDER.findall(sql)
+        if self.sqlite:  # ? binds by position: a name used twice is bound twice
+            return self.execute(_PLACEHOLDER.sub("?", sql), tuple(params[n] for n in names))
+        number = {n: i for i, n in enumerate(dict.fromkeys(names), start=1)}
+        return self.execute(_PLACEHOLDER.sub(lambda m: f"${number[m.group(1)]}", sql), tuple(params[n] for n in number))
+
     def allocate_keys(self, name: str, n: int) -> int:
         """`allocate_keys` inside this bulk transaction."""
-        mark = (lambda i: "?") if self._sqlite else (lambda i: f"${i}")
-        self.execute(f"INSERT INTO sequences (name, next_value) VALUES ({mark(1)}, 1) "
-                      "ON CONFLICT (name) DO NOTHING", (name,))
-        rows = self.execute(f"UPDATE sequences SET next_value = next_value + {mark(1)} WHERE name = {mark(2)} "
-                            "RETURNING next_value", (n, name))
-        return int(rows[0][0]) - n
+        return allocate_keys(self, name, n)
 
-    def append(self, table: str, frame: pl.DataFrame) -> None:
+    def append(self, table: str, frame: pl.DataFrame, temporary: bool = False) -> None:
+        """Append `frame`'s rows to `table`; `temporary`: a temporary table of this session, made on first use."""
         if frame.height:
-            self._cur.adbc_ingest(table, frame.rechunk().to_arrow(), mode="append")
+            self._cur.adbc_ingest(
+                table, frame.rechunk().to_arrow(), mode="create_append" if temporary else "append", temporary=temporary
+            )
 
     def read(self, sql: str, schema: Schema | None = None) -> pl.DataFrame:
         """The result of `sql` as a polars frame of exactly `schema` (see `typed`).
@@ -322,20 +374,20 @@ class BulkSession:
         Product code always passes a schema (tests/engine/test_reads.py checks every call);
         ``None``, the driver's own types, is for tests and a look at a database by hand.
         """
-        if self._sqlite:
+        if self.sqlite:
             self._cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_SQLITE_BATCH_ROWS)})
         self._cur.execute(sql)
         frame = pl.from_arrow(_arrow_storage(self._cur.fetch_arrow_table()))
         return frame if schema is None else typed(frame, schema, _what(sql))
 
     def commit(self) -> None:
-        if self._sqlite:
+        if self.sqlite:
             self._cur.execute("COMMIT")
         else:
             self._conn.commit()
 
     def rollback(self) -> None:
-        if self._sqlite:
+        if self.sqlite:
             with contextlib.suppress(Exception):
                 self._cur.execute("ROLLBACK")
         else:
@@ -359,3 +411,338 @@ def bulk_session(url: str, write: bool = True) -> Iterator[BulkSession]:
         raise
     finally:
         session.close()
+
+
+# ---------------------------------------------------------------- the tables commands read as frames
+
+PRODUCT_SCHEMA: Schema = {
+    "product_key": pl.Int64,
+    "sku": pl.String,
+    "description": pl.String,
+    "category": pl.String,
+    "department": pl.String,
+    "brand": pl.String,
+    "brand_type": pl.String,
+    "manufacturer_id": pl.String,
+    "size": pl.String,
+    "regular_price_cents": pl.Int64,
+    "unit_cost_cents": pl.Int64,
+}
+CUSTOMER_SCHEMA: Schema = {
+    "customer_key": pl.Int64,
+    "customer_id": pl.String,
+    "household_size": pl.Int64,
+    "opted_out": pl.Boolean,
+    "joined_on": pl.Date,
+    "has_card": pl.Boolean,
+}
+LINE_SCHEMA: Schema = {
+    "customer_key": pl.Int64,
+    "basket_key": pl.Int64,
+    "day": pl.Date,
+    "product_key": pl.Int64,
+    "quantity": pl.Float64,
+    "amount_cents": pl.Int64,
+    "discount_cents": pl.Int64,
+}
+HISTORY_COLUMNS = [
+    "customer_key",
+    "basket_key",
+    "day",
+    "product_key",
+    "sku",
+    "category",
+    "department",
+    "brand",
+    "brand_type",
+    "manufacturer_id",
+    "quantity",
+    "amount_cents",
+    "discount_cents",
+    "regular_price_cents",
+    "unit_cost_cents",
+]
+DEAL_SCHEMA: Schema = {
+    "deal_id": pl.String,
+    "manufacturer_id": pl.String,
+    "sku": pl.String,
+    "category": pl.String,
+    "brand": pl.String,
+    "kind": pl.String,
+    "value_cents": pl.Int64,
+    "percent_bp": pl.Int64,
+    "funded_share": pl.Float64,
+    "starts_on": pl.Date,
+    "ends_on": pl.Date,
+    "budget_cents": pl.Int64,
+    "max_per_customer": pl.Int64,
+    "target_cells": pl.String,
+}
+_BATCH_SCHEMA: Schema = {
+    "batch_id": pl.Int64,
+    "period_start": pl.Date,
+    "period_end": pl.Date,
+    "status": pl.String,
+    "summary_json": pl.String,
+}
+
+
+def with_products(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
+    """Line items (LINE_SCHEMA) with their product's attributes: HISTORY_COLUMNS, sorted by
+    customer_key, day, basket_key."""
+    attrs = products.select(
+        "product_key",
+        "sku",
+        "category",
+        "department",
+        "brand",
+        "brand_type",
+        "manufacturer_id",
+        "regular_price_cents",
+        "unit_cost_cents",
+    )
+    return (
+        lines.join(attrs, on="product_key", how="left")
+        .select(HISTORY_COLUMNS)
+        .sort("customer_key", "day", "basket_key")
+    )
+
+
+class Gateway:
+    """One command's way into the database: its connections, and the typed reads they share.
+
+    A command builds one, once (``Gateway(settings.database_url)``, or `of`), and passes it
+    down instead of the URL. It owns the SQLAlchemy engine (made on first use) and opens the
+    ADBC bulk sessions, keeping the SQLite rule of the module docstring in one place: on
+    SQLite a bulk session is refused while one of its SQLAlchemy connections is open (and the
+    reverse), and the engine's pool is emptied before a bulk session opens.
+
+    The readers return frames of a fixed schema (`typed`). Each opens a read-only bulk
+    session of its own, unless called inside ``with db.reading():``, where they share one.
+
+    Use it as a context manager, or call `close`; a Gateway made with `wrap` around an engine
+    the caller owns leaves that engine to the caller.
+
+    Examples
+    --------
+    >>> with Gateway("sqlite:///listwise.db") as db:                   # doctest: +SKIP
+    ...     db.require()
+    ...     with db.reading():
+    ...         products, customers = db.products(), db.customers()
+    """
+
+    def __init__(self, url: str, pooled: bool = False):
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        self._pooled = pooled
+        self._engine: sa.Engine | None = None
+        self._owned = True
+        self._open_connections = 0
+        self._open_bulk = 0
+        self._reader: BulkSession | None = None
+
+    @classmethod
+    def of(cls, source: Gateway | sa.Engine | str) -> Gateway:
+        """`source` itself if it is a Gateway, else one around an engine (`wrap`) or a URL."""
+        if isinstance(source, Gateway):
+            return source
+        if isinstance(source, sa.Engine):
+            return cls.wrap(source)
+        return cls(source)
+
+    @classmethod
+    @contextlib.contextmanager
+    def using(cls, source: Gateway | sa.Engine | str) -> Iterator[Gateway]:
+        """`of(source)` for the length of a call: a Gateway made here is closed after it, the
+        caller's own (or one around the caller's engine) is left as it was."""
+        db = cls.of(source)
+        try:
+            yield db
+        finally:
+            if db is not source:
+                db.close()
+
+    @classmethod
+    def wrap(cls, engine: sa.Engine) -> Gateway:
+        """A Gateway over an engine the caller made and will dispose of."""
+        db = cls(engine.url.render_as_string(hide_password=False))
+        db._engine, db._owned = engine, False
+        return db
+
+    # ------------------------------------------------------------ connections
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine (`connect`), made on first use."""
+        if self._engine is None:
+            self._engine = connect(self.url, self._pooled)
+        return self._engine
+
+    def require(self) -> Gateway:
+        """`StateError` unless this is an initialised database (`require_schema`); returns self.
+
+        A SQLite file that does not exist is refused before anything connects (connecting
+        would create an empty file); a database that cannot be opened is a one-line error.
+        """
+        try:
+            require_schema(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise StateError(f"database {shown(self.url)} cannot be opened: {str(exc.orig).splitlines()[0]}") from exc
+        return self
+
+    @contextlib.contextmanager
+    def _sqlalchemy(self) -> Iterator[None]:
+        if self.sqlite and self._open_bulk:
+            raise RuntimeError("a SQLAlchemy connection to SQLite while a bulk session is open (engine/db.py)")
+        self._open_connections += 1
+        try:
+            yield
+        finally:
+            self._open_connections -= 1
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A SQLAlchemy connection (reads; a write commits with ``conn.commit()``)."""
+        with self._sqlalchemy(), self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def begin(self, immediate: bool = False) -> Iterator[sa.Connection]:
+        """A SQLAlchemy transaction, committed on success; `immediate`: SQLite takes the write lock first."""
+        engine = self.engine.execution_options(sqlite_begin="IMMEDIATE") if immediate else self.engine
+        with self._sqlalchemy(), engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def bulk(self, write: bool = True) -> Iterator[BulkSession]:
+        """A `bulk_session`: committed on success, rolled back on any error.
+
+        On SQLite, the engine's pool is emptied first, and a SQLAlchemy connection of this
+        Gateway still open is an error (the module docstring says why).
+        """
+        if self.sqlite:
+            if self._open_connections:
+                raise RuntimeError("a bulk session on SQLite while a SQLAlchemy connection is open (engine/db.py)")
+            if self._engine is not None:
+                self._engine.dispose()
+        self._open_bulk += 1
+        try:
+            with bulk_session(self.url, write) as session:
+                yield session
+        finally:
+            self._open_bulk -= 1
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Gateway]:
+        """The readers called inside share one read-only bulk session (one transaction)."""
+        if self._reader is not None:
+            yield self
+            return
+        with self.bulk(write=False) as session:
+            self._reader = session
+            try:
+                yield self
+            finally:
+                self._reader = None
+
+    def close(self) -> None:
+        """Dispose of the engine (unless `wrap`ped: its owner does)."""
+        if self._engine is not None and self._owned:
+            self._engine.dispose()
+            self._engine = None
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ typed readers
+
+    def read(self, sql: str, schema: Schema) -> pl.DataFrame:
+        """A query's result through ADBC, as a frame of exactly `schema` (see `typed`)."""
+        if self._reader is not None:
+            return self._reader.read(sql, schema)
+        with self.bulk(write=False) as session:
+            return session.read(sql, schema)
+
+    def read_small(self, sql: str, schema: Schema) -> pl.DataFrame:
+        """A small result (a row, a few) as a frame of exactly `schema` (see `typed`).
+
+        Through the open `reading` session if there is one, else a SQLAlchemy connection
+        (no ADBC session opened for one row).
+        """
+        if self._reader is not None:
+            return self._reader.read(sql, schema)
+        with self.connect() as conn:
+            return read_frame(conn, sql, schema=schema)
+
+    def products(self) -> pl.DataFrame:
+        """The catalogue: PRODUCT_SCHEMA (money in cents), by product_key."""
+        return self.read(f"SELECT {', '.join(PRODUCT_SCHEMA)} FROM products ORDER BY product_key", PRODUCT_SCHEMA)
+
+    def customers(self) -> pl.DataFrame:
+        """Columns: customer_key, customer_id, household_size, opted_out (bool), joined_on, has_card (bool).
+
+        No names, addresses, card numbers or e-mails: only whether a card exists.
+        """
+        return self.read(
+            "SELECT customer_key, customer_id, household_size, opted_out, joined_on, "
+            "CASE WHEN card_number IS NULL THEN 0 ELSE 1 END AS has_card "
+            "FROM customers ORDER BY customer_key",
+            CUSTOMER_SCHEMA,
+        )
+
+    def history(self, end: dt.date, start: dt.date | None = None, products: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Line items of card holders' baskets (not voided) with day in [start, end).
+
+        Columns: HISTORY_COLUMNS — customer_key, basket_key, day (Date), product_key, sku,
+        category, department, brand, brand_type, manufacturer_id, quantity (Float64, negative =
+        return), amount_cents, discount_cents, regular_price_cents, unit_cost_cents. Sorted by
+        customer_key, day, basket_key. `products`: the catalogue already read (else read here).
+        """
+        where = [f"l.day < '{end.isoformat()}'", "l.customer_key IS NOT NULL"]
+        if start:
+            where.append(f"l.day >= '{start.isoformat()}'")
+        sql = (
+            f"SELECT {', '.join('l.' + c for c in LINE_SCHEMA)} FROM basket_lines l "
+            f"WHERE {' AND '.join(where)} "
+            "AND l.basket_key NOT IN (SELECT basket_key FROM baskets WHERE voided = 1)"
+        )
+        with self.reading():
+            lines = self.read(sql, LINE_SCHEMA)
+            return with_products(lines, products if products is not None else self.products())
+
+    def deals(self) -> pl.DataFrame:
+        """Every deal: DEAL_SCHEMA (value and budget in cents, percent in basis points)."""
+        return self.read(f"SELECT {', '.join(DEAL_SCHEMA)} FROM deals", DEAL_SCHEMA)
+
+    def batches(self, status: str | None = "done") -> pl.DataFrame:
+        """batch_id, period_start, period_end, status, summary_json of the batches in `status`
+        (None: all), by period_start."""
+        where = "" if status is None else f" WHERE status = {_quoted(status)}"
+        return self.read(f"SELECT {', '.join(_BATCH_SCHEMA)} FROM batches{where} ORDER BY period_start", _BATCH_SCHEMA)
+
+    def batch(self, batch_id: int) -> dict | None:
+        """One batch's row (batch_id, period_start, period_end as dates, status, summary_json), or None."""
+        rows = self.read_small(
+            f"SELECT {', '.join(_BATCH_SCHEMA)} FROM batches WHERE batch_id = {int(batch_id)}", _BATCH_SCHEMA
+        )
+        return rows.row(0, named=True) if rows.height else None
+
+    def latest_batch(self, status: str = "done") -> int | None:
+        """The id of the last batch in `status` (the highest id), or None."""
+        found = self.read_small(
+            f"SELECT MAX(batch_id) AS b FROM batches WHERE status = {_quoted(status)}", {"b": pl.Int64}
+        )
+        return found["b"][0]
+
+    def last_purchase_day(self, before: dt.date | None = None) -> dt.date | None:
+        """The day of the last basket recorded (before `before`, when given), or None."""
+        where = f" WHERE day < '{before.isoformat()}'" if before else ""
+        found = self.read_small(f"SELECT MAX(day) AS d FROM baskets{where}", {"d": pl.Date})
+        return found["d"][0]
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

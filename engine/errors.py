@@ -1,15 +1,26 @@
 """The one family of errors listwise raises; the CLI turns each into one stderr line.
 
-The pure packages own their errors (`cycles.exceptions`); `cycles_errors` turns them into this
-family once, where engine calls them (as httpx's ``map_exceptions``).
+The pure packages own their errors (`cycles.exceptions`, `coupons.exceptions`,
+`printing.exceptions`); `cycles_errors` and `printing_errors` turn them into this family once,
+where engine calls them (as httpx's ``map_exceptions``); `engine.config.validate_settings` turns a
+parameter out of range (`cycles.params`, `coupons.rules`) into a `ConfigError` naming the settings key.
 """
 
 import contextlib
 
 import cycles.exceptions as _cycles
 
-__all__ = ["EngineError", "InputError", "ConfigError", "NotFittedError", "CodeError", "StateError", "NothingToDo",
-           "cycles_errors"]
+__all__ = [
+    "EngineError",
+    "InputError",
+    "ConfigError",
+    "NotFittedError",
+    "CodeError",
+    "StateError",
+    "NothingToDo",
+    "cycles_errors",
+    "printing_errors",
+]
 
 
 class EngineError(Exception):
@@ -47,5 +58,23 @@ def cycles_errors():
         yield
     except _cycles.NotFittedError as exc:
         raise NotFittedError(str(exc)) from exc
+    except _cycles.ParamsError as exc:
+        raise ConfigError(str(exc)) from exc
     except _cycles.CyclesError as exc:
         raise InputError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def printing_errors():
+    """Translate the printing package's errors into ours (usable as a decorator too).
+
+    A font printing cannot read is a setting or installation problem: `ConfigError`. The
+    import is here, not at the top, so that engine's modules that never print (the checkout
+    service) do not load reportlab.
+    """
+    from printing.exceptions import PrintingError
+
+    try:
+        yield
+    except PrintingError as exc:
+        raise ConfigError(str(exc)) from exc

@@ -34,18 +34,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import signal
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import polars as pl
 import sqlalchemy as sa
 
-from engine.db import allocate_keys, bulk_session, connect, read_frame, require_schema, utc_now
+from engine.db import Gateway, allocate_keys, read_frame, utc_now
 from engine.errors import InputError
+from engine.faults import fault_point
+from engine.progress import Progress
+from engine.values import FALSE_TEXT, OFFSET_PATTERN, TRUE_TEXT, cents, iso_date, store_local, truthy, wall_clock
 from engine.zones import ZONE_HINT, dst_shift, is_zone
 
 __all__ = ["import_files", "import_file", "read_table", "line_checksum", "KINDS", "MAX_REPORTED_ERRORS"]
@@ -56,15 +57,41 @@ _ROW = "__row"
 # kind -> (required columns, optional columns)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "stores": (("store_id",), ("name", "address", "city", "state", "postal_code", "timezone")),
-    "customers": (("customer_id",), ("card_number", "first_name", "last_name", "address_line1", "address_line2",
-                                     "city", "state", "postal_code", "email", "household_size", "opted_out",
-                                     "joined_on")),
-    "products": (("sku", "category", "brand_type"), ("description", "department", "brand", "manufacturer_id",
-                                                     "manufacturer_name", "size", "regular_price", "unit_cost")),
-    "transactions": (("basket_id", "store_id", "timestamp", "sku", "quantity", "amount"),
-                     ("customer_id", "discount")),
-    "deals": (("deal_id", "manufacturer_id", "kind", "value", "starts_on", "ends_on"),
-              ("sku", "category", "brand", "funded_share", "budget", "max_per_customer", "target_cells")),
+    "customers": (
+        ("customer_id",),
+        (
+            "card_number",
+            "first_name",
+            "last_name",
+            "address_line1",
+            "address_line2",
+            "city",
+            "state",
+            "postal_code",
+            "email",
+            "household_size",
+            "opted_out",
+            "joined_on",
+        ),
+    ),
+    "products": (
+        ("sku", "category", "brand_type"),
+        (
+            "description",
+            "department",
+            "brand",
+            "manufacturer_id",
+            "manufacturer_name",
+            "size",
+            "regular_price",
+            "unit_cost",
+        ),
+    ),
+    "transactions": (("basket_id", "store_id", "timestamp", "sku", "quantity", "amount"), ("customer_id", "discount")),
+    "deals": (
+        ("deal_id", "manufacturer_id", "kind", "value", "starts_on", "ends_on"),
+        ("sku", "category", "brand", "funded_share", "budget", "max_per_customer", "target_cells"),
+    ),
     "tips": (("tip_id", "title", "body"), ("category",)),
 }
 
@@ -74,8 +101,6 @@ _MONEY = r"^-?[0-9]+(\.[0-9]{1,2})?$"
 # on the way); a longer amount is a corrupt export, not a sale.
 MAX_MONEY_DIGITS = 9
 _MONEY_BIG = rf"^-?0*[1-9][0-9]{{{MAX_MONEY_DIGITS},}}"
-_TRUE = {"true", "t", "yes", "y", "1"}
-_FALSE = {"false", "f", "no", "n", "0", ""}
 
 
 @dataclass
@@ -102,15 +127,13 @@ class _Checked:
         """(row, column, reason, value) of every failed check, at most MAX_REPORTED_ERRORS each."""
         if not self.checks:
             return []
-        counts = self.frame.select(
-            [bad.sum().alias(str(i)) for i, (bad, _, _) in enumerate(self.checks)]).row(0)
+        counts = self.frame.select([bad.sum().alias(str(i)) for i, (bad, _, _) in enumerate(self.checks)]).row(0)
         found = []
         for (bad, column, reason), n in zip(self.checks, counts):
             if not n:
                 continue
             hits = self.frame.filter(bad).select(_ROW, pl.col(column).cast(pl.String).fill_null(""))
-            found.extend((row, column, reason, value)
-                         for row, value in hits.head(MAX_REPORTED_ERRORS).iter_rows())
+            found.extend((row, column, reason, value) for row, value in hits.head(MAX_REPORTED_ERRORS).iter_rows())
             found.extend([(2**62, column, reason, "")] * (n - min(n, MAX_REPORTED_ERRORS)))
         return found
 
@@ -120,8 +143,10 @@ class _Checked:
         if not errors:
             return
         shown = sorted(e for e in errors if e[0] < 2**62)[:MAX_REPORTED_ERRORS]
-        lines = [f"{self.name}:{row}: column '{col}': {reason} (got '{_printable(value)}')"
-                 for row, col, reason, value in shown]
+        lines = [
+            f"{self.name}:{row}: column '{col}': {reason} (got '{_printable(value)}')"
+            for row, col, reason, value in shown
+        ]
         if len(errors) > len(shown):
             lines.append(f"{self.name}: {len(errors)} errors in all; nothing was imported from this file")
         else:
@@ -136,6 +161,7 @@ def _printable(value: str) -> str:
 
 
 # ---------------------------------------------------------------- reading
+
 
 def _expand(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
@@ -157,13 +183,35 @@ def _utf8_error(name: str, data: bytes, exc: UnicodeDecodeError) -> InputError:
     header = data[: data.find(b"\n")].decode("utf-8", "replace").strip().split(",")
     index = data.count(b",", line_start, exc.start)
     column = header[index] if index < len(header) else f"#{index + 1}"
-    bad = data[exc.start: exc.start + 4]
-    return InputError(f"{name}:{line_no}: column '{column}': not valid UTF-8 (got '{bad!r}')\n"
-                      f"{name}: nothing was imported from this file")
+    bad = data[exc.start : exc.start + 4]
+    return InputError(
+        f"{name}:{line_no}: column '{column}': not valid UTF-8 (got '{bad!r}')\n"
+        f"{name}: nothing was imported from this file"
+    )
 
 
 def _refuse(name: str, row: int, column: str, reason: str) -> InputError:
     return InputError(f"{name}:{row}: column '{column}': {reason}\n{name}: nothing was imported from this file")
+
+
+def _unreadable_csv(name: str, text: str, exc: Exception) -> InputError:
+    """The row (and field) where a CSV stops being readable: polars' error names neither."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, row = next(reader, []), 2
+    try:
+        for record in reader:
+            if len(record) > len(header):
+                return _refuse(
+                    name,
+                    row,
+                    f"#{len(header) + 1}",
+                    f"more fields than the header's {len(header)} (an unquoted comma, or a quote never closed?)",
+                )
+            row = reader.line_num + 1
+    except csv.Error as error:
+        return _refuse(name, row, header[0] if header else "#1", f"not readable as CSV ({error})")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _refuse(name, row, header[0] if header else "#1", f"not readable as CSV ({reason})")
 
 
 def _header(name: str, columns: list[str], first_row: int) -> None:
@@ -172,8 +220,13 @@ def _header(name: str, columns: list[str], first_row: int) -> None:
     for column in columns:
         key = column.strip().lower()
         if key in seen:
-            raise _refuse(name, 1, key, f"appears twice in the header (as '{seen[key]}' and '{column}'); "
-                                        "column names are compared without case and spaces")
+            raise _refuse(
+                name,
+                1,
+                key,
+                f"appears twice in the header (as '{seen[key]}' and '{column}'); "
+                "column names are compared without case and spaces",
+            )
         seen[key] = column
 
 
@@ -189,8 +242,11 @@ def _as_text(name: str, frame: pl.DataFrame, column: str, first_row: int) -> pl.
             except UnicodeDecodeError:
                 raise _refuse(name, first_row + i, column, f"not valid UTF-8 (got '{value[:8]!r}')") from None
         return pl.col(column).map_batches(
-            lambda s: pl.Series(s.name, [None if v is None else v.decode("utf-8") for v in s.to_list()],
-                                dtype=pl.String), return_dtype=pl.String)
+            lambda s: pl.Series(
+                s.name, [None if v is None else v.decode("utf-8") for v in s.to_list()], dtype=pl.String
+            ),
+            return_dtype=pl.String,
+        )
     if isinstance(dtype, pl.Decimal):
         # a decimal(38, 10) holds 1.25 as '1.2500000000': the zeros beyond two decimals are not digits
         return pl.col(column).cast(pl.String).str.replace(r"(\.[0-9]{2}[0-9]*?)0+$", "$1")
@@ -204,7 +260,7 @@ def read_table(path: Path, kind: str) -> _Checked:
     if path.suffix.lower() == ".parquet":
         try:
             frame = pl.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001 - polars raises several types for bad files
+        except Exception as exc:
             raise InputError(f"{name}:1: not a readable Parquet file ({exc})") from exc
         first_row = 1
         _header(name, frame.columns, first_row)
@@ -216,36 +272,52 @@ def read_table(path: Path, kind: str) -> _Checked:
             raise _utf8_error(name, data, exc) from exc
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
+        if not data.strip():  # no header at all: its first required column is missing
+            raise _refuse(name, 1, required[0], "required column missing (the file is empty)")
         first_line = data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+        if "\r" in first_line:  # the csv module (and polars) would read one endless line
+            raise _refuse(
+                name,
+                1,
+                first_line.split(",", 1)[0].strip(),
+                "lines end in a lone CR (carriage return): save the file with LF or CRLF line ends",
+            )
         _header(name, next(csv.reader([first_line]), []), 2)
         try:
             frame = pl.read_csv(io.BytesIO(data), infer_schema=False)
         except pl.exceptions.PolarsError as exc:
-            raise InputError(f"{name}: not a readable CSV file ({exc})") from exc
+            raise _unreadable_csv(name, data.decode("utf-8"), exc) from exc
         first_row = 2
     frame = frame.rename({c: c.strip().lower() for c in frame.columns})
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise InputError(f"{name}:1: column '{missing[0]}': required column missing "
-                         f"(got '{', '.join(frame.columns)}')\n{name}: nothing was imported from this file")
+        raise InputError(
+            f"{name}:1: column '{missing[0]}': required column missing "
+            f"(got '{', '.join(frame.columns)}')\n{name}: nothing was imported from this file"
+        )
     keep = [c for c in (*required, *optional) if c in frame.columns]
     # a column of zoned datetimes holds instants: as UTC text with Z (its zone is the writer's, not the store's)
     frame = frame.with_columns(
         (pl.col(c).dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.String) + "Z").alias(c)
-        for c in keep if isinstance(frame.schema[c], pl.Datetime) and frame.schema[c].time_zone)
+        for c in keep
+        if isinstance(frame.schema[c], pl.Datetime) and frame.schema[c].time_zone
+    )
     frame = frame.select(
         pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(_ROW),
-        *[_as_text(name, frame, c, first_row).str.strip_chars().replace("", None).alias(c)   # "" = missing
-          for c in keep],
+        *[
+            _as_text(name, frame, c, first_row).str.strip_chars().replace("", None).alias(c)  # "" = missing
+            for c in keep
+        ],
     ).with_columns([pl.lit(None, pl.String).alias(c) for c in optional if c not in frame.columns])
     checked = _Checked(name, frame)
-    for column in keep:     # PostgreSQL's text cannot hold NUL; refused on every database alike
+    for column in keep:  # PostgreSQL's text cannot hold NUL; refused on every database alike
         checked.flag(pl.col(column).str.contains("\x00", literal=True), column, "NUL byte in text")
     checked.raise_if_any()
     return checked
 
 
 # ---------------------------------------------------------------- value parsers (expressions)
+
 
 def _money_shape(column: str) -> pl.Expr:
     """Written as dollars with up to two decimals (of any size)."""
@@ -257,46 +329,29 @@ def _money_ok(column: str) -> pl.Expr:
     return _money_shape(column) & ~pl.col(column).fill_null("").str.contains(_MONEY_BIG)
 
 
-def _flag_money(checked: "_Checked", column: str) -> None:
+def _flag_money(checked: _Checked, column: str) -> None:
     """Flag text that is not dollars with up to two decimals, or too large to be an amount."""
     checked.flag(~_money_shape(column), column, "not an amount in dollars with up to two decimals")
-    checked.flag(_money_shape(column) & ~_money_ok(column), column,
-                 f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)")
-
-
-def _cents(column: str) -> pl.Expr:
-    """Dollars text ('3.49', '-2', '0.5') to integer cents, exactly (no float on the way).
-
-    Through Decimal(18, 2), which is exact for text that passed `_money_ok` (at most two
-    decimals); measured 12x faster than splitting the text at the point.
-    """
-    return (pl.col(column).cast(pl.Decimal(18, 2)) * 100).cast(pl.Int64).alias(column)
+    checked.flag(
+        _money_shape(column) & ~_money_ok(column),
+        column,
+        f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)",
+    )
 
 
 def _date(column: str) -> pl.Expr:
-    return pl.col(column).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+    return iso_date(pl.col(column), strict=False)
 
 
 def _date_ok(column: str) -> pl.Expr:
     return pl.col(column).is_null() | (
-        pl.col(column).str.contains(r"^\d{4}-\d{2}-\d{2}( 00:00:00(\.0+)?)?$") & _date(column).is_not_null())
+        pl.col(column).str.contains(r"^\d{4}-\d{2}-\d{2}( 00:00:00(\.0+)?)?$") & _date(column).is_not_null()
+    )
 
 
 # A sale's timestamp lies in these years (inclusive): a year-9999 or year-1 timestamp is a corrupt
 # export, and the batch's date arithmetic (cycles, windows) must not overflow on one.
 FIRST_YEAR, LAST_YEAR = 1970, 2099
-
-# An offset at the end of a timestamp: Z, +01:00, -0500 or +01.
-_OFFSET = r"([Zz]|[+-]\d{2}(?::?\d{2})?)$"
-
-
-def _wall_clock(text: pl.Expr) -> pl.Expr:
-    """'YYYY-MM-DDTHH:MM[:SS[.f]]' text (no offset) to a naive Datetime; null if it is none."""
-    return pl.coalesce(
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us"),
-    )
 
 
 def _timestamp_parts(column: str, offsets: bool) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
@@ -306,20 +361,15 @@ def _timestamp_parts(column: str, offsets: bool) -> tuple[pl.Expr, pl.Expr, pl.E
     """
     text = pl.col(column).str.replace(" ", "T", literal=True)
     if not offsets:
-        return _wall_clock(text), pl.lit(None, pl.Int32), pl.lit(False)
-    suffix = text.str.extract(_OFFSET, 1)
+        return wall_clock(text), pl.lit(None, pl.Int32), pl.lit(False)
+    suffix = text.str.extract(OFFSET_PATTERN, 1)
     zulu = suffix.str.to_uppercase() == "Z"
     digits = suffix.str.replace(":", "", literal=True)
-    minutes = (digits.str.slice(1, 2).cast(pl.Int32, strict=False) * 60
-               + digits.str.slice(3, 2).cast(pl.Int32, strict=False).fill_null(0))
-    offset = (pl.when(zulu).then(pl.lit(0, pl.Int32))
-              .when(suffix.str.starts_with("-")).then(-minutes).otherwise(minutes))
-    return _wall_clock(text.str.replace(_OFFSET, "")), offset, zulu.fill_null(False)
-
-
-def _timestamp(column: str) -> pl.Expr:
-    """The wall-clock time as written (an offset is dropped, not applied); engine/history.py's reader."""
-    return _wall_clock(pl.col(column).cast(pl.String).str.replace(" ", "T", literal=True).str.replace(_OFFSET, ""))
+    minutes = digits.str.slice(1, 2).cast(pl.Int32, strict=False) * 60 + digits.str.slice(3, 2).cast(
+        pl.Int32, strict=False
+    ).fill_null(0)
+    offset = pl.when(zulu).then(pl.lit(0, pl.Int32)).when(suffix.str.starts_with("-")).then(-minutes).otherwise(minutes)
+    return wall_clock(text.str.replace(OFFSET_PATTERN, "")), offset, zulu.fill_null(False)
 
 
 def _may_carry_offsets(frame: pl.DataFrame, column: str) -> bool:
@@ -334,27 +384,31 @@ def _to_store_local(shifts: dict[str, int]) -> pl.Expr:
     by polars/chrono-tz); one zone at a time, as `convert_time_zone` takes one zone.
     """
     utc = (pl.col("__wall") - pl.duration(minutes=pl.col("__offset"))).dt.replace_time_zone("UTC")
-    converted = [pl.when(pl.col("__zone") == z).then(utc.dt.convert_time_zone(z).dt.replace_time_zone(None))
-                 for z in shifts]
-    return (pl.when(pl.col("__offset").is_null() | (pl.col("__offset").abs() > 14 * 60)).then(pl.col("__wall"))
-            .otherwise(pl.coalesce(converted)).alias("__ts"))
+    converted = [
+        pl.when(pl.col("__zone") == z).then(utc.dt.convert_time_zone(z).dt.replace_time_zone(None)) for z in shifts
+    ]
+    return (
+        pl.when(pl.col("__offset").is_null() | (pl.col("__offset").abs() > 14 * 60))
+        .then(pl.col("__wall"))
+        .otherwise(pl.coalesce(converted))
+        .alias("__ts")
+    )
 
 
 def _number(column: str, dtype: pl.DataType = pl.Float64) -> pl.Expr:
     return pl.col(column).cast(dtype, strict=False)
 
 
-def _bool(column: str) -> pl.Expr:
-    return pl.col(column).fill_null("").str.to_lowercase().is_in(_TRUE)
-
-
 def _bool_ok(column: str) -> pl.Expr:
-    return pl.col(column).fill_null("").str.to_lowercase().is_in(_TRUE | _FALSE)
+    return pl.col(column).fill_null("").str.to_lowercase().is_in(list(TRUE_TEXT | FALSE_TEXT))
 
 
 def _duplicates(checked: _Checked, *keys: str) -> None:
-    checked.flag(pl.struct(keys).is_duplicated() & ~pl.struct(keys).is_first_distinct(), keys[-1],
-                 f"duplicate {'+'.join(keys)} in this file")
+    checked.flag(
+        pl.struct(keys).is_duplicated() & ~pl.struct(keys).is_first_distinct(),
+        keys[-1],
+        f"duplicate {'+'.join(keys)} in this file",
+    )
 
 
 def _unknown(checked: _Checked, column: str, known: pl.Series, what: str) -> None:
@@ -363,6 +417,7 @@ def _unknown(checked: _Checked, column: str, known: pl.Series, what: str) -> Non
 
 # ---------------------------------------------------------------- per kind
 
+
 def _upsert(conn: sa.Connection, table: str, key: str, frame: pl.DataFrame) -> None:
     """INSERT .. ON CONFLICT (key) DO UPDATE — the same SQL on SQLite and PostgreSQL."""
     if frame.height == 0:
@@ -370,22 +425,24 @@ def _upsert(conn: sa.Connection, table: str, key: str, frame: pl.DataFrame) -> N
     cols = frame.columns
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != key and not c.endswith("_key"))
     action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-    sql = sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
-                  f"ON CONFLICT ({key}) {action}")
+    sql = sa.text(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
+        f"ON CONFLICT ({key}) {action}"
+    )
     conn.execute(sql, frame.to_dicts())
 
 
 def _assign_keys(conn: sa.Connection, frame: pl.DataFrame, natural: str, key: str, table: str) -> pl.DataFrame:
     """Keep the key of rows already in `table`; allocate new keys for the others."""
-    existing = read_frame(conn, f"SELECT {natural}, {key} FROM {table}",
-                          schema={natural: pl.String, key: pl.Int64})
+    existing = read_frame(conn, f"SELECT {natural}, {key} FROM {table}", schema={natural: pl.String, key: pl.Int64})
     frame = frame.join(existing, on=natural, how="left")
     new = frame[key].is_null()
     n_new = int(new.sum())
     if n_new:
         first = allocate_keys(conn, table, n_new)
         frame = frame.with_columns(
-            pl.when(new).then(pl.lit(first - 1) + new.cum_sum()).otherwise(pl.col(key)).alias(key))
+            pl.when(new).then(pl.lit(first - 1) + new.cum_sum()).otherwise(pl.col(key)).alias(key)
+        )
     return frame
 
 
@@ -394,8 +451,11 @@ def _load_stores(conn: sa.Connection, checked: _Checked) -> int:
     _duplicates(checked, "store_id")
     zones = checked.frame["timezone"].drop_nulls().unique()
     known = pl.Series([z for z in zones if is_zone(z)], dtype=pl.String)
-    checked.flag(pl.col("timezone").is_not_null() & ~pl.col("timezone").is_in(known.implode()), "timezone",
-                 "not an IANA time zone name (e.g. America/New_York)")
+    checked.flag(
+        pl.col("timezone").is_not_null() & ~pl.col("timezone").is_in(known.implode()),
+        "timezone",
+        "not an IANA time zone name (e.g. America/New_York)",
+    )
     checked.raise_if_any()
     _upsert(conn, "stores", "store_id", checked.frame.drop(_ROW))
     return checked.frame.height
@@ -405,22 +465,35 @@ def _load_customers(conn: sa.Connection, checked: _Checked) -> int:
     f = checked.frame
     checked.require_values("customer_id")
     _duplicates(checked, "customer_id")
-    checked.flag(pl.col("card_number").is_not_null() & ~pl.col("card_number").str.contains(r"^[0-9]{8,19}$"),
-                 "card_number", "card number must be 8 to 19 digits")
-    checked.flag(pl.col("card_number").is_not_null() & pl.col("card_number").is_duplicated(), "card_number",
-                 "duplicate card_number in this file")
+    checked.flag(
+        pl.col("card_number").is_not_null() & ~pl.col("card_number").str.contains(r"^[0-9]{8,19}$"),
+        "card_number",
+        "card number must be 8 to 19 digits",
+    )
+    checked.flag(
+        pl.col("card_number").is_not_null() & pl.col("card_number").is_duplicated(),
+        "card_number",
+        "duplicate card_number in this file",
+    )
     hs = _number("household_size", pl.Int64)
-    checked.flag(pl.col("household_size").is_not_null() & (hs.is_null() | (hs < 1) | (hs > 20)),
-                 "household_size", "must be a whole number from 1 to 20")
+    checked.flag(
+        pl.col("household_size").is_not_null() & (hs.is_null() | (hs < 1) | (hs > 20)),
+        "household_size",
+        "must be a whole number from 1 to 20",
+    )
     checked.flag(~_bool_ok("opted_out"), "opted_out", "must be true or false")
     checked.flag(~_date_ok("joined_on"), "joined_on", "not an ISO date (YYYY-MM-DD)")
-    taken = read_frame(conn, "SELECT card_number, customer_id AS owner FROM customers WHERE card_number IS NOT NULL",
-                       schema={"card_number": pl.String, "owner": pl.String})
+    taken = read_frame(
+        conn,
+        "SELECT card_number, customer_id AS owner FROM customers WHERE card_number IS NOT NULL",
+        schema={"card_number": pl.String, "owner": pl.String},
+    )
     clash = f.join(taken, on="card_number", how="inner").filter(pl.col("owner") != pl.col("customer_id"))
     checked.flag(pl.col(_ROW).is_in(clash[_ROW].implode()), "card_number", "card_number belongs to another customer")
     checked.raise_if_any()
     rows = f.drop(_ROW).with_columns(
-        hs.alias("household_size"), _bool("opted_out").cast(pl.Int64).alias("opted_out"), _date("joined_on"))
+        hs.alias("household_size"), truthy("opted_out").cast(pl.Int64).alias("opted_out"), _date("joined_on")
+    )
     rows = _assign_keys(conn, rows, "customer_id", "customer_key", "customers")
     _upsert(conn, "customers", "customer_id", rows)
     return f.height
@@ -430,22 +503,38 @@ def _load_products(conn: sa.Connection, checked: _Checked) -> int:
     f = checked.frame
     checked.require_values("sku", "category", "brand_type")
     _duplicates(checked, "sku")
-    checked.flag(pl.col("brand_type").is_not_null() & ~pl.col("brand_type").str.to_lowercase().is_in(
-        ["national", "store"]), "brand_type", "must be 'national' or 'store'")
+    checked.flag(
+        pl.col("brand_type").is_not_null() & ~pl.col("brand_type").str.to_lowercase().is_in(["national", "store"]),
+        "brand_type",
+        "must be 'national' or 'store'",
+    )
     for money in ("regular_price", "unit_cost"):
         _flag_money(checked, money)
         checked.flag(_money_ok(money) & pl.col(money).str.starts_with("-"), money, "must not be negative")
-    checked.flag(pl.col("manufacturer_name").is_not_null() & pl.col("manufacturer_id").is_null(),
-                 "manufacturer_id", "required when manufacturer_name is given")
+    checked.flag(
+        pl.col("manufacturer_name").is_not_null() & pl.col("manufacturer_id").is_null(),
+        "manufacturer_id",
+        "required when manufacturer_name is given",
+    )
     checked.raise_if_any()
-    makers = (f.filter(pl.col("manufacturer_id").is_not_null())
-              .group_by("manufacturer_id").agg(pl.col("manufacturer_name").drop_nulls().first().alias("name"))
-              .sort("manufacturer_id"))
+    makers = (
+        f.filter(pl.col("manufacturer_id").is_not_null())
+        .group_by("manufacturer_id")
+        .agg(pl.col("manufacturer_name").drop_nulls().first().alias("name"))
+        .sort("manufacturer_id")
+    )
     _upsert(conn, "manufacturers", "manufacturer_id", makers)
     rows = f.select(
-        "sku", "description", "category", "department", "brand",
-        pl.col("brand_type").str.to_lowercase(), "manufacturer_id", "size",
-        _cents("regular_price").alias("regular_price_cents"), _cents("unit_cost").alias("unit_cost_cents"),
+        "sku",
+        "description",
+        "category",
+        "department",
+        "brand",
+        pl.col("brand_type").str.to_lowercase(),
+        "manufacturer_id",
+        "size",
+        cents("regular_price").alias("regular_price_cents"),
+        cents("unit_cost").alias("unit_cost_cents"),
     )
     rows = _assign_keys(conn, rows, "sku", "product_key", "products")
     _upsert(conn, "products", "sku", rows)
@@ -460,40 +549,79 @@ def _load_deals(conn: sa.Connection, checked: _Checked) -> int:
     _unknown(checked, "manufacturer_id", makers.to_series(), "manufacturer (import its products first)")
     skus = read_frame(conn, "SELECT sku FROM products", schema={"sku": pl.String}).to_series()
     _unknown(checked, "sku", skus, "sku")
-    checked.flag(pl.col("kind").is_not_null() & ~pl.col("kind").is_in(["amount_off", "percent_off", "price"]),
-                 "kind", "must be amount_off, percent_off or price")
+    checked.flag(
+        pl.col("kind").is_not_null() & ~pl.col("kind").is_in(["amount_off", "percent_off", "price"]),
+        "kind",
+        "must be amount_off, percent_off or price",
+    )
     pct = _number("value")
-    checked.flag((pl.col("kind") != "percent_off") & ~_money_shape("value"), "value",
-                 "not an amount in dollars with up to two decimals")
-    checked.flag((pl.col("kind") != "percent_off") & _money_shape("value") & ~_money_ok("value"), "value",
-                 f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)")
-    checked.flag((pl.col("kind") == "percent_off") & (pct.is_null() | (pct <= 0) | (pct > 100)), "value",
-                 "percent_off value must be a percentage in (0, 100]")
+    checked.flag(
+        (pl.col("kind") != "percent_off") & ~_money_shape("value"),
+        "value",
+        "not an amount in dollars with up to two decimals",
+    )
+    checked.flag(
+        (pl.col("kind") != "percent_off") & _money_shape("value") & ~_money_ok("value"),
+        "value",
+        f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)",
+    )
+    checked.flag(
+        (pl.col("kind") == "percent_off") & (pct.is_null() | (pct <= 0) | (pct > 100)),
+        "value",
+        "percent_off value must be a percentage in (0, 100]",
+    )
     checked.flag(_money_ok("value") & pl.col("value").str.starts_with("-"), "value", "must not be negative")
     for column in ("starts_on", "ends_on"):
         checked.flag(~_date_ok(column), column, "not an ISO date (YYYY-MM-DD)")
-    checked.flag(_date_ok("starts_on") & _date_ok("ends_on") & (_date("ends_on") < _date("starts_on")),
-                 "ends_on", "ends before starts_on")
+    checked.flag(
+        _date_ok("starts_on") & _date_ok("ends_on") & (_date("ends_on") < _date("starts_on")),
+        "ends_on",
+        "ends before starts_on",
+    )
     share = _number("funded_share")
-    checked.flag(pl.col("funded_share").is_not_null() & (share.is_null() | (share < 0) | (share > 1)),
-                 "funded_share", "must be a number from 0 to 1")
-    checked.flag(~_money_shape("budget") | pl.col("budget").fill_null("").str.starts_with("-"), "budget",
-                 "not a non-negative amount in dollars")
-    checked.flag(_money_shape("budget") & ~_money_ok("budget"), "budget",
-                 f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)")
+    checked.flag(
+        pl.col("funded_share").is_not_null() & (share.is_null() | (share < 0) | (share > 1)),
+        "funded_share",
+        "must be a number from 0 to 1",
+    )
+    checked.flag(
+        ~_money_shape("budget") | pl.col("budget").fill_null("").str.starts_with("-"),
+        "budget",
+        "not a non-negative amount in dollars",
+    )
+    checked.flag(
+        _money_shape("budget") & ~_money_ok("budget"),
+        "budget",
+        f"more than {MAX_MONEY_DIGITS} digits before the point (at most 999,999,999.99)",
+    )
     limit = _number("max_per_customer", pl.Int64)
-    checked.flag(pl.col("max_per_customer").is_not_null() & (limit.is_null() | (limit < 1)), "max_per_customer",
-                 "must be a whole number >= 1")
-    checked.flag(pl.col("sku").is_null() & pl.col("category").is_null() & pl.col("brand").is_null(), "sku",
-                 "a deal needs a sku, a category or a brand")
+    checked.flag(
+        pl.col("max_per_customer").is_not_null() & (limit.is_null() | (limit < 1)),
+        "max_per_customer",
+        "must be a whole number >= 1",
+    )
+    checked.flag(
+        pl.col("sku").is_null() & pl.col("category").is_null() & pl.col("brand").is_null(),
+        "sku",
+        "a deal needs a sku, a category or a brand",
+    )
     checked.raise_if_any()
     is_pct = pl.col("kind") == "percent_off"
     rows = f.select(
-        "deal_id", "manufacturer_id", "sku", "category", "brand", "kind",
-        pl.when(is_pct).then(None).otherwise(_cents("value")).alias("value_cents"),
+        "deal_id",
+        "manufacturer_id",
+        "sku",
+        "category",
+        "brand",
+        "kind",
+        pl.when(is_pct).then(None).otherwise(cents("value")).alias("value_cents"),
         pl.when(is_pct).then((pct * 100).round().cast(pl.Int64)).otherwise(None).alias("percent_bp"),
-        share.fill_null(1.0).alias("funded_share"), _date("starts_on"), _date("ends_on"),
-        _cents("budget").alias("budget_cents"), limit.alias("max_per_customer"), "target_cells",
+        share.fill_null(1.0).alias("funded_share"),
+        _date("starts_on"),
+        _date("ends_on"),
+        cents("budget").alias("budget_cents"),
+        limit.alias("max_per_customer"),
+        "target_cells",
     )
     _upsert(conn, "deals", "deal_id", rows)
     return f.height
@@ -513,20 +641,26 @@ def _load_tips(conn: sa.Connection, checked: _Checked) -> int:
 class _References:
     """What transactions may refer to, read once per import."""
 
-    stores: pl.DataFrame        # store_id, timezone (null: the chain's)
-    products: pl.DataFrame      # sku, product_key
-    customers: pl.DataFrame     # customer_id, customer_key
+    stores: pl.DataFrame  # store_id, timezone (null: the chain's)
+    products: pl.DataFrame  # sku, product_key
+    customers: pl.DataFrame  # customer_id, customer_key
 
     @classmethod
-    def read(cls, engine: sa.Engine) -> "_References":
-        with engine.connect() as conn:   # closed before any bulk session opens (see engine.db)
+    def read(cls, db: Gateway) -> _References:
+        with db.connect() as conn:  # closed before any bulk session opens (engine.db.Gateway)
             return cls(
-                read_frame(conn, "SELECT store_id, timezone FROM stores",
-                           schema={"store_id": pl.String, "timezone": pl.String}),
-                read_frame(conn, "SELECT sku, product_key FROM products",
-                           schema={"sku": pl.String, "product_key": pl.Int64}),
-                read_frame(conn, "SELECT customer_id, customer_key FROM customers",
-                           schema={"customer_id": pl.String, "customer_key": pl.Int64}))
+                read_frame(
+                    conn, "SELECT store_id, timezone FROM stores", schema={"store_id": pl.String, "timezone": pl.String}
+                ),
+                read_frame(
+                    conn, "SELECT sku, product_key FROM products", schema={"sku": pl.String, "product_key": pl.Int64}
+                ),
+                read_frame(
+                    conn,
+                    "SELECT customer_id, customer_key FROM customers",
+                    schema={"customer_id": pl.String, "customer_key": pl.Int64},
+                ),
+            )
 
 
 def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> None:
@@ -540,39 +674,58 @@ def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> 
     """
     offsets = _may_carry_offsets(checked.frame, "timestamp")
     wall, offset, zulu = _timestamp_parts("timestamp", offsets)
-    frame = (checked.frame.with_columns(wall.alias("__wall"), offset.alias("__offset"), zulu.alias("__zulu"))
-             .join(refs.stores.select("store_id", pl.col("timezone").alias("__zone")), on="store_id", how="left",
-                   maintain_order="left")
-             .with_columns(pl.col("__zone").fill_null(chain_zone)))
-    checked.flag(pl.col("timestamp").is_not_null() & pl.col("__wall").is_null(), "timestamp",
-                 "not an ISO timestamp (YYYY-MM-DDTHH:MM:SS, store-local, or with an offset: -05:00, Z)")
+    frame = (
+        checked.frame.with_columns(wall.alias("__wall"), offset.alias("__offset"), zulu.alias("__zulu"))
+        .join(
+            refs.stores.select("store_id", pl.col("timezone").alias("__zone")),
+            on="store_id",
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(pl.col("__zone").fill_null(chain_zone))
+    )
+    checked.flag(
+        pl.col("timestamp").is_not_null() & pl.col("__wall").is_null(),
+        "timestamp",
+        "not an ISO timestamp (YYYY-MM-DDTHH:MM:SS, store-local, or with an offset: -05:00, Z)",
+    )
     checked.flag(pl.col("__offset").abs() > 14 * 60, "timestamp", "offset beyond -12:00..+14:00")
     year = pl.col("__wall").dt.year()
-    checked.flag((year < FIRST_YEAR) | (year > LAST_YEAR), "timestamp",
-                 f"outside the years {FIRST_YEAR}-{LAST_YEAR} a sale can have")
-    timed = frame.filter(pl.col("__offset").is_not_null() & pl.col("__wall").is_not_null()
-                         & (pl.col("__offset").abs() <= 14 * 60))
+    checked.flag(
+        (year < FIRST_YEAR) | (year > LAST_YEAR),
+        "timestamp",
+        f"outside the years {FIRST_YEAR}-{LAST_YEAR} a sale can have",
+    )
+    timed = frame.filter(
+        pl.col("__offset").is_not_null() & pl.col("__wall").is_not_null() & (pl.col("__offset").abs() <= 14 * 60)
+    )
     if timed.height == 0:
         checked.frame = frame.with_columns(pl.col("__wall").alias("__ts"))
         return
-    first, last = timed.select(pl.col("__wall").dt.year().min().alias("first"),
-                               pl.col("__wall").dt.year().max().alias("last")).row(0)
-    shifts = {z: int(dst_shift(z, first - 1, last + 1).total_seconds() // 60)
-              for z in sorted(timed["__zone"].unique())}
+    first, last = timed.select(
+        pl.col("__wall").dt.year().min().alias("first"), pl.col("__wall").dt.year().max().alias("last")
+    ).row(0)
+    shifts = {z: int(dst_shift(z, first - 1, last + 1).total_seconds() // 60) for z in sorted(timed["__zone"].unique())}
     frame = frame.with_columns(_to_store_local(shifts))
     # the zone's own offset at that instant: its wall clock minus the instant's UTC wall clock
     expected = (pl.col("__ts") - (pl.col("__wall") - pl.duration(minutes=pl.col("__offset")))).dt.total_minutes()
-    disagree = ~pl.col("__zulu") & ((pl.col("__offset") - expected).abs() > pl.col("__zone").replace_strict(
-        shifts, default=0, return_dtype=pl.Int64))
+    disagree = ~pl.col("__zulu") & (
+        (pl.col("__offset") - expected).abs()
+        > pl.col("__zone").replace_strict(shifts, default=0, return_dtype=pl.Int64)
+    )
     for zone, shift in shifts.items():
         allowed = f"more than its DST shift of {shift} min" if shift else "at all (it has no DST)"
-        checked.flag(disagree & (pl.col("__zone") == zone), "timestamp",
-                     f"offset disagrees with the store's time zone {zone} {allowed}; {ZONE_HINT}")
+        checked.flag(
+            disagree & (pl.col("__zone") == zone),
+            "timestamp",
+            f"offset disagrees with the store's time zone {zone} {allowed}; {ZONE_HINT}",
+        )
     checked.frame = frame
 
 
-def _prepare_transactions(checked: _Checked, refs: _References,
-                          chain_zone: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame]:
+def _prepare_transactions(
+    checked: _Checked, refs: _References, chain_zone: str = "UTC"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate a transactions file; (lines, baskets) ready to write. Pure: no database.
 
     lines: store_id, basket_id, customer_key, ts (store-local), day, product_key, quantity,
@@ -585,35 +738,62 @@ def _prepare_transactions(checked: _Checked, refs: _References,
     _unknown(checked, "sku", refs.products["sku"], "sku (import products first)")
     _unknown(checked, "customer_id", refs.customers["customer_id"], "customer (import customers first)")
     qty = _number("quantity")
-    checked.flag(pl.col("quantity").is_not_null() & (qty.is_null() | qty.is_nan() | (qty == 0) | (qty.abs() > 10_000)), "quantity",
-                 "must be a non-zero number of units (negative for a return)")
+    checked.flag(
+        pl.col("quantity").is_not_null() & (qty.is_null() | qty.is_nan() | (qty == 0) | (qty.abs() > 10_000)),
+        "quantity",
+        "must be a non-zero number of units (negative for a return)",
+    )
     _flag_money(checked, "amount")
     _flag_money(checked, "discount")
-    checked.flag(_money_ok("discount") & pl.col("discount").fill_null("").str.starts_with("-"), "discount",
-                 "must not be negative")
-    checked.flag((qty > 0) & pl.col("amount").fill_null("").str.starts_with("-") & _money_ok("amount"), "amount",
-                 "negative amount on a sale (returns have a negative quantity)")
+    checked.flag(
+        _money_ok("discount") & pl.col("discount").fill_null("").str.starts_with("-"),
+        "discount",
+        "must not be negative",
+    )
+    checked.flag(
+        (qty > 0) & pl.col("amount").fill_null("").str.starts_with("-") & _money_ok("amount"),
+        "amount",
+        "negative amount on a sale (returns have a negative quantity)",
+    )
     checked.raise_if_any()
     basket = ["store_id", "basket_id"]
     # compared as store-local times: one line with an offset and one without may agree
-    conflict = pl.any_horizontal(pl.col("customer_id").n_unique().over(basket) > 1,
-                                 pl.col("__ts").n_unique().over(basket) > 1)
+    conflict = pl.any_horizontal(
+        pl.col("customer_id").n_unique().over(basket) > 1, pl.col("__ts").n_unique().over(basket) > 1
+    )
     checked.flag(conflict, "basket_id", "lines of one basket disagree on customer_id or timestamp")
     checked.raise_if_any()
 
-    lines = (f.lazy()
-             .with_columns(pl.col("__ts").alias("ts"), qty.alias("quantity"), _cents("amount"),
-                           _cents("discount").fill_null(0).alias("discount_cents"))
-             .join(refs.products.lazy(), on="sku", how="left")
-             .join(refs.customers.lazy(), on="customer_id", how="left")
-             .with_columns(pl.col("ts").dt.date().alias("day"))
-             .select("store_id", "basket_id", "customer_key", "ts", "day", "product_key", "quantity",
-                     pl.col("amount").alias("amount_cents"), "discount_cents", pl.col(_ROW).alias("__row"))
-             .collect())
-    baskets = (lines.group_by(basket)
-               .agg(pl.col("customer_key").first(), pl.col("ts").first(), pl.col("day").first(),
-                    pl.col("__row").min())
-               .sort("ts", "store_id", "basket_id"))
+    lines = (
+        f.lazy()
+        .with_columns(
+            pl.col("__ts").alias("ts"),
+            qty.alias("quantity"),
+            cents("amount"),
+            cents("discount").fill_null(0).alias("discount_cents"),
+        )
+        .join(refs.products.lazy(), on="sku", how="left")
+        .join(refs.customers.lazy(), on="customer_id", how="left")
+        .with_columns(pl.col("ts").dt.date().alias("day"))
+        .select(
+            "store_id",
+            "basket_id",
+            "customer_key",
+            "ts",
+            "day",
+            "product_key",
+            "quantity",
+            pl.col("amount").alias("amount_cents"),
+            "discount_cents",
+            pl.col(_ROW).alias("__row"),
+        )
+        .collect()
+    )
+    baskets = (
+        lines.group_by(basket)
+        .agg(pl.col("customer_key").first(), pl.col("ts").first(), pl.col("day").first(), pl.col("__row").min())
+        .sort("ts", "store_id", "basket_id")
+    )
     return lines, baskets
 
 
@@ -629,23 +809,14 @@ class _Written:
     def describe(self) -> str:
         text = f"{self.added:,} line items added ({self.appended:,} to baskets already present)"
         if self.left_out:
-            text += (f"; {self.left_out:,} lines of baskets recorded by the checkout left out "
-                     "(the checkout's record of a basket is kept as it is)")
+            text += (
+                f"; {self.left_out:,} lines of baskets recorded by the checkout left out "
+                "(the checkout's record of a basket is kept as it is)"
+            )
         return text
 
 
-_LINE = ["product_key", "quantity", "amount_cents", "discount_cents"]   # a line's identity within its basket
-
-
-def _store_local(column: pl.Series) -> pl.Series:
-    """A ts column read back through ADBC (text on SQLite, a timestamp on PostgreSQL) as Datetime('us')."""
-    if column.dtype == pl.String:
-        text = column.str.replace(" ", "T", literal=True)
-        exact = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")   # as ADBC writes it
-        if exact.null_count() == column.null_count():
-            return exact
-        return text.to_frame().select(_wall_clock(pl.col(column.name))).to_series()
-    return column.cast(pl.Datetime("us"))
+_LINE = ["product_key", "quantity", "amount_cents", "discount_cents"]  # a line's identity within its basket
 
 
 def _refuse_disagreeing(name: str, clash: pl.DataFrame) -> None:
@@ -654,14 +825,21 @@ def _refuse_disagreeing(name: str, clash: pl.DataFrame) -> None:
     `clash`: __row, store_id, basket_id, customer_key, ts (the file's) and old_customer_key, old_ts.
     """
     errors = []
-    for row, store, basket, ck, ts, old_ck, old_ts in clash.sort("__row").select(
-            "__row", "store_id", "basket_id", "customer_key", "ts", "old_customer_key", "old_ts").iter_rows():
+    for row, store, basket, ck, ts, old_ck, old_ts in (
+        clash.sort("__row")
+        .select("__row", "store_id", "basket_id", "customer_key", "ts", "old_customer_key", "old_ts")
+        .iter_rows()
+    ):
         if ck != old_ck:
-            errors.append(f"{name}:{row}: column 'customer_id': basket {basket} of store {store} is already "
-                          f"present with another customer (customer key {old_ck}, got {ck})")
+            errors.append(
+                f"{name}:{row}: column 'customer_id': basket {basket} of store {store} is already "
+                f"present with another customer (customer key {old_ck}, got {ck})"
+            )
         if ts != old_ts:
-            errors.append(f"{name}:{row}: column 'timestamp': basket {basket} of store {store} is already "
-                          f"present at {old_ts} store-local time (got {ts})")
+            errors.append(
+                f"{name}:{row}: column 'timestamp': basket {basket} of store {store} is already "
+                f"present at {old_ts} store-local time (got {ts})"
+            )
     if errors:
         shown = errors[:MAX_REPORTED_ERRORS]
         more = f"{len(errors)} errors in all; " if len(errors) > len(shown) else ""
@@ -671,40 +849,33 @@ def _refuse_disagreeing(name: str, clash: pl.DataFrame) -> None:
 def _present(bulk, baskets: pl.DataFrame, where: str) -> pl.DataFrame:
     """Baskets of `baskets` already in the database among those `where` selects."""
     # ts is read as text (SQLite's ISO text, PostgreSQL's timestamp cast) and parsed as store-local below
-    ts = "CAST(ts AS TEXT)" if bulk._sqlite else "to_char(ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"  # noqa: SLF001
-    present = bulk.read("SELECT store_id, basket_id, basket_key, customer_key AS old_customer_key, "
-                        f"{ts} AS old_ts, source, line_count, line_sum FROM baskets WHERE {where}",
-                        {"store_id": pl.String, "basket_id": pl.String, "basket_key": pl.Int64,
-                         "old_customer_key": pl.Int64, "old_ts": pl.String, "source": pl.String,
-                         "line_count": pl.Int32, "line_sum": pl.Int64})
-    present = present.with_columns(_store_local(present["old_ts"]).alias("old_ts"))
+    ts = "CAST(ts AS TEXT)" if bulk.sqlite else "to_char(ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    present = bulk.read(
+        "SELECT store_id, basket_id, basket_key, customer_key AS old_customer_key, "
+        f"{ts} AS old_ts, source, line_count, line_sum FROM baskets WHERE {where}",
+        {
+            "store_id": pl.String,
+            "basket_id": pl.String,
+            "basket_key": pl.Int64,
+            "old_customer_key": pl.Int64,
+            "old_ts": pl.String,
+            "source": pl.String,
+            "line_count": pl.Int32,
+            "line_sum": pl.Int64,
+        },
+    )
+    present = present.with_columns(store_local(present["old_ts"]).alias("old_ts"))
     return present.join(baskets.select("store_id", "basket_id"), on=["store_id", "basket_id"], how="semi")
-
-
-_FAULTS: dict[str, int] = {}
-
-
-def _fault_point(name: str) -> None:
-    """Kill this process (SIGKILL) at point `name` when LISTWISE_FAULT is `name` or `name#n` (n-th time).
-
-    For tests/faults only: a kill -9 at a known point of the write, no timing guesswork.
-    """
-    wanted = os.environ.get("LISTWISE_FAULT")
-    if not wanted or not wanted.startswith(name):
-        return
-    _FAULTS[name] = _FAULTS.get(name, 0) + 1
-    if wanted in (name, f"{name}#{_FAULTS[name]}"):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- a basket's line checksum
 
-_P = 2_147_483_647          # 2**31 - 1, a prime: every product below stays under 2**63
+_P = 2_147_483_647  # 2**31 - 1, a prime: every product below stays under 2**63
 _K = ((1_000_003, 7), (999_983, 11))
 
 
 def _mod(x: pl.Expr) -> pl.Expr:
-    return x % _P       # polars' % floors, as Python's: in [0, P) for negative x too (tested)
+    return x % _P  # polars' % floors, as Python's: in [0, P) for negative x too (tested)
 
 
 def _line_hashes() -> list[pl.Expr]:
@@ -728,9 +899,12 @@ def _checksums(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """Per group of `by`: line_count (Int32) and line_sum (Int64), an order-free checksum of its lines."""
     h1, h2 = _line_hashes()
     # hashes first, then plain sums per group: 3x faster than hashing inside the aggregation
-    return (frame.select(*by, h1.alias("__h1"), h2.alias("__h2")).group_by(by)
-            .agg(pl.len().cast(pl.Int32).alias("line_count"), pl.col("__h1").sum(), pl.col("__h2").sum())
-            .select(*by, "line_count", ((pl.col("__h1") % _P) * _P + pl.col("__h2") % _P).alias("line_sum")))
+    return (
+        frame.select(*by, h1.alias("__h1"), h2.alias("__h2"))
+        .group_by(by)
+        .agg(pl.len().cast(pl.Int32).alias("line_count"), pl.col("__h1").sum(), pl.col("__h2").sum())
+        .select(*by, "line_count", ((pl.col("__h1") % _P) * _P + pl.col("__h2") % _P).alias("line_sum"))
+    )
 
 
 def line_checksum(lines: Iterable[tuple[int, float, int, int]]) -> tuple[int, int]:
@@ -749,8 +923,14 @@ def line_checksum(lines: Iterable[tuple[int, float, int, int]]) -> tuple[int, in
     return n, (sums[0] % _P) * _P + sums[1] % _P
 
 
-_HELD = {"basket_key": pl.Int64, "line_no": pl.Int32, "product_key": pl.Int64, "quantity": pl.Float64,
-         "amount_cents": pl.Int64, "discount_cents": pl.Int64}
+_HELD = {
+    "basket_key": pl.Int64,
+    "line_no": pl.Int32,
+    "product_key": pl.Int64,
+    "quantity": pl.Float64,
+    "amount_cents": pl.Int64,
+    "discount_cents": pl.Int64,
+}
 
 
 def _read_held(bulk, keys: pl.Series) -> pl.DataFrame:
@@ -776,29 +956,41 @@ def _lines_to_append(bulk, lines: pl.DataFrame, present: pl.DataFrame) -> tuple[
     holds fewer than k copies of it, so a re-import of either part of a split basket adds nothing.
     """
     basket = ["store_id", "basket_id"]
-    theirs = (_checksums(lines, basket)
-              .join(present.select(*basket, "basket_key", "source", pl.col("line_count").alias("__n_db"),
-                                   pl.col("line_sum").alias("__s_db")), on=basket, how="inner"))
-    differ = theirs.filter(pl.col("line_count").ne_missing(pl.col("__n_db"))
-                           | pl.col("line_sum").ne_missing(pl.col("__s_db")))
+    theirs = _checksums(lines, basket).join(
+        present.select(
+            *basket, "basket_key", "source", pl.col("line_count").alias("__n_db"), pl.col("line_sum").alias("__s_db")
+        ),
+        on=basket,
+        how="inner",
+    )
+    differ = theirs.filter(
+        pl.col("line_count").ne_missing(pl.col("__n_db")) | pl.col("line_sum").ne_missing(pl.col("__s_db"))
+    )
     held = _read_held(bulk, differ["basket_key"])
     incoming = lines.join(differ.select(*basket, "basket_key", "source"), on=basket, how="inner")
     # counts per distinct line, not a window numbering the copies: 10x faster
     wanted = incoming.group_by("basket_key", *_LINE).agg(
-        pl.len().alias("__n"), pl.col("customer_key", "day", "source", "__row").first())
+        pl.len().alias("__n"), pl.col("customer_key", "day", "source", "__row").first()
+    )
     have = held.group_by("basket_key", *_LINE).agg(pl.len().alias("__have"))
-    new = (wanted.join(have, on=["basket_key", *_LINE], how="left")
-           .with_columns((pl.col("__n") - pl.col("__have").fill_null(0)).alias("__more"))
-           .filter(pl.col("__more") > 0)
-           .with_columns(pl.int_ranges(0, pl.col("__more")).alias("__copy")).explode("__copy")
-           .sort("__row", "__copy"))
+    new = (
+        wanted.join(have, on=["basket_key", *_LINE], how="left")
+        .with_columns((pl.col("__n") - pl.col("__have").fill_null(0)).alias("__more"))
+        .filter(pl.col("__more") > 0)
+        .with_columns(pl.int_ranges(0, pl.col("__more")).alias("__copy"))
+        .explode("__copy")
+        .sort("__row", "__copy")
+    )
     last = held.group_by("basket_key").agg(pl.col("line_no").max().alias("__last"))
-    new = (new.join(last, on="basket_key", how="left")
-           .with_columns((pl.col("__last").fill_null(0) + pl.int_range(1, pl.len() + 1).over("basket_key"))
-                         .cast(pl.Int32).alias("line_no")))
+    new = new.join(last, on="basket_key", how="left").with_columns(
+        (pl.col("__last").fill_null(0) + pl.int_range(1, pl.len() + 1).over("basket_key"))
+        .cast(pl.Int32)
+        .alias("line_no")
+    )
     ours = differ.filter(pl.col("source") == "import").select("basket_key")
-    after = pl.concat([held.select("basket_key", *_LINE),
-                       new.filter(pl.col("source") == "import").select("basket_key", *_LINE)])
+    after = pl.concat(
+        [held.select("basket_key", *_LINE), new.filter(pl.col("source") == "import").select("basket_key", *_LINE)]
+    )
     counts = _checksums(after.join(ours, on="basket_key", how="semi"), ["basket_key"])
     return new, counts
 
@@ -807,14 +999,15 @@ def _store_checksums(bulk, counts: pl.DataFrame) -> None:
     """Set baskets.line_count and line_sum from `counts` (basket_key, line_count, line_sum)."""
     if counts.height == 0:
         return
-    bulk._cur.adbc_ingest("lw_line_counts", counts.select("basket_key", "line_count", "line_sum").to_arrow(),  # noqa: SLF001
-                          mode="create_append", temporary=True)
-    bulk.execute("UPDATE baskets SET line_count = c.line_count, line_sum = c.line_sum FROM lw_line_counts c "
-                 "WHERE baskets.basket_key = c.basket_key")
+    bulk.append("lw_line_counts", counts.select("basket_key", "line_count", "line_sum"), temporary=True)
+    bulk.execute(
+        "UPDATE baskets SET line_count = c.line_count, line_sum = c.line_sum FROM lw_line_counts c "
+        "WHERE baskets.basket_key = c.basket_key"
+    )
     bulk.execute("DELETE FROM lw_line_counts")
 
 
-def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> _Written:
+def _write_transactions(db: Gateway, name: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> _Written:
     """Add the baskets not yet present and the lines present baskets lack, in one bulk transaction.
 
     A present basket (same store_id and basket_id) must have the file's customer and
@@ -823,15 +1016,27 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
     Each basket the import writes to keeps its line count and checksum (schema.sql).
     """
     basket = ["store_id", "basket_id"]
-    columns = ["basket_key", "line_no", "customer_key", "day", "product_key", "quantity",
-               "amount_cents", "discount_cents"]
-    if baskets.height == 0:      # a header-only file: nothing to look up (the day range would be empty)
+    columns = [
+        "basket_key",
+        "line_no",
+        "customer_key",
+        "day",
+        "product_key",
+        "quantity",
+        "amount_cents",
+        "discount_cents",
+    ]
+    if baskets.height == 0:  # a header-only file: nothing to look up (the day range would be empty)
         return _Written()
-    with bulk_session(url) as bulk:
+    with db.bulk() as bulk:
         present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
-        _refuse_disagreeing(name, baskets.join(present, on=basket, how="inner").filter(
-            pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))))
-        _fault_point("before-write")
+        _refuse_disagreeing(
+            name,
+            baskets.join(present, on=basket, how="inner").filter(
+                pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))
+            ),
+        )
+        fault_point("before-write")
         written = _Written()
         if present.height:
             extra, counts = _lines_to_append(bulk, lines, present)
@@ -845,34 +1050,50 @@ def _write_transactions(url: str, name: str, lines: pl.DataFrame, baskets: pl.Da
         first = bulk.allocate_keys("baskets", baskets.height)
         baskets = baskets.with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
         # in the file's order: line numbers must not depend on how a parallel join ordered its output
-        new_lines = (lines.join(baskets.select(*basket, "basket_key"), on=basket, how="inner").sort("__row")
-                     .with_columns((pl.int_range(pl.len()).over("basket_key") + 1).cast(pl.Int32).alias("line_no"))
-                     .select(columns))
-        baskets = baskets.join(_checksums(new_lines, ["basket_key"]), on="basket_key", how="left",
-                               maintain_order="left")
+        new_lines = (
+            lines.join(baskets.select(*basket, "basket_key"), on=basket, how="inner")
+            .sort("__row")
+            .with_columns((pl.int_range(pl.len()).over("basket_key") + 1).cast(pl.Int32).alias("line_no"))
+            .select(columns)
+        )
+        baskets = baskets.join(
+            _checksums(new_lines, ["basket_key"]), on="basket_key", how="left", maintain_order="left"
+        )
         try:
-            bulk.append("baskets", baskets.select(
-                "basket_key", *basket, "customer_key", "ts", "day", pl.lit("import").alias("source"),
-                pl.lit(None, pl.Int32).alias("lane"), pl.lit(0, pl.Int32).alias("voided"), "line_count", "line_sum"))
-        except Exception as exc:  # noqa: BLE001 - the drivers raise their own types; re-raised unless explained
-            _explain_collision(url, name, baskets, exc)
+            bulk.append(
+                "baskets",
+                baskets.select(
+                    "basket_key",
+                    *basket,
+                    "customer_key",
+                    "ts",
+                    "day",
+                    pl.lit("import").alias("source"),
+                    pl.lit(None, pl.Int32).alias("lane"),
+                    pl.lit(0, pl.Int32).alias("voided"),
+                    "line_count",
+                    "line_sum",
+                ),
+            )
+        except Exception as exc:
+            _explain_collision(db, name, baskets, exc)
             raise
-        _fault_point("after-baskets")
+        fault_point("after-baskets")
         bulk.append("basket_lines", new_lines)
-        _fault_point("before-commit")
+        fault_point("before-commit")
         return _Written(written.added + new_lines.height, written.appended, written.left_out)
 
 
-def _explain_collision(url: str, name: str, baskets: pl.DataFrame, exc: Exception) -> None:
+def _explain_collision(db: Gateway, name: str, baskets: pl.DataFrame, exc: Exception) -> None:
     """A new basket met one already present on another day (its timestamp differs): say which.
 
     Runs only when the insert failed: the lookup by key then costs nothing in the usual case.
     """
-    with bulk_session(url, write=False) as bulk:
+    with db.bulk(write=False) as bulk:  # a second session: the writer's transaction has failed
         for store, group in baskets.group_by("store_id"):
             ids = group["basket_id"].to_list()
             for i in range(0, len(ids), 1000):
-                quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in ids[i:i + 1000])
+                quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in ids[i : i + 1000])
                 escaped = str(store[0]).replace("'", "''")
                 present = _present(bulk, group, f"store_id = '{escaped}' AND basket_id IN ({quoted})")
                 clash = group.join(present, on=["store_id", "basket_id"], how="inner")
@@ -882,27 +1103,43 @@ def _explain_collision(url: str, name: str, baskets: pl.DataFrame, exc: Exceptio
 
 # ---------------------------------------------------------------- entry points
 
-_DIMENSIONS = {"stores": _load_stores, "customers": _load_customers, "products": _load_products,
-               "deals": _load_deals, "tips": _load_tips}
+_DIMENSIONS = {
+    "stores": _load_stores,
+    "customers": _load_customers,
+    "products": _load_products,
+    "deals": _load_deals,
+    "tips": _load_tips,
+}
 
 
-def _record(engine: sa.Engine, kind: str, path: Path, rows_read: int, added: int, what: str = "") -> str:
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO imports (import_id, kind, file_name, sha256, rows_read, rows_added, "
-                             "imported_at) VALUES (:i, :k, :f, :s, :r, :a, :t)"),
-                     {"i": allocate_keys(conn, "imports", 1), "k": kind, "f": str(path),
-                      "s": hashlib.sha256(path.read_bytes()).hexdigest(), "r": rows_read, "a": added,
-                      "t": utc_now()})
+def _record(db: Gateway, kind: str, path: Path, rows_read: int, added: int, what: str = "") -> str:
+    with db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO imports (import_id, kind, file_name, sha256, rows_read, rows_added, "
+                "imported_at) VALUES (:i, :k, :f, :s, :r, :a, :t)"
+            ),
+            {
+                "i": allocate_keys(conn, "imports", 1),
+                "k": kind,
+                "f": str(path),
+                "s": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "r": rows_read,
+                "a": added,
+                "t": utc_now(),
+            },
+        )
     return f"{path}: {rows_read:,} rows read, {what or f'{added:,} rows imported'}"
 
 
-def import_file(url: str, kind: str, path: Path, timezone: str = "UTC") -> str:
+def import_file(url: str | Gateway, kind: str, path: Path, timezone: str = "UTC") -> str:
     """Import one file whole or not at all; returns a one-line report."""
     return import_files(url, kind, [path], timezone=timezone)[0]
 
 
-def import_files(url: str, kind: str, paths: Iterable[Path],
-                 progress: Callable[[str, int, int], None] | None = None, timezone: str = "UTC") -> list[str]:
+def import_files(
+    url: str | Gateway, kind: str, paths: Iterable[Path], progress: Progress | None = None, timezone: str = "UTC"
+) -> list[str]:
     """Import each file (directories are searched for CSV and Parquet files) in turn.
 
     Each file is its own transaction; the first file with an error stops the import with
@@ -911,18 +1148,18 @@ def import_files(url: str, kind: str, paths: Iterable[Path],
     while the current one is written (polars and the ADBC driver both release the GIL).
 
     `timezone` is the chain's zone (`Settings.timezone`): the zone of stores without their own.
+    `url`: the database, or the command's `engine.db.Gateway` to it.
     """
     if kind not in KINDS:
         raise InputError(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
     if not is_zone(timezone):
         raise InputError(f"setting 'timezone': not an IANA time zone name (got {timezone!r})")
     files = _expand(paths)
-    engine = connect(url)
     report = []
-    try:
-        require_schema(engine)
+    with Gateway.using(url) as db:
+        db.require()
         if kind == "transactions":
-            refs = _References.read(engine)
+            refs = _References.read(db)
 
             def prepare(path: Path):
                 checked = read_table(path, kind)
@@ -934,19 +1171,17 @@ def import_files(url: str, kind: str, paths: Iterable[Path],
                     rows_read, (lines, baskets) = pending.result()
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
-                    written = _write_transactions(url, path.name, lines, baskets)
-                    _fault_point("after-commit")
-                    report.append(_record(engine, kind, path, rows_read, written.added, written.describe()))
+                    written = _write_transactions(db, path.name, lines, baskets)
+                    fault_point("after-commit")
+                    report.append(_record(db, kind, path, rows_read, written.added, written.describe()))
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))
         else:
             for i, path in enumerate(files):
                 checked = read_table(path, kind)
-                with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+                with db.begin(immediate=True) as conn:
                     added = _DIMENSIONS[kind](conn, checked)
-                report.append(_record(engine, kind, path, checked.frame.height, added))
+                report.append(_record(db, kind, path, checked.frame.height, added))
                 if progress:
                     progress(f"import {kind}", i + 1, len(files))
-    finally:
-        engine.dispose()
     return report

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from engine.codes import make_code, parse_code
 from engine.db import allocate_keys, is_sqlite
 from engine.errors import CodeError, InputError, StateError
+from engine.values import day_text, mask_card
 
 __all__ = ["show", "revoke", "reprint"]
 
@@ -29,20 +30,19 @@ __all__ = ["show", "revoke", "reprint"]
 def _today(zone: str) -> dt.date:
     """Today in the chain's zone, by the clock the checkout judges validity with."""
     from engine import checkout
+
     return checkout.server_now().astimezone(ZoneInfo(zone)).date()
 
 
-def _day(value: Any) -> str:
-    return str(value)[:10]
-
-
-def _mask(card: str | None) -> str | None:
-    return None if not card else "*" * max(0, len(card) - 4) + card[-4:]
-
-
 def _customer(conn: sa.Connection, customer_id: str) -> Any:
-    row = conn.execute(sa.text("SELECT customer_key, customer_id, card_number FROM customers "
-                               "WHERE customer_id = :c"), {"c": customer_id}).mappings().first()
+    row = (
+        conn.execute(
+            sa.text("SELECT customer_key, customer_id, card_number FROM customers WHERE customer_id = :c"),
+            {"c": customer_id},
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise InputError(f"no customer {customer_id!r}")
     return row
@@ -61,27 +61,66 @@ def show(engine: sa.Engine, customer_id: str, today: dt.date | None = None, time
     today = today or _today(timezone)
     with engine.connect() as conn:
         customer = _customer(conn, customer_id)
-        lists = conn.execute(sa.text(
-            "SELECT list_id, code, batch_id, valid_from, valid_to, status FROM lists WHERE customer_key = :k "
-            "ORDER BY valid_from DESC, list_id DESC"), {"k": customer["customer_key"]}).mappings().all()
-        offers = conn.execute(sa.text(
-            "SELECT o.list_id, o.offer_id, o.line_no, o.kind, p.sku, o.category, o.discount_cents, o.max_uses, "
-            "(SELECT count(*) FROM redemptions r WHERE r.offer_id = o.offer_id AND r.voided = 0) AS redeemed "
-            "FROM offers o JOIN lists l ON l.list_id = o.list_id LEFT JOIN products p ON p.product_key = o.product_key "
-            "WHERE l.customer_key = :k ORDER BY o.list_id, o.line_no"), {"k": customer["customer_key"]}).mappings().all()
+        lists = (
+            conn.execute(
+                sa.text(
+                    "SELECT list_id, code, batch_id, valid_from, valid_to, status FROM lists WHERE customer_key = :k "
+                    "ORDER BY valid_from DESC, list_id DESC"
+                ),
+                {"k": customer["customer_key"]},
+            )
+            .mappings()
+            .all()
+        )
+        offers = (
+            conn.execute(
+                sa.text(
+                    "SELECT o.list_id, o.offer_id, o.line_no, o.kind, p.sku, o.category, o.discount_cents, o.max_uses, "
+                    "(SELECT count(*) FROM redemptions r WHERE r.offer_id = o.offer_id AND r.voided = 0) AS redeemed "
+                    "FROM offers o JOIN lists l ON l.list_id = o.list_id LEFT JOIN products p ON p.product_key = o.product_key "
+                    "WHERE l.customer_key = :k ORDER BY o.list_id, o.line_no"
+                ),
+                {"k": customer["customer_key"]},
+            )
+            .mappings()
+            .all()
+        )
     by_list: dict[int, list[dict]] = {}
     for o in offers:
-        by_list.setdefault(int(o["list_id"]), []).append({
-            "offer_id": int(o["offer_id"]), "line_no": int(o["line_no"]), "kind": o["kind"], "sku": o["sku"],
-            "category": o["category"], "discount_cents": int(o["discount_cents"]), "max_uses": int(o["max_uses"]),
-            "redeemed": int(o["redeemed"]), "left": int(o["max_uses"]) - int(o["redeemed"])})
-    out = [{"list_id": int(r["list_id"]), "code": r["code"], "batch_id": int(r["batch_id"]),
-            "valid_from": _day(r["valid_from"]), "valid_to": _day(r["valid_to"]), "status": r["status"],
-            "offers": by_list.get(int(r["list_id"]), [])} for r in lists]
-    current = [x["list_id"] for x in out
-               if x["status"] == "active" and x["valid_from"] <= today.isoformat() <= x["valid_to"]]
-    return {"customer_id": customer["customer_id"], "card": _mask(customer["card_number"]),
-            "current_list_id": current[0] if current else None, "lists": out}
+        by_list.setdefault(int(o["list_id"]), []).append(
+            {
+                "offer_id": int(o["offer_id"]),
+                "line_no": int(o["line_no"]),
+                "kind": o["kind"],
+                "sku": o["sku"],
+                "category": o["category"],
+                "discount_cents": int(o["discount_cents"]),
+                "max_uses": int(o["max_uses"]),
+                "redeemed": int(o["redeemed"]),
+                "left": int(o["max_uses"]) - int(o["redeemed"]),
+            }
+        )
+    out = [
+        {
+            "list_id": int(r["list_id"]),
+            "code": r["code"],
+            "batch_id": int(r["batch_id"]),
+            "valid_from": day_text(r["valid_from"]),
+            "valid_to": day_text(r["valid_to"]),
+            "status": r["status"],
+            "offers": by_list.get(int(r["list_id"]), []),
+        }
+        for r in lists
+    ]
+    current = [
+        x["list_id"] for x in out if x["status"] == "active" and x["valid_from"] <= today.isoformat() <= x["valid_to"]
+    ]
+    return {
+        "customer_id": customer["customer_id"],
+        "card": mask_card(customer["card_number"]),
+        "current_list_id": current[0] if current else None,
+        "lists": out,
+    }
 
 
 def _list_of_code(code: str, secret: bytes) -> int:
@@ -95,17 +134,26 @@ def revoke(engine: sa.Engine, secret: bytes, code: str) -> dict:
     """Revoke the list `code` names; returns list_id, customer_id, already_revoked."""
     list_id = _list_of_code(code, secret)
     with engine.begin() as conn:
-        row = conn.execute(sa.text("SELECT l.status, c.customer_id FROM lists l JOIN customers c "
-                                   "ON c.customer_key = l.customer_key WHERE l.list_id = :id"),
-                           {"id": list_id}).mappings().first()
+        row = (
+            conn.execute(
+                sa.text(
+                    "SELECT l.status, c.customer_id FROM lists l JOIN customers c "
+                    "ON c.customer_key = l.customer_key WHERE l.list_id = :id"
+                ),
+                {"id": list_id},
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             raise InputError(f"no list {list_id} (code {code}): it may have been reprinted under a new code")
         conn.execute(sa.text("UPDATE lists SET status = 'revoked' WHERE list_id = :id"), {"id": list_id})
     return {"list_id": list_id, "customer_id": row["customer_id"], "already_revoked": row["status"] == "revoked"}
 
 
-def reprint(engine: sa.Engine, secret: bytes, customer_id: str, today: dt.date | None = None,
-            timezone: str = "UTC") -> dict:
+def reprint(
+    engine: sa.Engine, secret: bytes, customer_id: str, today: dt.date | None = None, timezone: str = "UTC"
+) -> dict:
     """Give the customer's current list a new code; the old one is refused from now.
 
     The current list: the active one valid `today` (default: today in `timezone`), else the
@@ -123,19 +171,25 @@ def reprint(engine: sa.Engine, secret: bytes, customer_id: str, today: dt.date |
             conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             customer = _customer(conn, customer_id)
-            row = conn.execute(sa.text(
-                "SELECT list_id, batch_id, valid_from, valid_to FROM lists WHERE customer_key = :k "
-                "AND status = 'active' AND valid_to >= :d ORDER BY valid_from, list_id"),
-                {"k": customer["customer_key"], "d": today.isoformat() if sqlite else today}).mappings().first()
+            row = (
+                conn.execute(
+                    sa.text(
+                        "SELECT list_id, batch_id, valid_from, valid_to FROM lists WHERE customer_key = :k "
+                        "AND status = 'active' AND valid_to >= :d ORDER BY valid_from, list_id"
+                    ),
+                    {"k": customer["customer_key"], "d": today.isoformat() if sqlite else today},
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
-                raise StateError(f"customer {customer_id!r} has no active list valid on or after {today}: "
-                                 "nothing to reprint")
+                raise StateError(
+                    f"customer {customer_id!r} has no active list valid on or after {today}: nothing to reprint"
+                )
             old = int(row["list_id"])
-            new = allocate_keys(conn, "lists", 1)
+            # above every list id, should lists have been written without the sequence
             highest = conn.execute(sa.text("SELECT max(list_id) FROM lists")).scalar() or 0
-            if new <= highest:             # lists written without the sequence: move it past them
-                new = int(highest) + 1
-                conn.execute(sa.text("UPDATE sequences SET next_value = :n WHERE name = 'lists'"), {"n": new + 1})
+            new = allocate_keys(conn, "lists", 1, above=int(highest))
             code = make_code(new, secret)
             move = {"old": old, "new": new, "code": code}
             if sqlite:
@@ -145,8 +199,19 @@ def reprint(engine: sa.Engine, secret: bytes, customer_id: str, today: dt.date |
                 conn.execute(sa.text("UPDATE offers SET list_id = :new WHERE list_id = :old"), move)
             else:
                 # one statement: PostgreSQL checks the (NO ACTION) foreign key at its end
-                conn.execute(sa.text(
-                    "WITH moved AS (UPDATE lists SET list_id = :new, code = :code WHERE list_id = :old "
-                    "RETURNING list_id) UPDATE offers SET list_id = :new WHERE list_id = :old"), move)
-    return {"customer_id": customer_id, "old_list_id": old, "list_id": new, "code": code,
-            "batch_id": int(row["batch_id"]), "valid_from": _day(row["valid_from"]), "valid_to": _day(row["valid_to"])}
+                conn.execute(
+                    sa.text(
+                        "WITH moved AS (UPDATE lists SET list_id = :new, code = :code WHERE list_id = :old "
+                        "RETURNING list_id) UPDATE offers SET list_id = :new WHERE list_id = :old"
+                    ),
+                    move,
+                )
+    return {
+        "customer_id": customer_id,
+        "old_list_id": old,
+        "list_id": new,
+        "code": code,
+        "batch_id": int(row["batch_id"]),
+        "valid_from": day_text(row["valid_from"]),
+        "valid_to": day_text(row["valid_to"]),
+    }

@@ -1,8 +1,9 @@
 """`listwise profile` and `listwise customers`: cycles/ run on the database's history.
 
 `profile_frames` is the pure stage the batch calls too (frames in, frames out, keyed by
-customer_key); `write_profile` / `write_customers` read the database through
-engine.history, map customer_key to customer_id and write Parquet or CSV by extension.
+customer_key); `write_profile` / `write_customers` read the database through the command's
+`engine.db.Gateway` (from `engine.history.history_start`, the lookback every command
+shares), map customer_key to customer_id and write Parquet or CSV by extension.
 
 Scale: the profile is computed per hash partition of customers (customer_key % n,
 `cycles.partitions`); the category priors are fitted on the first partition and reused by
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
@@ -27,35 +27,35 @@ from cycles.purchase_cycle import PurchaseCycleEstimator
 from cycles.ranker import NextWindowRanker
 from cycles.value import customer_value
 from engine.config import Settings
+from engine.db import Gateway, shown
 from engine.errors import ConfigError, InputError, StateError, cycles_errors
+from engine.history import history_start
+from engine.progress import Progress
 
 __all__ = ["profile_frames", "profile_frame", "value_frame", "write_profile", "write_customers", "history_start"]
 
-Progress = Callable[[str, int, int], None] | None
 
-
-def history_start(settings: Settings, as_of: dt.date) -> dt.date:
-    """First day the profile and the customer value read."""
-    weeks = max(settings.cycles.lookback_weeks, settings.value.rfm_lookback_weeks)
-    return as_of - dt.timedelta(weeks=weeks)
-
-
-def _profile(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int,
-             priors: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    c = settings.cycles
+def _profile(
+    history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int, priors: pl.DataFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     estimator = PurchaseCycleEstimator(priors=priors)
-    start = as_of - dt.timedelta(weeks=c.lookback_weeks)
-    profile = customer_profile(history.filter(pl.col("day") >= start), as_of, window_days, estimator=estimator,
-                               min_occasions=c.min_occasions, national_max_store_share=c.national_max_store_share,
-                               store_min_store_share=c.store_min_store_share, volume_cuts=tuple(c.volume_cuts),
-                               brand_prior_occasions=c.brand_prior_occasions)
+    start = as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)
+    profile = customer_profile(
+        history.filter(pl.col("day") >= start), as_of, window_days, params=settings.cycles, estimator=estimator
+    )
     return profile, estimator.priors_
 
 
 @cycles_errors()
-def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, customers: pl.DataFrame | None,
-                   settings: Settings, as_of: dt.date, window_days: int | None = None,
-                   progress: Progress = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def profile_frames(
+    history: pl.DataFrame,
+    products: pl.DataFrame | None,
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(profile, value) frames keyed by customer_key, from history before `as_of`.
 
     Parameters
@@ -65,7 +65,7 @@ def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, custome
     products
         Unused today (history carries the product attributes); part of the batch's call.
     customers
-        engine.history.read_customers frame: every customer in it gets a value row, and
+        `engine.db.Gateway.customers` frame: every customer in it gets a value row, and
         household_size feeds share of wallet. None = customers present in history.
     window_days
         Window of p_buy_in_window; None = settings.cycles.window_days.
@@ -76,19 +76,27 @@ def profile_frames(history: pl.DataFrame, products: pl.DataFrame | None, custome
         The profile (cycles.profile.PROFILE_COLUMNS) and the customer value frame
         (cycles.value.VALUE_COLUMNS), both sorted by customer_key.
     """
-    return (profile_frame(history, settings, as_of, window_days, progress),
-            value_frame(history, customers, settings, as_of, progress))
+    return (
+        profile_frame(history, settings, as_of, window_days, progress),
+        value_frame(history, customers, settings, as_of, progress),
+    )
 
 
 @cycles_errors()
-def profile_frame(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int | None = None,
-                  progress: Progress = None) -> pl.DataFrame:
+def profile_frame(
+    history: pl.DataFrame,
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
     """The profile alone (see `profile_frames`), computed per customer hash partition."""
     window_days = window_days or settings.cycles.window_days
     if window_days <= 0:
         raise InputError(f"window_days must be > 0, got {window_days}")
-    history = history.filter((pl.col("day") < as_of)
-                             & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)))
+    history = history.filter(
+        (pl.col("day") < as_of) & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks))
+    )
     n = max(1, settings.cycles.partitions)
     ranker = _ranker(history, settings, as_of, window_days)
     parts, priors = [], None if ranker is None else ranker.renewal_priors_
@@ -104,8 +112,7 @@ def profile_frame(history: pl.DataFrame, settings: Settings, as_of: dt.date, win
     return pl.concat(parts).sort("customer_key", "category") if n > 1 else parts[0]
 
 
-def _ranker(history: pl.DataFrame, settings: Settings, as_of: dt.date,
-            window_days: int) -> NextWindowRanker | None:
+def _ranker(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int) -> NextWindowRanker | None:
     """The ranker fitted once on the whole history, or None when `p_buy_model` is 'renewal'."""
     model = settings.cycles.p_buy_model
     if model not in {"ranker", "renewal"}:
@@ -113,29 +120,35 @@ def _ranker(history: pl.DataFrame, settings: Settings, as_of: dt.date,
     if model == "renewal" or history.height == 0:
         return None
     return NextWindowRanker(window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks).fit(
-        history, observed_until=as_of)
+        history, observed_until=as_of
+    )
 
 
 def _with_ranker(profile: pl.DataFrame, ranked: pl.DataFrame) -> pl.DataFrame:
     """The profile with the ranker's p_buy_in_window (the renewal one where the ranker has no row)."""
     p = ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("_p_ranker"))
-    return (profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
-            .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
-            .drop("_p_ranker"))
+    return (
+        profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
+        .drop("_p_ranker")
+    )
 
 
 @cycles_errors()
-def value_frame(history: pl.DataFrame, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date,
-                progress: Progress = None) -> pl.DataFrame:
+def value_frame(
+    history: pl.DataFrame,
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
     """The customer value frame alone (see `profile_frames`)."""
-    v, b = settings.value, settings.batch
-    history = history.filter((pl.col("day") < as_of)
-                             & (pl.col("day") >= as_of - dt.timedelta(weeks=v.rfm_lookback_weeks)))
+    history = history.filter(
+        (pl.col("day") < as_of) & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks))
+    )
     value = customer_value(
-        history, as_of, customers, qualifying_weeks=b.qualifying_weeks,
-        weekly_budget_cents=tuple(v.weekly_budget_cents), margin_share=v.margin_share, clv_years=v.clv_years,
-        annual_discount_rate=v.annual_discount_rate, abc_cuts=tuple(v.abc_cuts), vip_share=v.vip_sales_share,
-        decline_months=v.decline_months, lapsed_days=v.lapsed_days, new_days=v.new_days)
+        history, as_of, customers, qualifying_weeks=settings.batch.qualifying_weeks, params=settings.value
+    )
     if progress:
         progress("customer value", 1, 1)
     return value
@@ -155,43 +168,65 @@ def _write(frame: pl.DataFrame, out: Path) -> None:
 def _with_ids(frame: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
     ids = customers.select("customer_key", "customer_id")
     return frame.join(ids, on="customer_key", how="left").select(
-        "customer_id", *[c for c in frame.columns if c != "customer_key"])
+        "customer_id", *[c for c in frame.columns if c != "customer_key"]
+    )
 
 
-def _read(settings: Settings, as_of: dt.date, progress: Progress) -> tuple[pl.DataFrame, pl.DataFrame]:
-    from engine.db import require_database, shown
-    from engine.history import read_customers, read_history
-    url = settings.database_url
-    require_database(url)       # before reading: an uninitialised database is a one-line error
-    if progress:
-        progress("reading history", 0, 1)
-    customers = read_customers(url)
-    history = read_history(url, end=as_of, start=history_start(settings, as_of))
+def _read(
+    settings: Settings, as_of: dt.date, progress: Progress | None, gateway: Gateway | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    with Gateway.using(gateway or settings.database_url) as db:
+        db.require()  # before reading: an uninitialised database is a one-line error
+        if progress:
+            progress("reading history", 0, 1)
+        with db.reading():
+            customers = db.customers()
+            history = db.history(end=as_of, start=history_start(settings, as_of))
     if progress:
         progress("reading history", 1, 1)
     if history.height == 0:
-        raise StateError(f"{shown(url)}: no purchase history before {as_of} (import transactions first)")
+        raise StateError(
+            f"{shown(settings.database_url)}: no purchase history before {as_of} (import transactions first)"
+        )
     return history, customers
 
 
 @cycles_errors()
-def write_profile(settings: Settings, as_of: dt.date, window_days: int | None, out: str | Path,
-                  progress: Progress = None) -> int:
-    """Write the profile (customer_id instead of customer_key) to `out`; returns its rows."""
+def write_profile(
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None,
+    out: str | Path,
+    progress: Progress | None = None,
+    gateway: Gateway | None = None,
+) -> int:
+    """Write the profile (customer_id instead of customer_key) to `out`; returns its rows.
+
+    `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.
+    """
     out = Path(out)
     _check_out(out)
-    history, customers = _read(settings, as_of, progress)
+    history, customers = _read(settings, as_of, progress, gateway)
     profile = profile_frame(history, settings, as_of, window_days, progress)
     _write(_with_ids(profile, customers), out)
     return profile.height
 
 
 @cycles_errors()
-def write_customers(settings: Settings, as_of: dt.date, out: str | Path, progress: Progress = None) -> int:
-    """Write the customer value frame (customer_id instead of customer_key) to `out`; returns its rows."""
+def write_customers(
+    settings: Settings,
+    as_of: dt.date,
+    out: str | Path,
+    progress: Progress | None = None,
+    gateway: Gateway | None = None,
+) -> int:
+    """Write the customer value frame (customer_id instead of customer_key) to `out`; returns its rows.
+
+    `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.
+    """
     out = Path(out)
     _check_out(out)
-    history, customers = _read(settings, as_of, progress)
+    history, customers = _read(settings, as_of, progress, gateway)
     value = value_frame(history, customers, settings, as_of, progress)
     _write(_with_ids(value, customers), out)
     return value.height

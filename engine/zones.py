@@ -52,8 +52,12 @@ def dst_shift(name: str, first_year: int, last_year: int) -> dt.timedelta:
     America/New_York, 30 min for Australia/Lord_Howe, 0 for UTC or Asia/Tokyo.
     """
     tz = ZoneInfo(name)
-    offsets = {dt.datetime(y, m, d, 12, tzinfo=tz).utcoffset()
-               for y in range(first_year, last_year + 1) for m in range(1, 13) for d in (1, 15)}
+    offsets = {
+        dt.datetime(y, m, d, 12, tzinfo=tz).utcoffset()
+        for y in range(first_year, last_year + 1)
+        for m in range(1, 13)
+        for d in (1, 15)
+    }
     return max(offsets) - min(offsets)
 
 
@@ -71,8 +75,10 @@ def local_wall_clock(value: dt.datetime, name: str) -> dt.datetime:
     local = value.astimezone(tz)
     given, expected = value.utcoffset(), local.utcoffset()
     if value.tzinfo not in (ZULU, dt.UTC) and abs(given - expected) > dst_shift(name, local.year - 1, local.year + 1):
-        raise ValueError(f"offset {_offset_text(given)} disagrees with time zone {name} "
-                         f"(UTC{_offset_text(expected)} at that instant); {ZONE_HINT}")
+        raise ValueError(
+            f"offset {_offset_text(given)} disagrees with time zone {name} "
+            f"(UTC{_offset_text(expected)} at that instant); {ZONE_HINT}"
+        )
     return local.replace(tzinfo=None)
 
 

@@ -35,9 +35,9 @@ from reportlab.pdfgen.canvas import Canvas
 
 __all__ = ["modules", "bar_runs", "draw_code128", "symbol_width", "MODULE_PT", "QUIET_MODULES"]
 
-MODULE_PT = 1.44            # 20 mil: 4 dots at 200 dpi, 6 at 300, 3 at 150
-QUIET_MODULES = 10          # ISO/IEC 15417 asks for at least 10 modules each side
-_GRID_PT = 1.44             # whole dots at 150, 200, 300 and 600 dpi (3, 4, 6, 12)
+MODULE_PT = 1.44  # 20 mil: 4 dots at 200 dpi, 6 at 300, 3 at 150
+QUIET_MODULES = 10  # ISO/IEC 15417 asks for at least 10 modules each side
+_GRID_PT = 1.44  # whole dots at 150, 200, 300 and 600 dpi (3, 4, 6, 12)
 
 
 def modules(code: str) -> str:
@@ -71,9 +71,18 @@ class _Placed:
     width: float
 
 
-def draw_code128(canvas: Canvas, code: str, x: float, y: float, *, height: float = 40.0,
-                 module_pt: float = MODULE_PT, font: str = "Helvetica", font_size: float = 9.0,
-                 human_readable: bool = True) -> _Placed:
+def draw_code128(
+    canvas: Canvas,
+    code: str,
+    x: float,
+    y: float,
+    *,
+    height: float = 40.0,
+    module_pt: float = MODULE_PT,
+    font: str = "Helvetica",
+    font_size: float = 9.0,
+    human_readable: bool = True,
+) -> _Placed:
     """Draw `code` with its quiet zones, bottom-left corner of the zone at (`x`, `y`).
 
     Parameters
@@ -109,7 +118,7 @@ def draw_code128(canvas: Canvas, code: str, x: float, y: float, *, height: float
     canvas.drawPath(path, stroke=0, fill=1)
     if human_readable:
         canvas.setFont(font, font_size)
-        spaced = " ".join(code[i:i + 4] for i in range(0, len(code), 4))   # easier to key in
+        spaced = " ".join(code[i : i + 4] for i in range(0, len(code), 4))  # easier to key in
         canvas.drawCentredString(bars_left + len(pattern) * module_pt / 2, y + 1, spaced)
     canvas.restoreState()
     return _Placed(left, (len(pattern) + 2 * QUIET_MODULES) * module_pt)

@@ -48,13 +48,17 @@ def barcode_svg(code: str, module_px: int = 3, height_px: int = 90) -> str:
     """The Code 128 symbol of `code` as inline SVG (quiet zones included), one rect a bar."""
     pattern = modules(code)
     width = len(pattern) + 2 * QUIET_MODULES
-    rects = "".join(f'<rect x="{start + QUIET_MODULES}" y="0" width="{run}" height="{height_px // module_px}"/>'
-                    for start, run in bar_runs(pattern))
+    rects = "".join(
+        f'<rect x="{start + QUIET_MODULES}" y="0" width="{run}" height="{height_px // module_px}"/>'
+        for start, run in bar_runs(pattern)
+    )
     h = height_px // module_px
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="list code {html.escape(code)}" '
-            f'viewBox="0 0 {width} {h}" width="{width * module_px}" height="{h * module_px}" '
-            f'shape-rendering="crispEdges"><rect width="{width}" height="{h}" fill="#fff"/>'
-            f'<g fill="#000">{rects}</g></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="list code {html.escape(code)}" '
+        f'viewBox="0 0 {width} {h}" width="{width * module_px}" height="{h * module_px}" '
+        f'shape-rendering="crispEdges"><rect width="{width}" height="{h}" fill="#fff"/>'
+        f'<g fill="#000">{rects}</g></svg>'
+    )
 
 
 def _e(text: object) -> str:
@@ -64,17 +68,21 @@ def _e(text: object) -> str:
 def _line_html(line: OfferLine | NeedLine) -> str:
     if isinstance(line, NeedLine):
         price = _e(money(line.usual_price_cents))
-        return (f'<li><label><input type="checkbox"><span class="what">{_e(line.description)}'
-                f'<span class="when">likely around {_e(day_text(line.expected_on))}</span></span>'
-                f'<span class="price">{price}</span></label></li>')
+        return (
+            f'<li><label><input type="checkbox"><span class="what">{_e(line.description)}'
+            f'<span class="when">likely around {_e(day_text(line.expected_on))}</span></span>'
+            f'<span class="price">{price}</span></label></li>'
+        )
     uses = f" ×{line.max_uses}" if line.max_uses > 1 else ""
     when = f"likely around {day_text(line.expected_on)} · " if line.expected_on else ""
     why = f'<span class="why">{_e(line.reason)}</span>' if line.reason else ""
     usual = f"<s>{_e(money(line.usual_price_cents))}</s> " if line.usual_price_cents is not None else ""
-    return (f'<li><label><input type="checkbox"><span class="what">{_e(line.description)}{why}'
-            f'<span class="when">{_e(when)}valid through {_e(day_text(line.valid_to))}</span></span>'
-            f'<span class="price">{usual}<b>{_e(money(line.your_price_cents))}</b><br>'
-            f'save {_e(money(line.discount_cents) + uses)}</span></label></li>')
+    return (
+        f'<li><label><input type="checkbox"><span class="what">{_e(line.description)}{why}'
+        f'<span class="when">{_e(when)}valid through {_e(day_text(line.valid_to))}</span></span>'
+        f'<span class="price">{usual}<b>{_e(money(line.your_price_cents))}</b><br>'
+        f"save {_e(money(line.discount_cents) + uses)}</span></label></li>"
+    )
 
 
 def _reward_text(r) -> str:  # noqa: ANN001 - RewardLine
@@ -87,7 +95,8 @@ def list_html(doc: ListDocument, options: LayoutOptions) -> str:
     """`doc` as one self-contained HTML page (UTF-8, no external resource)."""
     name = doc.address_lines[0] if doc.address_lines else ""
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>{_e(doc.chain_name)}: your list {_e(period_text(doc))}</title><style>{_CSS}</style></head><body>",
         f"<header><h1>{_e(doc.chain_name)}</h1>",
@@ -99,14 +108,17 @@ def list_html(doc: ListDocument, options: LayoutOptions) -> str:
     for dept, lines in ordered_lines(doc, options.aisle_order):
         parts.append(f"<section><h2>{_e(dept)}</h2><ul>{''.join(_line_html(x) for x in lines)}</ul></section>")
     if doc.rewards:
-        items = "".join(f'<li>{_e(_reward_text(r))}<span class="why">{_e(plain_reason("reward"))}</span></li>'
-                        for r in doc.rewards)
+        items = "".join(
+            f'<li>{_e(_reward_text(r))}<span class="why">{_e(plain_reason("reward"))}</span></li>' for r in doc.rewards
+        )
         parts.append(f"<section><h2>Reward coupons</h2><ul>{items}</ul></section>")
     if doc.tip_title or doc.tip_body:
         parts.append(f'<div class="tip"><b>{_e(doc.tip_title or "")}</b><p>{_e(doc.tip_body or "")}</p></div>')
     terms = terms_line(doc, options)
-    parts.append(f"<footer><p>{_e(terms)}</p><p>{_e(options.opt_out)}</p>"
-                 f"<p>{_e(doc.chain_name)} · list {_e(doc.code)}</p></footer></body></html>")
+    parts.append(
+        f"<footer><p>{_e(terms)}</p><p>{_e(options.opt_out)}</p>"
+        f"<p>{_e(doc.chain_name)} · list {_e(doc.code)}</p></footer></body></html>"
+    )
     return "\n".join(parts) + "\n"
 
 
@@ -121,8 +133,10 @@ def list_text(doc: ListDocument, options: LayoutOptions) -> str:
                 out.append(f"[ ] {line.description}{price}, likely around {day_text(line.expected_on)}")
             else:
                 uses = f" ×{line.max_uses}" if line.max_uses > 1 else ""
-                out.append(f"[ ] {line.description}: {money(line.your_price_cents)} "
-                           f"(save {money(line.discount_cents)}{uses}), valid through {day_text(line.valid_to)}")
+                out.append(
+                    f"[ ] {line.description}: {money(line.your_price_cents)} "
+                    f"(save {money(line.discount_cents)}{uses}), valid through {day_text(line.valid_to)}"
+                )
                 if line.reason:
                     out.append(f"      {line.reason}")
         out.append("")
@@ -147,10 +161,9 @@ def _header(text: str) -> str:
 
 
 def _part(content_type: str, text: str) -> str:
-    canonical = text.replace("\r\n", "\n").replace("\n", "\r\n")        # text in MIME: CRLF line breaks
+    canonical = text.replace("\r\n", "\n").replace("\n", "\r\n")  # text in MIME: CRLF line breaks
     body = base64.encodebytes(canonical.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
-    return (f"Content-Type: {content_type}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: base64\r\n"
-            f"\r\n{body}")
+    return f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}'
 
 
 def list_email(doc: ListDocument, options: LayoutOptions, sender: str) -> bytes | None:
@@ -166,8 +179,8 @@ def list_email(doc: ListDocument, options: LayoutOptions, sender: str) -> bytes 
     name = doc.address_lines[0] if doc.address_lines else ""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
     from_name, from_addr = parseaddr(sender)
-    boundary = f"=_list_{doc.code}"           # "=_" never occurs in base64: no part can contain it
-    date = format_datetime(dt.datetime.combine(doc.valid_from, dt.time(6, 0), tzinfo=dt.timezone.utc))
+    boundary = f"=_list_{doc.code}"  # "=_" never occurs in base64: no part can contain it
+    date = format_datetime(dt.datetime.combine(doc.valid_from, dt.time(6, 0), tzinfo=dt.UTC))
     headers = [
         ("From", formataddr((from_name, from_addr), charset="utf-8")),
         ("To", formataddr((name, doc.email), charset="utf-8") if name else doc.email),
@@ -178,6 +191,8 @@ def list_email(doc: ListDocument, options: LayoutOptions, sender: str) -> bytes 
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
     head = "".join(f"{k}: {v}\r\n" for k, v in headers)
-    text = (f"{head}\r\n--{boundary}\r\n{_part('text/plain', list_text(doc, options))}"
-            f"--{boundary}\r\n{_part('text/html', list_html(doc, options))}--{boundary}--\r\n")
+    text = (
+        f"{head}\r\n--{boundary}\r\n{_part('text/plain', list_text(doc, options))}"
+        f"--{boundary}\r\n{_part('text/html', list_html(doc, options))}--{boundary}--\r\n"
+    )
     return text.encode("ascii")

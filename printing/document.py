@@ -1,6 +1,6 @@
 """The plain data one printed list needs, so that the layout is testable without a database.
 
-`printing.batch` builds `ListDocument`s from the rows of lists, offers, products, customers,
+`engine.printjob` builds `ListDocument`s from the rows of lists, offers, products, customers,
 stores and tips; `printing.layout` draws them. Money is integer cents, days are dates.
 """
 
@@ -102,7 +102,7 @@ class ListDocument:
     code: str
     chain_name: str
     store_id: str | None
-    store_lines: tuple[str, ...]          # store name, street, "city, ST 12345"
+    store_lines: tuple[str, ...]  # store name, street, "city, ST 12345"
     customer_id: str
     address_lines: tuple[str, ...]
     postal_code: str
@@ -113,8 +113,8 @@ class ListDocument:
     rewards: tuple[RewardLine, ...] = ()
     tip_title: str | None = None
     tip_body: str | None = None
-    needs: tuple[NeedLine, ...] = ()      # needs not already carried by a special of the same category
-    email: str | None = None              # the customer's own address, for the .eml of their own list
+    needs: tuple[NeedLine, ...] = ()  # needs not already carried by a special of the same category
+    email: str | None = None  # the customer's own address, for the .eml of their own list
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -1,18 +1,22 @@
 """Fonts that print any name: embedded TrueType faces with per-character fallback.
 
-No single free TrueType face covers Latin, Arabic, Chinese and emoji, so a string is cut
-into runs, each set in the first face of `FACES` that has all its characters:
+No single free TrueType face covers Latin, Arabic, Chinese, Korean and emoji, so a string is
+cut into runs, each set in the first face of `FACES` that has all its characters. The files
+ship inside the package (``printing/fontfiles/``, with their licences and where they come
+from in README.md); `FONT_FILES` pins each file's sha256:
 
-    face        file (package)                                     covers
-    Sans        NotoSans[wght].ttf (manimgx-fonts)                Latin, Greek, Cyrillic, accents
-    Arabic      NotoSansArabic[wght].ttf (manimgx-fonts)          Arabic
-    CJK         wqy-microhei.ttc (paperang-p2-fonts-cjk)          Chinese, Japanese kana, Hangul
-    Symbols     NotoSansSymbols[wght].ttf (manimgx-fonts)         symbols, arrows
-    Emoji       NotoEmoji[wght].ttf (manimgx-fonts)               emoji, in one colour
+    face        file                           covers                                  licence
+    Sans        NotoSans-Regular.ttf           Latin, Greek, Cyrillic, Vietnamese      OFL 1.1
+    Arabic      NotoSansArabic-Regular.ttf     Arabic                                  OFL 1.1
+    CJK         NotoSansCJK-SC-subset.ttf      Han (SC forms), kana, Hangul            OFL 1.1
+    Symbols     NotoSansSymbols-Regular.ttf    symbols, arrows                         OFL 1.1
+    Emoji       Symbola-subset.ttf             emoji (Unicode 9), in one colour        free for any use
 
-All are glyph-outline TrueType (reportlab does not embed CFF/OpenType outlines, which rules
-out the OTF Noto CJK packages). reportlab embeds each face once per PDF document and only
-the glyphs used (subsets of 256), so a merged print file carries the fonts once.
+All are glyph-outline TrueType without hinting (reportlab does not embed CFF/OpenType
+outlines: the CJK face is Debian's Noto Sans CJK with its outlines converted,
+`tools/make_fonts.py`). reportlab
+embeds each face once per PDF document and only the glyphs used (subsets of 256), so a
+merged print file carries the fonts once.
 
 A character no face has (an emoji newer than the font, a private-use code point) prints as
 `PLACEHOLDER`, never as a missing-glyph box or an exception; joiners and variation selectors
@@ -31,32 +35,31 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
-from engine.errors import ConfigError
+from printing.exceptions import FontError
 
-__all__ = ["FontSet", "load_fonts", "PLACEHOLDER", "FACES"]
+__all__ = ["FontSet", "load_fonts", "PLACEHOLDER", "FACES", "FONT_DIR", "FONT_FILES"]
 
 PLACEHOLDER = "?"
 ELLIPSIS = "…"
-_DROP = {0x200D, 0xFE0E, 0xFE0F, 0x200B, 0x2060}       # ZWJ, variation selectors, zero widths
+_DROP = {0x200D, 0xFE0E, 0xFE0F, 0x200B, 0x2060}  # ZWJ, variation selectors, zero widths
 
+FONT_DIR = Path(__file__).resolve().parent / "fontfiles"
+# every file of FONT_DIR and its sha256, as tools/make_fonts.py printed it (tests/printing/test_fonts.py)
+FONT_FILES = {
+    "NotoSans-Regular.ttf": "5d4280610d04dfa0230c4ae76b2c6ffa6983c8cda396a1af7cff3e42e1a1b9fb",
+    "NotoSansArabic-Regular.ttf": "20f433d98dce05a149d7f3651c2dfee54962587dc428de744baa9ff590487833",
+    "NotoSansCJK-SC-subset.ttf": "b35f595f285caeb37daa6c88e33951c19509ae04bf0cf27847f8c0b351202b9f",
+    "NotoSansSymbols-Regular.ttf": "8324ba2da785605fea78a29f0114eadd9cb199cd43536e9d581bfadf60a95b95",
+    "Symbola-subset.ttf": "6d22290df1528bf8a1a12385d6c584b9209fe7812752acd850b068d3339535c3",
+}
 
-def _manim(name: str) -> Path:
-    import manimgx_fonts
-    return Path(manimgx_fonts.__file__).parent / name
-
-
-def _wqy(_name: str) -> Path:
-    import paperang_p2_fonts_cjk
-    return Path(paperang_p2_fonts_cjk.__file__).parent / "fonts" / "wqy-microhei.ttc"
-
-
-# (reportlab name, where the file is, file name); the first is the primary face
-FACES: tuple[tuple[str, object, str], ...] = (
-    ("LW-Sans", _manim, "NotoSans[wght].ttf"),
-    ("LW-Arabic", _manim, "NotoSansArabic[wght].ttf"),
-    ("LW-CJK", _wqy, "wqy-microhei.ttc"),
-    ("LW-Symbols", _manim, "NotoSansSymbols[wght].ttf"),
-    ("LW-Emoji", _manim, "NotoEmoji[wght].ttf"),
+# (reportlab name, file in FONT_DIR); the first is the primary face
+FACES: tuple[tuple[str, str], ...] = (
+    ("LW-Sans", "NotoSans-Regular.ttf"),
+    ("LW-Arabic", "NotoSansArabic-Regular.ttf"),
+    ("LW-CJK", "NotoSansCJK-SC-subset.ttf"),
+    ("LW-Symbols", "NotoSansSymbols-Regular.ttf"),
+    ("LW-Emoji", "Symbola-subset.ttf"),
 )
 
 
@@ -64,7 +67,7 @@ def _is_rtl(text: str) -> bool:
     return any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in text)
 
 
-@dataclass(eq=False)          # hashed by identity: `_runs` caches per instance
+@dataclass(eq=False)  # hashed by identity: `_runs` caches per instance
 class FontSet:
     """Registered faces and the code points each one covers.
 
@@ -103,6 +106,7 @@ class FontSet:
         if _is_rtl(text):
             import arabic_reshaper
             from bidi import get_display
+
             text = get_display(arabic_reshaper.reshape(text))
         out: list[tuple[str, str]] = []
         current, buf = -2, []
@@ -113,9 +117,8 @@ class FontSet:
             face = self._face_of(cp)
             if face < 0:
                 ch, face = PLACEHOLDER, 0
-            if (0 <= current != face and cp in self.covers[current]
-                    and unicodedata.category(ch)[0] in "PZ"):
-                face = current                 # spaces and punctuation stay in the run
+            if 0 <= current != face and cp in self.covers[current] and unicodedata.category(ch)[0] in "PZ":
+                face = current  # spaces and punctuation stay in the run
             if face != current and buf:
                 out.append((self.names[current], "".join(buf)))
                 buf = []
@@ -155,8 +158,7 @@ class FontSet:
             cache[text] = hit
         return hit
 
-    def draw(self, canvas: Canvas, x: float, y: float, text: str, size: float, *,
-             align: str = "left") -> float:
+    def draw(self, canvas: Canvas, x: float, y: float, text: str, size: float, *, align: str = "left") -> float:
         """Draw `text` with its baseline at `y` in the current fill colour; returns its width.
 
         `align` 'left' starts at `x`, 'right' ends at `x`, 'centre' centres on `x`.
@@ -185,7 +187,7 @@ class FontSet:
         """`text`, cut at the end with an ellipsis so that it fits in `max_width`."""
         if self.width(text, size) <= max_width:
             return text
-        return text[:self._prefix_fitting(text, size, max_width, ELLIPSIS)].rstrip() + ELLIPSIS
+        return text[: self._prefix_fitting(text, size, max_width, ELLIPSIS)].rstrip() + ELLIPSIS
 
     def wrap(self, text: str, size: float, max_width: float, max_lines: int = 2) -> list[str]:
         """`text` broken into at most `max_lines` lines of `max_width`; the last one shortened.
@@ -201,7 +203,7 @@ class FontSet:
                 continue
             if line:
                 sep = " "
-            else:                              # one word wider than the line
+            else:  # one word wider than the line
                 cut = max(1, self._prefix_fitting(words[i], size, max_width))
                 line, words[i], sep = words[i][:cut], words[i][cut:], ""
             lines.append(line)
@@ -214,6 +216,18 @@ class FontSet:
         return lines
 
 
+def _register(name: str, path: Path) -> frozenset[int]:
+    """Register the face in `path` with reportlab as `name`; returns the code points it covers."""
+    if not path.exists():
+        raise FontError(f"font file {path} not found")
+    try:
+        face = TTFont(name, str(path), subfontIndex=0) if path.suffix == ".ttc" else TTFont(name, str(path))
+    except Exception as exc:
+        raise FontError(f"font file {path}: {exc}") from exc
+    pdfmetrics.registerFont(face)
+    return frozenset(cp for cp in face.face.charToGlyph if cp >= 0x20)
+
+
 @functools.lru_cache(maxsize=4)
 def load_fonts(font_path: str = "") -> FontSet:
     """Register the faces with reportlab once per process and return them.
@@ -221,25 +235,15 @@ def load_fonts(font_path: str = "") -> FontSet:
     Parameters
     ----------
     font_path
-        A TrueType file to use as the primary face instead of Noto Sans
-        (`PrintSettings.font_path`); the fallbacks stay.
+        A TrueType file to use as the primary face instead of Noto Sans; Noto Sans follows it
+        for what it lacks, then the other fallbacks.
+
+    Raises
+    ------
+    FontError
+        A font file is missing or unreadable.
     """
-    names, covers = [], []
-    for name, where, file in FACES:
-        path = where(file)
-        if name == "LW-Sans" and font_path:
-            path, name = Path(font_path), "LW-Custom"
-        if not path.exists():
-            raise ConfigError(f"font file {path} not found (is the font package installed?)")
-        try:
-            face = TTFont(name, str(path), subfontIndex=0) if path.suffix == ".ttc" else TTFont(name, str(path))
-        except Exception as exc:   # noqa: BLE001 - reportlab raises bare TTFError and others
-            raise ConfigError(f"font file {path}: {exc}") from exc
-        pdfmetrics.registerFont(face)
-        names.append(name)
-        covers.append(frozenset(cp for cp in face.face.charToGlyph if cp >= 0x20))
-    if font_path:   # the custom face first, Noto Sans right after it for what it lacks
-        names.insert(1, "LW-Sans")
-        pdfmetrics.registerFont(TTFont("LW-Sans", str(_manim("NotoSans[wght].ttf"))))
-        covers.insert(1, frozenset(pdfmetrics.getFont("LW-Sans").face.charToGlyph))
-    return FontSet(tuple(names), tuple(covers))
+    faces = [(name, FONT_DIR / file) for name, file in FACES]
+    if font_path:
+        faces.insert(0, ("LW-Custom", Path(font_path)))
+    return FontSet(tuple(name for name, _ in faces), tuple(_register(name, path) for name, path in faces))

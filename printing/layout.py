@@ -32,57 +32,58 @@ from dataclasses import dataclass
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.pdfgen.canvas import Canvas
 
-from engine.errors import ConfigError
 from printing.barcode import MODULE_PT, draw_code128, symbol_width
 from printing.document import ListDocument, NeedLine, OfferLine, RewardLine, mask_card
-from printing.reasons import plain_reason, uses_legend
 from printing.fonts import FontSet
+from printing.reasons import plain_reason, uses_legend
 
-__all__ = ["LayoutOptions", "draw_list", "paginate", "ordered_offers", "ordered_lines", "money", "new_canvas",
-           "terms_line", "period_text", "day_text"]
+__all__ = [
+    "LayoutOptions",
+    "PAGE_SIZES",
+    "draw_list",
+    "paginate",
+    "ordered_offers",
+    "ordered_lines",
+    "money",
+    "new_canvas",
+    "terms_line",
+    "period_text",
+    "day_text",
+]
 
 _INCH = 72.0
 _MARGIN = 36.0
-_FOLD = 11 * _INCH / 3               # first fold of a tri-folded Letter sheet
+_FOLD = 11 * _INCH / 3  # first fold of a tri-folded Letter sheet
 _ADDRESS_X = 0.875 * _INCH
 _ADDRESS_TOP = 2.0 * _INCH
 _BAR_HEIGHT = 40.0
-_ROW = 11.0                          # leading of an offer line (9 pt text)
+_ROW = 11.0  # leading of an offer line (9 pt text)
 _SIZE = 9.0
 _DEPT_H = 15.0
 _HEAD_H = 14.0
 _GREY = (0.88, 0.88, 0.88)
-_REASON = 7.0                        # size of the "why this offer" line
+_REASON = 7.0  # size of the "why this offer" line
 _REASON_ROW = 8.5
-_GAP = 8.0                           # between a description and its reason on the same line
-_BOX = 7.0                           # side of a tick box
-_TEXT_X = _MARGIN + 18               # descriptions start right of the tick box
-_FOOT = 22.0                         # room above the footer line for the terms
-_TIP_MIN_LINES = 2                   # a tip shortened below this many lines is left out
+_GAP = 8.0  # between a description and its reason on the same line
+_BOX = 7.0  # side of a tick box
+_TEXT_X = _MARGIN + 18  # descriptions start right of the tick box
+_FOOT = 22.0  # room above the footer line for the terms
+_TIP_MIN_LINES = 2  # a tip shortened below this many lines is left out
+PAGE_SIZES = {"letter": LETTER, "a4": A4}  # (width, height) in points, by name
 
 
 @dataclass(frozen=True)
 class LayoutOptions:
-    """How lists are laid out (from `engine.config.PrintSettings`)."""
+    """How lists are laid out (engine composes them from its settings: `engine.printjob.layout_options`)."""
 
     page_size: tuple[float, float] = LETTER
     aisle_order: tuple[str, ...] = ()
     module_pt: float = MODULE_PT
-    terms: str = ""                   # {valid_from} and {valid_to} are replaced by the list's period
+    terms: str = ""  # {valid_from} and {valid_to} are replaced by the list's period
     opt_out: str = ""
-    html_files: bool = False          # printing.batch also writes html/<code>.html
-    email_files: bool = False         # ... and mail/<code>.eml for customers with an e-mail
+    html_files: bool = False  # printing.render also writes html/<code>.html
+    email_files: bool = False  # ... and mail/<code>.eml for customers with an e-mail
     email_from: str = ""
-
-    @classmethod
-    def from_settings(cls, printing) -> "LayoutOptions":  # noqa: ANN001 - PrintSettings
-        sizes = {"letter": LETTER, "a4": A4}
-        if printing.page_size.lower() not in sizes:
-            raise ConfigError(f"printing.page_size: expected 'letter' or 'a4', got {printing.page_size!r}")
-        return cls(sizes[printing.page_size.lower()], tuple(printing.aisle_order),
-                   float(getattr(printing, "barcode_module_pt", MODULE_PT)),
-                   terms=printing.terms, opt_out=printing.opt_out, html_files=printing.html_files,
-                   email_files=printing.email_files, email_from=printing.email_from)
 
 
 def new_canvas(target, options: LayoutOptions, font: str = "LW-Sans") -> Canvas:  # noqa: ANN001 - path or file
@@ -91,8 +92,9 @@ def new_canvas(target, options: LayoutOptions, font: str = "LW-Sans") -> Canvas:
     Its initial font is `font` (registered by `printing.fonts.load_fonts`), so that no
     unembedded Helvetica is referenced by the file.
     """
-    return Canvas(target, pagesize=options.page_size, invariant=1, pageCompression=1, initialFontName=font,
-                  initialFontSize=9)
+    return Canvas(
+        target, pagesize=options.page_size, invariant=1, pageCompression=1, initialFontName=font, initialFontSize=9
+    )
 
 
 def money(cents: int | None) -> str:
@@ -115,7 +117,7 @@ def terms_line(doc: ListDocument, options: LayoutOptions) -> str:
     try:
         terms = options.terms.format(valid_from=_day(doc.valid_from), valid_to=_day(doc.valid_to))
     except (KeyError, IndexError, ValueError):
-        terms = options.terms          # a chain's text with other braces prints as written
+        terms = options.terms  # a chain's text with other braces prints as written
     return "   ".join(x for x in (legend, terms) if x)
 
 
@@ -143,7 +145,7 @@ def ordered_offers(offers: tuple, aisle_order: tuple[str, ...]) -> list[tuple[st
 
 @dataclass(frozen=True)
 class _Item:
-    kind: str               # 'dept', 'offer', 'need', 'rewards', 'reward', 'tip'
+    kind: str  # 'dept', 'offer', 'need', 'rewards', 'reward', 'tip'
     height: float
     payload: object = None
 
@@ -151,8 +153,7 @@ class _Item:
 def _columns(width: float) -> dict[str, float]:
     """Right edges of the numeric columns and the description width, for a content width."""
     right = _MARGIN + width
-    cols = {"valid": right, "around": right - 62, "save": right - 134, "yours": right - 196,
-            "usual": right - 250}
+    cols = {"valid": right, "around": right - 62, "save": right - 134, "yours": right - 196, "usual": right - 250}
     cols["desc_w"] = cols["usual"] - 50 - _TEXT_X
     return cols
 
@@ -173,8 +174,11 @@ def _items(doc: ListDocument, fonts: FontSet, options: LayoutOptions, width: flo
                 items.append(_Item("need", len(text) * _ROW + 3, (line, text)))
             else:
                 # the reason goes beside a one-line description when both fit, else on a line of its own
-                inline = bool(line.reason) and len(text) == 1 and (
-                    fonts.width(text[0], _SIZE) + _GAP + fonts.width(line.reason, _REASON) <= desc_w)
+                inline = (
+                    bool(line.reason)
+                    and len(text) == 1
+                    and (fonts.width(text[0], _SIZE) + _GAP + fonts.width(line.reason, _REASON) <= desc_w)
+                )
                 extra = _REASON_ROW if line.reason and not inline else 0.0
                 items.append(_Item("offer", len(text) * _ROW + extra + 3, (line, text, inline)))
     if doc.rewards:
@@ -207,7 +211,7 @@ def paginate(doc: ListDocument, fonts: FontSet, options: LayoutOptions) -> list[
     for i, item in enumerate(items):
         need = item.height
         if item.kind in ("dept", "rewards") and i + 1 < len(items):
-            need += items[i + 1].height          # keep a heading with its first line
+            need += items[i + 1].height  # keep a heading with its first line
         if y - need < bottom and pages[-1]:
             pages.append([])
             y = _content_top(len(pages), page_h) - _HEAD_H
@@ -226,15 +230,22 @@ def paginate(doc: ListDocument, fonts: FontSet, options: LayoutOptions) -> list[
     return pages
 
 
-def _header(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOptions,
-            page_no: int, n_pages: int) -> None:
+def _header(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOptions, page_no: int, n_pages: int) -> None:
     page_w, page_h = options.page_size
     right = page_w - _MARGIN
     # barcode, top right, on every page: quiet zones inside the margin
     sym_w = symbol_width(doc.code, options.module_pt)
     bar_y = page_h - _MARGIN - _BAR_HEIGHT - 11
-    draw_code128(c, doc.code, right - sym_w, bar_y, height=_BAR_HEIGHT, module_pt=options.module_pt,
-                 font=fonts.primary, font_size=9)
+    draw_code128(
+        c,
+        doc.code,
+        right - sym_w,
+        bar_y,
+        height=_BAR_HEIGHT,
+        module_pt=options.module_pt,
+        font=fonts.primary,
+        font_size=9,
+    )
     card = mask_card(doc.card_number)
     info = f"Card {card}   ·   " if card else ""
     fonts.draw(c, right, bar_y - 11, f"{info}Page {page_no} of {n_pages}", 8, align="right")
@@ -276,15 +287,20 @@ def _address(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOption
     c.setStrokeColorRGB(0.75, 0.75, 0.75)
     c.setLineWidth(0.4)
     c.setDash(2, 3)
-    c.line(_MARGIN, page_h - _FOLD, page_w - _MARGIN, page_h - _FOLD)   # fold mark
+    c.line(_MARGIN, page_h - _FOLD, page_w - _MARGIN, page_h - _FOLD)  # fold mark
     c.setDash()
 
 
 def _table_head(c: Canvas, fonts: FontSet, cols: dict[str, float], y: float) -> None:
     c.setFillColorRGB(0.35, 0.35, 0.35)
     fonts.draw(c, _TEXT_X, y, "Item", 7.5)
-    for key, label in (("usual", "Usual"), ("yours", "Your price"), ("save", "You save"),
-                       ("around", "Likely around"), ("valid", "Valid through")):
+    for key, label in (
+        ("usual", "Usual"),
+        ("yours", "Your price"),
+        ("save", "You save"),
+        ("around", "Likely around"),
+        ("valid", "Valid through"),
+    ):
         fonts.draw(c, cols[key], y, label, 7.5, align="right")
     c.setFillColorRGB(0, 0, 0)
 
@@ -295,8 +311,15 @@ def _box(c: Canvas, base: float) -> None:
     c.rect(_MARGIN + 6, base - 0.5, _BOX, _BOX, stroke=1, fill=0)
 
 
-def _offer(c: Canvas, fonts: FontSet, cols: dict[str, float], y: float,
-           offer: OfferLine, lines: list[str], inline: bool = False) -> None:
+def _offer(
+    c: Canvas,
+    fonts: FontSet,
+    cols: dict[str, float],
+    y: float,
+    offer: OfferLine,
+    lines: list[str],
+    inline: bool = False,
+) -> None:
     base = y - _SIZE
     _box(c, base)
     for i, line in enumerate(lines):
@@ -313,8 +336,13 @@ def _offer(c: Canvas, fonts: FontSet, cols: dict[str, float], y: float,
         if inline:
             fonts.draw(c, _TEXT_X + fonts.width(lines[0], _SIZE) + _GAP, base, offer.reason, _REASON)
         else:
-            fonts.draw(c, _TEXT_X + 4, base - len(lines) * _ROW + 1.5,
-                       fonts.shorten(offer.reason, _REASON, cols["around"] - _TEXT_X - 50), _REASON)
+            fonts.draw(
+                c,
+                _TEXT_X + 4,
+                base - len(lines) * _ROW + 1.5,
+                fonts.shorten(offer.reason, _REASON, cols["around"] - _TEXT_X - 50),
+                _REASON,
+            )
         c.setFillColorRGB(0, 0, 0)
 
 
@@ -361,8 +389,9 @@ def draw_list(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOptio
             elif item.kind == "need":
                 _need(c, fonts, cols, y - 1, *item.payload)
             elif item.kind == "reward":
-                fonts.draw(c, _MARGIN + 6, y - _SIZE - 2, fonts.shorten(_reward(item.payload), _SIZE, width - 12),
-                           _SIZE)
+                fonts.draw(
+                    c, _MARGIN + 6, y - _SIZE - 2, fonts.shorten(_reward(item.payload), _SIZE, width - 12), _SIZE
+                )
                 c.setFillColorRGB(0.1, 0.35, 0.2)
                 fonts.draw(c, _MARGIN + 10, y - _SIZE - 2 - _ROW + 1.5, plain_reason("reward"), _REASON)
                 c.setFillColorRGB(0, 0, 0)
@@ -381,8 +410,9 @@ def draw_list(c: Canvas, doc: ListDocument, fonts: FontSet, options: LayoutOptio
         right = f"{doc.chain_name} · list {doc.code} · page {page_no} of {len(pages)}"
         fonts.draw(c, _MARGIN + width, _MARGIN - 4, right, 7, align="right")
         if options.opt_out:
-            fonts.draw(c, _MARGIN, _MARGIN - 4,
-                       fonts.shorten(options.opt_out, 7, width - fonts.width(right, 7) - 12), 7)
+            fonts.draw(
+                c, _MARGIN, _MARGIN - 4, fonts.shorten(options.opt_out, 7, width - fonts.width(right, 7) - 12), 7
+            )
         c.setFillColorRGB(0, 0, 0)
         c.showPage()
     return len(pages)

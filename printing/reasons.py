@@ -32,15 +32,23 @@ def _household(reason: str, category: str) -> str:
         return "for your pet"
     if group == "baby":
         return "for your baby"
-    if re.fullmatch(r"[a-z][a-z ]{0,23}", group):      # a group's name, not some other text
+    if re.fullmatch(r"[a-z][a-z ]{0,23}", group):  # a group's name, not some other text
         return f"for a household that buys {group}"
     return "for your household"
 
 
-def plain_reason(kind: str, reason: str | None = None, *, category: str | None = None,
-                 volume_tier: str | None = None, brand_type: str | None = None, brand: str | None = None,
-                 maker: str | None = None, interval_days: int | None = None,
-                 expected_on: dt.date | None = None) -> str:
+def plain_reason(
+    kind: str,
+    reason: str | None = None,
+    *,
+    category: str | None = None,
+    volume_tier: str | None = None,
+    brand_type: str | None = None,
+    brand: str | None = None,
+    maker: str | None = None,
+    interval_days: int | None = None,
+    expected_on: dt.date | None = None,
+) -> str:
     """One short phrase saying why the customer got this offer.
 
     Parameters

@@ -46,12 +46,14 @@ class _Cluster:
         self.port = _free_port()
         self.pg_ctl = pg_ctl
         self.prefix: list[str] = []
-        if os.geteuid() == 0:          # postgres will not run as root
+        if os.geteuid() == 0:  # postgres will not run as root
             self.prefix = ["runuser", "-u", "postgres", "--"]
             shutil.chown(self.root, "postgres")
         self._run([initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
         self._run([pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start"])
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
@@ -61,8 +63,9 @@ class _Cluster:
             raise RuntimeError(f"{' '.join(cmd[:2])} failed: {result.stderr.strip() or result.stdout.strip()}")
 
     def stop(self) -> None:
-        subprocess.run(self.prefix + [self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            self.prefix + [self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -84,6 +87,7 @@ def pg_server():
 
 def _fresh_pg_database(server_url: str) -> str:
     import sqlalchemy as sa
+
     name = f"lw_{uuid.uuid4().hex[:12]}"
     admin = connect(server_url).execution_options(isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

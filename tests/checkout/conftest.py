@@ -74,14 +74,22 @@ class Chain:
         return {t: self.count(t) for t in ("checkouts", "redemptions", "baskets", "basket_lines")}
 
 
-def basket(basket_id: str = "B1", codes: list[str] | None = None, items: list[dict] | None = None,
-           **extra) -> dict:
+def basket(basket_id: str = "B1", codes: list[str] | None = None, items: list[dict] | None = None, **extra) -> dict:
     """A checkout body for store S1 on DAY."""
-    body = {"store_id": "S1", "lane": 3, "basket_id": basket_id, "timestamp": AT, "codes": codes or [],
-            "items": items if items is not None else [
-                {"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
-                {"sku": "MILK-1", "quantity": 3, "amount_cents": 567},
-                {"sku": "BREAD-1", "quantity": 1, "amount_cents": 259}]}
+    body = {
+        "store_id": "S1",
+        "lane": 3,
+        "basket_id": basket_id,
+        "timestamp": AT,
+        "codes": codes or [],
+        "items": items
+        if items is not None
+        else [
+            {"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
+            {"sku": "MILK-1", "quantity": 3, "amount_cents": 567},
+            {"sku": "BREAD-1", "quantity": 1, "amount_cents": 259},
+        ],
+    }
     body.update(extra)
     return body
 
@@ -90,36 +98,95 @@ def build_chain(url: str) -> Chain:
     engine = connect(url)
     d = dt.date.fromisoformat
     rows = {
-        "stores": [{"store_id": "S1", "name": "Main St", "address": "1 Main St"},
-                   {"store_id": "S2", "name": "Mill Rd", "address": "9 Mill Rd"}],
+        "stores": [
+            {"store_id": "S1", "name": "Main St", "address": "1 Main St"},
+            {"store_id": "S2", "name": "Mill Rd", "address": "9 Mill Rd"},
+        ],
         "customers": [
-            {"customer_key": 1, "customer_id": "C1", "card_number": CARD, "first_name": "Alice",
-             "last_name": "Zebedee", "address_line1": "42 Quince Lane", "opted_out": 0},
-            {"customer_key": 2, "customer_id": "C2", "card_number": "4000999988887777", "first_name": "Bob",
-             "last_name": "Yarrow", "address_line1": "7 Rowan Close", "opted_out": 0}],
+            {
+                "customer_key": 1,
+                "customer_id": "C1",
+                "card_number": CARD,
+                "first_name": "Alice",
+                "last_name": "Zebedee",
+                "address_line1": "42 Quince Lane",
+                "opted_out": 0,
+            },
+            {
+                "customer_key": 2,
+                "customer_id": "C2",
+                "card_number": "4000999988887777",
+                "first_name": "Bob",
+                "last_name": "Yarrow",
+                "address_line1": "7 Rowan Close",
+                "opted_out": 0,
+            },
+        ],
         "manufacturers": [{"manufacturer_id": "M1", "name": "Maker"}],
         "products": [
-            {"product_key": 1, "sku": "COFFEE-1", "description": "Coffee 500g", "category": "COFFEE",
-             "brand_type": "national", "regular_price_cents": 499},
-            {"product_key": 2, "sku": "MILK-1", "description": "Milk 1l", "category": "MILK",
-             "brand_type": "store", "regular_price_cents": 189},
-            {"product_key": 3, "sku": "BREAD-1", "description": "Bread", "category": "BREAD",
-             "brand_type": "store", "regular_price_cents": 259},
-            {"product_key": 4, "sku": "TEA-1", "description": "Tea 40", "category": "TEA",
-             "brand_type": "national", "regular_price_cents": 350},
-            {"product_key": 5, "sku": "TEA-2", "description": "Tea 80", "category": "TEA",
-             "brand_type": "store", "regular_price_cents": 450}],
+            {
+                "product_key": 1,
+                "sku": "COFFEE-1",
+                "description": "Coffee 500g",
+                "category": "COFFEE",
+                "brand_type": "national",
+                "regular_price_cents": 499,
+            },
+            {
+                "product_key": 2,
+                "sku": "MILK-1",
+                "description": "Milk 1l",
+                "category": "MILK",
+                "brand_type": "store",
+                "regular_price_cents": 189,
+            },
+            {
+                "product_key": 3,
+                "sku": "BREAD-1",
+                "description": "Bread",
+                "category": "BREAD",
+                "brand_type": "store",
+                "regular_price_cents": 259,
+            },
+            {
+                "product_key": 4,
+                "sku": "TEA-1",
+                "description": "Tea 40",
+                "category": "TEA",
+                "brand_type": "national",
+                "regular_price_cents": 350,
+            },
+            {
+                "product_key": 5,
+                "sku": "TEA-2",
+                "description": "Tea 80",
+                "category": "TEA",
+                "brand_type": "store",
+                "regular_price_cents": 450,
+            },
+        ],
         "batches": [
-            {"batch_id": b, "period_start": d(s), "period_end": d(e), "status": "done",
-             "started_at": dt.datetime(2025, 1, 1)}
-            for b, s, e in [(1, "2025-03-03", "2025-03-17"), (2, "2025-02-17", "2025-03-03"),
-                            (3, "2025-03-17", "2025-03-31"), (4, "2025-01-06", "2025-01-20")]],
+            {
+                "batch_id": b,
+                "period_start": d(s),
+                "period_end": d(e),
+                "status": "done",
+                "started_at": dt.datetime(2025, 1, 1),
+            }
+            for b, s, e in [
+                (1, "2025-03-03", "2025-03-17"),
+                (2, "2025-02-17", "2025-03-03"),
+                (3, "2025-03-17", "2025-03-31"),
+                (4, "2025-01-06", "2025-01-20"),
+            ]
+        ],
         "lists": [
             {"list_id": 1, "batch_id": 1, "customer_key": 1, "vf": "2025-03-03", "vt": "2025-03-16", "st": "active"},
             {"list_id": 2, "batch_id": 2, "customer_key": 1, "vf": "2025-02-17", "vt": "2025-03-02", "st": "active"},
             {"list_id": 3, "batch_id": 4, "customer_key": 1, "vf": "2025-03-03", "vt": "2025-03-16", "st": "revoked"},
             {"list_id": 4, "batch_id": 3, "customer_key": 1, "vf": "2025-03-17", "vt": "2025-03-30", "st": "active"},
-            {"list_id": 5, "batch_id": 1, "customer_key": 2, "vf": "2025-03-03", "vt": "2025-03-16", "st": "active"}],
+            {"list_id": 5, "batch_id": 1, "customer_key": 2, "vf": "2025-03-03", "vt": "2025-03-16", "st": "active"},
+        ],
     }
     offers = [
         (101, 1, 1, "cycle", 1, "COFFEE", 125, None, 1),
@@ -137,23 +204,42 @@ def build_chain(url: str) -> Chain:
             cols = list(rows[table][0])
             for row in rows[table]:
                 row = {c: row.get(c) for c in cols}
-                conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
-                                     f"({', '.join(':' + c for c in cols)})"), row)
+                conn.execute(
+                    sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"), row
+                )
         for lst in rows["lists"]:
             code = make_code(lst["list_id"], SECRET)
             chain.codes[str(lst["list_id"])] = code
-            conn.execute(sa.text("INSERT INTO lists (list_id, batch_id, customer_key, store_id, code, valid_from, "
-                                 "valid_to, status) VALUES (:list_id, :batch_id, :customer_key, 'S1', :code, "
-                                 ":vf, :vt, :st)"),
-                         {**lst, "code": code, "vf": d(lst["vf"]), "vt": d(lst["vt"])})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO lists (list_id, batch_id, customer_key, store_id, code, valid_from, "
+                    "valid_to, status) VALUES (:list_id, :batch_id, :customer_key, 'S1', :code, "
+                    ":vf, :vt, :st)"
+                ),
+                {**lst, "code": code, "vf": d(lst["vf"]), "vt": d(lst["vt"])},
+            )
         valid = {lst["list_id"]: (d(lst["vf"]), d(lst["vt"])) for lst in rows["lists"]}
         for oid, list_id, line_no, kind, pk, cat, cents, min_spend, uses in offers:
-            conn.execute(sa.text(
-                "INSERT INTO offers (offer_id, list_id, line_no, kind, product_key, category, funder, "
-                "discount_cents, min_spend_cents, max_uses, valid_from, valid_to) VALUES (:o, :l, :n, :k, :pk, "
-                ":cat, 'retailer', :c, :ms, :u, :vf, :vt)"),
-                {"o": oid, "l": list_id, "n": line_no, "k": kind, "pk": pk, "cat": cat, "c": cents, "ms": min_spend,
-                 "u": uses, "vf": valid[list_id][0], "vt": valid[list_id][1]})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO offers (offer_id, list_id, line_no, kind, product_key, category, funder, "
+                    "discount_cents, min_spend_cents, max_uses, valid_from, valid_to) VALUES (:o, :l, :n, :k, :pk, "
+                    ":cat, 'retailer', :c, :ms, :u, :vf, :vt)"
+                ),
+                {
+                    "o": oid,
+                    "l": list_id,
+                    "n": line_no,
+                    "k": kind,
+                    "pk": pk,
+                    "cat": cat,
+                    "c": cents,
+                    "ms": min_spend,
+                    "u": uses,
+                    "vf": valid[list_id][0],
+                    "vt": valid[list_id][1],
+                },
+            )
     engine.dispose()
     return chain
 
@@ -172,8 +258,8 @@ def free_port() -> int:
 @dataclass
 class Server:
     base: str
-    key: str          # acts for S1
-    other_key: str    # acts for S2
+    key: str  # acts for S1
+    other_key: str  # acts for S2
 
     def post(self, path: str, body=None, key: str | None = "default", **kw) -> httpx.Response:
         headers = kw.pop("headers", {})
@@ -195,7 +281,8 @@ def _wait_ready(base: str, proc: subprocess.Popen | None = None, seconds: float 
 
 
 def _keys(url: str) -> tuple[str, str]:
-    from engine.checkout import create_key
+    from engine.keys import create_key
+
     engine = connect(url)
     keys = create_key(engine, "S1"), create_key(engine, "S2")
     engine.dispose()
@@ -220,17 +307,22 @@ def server(chain, server_settings, clock):
     Its SQLite connections stay open (pooled): a test that reads through ADBC
     (engine.history) uses `server_process` instead.
     """
-    yield from serve_in_thread(chain, Settings(database_url=chain.url, secret=SECRET.decode(),
-                                               checkout=server_settings), clock)
+    yield from serve_in_thread(
+        chain, Settings(database_url=chain.url, secret=SECRET.decode(), checkout=server_settings), clock
+    )
 
 
 def serve_in_thread(chain, settings: Settings, clock):
     """Generator body of a server fixture: the real app under uvicorn in a thread, stopped after."""
     from engine.server import create_app
+
     key, other = _keys(chain.url)
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=port,
-                                        log_level="warning", access_log=False))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, clock=clock), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -251,12 +343,22 @@ def server_process_for(chain: Chain, tmp_path, workers: int = 1):
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(
         "import datetime as dt\nimport engine.checkout as c\n"
-        f"c.server_now = lambda: dt.datetime.fromisoformat({NOW.isoformat()!r})\n")
-    env = {"LISTWISE_SECRET": SECRET.decode(), "LISTWISE_DATABASE_URL": chain.url, "PATH": "/usr/bin:/bin",
-           "PYTHONPATH": f"{hook}:{REPO}"}           # this checkout's code, not whatever is installed
-    log = open(tmp_path / "server.log", "wb")           # a file, not a pipe nobody drains
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
-                             "--workers", str(workers)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        f"c.server_now = lambda: dt.datetime.fromisoformat({NOW.isoformat()!r})\n"
+    )
+    env = {
+        "LISTWISE_SECRET": SECRET.decode(),
+        "LISTWISE_DATABASE_URL": chain.url,
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{hook}:{REPO}",
+    }  # this checkout's code, not whatever is installed
+    log = open(tmp_path / "server.log", "wb")  # a file, not a pipe nobody drains
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base, proc)

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from engine.checkout import store_for_key
 from engine.cli import main
 from engine.db import connect
+from engine.keys import store_for_key
 from tests.checkout.conftest import NOW, SECRET, basket
 
 
 @pytest.fixture
 def env(chain, monkeypatch, tmp_path):
-    monkeypatch.setattr("engine.checkout.server_now", lambda: NOW)     # the clock validity is judged by
+    monkeypatch.setattr("engine.checkout.server_now", lambda: NOW)  # the clock validity is judged by
     monkeypatch.setenv("LISTWISE_SECRET", SECRET.decode())
     monkeypatch.setenv("LISTWISE_DATABASE_URL", chain.url)
     monkeypatch.chdir(tmp_path)
@@ -31,6 +31,7 @@ def test_keys_create_prints_a_key_that_acts_for_its_store(env, capsys):
 
 def test_only_a_hash_of_the_key_is_stored(env, capsys):
     import sqlalchemy as sa
+
     main(["keys", "create", "--store", "S1"])
     key = capsys.readouterr().out.strip()
     with connect(env.url).connect() as conn:
@@ -38,10 +39,13 @@ def test_only_a_hash_of_the_key_is_stored(env, capsys):
     assert key not in stored and len(stored) == 64
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["keys", "create", "--store", "S9"], "store 'S9' is not known"),
-    (["keys", "revoke", "lw_nothing"], "no such API key"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["keys", "create", "--store", "S9"], "store 'S9' is not known"),
+        (["keys", "revoke", "lw_nothing"], "no such API key"),
+    ],
+)
 def test_key_errors_are_one_stderr_line(env, capsys, argv, message):
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -54,7 +58,7 @@ def test_checkout_from_a_file_is_the_same_as_over_http(env, capsys, tmp_path):
     assert main(["checkout", "--file", str(path)]) == 0
     body = json.loads(capsys.readouterr().out)
     assert (body["total_discount_cents"], body["customer_id"]) == (225, "C1")
-    assert main(["checkout", "--file", str(path)]) == 0                  # a retry: same answer
+    assert main(["checkout", "--file", str(path)]) == 0  # a retry: same answer
     assert json.loads(capsys.readouterr().out) == body
     assert env.written() == {"checkouts": 1, "redemptions": 3, "baskets": 1, "basket_lines": 3}
 
@@ -69,6 +73,7 @@ def test_checkout_of_a_bad_file_writes_nothing(env, capsys, tmp_path):
 
 
 # ---------------------------------------------------------------- lists and keys at the service desk
+
 
 def test_keys_list_shows_ids_and_stores_never_the_keys(env, capsys):
     assert main(["keys", "create", "--store", "S1"]) == 0
@@ -85,6 +90,7 @@ def test_keys_list_shows_ids_and_stores_never_the_keys(env, capsys):
 
 def test_lists_show_gives_the_offers_state_with_the_card_masked(env, capsys):
     from engine.checkout import checkout
+
     checkout(connect(env.url), SECRET, basket(codes=[env.codes["1"]]))
     assert main(["lists", "show", "C1", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -98,7 +104,9 @@ def test_lists_show_gives_the_offers_state_with_the_card_masked(env, capsys):
 
 
 def test_lists_revoke_makes_the_checkout_refuse_the_code(env, capsys):
-    from engine.checkout import CheckoutRefused, scan
+    from engine.checkout import scan
+    from engine.checkout_api import CheckoutRefused
+
     assert main(["lists", "revoke", env.codes["5"]]) == 0
     assert "list 5 of customer C2 revoked" in capsys.readouterr().out
     with pytest.raises(CheckoutRefused, match="revoked"):
@@ -108,11 +116,16 @@ def test_lists_revoke_makes_the_checkout_refuse_the_code(env, capsys):
 
 
 def test_lists_reprint_gives_a_new_code_and_refuses_the_old(env, capsys):
-    from engine.checkout import CheckoutRefused, checkout, scan
+    from engine.checkout import checkout, scan
+    from engine.checkout_api import CheckoutRefused
+
     engine = connect(env.url)
-    first = checkout(engine, SECRET, basket("B1", codes=[env.codes["1"]], items=[
-        {"sku": "MILK-1", "quantity": 1, "amount_cents": 189}]))
-    assert first["total_discount_cents"] == 50                      # one of offer 102's two uses
+    first = checkout(
+        engine,
+        SECRET,
+        basket("B1", codes=[env.codes["1"]], items=[{"sku": "MILK-1", "quantity": 1, "amount_cents": 189}]),
+    )
+    assert first["total_discount_cents"] == 50  # one of offer 102's two uses
     assert main(["lists", "reprint", "C1"]) == 0
     new_code = capsys.readouterr().out.strip()
     assert new_code != env.codes["1"] and len(new_code) == 18
@@ -122,9 +135,10 @@ def test_lists_reprint_gives_a_new_code_and_refuses_the_old(env, capsys):
     assert again["refused"] == [{"code": env.codes["1"], "error": "unknown"}] and again["lines"] == []
     scanned = scan(engine, SECRET, new_code)
     assert {o["offer_id"]: o["redeemed"] for o in scanned["offers"]} == {101: 0, 102: 1, 103: 0, 104: 0}
-    third = checkout(engine, SECRET, basket("B3", codes=[new_code], items=[
-        {"sku": "MILK-1", "quantity": 3, "amount_cents": 567}]))
-    assert third["total_discount_cents"] == 50                      # the one use left, not two
-    assert main(["lists", "reprint", "C2"]) == 0                     # another customer: unaffected
+    third = checkout(
+        engine, SECRET, basket("B3", codes=[new_code], items=[{"sku": "MILK-1", "quantity": 3, "amount_cents": 567}])
+    )
+    assert third["total_discount_cents"] == 50  # the one use left, not two
+    assert main(["lists", "reprint", "C2"]) == 0  # another customer: unaffected
     capsys.readouterr()
     assert main(["lists", "reprint", "NOBODY"]) == 1

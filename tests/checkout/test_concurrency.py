@@ -12,10 +12,12 @@ from engine.db import connect
 from tests.checkout.conftest import basket, server_process_for
 
 LANES = 50
-ITEMS = [{"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
-         {"sku": "MILK-1", "quantity": 3, "amount_cents": 567},
-         {"sku": "TEA-1", "quantity": 1, "amount_cents": 350},
-         {"sku": "BREAD-1", "quantity": 10, "amount_cents": 2590}]
+ITEMS = [
+    {"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
+    {"sku": "MILK-1", "quantity": 3, "amount_cents": 567},
+    {"sku": "TEA-1", "quantity": 1, "amount_cents": 350},
+    {"sku": "BREAD-1", "quantity": 10, "amount_cents": 2590},
+]
 
 
 def _race(server, bodies: list[dict]) -> list:
@@ -24,6 +26,7 @@ def _race(server, bodies: list[dict]) -> list:
     def lane(body: dict):
         start.wait()
         return server.post("/v1/checkout", body)
+
     with ThreadPoolExecutor(len(bodies)) as pool:
         return list(pool.map(lane, bodies))
 
@@ -31,8 +34,11 @@ def _race(server, bodies: list[dict]) -> list:
 def _redemptions(url: str) -> dict[int, tuple[int, int]]:
     engine = connect(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT offer_id, count(*), sum(discount_cents) FROM redemptions "
-                                    "WHERE voided = 0 GROUP BY offer_id")).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT offer_id, count(*), sum(discount_cents) FROM redemptions WHERE voided = 0 GROUP BY offer_id"
+            )
+        ).all()
     engine.dispose()
     return {int(o): (int(n), int(c)) for o, n, c in rows}
 
@@ -70,8 +76,9 @@ def test_parallel_retries_of_one_basket_record_it_once(server_process, chain):
 
 
 def test_parallel_different_bodies_under_one_basket_id_one_wins(server_process, chain):
-    bodies = [basket("same", codes=[chain.codes["1"]], items=[{**ITEMS[0], "amount_cents": 400 + i}])
-              for i in range(10)]
+    bodies = [
+        basket("same", codes=[chain.codes["1"]], items=[{**ITEMS[0], "amount_cents": 400 + i}]) for i in range(10)
+    ]
     responses = _race(server_process, bodies)
     codes = sorted(r.status_code for r in responses)
     assert codes == [200] + [409] * 9

@@ -30,8 +30,8 @@ def test_a_rerun_replaces_only_what_the_demo_made(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "_run_demo", _fake_demo)
     target = tmp_path / "demo"
     assert list(demo.run_demo(target)) == ["made"]
-    (target / "notes.txt").write_text("mine")                      # the user's file, added later
-    (target / "data" / "extra.csv").write_text("x")                # inside what the demo made: goes with it
+    (target / "notes.txt").write_text("mine")  # the user's file, added later
+    (target / "data" / "extra.csv").write_text("x")  # inside what the demo made: goes with it
     assert list(demo.run_demo(target)) == ["made"]
     assert (target / "notes.txt").read_text() == "mine"
     assert not (target / "data" / "extra.csv").exists() and (target / "data" / "stores.csv").exists()

@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from engine.config import CheckoutSettings, Settings, validate_settings
 from engine.errors import ConfigError
@@ -25,8 +24,7 @@ def _bad(code: str, n: int = 1) -> str:
 
 # ---------------------------------------------------------------- guessing
 
-LIMITED = CheckoutSettings(max_failed_checks_per_lane=3, max_failed_checks_per_key=5,
-                           failed_checks_window_seconds=600)
+LIMITED = CheckoutSettings(max_failed_checks_per_lane=3, max_failed_checks_per_key=5, failed_checks_window_seconds=600)
 
 
 @pytest.mark.parametrize("server_settings", [LIMITED])
@@ -35,10 +33,10 @@ def test_failed_checks_are_limited_per_lane_then_per_key(server, chain):
     for n in range(1, 4):
         r = server.post("/v1/scan", {"code": _bad(good, n), "lane": 1})
         assert (r.status_code, r.json()["error"]) == (400, "bad_check")
-    r = server.post("/v1/scan", {"code": good, "lane": 1})             # even a good code: the lane waits
+    r = server.post("/v1/scan", {"code": good, "lane": 1})  # even a good code: the lane waits
     assert (r.status_code, r.json()["error"]) == (429, "too_many_failed_checks")
     assert 1 <= int(r.headers["Retry-After"]) <= 600 // 3 + 1
-    assert server.post("/v1/scan", {"code": good, "lane": 2}).status_code == 200   # another lane goes on
+    assert server.post("/v1/scan", {"code": good, "lane": 2}).status_code == 200  # another lane goes on
     # through checkout, two failures on lane 2 use up the key's five
     for n in (1, 2):
         r = server.post("/v1/checkout", basket(f"G{n}", codes=[_bad(good, n)], lane=2))
@@ -61,6 +59,7 @@ def test_a_failed_code_check_writes_no_basket(server, chain):
 
 # ---------------------------------------------------------------- odd bytes
 
+
 @pytest.mark.parametrize("code", ["²" * 18, "٠٠٠٠٠٠٠٠٠١١٩٧١٨٧٣٥", "000000000１19718735"])
 def test_unicode_digits_in_a_code_are_a_bad_check_not_a_crash(server, chain, code):
     for path, body in (("/v1/scan", {"code": code}), ("/v1/checkout", basket(codes=[code]))):
@@ -70,9 +69,16 @@ def test_unicode_digits_in_a_code_are_a_bad_check_not_a_crash(server, chain, cod
     assert chain.written() == EMPTY
 
 
-@pytest.mark.parametrize("field, value", [
-    ("card_number", CARD + "\x00"), ("card_number", "\x00" + CARD), ("basket_id", "B\x001"),
-    ("store_id", "S1\x00"), ("codes", ["0000000001\x0019718735"])])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("card_number", CARD + "\x00"),
+        ("card_number", "\x00" + CARD),
+        ("basket_id", "B\x001"),
+        ("store_id", "S1\x00"),
+        ("codes", ["0000000001\x0019718735"]),
+    ],
+)
 def test_nul_bytes_are_refused_and_never_logged_with_the_card(server, chain, caplog, field, value):
     caplog.set_level(logging.DEBUG)
     r = server.post("/v1/checkout", basket(**{field: value}))
@@ -87,6 +93,7 @@ def test_an_unexpected_error_is_json_and_logs_no_values(server, chain, caplog, m
 
     def boom(*_args, **_kw):
         raise RuntimeError(f"card {CARD} of Alice Zebedee")
+
     monkeypatch.setattr("engine.checkout.checkout", boom)
     r = server.post("/v1/checkout", basket(card_number=CARD))
     assert (r.status_code, r.json()["error"]) == (500, "internal")
@@ -96,20 +103,23 @@ def test_an_unexpected_error_is_json_and_logs_no_values(server, chain, caplog, m
 
 # ---------------------------------------------------------------- a held write lock
 
+
 @pytest.fixture
 def held_write_lock(chain):
     """Another process's writer (an import, a batch) holding the database's write lock."""
-    import psycopg
     import sqlite3
+
+    import psycopg
     from sqlalchemy.engine import make_url
+
     url = make_url(chain.url)
     if url.get_backend_name() == "sqlite":
         conn = sqlite3.connect(url.database, isolation_level=None)
-        hold = lambda: conn.execute("BEGIN IMMEDIATE")            # noqa: E731
+        hold = lambda: conn.execute("BEGIN IMMEDIATE")
     else:
         conn = psycopg.connect(chain.url, autocommit=False)
         # the row every checkout's basket key is drawn from (engine.db.allocate_keys)
-        hold = lambda: conn.execute("SELECT * FROM sequences WHERE name = 'baskets' FOR UPDATE")  # noqa: E731
+        hold = lambda: conn.execute("SELECT * FROM sequences WHERE name = 'baskets' FOR UPDATE")
     yield hold
     conn.rollback()
     conn.close()
@@ -117,7 +127,7 @@ def held_write_lock(chain):
 
 @pytest.mark.parametrize("server_settings", [CheckoutSettings(lock_wait_seconds=2)])
 def test_a_held_write_lock_answers_503_json_and_health_does_not_wait(server, chain, held_write_lock):
-    assert server.post("/v1/checkout", basket("B0")).status_code == 200      # sequences exist, pool warm
+    assert server.post("/v1/checkout", basket("B0")).status_code == 200  # sequences exist, pool warm
     held_write_lock()
     answer: dict = {}
 
@@ -125,9 +135,10 @@ def test_a_held_write_lock_answers_503_json_and_health_does_not_wait(server, cha
         started = time.monotonic()
         answer["r"] = server.post("/v1/checkout", basket("B1", codes=[chain.codes["1"]]))
         answer["seconds"] = time.monotonic() - started
+
     worker = threading.Thread(target=lane)
     worker.start()
-    time.sleep(0.5)                                                # the lane is waiting for the lock now
+    time.sleep(0.5)  # the lane is waiting for the lock now
     started = time.monotonic()
     health = httpx.get(server.base + "/v1/health", timeout=5)
     assert health.status_code == 200 and time.monotonic() - started < 0.5
@@ -140,6 +151,7 @@ def test_a_held_write_lock_answers_503_json_and_health_does_not_wait(server, cha
 
 # ---------------------------------------------------------------- the access log
 
+
 def test_one_json_access_line_per_request_without_personal_data(server, chain, caplog):
     caplog.set_level(logging.INFO, logger="listwise.access")
     server.post("/v1/checkout", basket("B1", card_number=CARD, codes=[chain.codes["1"]], lane=4))
@@ -147,10 +159,16 @@ def test_one_json_access_line_per_request_without_personal_data(server, chain, c
     server.post("/v1/scan", {"code": chain.codes["1"]}, key="lw_wrong")
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "listwise.access"]
     assert [(x["path"], x["status"], x["outcome"]) for x in lines] == [
-        ("/v1/checkout", 200, "ok"), ("/v1/scan", 400, "bad_check"), ("/v1/scan", 401, "unauthorized")]
-    key_id = chain.count("api_keys", "store_id = 'S1'")        # S1's key was made first: id 1
-    assert [(x["key_id"], x["store"], x["lane"]) for x in lines] == [(key_id, "S1", 4), (key_id, "S1", 4),
-                                                                     (None, None, None)]
+        ("/v1/checkout", 200, "ok"),
+        ("/v1/scan", 400, "bad_check"),
+        ("/v1/scan", 401, "unauthorized"),
+    ]
+    key_id = chain.count("api_keys", "store_id = 'S1'")  # S1's key was made first: id 1
+    assert [(x["key_id"], x["store"], x["lane"]) for x in lines] == [
+        (key_id, "S1", 4),
+        (key_id, "S1", 4),
+        (None, None, None),
+    ]
     assert all(isinstance(x["latency_ms"], float) and x["latency_ms"] >= 0 for x in lines)
     text = caplog.text
     for secret in (CARD, CARD[-4:] + '"', chain.codes["1"], "Alice", "Zebedee", "Quince", server.key):
@@ -159,14 +177,18 @@ def test_one_json_access_line_per_request_without_personal_data(server, chain, c
 
 # ---------------------------------------------------------------- settings
 
-@pytest.mark.parametrize("change, key", [
-    ({"clock_tolerance_minutes": -1}, "clock_tolerance_minutes"),
-    ({"clock_tolerance_minutes": 2000}, "clock_tolerance_minutes"),
-    ({"max_failed_checks_per_key": 0}, "max_failed_checks_per_key"),
-    ({"max_failed_checks_per_lane": 0}, "max_failed_checks_per_lane"),
-    ({"failed_checks_window_seconds": 0.5}, "failed_checks_window_seconds"),
-    ({"lock_wait_seconds": 0}, "lock_wait_seconds"),
-])
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"clock_tolerance_minutes": -1}, "clock_tolerance_minutes"),
+        ({"clock_tolerance_minutes": 2000}, "clock_tolerance_minutes"),
+        ({"max_failed_checks_per_key": 0}, "max_failed_checks_per_key"),
+        ({"max_failed_checks_per_lane": 0}, "max_failed_checks_per_lane"),
+        ({"failed_checks_window_seconds": 0.5}, "failed_checks_window_seconds"),
+        ({"lock_wait_seconds": 0}, "lock_wait_seconds"),
+    ],
+)
 def test_checkout_settings_out_of_range_are_refused_naming_the_key(change, key):
     with pytest.raises(ConfigError, match=rf"checkout\.{key} must be"):
         validate_settings(Settings(checkout=CheckoutSettings(**change)))

@@ -24,6 +24,7 @@ def _by_line(response: dict) -> dict:
 
 # ---------------------------------------------------------------- health and keys
 
+
 def test_health_needs_no_key(server):
     assert httpx.get(server.base + "/v1/health").json() == {"status": "ok"}
 
@@ -41,8 +42,9 @@ def test_missing_or_unknown_key_is_unauthorized(server, chain, key):
 
 
 def test_revoked_key_is_unauthorized(server, chain):
-    from engine.checkout import revoke_key
     from engine.db import connect
+    from engine.keys import revoke_key
+
     assert server.post("/v1/scan", {"code": chain.codes["1"], "at": AT}).status_code == 200
     assert revoke_key(connect(chain.url), server.key) == "S1"
     r = server.post("/v1/scan", {"code": chain.codes["1"], "at": AT})
@@ -57,40 +59,55 @@ def test_a_key_acts_for_its_own_store_only(server, chain):
 
 # ---------------------------------------------------------------- scan
 
+
 def test_scan_returns_the_list_and_its_offers(server, chain):
     r = server.post("/v1/scan", {"code": chain.codes["1"], "at": AT})
     assert r.status_code == 200
     body = r.json()
-    assert (body["list_id"], body["customer_id"], body["valid_from"], body["valid_to"]) == \
-        (1, "C1", "2025-03-03", "2025-03-16")
+    assert (body["list_id"], body["customer_id"], body["valid_from"], body["valid_to"]) == (
+        1,
+        "C1",
+        "2025-03-03",
+        "2025-03-16",
+    )
     offers = {o["offer_id"]: o for o in body["offers"]}
     assert list(offers) == [101, 102, 103, 104]
-    assert {k: offers[101][k] for k in ("sku", "description", "kind", "discount_cents", "max_uses", "redeemed")} \
-        == {"sku": "COFFEE-1", "description": "Coffee 500g", "kind": "cycle", "discount_cents": 125,
-            "max_uses": 1, "redeemed": 0}
+    assert {k: offers[101][k] for k in ("sku", "description", "kind", "discount_cents", "max_uses", "redeemed")} == {
+        "sku": "COFFEE-1",
+        "description": "Coffee 500g",
+        "kind": "cycle",
+        "discount_cents": 125,
+        "max_uses": 1,
+        "redeemed": 0,
+    }
     assert (offers[101]["sku"], offers[101]["discount_cents"], offers[101]["redeemed"]) == ("COFFEE-1", 125, 0)
     assert (offers[104]["kind"], offers[104]["sku"], offers[104]["min_spend_cents"]) == ("reward", None, 3000)
 
 
 def test_no_response_carries_name_address_or_card(server, chain):
-    texts = [server.post("/v1/scan", {"code": chain.codes["1"], "at": AT}).text,
-             server.post("/v1/checkout", basket(card_number=CARD)).text,
-             server.post("/v1/checkout", basket("B2", card_number="4000000000009999")).text]
+    texts = [
+        server.post("/v1/scan", {"code": chain.codes["1"], "at": AT}).text,
+        server.post("/v1/checkout", basket(card_number=CARD)).text,
+        server.post("/v1/checkout", basket("B2", card_number="4000000000009999")).text,
+    ]
     for text in texts:
         for personal in ("Alice", "Zebedee", "Quince", CARD, "4000000000009999"):
             assert personal not in text
     assert "************9999" in texts[2]
 
 
-@pytest.mark.parametrize("list_id, at, error, status", [
-    ("2", AT, "expired", 410),
-    ("3", AT, "revoked", 410),
-    ("4", AT, "not_yet_valid", 409),
-    ("1", "2025-03-17T00:00:01", "expired", 410),       # valid_to is inclusive: the 16th, not the 17th
-    ("1", "2025-03-02T23:59:59", "not_yet_valid", 409),
-])
+@pytest.mark.parametrize(
+    "list_id, at, error, status",
+    [
+        ("2", AT, "expired", 410),
+        ("3", AT, "revoked", 410),
+        ("4", AT, "not_yet_valid", 409),
+        ("1", "2025-03-17T00:00:01", "expired", 410),  # valid_to is inclusive: the 16th, not the 17th
+        ("1", "2025-03-02T23:59:59", "not_yet_valid", 409),
+    ],
+)
 def test_scan_refuses_a_list_outside_its_validity(server, chain, clock, list_id, at, error, status):
-    clock.set(at + "+00:00")                          # the server's clock says so too (S1 keeps UTC)
+    clock.set(at + "+00:00")  # the server's clock says so too (S1 keeps UTC)
     r = server.post("/v1/scan", {"code": chain.codes[list_id], "at": at})
     assert (r.status_code, r.json()["error"]) == (status, error)
 
@@ -102,8 +119,8 @@ def test_scan_accepts_the_last_day_of_validity(server, chain, clock):
 
 def test_forged_and_altered_codes_fail_the_check(server, chain):
     good = chain.codes["1"]
-    altered = good[:-1] + str((int(good[-1]) + 1) % 10)           # one check digit changed
-    other_id = f"{2:010d}" + good[10:]                              # another list id, this list's check
+    altered = good[:-1] + str((int(good[-1]) + 1) % 10)  # one check digit changed
+    other_id = f"{2:010d}" + good[10:]  # another list id, this list's check
     forged = make_code(1, b"someone-elses-secret")
     for code in (altered, other_id, forged, "12345", "abc"):
         r = server.post("/v1/scan", {"code": code, "at": AT})
@@ -111,9 +128,11 @@ def test_forged_and_altered_codes_fail_the_check(server, chain):
 
 
 def test_bad_check_is_answered_without_a_database(tmp_path):
-    from engine.checkout import CheckoutRefused, scan
+    from engine.checkout import scan
+    from engine.checkout_api import CheckoutRefused
     from engine.db import connect
-    unreachable = connect(f"sqlite:///{tmp_path}/no/such/dir/x.db")     # any look-up would raise
+
+    unreachable = connect(f"sqlite:///{tmp_path}/no/such/dir/x.db")  # any look-up would raise
     with pytest.raises(CheckoutRefused) as refused:
         scan(unreachable, SECRET, make_code(1, b"forged"))
     assert refused.value.reason == "bad_check"
@@ -126,6 +145,7 @@ def test_a_well_signed_code_of_no_list_is_unknown(server):
 
 # ---------------------------------------------------------------- checkout
 
+
 def test_checkout_applies_each_offer_within_its_limit(server, chain):
     r = server.post("/v1/checkout", basket(codes=[chain.codes["1"]]))
     assert r.status_code == 200, r.text
@@ -134,8 +154,10 @@ def test_checkout_applies_each_offer_within_its_limit(server, chain):
     assert body["total_discount_cents"] == 225
     assert (body["customer_id"], body["list_ids"], body["refused"]) == ("C1", [1], [])
     assert chain.written() == {"checkouts": 1, "redemptions": 3, "baskets": 1, "basket_lines": 3}
-    scanned = {o["offer_id"]: o["redeemed"] for o in server.post("/v1/scan", {"code": chain.codes["1"], "at": AT})
-               .json()["offers"]}
+    scanned = {
+        o["offer_id"]: o["redeemed"]
+        for o in server.post("/v1/scan", {"code": chain.codes["1"], "at": AT}).json()["offers"]
+    }
     assert scanned == {101: 1, 102: 2, 103: 0, 104: 0}
 
 
@@ -147,8 +169,10 @@ def test_offers_are_used_once_across_baskets(server, chain):
 
 
 def test_category_offer_and_reward_on_the_basket_total(server, chain):
-    items = [{"sku": "TEA-2", "quantity": 2, "amount_cents": 900},
-             {"sku": "BREAD-1", "quantity": 10, "amount_cents": 2590}]
+    items = [
+        {"sku": "TEA-2", "quantity": 2, "amount_cents": 900},
+        {"sku": "BREAD-1", "quantity": 10, "amount_cents": 2590},
+    ]
     body = server.post("/v1/checkout", basket(codes=[chain.codes["1"]], items=items)).json()
     # tea: one use of 40 (max 1); spend 3490 - 40 = 3450 >= 3000: reward 300
     assert _by_line(body) == {(1, 103): 40, (None, 104): 300}
@@ -198,7 +222,7 @@ def test_an_expired_list_does_not_redeem_by_backdating(server, chain, clock):
     body = server.post("/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-16T20:00:00")).json()
     assert body["refused"] == [{"code": chain.codes["1"], "error": "expired"}]
     assert (body["lines"], chain.count("redemptions")) == ([], 0)
-    assert chain.count("baskets", "day = '2025-03-16'") == 1          # the basket itself keeps its day
+    assert chain.count("baskets", "day = '2025-03-16'") == 1  # the basket itself keeps its day
     r = server.post("/v1/scan", {"code": chain.codes["1"], "at": "2025-03-16T20:00:00"})
     assert (r.status_code, r.json()["error"]) == (410, "expired")
 
@@ -208,20 +232,23 @@ def test_a_lane_clock_within_the_tolerance_still_redeems_on_the_last_evening(ser
     clock.set("2025-03-17T00:10:00Z")
     body = server.post("/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-16T23:58:00")).json()
     assert body["refused"] == [] and body["total_discount_cents"] > 0
-    clock.set("2025-03-17T00:20:00Z")                                  # 22 minutes: beyond it
+    clock.set("2025-03-17T00:20:00Z")  # 22 minutes: beyond it
     body = server.post("/v1/checkout", basket("B2", codes=[chain.codes["1"]], timestamp="2025-03-16T23:58:00"))
     assert body.json()["refused"] == [{"code": chain.codes["1"], "error": "expired"}]
 
 
 def test_unknown_skus_get_no_discount_and_stay_out_of_history(server, chain):
-    items = [{"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
-             {"sku": "NEW-ITEM", "quantity": 1, "amount_cents": 100}]
+    items = [
+        {"sku": "COFFEE-1", "quantity": 1, "amount_cents": 499},
+        {"sku": "NEW-ITEM", "quantity": 1, "amount_cents": 100},
+    ]
     body = server.post("/v1/checkout", basket(codes=[chain.codes["1"]], items=items)).json()
     assert body["unknown_skus"] == ["NEW-ITEM"] and _by_line(body) == {(1, 101): 125}
     assert chain.count("basket_lines") == 1
 
 
 # ---------------------------------------------------------------- idempotency and void
+
 
 def test_a_retry_returns_the_same_answer_and_writes_nothing(server, chain):
     body = basket(codes=[chain.codes["1"]])
@@ -250,8 +277,9 @@ def test_void_releases_the_offers_and_leaves_history(server, chain):
     assert (r.json()["released_redemptions"], r.json()["released_discount_cents"]) == (3, 225)
     assert chain.count("redemptions", "voided = 0") == 0 and chain.count("baskets", "voided = 1") == 1
     # released: a later basket gets the offers again
-    assert _by_line(server.post("/v1/checkout", basket("B2", codes=[chain.codes["1"]])).json()) == \
-        _expected_first_basket()
+    assert (
+        _by_line(server.post("/v1/checkout", basket("B2", codes=[chain.codes["1"]])).json()) == _expected_first_basket()
+    )
     # a repeated void changes nothing; a retry of the voided basket is refused
     assert server.post("/v1/void", {"store_id": "S1", "basket_id": "B1"}).json()["already_voided"] is True
     r = server.post("/v1/checkout", basket("B1", codes=[chain.codes["1"]]))
@@ -269,12 +297,16 @@ def test_the_basket_joins_history_and_a_void_takes_it_out(server_process, chain)
     # A server process of its own: this process reads history through ADBC, which must not
     # share a SQLite file with the service's pooled connections in one process (engine/db.py).
     from engine.history import read_history
+
     server = server_process
     server.post("/v1/checkout", basket("B1", codes=[chain.codes["1"]]))
     history = read_history(chain.url, end=dt.date(2025, 3, 6))
     assert history["customer_key"].to_list() == [1, 1, 1]
-    assert sorted(zip(history["sku"], history["amount_cents"], history["discount_cents"])) == \
-        [("BREAD-1", 259, 0), ("COFFEE-1", 374, 125), ("MILK-1", 467, 100)]
+    assert sorted(zip(history["sku"], history["amount_cents"], history["discount_cents"])) == [
+        ("BREAD-1", 259, 0),
+        ("COFFEE-1", 374, 125),
+        ("MILK-1", 467, 100),
+    ]
     assert set(history["day"]) == {dt.date(2025, 3, 5)}
     server.post("/v1/void", {"store_id": "S1", "basket_id": "B1"})
     assert read_history(chain.url, end=dt.date(2025, 3, 6)).height == 0
@@ -282,9 +314,14 @@ def test_the_basket_joins_history_and_a_void_takes_it_out(server_process, chain)
 
 # ---------------------------------------------------------------- bad bodies: 4xx, nothing written
 
+
 def _raw(server, content: bytes, **headers) -> httpx.Response:
-    return httpx.post(server.base + "/v1/checkout", content=content, timeout=30,
-                      headers={"X-API-Key": server.key, "content-type": "application/json", **headers})
+    return httpx.post(
+        server.base + "/v1/checkout",
+        content=content,
+        timeout=30,
+        headers={"X-API-Key": server.key, "content-type": "application/json", **headers},
+    )
 
 
 def _item(**change) -> list[dict]:
@@ -337,17 +374,22 @@ def test_oversized_chunked_body_is_refused(server, chain):
     def chunks():
         for _ in range(300):
             yield b"x" * 1024
-    r = httpx.post(server.base + "/v1/checkout", content=chunks(), timeout=30,
-                   headers={"X-API-Key": server.key, "content-type": "application/json"})
+
+    r = httpx.post(
+        server.base + "/v1/checkout",
+        content=chunks(),
+        timeout=30,
+        headers={"X-API-Key": server.key, "content-type": "application/json"},
+    )
     assert (r.status_code, r.json()["error"]) == (413, "too_large")
 
 
 def test_a_basket_far_from_the_server_clock_is_refused_by_default(server, chain, clock):
-    clock.set("2025-03-07T10:16:00Z")                  # the basket (the 5th, 10:15) is 48 h old
+    clock.set("2025-03-07T10:16:00Z")  # the basket (the 5th, 10:15) is 48 h old
     r = server.post("/v1/checkout", basket(codes=[chain.codes["1"]]))
     assert (r.status_code, r.json()["error"]) == (422, "clock_skew")
     assert chain.written() == {"checkouts": 0, "redemptions": 0, "baskets": 0, "basket_lines": 0}
-    clock.set("2025-03-06T10:00:00Z")                  # 23 h 45 min: a store-and-forward lane's basket
+    clock.set("2025-03-06T10:00:00Z")  # 23 h 45 min: a store-and-forward lane's basket
     assert server.post("/v1/checkout", basket(codes=[chain.codes["1"]])).status_code == 200
 
 
@@ -360,9 +402,11 @@ def test_without_the_skew_rule_a_far_basket_is_recorded_but_judged_now(server, c
 
 
 def test_clock_skew_setting_refuses_far_baskets(chain):
-    from engine.checkout import CheckoutRefused, checkout
+    from engine.checkout import checkout
+    from engine.checkout_api import CheckoutRefused
     from engine.config import CheckoutSettings
     from engine.db import connect
+
     engine = connect(chain.url)
     strict = CheckoutSettings(max_clock_skew_minutes=30)
     with pytest.raises(CheckoutRefused) as refused:
@@ -373,11 +417,17 @@ def test_clock_skew_setting_refuses_far_baskets(chain):
 
 def test_a_basket_already_imported_is_not_checked_out_again(server, chain):
     import sqlalchemy as sa
+
     from engine.db import connect
+
     engine = connect(chain.url)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO baskets (basket_key, store_id, basket_id, ts, day) "
-                             "VALUES (900, 'S1', 'B1', '2025-03-05T10:15:00.000000', '2025-03-05')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO baskets (basket_key, store_id, basket_id, ts, day) "
+                "VALUES (900, 'S1', 'B1', '2025-03-05T10:15:00.000000', '2025-03-05')"
+            )
+        )
     engine.dispose()
     r = server.post("/v1/checkout", basket("B1", codes=[chain.codes["1"]]))
     assert (r.status_code, r.json()["error"]) == (409, "basket_exists")
@@ -399,8 +449,10 @@ def test_sqlite_wal_is_checkpointed_in_the_background_and_the_thread_stops(sqlit
     from engine.config import CheckoutSettings, Settings
     from engine.server import create_app
     from tests.checkout.conftest import _wait_ready, free_port
-    settings = Settings(database_url=sqlite_url, secret=SECRET.decode(),
-                        checkout=CheckoutSettings(wal_checkpoint_seconds=0.2))
+
+    settings = Settings(
+        database_url=sqlite_url, secret=SECRET.decode(), checkout=CheckoutSettings(wal_checkpoint_seconds=0.2)
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -417,6 +469,7 @@ def test_the_next_profile_sees_the_checked_out_basket(server_process, chain, tmp
 
     from engine.config import Settings
     from engine.profiles import write_profile
+
     server_process.post("/v1/checkout", basket("B1", codes=[chain.codes["1"]]))
     out = tmp_path / "profile.csv"
     write_profile(Settings(database_url=chain.url, secret=SECRET.decode()), dt.date(2025, 3, 6), None, out)

@@ -24,9 +24,10 @@ def zoned_server(chain, clock):
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE stores SET timezone = 'America/Los_Angeles' WHERE store_id = 'S1'"))
     engine.dispose()
-    clock.set("2025-03-05T18:15:00Z")                  # 10:15 in Los Angeles, 13:15 in New York
-    yield from serve_in_thread(chain, Settings(database_url=chain.url, secret=SECRET.decode(),
-                                               timezone="America/New_York"), clock)
+    clock.set("2025-03-05T18:15:00Z")  # 10:15 in Los Angeles, 13:15 in New York
+    yield from serve_in_thread(
+        chain, Settings(database_url=chain.url, secret=SECRET.decode(), timezone="America/New_York"), clock
+    )
 
 
 def stored(chain, basket_id: str) -> tuple[dt.datetime, str]:
@@ -63,8 +64,9 @@ def test_a_retry_written_in_local_time_is_the_same_request(zoned_server, chain):
 def test_validity_is_judged_on_the_store_local_day_across_dst(zoned_server, chain, clock):
     clock.set("2025-03-17T06:00:00Z")
     # 06:00 UTC on the 17th is 23:00 PDT on the 16th in Los Angeles: the list's last day
-    r = zoned_server.post("/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-17T06:00:00+00:00"
-                                                 .replace("+00:00", "Z")))
+    r = zoned_server.post(
+        "/v1/checkout", basket(codes=[chain.codes["1"]], timestamp="2025-03-17T06:00:00+00:00".replace("+00:00", "Z"))
+    )
     assert r.status_code == 200 and r.json()["refused"] == [] and r.json()["total_discount_cents"] > 0
     assert stored(chain, "B1") == (dt.datetime(2025, 3, 16, 23, 0), "2025-03-16")
 
@@ -72,9 +74,9 @@ def test_validity_is_judged_on_the_store_local_day_across_dst(zoned_server, chai
 def test_scan_judges_at_the_scanning_store_local_day(zoned_server, chain, clock):
     at = "2025-03-17T06:00:00Z"
     clock.set(at)
-    assert zoned_server.post("/v1/scan", {"code": chain.codes["1"], "at": at}).status_code == 200   # LA: 16th
+    assert zoned_server.post("/v1/scan", {"code": chain.codes["1"], "at": at}).status_code == 200  # LA: 16th
     r = zoned_server.post("/v1/scan", {"code": chain.codes["1"], "at": at}, key=zoned_server.other_key)
-    assert (r.status_code, r.json()["error"]) == (410, "expired")                                   # NY: 17th, 02:00
+    assert (r.status_code, r.json()["error"]) == (410, "expired")  # NY: 17th, 02:00
 
 
 @pytest.mark.parametrize("timestamp", ["2025-03-05T10:15:00+01:00", "2025-03-05T10:15:00-05:00"])

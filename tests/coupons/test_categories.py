@@ -4,14 +4,26 @@ import polars as pl
 
 from coupons.categories import match_categories, pattern_regex
 from coupons.household import household_groups
-from engine.config import OfferSettings, Settings
+from coupons.rules import DEFAULT_CAMPAIGNS, OfferRules
 
 # A real-shaped catalogue: the names a chain's export uses, not the generator's.
-CATALOGUE = pl.DataFrame({
-    "category": ["DOG FOODS", "CAT FOOD", "BABY FOODS", "DIAPERS & DISPOSABLES", "VEGETABLES - ALL OTHERS",
-                 "VEGETABLES SALAD", "FROZEN VEGETABLES", "HOT DOGS", "cold cereal", "ANALGESICS"],
-    "department": ["PET", "PET", "BABY", "BABY", "PRODUCE", "PRODUCE", "GROCERY", "MEAT", "GROCERY", "DRUG GM"],
-})
+CATALOGUE = pl.DataFrame(
+    {
+        "category": [
+            "DOG FOODS",
+            "CAT FOOD",
+            "BABY FOODS",
+            "DIAPERS & DISPOSABLES",
+            "VEGETABLES - ALL OTHERS",
+            "VEGETABLES SALAD",
+            "FROZEN VEGETABLES",
+            "HOT DOGS",
+            "cold cereal",
+            "ANALGESICS",
+        ],
+        "department": ["PET", "PET", "BABY", "BABY", "PRODUCE", "PRODUCE", "GROCERY", "MEAT", "GROCERY", "DRUG GM"],
+    }
+)
 
 
 def matched(*patterns: str) -> list[str]:
@@ -19,15 +31,15 @@ def matched(*patterns: str) -> list[str]:
 
 
 def test_wildcards_match_plurals_and_punctuation_not_substrings_elsewhere():
-    assert matched("DOG FOOD*") == ["DOG FOODS"]           # not HOT DOGS
+    assert matched("DOG FOOD*") == ["DOG FOODS"]  # not HOT DOGS
     assert matched("*DIAPER*") == ["DIAPERS & DISPOSABLES"]
-    assert matched("VEGETABLES*") == ["VEGETABLES - ALL OTHERS", "VEGETABLES SALAD"]   # not FROZEN VEGETABLES
+    assert matched("VEGETABLES*") == ["VEGETABLES - ALL OTHERS", "VEGETABLES SALAD"]  # not FROZEN VEGETABLES
     assert matched("*VEGETABLES*") == ["FROZEN VEGETABLES", "VEGETABLES - ALL OTHERS", "VEGETABLES SALAD"]
 
 
 def test_matching_ignores_case_and_blanks_and_an_exact_name_matches_only_itself():
     assert matched("  Cold Cereal ") == ["cold cereal"]
-    assert matched("dog food") == []                        # no wildcard: the exact name only
+    assert matched("dog food") == []  # no wildcard: the exact name only
     assert matched("CAT FOO?") == ["CAT FOOD"]
 
 
@@ -48,12 +60,14 @@ def test_a_pattern_that_matches_nothing_has_no_row():
 
 
 def test_default_household_groups_find_the_real_shaped_names():
-    profile = pl.DataFrame({
-        "customer_key": [1, 1, 2, 2, 3],
-        "category": ["DOG FOODS", "CAT FOOD", "DIAPERS & DISPOSABLES", "BABY FOODS", "VEGETABLES - ALL OTHERS"],
-        "purchase_days": [3, 1, 2, 2, 9],
-        "volume_tier": ["mid", "low", "mid", "mid", "high"],
-    })
-    groups = household_groups(profile, OfferSettings())
+    profile = pl.DataFrame(
+        {
+            "customer_key": [1, 1, 2, 2, 3],
+            "category": ["DOG FOODS", "CAT FOOD", "DIAPERS & DISPOSABLES", "BABY FOODS", "VEGETABLES - ALL OTHERS"],
+            "purchase_days": [3, 1, 2, 2, 9],
+            "volume_tier": ["mid", "low", "mid", "mid", "high"],
+        }
+    )
+    groups = household_groups(profile, OfferRules())
     assert groups.rows() == [(1, "pet"), (2, "baby"), (3, "vegetables")]
-    assert Settings().campaigns[0].category == "ANALGESIC*"
+    assert DEFAULT_CAMPAIGNS[0].category == "ANALGESIC*"

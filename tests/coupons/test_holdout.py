@@ -23,11 +23,11 @@ def test_share_is_close_to_the_setting_and_changes_between_periods():
     share = (a["grp"] == "holdout").mean()
     assert abs(share - 0.05) < 3 * (0.05 * 0.95 / 40_000) ** 0.5
     overlap = ((a["grp"] == "holdout") & (b["grp"] == "holdout")).sum()
-    assert overlap < 0.01 * 40_000        # about 0.25 % expected: independent draws
+    assert overlap < 0.01 * 40_000  # about 0.25 % expected: independent draws
 
 
 def test_draw_is_uniform():
     draw = holdout_draw(pl.Series(range(1, 100_001), dtype=pl.Int64), dt.date(2025, 1, 6))
-    assert 0 <= draw.min() and draw.max() < 1
+    assert draw.min() >= 0 and draw.max() < 1
     hist = (draw * 10).floor().value_counts()["count"]
     assert hist.min() > 9_500 and hist.max() < 10_500

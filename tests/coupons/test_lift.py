@@ -45,7 +45,7 @@ def test_wilson_bounds_by_hand():
     low, high = wilson_bounds(pl.col("x"), pl.col("n"), Z95)
     got = f.select(low=low, high=high)
     assert got["low"].to_list() == pytest.approx([0.0, 0.10779], abs=1e-4)
-    assert got["high"].to_list() == pytest.approx([Z95 ** 2 / (10 + Z95 ** 2), 0.60322], abs=1e-4)
+    assert got["high"].to_list() == pytest.approx([Z95**2 / (10 + Z95**2), 0.60322], abs=1e-4)
 
 
 def test_newcombe_hand_worked_case():
@@ -54,10 +54,21 @@ def test_newcombe_hand_worked_case():
     assert (low, high) == pytest.approx((0.0524, 0.3339), abs=5e-5)
 
 
-@pytest.mark.parametrize("x1,n1,x2,n2", [(56, 70, 48, 80), (9, 10, 3, 10), (0, 60, 0, 80), (30, 600, 0, 60),
-                                         (600, 600, 80, 80), (7, 1000, 1, 50), (330, 600, 25, 75)])
+@pytest.mark.parametrize(
+    "x1,n1,x2,n2",
+    [
+        (56, 70, 48, 80),
+        (9, 10, 3, 10),
+        (0, 60, 0, 80),
+        (30, 600, 0, 60),
+        (600, 600, 80, 80),
+        (7, 1000, 1, 50),
+        (330, 600, 25, 75),
+    ],
+)
 def test_agrees_with_statsmodels_newcomb(x1, n1, x2, n2):
     from statsmodels.stats.proportion import confint_proportions_2indep
+
     ref = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb", compare="diff", alpha=0.05)
     assert _bounds(x1, n1, x2, n2) == pytest.approx(ref, abs=1e-9)
 
@@ -81,13 +92,18 @@ def test_means_and_counts_by_hand():
 
 
 def test_a_group_without_holdout_has_no_comparison():
-    frame = pl.concat([_outcomes({"treated": (3, 4), "holdout": (1, 4)}),
-                       _outcomes({"treated": (2, 5)}).with_columns(pl.lit("M1").alias("funder"))])
+    frame = pl.concat(
+        [
+            _outcomes({"treated": (3, 4), "holdout": (1, 4)}),
+            _outcomes({"treated": (2, 5)}).with_columns(pl.lit("M1").alias("funder")),
+        ]
+    )
     assert holdout_lift(frame, by=("funder",))["funder"].to_list() == ["retailer"]
 
 
-def _coverage(rng: np.random.Generator, draws: int, n_treated: int, n_holdout: int, p_t: float, p_h: float,
-              wald: bool = False) -> float:
+def _coverage(
+    rng: np.random.Generator, draws: int, n_treated: int, n_holdout: int, p_t: float, p_h: float, wald: bool = False
+) -> float:
     x1 = rng.binomial(n_treated, p_t, draws)
     x2 = rng.binomial(n_holdout, p_h, draws)
     f = pl.DataFrame({"x1": x1, "n1": n_treated, "x2": x2, "n2": n_holdout})
@@ -103,8 +119,14 @@ def _coverage(rng: np.random.Generator, draws: int, n_treated: int, n_holdout: i
 
 # hold-outs of 50-100 households (5-10 % of a few hundred to a thousand qualifying), purchase
 # rates of a category in a fortnight from rare to common
-DESIGNS = [(950, 50, 0.08, 0.05), (900, 100, 0.08, 0.05), (600, 60, 0.55, 0.35), (1400, 75, 0.15, 0.10),
-           (450, 50, 0.30, 0.20), (900, 100, 0.04, 0.02)]
+DESIGNS = [
+    (950, 50, 0.08, 0.05),
+    (900, 100, 0.08, 0.05),
+    (600, 60, 0.55, 0.35),
+    (1400, 75, 0.15, 0.10),
+    (450, 50, 0.30, 0.20),
+    (900, 100, 0.04, 0.02),
+]
 
 
 @pytest.mark.parametrize("n_treated,n_holdout,p_t,p_h", DESIGNS)
@@ -128,8 +150,14 @@ def test_holdout_lift_frame_covers_by_simulation():
     grp = np.array(["treated"] * n_t + ["holdout"] * n_h)
     p = np.where(grp == "treated", p_t, p_h)
     bought = rng.random((draws, n_t + n_h)) < p
-    frame = pl.DataFrame({"draw": np.repeat(np.arange(draws), n_t + n_h), "grp": np.tile(grp, draws),
-                          "bought": bought.ravel(), "units": bought.ravel().astype(float)})
+    frame = pl.DataFrame(
+        {
+            "draw": np.repeat(np.arange(draws), n_t + n_h),
+            "grp": np.tile(grp, draws),
+            "bought": bought.ravel(),
+            "units": bought.ravel().astype(float),
+        }
+    )
     lift = holdout_lift(frame, by=("draw",))
     assert lift.height == draws
     coverage = lift.select(((pl.col("rate_ci_low") <= p_t - p_h) & (p_t - p_h <= pl.col("rate_ci_high"))).mean()).item()

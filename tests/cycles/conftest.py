@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from engine.history import history_from_files
-from fixtures.generator import generate
+from engine.sample_chain import generate
 
 WEEKS = 52
 

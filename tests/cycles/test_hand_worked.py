@@ -10,12 +10,12 @@ import pytest
 from scipy import integrate, stats
 
 from cycles.abc import abc_classes
-from cycles.brand_volume import brand_volume, usual_products
+from cycles.brand_volume import brand_volume, observed_cells, usual_products
 from cycles.clv import BetaGeoModel, GammaGammaModel, discounted_clv, group_clv
+from cycles.exceptions import InputError, NotFittedError
 from cycles.occasions import pair_occasions
 from cycles.purchase_cycle import PurchaseCycleEstimator, predictive_survival
 from cycles.rfm import rfm_scores
-from cycles.exceptions import InputError, NotFittedError
 
 D0 = dt.date(2025, 1, 6)
 
@@ -26,18 +26,35 @@ def lines(rows: list[tuple]) -> pl.DataFrame:
     Without a product_key, each category has one product (100, 101, ... in category order).
     """
     full = [(r + (None,) * (7 - len(r))) for r in rows]
-    return pl.DataFrame({
-        "customer_key": [r[0] for r in full], "basket_key": list(range(len(full))),
-        "day": [D0 + dt.timedelta(days=r[1]) for r in full], "category": [r[2] for r in full],
-        "quantity": [float(r[3]) for r in full], "brand_type": [r[4] or "national" for r in full],
-        "product_key": [r[5] or 100 + sorted({x[2] for x in full}).index(r[2]) for r in full], "amount_cents": [r[6] or 100 for r in full],
-        "regular_price_cents": [100] * len(full), "unit_cost_cents": [60] * len(full),
-    }, schema_overrides={"customer_key": pl.Int64, "product_key": pl.Int64, "basket_key": pl.Int64})
+    return pl.DataFrame(
+        {
+            "customer_key": [r[0] for r in full],
+            "basket_key": list(range(len(full))),
+            "day": [D0 + dt.timedelta(days=r[1]) for r in full],
+            "category": [r[2] for r in full],
+            "quantity": [float(r[3]) for r in full],
+            "brand_type": [r[4] or "national" for r in full],
+            "product_key": [r[5] or 100 + sorted({x[2] for x in full}).index(r[2]) for r in full],
+            "amount_cents": [r[6] or 100 for r in full],
+            "regular_price_cents": [100] * len(full),
+            "unit_cost_cents": [60] * len(full),
+        },
+        schema_overrides={"customer_key": pl.Int64, "product_key": pl.Int64, "basket_key": pl.Int64},
+    )
 
 
 def test_returns_and_same_day_repeats_are_not_new_occasions():
-    h = lines([(1, 0, "MILK", 1), (1, 0, "MILK", 2), (1, 7, "MILK", 1), (1, 9, "MILK", -1), (1, 21, "MILK", 1),
-               (2, 3, "MILK", 1), (1, 4, "BREAD", 1)])
+    h = lines(
+        [
+            (1, 0, "MILK", 1),
+            (1, 0, "MILK", 2),
+            (1, 7, "MILK", 1),
+            (1, 9, "MILK", -1),
+            (1, 21, "MILK", 1),
+            (2, 3, "MILK", 1),
+            (1, 4, "BREAD", 1),
+        ]
+    )
     occ = pair_occasions(h)
     milk = occ.filter((pl.col("customer_key") == 1) & (pl.col("category") == "MILK")).row(0, named=True)
     assert milk["purchase_days"] == 3
@@ -49,7 +66,8 @@ def test_returns_and_same_day_repeats_are_not_new_occasions():
 def test_predictive_survival_matches_numeric_integration_over_the_rate():
     k, alpha, beta, t = 2.5, 7.0, 60.0, 13.0
     reference, _ = integrate.quad(
-        lambda lam: stats.gamma.sf(t, k, scale=1 / lam) * stats.gamma.pdf(lam, alpha, scale=1 / beta), 0, np.inf)
+        lambda lam: stats.gamma.sf(t, k, scale=1 / lam) * stats.gamma.pdf(lam, alpha, scale=1 / beta), 0, np.inf
+    )
     assert predictive_survival(np.array([t]), k, alpha, beta)[0] == pytest.approx(reference, rel=1e-6)
 
 
@@ -66,7 +84,7 @@ def test_p_buy_in_window_matches_monte_carlo_of_the_model():
     lam = rng.gamma(alpha, 1 / beta, 2_000_000)
     t = rng.gamma(k, 1 / lam)
     stopped = rng.random(t.size) < pi
-    u = 4 - 0.5                                  # the half-day continuity correction
+    u = 4 - 0.5  # the half-day continuity correction
     alive = (t > u) & ~stopped
     waiting = alive | stopped
     expected = ((t < u + 7) & alive).sum() / waiting.sum()
@@ -80,8 +98,9 @@ def test_predict_before_fit_raises_not_fitted():
 
 def test_missing_columns_are_named():
     with pytest.raises(InputError, match="quantity"):
-        PurchaseCycleEstimator().fit(pl.DataFrame({"customer_key": [1], "day": [D0], "product_key": [1],
-                                                   "category": ["MILK"]}))
+        PurchaseCycleEstimator().fit(
+            pl.DataFrame({"customer_key": [1], "day": [D0], "product_key": [1], "category": ["MILK"]})
+        )
 
 
 def test_probabilities_are_probabilities_and_overdue_pairs_fade():
@@ -89,13 +108,18 @@ def test_probabilities_are_probabilities_and_overdue_pairs_fade():
     est = PurchaseCycleEstimator().fit(h, observed_until=D0 + dt.timedelta(days=120))
     p = [est.predict(D0 + dt.timedelta(days=120 + extra), 7)["p_buy_in_window"].mean() for extra in (0, 30, 90)]
     assert all(0 <= x <= 1 for x in p)
-    assert p[0] > p[1] > p[2]          # weekly buyers silent for weeks have probably gone
+    assert p[0] > p[1] > p[2]  # weekly buyers silent for weeks have probably gone
 
 
 def test_rfm_scores_are_quintiles_and_score_is_100r_10f_m():
-    summary = pl.DataFrame({"customer_key": range(1, 11), "recency_days": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-                            "frequency": [10, 9, 8, 7, 6, 5, 4, 3, 2, 1],
-                            "monetary_cents": [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]})
+    summary = pl.DataFrame(
+        {
+            "customer_key": range(1, 11),
+            "recency_days": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            "frequency": [10, 9, 8, 7, 6, 5, 4, 3, 2, 1],
+            "monetary_cents": [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000],
+        }
+    )
     out = rfm_scores(summary)
     assert out["r_score"].to_list() == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
     assert out["f_score"].to_list() == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
@@ -115,15 +139,47 @@ def test_abc_shares_and_value_tiers_by_cumulative_sales():
 
 
 def test_brand_cells_and_volume_tiers_on_a_small_category():
-    h = lines([(1, 0, "TEA", 1, "national", 1), (1, 7, "TEA", 1, "national", 1),
-               (2, 0, "TEA", 1, "store", 2), (2, 7, "TEA", 1, "store", 2),
-               (3, 0, "TEA", 1, "store", 2), (3, 7, "TEA", 1, "national", 1),
-               (4, 0, "TEA", 5, "store", 2)])
+    h = lines(
+        [
+            (1, 0, "TEA", 1, "national", 1),
+            (1, 7, "TEA", 1, "national", 1),
+            (2, 0, "TEA", 1, "store", 2),
+            (2, 7, "TEA", 1, "store", 2),
+            (3, 0, "TEA", 1, "store", 2),
+            (3, 7, "TEA", 1, "national", 1),
+            (4, 0, "TEA", 5, "store", 2),
+        ]
+    )
     cycles = pair_occasions(h).with_columns(pl.lit(7.0).alias("mean_interval_days"))
     out = brand_volume(usual_products(h), cycles, prior_occasions=0.0)
     assert out["brand_cell"].to_list() == ["national", "store", "switcher", "unclassified"]
     assert out["volume_tier"].to_list() == ["low", "low", "low", "high"]
     assert usual_products(h).filter(pl.col("customer_key") == 3)["usual_product_key"].item() == 1
+
+
+def test_observed_cells_read_the_share_and_units_a_week_off_the_window():
+    # the small category above over two weeks, plus a return that must not count
+    h = lines(
+        [
+            (1, 0, "TEA", 1, "national", 1),
+            (1, 7, "TEA", 1, "national", 1),
+            (2, 0, "TEA", 1, "store", 2),
+            (2, 7, "TEA", 1, "store", 2),
+            (2, 9, "TEA", -1, "store", 2),
+            (3, 0, "TEA", 1, "store", 2),
+            (3, 7, "TEA", 1, "national", 1),
+            (4, 0, "TEA", 5, "store", 2),
+        ]
+    )
+    out = observed_cells(h, weeks=2.0)
+    assert out["purchase_days"].to_list() == [2, 2, 2, 1]
+    assert out["store_share"].to_list() == [0.0, 1.0, 0.5, 1.0]
+    assert out["units_per_week"].to_list() == [1.0, 1.0, 1.0, 2.5]  # units bought / 2 weeks
+    # cuts at the linear tertiles of [1, 1, 1, 2.5]: 1 and 1
+    assert out["brand_cell"].to_list() == ["national", "store", "switcher", "unclassified"]
+    assert out["volume_tier"].to_list() == ["low", "low", "low", "high"]
+    stricter = observed_cells(h, weeks=2.0, national_max=0.0, store_min=1.0, min_occasions=1)
+    assert stricter["brand_cell"].to_list() == ["national", "store", "switcher", "store"]
 
 
 def test_bgnbd_recovers_planted_parameters():
@@ -163,7 +219,7 @@ def test_gamma_gamma_shrinks_towards_the_population_mean():
     gg = GammaGammaModel()
     gg.params_ = {"p": 6.0, "q": 4.0, "gamma": 15.0}
     # population mean gamma p / (q - 1) = 30; weight of the customer's own mean p x / (p x + q - 1)
-    assert gg.expected_spend([1.0], [60.0])[0] == pytest.approx(30 / 3 + 60 * 2 / 3)    # weight 6 / 9
+    assert gg.expected_spend([1.0], [60.0])[0] == pytest.approx(30 / 3 + 60 * 2 / 3)  # weight 6 / 9
     assert gg.expected_spend([10.0], [60.0])[0] == pytest.approx((3 / 63) * 30 + (60 / 63) * 60)
 
 
@@ -178,8 +234,13 @@ def test_discounted_clv_is_visits_times_spend_times_margin():
 
 
 def test_group_clv_is_yearly_contribution_over_churn():
-    frame = pl.DataFrame({"tier": ["A", "A", "B", "B"], "yearly_contribution_cents": [1000, 3000, 500, 500],
-                          "churned": [False, True, False, False]})
+    frame = pl.DataFrame(
+        {
+            "tier": ["A", "A", "B", "B"],
+            "yearly_contribution_cents": [1000, 3000, 500, 500],
+            "churned": [False, True, False, False],
+        }
+    )
     out = group_clv(frame, "tier")
     assert out.row(0, named=True) == {"tier": "A", "customers": 2, "p_cents": 2000, "r": 0.5, "clv_cents": 4000}
     assert out.row(1, named=True)["r"] == 0.01 and out.row(1, named=True)["clv_cents"] == 50_000

@@ -9,15 +9,18 @@ import numpy as np
 import polars as pl
 import pytest
 
+from cycles.exceptions import InputError, NotFittedError
 from cycles.purchase_cycle import PurchaseCycleEstimator
 from cycles.ranker import RANKER_FEATURES, NextWindowRanker
-from cycles.exceptions import InputError, NotFittedError
 from engine.history import history_from_files
-from fixtures.generator import generate
+from engine.sample_chain import generate
 
 W = 14
-SMALL = {"n_estimators": 60, "n_cutoffs": 6,     # small trees: seconds, not minutes
-         "new_candidates": 0}                     # the pairs bought before only (new ones: their own test)
+SMALL = {
+    "n_estimators": 60,
+    "n_cutoffs": 6,  # small trees: seconds, not minutes
+    "new_candidates": 0,
+}  # the pairs bought before only (new ones: their own test)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +37,14 @@ def split(small_chain):
     end = small_chain["day"].max() + dt.timedelta(days=1)
     as_of = end - dt.timedelta(days=28)
     train = small_chain.filter(pl.col("day") < as_of)
-    bought = (small_chain.filter((pl.col("day") >= as_of) & (pl.col("day") < as_of + dt.timedelta(days=W))
-                                 & (pl.col("quantity") > 0))
-              .select("customer_key", "category").unique().with_columns(pl.lit(1).alias("y")))
+    bought = (
+        small_chain.filter(
+            (pl.col("day") >= as_of) & (pl.col("day") < as_of + dt.timedelta(days=W)) & (pl.col("quantity") > 0)
+        )
+        .select("customer_key", "category")
+        .unique()
+        .with_columns(pl.lit(1).alias("y"))
+    )
     return train, as_of, bought
 
 
@@ -47,19 +55,26 @@ def fitted(split):
 
 
 def _precision_at_10(pred: pl.DataFrame, score: str, bought: pl.DataFrame) -> float:
-    top = (pred.sort(["customer_key", score, "category"], descending=[False, True, False])
-           .group_by("customer_key", maintain_order=True).head(10)
-           .join(bought, on=["customer_key", "category"], how="left").with_columns(pl.col("y").fill_null(0)))
+    top = (
+        pred.sort(["customer_key", score, "category"], descending=[False, True, False])
+        .group_by("customer_key", maintain_order=True)
+        .head(10)
+        .join(bought, on=["customer_key", "category"], how="left")
+        .with_columns(pl.col("y").fill_null(0))
+    )
     active = bought.select("customer_key").unique()
-    return float(top.join(active, on="customer_key").group_by("customer_key")
-                 .agg(p=pl.col("y").mean())["p"].mean())
+    return float(top.join(active, on="customer_key").group_by("customer_key").agg(p=pl.col("y").mean())["p"].mean())
 
 
 def test_predict_has_one_row_per_pair_bought_before_with_probabilities(fitted, split):
     train, as_of, _ = split
     pred = fitted.predict(as_of, W)
-    pairs = (train.filter(pl.col("quantity") > 0).select("customer_key", "category").unique()
-             .sort("customer_key", "category"))
+    pairs = (
+        train.filter(pl.col("quantity") > 0)
+        .select("customer_key", "category")
+        .unique()
+        .sort("customer_key", "category")
+    )
     assert pred.columns == ["customer_key", "category", "score", "p_renewal", "p_buy_in_window", "fallback"]
     assert pred.select("customer_key", "category").equals(pairs)
     assert not fitted.fallback_
@@ -88,10 +103,12 @@ def test_calibrated_on_a_later_period(fitted, split):
     in the window after the fitted history (never seen in fit)."""
     _, as_of, bought = split
     pred = fitted.predict(as_of, W).join(bought, on=["customer_key", "category"], how="left")
-    deciles = (pred.with_columns(pl.col("y").fill_null(0))
-               .group_by((pl.col("p_buy_in_window") * 10).floor().clip(0, 9).alias("decile"))
-               .agg(n=pl.len(), p=pl.col("p_buy_in_window").mean(), o=pl.col("y").mean())
-               .filter(pl.col("n") >= 500))
+    deciles = (
+        pred.with_columns(pl.col("y").fill_null(0))
+        .group_by((pl.col("p_buy_in_window") * 10).floor().clip(0, 9).alias("decile"))
+        .agg(n=pl.len(), p=pl.col("p_buy_in_window").mean(), o=pl.col("y").mean())
+        .filter(pl.col("n") >= 500)
+    )
     assert deciles.height >= 3
     assert (deciles["p"] - deciles["o"]).abs().max() <= 0.05
 
@@ -115,9 +132,10 @@ def test_a_partition_scores_as_in_one_pass(fitted, split):
 
 def test_new_customers_get_the_renewal_probability(fitted, split):
     train, as_of, _ = split
-    newcomer = (train.filter(pl.col("customer_key") == train["customer_key"].min())
-                .with_columns(pl.lit(10**9, pl.Int64).alias("customer_key"),
-                              (pl.lit(as_of) - pl.duration(days=pl.int_range(pl.len()) % 10 + 1)).alias("day")))
+    newcomer = train.filter(pl.col("customer_key") == train["customer_key"].min()).with_columns(
+        pl.lit(10**9, pl.Int64).alias("customer_key"),
+        (pl.lit(as_of) - pl.duration(days=pl.int_range(pl.len()) % 10 + 1)).alias("day"),
+    )
     pred = fitted.predict(as_of, W, history=pl.concat([train, newcomer]))
     new = pred.filter(pl.col("customer_key") == 10**9)
     assert new.height > 0 and new["fallback"].all()
@@ -149,6 +167,7 @@ def test_the_profile_takes_p_buy_from_the_ranker_unless_set_to_renewal(small_cha
     from engine.config import CycleSettings, Settings
     from engine.errors import ConfigError
     from engine.profiles import profile_frame
+
     _, as_of, _ = split
     history = small_chain.filter((pl.col("day") < as_of) & (pl.col("customer_key") % 2 == 0))
     by_ranker = profile_frame(history, Settings(), as_of, W)
@@ -168,8 +187,7 @@ def test_p_renewal_is_the_renewal_model_with_the_rankers_priors(fitted, split):
     """The one-query pair statistics give the renewal model's own probabilities (pair_occasions path)."""
     train, as_of, _ = split
     pred = fitted.predict(as_of, W)
-    renewal = (PurchaseCycleEstimator(priors=fitted.renewal_priors_).fit(train, observed_until=as_of)
-               .predict(as_of, W))
+    renewal = PurchaseCycleEstimator(priors=fitted.renewal_priors_).fit(train, observed_until=as_of).predict(as_of, W)
     assert pred["p_renewal"].to_list() == pytest.approx(renewal["p_buy_in_window"].to_list(), abs=1e-9)
 
 
@@ -179,8 +197,9 @@ def test_training_on_a_sample_of_customers_still_scores_everyone(split):
     pred = ranker.predict(as_of, W)
     assert not ranker.fallback_
     assert pred["customer_key"].n_unique() == train["customer_key"].n_unique()
-    again = NextWindowRanker(max_train_customers=300, **SMALL).fit(train.sample(fraction=1.0, shuffle=True, seed=3),
-                                                                    observed_until=as_of)
+    again = NextWindowRanker(max_train_customers=300, **SMALL).fit(
+        train.sample(fraction=1.0, shuffle=True, seed=3), observed_until=as_of
+    )
     assert again.predict(as_of, W, history=train).equals(pred)
 
 
@@ -196,7 +215,8 @@ def test_new_candidates_are_the_most_popular_categories_a_customer_never_bought(
     for key in new["customer_key"].unique().sort().head(25):
         own = set(had.filter(pl.col("customer_key") == key)["category"])
         assert sorted(new.filter(pl.col("customer_key") == key)["category"]) == sorted(
-            [c for c in popular if c not in own][:3])
+            [c for c in popular if c not in own][:3]
+        )
     assert (new["p_renewal"] == 0).all() and new["p_buy_in_window"].is_between(0, 1).all()
     # calibrated like the others: their mean probability is near their rate of purchase in the next window
     rate = new.join(bought, on=["customer_key", "category"], how="left")["y"].fill_null(0).mean()

@@ -17,20 +17,28 @@ import pytest
 from cycles.purchase_cycle import PurchaseCycleEstimator
 from cycles.ranker import NextWindowRanker
 from engine.history import history_from_files
-from fixtures.generator import generate
+from engine.sample_chain import generate
 
 W = 14
 SMALL = {"n_estimators": 60, "n_cutoffs": 6}
-MAX_SE = 0.006          # above this, 2 SE would hide a real difference: the chain is too small
+MAX_SE = 0.006  # above this, 2 SE would hide a real difference: the chain is too small
 
 
 def _p_at_10(pred: pl.DataFrame, score: str, bought: pl.DataFrame) -> pl.DataFrame:
     """customer_key, p: hits in the top 10 by `score` / min(10, candidates), customers who bought."""
-    top = (pred.sort(["customer_key", score, "category"], descending=[False, True, False])
-           .group_by("customer_key", maintain_order=True).head(10)
-           .join(bought, on=["customer_key", "category"], how="left").with_columns(pl.col("y").fill_null(0)))
-    return (top.join(bought.select("customer_key").unique(), on="customer_key")
-            .group_by("customer_key").agg(p=pl.col("y").mean()).sort("customer_key"))
+    top = (
+        pred.sort(["customer_key", score, "category"], descending=[False, True, False])
+        .group_by("customer_key", maintain_order=True)
+        .head(10)
+        .join(bought, on=["customer_key", "category"], how="left")
+        .with_columns(pl.col("y").fill_null(0))
+    )
+    return (
+        top.join(bought.select("customer_key").unique(), on="customer_key")
+        .group_by("customer_key")
+        .agg(p=pl.col("y").mean())
+        .sort("customer_key")
+    )
 
 
 def _scores(shape_k: float, tmp_path_factory) -> dict[str, np.ndarray]:
@@ -41,15 +49,27 @@ def _scores(shape_k: float, tmp_path_factory) -> dict[str, np.ndarray]:
     history = history_from_files(out)[0]
     as_of = history["day"].max() + dt.timedelta(days=1) - dt.timedelta(days=28)
     train = history.filter(pl.col("day") < as_of)
-    bought = (history.filter((pl.col("day") >= as_of) & (pl.col("day") < as_of + dt.timedelta(days=W))
-                             & (pl.col("quantity") > 0))
-              .select("customer_key", "category").unique().with_columns(pl.lit(1).alias("y")))
+    bought = (
+        history.filter(
+            (pl.col("day") >= as_of) & (pl.col("day") < as_of + dt.timedelta(days=W)) & (pl.col("quantity") > 0)
+        )
+        .select("customer_key", "category")
+        .unique()
+        .with_columns(pl.lit(1).alias("y"))
+    )
     ranked = NextWindowRanker(**SMALL).fit(train, observed_until=as_of).predict(as_of, W)
     renewal = PurchaseCycleEstimator().fit(train, observed_until=as_of).predict(as_of, W)
-    per = (_p_at_10(ranked, "p_buy_in_window", bought).rename({"p": "ranker"})
-           .join(_p_at_10(renewal.with_columns(pl.col("purchase_days").cast(pl.Float64)), "purchase_days", bought)
-                 .rename({"p": "topfreq"}), on="customer_key")
-           .join(_p_at_10(renewal, "p_buy_in_window", bought).rename({"p": "renewal"}), on="customer_key"))
+    per = (
+        _p_at_10(ranked, "p_buy_in_window", bought)
+        .rename({"p": "ranker"})
+        .join(
+            _p_at_10(renewal.with_columns(pl.col("purchase_days").cast(pl.Float64)), "purchase_days", bought).rename(
+                {"p": "topfreq"}
+            ),
+            on="customer_key",
+        )
+        .join(_p_at_10(renewal, "p_buy_in_window", bought).rename({"p": "renewal"}), on="customer_key")
+    )
     return {name: per[name].to_numpy() for name in ("ranker", "topfreq", "renewal")}
 
 

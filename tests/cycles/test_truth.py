@@ -21,7 +21,7 @@ def profile(chain, end_of_history):
 
 def test_mean_interval_within_15_percent_for_pairs_with_six_purchases(profile):
     pairs = profile.filter(pl.col("purchase_days") >= 6)
-    rel = ((pl.col("mean_interval_days") - pl.col("mean_interval_days_true")).abs() / pl.col("mean_interval_days_true"))
+    rel = (pl.col("mean_interval_days") - pl.col("mean_interval_days_true")).abs() / pl.col("mean_interval_days_true")
     assert pairs.height > 5000
     assert pairs.select(rel.median()).item() <= 0.15
 
@@ -30,14 +30,26 @@ def test_p_buy_is_calibrated_on_the_following_weeks(chain):
     history = chain[0]
     as_of = history["day"].max() + dt.timedelta(days=1 - 28)
     train = history.filter(pl.col("day") < as_of)
-    bought = (history.filter((pl.col("day") >= as_of) & (pl.col("day") < as_of + dt.timedelta(days=14))
-                             & (pl.col("quantity") > 0))
-              .select("customer_key", "category").unique().with_columns(pl.lit(1.0).alias("y")))
-    pred = (PurchaseCycleEstimator().fit(train, observed_until=as_of).predict(as_of, 14)
-            .join(bought, on=["customer_key", "category"], how="left").with_columns(pl.col("y").fill_null(0.0)))
-    deciles = (pred.group_by((pl.col("p_buy_in_window") * 10).floor().clip(0, 9).alias("decile"))
-               .agg(n=pl.len(), predicted=pl.col("p_buy_in_window").mean(), observed=pl.col("y").mean())
-               .filter(pl.col("n") >= 500))
+    bought = (
+        history.filter(
+            (pl.col("day") >= as_of) & (pl.col("day") < as_of + dt.timedelta(days=14)) & (pl.col("quantity") > 0)
+        )
+        .select("customer_key", "category")
+        .unique()
+        .with_columns(pl.lit(1.0).alias("y"))
+    )
+    pred = (
+        PurchaseCycleEstimator()
+        .fit(train, observed_until=as_of)
+        .predict(as_of, 14)
+        .join(bought, on=["customer_key", "category"], how="left")
+        .with_columns(pl.col("y").fill_null(0.0))
+    )
+    deciles = (
+        pred.group_by((pl.col("p_buy_in_window") * 10).floor().clip(0, 9).alias("decile"))
+        .agg(n=pl.len(), predicted=pl.col("p_buy_in_window").mean(), observed=pl.col("y").mean())
+        .filter(pl.col("n") >= 500)
+    )
     assert deciles.height >= 8
     worst = deciles.select((pl.col("predicted") - pl.col("observed")).abs().max()).item()
     assert worst <= 0.05, deciles.sort("decile")
@@ -46,10 +58,19 @@ def test_p_buy_is_calibrated_on_the_following_weeks(chain):
 def test_cycle_ranking_beats_most_frequent_categories_on_recall_at_10(chain):
     history = chain[0]
     as_of = history["day"].max() + dt.timedelta(days=1 - 14)
-    bought = (history.filter((pl.col("day") >= as_of) & (pl.col("quantity") > 0))
-              .select("customer_key", "category").unique().with_columns(pl.lit(1).alias("y")))
-    pred = (PurchaseCycleEstimator().fit(history.filter(pl.col("day") < as_of), observed_until=as_of)
-            .predict(as_of, 14).join(bought, on=["customer_key", "category"], how="left").fill_null(0))
+    bought = (
+        history.filter((pl.col("day") >= as_of) & (pl.col("quantity") > 0))
+        .select("customer_key", "category")
+        .unique()
+        .with_columns(pl.lit(1).alias("y"))
+    )
+    pred = (
+        PurchaseCycleEstimator()
+        .fit(history.filter(pl.col("day") < as_of), observed_until=as_of)
+        .predict(as_of, 14)
+        .join(bought, on=["customer_key", "category"], how="left")
+        .fill_null(0)
+    )
 
     def hits(score: str) -> int:
         top = pred.sort(["customer_key", score, "category"], descending=[False, True, False])
@@ -66,15 +87,19 @@ def test_brand_cell_matches_planted_preference(profile):
 
 
 def test_volume_tiers_are_ordered_as_planted(profile):
-    planted = (profile.group_by("volume_tier").agg(pl.col("units_per_week_true").median())
-               .sort("units_per_week_true")["volume_tier"].to_list())
+    planted = (
+        profile.group_by("volume_tier")
+        .agg(pl.col("units_per_week_true").median())
+        .sort("units_per_week_true")["volume_tier"]
+        .to_list()
+    )
     assert planted == ["low", "mid", "high"]
     assert profile.select((pl.col("volume_tier") == pl.col("volume_tier_true")).mean()).item() > 0.5
 
 
 def test_lapsing_households_are_flagged_far_more_often(chain, end_of_history):
     history, _, customers, _, households = chain
-    value = customer_value(history, end_of_history, customers).join(households, on="customer_key")
+    value = customer_value(history, end_of_history, customers, qualifying_weeks=8).join(households, on="customer_key")
     flagged = pl.col("lifecycle_stage").is_in(["declining", "lapsed"]).mean()
     rates = dict(value.group_by("lapsing").agg(flagged.alias("rate")).iter_rows())
     assert rates[True] >= 0.6
@@ -84,6 +109,6 @@ def test_lapsing_households_are_flagged_far_more_often(chain, end_of_history):
 
 def test_share_of_wallet_follows_the_planted_share(chain, end_of_history):
     history, _, customers, _, households = chain
-    value = customer_value(history, end_of_history, customers).join(households, on="customer_key")
+    value = customer_value(history, end_of_history, customers, qualifying_weeks=8).join(households, on="customer_key")
     # weak by nature: spend against a fixed budget also measures how heavy a household is
     assert value.select(pl.corr("share_of_wallet", "share_of_wallet_right", method="spearman")).item() > 0.15

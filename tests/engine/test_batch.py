@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from engine import batch as batch_module
 from engine.batch import run_batch as _run_batch
@@ -25,21 +26,25 @@ from engine.config import BatchSettings, Settings
 from engine.db import bulk_session, connect, init_schema
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample"
-PERIOD = dt.date(2025, 6, 16)        # 3 weeks of real purchases left after it in the sample
+PERIOD = dt.date(2025, 6, 16)  # 3 weeks of real purchases left after it in the sample
 SECRET = "test-secret"
 
 
 def PROFILER(history, products, customers, settings, as_of, window_days):  # noqa: N802, ANN001
     """The cycles package's profiles (engine.profiles), as the batch runs by default."""
     from engine.profiles import profile_frames
+
     return profile_frames(history, products, customers, settings, as_of, window_days)
 
 
 def BASELINE(history, products, customers, settings, as_of, window_days):  # noqa: N802, ANN001
     """The most-frequent baseline of coupons.baseline."""
     from coupons.baseline import baseline_profile, baseline_value
-    return (baseline_profile(history, products, as_of, window_days, settings),
-            baseline_value(history, customers, as_of, settings))
+
+    return (
+        baseline_profile(history, products, as_of, window_days, settings.cycles),
+        baseline_value(history, customers, as_of, settings.value, settings.batch.qualifying_weeks),
+    )
 
 
 def run_batch(settings, period_start=None, out_dir=None, progress=None):  # noqa: ANN001
@@ -50,14 +55,19 @@ def run_batch(settings, period_start=None, out_dir=None, progress=None):  # noqa
 def template(tmp_path_factory) -> Path:
     """The sample chain imported once into a SQLite file; tests copy it."""
     from engine.ingest import import_files
+
     path = tmp_path_factory.mktemp("chain") / "chain.db"
     url = f"sqlite:///{path}"
     engine = connect(url)
     init_schema(engine)
     engine.dispose()
-    for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
-                        ("products", [SAMPLE / "products.csv"]), ("deals", [SAMPLE / "deals"]),
-                        ("transactions", [SAMPLE / "transactions"])]:
+    for kind, paths in [
+        ("stores", [SAMPLE / "stores.csv"]),
+        ("customers", [SAMPLE / "customers.csv"]),
+        ("products", [SAMPLE / "products.csv"]),
+        ("deals", [SAMPLE / "deals"]),
+        ("transactions", [SAMPLE / "transactions"]),
+    ]:
         import_files(url, kind, paths)
     return path
 
@@ -78,9 +88,12 @@ def read(url: str, sql: str) -> pl.DataFrame:
 
 
 def offers_of(url: str, period: dt.date = PERIOD) -> pl.DataFrame:
-    return read(url, "SELECT l.customer_key, l.code, o.* FROM offers o JOIN lists l ON l.list_id = o.list_id "
-                     f"JOIN batches b ON b.batch_id = l.batch_id WHERE b.period_start = '{period}' "
-                     "ORDER BY l.customer_key, o.line_no")
+    return read(
+        url,
+        "SELECT l.customer_key, l.code, o.* FROM offers o JOIN lists l ON l.list_id = o.list_id "
+        f"JOIN batches b ON b.batch_id = l.batch_id WHERE b.period_start = '{period}' "
+        "ORDER BY l.customer_key, o.line_no",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +108,13 @@ def done(template, tmp_path_factory):
 def test_only_qualifying_customers_get_lists_and_the_holdout_none(done):
     url, summary, _ = done
     start = PERIOD - dt.timedelta(weeks=8)
-    spend = read(url, "SELECT l.customer_key, SUM(l.amount_cents) AS s FROM basket_lines l "
-                      "JOIN customers c ON c.customer_key = l.customer_key "
-                      f"WHERE l.day >= '{start}' AND l.day < '{PERIOD}' AND c.card_number IS NOT NULL "
-                      "AND c.opted_out = 0 GROUP BY l.customer_key")
+    spend = read(
+        url,
+        "SELECT l.customer_key, SUM(l.amount_cents) AS s FROM basket_lines l "
+        "JOIN customers c ON c.customer_key = l.customer_key "
+        f"WHERE l.day >= '{start}' AND l.day < '{PERIOD}' AND c.card_number IS NOT NULL "
+        "AND c.opted_out = 0 GROUP BY l.customer_key",
+    )
     qualifying = set(spend.filter(pl.col("s") // 8 >= 2500)["customer_key"].to_list())
     members = read(url, "SELECT customer_key, grp FROM batch_members")
     lists = set(read(url, "SELECT customer_key FROM lists")["customer_key"].to_list())
@@ -129,19 +145,75 @@ def test_rerun_changes_nothing_and_a_fresh_database_draws_the_same_holdout(done,
     assert offers_of(other).select(cols).equals(before.select(cols))
 
 
+def test_each_list_records_its_customers_home_store(done):
+    url, _, _ = done
+    baskets = read(url, "SELECT customer_key, store_id FROM baskets WHERE customer_key IS NOT NULL")
+    counts: dict[int, dict[str, int]] = {}
+    for key, store in baskets.iter_rows():
+        counts.setdefault(key, {})[store] = counts.setdefault(key, {}).get(store, 0) + 1
+    lists = read(url, "SELECT customer_key, store_id FROM lists")
+    assert lists.height > 0 and lists["store_id"].null_count() == 0
+    assert len({s for _, s in lists.iter_rows()}) > 1  # the sample has several stores
+    for key, store in lists.iter_rows():  # most baskets, a tie to the lowest store id
+        assert store == min(counts[key], key=lambda s: (-counts[key][s], s))
+
+
+def test_the_home_store_has_most_baskets_and_a_tie_goes_to_the_lowest_store_id(db_url):
+    from engine.batch import home_stores
+
+    engine = connect(db_url)
+    md = sa.MetaData()
+    md.reflect(engine)
+    t = md.tables
+    plan = [(1, "S2"), (1, "S2"), (1, "S1"), (1, "S2"), (2, "S2"), (2, "S1"), (2, "S1"), (2, "S2"), (None, "S2")]
+    with engine.begin() as conn:
+        conn.execute(t["stores"].insert(), [{"store_id": "S1"}, {"store_id": "S2"}])
+        conn.execute(t["customers"].insert(), [{"customer_key": k, "customer_id": f"C{k}"} for k in (1, 2, 3)])
+        conn.execute(
+            t["baskets"].insert(),
+            [
+                {
+                    "basket_key": i,
+                    "store_id": store,
+                    "basket_id": f"B{i}",
+                    "customer_key": key,
+                    "ts": dt.datetime(2025, 3, 1 + i, 9),
+                    "day": dt.date(2025, 3, 1 + i),
+                }
+                for i, (key, store) in enumerate(plan, start=1)
+            ],
+        )
+    engine.dispose()
+    with bulk_session(db_url, write=False) as db:
+        everyone = home_stores(db)
+        one = home_stores(db, "SELECT customer_key FROM customers WHERE customer_id = 'C1'")
+    # 1: three baskets in S2, one in S1; 2: two each, S1 first; 3: no basket, no row
+    assert everyone.sort("customer_key").rows() == [(1, "S2"), (2, "S1")]
+    assert one.rows() == [(1, "S2")]
+
+
 def _cycle_hit_shares(url: str) -> tuple[float, float, int]:
     """(share of cycle offers bought in the period, share on a planted pair, offers)."""
     end = PERIOD + dt.timedelta(days=14)
-    bought = read(url, "SELECT DISTINCT l.customer_key, p.category FROM basket_lines l JOIN products p "
-                       f"ON p.product_key = l.product_key WHERE l.day >= '{PERIOD}' AND l.day < '{end}' "
-                       "AND l.quantity > 0").with_columns(pl.lit(True).alias("hit"))
+    bought = read(
+        url,
+        "SELECT DISTINCT l.customer_key, p.category FROM basket_lines l JOIN products p "
+        f"ON p.product_key = l.product_key WHERE l.day >= '{PERIOD}' AND l.day < '{end}' "
+        "AND l.quantity > 0",
+    ).with_columns(pl.lit(True).alias("hit"))
     keys = read(url, "SELECT customer_key, customer_id FROM customers")
-    planted = (pl.read_parquet(SAMPLE / "truth" / "pairs.parquet").select("customer_id", "category")
-               .join(keys, on="customer_id").select("customer_key", "category").unique()
-               .with_columns(pl.lit(True).alias("planted")))
+    planted = (
+        pl.read_parquet(SAMPLE / "truth" / "pairs.parquet")
+        .select("customer_id", "category")
+        .join(keys, on="customer_id")
+        .select("customer_key", "category")
+        .unique()
+        .with_columns(pl.lit(True).alias("planted"))
+    )
     cycle = offers_of(url).filter(pl.col("kind") == "cycle").select("customer_key", "category")
-    rows = (cycle.join(bought, on=["customer_key", "category"], how="left")
-            .join(planted, on=["customer_key", "category"], how="left"))
+    rows = cycle.join(bought, on=["customer_key", "category"], how="left").join(
+        planted, on=["customer_key", "category"], how="left"
+    )
     return rows["hit"].fill_null(False).mean(), rows["planted"].fill_null(False).mean(), rows.height
 
 
@@ -152,8 +224,10 @@ def test_cycle_offers_fall_on_categories_bought_in_the_period(done, template, tm
     _run_batch(settings_for(base_url), PERIOD, tmp_path / "b", profiler=BASELINE)
     base_share, base_planted, base_n = _cycle_hit_shares(base_url)
     with capsys.disabled():
-        print(f"\ncycle offers bought in the period: {share:.1%} of {n} (most-frequent baseline {base_share:.1%} "
-              f"of {base_n}); on planted pairs: {planted:.1%} (baseline {base_planted:.1%})")
+        print(
+            f"\ncycle offers bought in the period: {share:.1%} of {n} (most-frequent baseline {base_share:.1%} "
+            f"of {base_n}); on planted pairs: {planted:.1%} (baseline {base_planted:.1%})"
+        )
     assert share > 0.5
     # Measured, not asserted: on the 200-customer sample the cycles profile (56.8 % of 1,795 offers)
     # does not beat the baseline (59.8 % of 1,473); the baseline makes fewer, safer offers.
@@ -168,7 +242,8 @@ def test_conversion_depth_grows_with_volume_and_store_loyal_get_none(done):
     assert not (conv["brand_cell"] == "store").any()
     depth = read(url, "SELECT product_key, regular_price_cents FROM products")
     conv = conv.join(depth.cast(pl.Int64), on="product_key").with_columns(
-        (pl.col("discount_cents") / pl.col("regular_price_cents")).alias("depth"))
+        (pl.col("discount_cents") / pl.col("regular_price_cents")).alias("depth")
+    )
     by_tier = dict(conv.group_by("volume_tier").agg(pl.col("depth").mean()).iter_rows())
     assert by_tier["high"] > by_tier.get("mid", 0) > by_tier.get("low", 0) > 0
     assert by_tier["high"] == pytest.approx(0.40, abs=0.01)
@@ -193,21 +268,23 @@ def test_summary_reconciles_with_the_offers_table_to_the_cent(done):
         assert d["offers"] == mine.height
         assert d["budget_cents"] is None or d["committed_before_cents"] + d["this_batch_cents"] <= d["budget_cents"]
     import json
+
     assert json.loads((out / PERIOD.isoformat() / "summary.json").read_text()) == summary
 
 
-@pytest.mark.parametrize("chain_budget, caps, deal_budget", [(5_000, {"VIP": 300, "major": 200}, 500),
-                                                             (40_000, {"ordinary": 0}, 0)])
+@pytest.mark.parametrize(
+    "chain_budget, caps, deal_budget", [(5_000, {"VIP": 300, "major": 200}, 500), (40_000, {"ordinary": 0}, 0)]
+)
 def test_budgets_hold_in_the_database_under_tight_settings(template, tmp_path, chain_budget, caps, deal_budget):
     url = chain(template, tmp_path)
     with bulk_session(url) as db:
         db.execute(f"UPDATE deals SET budget_cents = {deal_budget}")
     s = settings_for(url, chain_budget_cents=chain_budget)
-    s = dataclasses.replace(s, offers=dataclasses.replace(s.offers, list_cap_cents={
-        **s.offers.list_cap_cents, **caps}))
+    s = dataclasses.replace(s, offers=dataclasses.replace(s.offers, list_cap_cents={**s.offers.list_cap_cents, **caps}))
     summary = run_batch(s, PERIOD, out_dir=tmp_path / "b")
     o = offers_of(url).with_columns(pl.col("funded_share").cast(pl.Float64))
     from coupons.budgets import budget_charges
+
     # the chain budget is charged the retailer's expected cost plus margin (coupons.budgets), not face value
     chain_charge = budget_charges(o, retailer=True)
     assert chain_charge["committed_cents"].item() == summary["chain_budget"]["committed_cents"] <= chain_budget
@@ -230,7 +307,7 @@ def test_a_batch_killed_mid_write_completes_on_rerun(template, tmp_path, monkeyp
     real_make_code = batch_module.make_code
 
     def killed(*_args, **_kwargs):
-        raise KeyboardInterrupt       # as a kill in the middle of the write transaction
+        raise KeyboardInterrupt  # as a kill in the middle of the write transaction
 
     monkeypatch.setattr(batch_module, "make_code", killed)
     with pytest.raises(KeyboardInterrupt):
@@ -250,7 +327,8 @@ def test_a_batch_left_running_is_redone(template, tmp_path):
     url = chain(template, tmp_path)
     engine = connect(url)
     from engine.batch import _start_batch
-    _start_batch(engine, settings_for(url), PERIOD, PERIOD + dt.timedelta(days=14))   # killed right after
+
+    _start_batch(engine, settings_for(url), PERIOD, PERIOD + dt.timedelta(days=14))  # killed right after
     engine.dispose()
     summary = run_batch(settings_for(url), PERIOD, out_dir=tmp_path / "b")
     assert summary["batch_id"] == 1 and summary["lists"] > 0
@@ -265,6 +343,7 @@ def test_default_period_follows_the_last_batch(done, tmp_path):
 
 def test_cli_batch_run_prints_the_summary(template, tmp_path, capsys, monkeypatch):
     from engine.cli import main
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LISTWISE_SECRET", SECRET)
     url = chain(template, tmp_path)
@@ -288,6 +367,7 @@ def test_cli_batch_run_prints_the_summary(template, tmp_path, capsys, monkeypatc
 
 def test_cli_batch_run_json_prints_one_json_document_only(template, tmp_path, capsys, monkeypatch):
     from engine.cli import main
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LISTWISE_SECRET", SECRET)
     url = chain(template, tmp_path)
@@ -301,6 +381,7 @@ def test_cli_batch_run_json_prints_one_json_document_only(template, tmp_path, ca
 
     def nothing(*args, **kwargs):  # noqa: ANN002, ANN003
         raise NothingToDo("no purchase was recorded since the last batch")
+
     monkeypatch.setattr(batch_module, "run_batch", nothing)
     assert main(["-q", "--database", url, "batch", "run", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "nothing to do"
@@ -311,12 +392,17 @@ def unpriced(request, tmp_path):
     """URL of the sample chain imported with a catalogue without regular_price and unit_cost."""
     from engine.ingest import import_files
     from tests.conftest import fresh_database
+
     url = fresh_database(request, tmp_path, request.param)
     products = tmp_path / "products.csv"
     pl.read_csv(SAMPLE / "products.csv", infer_schema=False).drop("regular_price", "unit_cost").write_csv(products)
-    for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
-                        ("products", [products]), ("deals", [SAMPLE / "deals"]),
-                        ("transactions", [SAMPLE / "transactions"])]:
+    for kind, paths in [
+        ("stores", [SAMPLE / "stores.csv"]),
+        ("customers", [SAMPLE / "customers.csv"]),
+        ("products", [products]),
+        ("deals", [SAMPLE / "deals"]),
+        ("transactions", [SAMPLE / "transactions"]),
+    ]:
         import_files(url, kind, paths)
     return url
 
@@ -325,6 +411,7 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
     import statistics
 
     from engine.batch import format_summary
+
     url = unpriced
     assert read(url, "SELECT COUNT(*) AS n FROM products WHERE regular_price_cents IS NOT NULL")["n"][0] == 0
     s = settings_for(url)
@@ -338,8 +425,11 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
     # each cycle offer is 10 % of the median per-unit price (paid + discount) of the product's lines
     # in the 91 days before the period, worked out here line by line
     start = PERIOD - dt.timedelta(days=s.offers.price_lookback_days)
-    lines = read(url, "SELECT product_key, quantity, amount_cents, discount_cents FROM basket_lines "
-                      f"WHERE day >= '{start}' AND day < '{PERIOD}' AND quantity > 0 AND customer_key IS NOT NULL")
+    lines = read(
+        url,
+        "SELECT product_key, quantity, amount_cents, discount_cents FROM basket_lines "
+        f"WHERE day >= '{start}' AND day < '{PERIOD}' AND quantity > 0 AND customer_key IS NOT NULL",
+    )
     unit: dict[int, list[float]] = {}
     for key, qty, amount, discount in lines.iter_rows():
         price = (int(amount) + int(discount or 0)) / float(qty)
@@ -347,7 +437,7 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
             unit.setdefault(int(key), []).append(price)
     for row in o.filter(pl.col("kind") == "cycle").head(200).iter_rows(named=True):
         median = statistics.median(unit[int(row["product_key"])])
-        assert abs(int(row["discount_cents"]) - round(median) * s.offers.cycle_depth) <= 0.5   # either rounding
+        assert abs(int(row["discount_cents"]) - round(median) * s.offers.cycle_depth) <= 0.5  # either rounding
     # the funnel: every kind reconciles, what was selected is what the offers table holds
     funnel = summary["offer_funnel"]
     for kind, f in funnel.items():
@@ -359,3 +449,12 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
         assert total == sum(sum(row.values()) for row in c["offers"].values()) + sum(c["dropped"].values()), name
     text = format_summary(summary)
     assert "candidates dropped" in text and "below probability floor" in text and "from history" in text
+
+
+def test_a_needs_setting_out_of_range_is_a_config_error_not_a_name_error():
+    from engine.config import PrintSettings
+    from engine.errors import ConfigError
+
+    settings = Settings(database_url="sqlite://", printing=PrintSettings(needs_min_p_buy=2.0))
+    with pytest.raises(ConfigError, match=r"printing: needs min_p_buy must be in \[0, 1\], got 2.0"):
+        batch_module._needs(pl.DataFrame(), pl.Series([1]), PERIOD, PERIOD + dt.timedelta(days=14), settings)

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 import engine.batch as batch_module
 from engine.batch import _start_batch, cancel_batch, run_batch
-from engine.checkout import CheckoutRefused, scan
+from engine.checkout import scan
+from engine.checkout_api import CheckoutRefused
 from engine.cli import main
 from engine.config import Settings
 from engine.db import bulk_session, connect
@@ -24,15 +25,19 @@ from engine.errors import NothingToDo, StateError
 from engine.ingest import import_files
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample"
-PERIOD = dt.date(2025, 6, 16)          # the sample's purchases go on three weeks past it
+PERIOD = dt.date(2025, 6, 16)  # the sample's purchases go on three weeks past it
 SECRET = "test-secret"
 
 
 @pytest.fixture
 def url(db_url):
-    for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
-                        ("products", [SAMPLE / "products.csv"]), ("deals", [SAMPLE / "deals"]),
-                        ("transactions", [SAMPLE / "transactions"])]:
+    for kind, paths in [
+        ("stores", [SAMPLE / "stores.csv"]),
+        ("customers", [SAMPLE / "customers.csv"]),
+        ("products", [SAMPLE / "products.csv"]),
+        ("deals", [SAMPLE / "deals"]),
+        ("transactions", [SAMPLE / "transactions"]),
+    ]:
         import_files(db_url, kind, paths)
     return db_url
 
@@ -43,14 +48,18 @@ def settings(url: str) -> Settings:
 
 def lists(url: str) -> pl.DataFrame:
     with bulk_session(url, write=False) as db:
-        return db.read("SELECT batch_id, list_id, code FROM lists ORDER BY list_id",
-                       {"batch_id": pl.Int64, "list_id": pl.Int64, "code": pl.String})
+        return db.read(
+            "SELECT batch_id, list_id, code FROM lists ORDER BY list_id",
+            {"batch_id": pl.Int64, "list_id": pl.Int64, "code": pl.String},
+        )
 
 
 def batches(url: str) -> list[tuple]:
     with bulk_session(url, write=False) as db:
-        return db.read("SELECT period_start, status FROM batches ORDER BY period_start",
-                       {"period_start": pl.Date, "status": pl.String}).rows()
+        return db.read(
+            "SELECT period_start, status FROM batches ORDER BY period_start",
+            {"period_start": pl.Date, "status": pl.String},
+        ).rows()
 
 
 def last_day(url: str) -> dt.date:
@@ -66,7 +75,7 @@ def test_run_without_a_date_redoes_a_killed_period_before_moving_on(url, tmp_pat
     first = run_batch(settings(url), PERIOD, out_dir=tmp_path)
     second = PERIOD + dt.timedelta(days=14)
     engine = connect(url)
-    _start_batch(engine, settings(url), second, second + dt.timedelta(days=14))    # then killed: 'running'
+    _start_batch(engine, settings(url), second, second + dt.timedelta(days=14))  # then killed: 'running'
     engine.dispose()
     redone = run_batch(settings(url), out_dir=tmp_path)
     assert redone["period_start"] == second.isoformat() and redone["lists"] > 0
@@ -83,17 +92,17 @@ def test_a_racing_run_never_rewrites_the_batch_another_run_finished(url, tmp_pat
     def plan_while_b_finishes(*args, **kwargs):
         if not state["inside"]:
             state["inside"] = True
-            state["b"] = run_batch(settings(url), PERIOD, out_dir=tmp_path / "b")    # B takes over, finishes
+            state["b"] = run_batch(settings(url), PERIOD, out_dir=tmp_path / "b")  # B takes over, finishes
         return real_plan(*args, **kwargs)
 
     monkeypatch.setattr(batch_module, "plan_offers", plan_while_b_finishes)
     a = run_batch(settings(url), PERIOD, out_dir=tmp_path / "a")
-    assert a == state["b"]                     # A returns what B wrote, and wrote nothing itself
+    assert a == state["b"]  # A returns what B wrote, and wrote nothing itself
     written = lists(url)
     assert written.height == a["lists"] and written["batch_id"].unique().to_list() == [a["batch_id"]]
     monkeypatch.setattr(batch_module, "plan_offers", real_plan)
     assert run_batch(settings(url), PERIOD, out_dir=tmp_path) == a
-    assert lists(url).equals(written)          # same list ids, same codes
+    assert lists(url).equals(written)  # same list ids, same codes
     assert batches(url) == [(PERIOD, "done")]
 
 
@@ -145,10 +154,14 @@ def test_cancel_is_refused_once_an_offer_was_redeemed(url, tmp_path):
     engine = connect(url)
     with engine.begin() as conn:
         offer = conn.execute(sa.text("SELECT MIN(offer_id) FROM offers")).scalar()
-        conn.execute(sa.text("INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, "
-                             "redeemed_on, discount_cents, voided, created_at) VALUES "
-                             "(1, :o, 1, 'S01', 'B1', :d, 50, 0, :t)"),
-                     {"o": offer, "d": PERIOD, "t": dt.datetime(2025, 6, 17, 10)})
+        conn.execute(
+            sa.text(
+                "INSERT INTO redemptions (redemption_id, offer_id, use_no, store_id, basket_id, "
+                "redeemed_on, discount_cents, voided, created_at) VALUES "
+                "(1, :o, 1, 'S01', 'B1', :d, 50, 0, :t)"
+            ),
+            {"o": offer, "d": PERIOD, "t": dt.datetime(2025, 6, 17, 10)},
+        )
     engine.dispose()
     with pytest.raises(StateError, match=f"batch {first['batch_id']} cannot be cancelled: 1 of its offers"):
         cancel_batch(settings(url), first["batch_id"])

@@ -8,7 +8,6 @@ learnt from those redemptions.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import polars as pl
@@ -18,20 +17,24 @@ from coupons.budgets import FACTOR_PRIOR_USES
 from engine.batch import run_batch as _run_batch
 from engine.config import BatchSettings, Settings
 from engine.db import bulk_session
-
 from tests.engine.test_batch import PERIOD, PROFILER, SAMPLE, SECRET
 
-BUDGET = 2_000       # cents per deal: tight enough that the first batch fills it
+BUDGET = 2_000  # cents per deal: tight enough that the first batch fills it
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def sample_url(request, tmp_path) -> str:
     from engine.ingest import import_files
     from tests.conftest import fresh_database
+
     url = fresh_database(request, tmp_path, request.param)
-    for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
-                        ("products", [SAMPLE / "products.csv"]), ("deals", [SAMPLE / "deals"]),
-                        ("transactions", [SAMPLE / "transactions"])]:
+    for kind, paths in [
+        ("stores", [SAMPLE / "stores.csv"]),
+        ("customers", [SAMPLE / "customers.csv"]),
+        ("products", [SAMPLE / "products.csv"]),
+        ("deals", [SAMPLE / "deals"]),
+        ("transactions", [SAMPLE / "transactions"]),
+    ]:
         import_files(url, kind, paths)
     with bulk_session(url) as db:
         db.execute(f"UPDATE deals SET budget_cents = {BUDGET}")
@@ -45,10 +48,11 @@ def run(url: str, start: dt.date, out) -> dict:  # noqa: ANN001
 
 def deal_offers(url: str, start: dt.date) -> pl.DataFrame:
     with bulk_session(url, write=False) as db:
-        return db.read("SELECT o.offer_id, o.deal_id, o.kind, o.p_buy, o.discount_cents, o.max_uses, l.customer_key "
-                       "FROM offers o JOIN lists l ON l.list_id = o.list_id JOIN batches b ON b.batch_id = l.batch_id "
-                       f"WHERE o.deal_id IS NOT NULL AND b.period_start = '{start}' ORDER BY o.offer_id").cast(
-            {"offer_id": pl.Int64, "discount_cents": pl.Int64, "max_uses": pl.Int64, "p_buy": pl.Float64})
+        return db.read(
+            "SELECT o.offer_id, o.deal_id, o.kind, o.p_buy, o.discount_cents, o.max_uses, l.customer_key "
+            "FROM offers o JOIN lists l ON l.list_id = o.list_id JOIN batches b ON b.batch_id = l.batch_id "
+            f"WHERE o.deal_id IS NOT NULL AND b.period_start = '{start}' ORDER BY o.offer_id"
+        ).cast({"offer_id": pl.Int64, "discount_cents": pl.Int64, "max_uses": pl.Int64, "p_buy": pl.Float64})
 
 
 def test_redeemed_value_stays_charged_and_the_rest_returns_to_the_deal(sample_url, tmp_path):
@@ -60,12 +64,17 @@ def test_redeemed_value_stays_charged_and_the_rest_returns_to_the_deal(sample_ur
     # the checkout redeems one use of every other offer of the first batch's deals, in its period
     offers = deal_offers(sample_url, PERIOD)
     used = offers.filter(pl.int_range(pl.len()) % 2 == 0)
-    rows = used.select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("redemption_id"), "offer_id",
-                       pl.lit(1, pl.Int32).alias("use_no"), pl.lit("1").alias("store_id"),
-                       pl.format("B{}", "offer_id").alias("basket_id"),
-                       pl.lit(PERIOD + dt.timedelta(days=3)).alias("redeemed_on"), "discount_cents",
-                       pl.lit(0, pl.Int32).alias("voided"),
-                       pl.lit(dt.datetime(2025, 6, 19, 12)).alias("created_at"))
+    rows = used.select(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("redemption_id"),
+        "offer_id",
+        pl.lit(1, pl.Int32).alias("use_no"),
+        pl.lit("1").alias("store_id"),
+        pl.format("B{}", "offer_id").alias("basket_id"),
+        pl.lit(PERIOD + dt.timedelta(days=3)).alias("redeemed_on"),
+        "discount_cents",
+        pl.lit(0, pl.Int32).alias("voided"),
+        pl.lit(dt.datetime(2025, 6, 19, 12)).alias("created_at"),
+    )
     with bulk_session(sample_url) as db:
         store = db.read("SELECT MIN(store_id) AS s FROM stores")["s"][0]
         db.append("redemptions", rows.with_columns(pl.lit(str(store)).alias("store_id")))
@@ -83,10 +92,11 @@ def test_redeemed_value_stays_charged_and_the_rest_returns_to_the_deal(sample_ur
     assert any(second["deal_budgets"][d]["offers"] > 0 for d in full)
     # the use factor learnt from the first batch's deal offers of p_buy below 0.1 (band 0) and their redemptions
     with bulk_session(sample_url, write=False) as db:
-        all_first = db.read("SELECT o.offer_id, o.kind, o.p_buy, o.discount_cents, o.max_uses FROM offers o "
-                            "JOIN lists l ON l.list_id = o.list_id JOIN batches b ON b.batch_id = l.batch_id "
-                            f"WHERE b.period_start = '{PERIOD}' AND o.kind = 'deal'").cast(
-            {"offer_id": pl.Int64, "p_buy": pl.Float64, "discount_cents": pl.Int64, "max_uses": pl.Int64})
+        all_first = db.read(
+            "SELECT o.offer_id, o.kind, o.p_buy, o.discount_cents, o.max_uses FROM offers o "
+            "JOIN lists l ON l.list_id = o.list_id JOIN batches b ON b.batch_id = l.batch_id "
+            f"WHERE b.period_start = '{PERIOD}' AND o.kind = 'deal'"
+        ).cast({"offer_id": pl.Int64, "p_buy": pl.Float64, "discount_cents": pl.Int64, "max_uses": pl.Int64})
     low = all_first.filter(pl.col("p_buy") < 0.1)
     expected = low.select((pl.col("p_buy") * pl.col("discount_cents")).sum()).item()
     uses = low["p_buy"].sum()

@@ -37,8 +37,10 @@ def test_bad_file_exits_1_with_the_error_on_stderr(tmp_path, capsys, monkeypatch
 def test_import_before_init_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "stores.csv").write_text(STORES)
-    assert main(["-q", "--database", f"sqlite:///{tmp_path / 'new.db'}", "import", "stores",
-                 str(tmp_path / "stores.csv")]) == 1
+    assert (
+        main(["-q", "--database", f"sqlite:///{tmp_path / 'new.db'}", "import", "stores", str(tmp_path / "stores.csv")])
+        == 1
+    )
     assert "listwise init" in capsys.readouterr().err
 
 
@@ -81,6 +83,7 @@ def test_version(capsys):
 
 def test_progress_off_a_terminal_is_plain_lines_without_carriage_returns(capsys):
     from engine.cli import _progress
+
     report = _progress(True)
     for done in range(1, 4):
         report("import transactions", done, 3)
@@ -90,18 +93,24 @@ def test_progress_off_a_terminal_is_plain_lines_without_carriage_returns(capsys)
 
 def test_a_read_only_command_never_creates_a_database(tmp_path, capsys):
     db = tmp_path / "missing.db"
-    assert main(["profile", "--as-of", "2025-01-01", "--out", str(tmp_path / "p.parquet"),
-                 "--database", f"sqlite:///{db}"]) == 1
+    assert (
+        main(
+            ["profile", "--as-of", "2025-01-01", "--out", str(tmp_path / "p.parquet"), "--database", f"sqlite:///{db}"]
+        )
+        == 1
+    )
     assert "does not exist: run 'listwise init' first" in capsys.readouterr().err and not db.exists()
 
 
 def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
     import engine.config
+
     monkeypatch.delenv("LISTWISE_DEBUG", raising=False)
     monkeypatch.chdir(tmp_path)
 
     def broken(*_args, **_kwargs):
         raise ValueError("boom\nsecond line")
+
     monkeypatch.setattr(engine.config, "public_settings", broken)
     assert main(["settings"]) == 1
     err = capsys.readouterr().err
@@ -111,8 +120,15 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path, capsys, monke
 def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     import subprocess
     import sys
-    # enough output that writes go on after the reader has gone
-    script = "from engine.cli import main; codes = [main(['settings']) for _ in range(2000)]; print(codes[-1])"
-    proc = subprocess.run(f"{sys.executable} -c \"{script}\" | head -c 1", shell=True, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+
+    # enough output (200 x ~3.5 KB, far beyond a 64 KiB pipe buffer) that writes go on after the reader has gone
+    script = "from engine.cli import main; codes = [main(['settings']) for _ in range(200)]; print(codes[-1])"
+    proc = subprocess.run(
+        f'{sys.executable} -c "{script}" | head -c 1',
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert "Traceback" not in proc.stderr and proc.stdout == "{"

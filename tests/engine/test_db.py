@@ -1,3 +1,7 @@
+import datetime as dt
+
+import polars as pl
+import pytest
 import sqlalchemy as sa
 
 from engine.db import allocate_keys, bulk_session, connect, init_schema, schema_statements
@@ -10,7 +14,7 @@ def test_schema_creates_every_table_on_both_databases(db_url):
 
 def test_schema_is_idempotent(db_url):
     engine = connect(db_url)
-    init_schema(engine)          # second time: nothing changes, no error
+    init_schema(engine)  # second time: nothing changes, no error
     assert len(schema_statements()) > 20
 
 
@@ -24,6 +28,7 @@ def test_allocated_keys_never_overlap(db_url):
 
 def test_bulk_session_rolls_back_on_error(db_url):
     import polars as pl
+
     frame = pl.DataFrame({"store_id": ["S1"], "name": ["One"]})
     try:
         with bulk_session(db_url) as bulk:
@@ -37,3 +42,76 @@ def test_bulk_session_rolls_back_on_error(db_url):
         bulk.append("stores", frame)
     with connect(db_url).connect() as conn:
         assert conn.execute(sa.text("SELECT name FROM stores")).scalar() == "One"
+
+
+# ------------------------------------------------------------------ one key allocation, one gateway
+
+
+def test_keys_drawn_in_bulk_and_through_sqlalchemy_come_from_one_sequence(db_url):
+    from engine.db import Gateway
+
+    with Gateway(db_url) as db:
+        with db.begin() as conn:
+            assert allocate_keys(conn, "lists", 3) == 1  # 1, 2, 3
+        with db.bulk() as bulk:
+            assert allocate_keys(bulk, "lists", 4) == 4  # 4..7
+            assert bulk.allocate_keys("lists", 1) == 8
+        with db.begin() as conn:
+            assert allocate_keys(conn, "lists", 1) == 9
+            assert allocate_keys(conn, "offers", 2) == 1  # another sequence starts at 1
+
+
+def test_keys_asked_above_a_table_s_highest_move_the_sequence_past_it(db_url):
+    with connect(db_url).begin() as conn:
+        assert allocate_keys(conn, "lists", 1, above=41) == 42  # lists 1..41 were written by hand
+        assert allocate_keys(conn, "lists", 2) == 43
+        assert allocate_keys(conn, "lists", 1, above=10) == 45  # already past: `above` changes nothing
+
+
+def test_the_gateway_never_has_sqlalchemy_and_adbc_on_one_sqlite_file_at_once(sqlite_url):
+    from engine.db import Gateway
+
+    with Gateway(sqlite_url) as db:
+        with db.connect():
+            with pytest.raises(RuntimeError, match="SQLAlchemy connection is open"):
+                with db.bulk(write=False):
+                    pass
+        with db.bulk(write=False):
+            with pytest.raises(RuntimeError, match="while a bulk session is open"):
+                with db.connect():
+                    pass
+        with db.bulk(write=False) as bulk:  # each closed: both work again
+            assert bulk.read("SELECT COUNT(*) AS n FROM stores", {"n": pl.Int64})["n"][0] == 0
+        with db.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM stores")).scalar() == 0
+
+
+def test_readers_inside_one_reading_share_one_bulk_session(db_url, monkeypatch):
+    import engine.db
+    from engine.db import CUSTOMER_SCHEMA, HISTORY_COLUMNS, PRODUCT_SCHEMA, Gateway
+
+    opened = []
+    real = engine.db.BulkSession.__init__
+    monkeypatch.setattr(
+        engine.db.BulkSession, "__init__", lambda self, *a, **k: opened.append(1) or real(self, *a, **k)
+    )
+    with Gateway(db_url) as db:
+        with db.reading():
+            products, customers = db.products(), db.customers()
+            history = db.history(end=dt.date(2025, 1, 1))
+            assert db.latest_batch() is None and db.last_purchase_day() is None and db.batch(1) is None
+        assert len(opened) == 1
+        db.products()  # outside: a session of its own
+        assert len(opened) == 2
+    assert products.schema == pl.Schema(PRODUCT_SCHEMA) and customers.schema == pl.Schema(CUSTOMER_SCHEMA)
+    assert history.columns == HISTORY_COLUMNS and history.height == 0
+
+
+def test_a_missing_sqlite_file_is_refused_without_creating_it(tmp_path):
+    from engine.db import Gateway
+    from engine.errors import StateError
+
+    path = tmp_path / "nothing.db"
+    with Gateway(f"sqlite:///{path}") as db, pytest.raises(StateError, match="does not exist: run 'listwise init'"):
+        db.require()
+    assert not path.exists()

@@ -14,18 +14,24 @@ from engine.history import read_history
 from engine.ingest import import_file, import_files
 
 STORES = "store_id,name,city\nS01,Main St,Springfield\nS02,Elm,Shelbyville\n"
-CUSTOMERS = ("customer_id,card_number,first_name,last_name,household_size,opted_out,joined_on\n"
-             "C1,1234567890123456,Zoë,Ñandú,2,false,2024-01-02\n"
-             "C2,2234567890123456,李,明,3,,2024-02-03\n")
-PRODUCTS = ("sku,description,category,department,brand,brand_type,manufacturer_id,manufacturer_name,size,"
-            "regular_price,unit_cost\n"
-            "P1,Aspirin 100,ANALGESICS,HEALTH,Bayer,national,M1,Bayer AG,100ct,5.99,3.10\n"
-            "P2,Our Own Aspirin 100,ANALGESICS,HEALTH,Our Own,store,M0,Chain,100ct,3.49,1.5\n")
-TRANSACTIONS = ("basket_id,customer_id,store_id,timestamp,sku,quantity,amount,discount\n"
-                "B1,C1,S01,2025-01-06T10:00:00,P1,1,5.99,0\n"
-                "B1,C1,S01,2025-01-06T10:00:00,P2,2,6.98,\n"
-                "B2,,S02,2025-01-07 11:00:00,P1,1,5.99,0.50\n"
-                "B3,C2,S01,2025-01-08T12:30:00,P2,-1,-3.49,0\n")
+CUSTOMERS = (
+    "customer_id,card_number,first_name,last_name,household_size,opted_out,joined_on\n"
+    "C1,1234567890123456,Zoë,Ñandú,2,false,2024-01-02\n"
+    "C2,2234567890123456,李,明,3,,2024-02-03\n"
+)
+PRODUCTS = (
+    "sku,description,category,department,brand,brand_type,manufacturer_id,manufacturer_name,size,"
+    "regular_price,unit_cost\n"
+    "P1,Aspirin 100,ANALGESICS,HEALTH,Bayer,national,M1,Bayer AG,100ct,5.99,3.10\n"
+    "P2,Our Own Aspirin 100,ANALGESICS,HEALTH,Our Own,store,M0,Chain,100ct,3.49,1.5\n"
+)
+TRANSACTIONS = (
+    "basket_id,customer_id,store_id,timestamp,sku,quantity,amount,discount\n"
+    "B1,C1,S01,2025-01-06T10:00:00,P1,1,5.99,0\n"
+    "B1,C1,S01,2025-01-06T10:00:00,P2,2,6.98,\n"
+    "B2,,S02,2025-01-07 11:00:00,P1,1,5.99,0.50\n"
+    "B3,C2,S01,2025-01-08T12:30:00,P2,-1,-3.49,0\n"
+)
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
@@ -51,11 +57,14 @@ def counts(url: str) -> dict[str, int]:
 def test_transactions_land_with_money_in_cents_and_returns_kept(loaded, tmp_path):
     import_file(loaded, "transactions", write(tmp_path, "tx.csv", TRANSACTIONS))
     with connect(loaded).connect() as conn:
-        lines = conn.execute(sa.text("SELECT amount_cents, discount_cents, quantity FROM basket_lines "
-                                     "ORDER BY amount_cents, discount_cents")).all()
+        lines = conn.execute(
+            sa.text(
+                "SELECT amount_cents, discount_cents, quantity FROM basket_lines ORDER BY amount_cents, discount_cents"
+            )
+        ).all()
     assert [tuple(r) for r in lines] == [(-349, 0, -1.0), (599, 0, 1.0), (599, 50, 1.0), (698, 0, 2.0)]
     history = read_history(loaded, end=dt.date(2026, 1, 1))
-    assert history.height == 3                         # the card-less basket is not history
+    assert history.height == 3  # the card-less basket is not history
     assert history["category"].unique().to_list() == ["ANALGESICS"]
 
 
@@ -91,8 +100,7 @@ BAD_TRANSACTIONS = [
 
 
 @pytest.mark.parametrize("line, column, reason", BAD_TRANSACTIONS)
-def test_bad_transaction_value_names_file_row_and_column_and_imports_nothing(loaded, tmp_path, line, column,
-                                                                            reason):
+def test_bad_transaction_value_names_file_row_and_column_and_imports_nothing(loaded, tmp_path, line, column, reason):
     before = counts(loaded)
     path = write(tmp_path, "bad.csv", TRANSACTIONS + line + "\n")
     with pytest.raises(InputError, match=rf"bad\.csv:6: column '{column}': .*{reason}"):
@@ -119,13 +127,16 @@ def test_non_utf8_bytes_are_named_by_row_and_column(loaded, tmp_path):
     assert counts(loaded)["customers"] == 2
 
 
-@pytest.mark.parametrize("line, column, reason", [
-    ("P3,X,ANALGESICS,HEALTH,B,generic,M1,,1,1.00,0.5", "brand_type", "'national' or 'store'"),
-    ("P3,X,ANALGESICS,HEALTH,B,store,M1,,1,-1.00,0.5", "regular_price", "must not be negative"),
-    ("P3,X,ANALGESICS,HEALTH,B,store,M1,,1,1.2.3,0.5", "regular_price", "two decimals"),
-    ("P1,X,ANALGESICS,HEALTH,B,store,M1,,1,1.00,0.5", "sku", "duplicate sku"),
-    ("P3,X,,HEALTH,B,store,M1,,1,1.00,0.5", "category", "required value missing"),
-])
+@pytest.mark.parametrize(
+    "line, column, reason",
+    [
+        ("P3,X,ANALGESICS,HEALTH,B,generic,M1,,1,1.00,0.5", "brand_type", "'national' or 'store'"),
+        ("P3,X,ANALGESICS,HEALTH,B,store,M1,,1,-1.00,0.5", "regular_price", "must not be negative"),
+        ("P3,X,ANALGESICS,HEALTH,B,store,M1,,1,1.2.3,0.5", "regular_price", "two decimals"),
+        ("P1,X,ANALGESICS,HEALTH,B,store,M1,,1,1.00,0.5", "sku", "duplicate sku"),
+        ("P3,X,,HEALTH,B,store,M1,,1,1.00,0.5", "category", "required value missing"),
+    ],
+)
 def test_bad_product_is_refused_whole(loaded, tmp_path, line, column, reason):
     path = write(tmp_path, "products2.csv", PRODUCTS + line + "\n")
     with pytest.raises(InputError, match=rf"products2\.csv:4: column '{column}': .*{reason}"):
@@ -140,14 +151,17 @@ def test_duplicate_and_foreign_card_numbers_are_refused(loaded, tmp_path):
 
 
 def test_deals_convert_money_and_percent(loaded, tmp_path):
-    deals = ("deal_id,manufacturer_id,sku,category,brand,kind,value,funded_share,starts_on,ends_on,budget,"
-             "max_per_customer\n"
-             "D1,M1,P1,,,amount_off,1.50,1,2025-01-01,2025-03-31,500.00,1\n"
-             "D2,M1,,ANALGESICS,,percent_off,25,0.5,2025-01-01,2025-03-31,,\n")
+    deals = (
+        "deal_id,manufacturer_id,sku,category,brand,kind,value,funded_share,starts_on,ends_on,budget,"
+        "max_per_customer\n"
+        "D1,M1,P1,,,amount_off,1.50,1,2025-01-01,2025-03-31,500.00,1\n"
+        "D2,M1,,ANALGESICS,,percent_off,25,0.5,2025-01-01,2025-03-31,,\n"
+    )
     import_file(loaded, "deals", write(tmp_path, "deals.csv", deals))
     with connect(loaded).connect() as conn:
-        rows = conn.execute(sa.text("SELECT deal_id, value_cents, percent_bp, budget_cents FROM deals "
-                                    "ORDER BY deal_id")).all()
+        rows = conn.execute(
+            sa.text("SELECT deal_id, value_cents, percent_bp, budget_cents FROM deals ORDER BY deal_id")
+        ).all()
     assert [tuple(r) for r in rows] == [("D1", 150, None, 50000), ("D2", None, 2500, None)]
     bad = deals + "D3,M404,P1,,,amount_off,1,1,2025-01-01,2025-03-31,,\n"
     with pytest.raises(InputError, match=r"deals2\.csv:4: column 'manufacturer_id': unknown manufacturer"):
@@ -172,25 +186,53 @@ GOOD = "B9,C1,S01,2025-01-06T10:00:00,P1,1,5.99,0\n"
 
 def cli_import(url: str, kind: str, path: Path, capsys) -> str:
     from engine.cli import main
+
     assert main(["-q", "--database", url, "import", kind, str(path)]) == 1
     return capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind, name, text, where", [
-    ("transactions", "t.csv", HEADER + GOOD + "B1,C1,S01,2025-01-06T10:00:00,P1,1,12345678901234567.00,0\n",
-     "t.csv:3: column 'amount': more than 9 digits"),
-    ("transactions", "t.csv", HEADER + GOOD + "B1,C1,S01,2025-01-06T10:00:00,P1,1,1.00,1234567890.00\n",
-     "t.csv:3: column 'discount': more than 9 digits"),
-    ("products", "p.csv", "sku,category,brand_type,regular_price\nP9,X,store,1.00\nP8,X,store,12345678901234567\n",
-     "p.csv:3: column 'regular_price': more than 9 digits"),
-    ("transactions", "t.csv", HEADER.replace("sku,", "sku,SKU,") + "B1,C1,S01,2025-01-06T10:00:00,P1,P2,1,1.00,0\n",
-     "t.csv:1: column 'sku': appears twice in the header"),
-    ("transactions", "t.csv", HEADER + GOOD + "B1,C1,S01,9999-12-31T23:00:00,P1,1,1.00,0\n",
-     "t.csv:3: column 'timestamp': outside the years 1970-2099"),
-    ("transactions", "t.csv", HEADER + GOOD + "B\x001,C1,S01,2025-01-06T10:00:00,P1,1,1.00,0\n",
-     "t.csv:3: column 'basket_id': NUL byte in text"),
-    ("stores", "s.csv", "store_id,name\nS09,Ma\x00in\n", "s.csv:2: column 'name': NUL byte in text"),
-])
+@pytest.mark.parametrize(
+    "kind, name, text, where",
+    [
+        (
+            "transactions",
+            "t.csv",
+            HEADER + GOOD + "B1,C1,S01,2025-01-06T10:00:00,P1,1,12345678901234567.00,0\n",
+            "t.csv:3: column 'amount': more than 9 digits",
+        ),
+        (
+            "transactions",
+            "t.csv",
+            HEADER + GOOD + "B1,C1,S01,2025-01-06T10:00:00,P1,1,1.00,1234567890.00\n",
+            "t.csv:3: column 'discount': more than 9 digits",
+        ),
+        (
+            "products",
+            "p.csv",
+            "sku,category,brand_type,regular_price\nP9,X,store,1.00\nP8,X,store,12345678901234567\n",
+            "p.csv:3: column 'regular_price': more than 9 digits",
+        ),
+        (
+            "transactions",
+            "t.csv",
+            HEADER.replace("sku,", "sku,SKU,") + "B1,C1,S01,2025-01-06T10:00:00,P1,P2,1,1.00,0\n",
+            "t.csv:1: column 'sku': appears twice in the header",
+        ),
+        (
+            "transactions",
+            "t.csv",
+            HEADER + GOOD + "B1,C1,S01,9999-12-31T23:00:00,P1,1,1.00,0\n",
+            "t.csv:3: column 'timestamp': outside the years 1970-2099",
+        ),
+        (
+            "transactions",
+            "t.csv",
+            HEADER + GOOD + "B\x001,C1,S01,2025-01-06T10:00:00,P1,1,1.00,0\n",
+            "t.csv:3: column 'basket_id': NUL byte in text",
+        ),
+        ("stores", "s.csv", "store_id,name\nS09,Ma\x00in\n", "s.csv:2: column 'name': NUL byte in text"),
+    ],
+)
 def test_hostile_values_are_one_line_errors_through_the_cli(loaded, tmp_path, capsys, kind, name, text, where):
     before = counts(loaded)
     err = cli_import(loaded, kind, write(tmp_path, name, text), capsys)
@@ -200,19 +242,32 @@ def test_hostile_values_are_one_line_errors_through_the_cli(loaded, tmp_path, ca
 
 
 def _parquet(tmp_path: Path, **amount) -> Path:
-    frame = pl.DataFrame({"basket_id": ["B1", "B2"], "store_id": ["S01", "S01"],
-                          "timestamp": ["2025-01-06T10:00:00", "2025-01-07T10:00:00"], "sku": ["P1", "P2"],
-                          "quantity": [1, 2], **amount})
+    frame = pl.DataFrame(
+        {
+            "basket_id": ["B1", "B2"],
+            "store_id": ["S01", "S01"],
+            "timestamp": ["2025-01-06T10:00:00", "2025-01-07T10:00:00"],
+            "sku": ["P1", "P2"],
+            "quantity": [1, 2],
+            **amount,
+        }
+    )
     path = tmp_path / "t.parquet"
     frame.write_parquet(path)
     return path
 
 
-@pytest.mark.parametrize("column, where", [
-    (pl.Series("amount", [["1.00"], ["2.00"]]), "t.parquet:1: column 'amount': a Parquet List(String) column"),
-    (pl.Series("amount", [b"1.00", b"\xff"]), "t.parquet:2: column 'amount': not valid UTF-8"),
-    (pl.Series("amount", [Decimal("1.00"), Decimal(10**27)], dtype=pl.Decimal(38, 2)), "t.parquet:2: column 'amount': more than 9 digits"),
-])
+@pytest.mark.parametrize(
+    "column, where",
+    [
+        (pl.Series("amount", [["1.00"], ["2.00"]]), "t.parquet:1: column 'amount': a Parquet List(String) column"),
+        (pl.Series("amount", [b"1.00", b"\xff"]), "t.parquet:2: column 'amount': not valid UTF-8"),
+        (
+            pl.Series("amount", [Decimal("1.00"), Decimal(10**27)], dtype=pl.Decimal(38, 2)),
+            "t.parquet:2: column 'amount': more than 9 digits",
+        ),
+    ],
+)
 def test_hostile_parquet_columns_are_one_line_errors(loaded, tmp_path, capsys, column, where):
     before = counts(loaded)
     err = cli_import(loaded, "transactions", _parquet(tmp_path, amount=column), capsys)
@@ -247,40 +302,59 @@ def test_a_basket_resent_on_another_day_is_named(loaded, tmp_path, capsys):
 @pytest.mark.parametrize("command", ["profile", "customers"])
 def test_reading_commands_on_a_missing_database_fail_in_one_line_and_create_nothing(tmp_path, capsys, command):
     from engine.cli import main
+
     path = tmp_path / "none.db"
-    assert main(["-q", "--database", f"sqlite:///{path}", command, "--as-of", "2025-02-01",
-                 "--out", str(tmp_path / "out.csv")]) == 1
+    assert (
+        main(
+            [
+                "-q",
+                "--database",
+                f"sqlite:///{path}",
+                command,
+                "--as-of",
+                "2025-02-01",
+                "--out",
+                str(tmp_path / "out.csv"),
+            ]
+        )
+        == 1
+    )
     assert "does not exist: run 'listwise init' first" in capsys.readouterr().err
     assert not path.exists()
 
 
 @pytest.mark.parametrize("command", ["profile", "customers"])
-def test_reading_commands_on_an_uninitialised_or_empty_database_fail_in_one_line(request, db_url, tmp_path, capsys,
-                                                                                 command):
+def test_reading_commands_on_an_uninitialised_or_empty_database_fail_in_one_line(
+    request, db_url, tmp_path, capsys, command
+):
     from engine.cli import main
+
     args = [command, "--as-of", "2025-02-01", "--out", str(tmp_path / "out.csv")]
-    assert main(["-q", "--database", db_url, *args]) == 1                     # initialised, no history
+    assert main(["-q", "--database", db_url, *args]) == 1  # initialised, no history
     assert "no purchase history before 2025-02-01" in capsys.readouterr().err
     bare = tmp_path / "bare.db"
-    connect(f"sqlite:///{bare}").connect().close()                         # a file without tables
+    connect(f"sqlite:///{bare}").connect().close()  # a file without tables
     assert main(["-q", "--database", f"sqlite:///{bare}", *args]) == 1
     assert "is not initialised: run 'listwise init' first" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ re-import without reading basket_lines
 
+
 def test_the_checkout_and_the_import_compute_the_same_line_checksum():
     from engine.ingest import _checksums, line_checksum
+
     rows = [(3, 1.0, 599, 0), (3, 1.0, 599, 0), (7, -0.25, -349, 0), (2**40, 2.5, 10**11, 50)]
     frame = pl.DataFrame(rows, schema=["product_key", "quantity", "amount_cents", "discount_cents"], orient="row")
     ours = _checksums(frame.with_columns(pl.lit(1).alias("b")), ["b"]).row(0)[1:]
     assert ours == line_checksum(rows)
-    assert line_checksum(rows[::-1]) == line_checksum(rows)                      # order-free
+    assert line_checksum(rows[::-1]) == line_checksum(rows)  # order-free
     assert line_checksum(rows[:3]) != line_checksum(rows[:2] + [(7, -0.25, -348, 0)])
 
 
 def test_a_plain_reimport_reads_no_basket_lines(loaded, tmp_path, monkeypatch):
     import engine.ingest as ingest
+
     read = []
     original = ingest._read_held
     monkeypatch.setattr(ingest, "_read_held", lambda bulk, keys: read.append(keys.len()) or original(bulk, keys))
@@ -288,28 +362,30 @@ def test_a_plain_reimport_reads_no_basket_lines(loaded, tmp_path, monkeypatch):
     import_file(loaded, "transactions", path)
     before = counts(loaded)
     assert import_file(loaded, "transactions", path).endswith("0 line items added (0 to baskets already present)")
-    assert read == [0]                                    # every basket matched its stored count and checksum
+    assert read == [0]  # every basket matched its stored count and checksum
     assert counts(loaded) == before
 
 
 def test_a_database_without_the_checksums_is_upgraded_and_still_compared(loaded, tmp_path):
     from engine.db import init_schema
+
     path = write(tmp_path, "t.csv", TRANSACTIONS)
     import_file(loaded, "transactions", path)
     engine = connect(loaded)
-    with engine.begin() as conn:                          # as an import before this version left them
+    with engine.begin() as conn:  # as an import before this version left them
         conn.execute(sa.text("UPDATE baskets SET line_count = NULL, line_sum = NULL"))
-    init_schema(engine)                                   # idempotent on a current database
+    init_schema(engine)  # idempotent on a current database
     counts_before = counts(loaded)
     assert import_file(loaded, "transactions", path).endswith("0 line items added (0 to baskets already present)")
     assert counts(loaded) == counts_before
-    with engine.connect() as conn:                        # filled in by the comparison
+    with engine.connect() as conn:  # filled in by the comparison
         assert conn.execute(sa.text("SELECT count(*) FROM baskets WHERE line_sum IS NULL")).scalar() == 0
     engine.dispose()
 
 
 def test_init_adds_the_checksum_columns_to_an_older_database(tmp_path):
     from engine.db import init_schema
+
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = connect(url)
     init_schema(engine)

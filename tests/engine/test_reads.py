@@ -25,25 +25,37 @@ TIP_SCHEMA = {"tip_id": pl.Int64, "category": pl.String, "title": pl.String}
 
 # ------------------------------------------------------------------ typed(), hand-worked frames
 
+
 def test_a_column_without_values_takes_its_declared_type_whatever_the_driver_said():
-    raw = pl.DataFrame({"category": pl.Series([None, None], dtype=pl.Int64),
-                        "expected_on": pl.Series([None, None], dtype=pl.Int64)})
+    raw = pl.DataFrame(
+        {"category": pl.Series([None, None], dtype=pl.Int64), "expected_on": pl.Series([None, None], dtype=pl.Int64)}
+    )
     out = typed(raw, {"category": pl.String, "expected_on": pl.Date})
     assert out.schema == pl.Schema({"category": pl.String, "expected_on": pl.Date})
     assert out.null_count().row(0) == (2, 2)
 
 
 def test_driver_forms_become_the_declared_types():
-    raw = pl.DataFrame({"cents": ["1200", "37.00", None], "day": ["2025-06-16", "2025-06-17 00:00:00", None],
-                        "flag": [0, 1, None], "share": [1, 0, None]})
+    raw = pl.DataFrame(
+        {
+            "cents": ["1200", "37.00", None],
+            "day": ["2025-06-16", "2025-06-17 00:00:00", None],
+            "flag": [0, 1, None],
+            "share": [1, 0, None],
+        }
+    )
     out = typed(raw, {"day": pl.Date, "cents": pl.Int64, "flag": pl.Boolean, "share": pl.Float64})
-    assert out.columns == ["day", "cents", "flag", "share"]      # the schema's order
-    assert out.rows() == [(dt.date(2025, 6, 16), 1200, False, 1.0), (dt.date(2025, 6, 17), 37, True, 0.0),
-                          (None, None, None, None)]
+    assert out.columns == ["day", "cents", "flag", "share"]  # the schema's order
+    assert out.rows() == [
+        (dt.date(2025, 6, 16), 1200, False, 1.0),
+        (dt.date(2025, 6, 17), 37, True, 0.0),
+        (None, None, None, None),
+    ]
 
 
-@pytest.mark.parametrize(("values", "dtype"), [(["12.50"], pl.Int64), (["twelve"], pl.Int64), ([1.5], pl.Int64),
-                                               (["2025-13-01"], pl.Date)])
+@pytest.mark.parametrize(
+    ("values", "dtype"), [(["12.50"], pl.Int64), (["twelve"], pl.Int64), ([1.5], pl.Int64), (["2025-13-01"], pl.Date)]
+)
 def test_a_value_that_does_not_fit_is_an_error_naming_the_column(values, dtype):
     with pytest.raises(StateError, match=r"reading offers: column 'x' holds"):
         typed(pl.DataFrame({"x": values}), {"x": dtype}, "reading offers")
@@ -61,11 +73,14 @@ def test_an_empty_result_has_the_declared_schema():
 
 # ------------------------------------------------------------------ both databases
 
+
 def _tips(url: str, categories: list[str | None]) -> None:
     engine = connect(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO tips (tip_id, category, title, body) VALUES (:i, :c, 't', 'b')"),
-                     [{"i": i, "c": c} for i, c in enumerate(categories, start=1)])
+        conn.execute(
+            sa.text("INSERT INTO tips (tip_id, category, title, body) VALUES (:i, :c, 't', 'b')"),
+            [{"i": i, "c": c} for i, c in enumerate(categories, start=1)],
+        )
     engine.dispose()
 
 
@@ -103,6 +118,7 @@ def test_an_integer_sum_reads_as_int64_on_both_databases(db_url):
 
 # ------------------------------------------------------------------ no untyped read in product code
 
+
 def _untyped_reads(path: Path, base: Path = ROOT) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -111,11 +127,11 @@ def _untyped_reads(path: Path, base: Path = ROOT) -> list[str]:
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
         keywords = {k.arg for k in node.keywords}
         sql_text = bool(node.args) and not (isinstance(node.args[0], ast.Name) and node.args[0].id != "sql")
-        if name == "read" and len(node.args) == 1 and sql_text and "schema" not in keywords:   # BulkSession.read
-            found.append(f"{path.relative_to(base)}:{node.lineno}")
-        elif name == "read_frame" and "schema" not in keywords and len(node.args) < 4:
-            found.append(f"{path.relative_to(base)}:{node.lineno}")
-        elif name in ("read_database", "read_database_uri", "from_records"):
+        if (
+            (name == "read" and len(node.args) == 1 and sql_text and "schema" not in keywords)
+            or (name == "read_frame" and "schema" not in keywords and len(node.args) < 4)
+            or name in ("read_database", "read_database_uri", "from_records")
+        ):  # BulkSession.read
             found.append(f"{path.relative_to(base)}:{node.lineno}")
     return found
 
@@ -128,6 +144,9 @@ def test_every_read_in_product_code_names_its_schema():
 
 def test_the_check_finds_an_untyped_read(tmp_path):
     sample = tmp_path / "probe.py"
-    sample.write_text("def f(db, conn):\n    db.read('SELECT 1', {'a': int})\n    return db.read('SELECT 1')\n"
-                      "def g(conn):\n    return read_frame(conn, 'SELECT 1')\n", encoding="utf-8")
+    sample.write_text(
+        "def f(db, conn):\n    db.read('SELECT 1', {'a': int})\n    return db.read('SELECT 1')\n"
+        "def g(conn):\n    return read_frame(conn, 'SELECT 1')\n",
+        encoding="utf-8",
+    )
     assert _untyped_reads(sample, tmp_path) == ["probe.py:3", "probe.py:5"]

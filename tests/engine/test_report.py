@@ -11,15 +11,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from engine.report import (SECTIONS, ReportSettings, batch_trend_frame, budget_frame, calibration_frame,
-                           campaign_frame, day_error_frame, funder_frame, lift_outcomes_frame, offers_frame,
-                           redemption_frame, write_report)
+from engine.report import (
+    SECTIONS,
+    batch_trend_frame,
+    budget_frame,
+    calibration_frame,
+    campaign_frame,
+    day_error_frame,
+    funder_frame,
+    lift_outcomes_frame,
+    offers_frame,
+    redemption_frame,
+    write_report,
+)
 
 D = dt.date
 
@@ -28,35 +37,75 @@ D = dt.date
 # hand-worked frames
 # ------------------------------------------------------------------------------------------
 
+
 def _offers(rows: list[dict]) -> pl.DataFrame:
-    base = {"offer_id": 0, "customer_key": 1, "batch_id": 1, "kind": "cycle", "category": "TEA", "deal_id": None,
-            "funder": "retailer", "funded_share": 0.0, "discount_cents": 100, "max_uses": 1,
-            "valid_from": D(2025, 3, 3), "valid_to": D(2025, 3, 16), "expected_on": None, "p_buy": None,
-            "brand_cell": "national", "volume_tier": "high"}
-    schema = {"offer_id": pl.Int64, "customer_key": pl.Int64, "batch_id": pl.Int64, "kind": pl.String,
-              "category": pl.String, "deal_id": pl.String, "funder": pl.String, "funded_share": pl.Float64,
-              "discount_cents": pl.Int64, "max_uses": pl.Int64, "valid_from": pl.Date, "valid_to": pl.Date,
-              "expected_on": pl.Date, "p_buy": pl.Float64, "brand_cell": pl.String, "volume_tier": pl.String}
+    base = {
+        "offer_id": 0,
+        "customer_key": 1,
+        "batch_id": 1,
+        "kind": "cycle",
+        "category": "TEA",
+        "deal_id": None,
+        "funder": "retailer",
+        "funded_share": 0.0,
+        "discount_cents": 100,
+        "max_uses": 1,
+        "valid_from": D(2025, 3, 3),
+        "valid_to": D(2025, 3, 16),
+        "expected_on": None,
+        "p_buy": None,
+        "brand_cell": "national",
+        "volume_tier": "high",
+    }
+    schema = {
+        "offer_id": pl.Int64,
+        "customer_key": pl.Int64,
+        "batch_id": pl.Int64,
+        "kind": pl.String,
+        "category": pl.String,
+        "deal_id": pl.String,
+        "funder": pl.String,
+        "funded_share": pl.Float64,
+        "discount_cents": pl.Int64,
+        "max_uses": pl.Int64,
+        "valid_from": pl.Date,
+        "valid_to": pl.Date,
+        "expected_on": pl.Date,
+        "p_buy": pl.Float64,
+        "brand_cell": pl.String,
+        "volume_tier": pl.String,
+    }
     return pl.DataFrame([{**base, **r} for r in rows], schema=schema)
 
 
 def _redemptions(rows: list[tuple[int, int, int]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"offer_id": pl.Int64, "discount_cents": pl.Int64, "voided": pl.Int64},
-                        orient="row")
+    return pl.DataFrame(
+        rows, schema={"offer_id": pl.Int64, "discount_cents": pl.Int64, "voided": pl.Int64}, orient="row"
+    )
 
 
 def test_budget_lines_by_hand():
     deals = pl.DataFrame({"deal_id": ["D1", "D2"], "manufacturer_id": ["M1", "M2"], "budget_cents": [1000, None]})
-    offers = _offers([
-        # D1: two expired offers of $1 (one used for 100), one still valid of 2 uses x 150, p_buy 0.5
-        {"offer_id": 1, "deal_id": "D1", "funder": "M1", "funded_share": 1.0, "p_buy": 0.4},
-        {"offer_id": 2, "deal_id": "D1", "funder": "M1", "funded_share": 1.0, "p_buy": None},
-        {"offer_id": 3, "deal_id": "D1", "funder": "M1", "funded_share": 1.0, "discount_cents": 150, "max_uses": 2,
-         "p_buy": 0.5, "valid_to": D(2025, 3, 30)},
-        # retailer offer of 200 at half funded share? retailer pays all of a retailer offer
-        {"offer_id": 4, "discount_cents": 200, "p_buy": 0.25},
-        {"offer_id": 5, "deal_id": "D1", "funder": "M1", "funded_share": 0.75, "discount_cents": 80, "p_buy": 0.5},
-    ])
+    offers = _offers(
+        [
+            # D1: two expired offers of $1 (one used for 100), one still valid of 2 uses x 150, p_buy 0.5
+            {"offer_id": 1, "deal_id": "D1", "funder": "M1", "funded_share": 1.0, "p_buy": 0.4},
+            {"offer_id": 2, "deal_id": "D1", "funder": "M1", "funded_share": 1.0, "p_buy": None},
+            {
+                "offer_id": 3,
+                "deal_id": "D1",
+                "funder": "M1",
+                "funded_share": 1.0,
+                "discount_cents": 150,
+                "max_uses": 2,
+                "p_buy": 0.5,
+                "valid_to": D(2025, 3, 30),
+            },
+            # retailer offer of 200 at half funded share? retailer pays all of a retailer offer
+            {"offer_id": 4, "discount_cents": 200, "p_buy": 0.25},
+            {"offer_id": 5, "deal_id": "D1", "funder": "M1", "funded_share": 0.75, "discount_cents": 80, "p_buy": 0.5},
+        ]
+    )
     red = _redemptions([(1, 100, 0), (3, 150, 0), (3, 150, 1), (4, 200, 0)])
     deal_offers = offers.filter(pl.col("deal_id").is_not_null())
     chain_offers = offers.filter(pl.col("offer_id").is_in([4, 5]))
@@ -66,27 +115,56 @@ def test_budget_lines_by_hand():
     # D1: committed 100 + 100 + 300 + 80 = 580; expected 40 + 100 (no p_buy: face) + 150 + 40 = 330;
     # redeemed 100 + 150 = 250 (the voided one not); released: offer 1 0, offer 2 100, offer 5 80
     # (offer 3 still valid) = 180; outstanding 580 - 250 - 180 = 150
-    assert {k: rows["D1"][k] for k in ("budget_cents", "committed_cents", "expected_cents", "redeemed_cents",
-                                       "released_cents", "outstanding_cents")} == {
-        "budget_cents": 1000, "committed_cents": 580, "expected_cents": 330, "redeemed_cents": 250,
-        "released_cents": 180, "outstanding_cents": 150}
+    assert {
+        k: rows["D1"][k]
+        for k in (
+            "budget_cents",
+            "committed_cents",
+            "expected_cents",
+            "redeemed_cents",
+            "released_cents",
+            "outstanding_cents",
+        )
+    } == {
+        "budget_cents": 1000,
+        "committed_cents": 580,
+        "expected_cents": 330,
+        "redeemed_cents": 250,
+        "released_cents": 180,
+        "outstanding_cents": 150,
+    }
     assert rows["D2"]["committed_cents"] == 0 and rows["D2"]["budget_cents"] is None
     # chain: offer 4 all retailer (200, expected 50, redeemed 200, released 0), offer 5 a quarter of 80 = 20
     # (expected 10, released 20)
-    assert {k: rows["chain"][k] for k in ("budget_cents", "committed_cents", "expected_cents", "redeemed_cents",
-                                          "released_cents")} == {
-        "budget_cents": 5000, "committed_cents": 220, "expected_cents": 60, "redeemed_cents": 200,
-        "released_cents": 20}
+    assert {
+        k: rows["chain"][k]
+        for k in ("budget_cents", "committed_cents", "expected_cents", "redeemed_cents", "released_cents")
+    } == {
+        "budget_cents": 5000,
+        "committed_cents": 220,
+        "expected_cents": 60,
+        "redeemed_cents": 200,
+        "released_cents": 20,
+    }
 
 
 def test_redemption_rate_and_funders_by_hand():
-    offers = _offers([
-        {"offer_id": 1, "kind": "deal", "funder": "M1", "funded_share": 0.75, "discount_cents": 101},
-        {"offer_id": 2, "kind": "deal", "funder": "M1", "funded_share": 0.75, "discount_cents": 101},
-        {"offer_id": 3, "kind": "deal", "funder": "M1", "funded_share": 0.75, "brand_cell": "store",
-         "volume_tier": "low", "discount_cents": 101},
-        {"offer_id": 4, "kind": "cycle", "brand_cell": None, "volume_tier": None},
-    ])
+    offers = _offers(
+        [
+            {"offer_id": 1, "kind": "deal", "funder": "M1", "funded_share": 0.75, "discount_cents": 101},
+            {"offer_id": 2, "kind": "deal", "funder": "M1", "funded_share": 0.75, "discount_cents": 101},
+            {
+                "offer_id": 3,
+                "kind": "deal",
+                "funder": "M1",
+                "funded_share": 0.75,
+                "brand_cell": "store",
+                "volume_tier": "low",
+                "discount_cents": 101,
+            },
+            {"offer_id": 4, "kind": "cycle", "brand_cell": None, "volume_tier": None},
+        ]
+    )
     red = _redemptions([(1, 101, 0), (2, 101, 1), (3, 101, 0), (4, 100, 0), (4, 100, 0)])
     rates = redemption_frame(offers, red, 0.95)
     deal = {r["cell"]: r for r in rates.filter(pl.col("kind") == "deal").iter_rows(named=True)}
@@ -101,11 +179,21 @@ def test_redemption_rate_and_funders_by_hand():
 
 def test_lift_outcomes_by_hand():
     members = pl.DataFrame({"customer_key": [1, 2, 3], "grp": ["treated", "treated", "holdout"]})
-    offers = _offers([{"offer_id": 1, "customer_key": 1, "category": "TEA"},
-                      {"offer_id": 2, "customer_key": 2, "funder": "M1", "category": "COFFEE"},
-                      {"offer_id": 3, "customer_key": 2, "funder": "retailer", "category": None}])
-    lines = pl.DataFrame({"customer_key": [1, 1, 3, 3, 2], "category": ["TEA", "COFFEE", "TEA", "TEA", "MILK"],
-                          "quantity": [1.0, 1.0, 2.0, -1.0, 1.0], "amount_cents": [300, 500, 600, -300, 99]})
+    offers = _offers(
+        [
+            {"offer_id": 1, "customer_key": 1, "category": "TEA"},
+            {"offer_id": 2, "customer_key": 2, "funder": "M1", "category": "COFFEE"},
+            {"offer_id": 3, "customer_key": 2, "funder": "retailer", "category": None},
+        ]
+    )
+    lines = pl.DataFrame(
+        {
+            "customer_key": [1, 1, 3, 3, 2],
+            "category": ["TEA", "COFFEE", "TEA", "TEA", "MILK"],
+            "quantity": [1.0, 1.0, 2.0, -1.0, 1.0],
+            "amount_cents": [300, 500, 600, -300, 99],
+        }
+    )
     got = lift_outcomes_frame(members, offers, lines).sort("funder", "grp")
     # retailer's categories {TEA}, M1's {COFFEE}; every member gets a row per funder
     assert got.height == 6
@@ -116,37 +204,58 @@ def test_lift_outcomes_by_hand():
 
 
 def test_calibration_and_day_error_by_hand():
-    offers = _offers([
-        {"offer_id": 1, "customer_key": 1, "p_buy": 0.05, "expected_on": D(2025, 3, 5)},
-        {"offer_id": 2, "customer_key": 2, "p_buy": 0.08},
-        {"offer_id": 3, "customer_key": 3, "p_buy": 0.95, "expected_on": D(2025, 3, 10)},
-        {"offer_id": 4, "customer_key": 4, "p_buy": 1.0},
-        {"offer_id": 5, "customer_key": 5, "p_buy": None},
-    ])
-    lines = pl.DataFrame({"customer_key": [1, 3, 3, 4, 2], "category": ["TEA", "TEA", "TEA", "TEA", "TEA"],
-                          "day": [D(2025, 3, 8), D(2025, 3, 9), D(2025, 3, 12), D(2025, 3, 20), D(2025, 3, 1)],
-                          "quantity": [1.0, 1.0, 1.0, 1.0, 1.0]})
+    offers = _offers(
+        [
+            {"offer_id": 1, "customer_key": 1, "p_buy": 0.05, "expected_on": D(2025, 3, 5)},
+            {"offer_id": 2, "customer_key": 2, "p_buy": 0.08},
+            {"offer_id": 3, "customer_key": 3, "p_buy": 0.95, "expected_on": D(2025, 3, 10)},
+            {"offer_id": 4, "customer_key": 4, "p_buy": 1.0},
+            {"offer_id": 5, "customer_key": 5, "p_buy": None},
+        ]
+    )
+    lines = pl.DataFrame(
+        {
+            "customer_key": [1, 3, 3, 4, 2],
+            "category": ["TEA", "TEA", "TEA", "TEA", "TEA"],
+            "day": [D(2025, 3, 8), D(2025, 3, 9), D(2025, 3, 12), D(2025, 3, 20), D(2025, 3, 1)],
+            "quantity": [1.0, 1.0, 1.0, 1.0, 1.0],
+        }
+    )
     cal = calibration_frame(offers, lines, 10, 0.95)
     # bin 0: offers 1 (bought on the 8th) and 2 (bought before the validity): 1 of 2;
     # bin 9: offer 3 bought, offer 4 bought after the validity (p_buy 1.0 goes to the top bin): 1 of 2
     assert cal.select("bin", "offers", "bought_share").rows() == [(0, 2, 0.5), (9, 2, 0.5)]
     assert cal["mean_p_buy"].to_list() == pytest.approx([0.065, 0.975])
     err = day_error_frame(offers, lines)
-    assert err.rows() == [(-1, 1), (3, 1)]          # offer 3: first day the 9th vs 10th; offer 1: 8th vs 5th
+    assert err.rows() == [(-1, 1), (3, 1)]  # offer 3: first day the 9th vs 10th; offer 1: 8th vs 5th
 
 
 def test_trend_offers_and_campaign_grid_by_hand():
-    summaries = [{"period_start": "2025-03-03", "qualifying_customers": 100, "holdout_customers": 10, "lists": 90},
-                 {"period_start": "2025-03-17", "qualifying_customers": 120, "holdout_customers": 12, "lists": 108}]
+    summaries = [
+        {"period_start": "2025-03-03", "qualifying_customers": 100, "holdout_customers": 10, "lists": 90},
+        {"period_start": "2025-03-17", "qualifying_customers": 120, "holdout_customers": 12, "lists": 108},
+    ]
     trend = batch_trend_frame(summaries)
     assert trend.filter(pl.col("measure") == "lists")["customers"].to_list() == [90, 108]
-    offers = _offers([{"offer_id": 1, "customer_key": 1, "max_uses": 2, "funded_share": 0.5, "discount_cents": 75},
-                      {"offer_id": 2, "customer_key": 1}])
+    offers = _offers(
+        [
+            {"offer_id": 1, "customer_key": 1, "max_uses": 2, "funded_share": 0.5, "discount_cents": 75},
+            {"offer_id": 2, "customer_key": 1},
+        ]
+    )
     got = offers_frame(offers).row(0, named=True)
     assert (got["offers"], got["households"], got["face_value_cents"], got["retailer_cost_cents"]) == (2, 1, 250, 175)
-    grid = {c: {t: 0 for t in ("low", "mid", "high")} for c in ("national", "store", "switcher")}
-    summary = {"campaigns": {"TEA to store": {"category": "TEA", "qualifying_customers": {**grid, "national": {
-        "low": 5, "mid": 6, "high": 7}}, "offers": grid, "discount_by_tier_cents": {"high": 60}}}}
+    grid = {c: dict.fromkeys(("low", "mid", "high"), 0) for c in ("national", "store", "switcher")}
+    summary = {
+        "campaigns": {
+            "TEA to store": {
+                "category": "TEA",
+                "qualifying_customers": {**grid, "national": {"low": 5, "mid": 6, "high": 7}},
+                "offers": grid,
+                "discount_by_tier_cents": {"high": 60},
+            }
+        }
+    }
     frame = campaign_frame(summary)
     assert frame.height == 9
     assert frame.filter(pl.col("brand_cell") == "national")["qualifying_customers"].to_list() == [5, 6, 7]
@@ -165,9 +274,14 @@ SECRET = "test-secret"
 
 def _import_sample(url: str) -> None:
     from engine.ingest import import_files
-    for kind, paths in [("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
-                        ("products", [SAMPLE / "products.csv"]), ("deals", [SAMPLE / "deals"]),
-                        ("transactions", [SAMPLE / "transactions"])]:
+
+    for kind, paths in [
+        ("stores", [SAMPLE / "stores.csv"]),
+        ("customers", [SAMPLE / "customers.csv"]),
+        ("products", [SAMPLE / "products.csv"]),
+        ("deals", [SAMPLE / "deals"]),
+        ("transactions", [SAMPLE / "transactions"]),
+    ]:
         import_files(url, kind, paths)
 
 
@@ -176,8 +290,8 @@ def reported(request, tmp_path_factory) -> dict:
     """The sample chain: a batch, before its fortnight (report 'before'), then shopped (report 'after')."""
     from engine.batch import run_batch
     from engine.config import BatchSettings, Settings
-    from engine.demo import simulate_period
     from engine.db import bulk_session
+    from engine.demo import simulate_period
     from tests.conftest import fresh_database
 
     tmp = tmp_path_factory.mktemp(f"report-{request.param}")
@@ -187,14 +301,22 @@ def reported(request, tmp_path_factory) -> dict:
     with bulk_session(url) as db:
         db.execute(f"DELETE FROM basket_lines WHERE day >= '{PERIOD}'")
         db.execute(f"DELETE FROM baskets WHERE day >= '{PERIOD}'")
-    settings = Settings(database_url=url, secret=SECRET,
-                        batch=dataclasses.replace(BatchSettings(), out_dir=str(tmp / "batches")))
+    settings = Settings(
+        database_url=url, secret=SECRET, batch=dataclasses.replace(BatchSettings(), out_dir=str(tmp / "batches"))
+    )
     summary = run_batch(settings, PERIOD)
     before = write_report(settings, tmp / "before")
     shopped = simulate_period(settings, summary["batch_id"], seed=1)
     after = write_report(settings, tmp / "after")
-    return {"url": url, "settings": settings, "summary": summary, "before": before, "after": after,
-            "shopped": shopped, "dir": tmp}
+    return {
+        "url": url,
+        "settings": settings,
+        "summary": summary,
+        "before": before,
+        "after": after,
+        "shopped": shopped,
+        "dir": tmp,
+    }
 
 
 def test_report_has_every_section_and_fetches_nothing(reported):
@@ -214,11 +336,12 @@ def test_before_the_period_is_shopped_the_results_say_so(reported):
     text = Path(before["html"]).read_text(encoding="utf-8")
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in text
-    assert text.count("No data: no results batch") == 5      # redemption, funders, lift, calibration, day error
+    assert text.count("No data: no results batch") == 5  # redemption, funders, lift, calibration, day error
 
 
 def test_pdf_pages_are_not_blank(reported):
     import pypdfium2 as pdfium
+
     pdf = pdfium.PdfDocument(reported["after"]["pdf"])
     assert len(pdf) == len(SECTIONS) == reported["after"]["pages"]
     for i in range(len(pdf)):
@@ -232,6 +355,7 @@ def test_pdf_pages_are_not_blank(reported):
 
 def test_tables_agree_with_the_database(reported):
     from engine.db import bulk_session
+
     out = Path(reported["after"]["html"]).parent
     with bulk_session(reported["url"], write=False) as db:
         used = db.read("SELECT COUNT(*) AS n, SUM(discount_cents) AS d FROM redemptions WHERE voided = 0")
@@ -254,15 +378,20 @@ def test_tables_agree_with_the_database(reported):
     charged = dict(budget.select("line", "charged_cents").iter_rows())
     assert charged["chain"] == reported["summary"]["chain_budget"]["committed_cents"]
     assert {d: charged[d] for d in deals} == {d: v["this_batch_cents"] for d, v in deals.items()}
-    assert (budget["charged_cents"] <= budget["committed_cents"]).all()     # never above face value
+    assert (budget["charged_cents"] <= budget["committed_cents"]).all()  # never above face value
 
 
 def test_charged_frame_sums_the_batches_and_skips_summaries_without_the_model():
     from engine.report import charged_frame
+
     old = {"deal_budgets": {"D1": {"this_batch_cents": 900}}, "chain_budget": {"retailer_cost_cents": 5}}
-    new = {"deal_budgets": {"D1": {"this_batch_cents": 300, "expected_cents": 250},
-                            "D2": {"this_batch_cents": 0, "expected_cents": 0}},
-           "chain_budget": {"committed_cents": 4200, "expected_cents": 4000}}
+    new = {
+        "deal_budgets": {
+            "D1": {"this_batch_cents": 300, "expected_cents": 250},
+            "D2": {"this_batch_cents": 0, "expected_cents": 0},
+        },
+        "chain_budget": {"committed_cents": 4200, "expected_cents": 4000},
+    }
     assert dict(charged_frame([old, new, new]).iter_rows()) == {"D1": 600, "D2": 0, "chain": 4200}
     assert charged_frame([old]).height == 0
 
@@ -278,6 +407,7 @@ def test_planted_lift_is_seen_for_the_retailer(reported):
 
 def test_cli_writes_the_report(reported, capsys):
     from engine.cli import main
+
     out = reported["dir"] / "cli"
     assert main(["--database", reported["url"], "-q", "report", "--out", str(out)]) == 0
     assert (out / "report.html").exists() and (out / "report.pdf").exists()

@@ -22,7 +22,7 @@ def test_init_writes_a_private_secret_and_binds_its_fingerprint(db_url, tmp_path
         stored = conn.execute(sa.text("SELECT value FROM chain_meta WHERE name = 'secret_fingerprint'")).scalar()
     engine.dispose()
     assert stored == fingerprint(secret.read_text().strip().encode())
-    assert main(["-q", "--database", db_url, "init"]) == 0          # init again here: the same key, fine
+    assert main(["-q", "--database", db_url, "init"]) == 0  # init again here: the same key, fine
 
 
 def test_init_from_another_directory_refuses_to_mint_a_second_secret(db_url, tmp_path, monkeypatch, capsys):
@@ -36,7 +36,7 @@ def test_init_from_another_directory_refuses_to_mint_a_second_secret(db_url, tmp
     err = capsys.readouterr().err
     assert err.startswith("error: this database was initialised with a list-code secret") and err.count("\n") == 1
     assert not (tmp_path / "b" / "listwise.secret").exists()
-    monkeypatch.setenv("LISTWISE_SECRET", "another key")            # and another key is named as such
+    monkeypatch.setenv("LISTWISE_SECRET", "another key")  # and another key is named as such
     assert main(["-q", "--database", db_url, "init"]) == 1
     assert "is not the one this database was initialised with" in capsys.readouterr().err
 
@@ -66,14 +66,17 @@ def test_settings_never_show_the_database_password(tmp_path, monkeypatch, capsys
     assert json.loads(out)["database_url"] == "postgresql://chain:***@db.example/listwise"
 
 
-@pytest.mark.parametrize("toml, key", [
-    ("[batch]\nholdout_share = 1.5\n", "batch.holdout_share must be in [0, 1), got 1.5"),
-    ("[batch]\nmax_offers = 0\n", "batch.max_offers must be >= 1, got 0"),
-    ('timezone = "Mars/Olympus"\n', "timezone must be an IANA time zone name"),
-    ("[cycles]\nvolume_cuts = [0.7, 0.3]\n", "cycles.volume_cuts must be two increasing quantiles"),
-    ("[[campaigns]]\ncategory = \"X*\"\ndepth_by_tier = { high = 1.2 }\n", "campaigns[0].depth_by_tier"),
-    ("[offers]\nconversion_hold_probability = -0.1\n", "offers.conversion_hold_probability must be in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "toml, key",
+    [
+        ("[batch]\nholdout_share = 1.5\n", "batch.holdout_share must be in [0, 1), got 1.5"),
+        ("[batch]\nmax_offers = 0\n", "batch.max_offers must be >= 1, got 0"),
+        ('timezone = "Mars/Olympus"\n', "timezone must be an IANA time zone name"),
+        ("[cycles]\nvolume_cuts = [0.7, 0.3]\n", "cycles.volume_cuts must be two increasing quantiles"),
+        ('[[campaigns]]\ncategory = "X*"\ndepth_by_tier = { high = 1.2 }\n', "campaigns[0].depth_by_tier"),
+        ("[offers]\nconversion_hold_probability = -0.1\n", "offers.conversion_hold_probability must be in [0, 1]"),
+    ],
+)
 def test_settings_out_of_range_are_refused_naming_the_key(tmp_path, toml, key):
     path = tmp_path / "listwise.toml"
     path.write_text(toml)

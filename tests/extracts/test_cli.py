@@ -12,7 +12,7 @@ from tests.extracts.conftest import LAST_DAY, PERIOD_START, SECRET
 
 @pytest.fixture
 def env(chain, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)                       # no stray listwise.toml
+    monkeypatch.chdir(tmp_path)  # no stray listwise.toml
     monkeypatch.setenv("LISTWISE_SECRET", SECRET)
     monkeypatch.setenv("LISTWISE_DATABASE_URL", chain["url"])
     return chain
@@ -30,15 +30,45 @@ def test_extract_and_settle_write_their_files(env, tmp_path, capsys):
 
 
 def test_unknown_manufacturer_is_one_line_and_exit_1(env, tmp_path, capsys):
-    assert main(["-q", "settle", "--manufacturer", "NOPE", "--from", "2025-03-01", "--to", "2025-03-02",
-                 "--out", str(tmp_path / "x")]) == 1
+    assert (
+        main(
+            [
+                "-q",
+                "settle",
+                "--manufacturer",
+                "NOPE",
+                "--from",
+                "2025-03-01",
+                "--to",
+                "2025-03-02",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'NOPE'" in err
 
 
 def test_reversed_period_is_refused(env, tmp_path, capsys):
-    assert main(["-q", "extract", "--manufacturer", "M1", "--from", "2025-03-10", "--to", "2025-03-01",
-                 "--out", str(tmp_path / "x")]) == 1
+    assert (
+        main(
+            [
+                "-q",
+                "extract",
+                "--manufacturer",
+                "M1",
+                "--from",
+                "2025-03-10",
+                "--to",
+                "2025-03-01",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 1
+    )
     assert "after" in capsys.readouterr().err
 
 

@@ -58,15 +58,16 @@ def test_a_small_cell_is_withheld_with_a_complement_so_the_total_does_not_give_i
     total = results.filter(pl.col("cell") == "all")
     cells = results.filter(pl.col("cell") != "all")
     assert total.height == 1 and total["households"][0] == chain["truth"]["n_treated"]
-    assert "unclassified:low" not in cells["cell"].to_list()          # ~30 households: primary
+    assert "unclassified:low" not in cells["cell"].to_list()  # ~30 households: primary
     hidden = total["households"][0] - cells["households"].sum()
-    assert hidden >= m                                                # complementary: remainder >= m
+    assert hidden >= m  # complementary: remainder >= m
     manifest = json.loads((chain["out"]["M1"] / "manifest.json").read_text())
     assert manifest["withheld_rows"]["offer_results"] >= 2
 
 
 def test_manifest_lists_every_file_with_rows_and_sha256(chain):
     import hashlib
+
     out = chain["out"]["M1"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format_version"] == 1
@@ -82,6 +83,7 @@ def test_manifest_lists_every_file_with_rows_and_sha256(chain):
 
 def test_pseudonyms_are_stable_for_one_manufacturer_and_differ_across_manufacturers(chain, tmp_path):
     from engine.extracts import write_extract
+
     again = tmp_path / "again"
     write_extract(chain["settings"], "M1", PERIOD_START, LAST_DAY, again, panel=True)
     first = pl.read_parquet(chain["out"]["M1"] / "household_panel.parquet")
@@ -92,8 +94,10 @@ def test_pseudonyms_are_stable_for_one_manufacturer_and_differ_across_manufactur
     assert first["pseudonym"].n_unique() > 100
     assert not set(first["pseudonym"]) & set(other["pseudonym"])
     # same households in both panels (same categories bought), under different names
-    assert first["pseudonym"].n_unique() == other.filter(pl.col("category_units") > 0)["pseudonym"].n_unique() \
+    assert (
+        first["pseudonym"].n_unique() == other.filter(pl.col("category_units") > 0)["pseudonym"].n_unique()
         or other["pseudonym"].n_unique() > 100
+    )
 
 
 def test_settlement_totals_equal_the_funded_share_of_redemptions_to_the_cent(chain):
@@ -105,8 +109,11 @@ def test_settlement_totals_equal_the_funded_share_of_redemptions_to_the_cent(cha
         with open(out / "settlement_totals.csv", newline="") as fh:
             total = [r for r in csv.DictReader(fh) if r["offer"] == "TOTAL"][0]
         assert int(total["amount_due_cents"]) == chain["truth"]["due"][maker]
-        live = [r for r in chain["truth"]["redemptions"] if not r["voided"]
-                and r["discount_cents"] == (101 if maker == "M1" else 75)]
+        live = [
+            r
+            for r in chain["truth"]["redemptions"]
+            if not r["voided"] and r["discount_cents"] == (101 if maker == "M1" else 75)
+        ]
         assert lines.height == summary["redemptions"] == len(live)
 
 
@@ -120,10 +127,12 @@ def test_settlement_excludes_voided_redemptions_and_retailer_offers(chain):
 
 def test_settlement_statement_is_one_page_with_the_total(chain):
     from pypdf import PdfReader
-    from engine.extracts import _dollars
+
+    from coupons.money import dollars
+
     reader = PdfReader(chain["out"]["M1"] / "settlement.pdf")
     assert len(reader.pages) == 1
-    assert _dollars(chain["truth"]["due"]["M1"]) in reader.pages[0].extract_text()
+    assert dollars(chain["truth"]["due"]["M1"]) in reader.pages[0].extract_text()
 
 
 def test_lift_interval_covers_the_planted_effect(chain):
@@ -133,7 +142,7 @@ def test_lift_interval_covers_the_planted_effect(chain):
     assert row["treated_households"] == chain["truth"]["n_treated"]
     assert row["holdout_households"] == chain["truth"]["n_holdout"]
     assert row["rate_ci_low"] <= TRUE_RATE_LIFT <= row["rate_ci_high"]
-    assert row["rate_ci_low"] > 0                       # and the effect is detected
+    assert row["rate_ci_low"] > 0  # and the effect is detected
     assert row["units_ci_low"] <= TRUE_UNITS_LIFT <= row["units_ci_high"]
 
 
@@ -141,18 +150,29 @@ def test_category_insight_covers_the_manufacturers_categories_week_by_week(chain
     cells = pl.read_parquet(chain["out"]["M2"] / "category_cells.parquet")
     weekly = pl.read_parquet(chain["out"]["M2"] / "category_weekly.parquet")
     assert set(cells["category"]) == {"COFFEE", "TEA"}
-    assert weekly["week_start"].dt.weekday().unique().to_list() == [1]      # Mondays
+    assert weekly["week_start"].dt.weekday().unique().to_list() == [1]  # Mondays
     shares = cells.filter(pl.col("cell") == "all")
     assert ((shares["national_share"] + shares["store_brand_share"] - 1).abs() < 1e-3).all()
     tea = shares.filter(pl.col("category") == "TEA").row(0, named=True)
     assert 0 < tea["manufacturer_share"] < 1 and 0 < tea["repeat_rate"] < 1
 
 
+def test_min_group_floor_is_ten():
+    from engine.errors import ConfigError
+    from engine.extracts import effective_min_group
+
+    assert effective_min_group(10) == 10
+    with pytest.raises(ConfigError, match="at least 10"):
+        effective_min_group(5)
+
+
 def test_min_group_below_ten_is_refused(chain, tmp_path):
     import dataclasses
+
     from engine.config import ExtractSettings
     from engine.errors import ConfigError
     from engine.extracts import write_extract
+
     settings = dataclasses.replace(chain["settings"], extracts=ExtractSettings(min_group=9))
     with pytest.raises(ConfigError, match="at least 10"):
         write_extract(settings, "M1", PERIOD_START, LAST_DAY, tmp_path)
@@ -160,6 +180,7 @@ def test_min_group_below_ten_is_refused(chain, tmp_path):
 
 def test_a_manufacturer_without_offers_or_products_gets_empty_tables_and_zero_due(chain, tmp_path):
     from engine.extracts import write_extract, write_settlement
+
     manifest = write_extract(chain["settings"], "M3", PERIOD_START, LAST_DAY, tmp_path, panel=True)
     assert all(f["rows"] == 0 for f in manifest["files"])
     assert pl.read_parquet(tmp_path / "offer_results.parquet").columns[:4] == ["offer", "kind", "category", "cell"]
@@ -168,13 +189,29 @@ def test_a_manufacturer_without_offers_or_products_gets_empty_tables_and_zero_du
 
 def test_each_extract_and_settlement_is_recorded_with_its_manifest_hash(chain):
     import hashlib
+
     import sqlalchemy as sa
+
     from engine.db import connect
+
     engine = connect(chain["url"])
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT manufacturer_id, kind, manifest_sha256, out_dir FROM extracts "
-                                    "WHERE manufacturer_id = 'M2'")).all()
+        rows = conn.execute(
+            sa.text("SELECT manufacturer_id, kind, manifest_sha256, out_dir FROM extracts WHERE manufacturer_id = 'M2'")
+        ).all()
     engine.dispose()
-    expected = {("extract", hashlib.sha256((chain["out"]["M2"] / "manifest.json").read_bytes()).hexdigest()),
-                ("settlement", hashlib.sha256((chain["out"]["M2"] / "settlement.json").read_bytes()).hexdigest())}
+    expected = {
+        ("extract", hashlib.sha256((chain["out"]["M2"] / "manifest.json").read_bytes()).hexdigest()),
+        ("settlement", hashlib.sha256((chain["out"]["M2"] / "settlement.json").read_bytes()).hexdigest()),
+    }
     assert {(r.kind, r.manifest_sha256) for r in rows} >= expected
+
+
+def test_the_demo_step_extracts_and_settles_the_manufacturer_with_most_funded_offers(chain, tmp_path):
+    from coupons.money import dollars
+    from engine.demo import demo_extracts
+
+    extract, settlement = list(demo_extracts(chain["settings"], tmp_path))
+    assert extract.startswith("extract for M1 (2025-02-03 to 2025-03-16, groups of 50+ households)")
+    assert f"{dollars(chain['truth']['due']['M1'])} due" in settlement
+    assert (tmp_path / "extracts" / "M1" / "settlement.pdf").exists()

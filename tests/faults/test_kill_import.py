@@ -1,7 +1,7 @@
 """kill -9 of a real `listwise import transactions` at known points: a plain re-run gives the
 database an uninterrupted import gives (nothing lost, nothing duplicated).
 
-The kill comes from engine/ingest.py's `_fault_point` hook (LISTWISE_FAULT=point[#n]): a SIGKILL
+The kill comes from engine/faults.py's `fault_point` hook (LISTWISE_FAULT=point[#n]): a SIGKILL
 the process sends itself mid-write, so the point is exact and no timing is guessed.
 """
 
@@ -31,8 +31,9 @@ def _part(first: int, last: int, day: int) -> str:
         customer = ("C1", "C2", "")[b % 3]
         for line in range(1 + b % 4):
             sku, price = (("P1", "5.99"), ("P2", "3.49"))[line % 2]
-            rows.append(f"B{b},{customer},S0{1 + b % 2},2025-01-{day:02d}T{8 + b % 10:02d}:{b % 60:02d}:00,"
-                        f"{sku},1,{price},0\n")
+            rows.append(
+                f"B{b},{customer},S0{1 + b % 2},2025-01-{day:02d}T{8 + b % 10:02d}:{b % 60:02d}:00,{sku},1,{price},0\n"
+            )
     return HEADER + "".join(rows)
 
 
@@ -41,8 +42,9 @@ def _files(tmp_path: Path) -> list[Path]:
     a = tmp_path / "part-1.csv"
     a.write_text(_part(0, 40, 6))
     b = tmp_path / "part-2.csv"
-    b.write_text(_part(40, 80, 7) + "B39,C1,S02,2025-01-06T17:39:00,P2,2,6.98,0\n"
-                 "B39,C1,S02,2025-01-06T17:39:00,P1,1,5.99,0.50\n")
+    b.write_text(
+        _part(40, 80, 7) + "B39,C1,S02,2025-01-06T17:39:00,P2,2,6.98,0\nB39,C1,S02,2025-01-06T17:39:00,P1,1,5.99,0.50\n"
+    )
     return [a, b]
 
 
@@ -57,9 +59,9 @@ def dump(url: str) -> dict[str, list[tuple]]:
     """Every row the import writes (the `imports` log aside), in a stable order; keys included."""
     queries = {
         "baskets": "SELECT basket_key, store_id, basket_id, customer_key, CAST(ts AS TEXT), CAST(day AS TEXT), "
-                   "source, line_count, line_sum FROM baskets ORDER BY basket_key",
+        "source, line_count, line_sum FROM baskets ORDER BY basket_key",
         "basket_lines": "SELECT basket_key, line_no, customer_key, CAST(day AS TEXT), product_key, quantity, "
-                        "amount_cents, discount_cents FROM basket_lines ORDER BY basket_key, line_no",
+        "amount_cents, discount_cents FROM basket_lines ORDER BY basket_key, line_no",
         "sequences": "SELECT name, next_value FROM sequences WHERE name = 'baskets'",
     }
     engine = connect(url)
@@ -74,8 +76,14 @@ def _cli(url: str, files: list[Path], fault: str | None) -> subprocess.Completed
     env.pop("LISTWISE_FAULT", None)
     if fault:
         env["LISTWISE_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "engine.cli", "-q", "--database", url, "import", "transactions",
-                           *map(str, files)], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "-q", "--database", url, "import", "transactions", *map(str, files)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -88,12 +96,15 @@ def reference(request, tmp_path_factory):
     return request.param, dump(url)
 
 
-@pytest.mark.slow          # three CLI processes each: ~4 s apiece under load
-@pytest.mark.parametrize("fault", [
-    "before-commit#1",       # the first part written, not committed
-    "after-commit#1",        # between the parts: the first committed, its log line not written
-    "after-baskets#2",       # the second part's new baskets written, their lines not (split basket B39 updated)
-])
+@pytest.mark.slow  # three CLI processes each: ~4 s apiece under load
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "before-commit#1",  # the first part written, not committed
+        "after-commit#1",  # between the parts: the first committed, its log line not written
+        "after-baskets#2",  # the second part's new baskets written, their lines not (split basket B39 updated)
+    ],
+)
 def test_a_killed_import_rerun_gives_the_uninterrupted_database(request, reference, tmp_path, fault):
     kind, expected = reference
     url = fresh_database(request, tmp_path, kind)
@@ -101,9 +112,9 @@ def test_a_killed_import_rerun_gives_the_uninterrupted_database(request, referen
     files = _files(tmp_path)
     killed = _cli(url, files, fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert dump(url) != expected                             # the kill did stop it short
+    assert dump(url) != expected  # the kill did stop it short
     again = _cli(url, files, None)
     assert again.returncode == 0, again.stderr
     assert dump(url) == expected
-    assert _cli(url, files, None).returncode == 0            # and a third run changes nothing
+    assert _cli(url, files, None).returncode == 0  # and a third run changes nothing
     assert dump(url) == expected

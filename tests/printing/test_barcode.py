@@ -43,7 +43,7 @@ def test_bars_are_vectors_not_images():
 def test_vector_symbol_decodes_at_200_and_150_dpi(module_pt):
     buf = io.BytesIO()
     c = Canvas(buf)
-    draw_code128(c, CODE, 72.3, 600, module_pt=module_pt)   # off-grid x: snapped
+    draw_code128(c, CODE, 72.3, 600, module_pt=module_pt)  # off-grid x: snapped
     c.save()
     assert decode_pages(buf.getvalue(), dpi=200) == [[CODE]]
     assert decode_pages(buf.getvalue(), dpi=150, blur=0.8) == [[CODE]]

@@ -24,8 +24,11 @@ SVG = "{http://www.w3.org/2000/svg}"
 def _doc(**changes):
     reasoned = tuple(dataclasses.replace(offer(i), reason=f"reason {i}") for i in range(4))
     doc = make_doc(offers=reasoned, name="فاطمة Johnson")
-    changes = {"needs": (NeedLine("Produce", "Bananas <ripe> & sweet", 79, START, "BANANAS"),),
-               "email": "fatima@example.com", **changes}
+    changes = {
+        "needs": (NeedLine("Produce", "Bananas <ripe> & sweet", 79, START, "BANANAS"),),
+        "email": "fatima@example.com",
+        **changes,
+    }
     return dataclasses.replace(doc, **changes)
 
 
@@ -39,21 +42,28 @@ def _raster(svg: str, scale: int = 3) -> Image.Image:
         if rect.get("fill") == "#fff":
             continue
         x, y = float(rect.get("x", 0)), float(rect.get("y", 0))
-        draw.rectangle([x * scale, y * scale, (x + float(rect.get("width"))) * scale - 1,
-                        (y + float(rect.get("height"))) * scale - 1], fill=0)
+        draw.rectangle(
+            [
+                x * scale,
+                y * scale,
+                (x + float(rect.get("width"))) * scale - 1,
+                (y + float(rect.get("height"))) * scale - 1,
+            ],
+            fill=0,
+        )
     return image
 
 
 def test_the_inline_svg_barcode_decodes_to_the_list_code():
     doc = _doc()
-    svg = re.search(r"<svg.*?</svg>", list_html(doc, OPTIONS), re.S).group(0)
+    svg = re.search(r"<svg.*?</svg>", list_html(doc, OPTIONS), re.DOTALL).group(0)
     assert svg == barcode_svg(doc.code)
     assert [r.text for r in zxingcpp.read_barcodes(_raster(svg))] == [doc.code]
 
 
 def test_the_page_is_self_contained_and_escapes_what_it_shows():
     page = list_html(_doc(), OPTIONS)
-    assert not re.search(r"""(src|href)\s*=|@import|url\(""", page)      # nothing fetched from elsewhere
+    assert not re.search(r"""(src|href)\s*=|@import|url\(""", page)  # nothing fetched from elsewhere
     assert "Bananas &lt;ripe&gt; &amp; sweet" in page and "<ripe>" not in page
     assert "reason 0" in page and "reason 3" in page and "likely around Mar 3" in page
     assert "Valid Mar 3 to Mar 16." in page and "Stop: tell a cashier." in page
@@ -63,18 +73,18 @@ def test_the_page_is_self_contained_and_escapes_what_it_shows():
 def test_the_email_parses_as_multipart_text_and_html_addressed_to_the_customer():
     doc = _doc()
     raw = list_email(doc, OPTIONS, email_sender("Fresh Fields Market"))
-    assert b"\r\n" in raw and all(b < 128 for b in raw)          # RFC 5322 on the wire: CRLF, 7-bit
+    assert b"\r\n" in raw and all(b < 128 for b in raw)  # RFC 5322 on the wire: CRLF, 7-bit
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert msg.get_content_type() == "multipart/alternative"
     assert msg["To"].addresses[0].addr_spec == "fatima@example.com"
     assert msg["To"].addresses[0].display_name == "فاطمة Johnson"
     assert msg["From"].addresses[0].addr_spec == "lists@localhost"
     assert msg["Message-ID"] == f"<list-{doc.code}@localhost>"
-    text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")     # the wire's CRLF, back
+    text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # the wire's CRLF, back
     html = msg.get_body(("html",)).get_content().replace("\r\n", "\n")
     assert text == list_text(doc, OPTIONS) and html == list_html(doc, OPTIONS)
     assert doc.code in text and "[ ] Bananas <ripe> & sweet ($0.79), likely around Mar 3" in text
-    assert list_email(doc, OPTIONS, "x@y.z") == list_email(doc, OPTIONS, "x@y.z")   # same list, same bytes
+    assert list_email(doc, OPTIONS, "x@y.z") == list_email(doc, OPTIONS, "x@y.z")  # same list, same bytes
 
 
 @pytest.mark.parametrize("address", [None, "", "not an address"])
@@ -91,8 +101,21 @@ def test_the_barcode_decodes_from_a_screenshot_of_the_page(tmp_path):
     page = tmp_path / "list.html"
     page.write_text(list_html(doc, OPTIONS), encoding="utf-8")
     shot = tmp_path / "shot.png"
-    subprocess.run([_CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=480,900",
-                    f"--screenshot={shot}", page.as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            _CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=480,900",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     found = [r.text for r in zxingcpp.read_barcodes(Image.open(shot).convert("L"))]
     assert found == [doc.code]

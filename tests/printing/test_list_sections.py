@@ -8,9 +8,9 @@ import io
 import pypdfium2 as pdfium
 import pytest
 
-from printing.document import NeedLine, OfferLine
+from printing.document import NeedLine
 from printing.layout import LayoutOptions, draw_list, new_canvas, paginate
-from tests.printing.conftest import END, START, make_doc, offer
+from tests.printing.conftest import START, make_doc, offer
 
 OPTIONS = LayoutOptions(terms="Valid {valid_from} to {valid_to}; not for cash.", opt_out="Stop: tell a cashier.")
 
@@ -27,8 +27,9 @@ def _pdf_text(doc, fonts, options=OPTIONS) -> list[str]:
 
 
 def _needs(n: int) -> tuple[NeedLine, ...]:
-    return tuple(NeedLine("Produce", f"Need number {i}", 100 + i, START + dt.timedelta(days=i % 14), f"CAT{i}")
-                 for i in range(n))
+    return tuple(
+        NeedLine("Produce", f"Need number {i}", 100 + i, START + dt.timedelta(days=i % 14), f"CAT{i}") for i in range(n)
+    )
 
 
 def test_needs_print_with_their_day_and_specials_with_why(fonts):
@@ -42,7 +43,7 @@ def test_needs_print_with_their_day_and_specials_with_why(fonts):
 
 
 def test_every_page_carries_the_terms_the_legend_and_the_opt_out(fonts):
-    doc = make_doc(n_offers=45)                       # offers with x2 and a reward x3: two pages
+    doc = make_doc(n_offers=45)  # offers with x2 and a reward x3: two pages
     pages = _pdf_text(doc, fonts)
     assert len(pages) == 2
     for text in pages:
@@ -61,11 +62,11 @@ def test_no_page_holds_only_the_tip_whatever_the_length(fonts, n_offers):
     without_tip = paginate(dataclasses.replace(doc, tip_title=None, tip_body=None), fonts, OPTIONS)
     pages = paginate(doc, fonts, OPTIONS)
     assert not _tip_pages(pages)
-    assert len(pages) == len(without_tip)            # the tip never costs a sheet
+    assert len(pages) == len(without_tip)  # the tip never costs a sheet
 
 
 def test_a_tip_that_does_not_fit_is_shortened_or_left_out(fonts):
-    long_tip = " ".join(["Stir the pot and taste as you go."] * 30)      # more than six lines
+    long_tip = " ".join(["Stir the pot and taste as you go."] * 30)  # more than six lines
     outcomes = set()
     for n in range(14, 30):
         doc = dataclasses.replace(make_doc(n_offers=n, rewards=0), tip_body=long_tip)

@@ -18,13 +18,17 @@ def test_every_barcode_of_a_demo_batch_decodes_to_its_lists_code(tmp_path):
     from engine.db import connect, init_schema
     from engine.demo import demo_settings
     from engine.ingest import import_files
-    from printing.batch import print_batch
+    from engine.printjob import print_batch
 
     settings = demo_settings(tmp_path)
     init_schema(connect(settings.database_url))
     resolve_secret(settings, create=True)
-    for kind, paths in (("stores", [SAMPLE / "stores.csv"]), ("customers", [SAMPLE / "customers.csv"]),
-                        ("products", [SAMPLE / "products.csv"]), ("transactions", [SAMPLE / "transactions"])):
+    for kind, paths in (
+        ("stores", [SAMPLE / "stores.csv"]),
+        ("customers", [SAMPLE / "customers.csv"]),
+        ("products", [SAMPLE / "products.csv"]),
+        ("transactions", [SAMPLE / "transactions"]),
+    ):
         import_files(settings.database_url, kind, paths)
     run_batch(settings)
     summary = print_batch(settings)

@@ -1,4 +1,4 @@
-"""Printing never crashes on a batch with any mix of offer kinds, including none (issue 10).
+"""engine.printjob never crashes on a batch with any mix of offer kinds, including none (issue 10).
 
 Each batch is written row by row into a fresh SQLite file and a PostgreSQL database, then
 printed: a batch whose offers are only rewards (no product, category or date in any offer
@@ -19,7 +19,7 @@ from engine.cli import main
 from engine.codes import make_code
 from engine.config import PrintSettings, Settings
 from engine.db import connect
-from printing.batch import print_batch
+from engine.printjob import print_batch
 from tests.printing.scan import decode_pages
 
 SECRET = b"offer-mixes"
@@ -34,28 +34,98 @@ def _finished_batch(url: str, n_lists: int, rewards: int, cycle_offers: int = 0)
     t = md.tables
     customers, lists, offers = [], [], []
     for i in range(1, n_lists + 1):
-        customers.append(dict(customer_key=i, customer_id=f"C{i:03d}", card_number=f"6000{i:012d}",
-                              first_name="Ana", last_name=f"Lee {i}", postal_code=f"0{2100 + i}", opted_out=0))
-        lists.append(dict(list_id=i, batch_id=1, customer_key=i, store_id="S01", code=make_code(i, SECRET),
-                          valid_from=START, valid_to=END, status="active", tip_id=None))
+        customers.append(
+            dict(
+                customer_key=i,
+                customer_id=f"C{i:03d}",
+                card_number=f"6000{i:012d}",
+                first_name="Ana",
+                last_name=f"Lee {i}",
+                postal_code=f"0{2100 + i}",
+                opted_out=0,
+            )
+        )
+        lists.append(
+            dict(
+                list_id=i,
+                batch_id=1,
+                customer_key=i,
+                store_id="S01",
+                code=make_code(i, SECRET),
+                valid_from=START,
+                valid_to=END,
+                status="active",
+                tip_id=None,
+            )
+        )
         for n in range(rewards):
-            offers.append(dict(offer_id=len(offers) + 1, list_id=i, line_no=n + 1, kind="reward", product_key=None,
-                               category=None, funder="retailer", discount_cents=500 + 100 * n,
-                               min_spend_cents=4000 + 1000 * n, max_uses=2, valid_from=START, valid_to=END,
-                               expected_on=None))
+            offers.append(
+                dict(
+                    offer_id=len(offers) + 1,
+                    list_id=i,
+                    line_no=n + 1,
+                    kind="reward",
+                    product_key=None,
+                    category=None,
+                    funder="retailer",
+                    discount_cents=500 + 100 * n,
+                    min_spend_cents=4000 + 1000 * n,
+                    max_uses=2,
+                    valid_from=START,
+                    valid_to=END,
+                    expected_on=None,
+                )
+            )
         for n in range(cycle_offers):
-            offers.append(dict(offer_id=len(offers) + 1, list_id=i, line_no=rewards + n + 1, kind="cycle",
-                               product_key=1, category="DAIRY", funder="retailer", discount_cents=40,
-                               min_spend_cents=None, max_uses=1, valid_from=START, valid_to=END,
-                               expected_on=START + dt.timedelta(days=3)))
+            offers.append(
+                dict(
+                    offer_id=len(offers) + 1,
+                    list_id=i,
+                    line_no=rewards + n + 1,
+                    kind="cycle",
+                    product_key=1,
+                    category="DAIRY",
+                    funder="retailer",
+                    discount_cents=40,
+                    min_spend_cents=None,
+                    max_uses=1,
+                    valid_from=START,
+                    valid_to=END,
+                    expected_on=START + dt.timedelta(days=3),
+                )
+            )
     with engine.begin() as conn:
-        conn.execute(t["stores"].insert(), [dict(store_id="S01", name="Fresh Fields", city="Springfield",
-                                                 state="IL", postal_code="62701")])
-        conn.execute(t["products"].insert(), [dict(product_key=1, sku="SKU1", description="Milk 1 gal",
-                                                   category="DAIRY", department="Dairy", brand="B",
-                                                   brand_type="store", regular_price_cents=389)])
-        conn.execute(t["batches"].insert(), [dict(batch_id=1, period_start=START, period_end=END + dt.timedelta(1),
-                                                  status="done", started_at=dt.datetime(2025, 3, 1))])
+        conn.execute(
+            t["stores"].insert(),
+            [dict(store_id="S01", name="Fresh Fields", city="Springfield", state="IL", postal_code="62701")],
+        )
+        conn.execute(
+            t["products"].insert(),
+            [
+                dict(
+                    product_key=1,
+                    sku="SKU1",
+                    description="Milk 1 gal",
+                    category="DAIRY",
+                    department="Dairy",
+                    brand="B",
+                    brand_type="store",
+                    regular_price_cents=389,
+                )
+            ],
+        )
+        conn.execute(
+            t["batches"].insert(),
+            [
+                dict(
+                    batch_id=1,
+                    period_start=START,
+                    period_end=END + dt.timedelta(1),
+                    status="done",
+                    started_at=dt.datetime(2025, 3, 1),
+                )
+            ],
+        )
         if customers:
             conn.execute(t["customers"].insert(), customers)
             conn.execute(t["lists"].insert(), lists)
@@ -79,7 +149,7 @@ def test_a_batch_of_rewards_prints_and_every_barcode_scans(db_url, tmp_path, rew
     summary = print_batch(_settings(db_url), out_dir=tmp_path)
     rows = _manifest(summary)
     assert summary["lists"] == len(rows) == 3 and summary["skipped_empty"] == 0
-    assert [r["list_code"] for r in rows] == [make_code(i, SECRET) for i in (1, 2, 3)]   # postal order
+    assert [r["list_code"] for r in rows] == [make_code(i, SECRET) for i in (1, 2, 3)]  # postal order
     target = Path(summary["dir"])
     (store,) = summary["stores"]
     assert decode_pages(str(target / store["file"])) == [[r["list_code"]] for r in rows for _ in range(int(r["pages"]))]
@@ -105,12 +175,13 @@ def test_a_batch_without_lists_prints_nothing_and_says_so(db_url, tmp_path):
 
 
 def test_several_workers_print_an_empty_batch(sqlite_url, tmp_path, monkeypatch):
-    import printing.batch
-    monkeypatch.setattr(printing.batch, "_MIN_PARALLEL", 0)      # the pool path, with no store to render
+    import printing.render
+
+    monkeypatch.setattr(printing.render, "_MIN_PARALLEL", 0)  # the pool path, with no store to render
     _finished_batch(sqlite_url, n_lists=0, rewards=0)
     settings = Settings(database_url=sqlite_url, secret="x", printing=PrintSettings(workers=2))
     assert print_batch(settings, out_dir=tmp_path)["lists"] == 0
-    assert printing.batch.render_documents([], tmp_path, None, workers=2) == []
+    assert printing.render.render_documents([], tmp_path, None, workers=2)["lists"] == 0
 
 
 def test_cli_batch_print_of_an_empty_batch_is_one_line_and_exit_0(sqlite_url, tmp_path, capsys, monkeypatch):

@@ -1,6 +1,6 @@
 """Anonymisation for manufacturer extracts: pseudonyms and small-group suppression.
 
-Pure functions (frames in, frames out) used by `engine.extracts`:
+Pure functions (frames in, frames out) used by `coupons.results` and `engine.extracts`:
 
 * **Pseudonyms.** A household's pseudonym is HMAC-SHA256 of its customer id under a key
   derived from the chain's secret and the manufacturer's id (HMAC(secret, "listwise-extract-key:"
@@ -22,25 +22,10 @@ import hmac
 
 import polars as pl
 
-from engine.errors import ConfigError
+__all__ = ["FLOOR_GROUP", "pseudonym_key", "pseudonyms", "suppress"]
 
-__all__ = ["FLOOR_GROUP", "effective_min_group", "pseudonym_key", "pseudonyms", "suppress"]
-
-FLOOR_GROUP = 10          # no setting may lower the minimum group below this
-_PSEUDONYM_CHARS = 20     # hex characters kept (80 bits): no collision among millions of households
-
-
-def effective_min_group(min_group: int) -> int:
-    """The minimum group actually used: `min_group`, refused below `FLOOR_GROUP`.
-
-    Raises
-    ------
-    ConfigError
-        When `min_group` is below the floor of 10 households.
-    """
-    if int(min_group) < FLOOR_GROUP:
-        raise ConfigError(f"extracts.min_group: must be at least {FLOOR_GROUP} households, got {min_group!r}")
-    return int(min_group)
+FLOOR_GROUP = 10  # no setting may lower the minimum group below this (engine.extracts enforces it)
+_PSEUDONYM_CHARS = 20  # hex characters kept (80 bits): no collision among millions of households
 
 
 def pseudonym_key(secret: bytes, manufacturer_id: str) -> bytes:
@@ -71,13 +56,18 @@ def pseudonyms(customer_ids: pl.Series, key: bytes) -> pl.Series:
     """
     # HMAC has no polars expression: one call per distinct id, mapped back with a join-free replace.
     distinct = customer_ids.cast(pl.String).unique().drop_nulls().to_list()
-    table = {c: "h" + hmac.new(key, c.encode("utf-8"), hashlib.sha256).hexdigest()[:_PSEUDONYM_CHARS]
-             for c in distinct}
+    table = {c: "h" + hmac.new(key, c.encode("utf-8"), hashlib.sha256).hexdigest()[:_PSEUDONYM_CHARS] for c in distinct}
     return customer_ids.cast(pl.String).replace_strict(table, default=None, return_dtype=pl.String).alias("pseudonym")
 
 
-def suppress(frame: pl.DataFrame, min_group: int, *, count: str = "households",
-             group: tuple[str, ...] = (), is_total: str | None = None) -> tuple[pl.DataFrame, int]:
+def suppress(
+    frame: pl.DataFrame,
+    min_group: int,
+    *,
+    count: str = "households",
+    group: tuple[str, ...] = (),
+    is_total: str | None = None,
+) -> tuple[pl.DataFrame, int]:
     """Rows safe to publish, and how many were withheld.
 
     Parameters
@@ -107,7 +97,7 @@ def suppress(frame: pl.DataFrame, min_group: int, *, count: str = "households",
     work = frame.with_row_index("_row").with_columns(withheld.alias("_out"))
     if group and is_total:
         detail = ~pl.col(is_total)
-        for _ in range(work.height + 1):   # each pass withholds at least one more row or stops
+        for _ in range(work.height + 1):  # each pass withholds at least one more row or stops
             by = list(group)
             hidden_sum = (pl.when(detail & pl.col("_out")).then(pl.col(count)).otherwise(0)).sum().over(by)
             total_out = (pl.when(pl.col(is_total)).then(pl.col("_out")).otherwise(False)).any().over(by)
