@@ -162,18 +162,25 @@ def pair_features(
     pair, day = o.pair, o.day
     st = _starts(pair)
     n = pair.size
-    age = (c - day).astype(_F)
+    age = (c - day).astype(np.intp)  # 1 .. lookback
+    # per-occasion weights are gathers from tables over the lookback's ages (no exp2 or compare per
+    # occasion; the same float32 values)
+    ages = np.arange(lookback + 1, dtype=_F)
+
+    def weighted(table: np.ndarray) -> np.ndarray:
+        return _segment_sum(table.astype(_F)[age], st)
+
     out = {"pair": pair[st], "first_pd": day[st], "last_d": day[np.r_[st[1:], n] - 1] if n else day[:0]}
     out["n_occ"] = np.diff(np.r_[st, n]).astype(_F)
-    out["n_recent"] = _segment_sum((age <= recent).astype(_F), st)
-    out["n_4w"] = _segment_sum((age <= 28).astype(_F), st)
-    out["n_window"] = _segment_sum((age <= window).astype(_F), st)
+    out["n_recent"] = weighted(ages <= recent)
+    out["n_4w"] = weighted(ages <= 28)
+    out["n_window"] = weighted(ages <= window)
     for h in half_lives:
-        out[f"rw_{h:g}"] = _segment_sum(np.exp2(-age / _F(h)), st)
+        out[f"rw_{h:g}"] = weighted(np.exp2(-ages / _F(h)))
     gap = np.zeros(n, np.float64)
     if n:
         same = np.r_[False, pair[1:] == pair[:-1]]
-        gap[same] = np.log(np.diff(day)[same[1:]].astype(np.float64))
+        gap[same] = np.log(np.arange(1, lookback + 1, dtype=np.float64))[np.diff(day)[same[1:]] - 1]
     out["n_intervals"] = out["n_occ"].astype(np.float64) - 1
     out["interval_sum_days"] = (out["last_d"] - out["first_pd"]).astype(np.float64)
     out["interval_logsum"] = _segment_sum(gap, st)
