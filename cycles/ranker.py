@@ -236,8 +236,8 @@ class NextWindowRanker:
         while they were 8 % of the rows scored and a tenth of predict's time at 100k customers.
     train_negatives
         Share of the negative training examples the trees see (a deterministic draw, weighted by
-        its inverse; every positive is kept): half the work per tree, the same P@10 and NDCG@10 on
-        The Complete Journey (measured).
+        its inverse; every positive is kept): 0.3 is a third of the rows a tree; on The Complete
+        Journey P@10 / NDCG@10 over P-TopFreq +0.0123 / +0.0138 (0.5: +0.0124 / +0.0138).
 
     Attributes
     ----------
@@ -275,7 +275,7 @@ class NextWindowRanker:
         seed: int = 0,
         n_jobs: int = 1,
         new_candidates: int = 0,
-        train_negatives: float = 0.5,
+        train_negatives: float = 0.3,
     ):
         self.window_days = window_days
         self.n_cutoffs = n_cutoffs
