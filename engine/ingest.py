@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from engine.db import Gateway, allocate_keys, read_frame, utc_now
 from engine.errors import InputError
 from engine.faults import fault_point
+from engine.history_store import PART_SCHEMA, HistoryStore, held_lines, lock, record_parts, write_parts
 from engine.progress import Progress
 from engine.values import FALSE_TEXT, OFFSET_PATTERN, TRUE_TEXT, cents, iso_date, store_local, truthy, wall_clock
 from engine.zones import ZONE_HINT, dst_shift, is_zone
@@ -933,24 +934,33 @@ _HELD = {
 }
 
 
-def _read_held(bulk, keys: pl.Series) -> pl.DataFrame:
-    """The lines basket_lines holds for the baskets `keys` (one scan: the table has no index)."""
-    if keys.len() == 0:
+def _read_held(bulk, store: HistoryStore, baskets: pl.DataFrame) -> pl.DataFrame:
+    """The lines history holds for `baskets` (basket_key, customer_key, day): _HELD.
+
+    Imported baskets' lines are in the Parquet part files of their bucket; the checkout's (and
+    those of a database from before the Parquet history) in basket_lines, which is small.
+    """
+    if baskets.height == 0:
         return pl.DataFrame(schema=_HELD)
+    keys = baskets["basket_key"]
     cols = "SELECT basket_key, line_no, product_key, quantity, amount_cents, discount_cents FROM basket_lines"
     if keys.len() <= 2000:
-        held = bulk.read(f"{cols} WHERE basket_key IN ({', '.join(str(int(k)) for k in keys)})", _HELD)
+        in_db = bulk.read(f"{cols} WHERE basket_key IN ({', '.join(str(int(k)) for k in keys)})", _HELD)
     else:
-        held = bulk.read(f"{cols} WHERE basket_key >= {int(keys.min())} AND basket_key <= {int(keys.max())}", _HELD)
+        in_db = bulk.read(f"{cols} WHERE basket_key >= {int(keys.min())} AND basket_key <= {int(keys.max())}", _HELD)
+    in_parts = held_lines(bulk, store, baskets).select(list(_HELD))
+    held = pl.concat([in_db, in_parts])
     return held.join(keys.to_frame("basket_key"), on="basket_key", how="semi")
 
 
-def _lines_to_append(bulk, lines: pl.DataFrame, present: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _lines_to_append(
+    bulk, store: HistoryStore, lines: pl.DataFrame, present: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the file's lines of present baskets that the basket does not hold yet, with basket_key and
     line_no; the new line_count and line_sum of the import's baskets whose lines were read).
 
     A basket whose lines in the file have the count and checksum stored with it holds them all
-    already (a re-import): basket_lines is not read for it. The others (split baskets, baskets
+    already (a re-import): its held lines are not read. The others (split baskets, baskets
     without a stored checksum) are compared as multisets of (product_key, quantity,
     amount_cents, discount_cents): the k-th copy of a line in the file is new when the basket
     holds fewer than k copies of it, so a re-import of either part of a split basket adds nothing.
@@ -966,7 +976,10 @@ def _lines_to_append(bulk, lines: pl.DataFrame, present: pl.DataFrame) -> tuple[
     differ = theirs.filter(
         pl.col("line_count").ne_missing(pl.col("__n_db")) | pl.col("line_sum").ne_missing(pl.col("__s_db"))
     )
-    held = _read_held(bulk, differ["basket_key"])
+    where = lines.group_by(basket).agg(pl.col("customer_key", "day").first())
+    held = _read_held(
+        bulk, store, differ.join(where, on=basket, how="inner").select("basket_key", "customer_key", "day")
+    )
     incoming = lines.join(differ.select(*basket, "basket_key", "source"), on=basket, how="inner")
     # counts per distinct line, not a window numbering the copies: 10x faster
     wanted = incoming.group_by("basket_key", *_LINE).agg(
@@ -1007,46 +1020,63 @@ def _store_checksums(bulk, counts: pl.DataFrame) -> None:
     bulk.execute("DELETE FROM lw_line_counts")
 
 
-def _write_transactions(db: Gateway, name: str, lines: pl.DataFrame, baskets: pl.DataFrame) -> _Written:
+@dataclass(frozen=True)
+class _Source:
+    """The imported file as the `imports` row records it."""
+
+    path: Path
+    sha256: str
+    rows_read: int
+
+
+def _write_transactions(db: Gateway, source: _Source, lines: pl.DataFrame, baskets: pl.DataFrame) -> _Written:
     """Add the baskets not yet present and the lines present baskets lack, in one bulk transaction.
 
     A present basket (same store_id and basket_id) must have the file's customer and
     store-local timestamp, else `InputError` naming the file's row. Lines go to baskets the
     import wrote; a basket the checkout recorded is kept as recorded (its other lines counted).
     Each basket the import writes to keeps its line count and checksum (schema.sql).
+
+    The lines go to the history store's Parquet part files (`engine.history_store`), written
+    before the commit; the transaction adds the baskets, the files' manifest rows and the
+    `imports` row together, so its commit is the one commit point of the import.
     """
-    basket = ["store_id", "basket_id"]
-    columns = [
-        "basket_key",
-        "line_no",
-        "customer_key",
-        "day",
-        "product_key",
-        "quantity",
-        "amount_cents",
-        "discount_cents",
-    ]
-    if baskets.height == 0:  # a header-only file: nothing to look up (the day range would be empty)
-        return _Written()
+    store = db.history_store()  # before the bulk session: on SQLite the two must not overlap
     with db.bulk() as bulk:
-        present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
-        _refuse_disagreeing(
-            name,
-            baskets.join(present, on=basket, how="inner").filter(
-                pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))
-            ),
-        )
-        fault_point("before-write")
+        lock(bulk)
+        import_id = bulk.allocate_keys("imports", 1)
         written = _Written()
-        if present.height:
-            extra, counts = _lines_to_append(bulk, lines, present)
-            imported = extra.filter(pl.col("source") == "import")
-            bulk.append("basket_lines", imported.select(columns))
-            _store_checksums(bulk, counts)
-            written = _Written(imported.height, imported.height, extra.height - imported.height)
-            baskets = baskets.join(present, on=basket, how="anti", maintain_order="left")
-        if baskets.height == 0:
-            return written
+        if baskets.height:  # else a header-only file: nothing to look up (the day range would be empty)
+            written = _add_lines(db, bulk, store, import_id, source.path.name, lines, baskets)
+        _record_import(bulk, import_id, source, written)
+        fault_point("before-commit")
+    return written
+
+
+def _add_lines(
+    db: Gateway, bulk, store: HistoryStore, import_id: int, name: str, lines: pl.DataFrame, baskets: pl.DataFrame
+) -> _Written:
+    """`_write_transactions`' work inside its transaction (the baskets of a non-empty file)."""
+    basket = ["store_id", "basket_id"]
+    columns = list(PART_SCHEMA)
+    present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
+    _refuse_disagreeing(
+        name,
+        baskets.join(present, on=basket, how="inner").filter(
+            pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))
+        ),
+    )
+    fault_point("before-write")
+    appended = pl.DataFrame(schema=PART_SCHEMA)
+    counts = None
+    left_out = 0
+    if present.height:
+        extra, counts = _lines_to_append(bulk, store, lines, present)
+        appended = extra.filter(pl.col("source") == "import").select(columns)
+        left_out = extra.height - appended.height
+        baskets = baskets.join(present, on=basket, how="anti", maintain_order="left")
+    new_lines = pl.DataFrame(schema=PART_SCHEMA)
+    if baskets.height:
         first = bulk.allocate_keys("baskets", baskets.height)
         baskets = baskets.with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
         # in the file's order: line numbers must not depend on how a parallel join ordered its output
@@ -1078,10 +1108,27 @@ def _write_transactions(db: Gateway, name: str, lines: pl.DataFrame, baskets: pl
         except Exception as exc:
             _explain_collision(db, name, baskets, exc)
             raise
-        fault_point("after-baskets")
-        bulk.append("basket_lines", new_lines)
-        fault_point("before-commit")
-        return _Written(written.added + new_lines.height, written.appended, written.left_out)
+    if counts is not None:
+        _store_checksums(bulk, counts)
+    fault_point("after-baskets")
+    parts = write_parts(store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id)
+    record_parts(bulk, parts)
+    return _Written(appended.height + new_lines.height, appended.height, left_out)
+
+
+def _record_import(bulk, import_id: int, source: _Source, written: _Written) -> None:
+    """The `imports` row of a transactions file, in the import's own transaction."""
+    at = utc_now().isoformat(sep=" ")
+    bulk.run(
+        "INSERT INTO imports (import_id, kind, file_name, sha256, rows_read, rows_added, imported_at) "
+        f"VALUES (:i, 'transactions', :f, :s, :r, :a, {':t' if bulk.sqlite else 'CAST(:t AS TIMESTAMP)'})",
+        i=import_id,
+        f=str(source.path),
+        s=source.sha256,
+        r=source.rows_read,
+        a=written.added,
+        t=at,
+    )
 
 
 def _explain_collision(db: Gateway, name: str, baskets: pl.DataFrame, exc: Exception) -> None:
@@ -1163,17 +1210,18 @@ def import_files(
 
             def prepare(path: Path):
                 checked = read_table(path, kind)
-                return checked.frame.height, _prepare_transactions(checked, refs, timezone)
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                return _Source(path, digest, checked.frame.height), _prepare_transactions(checked, refs, timezone)
 
             with ThreadPoolExecutor(max_workers=1) as pool:
                 pending = pool.submit(prepare, files[0])
                 for i, path in enumerate(files):
-                    rows_read, (lines, baskets) = pending.result()
+                    source, (lines, baskets) = pending.result()
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
-                    written = _write_transactions(db, path.name, lines, baskets)
+                    written = _write_transactions(db, source, lines, baskets)
                     fault_point("after-commit")
-                    report.append(_record(db, kind, path, rows_read, written.added, written.describe()))
+                    report.append(f"{path}: {source.rows_read:,} rows read, {written.describe()}")
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))
         else:

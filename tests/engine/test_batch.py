@@ -75,6 +75,8 @@ def template(tmp_path_factory) -> Path:
 def chain(template: Path, tmp_path: Path, name: str = "lw.db") -> str:
     path = tmp_path / name
     shutil.copy(template, path)
+    if template.with_suffix(".history").is_dir():  # the Parquet history beside it
+        shutil.copytree(template.with_suffix(".history"), path.with_suffix(".history"))
     return f"sqlite:///{path}"
 
 
