@@ -513,9 +513,9 @@ _BATCH_SCHEMA: Schema = {
 }
 
 
-def with_products(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
+def with_products(lines: pl.DataFrame, products: pl.DataFrame, sort: bool = True) -> pl.DataFrame:
     """Line items (LINE_SCHEMA) with their product's attributes: HISTORY_COLUMNS, sorted by
-    customer_key, day, basket_key."""
+    customer_key, day, basket_key (`sort`; else in the order of `lines`)."""
     attrs = products.select(
         "product_key",
         "sku",
@@ -527,11 +527,8 @@ def with_products(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
         "regular_price_cents",
         "unit_cost_cents",
     )
-    return (
-        lines.join(attrs, on="product_key", how="left")
-        .select(HISTORY_COLUMNS)
-        .sort("customer_key", "day", "basket_key")
-    )
+    joined = lines.join(attrs, on="product_key", how="left", maintain_order="left").select(HISTORY_COLUMNS)
+    return joined.sort("customer_key", "day", "basket_key") if sort else joined
 
 
 class Gateway:
@@ -748,7 +745,7 @@ class Gateway:
         buckets). The imported lines come from the Parquet part files the manifest names, the
         checkout's from basket_lines (`db_lines`), in one read transaction.
         """
-        from engine.history_store import part_paths, read_parts
+        from engine.history_store import part_paths, read_parts, to_history
 
         with self.reading():
             for attempt in range(3):
@@ -761,28 +758,31 @@ class Gateway:
                         raise
             held = self.db_lines(end, start, partition)
             catalogue = products if products is not None else self.products()
-        lines = pl.concat([parts.select(list(LINE_SCHEMA)), held]) if held.height else parts.select(list(LINE_SCHEMA))
-        return with_products(lines, catalogue)
+        return to_history(pl.concat([parts, held]) if held.height else parts, catalogue)
 
     def db_lines(
         self, end: dt.date, start: dt.date | None = None, partition: tuple[int, int] | None = None
     ) -> pl.DataFrame:
         """The card holders' lines the database holds (basket_lines: the checkout's baskets, not
-        voided) with day in [start, end), of partition (p, n) (None: all): LINE_SCHEMA, unsorted."""
+        voided) with day in [start, end), of partition (p, n) (None: all), unsorted.
+
+        Columns: `engine.history_store.PART_SCHEMA`'s (LINE_SCHEMA and line_no), as `read_parts`
+        returns the Parquet parts' lines: a worker concatenates the two (`to_history`).
+        """
+        from engine.history_store import PART_SCHEMA, partition_buckets
+
         where = [f"l.day < '{end.isoformat()}'", "l.customer_key IS NOT NULL"]
         if start:
             where.append(f"l.day >= '{start.isoformat()}'")
         if partition is not None:
-            from engine.history_store import partition_buckets
-
             partition_buckets(self.history_store().buckets, partition)  # validates (p, n)
             where.append(f"l.customer_key % {int(partition[1])} = {int(partition[0])}")
         sql = (
-            f"SELECT {', '.join('l.' + c for c in LINE_SCHEMA)} FROM basket_lines l "
+            f"SELECT {', '.join('l.' + c for c in PART_SCHEMA)} FROM basket_lines l "
             f"WHERE {' AND '.join(where)} "
             "AND l.basket_key NOT IN (SELECT basket_key FROM baskets WHERE voided = 1)"
         )
-        return self.read(sql, LINE_SCHEMA)
+        return self.read(sql, PART_SCHEMA)
 
     def deals(self) -> pl.DataFrame:
         """Every deal: DEAL_SCHEMA (value and budget in cents, percent in basis points)."""

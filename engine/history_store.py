@@ -60,11 +60,15 @@ __all__ = [
     "read_parts",
     "held_lines",
     "compact",
+    "crowded",
     "Compacted",
+    "DEFAULT_MAX_PARTS",
     "every_line",
+    "to_history",
 ]
 
 DEFAULT_BUCKETS = 64
+DEFAULT_MAX_PARTS = 16
 ANON = "anon"
 MAX_BUCKETS = 4096
 
@@ -281,6 +285,16 @@ def read_parts(paths: list[str], end: dt.date | None = None, start: dt.date | No
     return scan.select(list(PART_SCHEMA)).collect()
 
 
+def to_history(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
+    """History's frame of `lines` (PART_SCHEMA: `read_parts`' and `Gateway.db_lines`' together):
+    HISTORY_COLUMNS, sorted by customer_key, day, basket_key, line_no (a total order: the same
+    frame whichever files and partitions the lines came from)."""
+    from engine.db import with_products
+
+    ordered = lines.sort("customer_key", "day", "basket_key", "line_no")
+    return with_products(ordered, products, sort=False)
+
+
 def held_lines(bulk: BulkSession, store: HistoryStore, baskets: pl.DataFrame) -> pl.DataFrame:
     """The lines the part files hold for `baskets` (basket_key, customer_key, day): PART_SCHEMA.
 
@@ -326,6 +340,15 @@ class Compacted:
             f"history compacted: {self.buckets} buckets, {self.files_before} part files into {self.files_after}; "
             f"{self.orphans} orphan files removed"
         )
+
+
+def crowded(db: Gateway, max_parts: int) -> bool:
+    """Whether a bucket holds more than `max_parts` part files."""
+    found = db.read_small(
+        f"SELECT COUNT(*) AS n FROM (SELECT bucket FROM history_parts GROUP BY bucket HAVING COUNT(*) > {int(max_parts)}) c",
+        {"n": pl.Int64},
+    )
+    return bool(found["n"][0])
 
 
 def compact(db: Gateway, max_parts: int = 1) -> Compacted:

@@ -45,7 +45,17 @@ import sqlalchemy as sa
 from engine.db import Gateway, allocate_keys, read_frame, utc_now
 from engine.errors import InputError
 from engine.faults import fault_point
-from engine.history_store import PART_SCHEMA, HistoryStore, held_lines, lock, record_parts, write_parts
+from engine.history_store import (
+    DEFAULT_MAX_PARTS,
+    PART_SCHEMA,
+    HistoryStore,
+    compact,
+    crowded,
+    held_lines,
+    lock,
+    record_parts,
+    write_parts,
+)
 from engine.progress import Progress
 from engine.values import FALSE_TEXT, OFFSET_PATTERN, TRUE_TEXT, cents, iso_date, store_local, truthy, wall_clock
 from engine.zones import ZONE_HINT, dst_shift, is_zone
@@ -1185,7 +1195,12 @@ def import_file(url: str | Gateway, kind: str, path: Path, timezone: str = "UTC"
 
 
 def import_files(
-    url: str | Gateway, kind: str, paths: Iterable[Path], progress: Progress | None = None, timezone: str = "UTC"
+    url: str | Gateway,
+    kind: str,
+    paths: Iterable[Path],
+    progress: Progress | None = None,
+    timezone: str = "UTC",
+    max_parts: int = DEFAULT_MAX_PARTS,
 ) -> list[str]:
     """Import each file (directories are searched for CSV and Parquet files) in turn.
 
@@ -1195,7 +1210,8 @@ def import_files(
     while the current one is written (polars and the ADBC driver both release the GIL).
 
     `timezone` is the chain's zone (`Settings.timezone`): the zone of stores without their own.
-    `url`: the database, or the command's `engine.db.Gateway` to it.
+    `url`: the database, or the command's `engine.db.Gateway` to it. Transactions: a bucket of the
+    history holding more than `max_parts` part files afterwards is compacted (`engine.history_store.compact`).
     """
     if kind not in KINDS:
         raise InputError(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
@@ -1206,6 +1222,7 @@ def import_files(
     with Gateway.using(url) as db:
         db.require()
         if kind == "transactions":
+            db.history_store().require_root()  # before any file is read: the lines need a directory
             refs = _References.read(db)
 
             def prepare(path: Path):
@@ -1224,6 +1241,8 @@ def import_files(
                     report.append(f"{path}: {source.rows_read:,} rows read, {written.describe()}")
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))
+            if max_parts and crowded(db, max_parts):
+                compact(db, max_parts=max_parts)
         else:
             for i, path in enumerate(files):
                 checked = read_table(path, kind)
