@@ -126,11 +126,11 @@ def _generated(args) -> tuple[Path, list[Path], dt.date]:  # noqa: ANN001
     return data, sorted((data / "transactions").glob("*.parquet")), start + dt.timedelta(weeks=args.weeks)
 
 
-def _real(work: Path) -> tuple[Path, list[Path]]:
+def _real(work: Path, cutoff: dt.date) -> tuple[Path, list[Path]]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from real_chain import convert
 
-    data, _ = convert(work, REAL_CUTOFF, REAL_ZONE, False, 14)
+    data, _ = convert(work, cutoff, REAL_ZONE, False, 14)
     return data, sorted((data / "transactions").glob("*.parquet"))
 
 
@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is printed")
     parser.add_argument("--real", type=Path, default=None, help="also the real panel, converted under this directory")
+    parser.add_argument(
+        "--real-cutoff",
+        type=dt.date.fromisoformat,
+        default=REAL_CUTOFF,
+        help="the panel's history before this day (2017-09-01: 966k lines; 2017-12-01: 1.3M, speed only)",
+    )
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument(
         "--postgres", default=None, help="also PostgreSQL: a server URL (databases are created on it) or 'auto'"
@@ -164,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             data, parts, as_of = _generated(args)
             _chain("generated", data, parts, "UTC", as_of, targets, args)
         if args.real:
-            data, parts = _real(args.real)
-            _chain("real", data, parts, REAL_ZONE, REAL_CUTOFF, targets, args)
+            data, parts = _real(args.real, args.real_cutoff)
+            _chain("real", data, parts, REAL_ZONE, args.real_cutoff, targets, args)
     finally:
         if cluster is not None:
             cluster.stop()
