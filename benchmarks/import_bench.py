@@ -6,7 +6,8 @@ lines before the cutoff). For each database (SQLite; PostgreSQL with --postgres 
 ``--postgres auto`` for a throw-away cluster as the tests start) it prints the median of
 --repeat runs of: the import into a fresh database (validated lines/s), the re-import of the
 same files (adds nothing), and the batch's history read (`Gateway.history` over the window
-`engine.history.history_start` gives, as `listwise batch run` reads it).
+`engine.history.history_start` gives, as `listwise batch run` reads it), with this process's CPU
+seconds beside the wall clock (on a shared machine the CPU time moves less than the wall clock).
 
 The script uses only entry points every version has, so the same file measures an older tree:
 
@@ -20,6 +21,7 @@ import argparse
 import datetime as dt
 import resource
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -68,22 +70,23 @@ def _fresh(url: str, work: Path, label: str, pg_admin: str | None) -> str:
     return url
 
 
-def _run(url: str, data: Path, parts: list[Path], zone: str, as_of: dt.date) -> tuple[float, float, float, int]:
-    """(import s, re-import s, history read s, history lines) into the fresh database `url`."""
+def _run(url: str, data: Path, parts: list[Path], zone: str, as_of: dt.date) -> tuple[float, ...]:
+    """(import s, re-import s, history read s, history lines, import CPU s, read CPU s) into the fresh
+    database `url`. CPU: this process's, every thread (not the PostgreSQL server's)."""
     for kind in ("stores", "customers", "products"):
         import_files(url, kind, [data / f"{kind}.csv"], timezone=zone)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     import_files(url, "transactions", parts, timezone=zone)
-    first = time.perf_counter() - t0
+    first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     import_files(url, "transactions", parts, timezone=zone)  # a re-import adds nothing
     again = time.perf_counter() - t0
     with Gateway(url) as db:
         products = db.products()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         history = db.history(as_of, history_start(Settings(), as_of), products=products)
-        read = time.perf_counter() - t0
-    return first, again, read, history.height
+        read, read_cpu = time.perf_counter() - t0, time.process_time() - c0
+    return first, again, read, history.height, first_cpu, read_cpu
 
 
 def _chain(label: str, data: Path, parts: list[Path], zone: str, as_of: dt.date, targets, args) -> None:  # noqa: ANN001
@@ -95,11 +98,12 @@ def _chain(label: str, data: Path, parts: list[Path], zone: str, as_of: dt.date,
             _run(_fresh(url, args.work, f"bench_{label}_{backend}", admin), data, parts, zone, as_of)
             for _ in range(args.repeat - 1)
         ]
-        first, again, read = (statistics.median(r[i] for r in runs) for i in range(3))
+        first, again, read, _, first_cpu, read_cpu = (statistics.median(r[i] for r in runs) for i in range(6))
         print(
-            f"  {backend}: import {first:.2f} s = {total / first:,.0f} lines/s; re-import {again:.2f} s; "
-            f"history read {read:.3f} s ({runs[0][3]:,} lines)  [medians of {len(runs)}: "
-            f"import {', '.join(f'{r[0]:.2f}' for r in runs)}; read {', '.join(f'{r[2]:.3f}' for r in runs)}]"
+            f"  {backend}: import {first:.2f} s = {total / first:,.0f} lines/s (CPU {first_cpu:.2f} s); "
+            f"re-import {again:.2f} s; history read {read:.3f} s (CPU {read_cpu:.3f} s; {runs[0][3]:,} lines)  "
+            f"[medians of {len(runs)}: import {', '.join(f'{r[0]:.2f}' for r in runs)}; "
+            f"read {', '.join(f'{r[2]:.3f}' for r in runs)}]"
         )
 
 
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         from tests.conftest import _Cluster
 
         cluster = _Cluster()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the cluster is stopped below on a kill too
         targets.append(("postgres", cluster.url, cluster.url))
     elif args.postgres:
         targets.append(("postgres", args.postgres, args.postgres))
