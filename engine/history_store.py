@@ -351,8 +351,11 @@ def crowded(db: Gateway, max_parts: int) -> bool:
     return bool(found["n"][0])
 
 
-def compact(db: Gateway, max_parts: int = 1) -> Compacted:
+def compact(db: Gateway, max_parts: int = 1, imports: list[int] | None = None) -> Compacted:
     """Rewrite each bucket with more than `max_parts` part files as one file, in one transaction.
+
+    `imports`: only the part files these imports wrote are merged (an import of many files
+    leaves one file a bucket, not one per file, without rewriting older history).
 
     The new files are written under the store's lock, then one transaction swaps the manifest
     rows (old out, new in); the old files are deleted after it commits. Files no manifest row
@@ -367,6 +370,8 @@ def compact(db: Gateway, max_parts: int = 1) -> Compacted:
         files = manifest(bulk, None, anon=True)
         named = {str(store.path(f)) for f in files["file_name"]}
         orphans = _orphans(store, named)
+        if imports is not None:
+            files = files.filter(pl.col("import_id").is_in(imports))
         crowded = files.group_by("bucket").agg(pl.len().alias("n")).filter(pl.col("n") > max_parts)
         new_rows = []
         for bucket in crowded.sort("bucket", nulls_last=True)["bucket"]:

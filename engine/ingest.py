@@ -32,6 +32,7 @@ how many lines went to baskets already present.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 from collections.abc import Iterable
@@ -878,6 +879,7 @@ class _Written:
     added: int = 0
     appended: int = 0
     left_out: int = 0
+    import_id: int | None = None  # the imports row's
 
     def describe(self) -> str:
         text = f"{self.added:,} line items added ({self.appended:,} to baskets already present)"
@@ -1122,7 +1124,7 @@ def _write_transactions(db: Gateway, source: _Source, lines: pl.DataFrame, baske
             written = _add_lines(db, bulk, store, import_id, source.path.name, lines, baskets)
         _record_import(bulk, import_id, source, written)
         fault_point("before-commit")
-    return written
+    return dataclasses.replace(written, import_id=import_id)
 
 
 def _add_lines(
@@ -1297,6 +1299,7 @@ def import_files(
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 return _Source(path, digest, checked.frame.height), _prepare_transactions(checked, refs, timezone)
 
+            imports = []
             with ThreadPoolExecutor(max_workers=1) as pool:
                 pending = pool.submit(prepare, files[0])
                 for i, path in enumerate(files):
@@ -1304,10 +1307,13 @@ def import_files(
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
                     written = _write_transactions(db, source, lines, baskets)
+                    imports.append(written.import_id)
                     fault_point("after-commit")
                     report.append(f"{path}: {source.rows_read:,} rows read, {written.describe()}")
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))
+            if max_parts and len(imports) > 1:  # one file a bucket for the files of this import, not one each
+                compact(db, max_parts=1, imports=imports)
             if max_parts and crowded(db, max_parts):
                 compact(db, max_parts=max_parts)
         else:
