@@ -154,3 +154,27 @@ def test_postgres_without_a_history_path_refuses_an_import_in_one_line(request, 
     assert main(["--database", url, "import", "transactions", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "set 'path' in [history] and run 'listwise init'" in err
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_history_order_is_the_full_sort_whatever_order_the_lines_come_in(seed):
+    import numpy as np
+
+    from engine.history_store import _SORT, _in_history_order
+
+    rng = np.random.default_rng(seed)
+    n = 2000
+    lines = pl.DataFrame(
+        {
+            "customer_key": rng.integers(1, 30, n),
+            "day": pl.Series(rng.integers(0, 20, n)).cast(pl.Date),
+            "basket_key": rng.integers(1, 50, n),
+            "line_no": rng.integers(1, 5, n).astype(np.int32),
+        }
+    )
+    expected = lines.sort(_SORT)
+    assert _in_history_order(lines).equals(expected)  # shuffled: the full sort
+    files = [expected.filter(pl.col("customer_key") % 4 == b) for b in range(4)]  # buckets, each in order
+    assert _in_history_order(pl.concat(files)).equals(expected)  # the cheap path
+    late = pl.concat([*files, expected.head(3)])  # a customer's lines in two places
+    assert _in_history_order(late).equals(late.sort(_SORT))
