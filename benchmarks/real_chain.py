@@ -52,6 +52,7 @@ import datetime as dt
 import fnmatch
 import json
 import re
+import shutil
 import sqlite3
 import sys
 import time
@@ -382,6 +383,11 @@ def _copy_db(src: str, dst: str) -> None:
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     with contextlib.closing(sqlite3.connect(_sqlite_path(src))) as a, contextlib.closing(sqlite3.connect(target)) as b:
         a.backup(b)
+    # the Parquet history beside the file goes with it (engine/history_store.py)
+    history, copy = _sqlite_path(src).with_suffix(".history"), target.with_suffix(".history")
+    shutil.rmtree(copy, ignore_errors=True)
+    if history.is_dir():
+        shutil.copytree(history, copy)
 
 
 def import_base(settings, data: Path, stages: Stages) -> bool:  # noqa: ANN001
@@ -393,6 +399,7 @@ def import_base(settings, data: Path, stages: Stages) -> bool:  # noqa: ANN001
     db = _sqlite_path(settings.database_url)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(db.with_suffix(".history"), ignore_errors=True)  # its Parquet history (engine/history_store.py)
     engine = connect(settings.database_url)
     init_schema(engine)
     engine.dispose()
@@ -645,13 +652,16 @@ def _biggest_funder(settings, summary: dict) -> str:  # noqa: ANN001
     funders = {k: v for k, v in summary["discount_cost_by_funder_cents"].items() if k != "retailer"}
     if funders:
         return max(funders, key=lambda k: (funders[k], k))
-    from engine.db import bulk_session
+    from engine.db import Gateway
 
-    with bulk_session(settings.database_url, write=False) as db:  # none funded: the biggest national maker
-        top = db.read(
-            "SELECT p.manufacturer_id, SUM(b.amount_cents) AS s FROM basket_lines b JOIN products p "
-            "ON p.product_key = b.product_key WHERE p.brand_type = 'national' "
-            "GROUP BY p.manufacturer_id ORDER BY s DESC LIMIT 1"
+    with Gateway(settings.database_url) as db:  # none funded: the biggest national maker (card holders' sales)
+        top = (
+            db.history(dt.date(9999, 1, 1))
+            .filter(pl.col("brand_type") == "national")
+            .group_by("manufacturer_id")
+            .agg(pl.col("amount_cents").sum().alias("s"))
+            .sort("s", "manufacturer_id", descending=[True, False])
+            .head(1)
         )
     print("  (no manufacturer funded an offer: extract and settle for the biggest national maker)")
     return str(top["manufacturer_id"][0])
@@ -662,7 +672,8 @@ def _biggest_funder(settings, summary: dict) -> str:  # noqa: ANN001
 
 def compare_zones(work: Path, cutoff: dt.date, zone: str) -> int:
     """Import the offset export and the naive one into two databases; 0 when every table is identical."""
-    from engine.db import bulk_session, connect, init_schema
+    from engine.db import Gateway, bulk_session, connect, init_schema
+    from engine.history_store import every_line
     from engine.ingest import import_files
 
     dumps = {}
@@ -697,23 +708,27 @@ def compare_zones(work: Path, cutoff: dt.date, zone: str) -> int:
                         "day": pl.String,
                     },
                 ),
-                "basket_lines": db.read(
-                    "SELECT b.store_id, b.basket_id, l.line_no, l.product_key, l.quantity, "
-                    "l.amount_cents, l.discount_cents, CAST(l.day AS TEXT) AS day "
-                    "FROM basket_lines l JOIN baskets b ON b.basket_key = l.basket_key "
-                    "ORDER BY b.store_id, b.basket_id, l.line_no",
-                    {
-                        "store_id": pl.String,
-                        "basket_id": pl.String,
-                        "line_no": pl.Int32,
-                        "product_key": pl.Int64,
-                        "quantity": pl.Float64,
-                        "amount_cents": pl.Int64,
-                        "discount_cents": pl.Int64,
-                        "day": pl.String,
-                    },
-                ),
             }
+        with Gateway(url) as gateway:  # the lines history holds (Parquet parts), in natural keys
+            keys = gateway.read(
+                "SELECT basket_key, store_id, basket_id FROM baskets",
+                {"basket_key": pl.Int64, "store_id": pl.String, "basket_id": pl.String},
+            )
+            dumps[label]["basket_lines"] = (
+                every_line(gateway)
+                .join(keys, on="basket_key")
+                .select(
+                    "store_id",
+                    "basket_id",
+                    "line_no",
+                    "product_key",
+                    "quantity",
+                    "amount_cents",
+                    "discount_cents",
+                    pl.col("day").cast(pl.String),
+                )
+                .sort("store_id", "basket_id", "line_no")
+            )
     same = True
     for table in ("baskets", "basket_lines"):
         a, b = dumps["offset"][table], dumps["naive"][table]

@@ -64,6 +64,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", type=Path, help="CSV or Parquet files (or directories of them)")
     p.set_defaults(run=_run_import)
 
+    p = sub.add_parser("history", help="The Parquet line-item history")
+    hsub = p.add_subparsers(required=True)
+    h = hsub.add_parser(
+        "compact",
+        help="Rewrite each bucket's part files as one file and delete orphan files (a killed import's)",
+        epilog="example: listwise history compact",
+    )
+    h.add_argument("--max-parts", type=int, default=1, help="compact a bucket holding more part files than this")
+    h.set_defaults(run=_run_history_compact)
+
     p = sub.add_parser("fixtures", help="Generate a synthetic chain (demo and test data)")
     fsub = p.add_subparsers(required=True)
     g = fsub.add_parser(
@@ -111,7 +121,7 @@ def _run_init(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with Gateway(settings.database_url) as db:
-        init_schema(db.engine)
+        init_schema(db.engine, history_path=settings.history.path or None, buckets=settings.history.buckets)
         try:
             secret = resolve_secret(settings)
         except ConfigError:
@@ -119,6 +129,16 @@ def _run_init(args: argparse.Namespace) -> int:
             secret = resolve_secret(settings, create=True)
         bind_secret(db.engine, secret)
     print(f"initialised {redact_url(settings.database_url)}")
+    return 0
+
+
+def _run_history_compact(args: argparse.Namespace) -> int:
+    from engine.history_store import compact
+
+    if args.max_parts < 1:
+        raise ConfigError(f"--max-parts must be >= 1 (got {args.max_parts})")
+    with _database(_settings(args)) as db:
+        print(compact(db, max_parts=args.max_parts).describe())
     return 0
 
 
@@ -132,6 +152,7 @@ def _run_import(args: argparse.Namespace) -> int:
         args.files,
         progress=stderr_progress(not args.quiet),
         timezone=settings.timezone,
+        max_parts=settings.history.max_parts,
     )
     for line in report:
         print(line)

@@ -53,6 +53,7 @@ __all__ = [
     "PrintSettings",
     "CheckoutSettings",
     "ExtractSettings",
+    "HistorySettings",
     "load_settings",
     "resolve_secret",
     "redact_url",
@@ -148,6 +149,19 @@ class ExtractSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """``[history]``: the Parquet line-item history (`engine.history_store`); read by ``listwise init``,
+    which records path and buckets in the database (every later command finds them there)."""
+
+    # directory of the part files; "" = beside a SQLite file (listwise.db -> listwise.history/); required
+    # on PostgreSQL (a directory every process that reads history sees, e.g. a shared mount). Relative: to
+    # the SQLite file's directory. Set it and run `listwise init` again after moving the directory.
+    path: str = ""
+    buckets: int = 64  # customer_key % buckets names a customer's bucket; fixed when the database is created
+    max_parts: int = 16  # an import compacts a bucket holding more part files than this into one
+
+
+@dataclass(frozen=True)
 class Settings:
     chain_name: str = "Fresh Fields Market"
     # IANA zone of the stores' local time (e.g. "America/New_York"); a store's own `timezone` column
@@ -165,6 +179,7 @@ class Settings:
     printing: PrintSettings = PrintSettings()
     checkout: CheckoutSettings = CheckoutSettings()
     extracts: ExtractSettings = ExtractSettings()
+    history: HistorySettings = HistorySettings()
 
     def plan_rules(self) -> PlanRules:
         """What the offer plan reads of these settings (`coupons.build.plan_offers`)."""
@@ -327,6 +342,8 @@ def validate_settings(settings: Settings, where: str = "settings") -> Settings:
                 "in [1, 86400] (seconds)",
             ),
             ("checkout.lock_wait_seconds", k.lock_wait_seconds, lambda n: 0 < n <= 600, "in (0, 600] (seconds)"),
+            ("history.buckets", settings.history.buckets, lambda n: 1 <= n <= 4096, "in [1, 4096]"),
+            ("history.max_parts", settings.history.max_parts, lambda n: n >= 1, ">= 1"),
         ],
     )
     for i, campaign in enumerate(settings.campaigns):

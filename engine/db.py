@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import sqlalchemy as sa
@@ -33,6 +34,9 @@ from sqlalchemy.engine import make_url
 
 from engine.errors import StateError
 from engine.values import iso_date
+
+if TYPE_CHECKING:
+    from engine.history_store import HistoryStore
 
 __all__ = [
     "connect",
@@ -130,8 +134,16 @@ def _schema_text() -> str:
     return resources.files("engine").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
-def init_schema(engine: sa.Engine) -> None:
-    """Create every table and index (idempotent)."""
+def init_schema(engine: sa.Engine, history_path: str | None = None, buckets: int | None = None) -> None:
+    """Create every table and index (idempotent), and the history store's row.
+
+    `history_path`: the directory of the Parquet history (`[history] path`; None or "": beside a
+    SQLite file, unset on PostgreSQL); given on a database that has a store, it replaces the
+    recorded path (the directory was moved). `buckets`: fixed when the store is created (None:
+    64); a different number for an existing store is a `StateError`.
+    """
+    from engine.history_store import DEFAULT_BUCKETS
+
     with engine.begin() as conn:
         for statement in schema_statements():
             conn.exec_driver_sql(statement)
@@ -140,6 +152,20 @@ def init_schema(engine: sa.Engine) -> None:
         for column, sql_type in _ADDED_COLUMNS["baskets"]:
             if column not in have:
                 conn.exec_driver_sql(f"ALTER TABLE baskets ADD COLUMN {column} {sql_type}")
+        row = conn.execute(sa.text("SELECT buckets, path FROM history_store")).fetchone()
+        if row is None:
+            conn.execute(
+                sa.text("INSERT INTO history_store (store_id, buckets, path) VALUES (1, :b, :p)"),
+                {"b": buckets or DEFAULT_BUCKETS, "p": history_path or None},
+            )
+            return
+        if buckets is not None and buckets != row[0]:
+            raise StateError(
+                f"setting 'history.buckets' is {buckets} but this database's history was created with "
+                f"{row[0]} buckets (fixed at creation)"
+            )
+        if history_path and history_path != row[1]:
+            conn.execute(sa.text("UPDATE history_store SET path = :p"), {"p": history_path})
 
 
 # table -> columns a later version added, as (name, type): `init_schema` adds them to an older database
@@ -487,9 +513,9 @@ _BATCH_SCHEMA: Schema = {
 }
 
 
-def with_products(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
+def with_products(lines: pl.DataFrame, products: pl.DataFrame, sort: bool = True) -> pl.DataFrame:
     """Line items (LINE_SCHEMA) with their product's attributes: HISTORY_COLUMNS, sorted by
-    customer_key, day, basket_key."""
+    customer_key, day, basket_key (`sort`; else in the order of `lines`)."""
     attrs = products.select(
         "product_key",
         "sku",
@@ -501,11 +527,8 @@ def with_products(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
         "regular_price_cents",
         "unit_cost_cents",
     )
-    return (
-        lines.join(attrs, on="product_key", how="left")
-        .select(HISTORY_COLUMNS)
-        .sort("customer_key", "day", "basket_key")
-    )
+    joined = lines.join(attrs, on="product_key", how="left", maintain_order="left").select(HISTORY_COLUMNS)
+    return joined.sort("customer_key", "day", "basket_key") if sort else joined
 
 
 class Gateway:
@@ -540,6 +563,7 @@ class Gateway:
         self._open_connections = 0
         self._open_bulk = 0
         self._reader: BulkSession | None = None
+        self._store: HistoryStore | None = None
 
     @classmethod
     def of(cls, source: Gateway | sa.Engine | str) -> Gateway:
@@ -693,25 +717,72 @@ class Gateway:
             CUSTOMER_SCHEMA,
         )
 
-    def history(self, end: dt.date, start: dt.date | None = None, products: pl.DataFrame | None = None) -> pl.DataFrame:
+    def history_store(self) -> HistoryStore:
+        """Where this database's Parquet history lives and its bucket count (`engine.history_store`)."""
+        from engine.history_store import HistoryStore
+
+        if self._store is None:
+            found = self.read_small("SELECT buckets, path FROM history_store", {"buckets": pl.Int64, "path": pl.String})
+            if found.height == 0:
+                raise StateError(f"database {shown(self.url)} has no history store: run 'listwise init'")
+            self._store = HistoryStore.locate(self.url, found["path"][0], found["buckets"][0])
+        return self._store
+
+    def history(
+        self,
+        end: dt.date,
+        start: dt.date | None = None,
+        products: pl.DataFrame | None = None,
+        partition: tuple[int, int] | None = None,
+    ) -> pl.DataFrame:
         """Line items of card holders' baskets (not voided) with day in [start, end).
 
         Columns: HISTORY_COLUMNS — customer_key, basket_key, day (Date), product_key, sku,
         category, department, brand, brand_type, manufacturer_id, quantity (Float64, negative =
         return), amount_cents, discount_cents, regular_price_cents, unit_cost_cents. Sorted by
         customer_key, day, basket_key. `products`: the catalogue already read (else read here).
+        `partition` (p, n): only the customers with customer_key % n == p (n divides the store's
+        buckets). The imported lines come from the Parquet part files the manifest names, the
+        checkout's from basket_lines (`db_lines`), in one read transaction.
         """
+        from engine.history_store import part_paths, read_parts, to_history
+
+        with self.reading():
+            for attempt in range(3):
+                paths = part_paths(self, partition, end, start)
+                try:
+                    parts = read_parts(paths, end, start)
+                    break
+                except FileNotFoundError:  # a compaction swapped the files after they were listed
+                    if attempt == 2:
+                        raise
+            held = self.db_lines(end, start, partition)
+            catalogue = products if products is not None else self.products()
+        return to_history(pl.concat([parts, held]) if held.height else parts, catalogue)
+
+    def db_lines(
+        self, end: dt.date, start: dt.date | None = None, partition: tuple[int, int] | None = None
+    ) -> pl.DataFrame:
+        """The card holders' lines the database holds (basket_lines: the checkout's baskets, not
+        voided) with day in [start, end), of partition (p, n) (None: all), unsorted.
+
+        Columns: `engine.history_store.PART_SCHEMA`'s (LINE_SCHEMA and line_no), as `read_parts`
+        returns the Parquet parts' lines: a worker concatenates the two (`to_history`).
+        """
+        from engine.history_store import PART_SCHEMA, partition_buckets
+
         where = [f"l.day < '{end.isoformat()}'", "l.customer_key IS NOT NULL"]
         if start:
             where.append(f"l.day >= '{start.isoformat()}'")
+        if partition is not None:
+            partition_buckets(self.history_store().buckets, partition)  # validates (p, n)
+            where.append(f"l.customer_key % {int(partition[1])} = {int(partition[0])}")
         sql = (
-            f"SELECT {', '.join('l.' + c for c in LINE_SCHEMA)} FROM basket_lines l "
+            f"SELECT {', '.join('l.' + c for c in PART_SCHEMA)} FROM basket_lines l "
             f"WHERE {' AND '.join(where)} "
             "AND l.basket_key NOT IN (SELECT basket_key FROM baskets WHERE voided = 1)"
         )
-        with self.reading():
-            lines = self.read(sql, LINE_SCHEMA)
-            return with_products(lines, products if products is not None else self.products())
+        return self.read(sql, PART_SCHEMA)
 
     def deals(self) -> pl.DataFrame:
         """Every deal: DEAL_SCHEMA (value and budget in cents, percent in basis points)."""

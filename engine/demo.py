@@ -184,7 +184,7 @@ def list_outcomes(settings: Settings, batch_id: int, gateway: Gateway | None = N
 
     Returns needs_lines, needs_bought_share (the line's category bought by the list's customer
     in the period), specials (offers but rewards), specials_bought_share (the offered product
-    bought) and specials_category_bought_share (its category bought), from basket_lines.
+    bought) and specials_category_bought_share (its category bought), from the period's history.
     `gateway`: the command's database (`engine.db.Gateway`); None: one from the settings.
     """
     import polars as pl
@@ -203,12 +203,12 @@ def list_outcomes(settings: Settings, batch_id: int, gateway: Gateway | None = N
             f"JOIN lists l ON l.list_id = o.list_id WHERE l.batch_id = {b} AND o.kind <> 'reward'",
             {"customer_key": i, "product_key": i, "category": s},
         )
-        # one scan of the period's lines (basket_lines has no index on purpose: schema.sql)
-        bought = db.read(
-            f"SELECT DISTINCT b.customer_key, b.product_key, p.category FROM basket_lines b "
-            f"JOIN products p ON p.product_key = b.product_key WHERE b.quantity > 0 "
-            f"AND b.day >= '{start}' AND b.day < '{end}' AND b.customer_key IS NOT NULL",
-            {"customer_key": i, "product_key": i, "category": s},
+        # the period's lines: history's one read (the Parquet parts and the checkout's baskets)
+        bought = (
+            db.history(end, start)
+            .filter(pl.col("quantity") > 0)
+            .select("customer_key", "product_key", "category")
+            .unique()
         )
 
     def share(lines: pl.DataFrame, on: list[str]) -> float:

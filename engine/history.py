@@ -1,8 +1,9 @@
 """Purchase history as polars frames: how far back to read, the reads, and the same frames from files.
 
 `history_start` is the one lookback rule of every command that reads history. The reads are
-`engine.db.Gateway`'s (`Gateway.history` is the one scan of `basket_lines` a command makes,
-Arrow through ADBC); `read_history`, `read_products`, `read_customers` do one read by URL.
+`engine.db.Gateway`'s (`Gateway.history` is the one read of history a command makes: the
+Parquet part files of `engine.history_store` and the checkout's lines in `basket_lines`);
+`read_history`, `read_products`, `read_customers` do one read by URL.
 `history_from_files` builds identical frames from a generator's output directory so that
 models and benchmarks can run without a database. Personal data never enters these frames.
 """

@@ -866,7 +866,7 @@ def _read_report(db: Gateway, settings, batch_id: int | None, s: ReportSettings)
         start = row["period_start"]
         with_sales = db.read(
             "SELECT b.batch_id, b.period_start, b.period_end FROM batches b WHERE b.status = 'done' "
-            f"AND b.period_start <= '{start}' AND EXISTS (SELECT 1 FROM basket_lines k "
+            f"AND b.period_start <= '{start}' AND EXISTS (SELECT 1 FROM baskets k "
             "WHERE k.day >= b.period_start AND k.day < b.period_end) ORDER BY b.period_start DESC",
             {"batch_id": pl.Int64, "period_start": pl.Date, "period_end": pl.Date},
         )
@@ -882,7 +882,7 @@ def _read_report(db: Gateway, settings, batch_id: int | None, s: ReportSettings)
             "SELECT offer_id, discount_cents, voided FROM redemptions",
             {"offer_id": pl.Int64, "discount_cents": pl.Int64, "voided": pl.Int64},
         )
-        last = db.read("SELECT MAX(day) AS d FROM basket_lines", {"d": pl.Date})["d"][0]
+        last = db.read("SELECT MAX(day) AS d FROM baskets", {"d": pl.Date})["d"][0]
         last_r = db.read("SELECT MAX(redeemed_on) AS d FROM redemptions", {"d": pl.Date})["d"][0]
         results_batch = lines = None
         if with_sales.height:

@@ -79,10 +79,10 @@ CREATE TABLE IF NOT EXISTS baskets (
     source        TEXT NOT NULL DEFAULT 'import' CHECK (source IN ('import', 'checkout')),
     lane          INTEGER,
     voided        INTEGER NOT NULL DEFAULT 0 CHECK (voided IN (0, 1)),
-    -- How many lines basket_lines holds for the basket and an order-free checksum of them
-    -- (engine/ingest.py: line_checksum; integer arithmetic, stable across library versions):
-    -- a re-import compares a file's baskets with these and reads basket_lines only for the
-    -- baskets that differ (split baskets). NULL: not known; the lines are read.
+    -- How many lines history holds for the basket (its Parquet parts, or basket_lines for the
+    -- checkout's) and an order-free checksum of them (engine/ingest.py: line_checksum; integer
+    -- arithmetic, stable across library versions): a re-import compares a file's baskets with these
+    -- and reads the held lines only for the baskets that differ (split baskets). NULL: not known.
     line_count    INTEGER,
     line_sum      BIGINT,
     UNIQUE (store_id, basket_id)
@@ -90,12 +90,13 @@ CREATE TABLE IF NOT EXISTS baskets (
 CREATE INDEX IF NOT EXISTS ix_baskets_day ON baskets (day);
 CREATE INDEX IF NOT EXISTS ix_baskets_customer ON baskets (customer_key, day);
 
--- Line items, the one big table. customer_key and day are copied from the basket so that
--- the batch reads history with one scan of this table and no join. It has no index and no
--- constraint on purpose: (basket_key, line_no) is unique by construction (its writers,
--- engine/ingest.py and engine/checkout.py, allocate basket_key and number the lines), every
--- value is validated before it is written, and a primary-key index costs a third of the
--- bulk-load time (20 s against 15 s for 10M lines into SQLite, measured here).
+-- Line items the database holds: the checkout's baskets (engine/checkout.py, one small
+-- transaction per basket) and the lines of databases from before the Parquet history. Imported
+-- lines live in the history store's Parquet part files (history_parts below, engine/history_store.py);
+-- engine/db.py Gateway.history reads both. customer_key and day are copied from the basket so that
+-- the reads need no join. No index and no constraint on purpose: (basket_key, line_no) is unique by
+-- construction (its writer allocates basket_key and numbers the lines) and every value is validated
+-- before it is written.
 CREATE TABLE IF NOT EXISTS basket_lines (
     basket_key      BIGINT NOT NULL,
     line_no         INTEGER NOT NULL,
@@ -106,6 +107,32 @@ CREATE TABLE IF NOT EXISTS basket_lines (
     amount_cents    BIGINT NOT NULL,
     discount_cents  BIGINT NOT NULL DEFAULT 0
 );
+
+-- The Parquet history store (engine/history_store.py): one row. buckets: customer_key % buckets
+-- names a line's bucket, fixed when the database is created. path: the directory of the part files
+-- (relative: to the SQLite file's directory); NULL: beside the SQLite file (listwise.db ->
+-- listwise.history/), on PostgreSQL not set (`[history] path`, then `listwise init`).
+CREATE TABLE IF NOT EXISTS history_store (
+    store_id  INTEGER PRIMARY KEY CHECK (store_id = 1),
+    buckets   INTEGER NOT NULL CHECK (buckets >= 1),
+    path      TEXT
+);
+
+-- The manifest: the committed Parquet part files of history. A file is part of history exactly
+-- when a row names it; an import inserts its rows in the transaction that adds its baskets and
+-- its imports row (one commit point: a kill leaves only files no row names, which readers never
+-- open and `listwise history compact` deletes). A compaction swaps rows in one transaction.
+CREATE TABLE IF NOT EXISTS history_parts (
+    file_name     TEXT PRIMARY KEY,   -- relative to the store's path: bucket=07/i000000012-3fa9c1d2.parquet
+    bucket        BIGINT,             -- customer_key % buckets; NULL: lines without customer (bucket=anon)
+    import_id     BIGINT,             -- the import that wrote it; NULL: a compaction's
+    line_count    BIGINT NOT NULL,
+    first_day     DATE NOT NULL,      -- the days and basket keys it holds: reads skip files outside them
+    last_day      DATE NOT NULL,
+    first_basket  BIGINT NOT NULL,
+    last_basket   BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_history_parts_bucket ON history_parts (bucket);
 
 CREATE TABLE IF NOT EXISTS deals (
     deal_id           TEXT PRIMARY KEY,

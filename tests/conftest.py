@@ -96,14 +96,23 @@ def _fresh_pg_database(server_url: str) -> str:
     return str(sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False))
 
 
+def sa_database(url: str) -> str:
+    """The database name of `url`."""
+    import sqlalchemy as sa
+
+    return sa.engine.make_url(url).database
+
+
 def fresh_database(request, directory: Path, kind: str, name: str = "listwise.db") -> str:
     """URL of a new, initialised database of `kind` ('sqlite' file in `directory`, or 'postgres')."""
+    history = None  # SQLite: beside the file
     if kind == "sqlite":
         url = f"sqlite:///{directory / name}"
     else:
         url = _fresh_pg_database(request.getfixturevalue("pg_server"))
+        history = str(directory / f"{sa_database(url)}.history")
     engine = connect(url)
-    init_schema(engine)
+    init_schema(engine, history_path=history)
     engine.dispose()
     return url
 

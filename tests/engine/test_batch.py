@@ -23,7 +23,7 @@ from engine import batch as batch_module
 from engine.batch import run_batch as _run_batch
 from engine.codes import parse_code
 from engine.config import BatchSettings, Settings
-from engine.db import bulk_session, connect, init_schema
+from engine.db import Gateway, bulk_session, connect, init_schema
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample"
 PERIOD = dt.date(2025, 6, 16)  # 3 weeks of real purchases left after it in the sample
@@ -75,6 +75,8 @@ def template(tmp_path_factory) -> Path:
 def chain(template: Path, tmp_path: Path, name: str = "lw.db") -> str:
     path = tmp_path / name
     shutil.copy(template, path)
+    if template.with_suffix(".history").is_dir():  # the Parquet history beside it
+        shutil.copytree(template.with_suffix(".history"), path.with_suffix(".history"))
     return f"sqlite:///{path}"
 
 
@@ -85,6 +87,12 @@ def settings_for(url: str, **batch) -> Settings:
 def read(url: str, sql: str) -> pl.DataFrame:
     with bulk_session(url, write=False) as db:
         return db.read(sql)
+
+
+def history(url: str, end: dt.date, start: dt.date) -> pl.DataFrame:
+    """Card holders' lines with day in [start, end): history's own read (Parquet parts and checkout)."""
+    with Gateway(url) as db:
+        return db.history(end, start)
 
 
 def offers_of(url: str, period: dt.date = PERIOD) -> pl.DataFrame:
@@ -108,12 +116,12 @@ def done(template, tmp_path_factory):
 def test_only_qualifying_customers_get_lists_and_the_holdout_none(done):
     url, summary, _ = done
     start = PERIOD - dt.timedelta(weeks=8)
-    spend = read(
-        url,
-        "SELECT l.customer_key, SUM(l.amount_cents) AS s FROM basket_lines l "
-        "JOIN customers c ON c.customer_key = l.customer_key "
-        f"WHERE l.day >= '{start}' AND l.day < '{PERIOD}' AND c.card_number IS NOT NULL "
-        "AND c.opted_out = 0 GROUP BY l.customer_key",
+    cards = read(url, "SELECT customer_key FROM customers WHERE card_number IS NOT NULL AND opted_out = 0")
+    spend = (
+        history(url, PERIOD, start)
+        .join(cards, on="customer_key")
+        .group_by("customer_key")
+        .agg(pl.col("amount_cents").sum().alias("s"))
     )
     qualifying = set(spend.filter(pl.col("s") // 8 >= 2500)["customer_key"].to_list())
     members = read(url, "SELECT customer_key, grp FROM batch_members")
@@ -195,12 +203,13 @@ def test_the_home_store_has_most_baskets_and_a_tie_goes_to_the_lowest_store_id(d
 def _cycle_hit_shares(url: str) -> tuple[float, float, int]:
     """(share of cycle offers bought in the period, share on a planted pair, offers)."""
     end = PERIOD + dt.timedelta(days=14)
-    bought = read(
-        url,
-        "SELECT DISTINCT l.customer_key, p.category FROM basket_lines l JOIN products p "
-        f"ON p.product_key = l.product_key WHERE l.day >= '{PERIOD}' AND l.day < '{end}' "
-        "AND l.quantity > 0",
-    ).with_columns(pl.lit(True).alias("hit"))
+    bought = (
+        history(url, end, PERIOD)
+        .filter(pl.col("quantity") > 0)
+        .select("customer_key", "category")
+        .unique()
+        .with_columns(pl.lit(True).alias("hit"))
+    )
     keys = read(url, "SELECT customer_key, customer_id FROM customers")
     planted = (
         pl.read_parquet(SAMPLE / "truth" / "pairs.parquet")
@@ -428,10 +437,10 @@ def test_a_catalogue_without_prices_or_costs_still_makes_cycle_offers_and_says_w
     # each cycle offer is 10 % of the median per-unit price (paid + discount) of the product's lines
     # in the 91 days before the period, worked out here line by line
     start = PERIOD - dt.timedelta(days=s.offers.price_lookback_days)
-    lines = read(
-        url,
-        "SELECT product_key, quantity, amount_cents, discount_cents FROM basket_lines "
-        f"WHERE day >= '{start}' AND day < '{PERIOD}' AND quantity > 0 AND customer_key IS NOT NULL",
+    lines = (
+        history(url, PERIOD, start)
+        .filter(pl.col("quantity") > 0)
+        .select("product_key", "quantity", "amount_cents", "discount_cents")
     )
     unit: dict[int, list[float]] = {}
     for key, qty, amount, discount in lines.iter_rows():

@@ -8,9 +8,10 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from engine.db import connect
+from engine.db import Gateway, connect
 from engine.errors import InputError
 from engine.history import read_history
+from engine.history_store import every_line
 from engine.ingest import import_file, import_files
 
 STORES = "store_id,name,city\nS01,Main St,Springfield\nS02,Elm,Shelbyville\n"
@@ -48,21 +49,24 @@ def loaded(db_url, tmp_path):
     return db_url
 
 
+def lines(url: str) -> pl.DataFrame:
+    """Every line history holds (the Parquet parts and basket_lines), by basket_key and line_no."""
+    with Gateway(url) as db:
+        return every_line(db)
+
+
 def counts(url: str) -> dict[str, int]:
-    tables = ["stores", "customers", "manufacturers", "products", "baskets", "basket_lines", "deals"]
+    """Rows per table; "basket_lines": the lines history holds (`lines`)."""
+    tables = ["stores", "customers", "manufacturers", "products", "baskets", "deals"]
     with connect(url).connect() as conn:
-        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in tables}
+        found = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in tables}
+    return {**found, "basket_lines": lines(url).height}
 
 
 def test_transactions_land_with_money_in_cents_and_returns_kept(loaded, tmp_path):
     import_file(loaded, "transactions", write(tmp_path, "tx.csv", TRANSACTIONS))
-    with connect(loaded).connect() as conn:
-        lines = conn.execute(
-            sa.text(
-                "SELECT amount_cents, discount_cents, quantity FROM basket_lines ORDER BY amount_cents, discount_cents"
-            )
-        ).all()
-    assert [tuple(r) for r in lines] == [(-349, 0, -1.0), (599, 0, 1.0), (599, 50, 1.0), (698, 0, 2.0)]
+    held = lines(loaded).select("amount_cents", "discount_cents", "quantity").sort("amount_cents", "discount_cents")
+    assert held.rows() == [(-349, 0, -1.0), (599, 0, 1.0), (599, 50, 1.0), (698, 0, 2.0)]
     history = read_history(loaded, end=dt.date(2026, 1, 1))
     assert history.height == 3  # the card-less basket is not history
     assert history["category"].unique().to_list() == ["ANALGESICS"]
@@ -280,8 +284,7 @@ def test_parquet_decimal_and_binary_columns_import_exactly(loaded, tmp_path):
     path = _parquet(tmp_path, amount=amounts)
     pl.read_parquet(path).with_columns(pl.col("basket_id").cast(pl.Binary)).write_parquet(path)
     import_file(loaded, "transactions", path)
-    with connect(loaded).connect() as conn:
-        got = conn.execute(sa.text("SELECT amount_cents FROM basket_lines ORDER BY amount_cents")).scalars().all()
+    got = lines(loaded)["amount_cents"].sort().to_list()
     assert got == [599, 698]
 
 
@@ -357,7 +360,9 @@ def test_a_plain_reimport_reads_no_basket_lines(loaded, tmp_path, monkeypatch):
 
     read = []
     original = ingest._read_held
-    monkeypatch.setattr(ingest, "_read_held", lambda bulk, keys: read.append(keys.len()) or original(bulk, keys))
+    monkeypatch.setattr(
+        ingest, "_read_held", lambda bulk, store, keys: read.append(keys.height) or original(bulk, store, keys)
+    )
     path = write(tmp_path, "t.csv", TRANSACTIONS)
     import_file(loaded, "transactions", path)
     before = counts(loaded)

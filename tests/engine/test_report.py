@@ -272,15 +272,20 @@ PERIOD = D(2025, 6, 16)
 SECRET = "test-secret"
 
 
-def _import_sample(url: str) -> None:
+def _import_sample(url: str, directory: Path) -> None:
+    """The sample chain, only its purchases before the period (the simulation shops the period)."""
     from engine.ingest import import_files
 
+    before = directory / "transactions-before.csv"
+    pl.read_csv(SAMPLE / "transactions" / "part-00000.csv", infer_schema=False).filter(
+        pl.col("timestamp").str.slice(0, 10) < PERIOD.isoformat()
+    ).write_csv(before)
     for kind, paths in [
         ("stores", [SAMPLE / "stores.csv"]),
         ("customers", [SAMPLE / "customers.csv"]),
         ("products", [SAMPLE / "products.csv"]),
         ("deals", [SAMPLE / "deals"]),
-        ("transactions", [SAMPLE / "transactions"]),
+        ("transactions", [before]),
     ]:
         import_files(url, kind, paths)
 
@@ -290,17 +295,13 @@ def reported(request, tmp_path_factory) -> dict:
     """The sample chain: a batch, before its fortnight (report 'before'), then shopped (report 'after')."""
     from engine.batch import run_batch
     from engine.config import BatchSettings, Settings
-    from engine.db import bulk_session
     from engine.demo import simulate_period
     from tests.conftest import fresh_database
 
     tmp = tmp_path_factory.mktemp(f"report-{request.param}")
     url = fresh_database(request, tmp, request.param, name="chain.db")
-    _import_sample(url)
     # only purchases before the period: the batch's fortnight is then shopped by the simulation
-    with bulk_session(url) as db:
-        db.execute(f"DELETE FROM basket_lines WHERE day >= '{PERIOD}'")
-        db.execute(f"DELETE FROM baskets WHERE day >= '{PERIOD}'")
+    _import_sample(url, tmp)
     settings = Settings(
         database_url=url, secret=SECRET, batch=dataclasses.replace(BatchSettings(), out_dir=str(tmp / "batches"))
     )

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from engine.batch import run_batch
 from engine.config import Settings
-from engine.db import connect
+from engine.db import Gateway, connect
 from engine.ingest import import_files
 from tests.conftest import fresh_database
 
@@ -48,18 +48,29 @@ def cli(
 def copy_database(request, url: str, directory: Path) -> str:
     """A copy of the database at `url` (nothing may be connected to it meanwhile)."""
     u = sa.engine.make_url(url)
+    with Gateway(url) as db:
+        history = db.history_store().root  # the Parquet history is copied with the database
     if u.get_backend_name() == "sqlite":
         target = directory / f"copy-{uuid.uuid4().hex[:8]}.db"
         for suffix in ("", "-wal", "-shm"):
             if Path(u.database + suffix).exists():
                 shutil.copy(u.database + suffix, str(target) + suffix)
+        if history.is_dir():
+            shutil.copytree(history, target.with_suffix(".history"))
         return f"sqlite:///{target}"
     name = f"lw_{uuid.uuid4().hex[:12]}"
     admin = connect(request.getfixturevalue("pg_server")).execution_options(isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {u.database}")
     admin.dispose()
-    return u.set(database=name).render_as_string(hide_password=False)
+    copy = u.set(database=name).render_as_string(hide_password=False)
+    if history is not None and history.is_dir():
+        shutil.copytree(history, directory / f"{name}.history")
+        engine = connect(copy)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE history_store SET path = :p"), {"p": str(directory / f"{name}.history")})
+        engine.dispose()
+    return copy
 
 
 # Every row a batch writes, its run's bookkeeping (token, times, the summary's seconds) aside.

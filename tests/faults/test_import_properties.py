@@ -29,8 +29,9 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.db import connect
+from engine.db import Gateway, connect
 from engine.errors import InputError
+from engine.history_store import every_line
 from engine.ingest import import_file
 from tests.engine.test_ingest import CUSTOMERS, PRODUCTS, STORES
 
@@ -71,6 +72,13 @@ def _table(url: str, sql: str) -> list[tuple]:
     return rows
 
 
+def _lines(url: str) -> list[tuple]:
+    """The lines history holds (Parquet parts and basket_lines), by basket_key and line_no."""
+    with Gateway(url) as db:
+        held = every_line(db)
+    return held.select("basket_key", "line_no", "product_key", "quantity", "amount_cents", "discount_cents").rows()
+
+
 def _state(url: str) -> dict[str, list]:
     """Everything an import writes, the `imports` log aside."""
     return {
@@ -83,11 +91,7 @@ def _state(url: str) -> dict[str, list]:
             "SELECT basket_key, store_id, basket_id, customer_key, CAST(ts AS TEXT), line_count, "
             "line_sum FROM baskets ORDER BY basket_key",
         ),
-        "basket_lines": _table(
-            url,
-            "SELECT basket_key, line_no, product_key, quantity, amount_cents, discount_cents "
-            "FROM basket_lines ORDER BY basket_key, line_no",
-        ),
+        "basket_lines": _lines(url),
         "sequences": _table(url, "SELECT name, next_value FROM sequences WHERE name <> 'imports' ORDER BY name"),
     }
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine.db import connect
+from engine.db import Gateway, connect
+from engine.history_store import every_line
 from engine.ingest import import_file, import_files
 from tests.conftest import fresh_database
 from tests.engine.test_ingest import CUSTOMERS, PRODUCTS, STORES
@@ -60,14 +61,14 @@ def dump(url: str) -> dict[str, list[tuple]]:
     queries = {
         "baskets": "SELECT basket_key, store_id, basket_id, customer_key, CAST(ts AS TEXT), CAST(day AS TEXT), "
         "source, line_count, line_sum FROM baskets ORDER BY basket_key",
-        "basket_lines": "SELECT basket_key, line_no, customer_key, CAST(day AS TEXT), product_key, quantity, "
-        "amount_cents, discount_cents FROM basket_lines ORDER BY basket_key, line_no",
         "sequences": "SELECT name, next_value FROM sequences WHERE name = 'baskets'",
     }
     engine = connect(url)
     with engine.connect() as conn:
         out = {name: [tuple(r) for r in conn.execute(sa.text(sql))] for name, sql in queries.items()}
     engine.dispose()
+    with Gateway(url) as db:  # the lines history holds: the committed Parquet parts (and basket_lines)
+        out["basket_lines"] = every_line(db).rows()
     return out
 
 
@@ -101,6 +102,7 @@ def reference(request, tmp_path_factory):
     "fault",
     [
         "before-commit#1",  # the first part written, not committed
+        "after-parquet#1",  # the first part's Parquet files written, their manifest rows not
         "after-commit#1",  # between the parts: the first committed, its log line not written
         "after-baskets#2",  # the second part's new baskets written, their lines not (split basket B39 updated)
     ],
@@ -117,4 +119,56 @@ def test_a_killed_import_rerun_gives_the_uninterrupted_database(request, referen
     assert again.returncode == 0, again.stderr
     assert dump(url) == expected
     assert _cli(url, files, None).returncode == 0  # and a third run changes nothing
+    assert dump(url) == expected
+
+
+@pytest.mark.slow
+def test_a_kill_after_the_parquet_write_leaves_orphans_no_read_sees_and_compaction_removes(
+    request, reference, tmp_path
+):
+    from engine.history_store import compact, manifest
+
+    kind, expected = reference
+    url = fresh_database(request, tmp_path, kind)
+    _load_dimensions(url, tmp_path)
+    files = _files(tmp_path)
+    killed = _cli(url, files[:1], "after-parquet#1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with Gateway(url) as db:
+        root = db.history_store().root
+        orphans = sorted(root.glob("bucket=*/*.parquet"))
+        assert orphans  # the files are there ...
+        assert manifest(db, anon=True).height == 0 and every_line(db).height == 0  # ... and no read sees them
+    for file in files:  # one import each: a bucket keeps a part file per import
+        assert _cli(url, [file], None).returncode == 0
+    assert dump(url) == expected
+    with Gateway(url) as db:
+        done = compact(db, max_parts=1)
+        assert done.orphans == len(orphans) and not any(p.exists() for p in orphans)
+        assert done.files_before > done.files_after  # the two imports' parts of a bucket became one file
+    assert dump(url) == expected  # compaction changes no line
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_compaction_of_an_import_loses_nothing(request, reference, tmp_path):
+    kind, expected = reference
+    url = fresh_database(request, tmp_path, kind)
+    _load_dimensions(url, tmp_path)
+    files = _files(tmp_path)
+    killed = _cli(url, files, "before-compact-commit#1")  # both files committed, their parts being merged
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert dump(url) == expected
+    with Gateway(url) as db:
+        from engine.history_store import compact, manifest
+
+        root = db.history_store().root
+        named = {root / f for f in manifest(db, anon=True)["file_name"]}
+        orphans = [p for p in root.glob("bucket=*/*.parquet") if p not in named]
+        assert orphans  # the merged files the kill left uncommitted
+    assert _cli(url, files, None).returncode == 0  # a re-run adds nothing, and sweeps them
+    assert dump(url) == expected
+    assert not any(p.exists() for p in orphans)
+    with Gateway(url) as db:  # the merge the kill stopped, done by hand
+        assert compact(db).files_after > 0
+        assert manifest(db, anon=True).group_by("bucket").len()["len"].max() == 1
     assert dump(url) == expected

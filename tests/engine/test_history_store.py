@@ -1,0 +1,180 @@
+"""The Parquet history store: partitions read exactly their customers, checkout lines join the
+imported ones, compaction changes no line, and the settings that place it are checked."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from engine.cli import main
+from engine.config import HistorySettings, Settings, validate_settings
+from engine.db import Gateway, connect, init_schema
+from engine.errors import ConfigError, StateError
+from engine.history_store import every_line, manifest, part_paths, read_parts
+from engine.ingest import import_file, import_files
+from tests.engine.test_ingest import CUSTOMERS, PRODUCTS, STORES, write
+
+END = dt.date(2026, 1, 1)
+HEADER = "basket_id,customer_id,store_id,timestamp,sku,quantity,amount,discount\n"
+MORE_CUSTOMERS = "".join(f"C{i},9{i:015d},F,L,1,false,2024-01-01\n" for i in range(3, 21))
+
+
+def _tx(first: int, last: int, day: int) -> str:
+    rows = [
+        f"B{b},{'' if b % 7 == 0 else f'C{1 + b % 20}'},S01,2025-01-{day:02d}T10:{b % 60:02d}:00,"
+        f"{('P1', 'P2')[line % 2]},1,{('5.99', '3.49')[line % 2]},0\n"
+        for b in range(first, last)
+        for line in range(1 + b % 3)
+    ]
+    return HEADER + "".join(rows)
+
+
+@pytest.fixture
+def chain(db_url, tmp_path):
+    """20 customers, three transactions files imported (one basket split across two of them)."""
+    for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
+        import_file(db_url, kind, write(tmp_path, f"{kind}.csv", text))
+    files = [
+        write(tmp_path, "a.csv", _tx(0, 60, 6)),
+        write(tmp_path, "b.csv", _tx(60, 120, 7) + "B59,C20,S01,2025-01-06T10:59:00,P1,3,17.97,0\n"),
+        write(tmp_path, "c.csv", _tx(120, 180, 8)),
+    ]
+    import_files(db_url, "transactions", files, max_parts=0)
+    return db_url
+
+
+def test_partitions_read_exactly_their_customers_and_together_the_whole_history(chain):
+    with Gateway(chain) as db:
+        whole = db.history(END)
+        assert whole.height > 0 and whole["customer_key"].null_count() == 0
+        for n in (1, 2, 4, 8, 16, 32, 64):
+            parts = [db.history(END, partition=(p, n)) for p in range(n)]
+            for p, part in enumerate(parts):
+                assert (part["customer_key"] % n == p).all()
+            assert pl.concat(parts).sort("customer_key", "day", "basket_key", maintain_order=True).equals(whole)
+
+
+def test_a_partition_not_dividing_the_buckets_is_refused(chain):
+    with Gateway(chain) as db, pytest.raises(StateError, match="n must divide the history's 64 buckets"):
+        db.history(END, partition=(0, 3))
+
+
+def test_a_worker_reading_by_path_gets_the_partitions_imported_lines(chain):
+    with Gateway(chain) as db:
+        for p in range(4):
+            by_path = read_parts(part_paths(db, (p, 4), END), END).drop("line_no")
+            through = db.history(END, partition=(p, 4)).select(by_path.columns)
+            assert by_path.sort(by_path.columns).equals(through.sort(by_path.columns))
+
+
+def test_checkout_lines_join_the_imported_ones_and_a_voided_basket_leaves(chain):
+    with Gateway(chain) as db:
+        before = db.history(END)
+    engine = connect(chain)
+    with engine.begin() as conn:  # two checkout baskets of customer 5 (partition 1 of 4), one voided
+        for key, voided in ((90001, 0), (90002, 1)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO baskets (basket_key, store_id, basket_id, customer_key, ts, day, source, voided) "
+                    "VALUES (:k, 'S01', :b, 5, '2025-01-09 10:00:00', '2025-01-09', 'checkout', :v)"
+                ),
+                {"k": key, "b": f"K{key}", "v": voided},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO basket_lines (basket_key, line_no, customer_key, day, product_key, quantity, "
+                    "amount_cents, discount_cents) VALUES (:k, 1, 5, '2025-01-09', 1, 1, 599, 0)"
+                ),
+                {"k": key},
+            )
+    engine.dispose()
+    with Gateway(chain) as db:
+        after = db.history(END)
+        assert after.height == before.height + 1
+        assert after.filter(pl.col("basket_key") == 90001).height == 1
+        assert db.history(END, partition=(1, 4)).filter(pl.col("basket_key") == 90001).height == 1
+        assert db.history(END, partition=(0, 4)).filter(pl.col("basket_key") == 90001).height == 0
+
+
+def test_compaction_leaves_one_file_a_bucket_and_every_line_as_it_was(chain):
+    with Gateway(chain) as db:
+        lines, history = every_line(db), db.history(END)
+        files = manifest(db, anon=True)
+        assert files.group_by("bucket").len()["len"].max() == 3
+    assert main(["--database", chain, "history", "compact"]) == 0
+    with Gateway(chain) as db:
+        after = manifest(db, anon=True)
+        assert after.group_by("bucket").len()["len"].max() == 1
+        assert after.height == files["bucket"].n_unique()
+        assert every_line(db).equals(lines) and db.history(END).equals(history)
+        assert not any((db.history_store().root / f).exists() for f in files["file_name"])
+
+
+def test_an_import_compacts_a_bucket_with_more_parts_than_the_setting(chain, tmp_path):
+    with Gateway(chain) as db:
+        lines = every_line(db)
+    import_files(chain, "transactions", [write(tmp_path, "a.csv", _tx(0, 60, 6))], max_parts=2)  # a re-import
+    with Gateway(chain) as db:
+        assert manifest(db, anon=True).group_by("bucket").len()["len"].max() <= 2
+        assert every_line(db).equals(lines)
+
+
+def test_the_buckets_are_fixed_when_the_database_is_created(tmp_path):
+    engine = connect(f"sqlite:///{tmp_path / 'b.db'}")
+    init_schema(engine, buckets=16)
+    init_schema(engine, buckets=16)
+    with pytest.raises(StateError, match="created with 16 buckets"):
+        init_schema(engine, buckets=64)
+    engine.dispose()
+    with Gateway(f"sqlite:///{tmp_path / 'b.db'}") as db:
+        assert db.history_store().buckets == 16
+        assert db.history_store().root == (tmp_path / "b.history").resolve()
+
+
+@pytest.mark.parametrize(("key", "value"), [("buckets", 0), ("buckets", 5000), ("max_parts", 0)])
+def test_history_settings_out_of_range_are_named(key, value):
+    with pytest.raises(ConfigError, match=f"history.{key}"):
+        validate_settings(Settings(history=HistorySettings(**{key: value})))
+
+
+@pytest.mark.postgres
+def test_postgres_without_a_history_path_refuses_an_import_in_one_line(request, tmp_path, capsys):
+    from tests.conftest import _fresh_pg_database
+
+    url = _fresh_pg_database(request.getfixturevalue("pg_server"))
+    engine = connect(url)
+    init_schema(engine)
+    engine.dispose()
+    for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
+        import_file(url, kind, write(tmp_path, f"{kind}.csv", text))
+    path = write(tmp_path, "t.csv", _tx(1, 3, 6))
+    assert main(["--database", url, "import", "transactions", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "set 'path' in [history] and run 'listwise init'" in err
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_history_order_is_the_full_sort_whatever_order_the_lines_come_in(seed):
+    import numpy as np
+
+    from engine.history_store import _SORT, _in_history_order
+
+    rng = np.random.default_rng(seed)
+    n = 2000
+    lines = pl.DataFrame(
+        {
+            "customer_key": rng.integers(1, 30, n),
+            "day": pl.Series(rng.integers(0, 20, n)).cast(pl.Date),
+            "basket_key": rng.integers(1, 50, n),
+            "line_no": rng.integers(1, 5, n).astype(np.int32),
+        }
+    )
+    expected = lines.sort(_SORT)
+    assert _in_history_order(lines).equals(expected)  # shuffled: the full sort
+    files = [expected.filter(pl.col("customer_key") % 4 == b) for b in range(4)]  # buckets, each in order
+    assert _in_history_order(pl.concat(files)).equals(expected)  # the cheap path
+    late = pl.concat([*files, expected.head(3)])  # a customer's lines in two places
+    assert _in_history_order(late).equals(late.sort(_SORT))
