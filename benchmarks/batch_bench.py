@@ -7,7 +7,14 @@ hold-out draw, `engine.profiles.profile_frames`, `coupons.build_offers`, tips. P
 step's seconds and the peak memory (max RSS of this process). Target on the 2-core machine:
 <= 120 s and <= 8 GiB.
 
+The profile and customer value run through the batch's partitioned stages (engine.stages):
+`--partitions N --executor local|dask [--scheduler ADDRESS] [--workers W]`, as `listwise batch run`
+takes them; `--repeat R` runs that step R times and prints every run and the median, split into
+its parts (partition files, globals, partitions, value reduction). Peak memory counts this process
+and, separately, its largest worker (local executor).
+
     .venv/bin/python benchmarks/batch_bench.py --customers 100000 --weeks 52 --dir /tmp/batch-bench
+    .venv/bin/python benchmarks/batch_bench.py --data /tmp/batch-bench/data --lean --partitions 16 --repeat 3
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +32,29 @@ import polars as pl
 
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def _children_rss_gib() -> float:
+    """The largest finished child process's peak RSS (the local executor's workers)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+
+
+class _Marks:
+    """A progress callback that notes when each step of engine.stages ended."""
+
+    def __init__(self) -> None:
+        self.ends: dict[str, float] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if done == total:
+            self.ends[label] = time.perf_counter()
+
+    def parts(self, t0: float) -> str:
+        out, last = [], t0
+        for label, end in sorted(self.ends.items(), key=lambda kv: kv[1]):
+            out.append(f"{label} {end - last:.1f} s")
+            last = end
+        return ", ".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         help="read history lazily with typed columns (history_from_files holds every "
         "column as text while it builds the frame: > 17 GiB at 100k x 52 weeks)",
     )
+    parser.add_argument("--partitions", type=int, default=1, help="customer partitions of the stages (divides 64)")
+    parser.add_argument("--executor", choices=["local", "dask"], default="local")
+    parser.add_argument("--scheduler", default="", help="dask scheduler address (--executor dask)")
+    parser.add_argument("--workers", type=int, default=0, help="local executor: processes (0 = one per core)")
+    parser.add_argument("--repeat", type=int, default=1, help="run profile + customer value this many times")
+    parser.add_argument("--no-offers", action="store_true", help="stop after profile + customer value")
     args = parser.parse_args(argv)
 
     from coupons import assign_groups, build_offers, choose_tips, qualifying_customers, starter_tips
     from engine.batch import deal_budgets
-    from engine.config import Settings
+    from engine.config import ScaleSettings, Settings, validate_settings
     from engine.history import history_from_files
 
     data = args.data
@@ -61,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         generate(data, customers=args.customers, weeks=args.weeks, seed=args.seed, fmt="parquet")
         print(f"generate: {time.perf_counter() - t:.1f} s (not counted)")
-    settings = Settings()
+    scale = ScaleSettings(
+        executor=args.executor, scheduler=args.scheduler, partitions=args.partitions, workers=args.workers
+    )
+    settings = validate_settings(Settings(scale=scale))
     t0 = time.perf_counter()
     history, products, customers = _lean_history(data, args.max_customers) if args.lean else history_from_files(data)
     t_read = time.perf_counter()
@@ -83,7 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from engine.profiles import profile_frames
 
-        profile, value = profile_frames(history, products, customers, settings, start, b.period_days)
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            marks = _Marks()
+            t = time.perf_counter()
+            profile, value = profile_frames(history, products, customers, settings, start, b.period_days, marks)
+            runs.append((time.perf_counter() - t, marks.parts(t)))
+            print(f"profile + customer value: {runs[-1][0]:.1f} s ({runs[-1][1]})", flush=True)
+        median = statistics.median(r[0] for r in runs)
+        print(
+            f"profile + customer value, median of {len(runs)}: {median:.1f} s "
+            f"({customers.height:,} customers, {history.height:,} lines, {args.partitions} partitions, "
+            f"{args.executor}); peak RSS {_peak_rss_gib():.2f} GiB, largest worker {_children_rss_gib():.2f} GiB",
+            flush=True,
+        )
+        if args.no_offers:
+            return 0
     profile = profile.with_columns(pl.col(c).cast(pl.String) for c in ("category", "brand_cell", "volume_tier"))
     t_prof = time.perf_counter()
     deals = _read_deals(data)
