@@ -10,8 +10,8 @@ step's seconds and the peak memory (max RSS of this process). Target on the 2-co
 The profile and customer value run through the batch's partitioned stages (engine.stages):
 `--partitions N --executor local|dask [--scheduler ADDRESS] [--workers W]`, as `listwise batch run`
 takes them; `--repeat R` runs that step R times and prints every run and the median, split into
-its parts (partition files, globals, partitions, value reduction). Peak memory counts this process
-and, separately, its largest worker (local executor).
+its parts (partition files, globals, partitions, value reduction), wall and CPU seconds (this
+process and its local workers).
 
     .venv/bin/python benchmarks/batch_bench.py --customers 100000 --weeks 52 --dir /tmp/batch-bench
     .venv/bin/python benchmarks/batch_bench.py --data /tmp/batch-bench/data --lean --partitions 16 --repeat 3
@@ -34,9 +34,10 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def _children_rss_gib() -> float:
-    """The largest finished child process's peak RSS (the local executor's workers)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the local workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 class _Marks:
@@ -83,11 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="local executor: processes (0 = one per core)")
     parser.add_argument("--repeat", type=int, default=1, help="run profile + customer value this many times")
     parser.add_argument("--no-offers", action="store_true", help="stop after profile + customer value")
+    parser.add_argument("--p-buy-model", choices=["ranker", "renewal"], default="ranker", help="[cycles] p_buy_model")
     args = parser.parse_args(argv)
 
     from coupons import assign_groups, build_offers, choose_tips, qualifying_customers, starter_tips
     from engine.batch import deal_budgets
-    from engine.config import ScaleSettings, Settings, validate_settings
+    from engine.config import CycleSettings, ScaleSettings, Settings, validate_settings
     from engine.history import history_from_files
 
     data = args.data
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = ScaleSettings(
         executor=args.executor, scheduler=args.scheduler, partitions=args.partitions, workers=args.workers
     )
-    settings = validate_settings(Settings(scale=scale))
+    settings = validate_settings(Settings(scale=scale, cycles=CycleSettings(p_buy_model=args.p_buy_model)))
     t0 = time.perf_counter()
     history, products, customers = _lean_history(data, args.max_customers) if args.lean else history_from_files(data)
     t_read = time.perf_counter()
@@ -126,15 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for _ in range(max(1, args.repeat)):
             marks = _Marks()
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), _cpu_seconds()
             profile, value = profile_frames(history, products, customers, settings, start, b.period_days, marks)
-            runs.append((time.perf_counter() - t, marks.parts(t)))
-            print(f"profile + customer value: {runs[-1][0]:.1f} s ({runs[-1][1]})", flush=True)
+            runs.append((time.perf_counter() - t, marks.parts(t), _cpu_seconds() - cpu))
+            print(f"profile + customer value: {runs[-1][0]:.1f} s, {runs[-1][2]:.1f} CPU s ({runs[-1][1]})", flush=True)
         median = statistics.median(r[0] for r in runs)
         print(
-            f"profile + customer value, median of {len(runs)}: {median:.1f} s "
+            f"profile + customer value, median of {len(runs)}: {median:.1f} s, "
+            f"{statistics.median(r[2] for r in runs):.1f} CPU s (this process and its local workers), "
             f"({customers.height:,} customers, {history.height:,} lines, {args.partitions} partitions, "
-            f"{args.executor}); peak RSS {_peak_rss_gib():.2f} GiB, largest worker {_children_rss_gib():.2f} GiB",
+            f"{args.executor}); peak RSS of this process {_peak_rss_gib():.2f} GiB",
             flush=True,
         )
         if args.no_offers:

@@ -290,10 +290,14 @@ def partition_sources(history: pl.DataFrame, n: int, on_disk: bool) -> Iterator[
         return
     root = Path(tempfile.mkdtemp(prefix="listwise-partitions-", dir=os.environ.get("LISTWISE_SCRATCH") or None))
     try:
+        parts = history.with_columns((pl.col("customer_key") % n).alias("_p")).partition_by(
+            "_p", as_dict=True, include_key=False, maintain_order=True
+        )
         paths = []
         for p in range(n):
             path = root / f"part-{p:02d}-of-{n:02d}.parquet"
-            history.filter(pl.col("customer_key") % n == p).write_parquet(path, statistics=True)
+            # scratch files, read once: lz4 writes 3x faster than zstd
+            parts.get((p,), history.clear()).write_parquet(path, compression="lz4", statistics=False)
             paths.append([str(path)])
         yield paths
     finally:
