@@ -53,6 +53,7 @@ __all__ = [
     "fit_globals",
     "partition_stage",
     "run_stages",
+    "run_partitioned",
     "partition_sources",
     "History",
 ]
@@ -255,19 +256,35 @@ def run_stages(
         raise ConfigError(f"scale.executor must be 'local' or 'dask', got {executor!r}")
     if n < 1 or HISTORY_BUCKETS % n:
         raise ConfigError(f"partitions must divide {HISTORY_BUCKETS} (1, 2, 4, ... 64), got {n}")
-    remote = executor == "dask" or n > 1
-    with partition_sources(history, n, on_disk=remote) as sources:
-        if progress and remote:
+    with partition_sources(history, n, on_disk=executor == "dask" or n > 1) as sources:
+        if progress and (executor == "dask" or n > 1):
             progress("partition files", 1, 1)
-        g = fit_globals(sources, settings, as_of, window_days, with_value)
-        if progress:
-            progress("profile globals", 1, 1)
-        parts = (
-            [None] * n if customers is None else [customers.filter(pl.col("customer_key") % n == p) for p in range(n)]
-        )
-        tasks = list(zip(sources, parts))
-        run: Callable[..., list[tuple[pl.DataFrame, pl.DataFrame]]] = _run_dask if executor == "dask" else _run_local
-        results = run(tasks, g, progress)
+        return run_partitioned(sources, customers, settings, as_of, window_days, progress, with_value)
+
+
+def run_partitioned(
+    sources: Sequence[History],
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+    with_value: bool = True,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """`run_stages` on histories already split: `sources[p]` holds partition p of len(sources).
+
+    The entry point for history already on disk per partition (the history store's part files):
+    nothing but the sample's lines and the results pass through this process.
+    """
+    n = len(sources)
+    executor = settings.scale.executor
+    g = fit_globals(sources, settings, as_of, window_days, with_value)
+    if progress:
+        progress("profile globals", 1, 1)
+    parts = [None] * n if customers is None else [customers.filter(pl.col("customer_key") % n == p) for p in range(n)]
+    tasks = list(zip(sources, parts))
+    run: Callable[..., list[tuple[pl.DataFrame, pl.DataFrame]]] = _run_dask if executor == "dask" else _run_local
+    results = run(tasks, g, progress)
     profile = pl.concat([r[0] for r in results]).sort("customer_key", "category")
     if not with_value:
         return profile, None
