@@ -7,7 +7,14 @@ hold-out draw, `engine.profiles.profile_frames`, `coupons.build_offers`, tips. P
 step's seconds and the peak memory (max RSS of this process). Target on the 2-core machine:
 <= 120 s and <= 8 GiB.
 
+The profile and customer value run through the batch's partitioned stages (engine.stages):
+`--partitions N --executor local|dask [--scheduler ADDRESS] [--workers W]`, as `listwise batch run`
+takes them; `--repeat R` runs that step R times and prints every run and the median, split into
+its parts (partition files, globals, partitions, value reduction), wall and CPU seconds (this
+process and its local workers).
+
     .venv/bin/python benchmarks/batch_bench.py --customers 100000 --weeks 52 --dir /tmp/batch-bench
+    .venv/bin/python benchmarks/batch_bench.py --data /tmp/batch-bench/data --lean --partitions 16 --repeat 3
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +32,30 @@ import polars as pl
 
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the local workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class _Marks:
+    """A progress callback that notes when each step of engine.stages ended."""
+
+    def __init__(self) -> None:
+        self.ends: dict[str, float] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if done == total:
+            self.ends[label] = time.perf_counter()
+
+    def parts(self, t0: float) -> str:
+        out, last = [], t0
+        for label, end in sorted(self.ends.items(), key=lambda kv: kv[1]):
+            out.append(f"{label} {end - last:.1f} s")
+            last = end
+        return ", ".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +78,24 @@ def main(argv: list[str] | None = None) -> int:
         help="read history lazily with typed columns (history_from_files holds every "
         "column as text while it builds the frame: > 17 GiB at 100k x 52 weeks)",
     )
+    parser.add_argument("--partitions", type=int, default=1, help="customer partitions of the stages (divides 64)")
+    parser.add_argument("--executor", choices=["local", "dask"], default="local")
+    parser.add_argument("--scheduler", default="", help="dask scheduler address (--executor dask)")
+    parser.add_argument("--workers", type=int, default=0, help="local executor: processes (0 = one per core)")
+    parser.add_argument("--repeat", type=int, default=1, help="run profile + customer value this many times")
+    parser.add_argument("--no-offers", action="store_true", help="stop after profile + customer value")
+    parser.add_argument(
+        "--from-files",
+        action="store_true",
+        help="profile + customer value of every card holder from per-partition Parquet files (written once, "
+        "a transactions part at a time, as the history store holds them): no whole history in this process",
+    )
+    parser.add_argument("--p-buy-model", choices=["ranker", "renewal"], default="ranker", help="[cycles] p_buy_model")
     args = parser.parse_args(argv)
 
     from coupons import assign_groups, build_offers, choose_tips, qualifying_customers, starter_tips
     from engine.batch import deal_budgets
-    from engine.config import Settings
+    from engine.config import CycleSettings, ScaleSettings, Settings, validate_settings
     from engine.history import history_from_files
 
     data = args.data
@@ -61,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         generate(data, customers=args.customers, weeks=args.weeks, seed=args.seed, fmt="parquet")
         print(f"generate: {time.perf_counter() - t:.1f} s (not counted)")
-    settings = Settings()
+    scale = ScaleSettings(
+        executor=args.executor, scheduler=args.scheduler, partitions=args.partitions, workers=args.workers
+    )
+    settings = validate_settings(Settings(scale=scale, cycles=CycleSettings(p_buy_model=args.p_buy_model)))
+    if args.from_files:
+        return _from_files(args, data, settings)
     t0 = time.perf_counter()
     history, products, customers = _lean_history(data, args.max_customers) if args.lean else history_from_files(data)
     t_read = time.perf_counter()
@@ -83,7 +133,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from engine.profiles import profile_frames
 
-        profile, value = profile_frames(history, products, customers, settings, start, b.period_days)
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            marks = _Marks()
+            t, cpu = time.perf_counter(), _cpu_seconds()
+            profile, value = profile_frames(history, products, customers, settings, start, b.period_days, marks)
+            runs.append((time.perf_counter() - t, marks.parts(t), _cpu_seconds() - cpu))
+            print(f"profile + customer value: {runs[-1][0]:.1f} s, {runs[-1][2]:.1f} CPU s ({runs[-1][1]})", flush=True)
+        median = statistics.median(r[0] for r in runs)
+        print(
+            f"profile + customer value, median of {len(runs)}: {median:.1f} s, "
+            f"{statistics.median(r[2] for r in runs):.1f} CPU s (this process and its local workers), "
+            f"({customers.height:,} customers, {history.height:,} lines, {args.partitions} partitions, "
+            f"{args.executor}); peak RSS of this process {_peak_rss_gib():.2f} GiB",
+            flush=True,
+        )
+        if args.no_offers:
+            return 0
     profile = profile.with_columns(pl.col(c).cast(pl.String) for c in ("category", "brand_cell", "volume_tier"))
     t_prof = time.perf_counter()
     deals = _read_deals(data)
@@ -125,16 +191,63 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _from_files(args: argparse.Namespace, data: Path, settings) -> int:  # noqa: ANN001
+    """Profile + customer value of every card holder through `engine.stages.run_partitioned` on partition files."""
+    from engine.stages import run_partitioned
+
+    n = args.partitions
+    _, products, customers = _small_frames(data)
+    if args.max_customers:
+        customers = customers.filter(pl.col("customer_key") <= args.max_customers)
+    root = (args.dir or data.parent) / f"partitions-{n}-{args.max_customers or 'all'}"
+    t = time.perf_counter()
+    if not (root / "done").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(sorted((data / "transactions").glob("*.parquet"))):
+            lines = _lean_lines([f], products, customers).with_columns((pl.col("customer_key") % n).alias("_p"))
+            for (p,), part in lines.partition_by("_p", as_dict=True, include_key=False).items():
+                (root / f"p{p:02d}").mkdir(exist_ok=True)
+                part.write_parquet(root / f"p{p:02d}" / f"chunk-{i:05d}.parquet")
+        (root / "done").touch()
+        print(f"partition files written in {time.perf_counter() - t:.1f} s (the history store's job; not counted)")
+    sources = [sorted(str(f) for f in (root / f"p{p:02d}").glob("*.parquet")) for p in range(n)]
+    last = pl.scan_parquet([f for s in sources for f in s]).select(pl.col("day").max()).collect().item()
+    start = last + dt.timedelta(days=7 - last.weekday())
+    lines = pl.scan_parquet([f for s in sources for f in s]).select(pl.len()).collect().item()
+    runs = []
+    for _ in range(max(1, args.repeat)):
+        marks = _Marks()
+        t, cpu = time.perf_counter(), _cpu_seconds()
+        profile, value = run_partitioned(sources, customers, settings, start, settings.batch.period_days, marks)
+        runs.append((time.perf_counter() - t, _cpu_seconds() - cpu))
+        print(f"profile + customer value: {runs[-1][0]:.1f} s, {runs[-1][1]:.1f} CPU s ({marks.parts(t)})", flush=True)
+    print(
+        f"profile + customer value, median of {len(runs)}: {statistics.median(r[0] for r in runs):.1f} s, "
+        f"{statistics.median(r[1] for r in runs):.1f} CPU s; {customers.height:,} card holders, {lines:,} lines, "
+        f"{profile.height:,} profile rows, {value.height:,} value rows; {n} partitions, {args.executor} "
+        f"(workers {args.workers or 'one per core'}), p_buy_model {args.p_buy_model}; peak RSS of this process "
+        f"{_peak_rss_gib():.2f} GiB",
+        flush=True,
+    )
+    return 0
+
+
 def _lean_history(data: Path, max_customers: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(history, products, customers) as `history_from_files` makes them, read lazily with typed columns.
 
     basket_key is a hash of (store_id, basket_id) here: unique in practice, not the database's key.
     """
-    from engine.history import HISTORY_COLUMNS
-
     _, products, customers = _small_frames(data)
     if max_customers:
         customers = customers.filter(pl.col("customer_key") <= max_customers)
+    lines = _lean_lines(sorted((data / "transactions").glob("*.parquet")), products, customers)
+    return lines, products, customers
+
+
+def _lean_lines(files: list[Path], products: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
+    """The history columns of the card holders' lines in `files` (generator Parquet parts)."""
+    from engine.history import HISTORY_COLUMNS
+
     attrs = products.select(
         "product_key",
         "sku",
@@ -147,8 +260,8 @@ def _lean_history(data: Path, max_customers: int | None = None) -> tuple[pl.Data
         "unit_cost_cents",
     )
     text = ["sku", "category", "department", "brand", "brand_type", "manufacturer_id"]
-    lines = (
-        pl.scan_parquet(sorted((data / "transactions").glob("*.parquet")))
+    return (
+        pl.scan_parquet(files)
         .filter(pl.col("customer_id").is_not_null())
         .join(customers.lazy().select("customer_id", "customer_key"), on="customer_id", how="inner")
         .join(attrs.lazy(), on="sku", how="inner")
@@ -168,7 +281,6 @@ def _lean_history(data: Path, max_customers: int | None = None) -> tuple[pl.Data
         .collect(engine="streaming")
         .sort("customer_key", "day", "basket_key")
     )
-    return lines, products, customers
 
 
 def _money(column: str) -> pl.Expr:

@@ -19,7 +19,16 @@ import polars as pl
 from cycles.occasions import require_columns
 from cycles.params import ProfileParams as _P
 
-__all__ = ["brand_cell", "volume_tier", "brand_volume", "observed_cells", "usual_products"]
+__all__ = [
+    "brand_cell",
+    "volume_tier",
+    "volume_cut_points",
+    "tier_against",
+    "pair_units_per_week",
+    "brand_volume",
+    "observed_cells",
+    "usual_products",
+]
 
 
 def brand_cell(
@@ -53,6 +62,63 @@ def volume_tier(units_per_week: pl.Expr, by: str = "category", cuts: tuple[float
         .then(pl.lit("mid"))
         .otherwise(pl.lit("high"))
         .alias("volume_tier")
+    )
+
+
+def volume_cut_points(rates: pl.DataFrame, cuts: tuple[float, float] = _P.volume_cuts) -> pl.DataFrame:
+    """The volume tiers' cut points per category: quantiles `cuts` (linear) of units_per_week.
+
+    Computed once, on all pairs or on a customer sample's (engine.profiles: the same sample
+    whatever the partitioning), and applied to every pair by `tier_against`.
+
+    Parameters
+    ----------
+    rates
+        category, units_per_week: one row per customer x category.
+
+    Returns
+    -------
+    polars.DataFrame
+        category, lo, hi (Float64), sorted by category.
+
+    Examples
+    --------
+    >>> rates = pl.DataFrame({"category": "TEA", "units_per_week": [1.0, 2.0, 3.0, 4.0]})
+    >>> volume_cut_points(rates, (0.25, 0.5)).row(0)
+    ('TEA', 1.75, 2.5)
+    """
+    require_columns(rates, {"category", "units_per_week"}, "rates")
+    upw = pl.col("units_per_week")
+    return (
+        rates.group_by("category")
+        .agg(
+            upw.quantile(cuts[0], interpolation="linear").alias("lo"),
+            upw.quantile(cuts[1], interpolation="linear").alias("hi"),
+        )
+        .sort("category")
+    )
+
+
+def tier_against(rates: pl.DataFrame, cut_points: pl.DataFrame, pooled: tuple[float, float] | None = None) -> pl.Series:
+    """volume_tier of each row of `rates` (category, units_per_week) against `volume_cut_points`.
+
+    A category without cut points takes `pooled` (lo, hi): cut points over all categories of the
+    sample they were fitted on; None = every such row is 'mid'.
+    """
+    lo, hi = pooled if pooled is not None else (float("-inf"), float("inf"))
+    upw = pl.col("units_per_week")
+    return (
+        rates.select("category", "units_per_week")
+        .join(cut_points.select("category", "lo", "hi"), on="category", how="left", maintain_order="left")
+        .select(
+            pl.when(upw <= pl.col("lo").fill_null(lo))
+            .then(pl.lit("low"))
+            .when(upw <= pl.col("hi").fill_null(hi))
+            .then(pl.lit("mid"))
+            .otherwise(pl.lit("high"))
+            .alias("volume_tier")
+        )
+        .to_series()
     )
 
 
@@ -167,6 +233,8 @@ def brand_volume(
     min_occasions: int = _P.min_occasions,
     cuts: tuple[float, float] = _P.volume_cuts,
     prior_occasions: float = _P.brand_prior_occasions,
+    cut_points: pl.DataFrame | None = None,
+    pooled_cuts: tuple[float, float] | None = None,
 ) -> pl.DataFrame:
     """Brand cell and volume tier per customer x category.
 
@@ -177,6 +245,10 @@ def brand_volume(
     cycles
         Per pair: customer_key, category, purchase_days, mean_interval_days (the output of
         `PurchaseCycleEstimator.predict`).
+    cut_points
+        The volume tiers' `volume_cut_points` fitted elsewhere (on a customer sample, so that
+        every customer partition tiers against the same cuts); None = the quantiles `cuts` of
+        these pairs themselves. `pooled_cuts`: (lo, hi) for a category missing from them.
 
     Returns
     -------
@@ -194,6 +266,23 @@ def brand_volume(
     of classified pairs right with 2 prior occasions, 87 % with the raw share). Units per week use the model's cycle rather than units / weeks of history, so a pair
     adopted mid-history, or bought once, is not ranked low for the weeks it did not exist.
     """
+    rates = pair_units_per_week(units, cycles, prior_occasions)
+    if cut_points is None:
+        cut_points = volume_cut_points(rates, cuts)
+    return (
+        rates.with_columns(
+            brand_cell(pl.col("store_share"), pl.col("purchase_days"), national_max, store_min, min_occasions),
+            tier_against(rates, cut_points, pooled_cuts),
+        )
+        .select("customer_key", "category", "store_share", "units_per_week", "brand_cell", "volume_tier")
+        .sort("customer_key", "category")
+    )
+
+
+def pair_units_per_week(
+    units: pl.DataFrame, cycles: pl.DataFrame, prior_occasions: float = _P.brand_prior_occasions
+) -> pl.DataFrame:
+    """Per pair of `cycles`: customer_key, category, purchase_days, store_share, units_per_week (see `brand_volume`)."""
     customer_share = (pl.col("store_units").sum() / pl.col("bought_units").sum()).over("customer_key").fill_nan(0.0)
     pseudo = prior_occasions * pl.col("bought_units") / pl.col("purchase_days").cast(pl.Float64)
     share = (
@@ -207,10 +296,5 @@ def brand_volume(
         cycles.select("customer_key", "category", "purchase_days", "mean_interval_days")
         .join(units, on=["customer_key", "category"], how="left")
         .with_columns(share.alias("store_share"), upw.fill_null(0.0).alias("units_per_week"))
-        .with_columns(
-            brand_cell(pl.col("store_share"), pl.col("purchase_days"), national_max, store_min, min_occasions),
-            volume_tier(pl.col("units_per_week"), "category", cuts),
-        )
-        .select("customer_key", "category", "store_share", "units_per_week", "brand_cell", "volume_tier")
-        .sort("customer_key", "category")
+        .select("customer_key", "category", "purchase_days", "store_share", "units_per_week")
     )

@@ -1,17 +1,28 @@
-"""The profile frame: one row per customer x category, as coupons/ and `listwise profile` read it."""
+"""The profile frame: one row per customer x category, as coupons/ and `listwise profile` read it.
+
+Partitions: the profile's global quantities (the purchase-cycle priors per category and the
+volume tiers' cut points) are `ProfileGlobals`, fitted once by `profile_globals` on a customer
+sample (`sample_customers`: defined by customer_key alone) and handed to `customer_profile` for
+every customer partition, so a partition's profile is a pure function of its own customers'
+history and the globals: 1, 4 or 64 partitions give the same frame.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import polars as pl
 
-from cycles.brand_volume import brand_volume, usual_products
+from cycles.brand_volume import brand_volume, pair_units_per_week, usual_products, volume_cut_points
 from cycles.occasions import pair_occasions
 from cycles.params import ProfileParams
 from cycles.purchase_cycle import PurchaseCycleEstimator
 
-__all__ = ["customer_profile", "PROFILE_COLUMNS"]
+__all__ = ["customer_profile", "profile_globals", "sample_customers", "ProfileGlobals", "PROFILE_COLUMNS"]
+
+_SAMPLE_SEED = 23
+_POOLED = "\x00pooled"  # the category name the pooled prior is fitted under (no catalogue category)
 
 PROFILE_COLUMNS = [
     "customer_key",
@@ -38,6 +49,7 @@ def customer_profile(
     *,
     params: ProfileParams | None = None,
     estimator: PurchaseCycleEstimator | None = None,
+    globals_: ProfileGlobals | None = None,
 ) -> pl.DataFrame:
     """Purchase cycle, brand cell, volume tier and usual product per customer x category.
 
@@ -52,7 +64,10 @@ def customer_profile(
         None = the defaults).
     estimator
         An unfitted PurchaseCycleEstimator to use (e.g. with priors from another
-        partition); default a fresh one.
+        partition); default a fresh one. Ignored with `globals_`.
+    globals_
+        Priors and volume cut points fitted once for all partitions (`profile_globals`); None =
+        fitted on `history` itself.
 
     Returns
     -------
@@ -61,8 +76,10 @@ def customer_profile(
         customer_key, category (see DESIGN.md and the profile contract).
     """
     params = params or ProfileParams()
-    estimator = estimator or PurchaseCycleEstimator()
     pairs = pair_occasions(history)
+    if globals_ is not None:
+        estimator = PurchaseCycleEstimator(priors=globals_.priors_for(pairs["category"].unique()))
+    estimator = estimator or PurchaseCycleEstimator()
     window_days = window_days or params.window_days
     cycles = estimator.fit(history, observed_until=as_of, pairs=pairs).predict(as_of, window_days)
     units = usual_products(history)
@@ -74,6 +91,8 @@ def customer_profile(
         params.min_occasions,
         tuple(params.volume_cuts),
         params.brand_prior_occasions,
+        cut_points=None if globals_ is None else globals_.volume_cuts,
+        pooled_cuts=None if globals_ is None else globals_.pooled_cuts,
     )
     usual = units.select("customer_key", "category", "usual_product_key", "usual_price_cents")
     return (
@@ -82,4 +101,108 @@ def customer_profile(
         .with_columns(pl.col("purchase_days").cast(pl.Int64))
         .select(PROFILE_COLUMNS)
         .sort("customer_key", "category")
+    )
+
+
+@dataclass(frozen=True)
+class ProfileGlobals:
+    """The profile's global quantities, fitted once (`profile_globals`) and shared by every partition.
+
+    Attributes
+    ----------
+    priors
+        Purchase-cycle hyper-parameters per category (`PurchaseCycleEstimator.priors_` columns).
+    pooled
+        (k, a, b, pi) fitted on all the sample's pairs pooled: the prior of a category the sample
+        never bought (a partition must not fit one of its own, or the partitioning would show).
+    volume_cuts
+        `cycles.brand_volume.volume_cut_points` per category; `pooled_cuts` (lo, hi) over all
+        categories, for a category missing from them.
+    customers
+        How many customers the sample held.
+    """
+
+    priors: pl.DataFrame
+    pooled: tuple[float, float, float, float]
+    volume_cuts: pl.DataFrame
+    pooled_cuts: tuple[float, float]
+    customers: int
+
+    def priors_for(self, categories: pl.Series) -> pl.DataFrame:
+        """`priors` plus a pooled row for each of `categories` it lacks."""
+        missing = categories.filter(~categories.is_in(self.priors["category"].implode())).unique().sort()
+        if missing.len() == 0:
+            return self.priors
+        k, a, b, pi = self.pooled
+        extra = pl.DataFrame({"category": missing, "k": k, "a": a, "b": b, "pi": pi, "fit_pairs": 0})
+        return pl.concat([self.priors, extra.select(self.priors.columns).cast(self.priors.schema)]).sort("category")
+
+
+def sample_customers(keys: pl.Series, size: int, seed: int = _SAMPLE_SEED) -> pl.Series:
+    """A deterministic sample of customer keys, defined by the key alone (never by a partition).
+
+    All of `keys` when there are at most `size`; else the `size` keys of smallest hash. A key is
+    in the sample of a chain or not whatever partition it lands in, so the sample and anything
+    fitted on it are the same for 1 or 64 partitions.
+
+    Examples
+    --------
+    >>> sample_customers(pl.Series([5, 3, 9]), 10).to_list()
+    [3, 5, 9]
+    """
+    keys = keys.unique().sort()
+    if keys.len() <= size:
+        return keys
+    h = keys.hash(seed=seed)
+    return pl.DataFrame({"k": keys, "h": h}).sort("h", "k").head(size)["k"].sort()
+
+
+def profile_globals(
+    sample: pl.DataFrame,
+    as_of: dt.date,
+    window_days: int | None = None,
+    *,
+    params: ProfileParams | None = None,
+    priors: pl.DataFrame | None = None,
+) -> ProfileGlobals:
+    """Fit the profile's global quantities on the line items of a customer sample.
+
+    Parameters
+    ----------
+    sample
+        Line items (engine.history columns) of the customers of `sample_customers`, over the
+        lookback, before `as_of`.
+    priors
+        Category priors fitted elsewhere (the ranker's renewal priors); categories they lack
+        are fitted on `sample`.
+
+    Returns
+    -------
+    ProfileGlobals
+        With the whole chain as the sample, `customer_profile(history, globals_=...)` is
+        `customer_profile(history)` row for row.
+    """
+    params = params or ProfileParams()
+    window_days = window_days or params.window_days
+    pairs = pair_occasions(sample)
+    estimator = PurchaseCycleEstimator(priors=priors).fit(sample, observed_until=as_of, pairs=pairs)
+    if pairs.height:
+        pooled_fit = PurchaseCycleEstimator().fit(
+            sample, observed_until=as_of, pairs=pairs.with_columns(pl.lit(_POOLED).alias("category"))
+        )
+        row = pooled_fit.priors_.row(0, named=True)
+        pooled = (float(row["k"]), float(row["a"]), float(row["b"]), float(row["pi"]))
+    else:
+        pooled = (1.0, 2.0, 30.0, 0.5)  # nothing to learn from: a 30-day exponential guess
+    cycles = estimator.predict(as_of, window_days)
+    rates = pair_units_per_week(usual_products(sample), cycles, params.brand_prior_occasions)
+    cuts = volume_cut_points(rates, tuple(params.volume_cuts))
+    pooled_cuts = volume_cut_points(rates.with_columns(pl.lit(_POOLED).alias("category")), tuple(params.volume_cuts))
+    lo_hi = (float(pooled_cuts["lo"][0]), float(pooled_cuts["hi"][0])) if pooled_cuts.height else (0.0, float("inf"))
+    return ProfileGlobals(
+        priors=estimator.priors_,
+        pooled=pooled,
+        volume_cuts=cuts,
+        pooled_cuts=lo_hi,
+        customers=int(sample["customer_key"].n_unique()),
     )

@@ -2,6 +2,12 @@
 
 A *visit* is a day with a purchase (a line of positive quantity); spend is net of returns.
 Everything is read from history before the as-of date over the lookback.
+
+Partitions: `value_parts` is everything one customer's own history decides (summary, lifecycle,
+share of wallet, weekly spend), a pure function of a customer partition; `score_value` is what
+compares customers (RFM quintiles, ABC cuts, the BG/NBD and gamma-gamma fits of CLV), run once on
+all partitions' parts together (one small row per customer), so it is exact whatever the
+partitioning. `customer_value` is the two in one.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from cycles.occasions import require_columns
 from cycles.params import ValueParams
 from cycles.rfm import rfm_scores
 
-__all__ = ["customer_summary", "customer_value", "VALUE_COLUMNS"]
+__all__ = ["customer_summary", "customer_value", "value_parts", "score_value", "VALUE_COLUMNS"]
 
 VALUE_COLUMNS = [
     "customer_key",
@@ -121,12 +127,36 @@ def customer_value(
         weeks over the household's weekly grocery budget), avg_weekly_spend_cents (Int64, over
         `qualifying_weeks`).
     """
+    return score_value(
+        value_parts(history, as_of, customers, qualifying_weeks=qualifying_weeks, params=params), as_of, params
+    )
+
+
+def value_parts(
+    history: pl.DataFrame,
+    as_of: dt.date,
+    customers: pl.DataFrame | None = None,
+    *,
+    qualifying_weeks: int,
+    params: ValueParams | None = None,
+) -> pl.DataFrame:
+    """What each customer's own history decides (arguments as `customer_value`), for `score_value`.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per customer (of `customers`, or of `history`), sorted by customer_key:
+        `customer_summary`'s columns, household_size, recency_days, lifecycle_stage,
+        decline_warning, share_of_wallet, avg_weekly_spend_cents.
+    """
     params = params or ValueParams()
     summary = customer_summary(history, as_of, qualifying_weeks, params.margin_share)
     if customers is not None:
         require_columns(customers, {"customer_key"}, "customers")
         sizes = customers.select("customer_key", *(["household_size"] if "household_size" in customers.columns else []))
         summary = sizes.join(summary, on="customer_key", how="left")
+        if "household_size" not in summary.columns:
+            summary = summary.with_columns(pl.lit(None, dtype=pl.Int64).alias("household_size"))
     else:
         summary = summary.with_columns(pl.lit(None, dtype=pl.Int64).alias("household_size"))
     summary = summary.with_columns(
@@ -137,15 +167,6 @@ def customer_value(
         pl.col("sow_spend_cents").fill_null(0),
         (pl.lit(as_of) - pl.col("last_visit_on")).dt.total_days().alias("recency_days"),
     ).sort("customer_key")
-
-    # RFM ranks a customer without a visit as least recent
-    worst = (summary["recency_days"].max() or 0) + 1
-    rfm = rfm_scores(summary.with_columns(pl.col("recency_days").fill_null(worst))).with_columns(
-        pl.col("recency_days").replace(worst, None) if summary["recency_days"].null_count() else pl.col("recency_days")
-    )
-    scored = abc_classes(rfm, "monetary_cents", tuple(params.abc_cuts), params.vip_sales_share)
-
-    clv, alive = _clv(summary, as_of, params.clv_years, params.annual_discount_rate)
     stages = lifecycle(
         history,
         as_of,
@@ -163,13 +184,33 @@ def customer_value(
         / size.map_batches(lambda s: budget.gather(s.cast(pl.UInt32)), return_dtype=pl.Int64)
     ).clip(0.0, 1.0)
     return (
-        scored.with_columns(
-            pl.Series("clv_cents", np.round(clv).astype(np.int64)),
-            pl.Series("p_alive", alive),
+        summary.with_columns(
             sow.alias("share_of_wallet"),
             (pl.col("recent_spend_cents") / qualifying_weeks).round().cast(pl.Int64).alias("avg_weekly_spend_cents"),
         )
-        .join(stages, on="customer_key", how="left")
+        .join(stages, on="customer_key", how="left", maintain_order="left")
+        .sort("customer_key")
+    )
+
+
+def score_value(parts: pl.DataFrame, as_of: dt.date, params: ValueParams | None = None) -> pl.DataFrame:
+    """The customer value frame (VALUE_COLUMNS, sorted by customer_key) from every customer's `value_parts`.
+
+    The comparisons between customers happen here, once, over all of them: RFM quintiles, the ABC
+    cuts and value tiers, and the CLV models' fits. `parts` may be the concatenation of the
+    partitions' `value_parts` in any order.
+    """
+    params = params or ValueParams()
+    summary = parts.sort("customer_key")
+    # RFM ranks a customer without a visit as least recent
+    worst = (summary["recency_days"].max() or 0) + 1
+    rfm = rfm_scores(summary.with_columns(pl.col("recency_days").fill_null(worst))).with_columns(
+        pl.col("recency_days").replace(worst, None) if summary["recency_days"].null_count() else pl.col("recency_days")
+    )
+    scored = abc_classes(rfm, "monetary_cents", tuple(params.abc_cuts), params.vip_sales_share)
+    clv, alive = _clv(summary, as_of, params.clv_years, params.annual_discount_rate)
+    return (
+        scored.with_columns(pl.Series("clv_cents", np.round(clv).astype(np.int64)), pl.Series("p_alive", alive))
         .select(VALUE_COLUMNS)
         .sort("customer_key")
     )

@@ -32,6 +32,33 @@ def _settings(args: argparse.Namespace):
     return load_settings(args.config, database_url=args.database)
 
 
+def _add_scale(p: argparse.ArgumentParser) -> None:
+    """--executor, --scheduler, --partitions: override ``[scale]`` (README "Scale")."""
+    p.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default=None,
+        help="where the per-customer stages run: local processes or a dask cluster (default: settings, local)",
+    )
+    p.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    p.add_argument(
+        "--partitions", type=int, default=None, help="customer partitions, a divisor of 64 (default: settings, 1)"
+    )
+
+
+def _scaled(settings, args: argparse.Namespace):  # noqa: ANN001, ANN202 - Settings -> Settings
+    """`settings` with the command line's --executor, --scheduler and --partitions, validated."""
+    import dataclasses
+
+    from engine.config import validate_settings
+
+    given = {k: getattr(args, k) for k in ("executor", "scheduler", "partitions") if getattr(args, k) is not None}
+    if not given:
+        return settings
+    scaled = dataclasses.replace(settings, scale=dataclasses.replace(settings.scale, **given))
+    return validate_settings(scaled, "command line")
+
+
 _progress = stderr_progress  # its former name here (tests/engine/test_cli.py)
 
 
@@ -228,6 +255,7 @@ def _add_cycles(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-of", type=_date, required=True, help="reads only history before this day")
     p.add_argument("--window-days", type=int, default=None, help="window of p_buy_in_window (default: settings, 14)")
     p.add_argument("--out", type=Path, required=True, help="Parquet or CSV, by extension")
+    _add_scale(p)
     p.set_defaults(run=_run_profile)
 
     p = sub.add_parser(
@@ -244,7 +272,7 @@ def _run_profile(args: argparse.Namespace) -> int:
     from engine.profiles import write_profile
 
     rows = write_profile(
-        _settings(args), args.as_of, args.window_days, args.out, progress=stderr_progress(not args.quiet)
+        _scaled(_settings(args), args), args.as_of, args.window_days, args.out, progress=stderr_progress(not args.quiet)
     )
     print(f"{rows:,} customer x category rows written to {args.out}")
     return 0
@@ -281,6 +309,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         help="do not write the marketing report (report.html, report.pdf) beside the batch files",
     )
     r.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
+    _add_scale(r)
 
     def run(args: argparse.Namespace) -> int:
         import json
@@ -288,7 +317,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         from engine.batch import format_summary, run_batch
         from engine.errors import NothingToDo
 
-        settings = _settings(args)
+        settings = _scaled(_settings(args), args)
         with _database(settings) as db:
             try:
                 summary = run_batch(

@@ -54,6 +54,10 @@ __all__ = [
     "CheckoutSettings",
     "ExtractSettings",
     "HistorySettings",
+    "ScaleSettings",
+    "HISTORY_BUCKETS",
+    "EXECUTORS",
+    "partitions_of",
     "load_settings",
     "resolve_secret",
     "redact_url",
@@ -86,10 +90,30 @@ class CycleSettings(ProfileParams):
     window_days, min_occasions, national_max_store_share, store_min_store_share, volume_cuts,
     brand_prior_occasions) and how the engine runs it (`engine.profiles`)."""
 
-    partitions: int = 1  # customer hash partitions (customer_key % n) the profile is computed in
+    partitions: int = 1  # older name of [scale] partitions (used when that is 1)
     # p_buy_in_window from 'ranker' (cycles.ranker, learnt from the chain's past windows; beats frequency on
     # real data) or 'renewal' (the purchase-cycle model alone); next_expected_on is the renewal model's either way
     p_buy_model: str = "ranker"
+
+
+# The history's customer buckets (customer_key % 64): a partition count must divide it, so that a
+# partition is whole buckets (the history store's layout; see README "Scale").
+HISTORY_BUCKETS = 64
+EXECUTORS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """``[scale]``: how the batch's per-customer stages (profile, customer value) are spread.
+
+    Partition p of n is the customers with customer_key % n == p; the results do not depend on n
+    or on the executor (README "Scale")."""
+
+    executor: str = "local"  # 'local' (a process pool on this machine) or 'dask' (a dask.distributed cluster)
+    scheduler: str = ""  # the dask scheduler's address, e.g. 'tcp://10.0.0.5:8786' (needed by executor 'dask')
+    partitions: int = 1  # customer partitions (customer_key % n); n divides 64, the history's buckets
+    workers: int = 0  # 'local': processes at once (0 = one per CPU core, at most `partitions`)
+    sample_customers: int = 5_000  # customers the global quantities are fitted on (a key hash; all when fewer)
 
 
 @dataclass(frozen=True)
@@ -180,6 +204,7 @@ class Settings:
     checkout: CheckoutSettings = CheckoutSettings()
     extracts: ExtractSettings = ExtractSettings()
     history: HistorySettings = HistorySettings()
+    scale: ScaleSettings = ScaleSettings()
 
     def plan_rules(self) -> PlanRules:
         """What the offer plan reads of these settings (`coupons.build.plan_offers`)."""
@@ -283,6 +308,15 @@ def _iso_or_empty(text: str) -> bool:
         return False
 
 
+def _divides_buckets(n: object) -> bool:
+    return isinstance(n, int) and n >= 1 and HISTORY_BUCKETS % n == 0
+
+
+def partitions_of(settings: Settings) -> int:
+    """The partition count in force: ``[scale] partitions``, else the older ``[cycles] partitions``."""
+    return settings.scale.partitions if settings.scale.partitions != 1 else settings.cycles.partitions
+
+
 def validate_settings(settings: Settings, where: str = "settings") -> Settings:
     """`settings` unchanged, or `ConfigError` naming the first key out of its range.
 
@@ -311,7 +345,16 @@ def validate_settings(settings: Settings, where: str = "settings") -> Settings:
     _check_rules(
         where,
         [
-            ("cycles.partitions", c.partitions, positive, ">= 1"),
+            ("cycles.partitions", c.partitions, _divides_buckets, f"a divisor of {HISTORY_BUCKETS} (1, 2, 4, ... 64)"),
+            (
+                "scale.partitions",
+                settings.scale.partitions,
+                _divides_buckets,
+                f"a divisor of {HISTORY_BUCKETS} (1, 2, 4, ... 64)",
+            ),
+            ("scale.executor", settings.scale.executor, lambda e: e in EXECUTORS, "'local' or 'dask'"),
+            ("scale.workers", settings.scale.workers, non_negative, ">= 0 (0 = one per core)"),
+            ("scale.sample_customers", settings.scale.sample_customers, lambda n: n >= 100, ">= 100"),
             ("cycles.p_buy_model", c.p_buy_model, lambda m: m in ("ranker", "renewal"), "'ranker' or 'renewal'"),
         ],
     )

@@ -5,14 +5,14 @@ customer_key); `write_profile` / `write_customers` read the database through the
 `engine.db.Gateway` (from `engine.history.history_start`, the lookback every command
 shares), map customer_key to customer_id and write Parquet or CSV by extension.
 
-Scale: the profile is computed per hash partition of customers (customer_key % n,
-`cycles.partitions`); the category priors are fitted on the first partition and reused by
-the others, so every partition is a pure function of its own customers' history.
+Scale: `engine.stages.run_stages` computes both frames per customer partition (customer_key % n,
+``[scale] partitions``) on the executor of ``[scale] executor``, from global quantities fitted
+once on a customer sample; the frames do not depend on the partitioning (see engine.stages).
 
 p_buy_in_window: with `cycles.p_buy_model = "ranker"` (the default) it is the calibrated
-probability of cycles.ranker.NextWindowRanker, fitted once on the whole history (a hash
-sample of customers trains it) and applied to every partition; its renewal priors are the
-partitions' priors. Thin histories keep the renewal probability (see cycles.ranker).
+probability of cycles.ranker.NextWindowRanker, fitted once on the customer sample and applied
+to every partition; its renewal priors are the profile's priors. Thin histories keep the
+renewal probability (see cycles.ranker).
 """
 
 from __future__ import annotations
@@ -22,28 +22,15 @@ from pathlib import Path
 
 import polars as pl
 
-from cycles.profile import customer_profile
-from cycles.purchase_cycle import PurchaseCycleEstimator
-from cycles.ranker import NextWindowRanker
 from cycles.value import customer_value
 from engine.config import Settings
 from engine.db import Gateway, shown
-from engine.errors import ConfigError, InputError, StateError, cycles_errors
+from engine.errors import InputError, StateError, cycles_errors
 from engine.history import history_start
 from engine.progress import Progress
+from engine.stages import run_stages
 
 __all__ = ["profile_frames", "profile_frame", "value_frame", "write_profile", "write_customers", "history_start"]
-
-
-def _profile(
-    history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int, priors: pl.DataFrame | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    estimator = PurchaseCycleEstimator(priors=priors)
-    start = as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)
-    profile = customer_profile(
-        history.filter(pl.col("day") >= start), as_of, window_days, params=settings.cycles, estimator=estimator
-    )
-    return profile, estimator.priors_
 
 
 @cycles_errors()
@@ -76,10 +63,8 @@ def profile_frames(
         The profile (cycles.profile.PROFILE_COLUMNS) and the customer value frame
         (cycles.value.VALUE_COLUMNS), both sorted by customer_key.
     """
-    return (
-        profile_frame(history, settings, as_of, window_days, progress),
-        value_frame(history, customers, settings, as_of, progress),
-    )
+    profile, value = run_stages(history, customers, settings, as_of, window_days, progress)
+    return profile, value
 
 
 @cycles_errors()
@@ -90,48 +75,8 @@ def profile_frame(
     window_days: int | None = None,
     progress: Progress | None = None,
 ) -> pl.DataFrame:
-    """The profile alone (see `profile_frames`), computed per customer hash partition."""
-    window_days = window_days or settings.cycles.window_days
-    if window_days <= 0:
-        raise InputError(f"window_days must be > 0, got {window_days}")
-    history = history.filter(
-        (pl.col("day") < as_of) & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks))
-    )
-    n = max(1, settings.cycles.partitions)
-    ranker = _ranker(history, settings, as_of, window_days)
-    parts, priors = [], None if ranker is None else ranker.renewal_priors_
-    for i in range(n):
-        part = history if n == 1 else history.filter(pl.col("customer_key") % n == i)
-        profile, fitted = _profile(part, settings, as_of, window_days, priors)
-        priors = fitted if priors is None else priors
-        if ranker is not None:
-            profile = _with_ranker(profile, ranker.predict(as_of, window_days, history=None if n == 1 else part))
-        parts.append(profile)
-        if progress:
-            progress("profile partitions", i + 1, n)
-    return pl.concat(parts).sort("customer_key", "category") if n > 1 else parts[0]
-
-
-def _ranker(history: pl.DataFrame, settings: Settings, as_of: dt.date, window_days: int) -> NextWindowRanker | None:
-    """The ranker fitted once on the whole history, or None when `p_buy_model` is 'renewal'."""
-    model = settings.cycles.p_buy_model
-    if model not in {"ranker", "renewal"}:
-        raise ConfigError(f"cycles.p_buy_model must be 'ranker' or 'renewal', got {model!r}")
-    if model == "renewal" or history.height == 0:
-        return None
-    return NextWindowRanker(window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks).fit(
-        history, observed_until=as_of
-    )
-
-
-def _with_ranker(profile: pl.DataFrame, ranked: pl.DataFrame) -> pl.DataFrame:
-    """The profile with the ranker's p_buy_in_window (the renewal one where the ranker has no row)."""
-    p = ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("_p_ranker"))
-    return (
-        profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
-        .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
-        .drop("_p_ranker")
-    )
+    """The profile alone (see `profile_frames`)."""
+    return run_stages(history, None, settings, as_of, window_days, progress, with_value=False)[0]
 
 
 @cycles_errors()
@@ -142,7 +87,7 @@ def value_frame(
     as_of: dt.date,
     progress: Progress | None = None,
 ) -> pl.DataFrame:
-    """The customer value frame alone (see `profile_frames`)."""
+    """The customer value frame alone (see `profile_frames`), in one pass: no partition needs a global of the profile."""
     history = history.filter(
         (pl.col("day") < as_of) & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks))
     )

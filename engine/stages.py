@@ -1,0 +1,321 @@
+"""The batch's per-customer stages spread over customer partitions, on this machine or a Dask cluster.
+
+Partition p of n is the customers with customer_key % n == p (whole buckets of the history's 64;
+`engine.config.HISTORY_BUCKETS`). Three steps:
+
+1. **globals**, once, in this process: a customer sample defined by customer_key alone
+   (`cycles.profile.sample_customers`, ``[scale] sample_customers``; every customer of a smaller
+   chain) fits the ranker, the purchase-cycle priors and the volume cut points (`StageGlobals`);
+2. **partition stage**, per partition, anywhere: `partition_stage` is a pure function of the
+   partition's history and the globals: its profile rows and its customers' `cycles.value.value_parts`;
+3. **reduction**, here: the profile is the concatenation; the customer value frame is
+   `cycles.value.score_value` over every partition's parts (RFM, ABC and CLV compare customers:
+   exact, on one small row per customer).
+
+So 1, 4, 16 or 64 partitions, and either executor, give the same frames (tests/engine/test_stages.py).
+
+Executors (``[scale] executor``, ``--executor``): ``local`` runs the partitions in a process pool
+(spawned processes, ``[scale] workers`` at once) — one partition runs in this process; ``dask``
+submits each partition to the dask.distributed scheduler at ``[scale] scheduler``. A remote
+stage is sent by path: the worker reads its partition's Parquet files itself
+(`partition_sources`), and only the globals (the ranker's trees, a few small frames) travel
+pickled, scattered once.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cycles.profile import ProfileGlobals, customer_profile, profile_globals, sample_customers
+from cycles.ranker import NextWindowRanker
+from cycles.value import score_value, value_parts
+from engine.config import EXECUTORS, HISTORY_BUCKETS, Settings, partitions_of
+from engine.errors import ConfigError, EngineError, InputError, StateError
+from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=stage-partition kills a partition's stage
+from engine.progress import Progress
+
+__all__ = [
+    "StageGlobals",
+    "fit_globals",
+    "partition_stage",
+    "run_stages",
+    "run_partitioned",
+    "partition_sources",
+    "History",
+]
+
+# A partition's history: the frame itself (in this process) or the Parquet files holding it (by path).
+History = pl.DataFrame | list[str]
+
+
+@dataclass(frozen=True)
+class StageGlobals:
+    """What every partition's stage shares: fitted once on the sample, small, picklable."""
+
+    profile: ProfileGlobals
+    ranker: NextWindowRanker | None
+    settings: Settings
+    as_of: dt.date
+    window_days: int
+    profile_start: dt.date  # first day of the profile's lookback
+    value_start: dt.date  # first day of the customer value's lookback
+    with_value: bool = True  # the stage computes the customers' value parts too
+
+
+def _window(settings: Settings, as_of: dt.date, window_days: int | None) -> tuple[int, dt.date, dt.date]:
+    window_days = window_days or settings.cycles.window_days
+    if window_days <= 0:
+        raise InputError(f"window_days must be > 0, got {window_days}")
+    profile_start = as_of - dt.timedelta(weeks=settings.cycles.lookback_weeks)
+    value_start = as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)
+    return window_days, profile_start, value_start
+
+
+def _lazy(history: History) -> pl.LazyFrame:
+    return history.lazy() if isinstance(history, pl.DataFrame) else pl.scan_parquet(history)
+
+
+def fit_globals(
+    histories: Sequence[History],
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    with_value: bool = True,
+) -> StageGlobals:
+    """The ranker, purchase-cycle priors and volume cut points, fitted on the customer sample.
+
+    `histories`: every partition's history (frames or Parquet paths); only the sample's lines are
+    read whole, of the others only customer_key.
+    """
+    model = settings.cycles.p_buy_model
+    if model not in {"ranker", "renewal"}:
+        raise ConfigError(f"cycles.p_buy_model must be 'ranker' or 'renewal', got {model!r}")
+    window_days, profile_start, value_start = _window(settings, as_of, window_days)
+    in_window = (pl.col("day") < as_of) & (pl.col("day") >= profile_start)
+    keys = pl.concat(
+        [_lazy(h).filter(in_window).select("customer_key").unique().collect() for h in histories]
+    ).to_series()
+    sample_keys = sample_customers(keys, settings.scale.sample_customers)
+    sample = pl.concat(
+        [_lazy(h).filter(in_window & pl.col("customer_key").is_in(sample_keys.implode())).collect() for h in histories],
+        how="vertical_relaxed",
+    ).sort("customer_key", "day", maintain_order=True)
+    ranker = None
+    if model == "ranker" and sample.height:
+        ranker = NextWindowRanker(window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks).fit(
+            sample, observed_until=as_of
+        )
+        # the fitted ranker keeps the lines it was fitted on for predict(history=None); every partition
+        # passes its own, so the globals travel without them (the sample's lines: ~100 MB at 5,000 customers)
+        ranker = copy.copy(ranker)
+        vars(ranker)["_history"] = sample.clear()
+    globals_ = profile_globals(
+        sample,
+        as_of,
+        window_days,
+        params=settings.cycles,
+        priors=None if ranker is None else ranker.renewal_priors_,
+    )
+    return StageGlobals(globals_, ranker, settings, as_of, window_days, profile_start, value_start, with_value)
+
+
+def partition_stage(
+    history: History, customers: pl.DataFrame | None, g: StageGlobals
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(profile rows, `value_parts`) of one partition: a pure function of its history and the globals.
+
+    `history`: the partition's line items (a frame, or the Parquet files a worker reads itself);
+    `customers`: the partition's customers (every one gets a value row), None = those in history.
+    """
+    fault_point("stage-partition")
+    frame = _lazy(history).filter(pl.col("day") < g.as_of).collect()
+    s = g.settings
+    part = frame.filter(pl.col("day") >= g.profile_start)
+    profile = customer_profile(part, g.as_of, g.window_days, params=s.cycles, globals_=g.profile)
+    if g.ranker is not None and part.height:
+        ranked = g.ranker.predict(g.as_of, g.window_days, history=part)
+        p = ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("_p_ranker"))
+        profile = (
+            profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
+            .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
+            .drop("_p_ranker")
+        )
+    if not g.with_value:
+        return profile, None
+    parts = value_parts(
+        frame.filter(pl.col("day") >= g.value_start),
+        g.as_of,
+        customers,
+        qualifying_weeks=s.batch.qualifying_weeks,
+        params=s.value,
+    )
+    return profile, parts
+
+
+def _stage_at(args: tuple[History, pl.DataFrame | None, StageGlobals]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return partition_stage(*args)
+
+
+def _workers(settings: Settings, n: int) -> int:
+    return max(1, min(n, settings.scale.workers or os.cpu_count() or 1))
+
+
+def _run_local(
+    tasks: list[tuple[History, pl.DataFrame | None]], g: StageGlobals, progress: Progress | None
+) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+    if len(tasks) == 1:
+        out = [partition_stage(tasks[0][0], tasks[0][1], g)]
+        if progress:
+            progress("profile partitions", 1, 1)
+        return out
+    # spawn: a forked polars (its thread pool) can deadlock; each process reads its own Parquet files
+    ctx = multiprocessing.get_context("spawn")
+    results: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    try:
+        with ProcessPoolExecutor(max_workers=_workers(g.settings, len(tasks)), mp_context=ctx) as pool:
+            for i, result in enumerate(pool.map(_stage_at, [(h, c, g) for h, c in tasks])):
+                results.append(result)
+                if progress:
+                    progress("profile partitions", i + 1, len(tasks))
+    except BrokenProcessPool:
+        raise StateError(
+            f"a partition's process died (killed, or out of memory) after {len(results)} of {len(tasks)} partitions; "
+            "nothing was written: run the command again (more --partitions need less memory each)"
+        ) from None
+    return results
+
+
+def _run_dask(
+    tasks: list[tuple[History, pl.DataFrame | None]], g: StageGlobals, progress: Progress | None
+) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+    address = g.settings.scale.scheduler
+    if not address:
+        raise ConfigError("executor 'dask' needs a scheduler address: --scheduler tcp://HOST:8786 or [scale] scheduler")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("executor 'dask' needs dask.distributed: pip install 'listwise[dask]'") from None
+    try:
+        client = Client(address, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise StateError(f"cannot reach the dask scheduler at {address}: {exc}") from None
+    with client:
+        shared = client.scatter(g, broadcast=True)
+        futures = [
+            client.submit(partition_stage, h, c, shared, pure=False, key=f"listwise-partition-{i}-{os.getpid()}")
+            for i, (h, c) in enumerate(tasks)
+        ]
+        results = []
+        for i, future in enumerate(futures):
+            try:
+                results.append(future.result())
+            except EngineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a worker lost (KilledWorker), a cancelled future...
+                raise StateError(
+                    f"partition {i} of {len(tasks)} failed on the dask cluster ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was written: run the command again"
+                ) from None
+            if progress:
+                progress("profile partitions", i + 1, len(tasks))
+        return results
+
+
+def run_stages(
+    history: pl.DataFrame,
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+    with_value: bool = True,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(profile, value) of every customer: globals once, the partitions' stages, the reduction.
+
+    `history`: the line items before `as_of` (engine.history columns); `customers`: every customer
+    that gets a value row (None = those in history). Partitions and executor from ``settings.scale``.
+    `with_value` False: the profile alone (value None).
+    """
+    n = partitions_of(settings)
+    executor = settings.scale.executor
+    if executor not in EXECUTORS:
+        raise ConfigError(f"scale.executor must be 'local' or 'dask', got {executor!r}")
+    if n < 1 or HISTORY_BUCKETS % n:
+        raise ConfigError(f"partitions must divide {HISTORY_BUCKETS} (1, 2, 4, ... 64), got {n}")
+    with partition_sources(history, n, on_disk=executor == "dask" or n > 1) as sources:
+        if progress and (executor == "dask" or n > 1):
+            progress("partition files", 1, 1)
+        return run_partitioned(sources, customers, settings, as_of, window_days, progress, with_value)
+
+
+def run_partitioned(
+    sources: Sequence[History],
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+    with_value: bool = True,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """`run_stages` on histories already split: `sources[p]` holds partition p of len(sources).
+
+    The entry point for history already on disk per partition (the history store's part files):
+    nothing but the sample's lines and the results pass through this process.
+    """
+    n = len(sources)
+    executor = settings.scale.executor
+    g = fit_globals(sources, settings, as_of, window_days, with_value)
+    if progress:
+        progress("profile globals", 1, 1)
+    parts = [None] * n if customers is None else [customers.filter(pl.col("customer_key") % n == p) for p in range(n)]
+    tasks = list(zip(sources, parts))
+    run: Callable[..., list[tuple[pl.DataFrame, pl.DataFrame]]] = _run_dask if executor == "dask" else _run_local
+    results = run(tasks, g, progress)
+    profile = pl.concat([r[0] for r in results]).sort("customer_key", "category")
+    if not with_value:
+        return profile, None
+    value = score_value(pl.concat([r[1] for r in results], how="vertical_relaxed"), as_of, settings.value)
+    if progress:
+        progress("customer value", 1, 1)
+    return profile, value
+
+
+@contextmanager
+def partition_sources(history: pl.DataFrame, n: int, on_disk: bool) -> Iterator[list[Any]]:
+    """Each partition's history: the frames themselves, or (`on_disk`) Parquet paths a worker reads.
+
+    Until the history store lands, the partitions are written to a scratch directory (removed on
+    exit; ``LISTWISE_SCRATCH`` or the system's temporary directory: on a cluster, a directory every
+    worker mounts) — this is the one place to hand the store's committed part files instead.
+    """
+    if not on_disk:
+        yield [history] if n == 1 else [history.filter(pl.col("customer_key") % n == p) for p in range(n)]
+        return
+    root = Path(tempfile.mkdtemp(prefix="listwise-partitions-", dir=os.environ.get("LISTWISE_SCRATCH") or None))
+    try:
+        parts = history.with_columns((pl.col("customer_key") % n).alias("_p")).partition_by(
+            "_p", as_dict=True, include_key=False, maintain_order=True
+        )
+        paths = []
+        for p in range(n):
+            path = root / f"part-{p:02d}-of-{n:02d}.parquet"
+            # scratch files, read once: lz4 writes 3x faster than zstd
+            parts.get((p,), history.clear()).write_parquet(path, compression="lz4", statistics=False)
+            paths.append([str(path)])
+        yield paths
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

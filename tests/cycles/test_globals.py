@@ -1,0 +1,106 @@
+"""Global quantities fitted once and handed to every partition (issue 14): hand-worked cut points,
+the sample, and "globals from all customers = fitting on the history itself"."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from cycles.brand_volume import brand_volume, tier_against, volume_cut_points
+from cycles.profile import ProfileGlobals, customer_profile, profile_globals, sample_customers
+from cycles.value import customer_value, score_value, value_parts
+
+
+@pytest.fixture(scope="module")
+def planted_history(chain) -> pl.DataFrame:
+    return chain[0]
+
+
+def test_volume_cut_points_by_hand():
+    # TEA: 1, 2, 3, 4, 5 -> the linear 1/3 quantile sits at position 4/3 (1.333..): 2 + 1/3; 2/3 at 8/3: 3 + 2/3
+    rates = pl.DataFrame(
+        {"category": ["TEA"] * 5 + ["JAM"] * 2, "units_per_week": [5.0, 1.0, 4.0, 2.0, 3.0, 10.0, 20.0]}
+    )
+    cuts = volume_cut_points(rates, (1 / 3, 2 / 3))
+    assert cuts["category"].to_list() == ["JAM", "TEA"]
+    jam, tea = cuts.rows()
+    assert tea[1] == pytest.approx(2 + 1 / 3) and tea[2] == pytest.approx(3 + 2 / 3)
+    assert jam[1] == pytest.approx(10 + 10 / 3) and jam[2] == pytest.approx(10 + 20 / 3)
+    tiers = tier_against(rates, cuts)
+    assert tiers.to_list() == ["high", "low", "high", "low", "mid", "low", "high"]
+
+
+def test_a_category_without_cut_points_takes_the_pooled_ones():
+    cuts = pl.DataFrame({"category": ["TEA"], "lo": [1.0], "hi": [2.0]})
+    rates = pl.DataFrame({"category": ["TEA", "NEW", "NEW", "NEW"], "units_per_week": [1.5, 0.5, 5.0, 50.0]})
+    assert tier_against(rates, cuts, pooled=(1.0, 10.0)).to_list() == ["mid", "low", "mid", "high"]
+
+
+def test_volume_cuts_from_a_sample_that_is_everyone_are_those_of_all(planted_history):
+    """The partition path (cuts given) equals the one-pass path (cuts of the frame itself) when the sample is all."""
+    from cycles.brand_volume import pair_units_per_week, usual_products
+    from cycles.purchase_cycle import PurchaseCycleEstimator
+
+    as_of = planted_history["day"].max() + dt.timedelta(days=1)
+    cycles = PurchaseCycleEstimator().fit(planted_history, observed_until=as_of).predict(as_of, 14)
+    units = usual_products(planted_history)
+    own = brand_volume(units, cycles)
+    cuts = volume_cut_points(pair_units_per_week(units, cycles))
+    given = brand_volume(units, cycles, cut_points=cuts, pooled_cuts=(0.0, 0.0))
+    assert_frame_equal(given, own, check_exact=True)
+    assert own["volume_tier"].value_counts()["count"].min() > 100  # all three tiers in use
+
+
+def test_profile_with_globals_of_everyone_is_the_one_pass_profile(planted_history):
+    as_of = planted_history["day"].max() + dt.timedelta(days=1)
+    g = profile_globals(planted_history, as_of, 14)
+    assert isinstance(g, ProfileGlobals) and g.customers == planted_history["customer_key"].n_unique()
+    assert_frame_equal(
+        customer_profile(planted_history, as_of, 14, globals_=g), customer_profile(planted_history, as_of, 14)
+    )
+    # and each customer partition, concatenated, is that profile again
+    parts = [
+        customer_profile(planted_history.filter(pl.col("customer_key") % 4 == p), as_of, 14, globals_=g)
+        for p in range(4)
+    ]
+    assert_frame_equal(
+        pl.concat(parts).sort("customer_key", "category"),
+        customer_profile(planted_history, as_of, 14),
+        check_exact=True,
+    )
+
+
+def test_priors_for_fills_missing_categories_with_the_pooled_prior():
+    priors = pl.DataFrame({"category": ["TEA"], "k": [2.0], "a": [3.0], "b": [40.0], "pi": [0.1], "fit_pairs": [50]})
+    g = ProfileGlobals(priors, (1.5, 2.5, 30.0, 0.2), pl.DataFrame(), (0.0, 1.0), 10)
+    out = g.priors_for(pl.Series(["TEA", "NEW", "NEW"]))
+    assert out.rows() == [("NEW", 1.5, 2.5, 30.0, 0.2, 0), ("TEA", 2.0, 3.0, 40.0, 0.1, 50)]
+
+
+def test_the_sample_is_defined_by_the_key_alone():
+    keys = pl.Series(range(1, 1001))
+    assert sample_customers(keys, 2000).to_list() == list(range(1, 1001))  # a small chain: everyone
+    sample = sample_customers(keys, 100)
+    assert sample.len() == 100 and sample.is_sorted()
+    # shuffled, duplicated, split in partitions and put back: the same customers
+    parts = [keys.filter(keys % 4 == p) for p in (3, 1, 0, 2)]
+    assert sample_customers(pl.concat([*parts, parts[0]]), 100).to_list() == sample.to_list()
+    # the smallest hashes: a customer of a bigger chain's sample is in the sample of any part of it holding him
+    bigger = set(sample_customers(pl.Series(range(1, 2001)), 100).to_list())
+    assert bigger & set(range(1, 1001)) <= set(sample.to_list())
+    assert 20 < len(bigger & set(range(1, 1001))) < 80  # about half: the test can fail
+
+
+def test_value_scored_over_partitions_is_the_one_pass_value(planted_history):
+    """RFM quintiles, ABC cuts and CLV are scored once over every partition's parts: exact."""
+    as_of = planted_history["day"].max() + dt.timedelta(days=1)
+    whole = customer_value(planted_history, as_of, qualifying_weeks=8)
+    parts = [
+        value_parts(planted_history.filter(pl.col("customer_key") % 4 == p), as_of, qualifying_weeks=8)
+        for p in (2, 0, 3, 1)
+    ]
+    assert_frame_equal(score_value(pl.concat(parts), as_of), whole, check_exact=True)
+    assert whole["abc_class"].n_unique() == 3 and whole["r_score"].n_unique() == 5

@@ -1,0 +1,170 @@
+"""Partition-independent stages on local processes and a real Dask cluster (issue 14, parts 2 and 3).
+
+The truth is the one-partition, in-process run: the profile, the customer value frame, and the
+batch's lists, offers and needs must be the same, to the bit, for 1, 4, 16 (and 64) customer
+partitions on the local process pool and on a `LocalCluster(n_workers=2, threads_per_worker=1)`.
+The chain is the generator's (engine.sample_chain): 300 card holders x 20 weeks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from engine.batch import run_batch
+from engine.cli import main
+from engine.config import ScaleSettings, Settings
+from engine.db import Gateway
+from engine.ingest import import_files
+from engine.profiles import profile_frames
+from engine.sample_chain.generator import generate
+from tests.conftest import fresh_database
+from tests.faults.conftest import copy_database, dump_batches
+
+AS_OF = dt.date(2025, 5, 19)  # the 20 weeks from 2025-01-06 end on 2025-05-25: a week of purchases after it
+SECRET = "stage-secret"
+
+
+@pytest.fixture(scope="module")
+def chain_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("generated")
+    generate(out, customers=300, weeks=20, seed=5)
+    return out
+
+
+def _load(url: str, chain: Path) -> None:
+    for kind, paths in [
+        ("stores", [chain / "stores.csv"]),
+        ("customers", [chain / "customers.csv"]),
+        ("products", [chain / "products.csv"]),
+        ("deals", [chain / "deals"]),
+        ("transactions", [chain / "transactions"]),
+    ]:
+        import_files(url, kind, paths)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def chain_url(request, chain_dir, tmp_path_factory) -> str:
+    """The generated chain imported into a database of each kind: copy it, never change it."""
+    url = fresh_database(request, tmp_path_factory.mktemp("db"), request.param)
+    _load(url, chain_dir)
+    return url
+
+
+@pytest.fixture(scope="module")
+def inputs(chain_dir, tmp_path_factory) -> tuple[pl.DataFrame, pl.DataFrame]:
+    url = fresh_database(None, tmp_path_factory.mktemp("frames"), "sqlite")
+    _load(url, chain_dir)
+    with Gateway.using(url) as db, db.reading():
+        return db.history(end=AS_OF, start=AS_OF - dt.timedelta(weeks=52)), db.customers()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real dask.distributed cluster of two single-threaded worker processes."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True) as c:
+        yield c.scheduler_address
+
+
+def _frames(inputs, **scale) -> tuple[pl.DataFrame, pl.DataFrame]:
+    history, customers = inputs
+    return profile_frames(history, None, customers, Settings(scale=ScaleSettings(**scale)), AS_OF, 14)
+
+
+@pytest.fixture(scope="module")
+def one_partition(inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return _frames(inputs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("partitions", [4, 16, 64])
+def test_profile_and_value_do_not_depend_on_the_partition_count(inputs, one_partition, partitions):
+    profile, value = _frames(inputs, partitions=partitions, workers=2)
+    assert profile.height > 10_000 and value.height == 300  # every card holder valued, a real profile
+    assert_frame_equal(profile, one_partition[0], check_exact=True)
+    assert_frame_equal(value, one_partition[1], check_exact=True)
+
+
+@pytest.mark.slow
+def test_the_same_on_a_dask_cluster(inputs, one_partition, cluster):
+    profile, value = _frames(inputs, partitions=4, executor="dask", scheduler=cluster)
+    assert_frame_equal(profile, one_partition[0], check_exact=True)
+    assert_frame_equal(value, one_partition[1], check_exact=True)
+
+
+@pytest.mark.slow
+def test_a_sample_smaller_than_the_chain_is_the_same_for_every_partitioning(inputs):
+    """With 100 of the 300 customers fitting the globals, the answers move (another sample) but not with n."""
+    one = _frames(inputs, sample_customers=100)
+    four = _frames(inputs, sample_customers=100, partitions=4, workers=2)
+    assert_frame_equal(four[0], one[0], check_exact=True)
+    assert_frame_equal(four[1], one[1], check_exact=True)
+
+
+@pytest.mark.slow
+def test_the_batch_writes_the_same_lists_and_offers_for_any_partitioning_and_executor(
+    request, chain_url, cluster, tmp_path
+):
+    """1, 4 and 16 local partitions and 4 on the Dask cluster: the same batch rows, codes and summary."""
+    dumps = {}
+    for name, scale in [
+        ("1", ScaleSettings()),
+        ("4", ScaleSettings(partitions=4, workers=2)),
+        ("16", ScaleSettings(partitions=16, workers=2)),
+        ("dask-4", ScaleSettings(partitions=4, executor="dask", scheduler=cluster)),
+    ]:
+        url = copy_database(request, chain_url, tmp_path)
+        settings = Settings(database_url=url, secret=SECRET, scale=scale)
+        summary = run_batch(settings, AS_OF, out_dir=tmp_path / name)
+        assert summary["lists"] > 100 and summary["offers"] > 500, name  # a real batch
+        dumps[name] = dump_batches(url)
+    assert dumps["4"] == dumps["1"]
+    assert dumps["16"] == dumps["1"]
+    assert dumps["dask-4"] == dumps["1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--partitions", "3"], "scale.partitions must be a divisor of 64"),
+        (["--executor", "dask"], "executor 'dask' needs a scheduler address"),
+        (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the dask scheduler"),
+    ],
+)
+def test_bad_scale_options_are_one_line_errors(chain_url, tmp_path, capsys, args, message):
+    if "postgres" in chain_url and "--scheduler" in args:
+        pytest.skip("the scheduler is the same for both databases")
+    code = main(
+        ["-q", "--database", chain_url, "profile", "--as-of", str(AS_OF), "--out", str(tmp_path / "p.csv"), *args]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_the_profile_command_takes_the_partitions(chain_url, tmp_path):
+    """`listwise profile --partitions 4` writes what `listwise profile` writes."""
+    for name, extra in [("one", []), ("four", ["--partitions", "4", "--executor", "local"])]:
+        out = tmp_path / f"{name}.parquet"
+        code = main(["-q", "--database", chain_url, "profile", "--as-of", str(AS_OF), "--out", str(out), *extra])
+        assert code == 0
+    assert_frame_equal(pl.read_parquet(tmp_path / "four.parquet"), pl.read_parquet(tmp_path / "one.parquet"))
+
+
+def test_settings_scale_section_is_validated():
+    from engine.config import validate_settings
+    from engine.errors import ConfigError
+
+    for bad, key in [
+        (ScaleSettings(executor="ray"), "scale.executor"),
+        (ScaleSettings(partitions=0), "scale.partitions"),
+        (ScaleSettings(sample_customers=5), "scale.sample_customers"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            validate_settings(dataclasses.replace(Settings(), scale=bad))
