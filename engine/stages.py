@@ -17,9 +17,11 @@ So 1, 4, 16 or 64 partitions, and either executor, give the same frames (tests/e
 Executors (``[scale] executor``, ``--executor``): ``local`` runs the partitions in a process pool
 (spawned processes, ``[scale] workers`` at once) — one partition runs in this process; ``dask``
 submits each partition to the dask.distributed scheduler at ``[scale] scheduler``. A remote
-stage is sent by path: the worker reads its partition's Parquet files itself
-(`partition_sources`), and only the globals (the ranker's trees, a few small frames) travel
-pickled, scattered once.
+stage is sent by path: with a database (`run_store`) the worker reads the history store's own
+committed part files of its partition (`StoreSource`: paths, plus its checkout lines and the
+catalogue, small); a frame without a database (`run_stages`: benchmarks) is written to scratch
+Parquet files first (`partition_sources`). The globals (the ranker's trees, a few small frames)
+travel pickled, scattered once.
 """
 
 from __future__ import annotations
