@@ -71,7 +71,7 @@ from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
 from engine.chain_key import fingerprint, verify_secret
 from engine.codes import make_code
-from engine.config import Settings, public_settings, resolve_secret
+from engine.config import Settings, partitions_of, public_settings, resolve_secret
 from engine.db import Gateway, allocate_keys, is_sqlite, utc_now
 from engine.errors import ConfigError, NothingToDo, StateError
 from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
@@ -764,13 +764,23 @@ def _compute_and_write(
     groups = assign_groups(qualifying, start, b.holdout_share)
     treated = groups.filter(pl.col("grp") == "treated")["customer_key"]
     step("qualify")
+    from_store = profiler is None
     if profiler is None:
         profiler, profiler_name = _default_profiler()
+        from_store = profiler_name == "engine.profiles"
     else:
         profiler_name = getattr(profiler, "__name__", "custom")
     history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
-    profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
+    if from_store and (partitions_of(settings) > 1 or settings.scale.executor == "dask"):
+        # each partition's stage reads the history store's own part files (by path: on a Dask worker
+        # too), restricted to the qualifying customers: no scratch copy of history is written
+        from engine.profiles import store_profile_frames
+
+        keys = qualifying["customer_key"]
+        profile, value = store_profile_frames(db, customers, settings, start, b.period_days, keys=keys)
+    else:  # one partition in this process: the history already read
+        profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
     fault_point("batch-after-profile")
     budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])

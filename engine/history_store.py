@@ -275,16 +275,29 @@ def part_paths(
     return [str(store.path(f)) for f in files["file_name"]] if files.height else []
 
 
-def read_parts(paths: list[str], end: dt.date | None = None, start: dt.date | None = None) -> pl.DataFrame:
-    """The lines with day in [start, end) of the part files `paths` (PART_SCHEMA, in file order)."""
+def read_parts(
+    paths: list[str],
+    end: dt.date | None = None,
+    start: dt.date | None = None,
+    customers: pl.Series | None = None,
+    columns: list[str] | None = None,
+) -> pl.DataFrame:
+    """The lines with day in [start, end) of the part files `paths` (PART_SCHEMA, in file order).
+
+    `customers`: only these customer_keys' lines (files are sorted by customer: row groups that
+    cannot hold them are skipped). `columns`: only these columns.
+    """
+    columns = columns or list(PART_SCHEMA)
     if not paths:
-        return pl.DataFrame(schema=PART_SCHEMA)
+        return pl.DataFrame(schema={c: PART_SCHEMA[c] for c in columns})
     scan = pl.scan_parquet(paths, hive_partitioning=False)
     if end is not None:
         scan = scan.filter(pl.col("day") < end)
     if start is not None:
         scan = scan.filter(pl.col("day") >= start)
-    return scan.select(list(PART_SCHEMA)).collect()
+    if customers is not None:
+        scan = scan.filter(pl.col("customer_key").is_in(customers.implode()))
+    return scan.select(columns).collect()
 
 
 def to_history(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:

@@ -28,9 +28,17 @@ from engine.db import Gateway, shown
 from engine.errors import InputError, StateError, cycles_errors
 from engine.history import history_start
 from engine.progress import Progress
-from engine.stages import run_stages
+from engine.stages import run_stages, run_store
 
-__all__ = ["profile_frames", "profile_frame", "value_frame", "write_profile", "write_customers", "history_start"]
+__all__ = [
+    "profile_frames",
+    "profile_frame",
+    "store_profile_frames",
+    "value_frame",
+    "write_profile",
+    "write_customers",
+    "history_start",
+]
 
 
 @cycles_errors()
@@ -65,6 +73,24 @@ def profile_frames(
     """
     profile, value = run_stages(history, customers, settings, as_of, window_days, progress)
     return profile, value
+
+
+@cycles_errors()
+def store_profile_frames(
+    db: Gateway,
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+    keys: pl.Series | None = None,
+    with_value: bool = True,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """`profile_frames` of the history in `db`'s store: each partition's stage reads the store's own
+    part files by path (`engine.stages.run_store`); `keys`: only these customers (the batch's
+    qualifying ones). The same frames as `profile_frames` of `db.history` for the same customers."""
+    start = history_start(settings, as_of)
+    return run_store(db, customers, settings, as_of, start, window_days, progress, with_value, keys)
 
 
 @cycles_errors()
@@ -151,8 +177,11 @@ def write_profile(
     """
     out = Path(out)
     _check_out(out)
-    history, customers = _read(settings, as_of, progress, gateway)
-    profile = profile_frame(history, settings, as_of, window_days, progress)
+    with Gateway.using(gateway or settings.database_url) as db:
+        db.require()  # before reading: an uninitialised database is a one-line error
+        customers = db.customers()
+        # the partitions read the store's part files themselves: history is never loaded whole here
+        profile = store_profile_frames(db, None, settings, as_of, window_days, progress, with_value=False)[0]
     _write(_with_ids(profile, customers), out)
     return profile.height
 

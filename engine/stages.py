@@ -17,9 +17,11 @@ So 1, 4, 16 or 64 partitions, and either executor, give the same frames (tests/e
 Executors (``[scale] executor``, ``--executor``): ``local`` runs the partitions in a process pool
 (spawned processes, ``[scale] workers`` at once) — one partition runs in this process; ``dask``
 submits each partition to the dask.distributed scheduler at ``[scale] scheduler``. A remote
-stage is sent by path: the worker reads its partition's Parquet files itself
-(`partition_sources`), and only the globals (the ranker's trees, a few small frames) travel
-pickled, scattered once.
+stage is sent by path: with a database (`run_store`) the worker reads the history store's own
+committed part files of its partition (`StoreSource`: paths, plus its checkout lines and the
+catalogue, small); a frame without a database (`run_stages`: benchmarks) is written to scratch
+Parquet files first (`partition_sources`). The globals (the ranker's trees, a few small frames)
+travel pickled, scattered once.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -48,6 +50,9 @@ from engine.errors import ConfigError, EngineError, InputError, StateError
 from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=stage-partition kills a partition's stage
 from engine.progress import Progress
 
+if TYPE_CHECKING:
+    from engine.db import Gateway
+
 __all__ = [
     "StageGlobals",
     "fit_globals",
@@ -56,10 +61,57 @@ __all__ = [
     "run_partitioned",
     "partition_sources",
     "History",
+    "StoreSource",
+    "store_sources",
+    "run_store",
 ]
 
-# A partition's history: the frame itself (in this process) or the Parquet files holding it (by path).
-History = pl.DataFrame | list[str]
+
+@dataclass(frozen=True)
+class StoreSource:
+    """One partition's history as the history store holds it, for a worker to read by path.
+
+    `paths`: the store's committed part files of the partition (`engine.history_store.part_paths`);
+    `checkout`: its checkout lines (`Gateway.db_lines`, PART_SCHEMA: small, they travel pickled);
+    `products`: the catalogue `to_history` joins; days in [start, end); `keys`: only these
+    customers (the batch's qualifying ones), None = all.
+    """
+
+    paths: tuple[str, ...]
+    checkout: pl.DataFrame
+    products: pl.DataFrame
+    end: dt.date
+    start: dt.date | None
+    keys: pl.Series | None = None
+
+    def customer_keys(self, end: dt.date, start: dt.date) -> pl.Series:
+        """The customers with a line in [start, end) (only customer_key is read of the files)."""
+        from engine.history_store import read_parts
+
+        end, start = min(end, self.end), max(start, self.start) if self.start else start
+        keys = pl.concat(
+            [
+                read_parts(list(self.paths), end, start, self.keys, columns=["customer_key"]),
+                self.checkout.filter((pl.col("day") < end) & (pl.col("day") >= start)).select("customer_key"),
+            ]
+        )["customer_key"]
+        return keys if self.keys is None else keys.filter(keys.is_in(self.keys.implode()))
+
+    def history(self, customers: pl.Series | None = None) -> pl.DataFrame:
+        """The partition's history frame (HISTORY_COLUMNS, total order); `customers`: only theirs."""
+        from engine.history_store import read_parts, to_history
+
+        keys = self.keys if customers is None else customers
+        if customers is not None and self.keys is not None:
+            keys = customers.filter(customers.is_in(self.keys.implode()))
+        parts = read_parts(list(self.paths), self.end, self.start, keys)
+        held = self.checkout if keys is None else self.checkout.filter(pl.col("customer_key").is_in(keys.implode()))
+        return to_history(pl.concat([parts, held]) if held.height else parts, self.products)
+
+
+# A partition's history: the frame itself (in this process), the Parquet files holding it (by path:
+# scratch files of a frame), or the history store's own part files (`StoreSource`).
+History = pl.DataFrame | list[str] | StoreSource
 
 
 @dataclass(frozen=True)
@@ -86,7 +138,22 @@ def _window(settings: Settings, as_of: dt.date, window_days: int | None) -> tupl
 
 
 def _lazy(history: History) -> pl.LazyFrame:
+    if isinstance(history, StoreSource):
+        return history.history().lazy()
     return history.lazy() if isinstance(history, pl.DataFrame) else pl.scan_parquet(history)
+
+
+def _keys_in(history: History, in_window: pl.Expr, as_of: dt.date, start: dt.date) -> pl.DataFrame:
+    if isinstance(history, StoreSource):
+        return history.customer_keys(as_of, start).unique().to_frame()
+    return _lazy(history).filter(in_window).select("customer_key").unique().collect()
+
+
+def _lines_of(history: History, keys: pl.Series, in_window: pl.Expr) -> pl.DataFrame:
+    """The lines of customers `keys` in the window: of a store partition, only theirs are read."""
+    if isinstance(history, StoreSource):
+        return history.history(keys).filter(in_window)
+    return _lazy(history).filter(in_window & pl.col("customer_key").is_in(keys.implode())).collect()
 
 
 def fit_globals(
@@ -106,14 +173,11 @@ def fit_globals(
         raise ConfigError(f"cycles.p_buy_model must be 'ranker' or 'renewal', got {model!r}")
     window_days, profile_start, value_start = _window(settings, as_of, window_days)
     in_window = (pl.col("day") < as_of) & (pl.col("day") >= profile_start)
-    keys = pl.concat(
-        [_lazy(h).filter(in_window).select("customer_key").unique().collect() for h in histories]
-    ).to_series()
+    keys = pl.concat([_keys_in(h, in_window, as_of, profile_start) for h in histories]).to_series()
     sample_keys = sample_customers(keys, settings.scale.sample_customers)
-    sample = pl.concat(
-        [_lazy(h).filter(in_window & pl.col("customer_key").is_in(sample_keys.implode())).collect() for h in histories],
-        how="vertical_relaxed",
-    ).sort("customer_key", "day", maintain_order=True)
+    sample = pl.concat([_lines_of(h, sample_keys, in_window) for h in histories], how="vertical_relaxed").sort(
+        "customer_key", "day", maintain_order=True
+    )
     ranker = None
     if model == "ranker" and sample.height:
         ranker = NextWindowRanker(window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks).fit(
@@ -319,3 +383,59 @@ def partition_sources(history: pl.DataFrame, n: int, on_disk: bool) -> Iterator[
         yield paths
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def store_sources(
+    db: Gateway, n: int, end: dt.date, start: dt.date | None, keys: pl.Series | None = None
+) -> list[StoreSource]:
+    """Partition p of n's `StoreSource` for every p: the store's committed part files, the checkout
+    lines and the catalogue, read in one transaction. `ConfigError` unless n divides the store's buckets."""
+    from engine.history_store import part_paths
+
+    buckets = db.history_store().buckets
+    if n < 1 or buckets % n:
+        raise ConfigError(
+            f"scale.partitions ({n}) must divide the history store's {buckets} buckets "
+            "(history.buckets, fixed at 'listwise init')"
+        )
+    with db.reading():
+        products = db.products()
+        return [
+            StoreSource(
+                tuple(part_paths(db, (p, n), end, start)),
+                db.db_lines(end, start, (p, n)),
+                products,
+                end,
+                start,
+                None if keys is None else keys.filter(keys % n == p),
+            )
+            for p in range(n)
+        ]
+
+
+def run_store(
+    db: Gateway,
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    start: dt.date | None,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+    with_value: bool = True,
+    keys: pl.Series | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """`run_stages` on the database's history store: each partition reads its own part files by path
+    (no copy of history is written or held here); the globals' sample reads only the sample's lines.
+
+    `start`: the first day of history to read (`engine.history.history_start`); `keys`: only these
+    customers (None: every card holder with history).
+    """
+    n = partitions_of(settings)
+    if settings.scale.executor not in EXECUTORS:
+        raise ConfigError(f"scale.executor must be 'local' or 'dask', got {settings.scale.executor!r}")
+    sources = store_sources(db, n, as_of, start, keys)
+    if not any(s.paths or s.checkout.height for s in sources):
+        raise StateError(f"no purchase history before {as_of} (import transactions first)")
+    if progress:
+        progress("partition files", 1, 1)
+    return run_partitioned(sources, customers, settings, as_of, window_days, progress, with_value)

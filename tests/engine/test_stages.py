@@ -129,6 +129,59 @@ def test_the_batch_writes_the_same_lists_and_offers_for_any_partitioning_and_exe
     assert dumps["dask-4"] == dumps["1"]
 
 
+@pytest.mark.slow
+def test_partitions_read_the_stores_own_part_files_and_give_the_same_frames(chain_url, cluster, monkeypatch):
+    """1, 4 and 16 local partitions and 4 on Dask reading the store's part files by path (no scratch copy)
+    give, to the bit, what one in-process run on `Gateway.history`'s frame gives, for a customer subset too."""
+    import engine.stages as stages
+    from engine.profiles import store_profile_frames
+
+    def no_scratch(*args, **kwargs):
+        raise AssertionError("a scratch copy of history was written")
+
+    with Gateway.using(chain_url) as db:
+        with db.reading():
+            history = db.history(end=AS_OF, start=AS_OF - dt.timedelta(weeks=52))
+            customers = db.customers()
+        keys = customers["customer_key"].filter(customers["customer_key"] % 3 != 0)  # the batch's qualifying
+        subset = customers.filter(pl.col("customer_key").is_in(keys.implode()))
+        truth = profile_frames(history, None, customers, Settings(), AS_OF, 14)
+        truth_subset = profile_frames(
+            history.filter(pl.col("customer_key").is_in(keys.implode())), None, subset, Settings(), AS_OF, 14
+        )
+        assert truth[0].height > 10_000 and truth[1].height == 300
+        monkeypatch.setattr(stages, "partition_sources", no_scratch)
+        for scale in [
+            ScaleSettings(),
+            ScaleSettings(partitions=4, workers=2),
+            ScaleSettings(partitions=16, workers=2),
+            ScaleSettings(partitions=4, executor="dask", scheduler=cluster),
+        ]:
+            settings = Settings(scale=scale)
+            profile, value = store_profile_frames(db, customers, settings, AS_OF, 14)
+            assert_frame_equal(profile, truth[0], check_exact=True)
+            assert_frame_equal(value, truth[1], check_exact=True)
+            profile, value = store_profile_frames(db, subset, settings, AS_OF, 14, keys=keys)
+            assert_frame_equal(profile, truth_subset[0], check_exact=True)
+            assert_frame_equal(value, truth_subset[1], check_exact=True)
+
+
+def test_partitions_must_divide_the_stores_buckets(tmp_path):
+    """A store created with 8 buckets cannot be read in 16 partitions: one line naming the setting."""
+    from engine.db import connect, init_schema
+    from engine.errors import ConfigError
+    from engine.stages import store_sources
+
+    url = f"sqlite:///{tmp_path / 'eight.db'}"
+    engine = connect(url)
+    init_schema(engine, buckets=8)
+    engine.dispose()
+    with Gateway.using(url) as db:
+        with pytest.raises(ConfigError, match=r"scale.partitions \(16\) must divide the history store's 8 buckets"):
+            store_sources(db, 16, AS_OF, None)
+        assert len(store_sources(db, 4, AS_OF, None)) == 4
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
