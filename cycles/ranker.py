@@ -35,14 +35,17 @@ over it or a difference of a customer x day trip count, so the training cutoffs 
 are slices of one array and prediction is one pass over every customer's lookback. The renewal
 priors of the training cutoffs are fitted once (before the first cutoff) from those pair
 statistics, the renewal probabilities are the closed form of `PurchaseCycleEstimator.predict`
-over all rows at once (in `n_jobs` threads), and the features are float32.
+over all rows at once, and the features are float32. With `n_jobs` > 1 the training cutoffs are
+built in threads, and prediction splits the customers into parts (runs of whole customers, a pair's
+features read only its customer's occasions) whose features, renewal probabilities and trees' scores
+run in threads (numpy, scipy's ufuncs and LightGBM release the GIL): the same rows as one pass, in
+less memory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
-from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -126,16 +129,6 @@ def _category_stats(occ: Occasions, c: int, w: int) -> tuple[np.ndarray, np.ndar
     return rep, share
 
 
-def _survival(t: np.ndarray, k: np.ndarray, alpha: np.ndarray, beta: np.ndarray, n_jobs: int) -> np.ndarray:
-    """`predictive_survival` in n_jobs threads (scipy's ufuncs release the GIL; same values)."""
-    if n_jobs <= 1 or t.size < 100_000:
-        return predictive_survival(t, k, alpha, beta)
-    cuts = np.linspace(0, t.size, n_jobs + 1).astype(int)
-    parts = [slice(lo, hi) for lo, hi in pairwise(cuts)]
-    with ThreadPoolExecutor(n_jobs) as pool:
-        return np.concatenate(list(pool.map(lambda i: predictive_survival(t[i], k[i], alpha[i], beta[i]), parts)))
-
-
 def _renewal(
     k: np.ndarray,
     a: np.ndarray,
@@ -145,15 +138,14 @@ def _renewal(
     s: np.ndarray,
     u: np.ndarray,
     w: int,
-    n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The renewal model's p_buy_in_window, p_active and posterior mean interval of each row, from its
     pair statistics (n intervals summing to s days, u days since the last purchase) and its category's
     (k, a, b, pi); the formulas of `PurchaseCycleEstimator.predict`."""
     alpha = a + n * k
     beta = b + s
-    s_now = _survival(u - 0.5, k, alpha, beta, n_jobs)
-    s_end = _survival(u + w - 0.5, k, alpha, beta, n_jobs)
+    s_now = predictive_survival(u - 0.5, k, alpha, beta)
+    s_end = predictive_survival(u + w - 0.5, k, alpha, beta)
     active = (1 - pi) * s_now
     with np.errstate(invalid="ignore", divide="ignore"):
         p_active = active / (active + pi)
@@ -226,8 +218,9 @@ class NextWindowRanker:
     backend
         'lightgbm' or 'sklearn' (HistGradientBoostingClassifier), for comparison.
     seed, n_jobs
-        Deterministic seed; threads that score (trees and renewal probabilities; the trees are
-        trained in one thread, so n_jobs never changes the model).
+        Deterministic seed; threads for the training cutoffs and for scoring (features, renewal
+        probabilities and trees, in parts of whole customers). The trees are trained in one thread:
+        n_jobs never changes the model or a score.
     new_candidates
         Also score this many categories per customer that it never bought in the lookback: the
         most popular ones at the cutoff (by cat_share) it has not bought, trained and calibrated
@@ -305,13 +298,12 @@ class NextWindowRanker:
         priors: list[np.ndarray],
         cat_stats: tuple[np.ndarray, np.ndarray],
         components: np.ndarray | None = None,
-        n_jobs: int = 1,
     ) -> dict[str, np.ndarray]:
         """Features at cutoff day c of every pair with an occasion in [c - lookback, c), in pair order:
         pair (codes), first_d (the customer's first trip in the lookback), x (float32, RANKER_FEATURES),
         p_renewal (float64); `priors` are k, a, b, pi and `cat_stats` cat_repurchase, cat_share, each
         indexed by category code; `components` those of the neighbour-blended frequency (None: fitted
-        on these pairs); `n_jobs` threads for the renewal probabilities."""
+        on these pairs)."""
         L, w, R = self.lookback_days, self.window_days, self.recent_days
         pf = pair_features(occ, c, L, R, w, self.half_lives, logsum=False)
         rw = pf[f"rw_{self.half_lives[2]:g}"]
@@ -327,7 +319,7 @@ class NextWindowRanker:
         never = pf["n_occ"] == 0  # a new candidate
         days_since[never] = np.nan
         p_renewal, p_active, mean_interval = _renewal(
-            k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"], days_since, w, n_jobs
+            k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"], days_since, w
         )
         p_renewal[never] = 0.0
         span = (c - cf["first_d"]).astype(_F)
