@@ -35,14 +35,17 @@ over it or a difference of a customer x day trip count, so the training cutoffs 
 are slices of one array and prediction is one pass over every customer's lookback. The renewal
 priors of the training cutoffs are fitted once (before the first cutoff) from those pair
 statistics, the renewal probabilities are the closed form of `PurchaseCycleEstimator.predict`
-over all rows at once (in `n_jobs` threads), and the features are float32.
+over all rows at once, and the features are float32. With `n_jobs` > 1 the training cutoffs are
+built in threads, and prediction splits the customers into parts (runs of whole customers, a pair's
+features read only its customer's occasions) whose features, renewal probabilities and trees' scores
+run in threads (numpy, scipy's ufuncs and LightGBM release the GIL): the same rows as one pass, in
+less memory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
-from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -100,6 +103,7 @@ _REQUIRED = {"customer_key", "day", "product_key", "category", "quantity"}
 _RW_NAMES = ("rw_7", "rw_28", "rw_91", "rw_273")
 _SVD_RANK = 16  # components of the neighbour-blended frequency
 _F = np.float32
+_PART_OCCASIONS = 2_000_000  # predict's parts: at least this many occasions each (below, one pass)
 
 
 def _day(d: dt.date) -> int:
@@ -125,16 +129,6 @@ def _category_stats(occ: Occasions, c: int, w: int) -> tuple[np.ndarray, np.ndar
     return rep, share
 
 
-def _survival(t: np.ndarray, k: np.ndarray, alpha: np.ndarray, beta: np.ndarray, n_jobs: int) -> np.ndarray:
-    """`predictive_survival` in n_jobs threads (scipy's ufuncs release the GIL; same values)."""
-    if n_jobs <= 1 or t.size < 100_000:
-        return predictive_survival(t, k, alpha, beta)
-    cuts = np.linspace(0, t.size, n_jobs + 1).astype(int)
-    parts = [slice(lo, hi) for lo, hi in pairwise(cuts)]
-    with ThreadPoolExecutor(n_jobs) as pool:
-        return np.concatenate(list(pool.map(lambda i: predictive_survival(t[i], k[i], alpha[i], beta[i]), parts)))
-
-
 def _renewal(
     k: np.ndarray,
     a: np.ndarray,
@@ -144,15 +138,14 @@ def _renewal(
     s: np.ndarray,
     u: np.ndarray,
     w: int,
-    n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The renewal model's p_buy_in_window, p_active and posterior mean interval of each row, from its
     pair statistics (n intervals summing to s days, u days since the last purchase) and its category's
     (k, a, b, pi); the formulas of `PurchaseCycleEstimator.predict`."""
     alpha = a + n * k
     beta = b + s
-    s_now = _survival(u - 0.5, k, alpha, beta, n_jobs)
-    s_end = _survival(u + w - 0.5, k, alpha, beta, n_jobs)
+    s_now = predictive_survival(u - 0.5, k, alpha, beta)
+    s_end = predictive_survival(u + w - 0.5, k, alpha, beta)
     active = (1 - pi) * s_now
     with np.errstate(invalid="ignore", divide="ignore"):
         p_active = active / (active + pi)
@@ -225,8 +218,9 @@ class NextWindowRanker:
     backend
         'lightgbm' or 'sklearn' (HistGradientBoostingClassifier), for comparison.
     seed, n_jobs
-        Deterministic seed; threads that score (trees and renewal probabilities; the trees are
-        trained in one thread, so n_jobs never changes the model).
+        Deterministic seed; threads for the training cutoffs and for scoring (features, renewal
+        probabilities and trees, in parts of whole customers). The trees are trained in one thread:
+        n_jobs never changes the model or a score.
     new_candidates
         Also score this many categories per customer that it never bought in the lookback: the
         most popular ones at the cutoff (by cat_share) it has not bought, trained and calibrated
@@ -311,7 +305,7 @@ class NextWindowRanker:
         indexed by category code; `components` those of the neighbour-blended frequency (None: fitted
         on these pairs)."""
         L, w, R = self.lookback_days, self.window_days, self.recent_days
-        pf = pair_features(occ, c, L, R, w, self.half_lives)
+        pf = pair_features(occ, c, L, R, w, self.half_lives, logsum=False)
         rw = pf[f"rw_{self.half_lives[2]:g}"]
         if components is None:
             components = neighbour_components(pf["pair"], occ.cat_bits, occ.categories.height, rw, _SVD_RANK)
@@ -325,7 +319,7 @@ class NextWindowRanker:
         never = pf["n_occ"] == 0  # a new candidate
         days_since[never] = np.nan
         p_renewal, p_active, mean_interval = _renewal(
-            k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"], days_since, w, self.n_jobs
+            k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"], days_since, w
         )
         p_renewal[never] = 0.0
         span = (c - cf["first_d"]).astype(_F)
@@ -433,9 +427,9 @@ class NextWindowRanker:
             ).fit(x, y, sample_weight=weight)
         raise InputError(f"NextWindowRanker: backend must be 'lightgbm' or 'sklearn', got {self.backend!r}")
 
-    def _score(self, x: np.ndarray) -> np.ndarray:
+    def _score(self, x: np.ndarray, n_jobs: int | None = None) -> np.ndarray:
         if self.backend == "lightgbm":
-            return self.model_.predict(x, raw_score=True, num_threads=self.n_jobs)
+            return self.model_.predict(x, raw_score=True, num_threads=n_jobs or self.n_jobs)
         return self.model_.decision_function(x)
 
     def _fit_globals(self, occ: Occasions, tr_lines: pl.DataFrame, observed_until: dt.date) -> None:
@@ -508,14 +502,16 @@ class NextWindowRanker:
         # first one: no label window leaks into a feature (category hyper-parameters drift slowly, and
         # each fit is 300 small optimisations)
         priors = _by_code(occ.categories, self._refit_priors(occ, cuts[0], tr_lines.clear()), ["k", "a", "b", "pi"])
-        xs, ys, is_cal = [], [], []
-        for c in cuts:
+
+        def examples(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             f = self._cutoff(occ, c, priors, _category_stats(occ, c, w))
             keep = c - f["first_d"] >= self.min_history_days
             bought = _unique_pairs(occ, c, c + w)
-            xs.append(f["x"][keep])
-            ys.append(np.isin(f["pair"][keep], bought, assume_unique=True).astype(np.int8))
-            is_cal.append(np.full(int(keep.sum()), c == calib))
+            y = np.isin(f["pair"][keep], bought, assume_unique=True).astype(np.int8)
+            return f["x"][keep], y, np.full(int(keep.sum()), c == calib)
+
+        # the cutoffs are independent (numpy releases the GIL): n_jobs threads, the same examples in order
+        xs, ys, is_cal = zip(*_map(examples, cuts, self.n_jobs), strict=True)
         x, y, is_cal = np.concatenate(xs), np.concatenate(ys), np.concatenate(is_cal)
         x_tr, y_tr, x_cal, y_cal = x[~is_cal], y[~is_cal], x[is_cal], y[is_cal]
         if min(y_tr.sum(), y_cal.sum()) < self.min_train_positives:
@@ -578,28 +574,32 @@ class NextWindowRanker:
         )
         rank = max((len(v) for v in comps if v is not None), default=0)
         comps = np.array([v if v is not None else [0.0] * rank for v in comps], _F).reshape(len(comps), rank).T
-        f = self._cutoff(occ, c, priors, (rep, share), comps)
-        pair = f["pair"]
+        fallback = self.fallback_
+
+        def score(part: Occasions) -> tuple[np.ndarray, ...]:
+            f = self._cutoff(part, c, priors, (rep, share), comps)
+            thin = c - f["first_d"] < self.min_history_days
+            if fallback:
+                return f["pair"], f["p_renewal"], f["p_renewal"], f["p_renewal"], np.ones(thin.size, bool)
+            raw = self._score(f["x"], 1)
+            knots_x, knots_y = self.calibration_
+            p = np.clip(np.where(thin, f["p_renewal"], np.interp(raw, knots_x, knots_y)), 0.0, 1.0)
+            return f["pair"], f["p_renewal"], raw, p, thin
+
+        # customers are independent: parts of whole customers scored in n_jobs threads (features, renewal
+        # probabilities, trees: numpy, scipy and LightGBM release the GIL), the same rows as one pass
+        n_parts = 1 if self.n_jobs <= 1 else min(4 * self.n_jobs, -(-occ.pair.size // _PART_OCCASIONS))
+        pair, p_renewal, raw, p, thin = (
+            np.concatenate(v) for v in zip(*_map(score, occ.split(n_parts), self.n_jobs), strict=True)
+        )
         out = (
             pl.DataFrame({"customer_key": occ.customer(pair), "cat": occ.cat(pair)})
             .join(occ.categories, on="cat", how="left", maintain_order="left")
             .drop("cat")
         )
-        p_renewal = pl.Series("p_renewal", f["p_renewal"])
-        if self.fallback_:
-            return out.with_columns(
-                pl.lit(None, pl.Float64).alias("score"),
-                p_renewal,
-                p_renewal.alias("p_buy_in_window"),
-                pl.lit(True).alias("fallback"),
-            )
-        score = self._score(f["x"])
-        knots_x, knots_y = self.calibration_
-        thin = c - f["first_d"] < self.min_history_days
-        p = np.clip(np.where(thin, f["p_renewal"], np.interp(score, knots_x, knots_y)), 0.0, 1.0)
         return out.with_columns(
-            pl.Series("score", score, pl.Float64),
-            p_renewal,
+            pl.lit(None, pl.Float64).alias("score") if fallback else pl.Series("score", raw, pl.Float64),
+            pl.Series("p_renewal", p_renewal),
             pl.Series("p_buy_in_window", p),
             pl.Series("fallback", thin),
         )
@@ -614,6 +614,14 @@ class NextWindowRanker:
         return pl.DataFrame({"feature": RANKER_FEATURES, "gain": gain / max(gain.sum(), 1e-12)}).sort(
             "gain", descending=True
         )
+
+
+def _map(fn, items: list, n_jobs: int) -> list:
+    """[fn(item) for item in items], in n_jobs threads when there are several items."""
+    if n_jobs <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(n_jobs) as pool:
+        return list(pool.map(fn, items))
 
 
 def _isotonic(score: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

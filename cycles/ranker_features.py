@@ -54,6 +54,22 @@ class Occasions:
             return self
         return Occasions(self.pair[keep], self.day[keep], self.cat_bits, self.categories, self.customer_keys)
 
+    def split(self, n: int) -> list[Occasions]:
+        """At most n parts of about equal size, each a run of whole customers (views, no copies): every
+        feature of a pair depends on its customer's occasions only, so the parts' features are the
+        rows of the whole's."""
+        size = self.pair.size
+        if n <= 1 or size == 0:
+            return [self]
+        cust = self.pair >> self.cat_bits
+        cuts = np.searchsorted(cust, cust[np.linspace(0, size - 1, n + 1).astype(np.int64)[1:-1]], side="left")
+        cuts = np.unique(np.r_[0, cuts, size])
+        return [
+            Occasions(self.pair[lo:hi], self.day[lo:hi], self.cat_bits, self.categories, self.customer_keys)
+            for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)
+            if hi > lo
+        ]
+
 
 def code_occasions(lines: pl.LazyFrame, lo: int | None, hi: int) -> Occasions:
     """Occasions of line items (customer_key, day, product_key, category, quantity) with lo <= day < hi
@@ -152,10 +168,12 @@ def pair_features(
     window: int,
     half_lives: tuple[float, ...],
     last_trips: tuple[int, ...] = (),
+    logsum: bool = True,
 ) -> dict[str, np.ndarray]:
     """Per pair with an occasion in [c - lookback, c), in pair order: the pair code `pair`, `first_pd`,
     `last_d`, `n_occ`, `n_recent` (last `recent` days), `n_4w`, `n_window`, `rw_<h>` (sum of 0.5^(age/h)
-    over occasions, h in half_lives), `n_intervals`, `interval_sum_days`, `interval_logsum`; with
+    over occasions, h in half_lives), `n_intervals`, `interval_sum_days`, `interval_logsum` (only with
+    `logsum`: the renewal priors' fit needs it, the ranker's features do not); with
     `last_trips`: `trips_since` (the customer's trips after the pair's last purchase) and `n_last<k>`
     (the pair's occasions among the customer's last k trips, k in last_trips)."""
     o = occ.between(c - lookback, c)
@@ -177,13 +195,14 @@ def pair_features(
     out["n_window"] = weighted(ages <= window)
     for h in half_lives:
         out[f"rw_{h:g}"] = weighted(np.exp2(-ages / _F(h)))
-    gap = np.zeros(n, np.float64)
-    if n:
-        same = np.r_[False, pair[1:] == pair[:-1]]
-        gap[same] = np.log(np.arange(1, lookback + 1, dtype=np.float64))[np.diff(day)[same[1:]] - 1]
     out["n_intervals"] = out["n_occ"].astype(np.float64) - 1
     out["interval_sum_days"] = (out["last_d"] - out["first_pd"]).astype(np.float64)
-    out["interval_logsum"] = _segment_sum(gap, st)
+    if logsum:
+        gap = np.zeros(n, np.float64)
+        if n:
+            same = np.r_[False, pair[1:] == pair[:-1]]
+            gap[same] = np.log(np.arange(1, lookback + 1, dtype=np.float64))[np.diff(day)[same[1:]] - 1]
+        out["interval_logsum"] = _segment_sum(gap, st)
     if last_trips:
         idx, cum, _ = _trips(o, c, lookback)
         total = cum[:, lookback]

@@ -130,6 +130,35 @@ def test_a_partition_scores_as_in_one_pass(fitted, split):
     assert alone.equals(whole)
 
 
+def test_threads_and_parts_give_the_same_model_and_scores(fitted, split, monkeypatch):
+    # fit's cutoffs in threads, predict's customers in parts of ~20k occasions scored in threads
+    import cycles.ranker
+
+    train, as_of, _ = split
+    monkeypatch.setattr(cycles.ranker, "_PART_OCCASIONS", 20_000)
+    threaded = NextWindowRanker(**SMALL, n_jobs=2).fit(train, observed_until=as_of)
+    assert (
+        threaded.model_.model_to_string().split("parameters:")[0]
+        == (fitted.model_.model_to_string().split("parameters:")[0])
+    )
+    assert threaded.predict(as_of, W).equals(fitted.predict(as_of, W))
+
+
+def test_occasions_split_into_runs_of_whole_customers(fitted, split):
+    from cycles.ranker_features import code_occasions
+
+    train, _, _ = split
+    occ = code_occasions(train.lazy(), None, 30_000)
+    parts = occ.split(7)
+    assert len(parts) == 7
+    assert np.array_equal(np.concatenate([q.pair for q in parts]), occ.pair)
+    assert np.array_equal(np.concatenate([q.day for q in parts]), occ.day)
+    last_customers = [q.pair[-1] >> occ.cat_bits for q in parts[:-1]]
+    first_customers = [q.pair[0] >> occ.cat_bits for q in parts[1:]]
+    assert all(a < b for a, b in zip(last_customers, first_customers, strict=True))
+    assert occ.split(1) == [occ]
+
+
 def test_new_customers_get_the_renewal_probability(fitted, split):
     train, as_of, _ = split
     newcomer = train.filter(pl.col("customer_key") == train["customer_key"].min()).with_columns(
