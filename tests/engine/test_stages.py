@@ -151,12 +151,15 @@ def test_partitions_read_the_stores_own_part_files_and_give_the_same_frames(chai
         )
         assert truth[0].height > 10_000 and truth[1].height == 300
         monkeypatch.setattr(stages, "partition_sources", no_scratch)
-        for scale in [
+        scales = [
             ScaleSettings(),
             ScaleSettings(partitions=4, workers=2),
             ScaleSettings(partitions=16, workers=2),
             ScaleSettings(partitions=4, executor="dask", scheduler=cluster),
-        ]:
+        ]
+        if not db.sqlite:  # the partition logic is the database's only through the reads: CI time
+            scales = scales[-1:]  # on PostgreSQL the Dask workers' reads by path and the checkout lines' read
+        for scale in scales:
             settings = Settings(scale=scale)
             profile, value = store_profile_frames(db, customers, settings, AS_OF, 14)
             assert_frame_equal(profile, truth[0], check_exact=True)
