@@ -44,6 +44,7 @@ less memory.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
@@ -603,6 +604,20 @@ class NextWindowRanker:
             pl.Series("p_buy_in_window", p),
             pl.Series("fallback", thin),
         )
+
+    def without_history(self, n_jobs: int | None = None) -> NextWindowRanker:
+        """A copy for scoring elsewhere: the fitted model without the lines it was fitted on.
+
+        Its `predict` must be given the history to score (`history=None` has nothing to score);
+        what travels to another process is the trees, the calibration and the priors only.
+        `n_jobs`: the copy's threads (None: this one's); it changes no score.
+        """
+        check_fitted(self, "category_stats_")
+        twin = copy.copy(self)
+        twin._history = self._history.clear()
+        if n_jobs is not None:
+            twin.n_jobs = n_jobs
+        return twin
 
     def feature_importances(self) -> pl.DataFrame:
         """Columns: feature, gain (share of the total split gain), sorted by gain descending."""

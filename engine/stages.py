@@ -26,7 +26,6 @@ travel pickled, scattered once.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import multiprocessing
 import os
@@ -184,14 +183,11 @@ def fit_globals(
         ranker = NextWindowRanker(
             window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks, n_jobs=cpus
         ).fit(sample, observed_until=as_of)
-        # the fitted ranker keeps the lines it was fitted on for predict(history=None); every partition
-        # passes its own, so the globals travel without them (the sample's lines: ~100 MB at 5,000 customers)
-        ranker = copy.copy(ranker)
-        vars(ranker)["_history"] = sample.clear()
-        # n_jobs changes no model and no score (tests/cycles/test_ranker.py): each partition's predict
-        # gets this machine's cores shared among the local workers; a Dask worker scores in one thread
+        # every partition passes its own lines, so the globals travel without the sample's (~100 MB at
+        # 5,000 customers); each partition's predict gets this machine's cores shared among the local
+        # workers, a Dask worker scores in one thread (n_jobs changes no score: tests/cycles/test_ranker.py)
         local = settings.scale.executor == "local"
-        ranker.n_jobs = max(1, cpus // _workers(settings, len(histories))) if local else 1
+        ranker = ranker.without_history(max(1, cpus // _workers(settings, len(histories))) if local else 1)
     globals_ = profile_globals(
         sample,
         as_of,

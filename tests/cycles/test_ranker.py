@@ -250,3 +250,11 @@ def test_new_candidates_are_the_most_popular_categories_a_customer_never_bought(
     # calibrated like the others: their mean probability is near their rate of purchase in the next window
     rate = new.join(bought, on=["customer_key", "category"], how="left")["y"].fill_null(0).mean()
     assert abs(new["p_buy_in_window"].mean() - rate) <= 0.02
+
+
+def test_a_copy_without_history_scores_a_given_history_as_the_original(fitted, split):
+    """What the stages send to the partitions: no fitted lines, the same scores for the lines given."""
+    train, as_of, _ = split
+    twin = fitted.without_history(n_jobs=1)
+    assert twin._history.height == 0 and fitted._history.height > 0
+    assert twin.predict(as_of, W, history=train).equals(fitted.predict(as_of, W))
