@@ -189,8 +189,14 @@ def _sync_dirs(paths: list[Path]) -> None:
             os.close(fd)
 
 
-def write_parts(store: HistoryStore, lines: pl.DataFrame, prefix: str, import_id: int | None) -> pl.DataFrame:
+def write_parts(
+    store: HistoryStore, lines: pl.DataFrame, prefix: str, import_id: int | None, ordered: bool = False
+) -> pl.DataFrame:
     """Write `lines` (PART_SCHEMA's columns) as one part file per bucket; their manifest rows.
+
+    `ordered`: the caller gives `lines` by bucket (`bucket_of`, the anonymous bucket last) and
+    history's order in each (customer_key, day, basket_key, line_no), so they are not sorted again
+    (a sort of 2M lines: 0.9 s of CPU); each bucket's file is then a slice of `lines`.
 
     Named ``bucket=NN/<prefix>-<random tag>.parquet``: unique, so a re-run after a kill never
     meets its predecessor's orphans. Returns MANIFEST_SCHEMA rows (not yet recorded: `record_parts`).
@@ -200,11 +206,17 @@ def write_parts(store: HistoryStore, lines: pl.DataFrame, prefix: str, import_id
     root = store.require_root()
     tag = secrets.token_hex(4)
     frame = lines.select(list(PART_SCHEMA)).with_columns(bucket_of(store.buckets))
-    groups = frame.partition_by("__bucket", as_dict=True, include_key=False)
+    if not ordered:
+        frame = frame.sort(["__bucket", *_SORT], nulls_last=True)
+    runs = frame.select(pl.col("__bucket").rle()).unnest("__bucket")
+    starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
+    groups = [
+        (bucket, frame.slice(start, n).drop("__bucket"))
+        for bucket, start, n in zip(runs["value"].to_list(), starts, runs["len"].to_list())
+    ]
 
-    def write(item: tuple[tuple, pl.DataFrame]) -> dict:
-        (bucket,), part = item
-        part = part.sort(_SORT)
+    def write(item: tuple[int | None, pl.DataFrame]) -> dict:
+        bucket, part = item
         name = f"{_directory(bucket)}/{prefix}-{tag}.parquet"
         _write_file(root / name, part)
         days, keys = part["day"], part["basket_key"]
@@ -221,7 +233,7 @@ def write_parts(store: HistoryStore, lines: pl.DataFrame, prefix: str, import_id
 
     # polars' writer releases the GIL: a few files at once
     with ThreadPoolExecutor(max_workers=4) as pool:
-        rows = list(pool.map(write, groups.items()))
+        rows = list(pool.map(write, groups))
     _sync_dirs([root / r["file_name"] for r in rows])
     fault_point("after-parquet")
     return pl.DataFrame(rows, schema=MANIFEST_SCHEMA)

@@ -36,7 +36,7 @@ import dataclasses
 import hashlib
 import io
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +50,7 @@ from engine.history_store import (
     DEFAULT_MAX_PARTS,
     PART_SCHEMA,
     HistoryStore,
+    bucket_of,
     compact,
     crowded,
     held_lines,
@@ -801,7 +802,11 @@ def _prepare_transactions(
     """Validate a transactions file; (lines, baskets) ready to write. Pure: no database.
 
     lines: store_id, basket_id, customer_key, ts (store-local), day, product_key, quantity,
-    amount_cents, discount_cents, __row (the file's row, for errors found while writing).
+    amount_cents, discount_cents, __row (the file's row, for errors found while writing), __b (the
+    line's basket as a number, `_number_baskets`), line_no (its number in the basket, file order);
+    in the file's order. baskets: store_id, basket_id, customer_key, ts, day, __row (its first row),
+    __b, and when each basket is one run of rows, __start (the run's first index in lines); by ts,
+    store_id, basket_id.
     """
     _check_timestamps(checked, refs, chain_zone)
     f = checked.frame
@@ -825,13 +830,9 @@ def _prepare_transactions(
     )
     checked.raise_if_any()
     basket = ["store_id", "basket_id"]
+    f = _number_baskets(f)
     # compared as store-local times: one line with an offset and one without may agree
-    # one group-by says whether any basket disagrees (5x cheaper than the windows); the windows then
-    # name its rows
-    agree = f.group_by(basket).agg(
-        pl.col("customer_id").n_unique().alias("__n_customers"), pl.col("__ts").n_unique().alias("__n_ts")
-    )
-    if agree.filter((pl.col("__n_customers") > 1) | (pl.col("__n_ts") > 1)).height:
+    if _baskets_disagree(f):  # the windows name the rows (only when some basket disagrees)
         conflict = pl.any_horizontal(
             pl.col("customer_id").n_unique().over(basket) > 1, pl.col("__ts").n_unique().over(basket) > 1
         )
@@ -846,8 +847,8 @@ def _prepare_transactions(
             cents("amount"),
             cents("discount").fill_null(0).alias("discount_cents"),
         )
-        .join(refs.products.lazy(), on="sku", how="left")
-        .join(refs.customers.lazy(), on="customer_id", how="left")
+        .join(refs.products.lazy(), on="sku", how="left", maintain_order="left")
+        .join(refs.customers.lazy(), on="customer_id", how="left", maintain_order="left")
         .with_columns(pl.col("ts").dt.date().alias("day"))
         .select(
             "store_id",
@@ -860,15 +861,59 @@ def _prepare_transactions(
             pl.col("amount").alias("amount_cents"),
             "discount_cents",
             pl.col(_ROW).alias("__row"),
+            "__b",
+            "line_no",
         )
         .collect()
     )
-    baskets = (
-        lines.group_by(basket)
-        .agg(pl.col("customer_key").first(), pl.col("ts").first(), pl.col("day").first(), pl.col("__row").min())
-        .sort("ts", "store_id", "basket_id")
+    first = ["customer_key", "ts", "day"]
+    if "__first" in f.columns:  # one run of rows a basket: its first row holds what the basket needs
+        starts = lines.with_row_index("__start").filter(f["__first"])
+        baskets = starts.select(*basket, *first, "__row", "__b", pl.col("__start").cast(pl.Int64))
+    else:
+        baskets = lines.group_by("__b").agg(pl.col(*basket, *first).first(), pl.col("__row").min())
+    return lines, baskets.sort("ts", "store_id", "basket_id")
+
+
+def _number_baskets(f: pl.DataFrame) -> pl.DataFrame:
+    """`f` with `__b`, each row's basket (store_id, basket_id) as 0, 1, ... in the order baskets first
+    appear, `line_no`, the row's number in its basket (1, 2, ... in file order), and `__first`.
+
+    POS exports write a basket's lines together: when every basket is one run of rows, runs number
+    them (`__first`: whether the row starts its basket), 10x cheaper than grouping by two text columns;
+    else a join numbers them (and there is no `__first`).
+    """
+    starts = pl.col("store_id").ne_missing(pl.col("store_id").shift(1)) | pl.col("basket_id").ne_missing(
+        pl.col("basket_id").shift(1)
     )
-    return lines, baskets
+    runs = f.with_columns(starts.alias("__first")).with_columns(
+        (pl.col("__first").cum_sum().cast(pl.Int64) - 1).alias("__b")
+    )
+    heads = runs.filter("__first").select("store_id", "basket_id")
+    if heads.height == heads.select(pl.struct("store_id", "basket_id").n_unique()).item():
+        at = pl.int_range(pl.len(), dtype=pl.Int64)
+        head_at = pl.when(pl.col("__first")).then(at).forward_fill()
+        return runs.with_columns((at - head_at + 1).cast(pl.Int32).alias("line_no"))
+    ids = f.select("store_id", "basket_id").unique(maintain_order=True).with_row_index("__b")
+    return (
+        f.join(ids.with_columns(pl.col("__b").cast(pl.Int64)), on=["store_id", "basket_id"], how="left", maintain_order="left")
+        .with_columns(
+            (pl.int_range(pl.len()).over("__b") + 1).cast(pl.Int32).alias("line_no")
+        )
+    )
+
+
+def _baskets_disagree(f: pl.DataFrame) -> bool:
+    """Whether the lines of some basket (`__b`, `_number_baskets`) differ in customer_id or `__ts`."""
+    if "__first" in f.columns:  # runs: a row disagreeing with the row before it in its run
+        differs = pl.col("customer_id").ne_missing(pl.col("customer_id").shift(1)) | pl.col("__ts").ne_missing(
+            pl.col("__ts").shift(1)
+        )
+        return bool(f.select((~pl.col("__first") & differs).any()).item())
+    agree = f.group_by("__b").agg(
+        pl.col("customer_id").n_unique().alias("__n_customers"), pl.col("__ts").n_unique().alias("__n_ts")
+    )
+    return bool(agree.filter((pl.col("__n_customers") > 1) | (pl.col("__n_ts") > 1)).height)
 
 
 @dataclass(frozen=True)
@@ -1144,55 +1189,98 @@ def _add_lines(
     appended = pl.DataFrame(schema=PART_SCHEMA)
     counts = None
     left_out = 0
+    n_baskets = baskets.height
     if present.height:
         extra, counts = _lines_to_append(bulk, store, lines, present)
         appended = extra.filter(pl.col("source") == "import").select(columns)
         left_out = extra.height - appended.height
         baskets = baskets.join(present, on=basket, how="anti", maintain_order="left")
     new_lines = pl.DataFrame(schema=PART_SCHEMA)
+    inserting = None
+    ordered = False
     if baskets.height:
         first = bulk.allocate_keys("baskets", baskets.height)
         baskets = baskets.with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
-        # in the file's order: line numbers must not depend on how a parallel join ordered its output
-        new_lines = (
-            lines.join(baskets.select(*basket, "basket_key"), on=basket, how="inner")
-            .sort("__row")
-            .with_columns((pl.int_range(pl.len()).over("basket_key") + 1).cast(pl.Int32).alias("line_no"))
-            .select(columns)
-        )
-        baskets = baskets.join(
-            _checksums(new_lines, ["basket_key"]), on="basket_key", how="left", maintain_order="left"
-        )
+        if "__start" in baskets.columns and appended.height == 0:
+            baskets, new_lines = _in_part_order(store, lines, baskets)
+            ordered = True
+        else:
+            # each line's basket_key by its basket's number (`__b`): a gather, not a join on two text columns
+            key_of = pl.Series("basket_key", [None] * n_baskets, dtype=pl.Int64).scatter(
+                baskets["__b"], baskets["basket_key"]
+            )
+            new_lines = lines.with_columns(key_of.gather(lines["__b"])).filter(pl.col("basket_key").is_not_null())
+            new_lines = new_lines.select(columns)
+            baskets = baskets.join(
+                _checksums(new_lines, ["basket_key"]), on="basket_key", how="left", maintain_order="left"
+            )
         rows = baskets
         if bulk.sqlite:  # as the ADBC driver writes them, as text: its own conversion was 40 % of this insert
             rows = baskets.with_columns(
                 pl.col("ts").dt.to_string("%Y-%m-%dT%H:%M:%S%.6f"), pl.col("day").dt.to_string("%Y-%m-%d")
             )
-        try:
-            bulk.append(
-                "baskets",
-                rows.select(
-                    "basket_key",
-                    *basket,
-                    "customer_key",
-                    "ts",
-                    "day",
-                    pl.lit("import").alias("source"),
-                    pl.lit(None, pl.Int32).alias("lane"),
-                    pl.lit(0, pl.Int32).alias("voided"),
-                    "line_count",
-                    "line_sum",
-                ),
-            )
-        except Exception as exc:
-            _explain_collision(db, name, baskets, exc)
-            raise
-    if counts is not None:
+        rows = rows.select(
+            "basket_key",
+            *basket,
+            "customer_key",
+            "ts",
+            "day",
+            pl.lit("import").alias("source"),
+            pl.lit(None, pl.Int32).alias("lane"),
+            pl.lit(0, pl.Int32).alias("voided"),
+            "line_count",
+            "line_sum",
+        )
+        # the database inserts the baskets (its server's or SQLite's work, the GIL released) while this
+        # thread writes the Parquet files: the transaction commits only after both
+        inserting = _in_background(bulk.append, "baskets", rows)
+    if counts is not None and inserting is None:
+        _store_checksums(bulk, counts)
+    try:
+        parts = write_parts(store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id, ordered)
+    finally:
+        if inserting is not None:
+            try:
+                inserting.result()
+            except Exception as exc:
+                _explain_collision(db, name, baskets, exc)
+                raise
+    if counts is not None and inserting is not None:
         _store_checksums(bulk, counts)
     fault_point("after-baskets")
-    parts = write_parts(store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id)
     record_parts(bulk, parts)
     return _Written(appended.height + new_lines.height, appended.height, left_out)
+
+
+def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`baskets` with line_count and line_sum; the lines of `baskets` (PART_SCHEMA) in the part files'
+    order: by bucket, the anonymous last, then customer_key, day, basket_key, line_no).
+
+    For a file whose baskets are runs of rows (`_number_baskets`; `__start`: where the run starts
+    in `lines`): the checksums group the runs in file order, and one gather of whole runs, the
+    baskets sorted, orders the lines, instead of sorting all lines (2M lines: 0.3 s of CPU, not 1.5 s).
+    """
+    sums = _checksums(lines.with_columns(pl.col("__b").set_sorted()), ["__b"])
+    baskets = baskets.join(sums, on="__b", how="left", maintain_order="left")
+    order = baskets.with_columns(bucket_of(store.buckets)).sort(
+        "__bucket", "customer_key", "day", "basket_key", nulls_last=True
+    )
+    at = order.select(
+        pl.int_ranges("__start", pl.col("__start") + pl.col("line_count"), dtype=pl.Int64).explode()
+    ).to_series()
+    keys = order.select(pl.col("basket_key").repeat_by("line_count").explode()).to_series()
+    carried = [c for c in PART_SCHEMA if c != "basket_key"]  # not the text columns: a gather copies what it takes
+    new_lines = lines.select(carried)[at].with_columns(keys.alias("basket_key")).select(list(PART_SCHEMA))
+    return baskets, new_lines
+
+
+def _in_background(function, *args) -> Future:  # noqa: ANN001
+    """`function(*args)` in a thread of its own; its Future."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _record_import(bulk, import_id: int, source: _Source, written: _Written) -> None:
