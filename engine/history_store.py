@@ -219,6 +219,7 @@ def write_parts(
         bucket, part = item
         name = f"{_directory(bucket)}/{prefix}-{tag}.parquet"
         _write_file(root / name, part)
+        _sync_dirs([root / name])  # here, not after the pool: 65 directory syncs one after another were 0.3 s
         days, keys = part["day"], part["basket_key"]
         return {
             "file_name": name,
@@ -234,7 +235,6 @@ def write_parts(
     # polars' writer releases the GIL: a few files at once
     with ThreadPoolExecutor(max_workers=4) as pool:
         rows = list(pool.map(write, groups))
-    _sync_dirs([root / r["file_name"] for r in rows])
     fault_point("after-parquet")
     return pl.DataFrame(rows, schema=MANIFEST_SCHEMA)
 

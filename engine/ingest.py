@@ -31,6 +31,7 @@ how many lines went to baskets already present.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -751,12 +752,6 @@ def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> 
     frame = checked.frame.with_columns(wall.alias("__wall"), offset.alias("__offset"), zulu.alias("__zulu"))
     if frame.schema["__wall"] == pl.String:
         frame = frame.with_columns(_parse_wall(frame["__wall"]))
-    frame = frame.join(
-        refs.stores.select("store_id", pl.col("timezone").alias("__zone")),
-        on="store_id",
-        how="left",
-        maintain_order="left",
-    ).with_columns(pl.col("__zone").fill_null(chain_zone))
     checked.flag(
         pl.col("timestamp").is_not_null() & pl.col("__wall").is_null(),
         "timestamp",
@@ -769,12 +764,20 @@ def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> 
         "timestamp",
         f"outside the years {FIRST_YEAR}-{LAST_YEAR} a sale can have",
     )
-    timed = frame.filter(
-        pl.col("__offset").is_not_null() & pl.col("__wall").is_not_null() & (pl.col("__offset").abs() <= 14 * 60)
-    )
-    if timed.height == 0:
+    has_offset = pl.col("__offset").is_not_null() & pl.col("__wall").is_not_null() & (pl.col("__offset").abs() <= 14 * 60)
+    if not frame.select(has_offset.any()).item():  # store-local already: no zone needed (a join of every row)
         checked.frame = frame.with_columns(pl.col("__wall").alias("__ts"))
         return
+    if refs.stores["timezone"].fill_null(chain_zone).eq(chain_zone).all():  # one zone (a store not known too): no join
+        frame = frame.with_columns(pl.lit(chain_zone, pl.String).alias("__zone"))
+    else:
+        frame = frame.join(
+            refs.stores.select("store_id", pl.col("timezone").alias("__zone")),
+            on="store_id",
+            how="left",
+            maintain_order="left",
+        ).with_columns(pl.col("__zone").fill_null(chain_zone))
+    timed = frame.filter(has_offset)
     first, last = timed.select(
         pl.col("__wall").dt.year().min().alias("first"), pl.col("__wall").dt.year().max().alias("last")
     ).row(0)
@@ -805,8 +808,8 @@ def _prepare_transactions(
     amount_cents, discount_cents, __row (the file's row, for errors found while writing), __b (the
     line's basket as a number, `_number_baskets`), line_no (its number in the basket, file order);
     in the file's order. baskets: store_id, basket_id, customer_key, ts, day, __row (its first row),
-    __b, and when each basket is one run of rows, __start (the run's first index in lines); by ts,
-    store_id, basket_id.
+    __b, line_count and line_sum (`_checksums` of its lines), and when each basket is one run of
+    rows, __start (the run's first index in lines); by ts, store_id, basket_id.
     """
     _check_timestamps(checked, refs, chain_zone)
     f = checked.frame
@@ -870,8 +873,11 @@ def _prepare_transactions(
     if "__first" in f.columns:  # one run of rows a basket: its first row holds what the basket needs
         starts = lines.with_row_index("__start").filter(f["__first"])
         baskets = starts.select(*basket, *first, "__row", "__b", pl.col("__start").cast(pl.Int64))
+        sums = _checksums(lines.with_columns(pl.col("__b").set_sorted()), ["__b"])  # runs: sorted groups
     else:
         baskets = lines.group_by("__b").agg(pl.col(*basket, *first).first(), pl.col("__row").min())
+        sums = _checksums(lines, ["__b"])
+    baskets = baskets.join(sums, on="__b", how="left", maintain_order="left")
     return lines, baskets.sort("ts", "store_id", "basket_id")
 
 
@@ -1201,19 +1207,6 @@ def _add_lines(
     if baskets.height:
         first = bulk.allocate_keys("baskets", baskets.height)
         baskets = baskets.with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
-        if "__start" in baskets.columns and appended.height == 0:
-            baskets, new_lines = _in_part_order(store, lines, baskets)
-            ordered = True
-        else:
-            # each line's basket_key by its basket's number (`__b`): a gather, not a join on two text columns
-            key_of = pl.Series("basket_key", [None] * n_baskets, dtype=pl.Int64).scatter(
-                baskets["__b"], baskets["basket_key"]
-            )
-            new_lines = lines.with_columns(key_of.gather(lines["__b"])).filter(pl.col("basket_key").is_not_null())
-            new_lines = new_lines.select(columns)
-            baskets = baskets.join(
-                _checksums(new_lines, ["basket_key"]), on="basket_key", how="left", maintain_order="left"
-            )
         rows = baskets
         if bulk.sqlite:  # as the ADBC driver writes them, as text: its own conversion was 40 % of this insert
             rows = baskets.with_columns(
@@ -1232,19 +1225,35 @@ def _add_lines(
             "line_sum",
         )
         # the database inserts the baskets (its server's or SQLite's work, the GIL released) while this
-        # thread writes the Parquet files: the transaction commits only after both
-        inserting = _in_background(bulk.append, "baskets", rows)
+        # thread orders the lines and writes the Parquet files: the transaction commits after both
+        inserting = _in_background(_append_checked, bulk, "baskets", rows, _skip_reference_triggers(bulk))
+        try:
+            if "__start" in baskets.columns and appended.height == 0:
+                new_lines = _in_part_order(store, lines, baskets)
+                ordered = True
+            else:
+                # each line's basket_key by its basket's number (`__b`): a gather, not a join on two text columns
+                key_of = pl.Series("basket_key", [None] * n_baskets, dtype=pl.Int64).scatter(
+                    baskets["__b"], baskets["basket_key"]
+                )
+                new_lines = lines.with_columns(key_of.gather(lines["__b"]))
+                new_lines = new_lines.filter(pl.col("basket_key").is_not_null()).select(columns)
+        except BaseException:
+            _settle(inserting)
+            raise
     if counts is not None and inserting is None:
         _store_checksums(bulk, counts)
     try:
         parts = write_parts(store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id, ordered)
-    finally:
-        if inserting is not None:
-            try:
-                inserting.result()
-            except Exception as exc:
-                _explain_collision(db, name, baskets, exc)
-                raise
+    except BaseException:
+        _settle(inserting)
+        raise
+    if inserting is not None:
+        try:
+            inserting.result()
+        except Exception as exc:
+            _explain_collision(db, name, baskets, exc)
+            raise
     if counts is not None and inserting is not None:
         _store_checksums(bulk, counts)
     fault_point("after-baskets")
@@ -1252,16 +1261,14 @@ def _add_lines(
     return _Written(appended.height + new_lines.height, appended.height, left_out)
 
 
-def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(`baskets` with line_count and line_sum; the lines of `baskets` (PART_SCHEMA) in the part files'
-    order: by bucket, the anonymous last, then customer_key, day, basket_key, line_no).
+def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFrame) -> pl.DataFrame:
+    """The lines of `baskets` (PART_SCHEMA) in the part files' order: by bucket, the anonymous last,
+    then customer_key, day, basket_key, line_no.
 
     For a file whose baskets are runs of rows (`_number_baskets`; `__start`: where the run starts
-    in `lines`): the checksums group the runs in file order, and one gather of whole runs, the
-    baskets sorted, orders the lines, instead of sorting all lines (2M lines: 0.3 s of CPU, not 1.5 s).
+    in `lines`, line_count its length): one gather of whole runs, the baskets sorted, instead of a
+    sort of every line (2M lines: 0.3 s of CPU, not 0.9 s).
     """
-    sums = _checksums(lines.with_columns(pl.col("__b").set_sorted()), ["__b"])
-    baskets = baskets.join(sums, on="__b", how="left", maintain_order="left")
     order = baskets.with_columns(bucket_of(store.buckets)).sort(
         "__bucket", "customer_key", "day", "basket_key", nulls_last=True
     )
@@ -1270,8 +1277,41 @@ def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFra
     ).to_series()
     keys = order.select(pl.col("basket_key").repeat_by("line_count").explode()).to_series()
     carried = [c for c in PART_SCHEMA if c != "basket_key"]  # not the text columns: a gather copies what it takes
-    new_lines = lines.select(carried)[at].with_columns(keys.alias("basket_key")).select(list(PART_SCHEMA))
-    return baskets, new_lines
+    return lines.select(carried)[at].with_columns(keys.alias("basket_key")).select(list(PART_SCHEMA))
+
+
+def _skip_reference_triggers(bulk) -> bool:  # noqa: ANN001
+    """Whether this PostgreSQL session may insert baskets without their foreign keys' row triggers.
+
+    Every store and customer a file names was checked against the database before the insert
+    (`_References`, `_unknown`) and no command deletes stores or customers, so the triggers would
+    only check it again, one query a row: half the server's time for a file's baskets (226k
+    baskets: 2 s of 4). Setting session_replication_role takes a superuser (or, from PostgreSQL 15,
+    a role granted SET on it); other roles keep the triggers. SQLite's bulk session does not
+    enforce foreign keys (engine.db.BulkSession).
+    """
+    if bulk.sqlite:
+        return False
+    rows = bulk.execute("SELECT current_setting('is_superuser')")
+    return bool(rows) and rows[0][0] == "on"
+
+
+def _append_checked(bulk, table: str, frame: pl.DataFrame, skip_triggers: bool) -> None:  # noqa: ANN001
+    """`bulk.append(table, frame)` of rows whose references were validated; `skip_triggers`:
+    without the foreign keys' row triggers, for this insert only (`_skip_reference_triggers`)."""
+    if not skip_triggers:
+        bulk.append(table, frame)
+        return
+    bulk.execute("SET LOCAL session_replication_role = replica")
+    bulk.append(table, frame)
+    bulk.execute("SET LOCAL session_replication_role = DEFAULT")  # not after an error: the transaction is lost then
+
+
+def _settle(pending: Future | None) -> None:
+    """Wait for `pending` to finish, whatever it raises (the transaction is being given up)."""
+    if pending is not None:
+        with contextlib.suppress(BaseException):
+            pending.result()
 
 
 def _in_background(function, *args) -> Future:  # noqa: ANN001

@@ -13,6 +13,7 @@ from engine.errors import InputError
 from engine.history import read_history
 from engine.history_store import every_line
 from engine.ingest import import_file, import_files
+from tests.conftest import fresh_database
 
 STORES = "store_id,name,city\nS01,Main St,Springfield\nS02,Elm,Shelbyville\n"
 CUSTOMERS = (
@@ -400,3 +401,90 @@ def test_init_adds_the_checksum_columns_to_an_older_database(tmp_path):
     init_schema(engine)
     assert {"line_count", "line_sum"} <= {c["name"] for c in sa.inspect(engine).get_columns("baskets")}
     engine.dispose()
+
+
+def _many_baskets(seed: int) -> pl.DataFrame:
+    """60 baskets of 1-6 lines (of 5 customers, a sixth without a card), grouped by basket."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(60):
+        customer = ["C1", "C2", "C3", "C4", "C5", ""][b % 6]
+        ts = f"2025-01-{1 + rng.integers(0, 28):02d}T{rng.integers(7, 22):02d}:00:00"
+        store = ["S01", "S02"][int(rng.integers(0, 2))]
+        for _ in range(int(rng.integers(1, 7))):
+            qty = int(rng.choice([-1, 1, 2, 3]))
+            amount = f"{qty * float(rng.choice([3.49, 5.99])):.2f}"
+            rows.append((f"B{b:03d}", customer, store, ts, str(rng.choice(["P1", "P2"])), str(qty), amount, "0"))
+    return pl.DataFrame(rows, schema=["basket_id", "customer_id", "store_id", "timestamp", "sku", "quantity", "amount", "discount"], orient="row")
+
+
+def _imported(url: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(every line with its basket's store_id and basket_id instead of basket_key; the baskets' rows)."""
+    with connect(url).connect() as conn:
+        baskets = pl.DataFrame(
+            conn.execute(
+                sa.text(
+                    "SELECT basket_key, store_id, basket_id, customer_key, CAST(day AS TEXT), line_count, line_sum "
+                    "FROM baskets"
+                )
+            ).all(),
+            schema=["basket_key", "store_id", "basket_id", "customer_key", "day", "line_count", "line_sum"],
+            orient="row",
+        )
+    held = lines(url).join(baskets.select("basket_key", "store_id", "basket_id"), on="basket_key")
+    keyless = ["store_id", "basket_id", "line_no", "customer_key", "day", "product_key", "quantity", "amount_cents"]
+    return held.select(keyless).sort("store_id", "basket_id", "line_no"), baskets.drop("basket_key").sort(
+        "store_id", "basket_id"
+    )
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_interleaved_baskets_import_as_the_same_lines_grouped_by_basket(request, db_url, tmp_path, seed):
+    """Grouped lines take the runs path, interleaved ones the join path: the same lines, line numbers,
+    checksums and baskets, and part files in history's order either way."""
+    from engine.history_store import _SORT
+
+    grouped = _many_baskets(seed)
+    # round-robin over the baskets (every basket's first line, then every second line...): no basket
+    # is one run of rows, and each basket's own lines keep their order
+    interleaved = (
+        grouped.with_columns(pl.int_range(pl.len()).over("basket_id").alias("i")).sort("i", maintain_order=True)
+    ).drop("i")
+    assert interleaved.select((pl.col("basket_id") != pl.col("basket_id").shift(1)).sum()).item() > 100
+    more_customers = CUSTOMERS + "".join(f"C{i},,,,,,\n" for i in (3, 4, 5))
+    results = []
+    for name, frame in (("grouped", grouped), ("interleaved", interleaved)):
+        url = db_url
+        if name == "interleaved":
+            url = fresh_database(request, tmp_path, "sqlite" if db_url.startswith("sqlite") else "postgres", "i.db")
+        with connect(url).begin() as conn:  # 2 buckets, not 64: customers share a bucket's files
+            conn.execute(sa.text("UPDATE history_store SET buckets = 2"))
+        for kind, text in (("stores", STORES), ("customers", more_customers), ("products", PRODUCTS)):
+            import_file(url, kind, write(tmp_path, f"{name}-{kind}.csv", text))
+        frame.write_csv(tmp_path / f"{name}.csv")
+        import_file(url, "transactions", tmp_path / f"{name}.csv")
+        results.append(_imported(url))
+        with Gateway(url) as db:
+            store = db.history_store()
+            for path in store.root.glob("bucket=*/*.parquet"):
+                part = pl.read_parquet(path)
+                assert part.equals(part.sort(_SORT)), path
+    (lines_a, baskets_a), (lines_b, baskets_b) = results
+    assert lines_a.height == grouped.height
+    assert lines_a.equals(lines_b)
+    assert baskets_a.equals(baskets_b)
+    # line numbers follow each basket's rows in the file
+    first = grouped.with_row_index().filter(pl.col("basket_id") == "B000")
+    assert lines_a.filter(pl.col("basket_id") == "B000")["line_no"].to_list() == list(range(1, first.height + 1))
+
+
+def test_a_disagreeing_line_inside_its_basket_run_is_named(loaded, tmp_path):
+    text = TRANSACTIONS.replace(
+        "B1,C1,S01,2025-01-06T10:00:00,P2,2,6.98,\n", "B1,C1,S01,2025-01-06T10:00:01,P2,2,6.98,\n"
+    )
+    before = counts(loaded)
+    with pytest.raises(InputError, match=r"bad\.csv:2: column 'basket_id': lines of one basket disagree"):
+        import_file(loaded, "transactions", write(tmp_path, "bad.csv", text))
+    assert counts(loaded) == before
