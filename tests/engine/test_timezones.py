@@ -123,8 +123,11 @@ def test_the_day_is_the_store_local_day(loaded, tmp_path):
 # ------------------------------------------------------------------ the same export, two ways
 
 
-def _export(offsets: bool, separator: str = "T") -> str:
-    """A day of baskets in three stores across both DST changes, written naive or with offsets."""
+def _export(offsets: bool, separator: str = "T", fixed: bool = False) -> str:
+    """A day of baskets in three stores across both DST changes, written naive or with offsets.
+
+    `fixed`: every offset timestamp as YYYY-MM-DDTHH:MM:SS+HH:MM (no Z, no fraction): the import's
+    fixed-position reading (`engine.ingest._fixed_form`) instead of the general one."""
     zones = {"NY": "America/New_York", "LA": "America/Los_Angeles", "HQ": "America/New_York"}  # chain: New York
     rows = []
     for i, (store, local) in enumerate(
@@ -141,7 +144,9 @@ def _export(offsets: bool, separator: str = "T") -> str:
     ):
         when = dt.datetime.fromisoformat(local)
         text = when.replace(tzinfo=ZoneInfo(zones[store])).isoformat() if offsets else when.isoformat()
-        if offsets and i % 3 == 0:  # some as UTC with Z, as another exporter would
+        if fixed:
+            when = when.replace(microsecond=0)
+        elif offsets and i % 3 == 0:  # some as UTC with Z, as another exporter would
             text = when.replace(tzinfo=ZoneInfo(zones[store])).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
         text = text.replace("T", separator)
         for sku, qty, amount in (("P1", 1, "4.99"), ("P3", 2, "3.78")):
@@ -334,3 +339,38 @@ def test_a_line_the_basket_already_holds_is_not_added_again(loaded, tmp_path):
     report = import_file(loaded, "transactions", write(tmp_path, "b.csv", part))
     assert report.endswith("1 line items added (1 to baskets already present)")
     assert lines(loaded) == [("S1", "P1"), ("S1", "P3"), ("S1", "P3"), ("S2", "P1")]
+
+
+def test_offsets_read_at_fixed_positions_as_the_general_parser_reads_them():
+    from engine.ingest import _fixed_form, _parse_wall, _timestamp_parts
+
+    values = [
+        "2017-03-12T01:59:59-05:00",  # the last second before New York's spring-forward
+        "2017-03-12T03:00:00-04:00",
+        "2017-11-05T01:30:00-04:00",  # the repeated hour, both times
+        "2017-11-05T01:30:00-05:00",
+        "2024-06-01T12:00:00+05:30",
+        "2025-01-01T00:00:00+14:00",
+        "2025-01-01T00:00:00-12:00",
+        None,
+    ]
+    frame = pl.DataFrame({"timestamp": values})
+    wall, offset, zulu = _timestamp_parts("timestamp", True)
+    general = frame.select(wall.alias("__wall"), offset.alias("__offset"), zulu.alias("__zulu"))
+    general = general.with_columns(_parse_wall(general["__wall"]))
+    fixed = _fixed_form(frame)
+    assert fixed is not None and fixed.equals(general)
+    assert fixed["__offset"].to_list() == [-300, -240, -240, -300, 330, 840, -720, None]
+    # any value of another form (Z, a space, a fraction, letters): the general path, which names it
+    for other in ("2017-03-12T01:59:59Z", "2017-03-12 01:59:59-05:00", "2017-03-12T01:59:59.5-05:00", "2017-03-12T0a:59:59-05:00", "2017-03-12T01:59:59-0a:00"):
+        assert _fixed_form(pl.DataFrame({"timestamp": [values[0], other]})) is None, other
+
+
+def test_offsets_in_the_one_fixed_form_give_the_database_of_the_naive_export(request, db_url, tmp_path):
+    other = fresh_database(request, tmp_path, "sqlite" if db_url.startswith("sqlite") else "postgres", "other.db")
+    for url, offsets in ((db_url, False), (other, True)):
+        load_dimensions(url, tmp_path)
+        text = _export(offsets, fixed=True)
+        import_file(url, "transactions", write(tmp_path, f"tx-{offsets}.csv", text), timezone="America/New_York")
+    assert "Z" not in _export(True, fixed=True) and "-04:00" in _export(True, fixed=True)
+    assert dump(db_url) == dump(other)
