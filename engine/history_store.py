@@ -418,38 +418,46 @@ def compact(db: Gateway, max_parts: int = 1, imports: list[int] | None = None) -
         if imports is not None:
             files = files.filter(pl.col("import_id").is_in(imports))
         crowded = files.group_by("bucket").agg(pl.len().alias("n")).filter(pl.col("n") > max_parts)
-        new_rows = []
-        for bucket in crowded.sort("bucket", nulls_last=True)["bucket"]:
+
+        def merge(bucket: int | None) -> tuple[pl.DataFrame, list[Path], dict]:
             old = files.filter(pl.col("bucket").eq_missing(bucket))
             paths = [store.path(f) for f in old["file_name"]]
             lines = pl.scan_parquet([str(p) for p in paths], hive_partitioning=False).collect()
             part = lines.select(list(PART_SCHEMA)).sort(_SORT)
             name = f"{_directory(bucket)}/c{secrets.token_hex(6)}.parquet"
             _write_file(store.path(name), part)
-            new_rows.append(
-                {
-                    "file_name": name,
-                    "bucket": bucket,
-                    "import_id": None,
-                    "line_count": part.height,
-                    "first_day": part["day"].min(),
-                    "last_day": part["day"].max(),
-                    "first_basket": part["basket_key"].min(),
-                    "last_basket": part["basket_key"].max(),
-                }
-            )
+            _sync_dirs([store.path(name)])
+            row = {
+                "file_name": name,
+                "bucket": bucket,
+                "import_id": None,
+                "line_count": part.height,
+                "first_day": part["day"].min(),
+                "last_day": part["day"].max(),
+                "first_basket": part["basket_key"].min(),
+                "last_basket": part["basket_key"].max(),
+            }
+            return old, paths, row
+
+        # buckets at once, as `write_parts` writes them (polars releases the GIL): 65 buckets one after
+        # another were 2.4 s of an 11-file import
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            merged = list(pool.map(merge, crowded.sort("bucket", nulls_last=True)["bucket"].to_list()))
+        new_rows = [row for _, _, row in merged]
+        replaced = [f for old, _, _ in merged for f in old["file_name"]]
+        for old, paths, _ in merged:
             before += old.height
             after += 1
             rewritten += 1
             retired.extend(paths)
-            quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in old["file_name"])
+        for i in range(0, len(replaced), 1000):  # one statement, not one a bucket
+            quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in replaced[i : i + 1000])
             bulk.execute(f"DELETE FROM history_parts WHERE file_name IN ({quoted})")
         if new_rows:
-            _sync_dirs([store.path(r["file_name"]) for r in new_rows])
             record_parts(bulk, pl.DataFrame(new_rows, schema=MANIFEST_SCHEMA))
         fault_point("before-compact-commit")
-    for path in [*retired, *orphans]:
-        path.unlink(missing_ok=True)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # ~1.5 ms each here: 715 files one by one were 1 s
+        list(pool.map(lambda path: path.unlink(missing_ok=True), [*retired, *orphans]))
     return Compacted(rewritten, before, after, len(orphans))
 
 
