@@ -354,6 +354,10 @@ class BulkSession:
             self._conn = driver.connect(u.database or ":memory:", autocommit=True)
             self._cur = self._conn.cursor()
             self._cur.execute("PRAGMA busy_timeout=30000")
+            # as `connect` sets it: in WAL mode a commit then writes the log without waiting for
+            # the disk; a power cut may undo the last commits, never tear one (an import's part
+            # files, synced before its commit, then lie unnamed: orphans `compact` removes)
+            self._cur.execute("PRAGMA synchronous=NORMAL")
             self._cur.execute("PRAGMA foreign_keys=OFF")  # validated before loading
             # a large page cache keeps the baskets' indexes in memory while a bulk load
             # inserts into them in random key order
