@@ -76,7 +76,8 @@ def customer_profile(
         customer_key, category (see DESIGN.md and the profile contract).
     """
     params = params or ProfileParams()
-    pairs = pair_occasions(history)
+    # with the globals every category has its prior: nothing is fitted, so no log-gaps are summed
+    pairs = pair_occasions(history, logsum=globals_ is None)
     if globals_ is not None:
         estimator = PurchaseCycleEstimator(priors=globals_.priors_for(pairs["category"].unique()))
     estimator = estimator or PurchaseCycleEstimator()
