@@ -228,14 +228,18 @@ def partition_stage(
     frame = _lazy(history).filter(pl.col("day") < g.as_of).collect()
     s = g.settings
     part = frame.filter(pl.col("day") >= g.profile_start)
-    profile = customer_profile(part, g.as_of, g.window_days, params=s.cycles, globals_=g.profile)
-    if g.ranker is not None and part.height:
-        ranked = g.ranker.predict(g.as_of, g.window_days, history=part)
+    ranker = g.ranker is not None and part.height > 0
+    profile = customer_profile(
+        part, g.as_of, g.window_days, params=s.cycles, globals_=g.profile, extra_columns=("p_active",) if ranker else ()
+    )
+    if ranker:
+        # the profile's renewal figures are the ranker's renewal features (same priors and lookback)
+        ranked = g.ranker.predict(g.as_of, g.window_days, history=part, renewal=profile)
         p = ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("_p_ranker"))
         profile = (
             profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
             .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
-            .drop("_p_ranker")
+            .drop("_p_ranker", "p_active")
         )
     if not g.with_value:
         return profile, None
