@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -253,8 +254,23 @@ def partition_stage(
     return profile, parts
 
 
-def _stage_at(args: tuple[History, pl.DataFrame | None, StageGlobals]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return partition_stage(*args)
+def _stage_at(args: tuple[History, pl.DataFrame | None, StageGlobals, str]) -> tuple[str, str | None]:
+    """A local worker's partition: its frames go back as uncompressed Arrow IPC files in the run's
+    scratch directory `out` (paths returned), not pickled through the pool's pipe: at 100k customers
+    the profile is ~750 MB, and pickling it there and back cost 3x the CPU of a file's write and read."""
+    history, customers, g, out = args
+    profile, parts = partition_stage(history, customers, g)
+    path = Path(out) / f"{uuid.uuid4().hex}"
+    profile.write_ipc(f"{path}.profile.arrow", compression="uncompressed")
+    if parts is None:
+        return f"{path}.profile.arrow", None
+    parts.write_ipc(f"{path}.value.arrow", compression="uncompressed")
+    return f"{path}.profile.arrow", f"{path}.value.arrow"
+
+
+def _read_stage(paths: tuple[str, str | None]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    profile, parts = paths
+    return pl.read_ipc(profile), None if parts is None else pl.read_ipc(parts)
 
 
 def _workers(settings: Settings, n: int) -> int:
@@ -274,10 +290,14 @@ def _run_local(
     results: list[tuple[pl.DataFrame, pl.DataFrame]] = []
     try:
         with ProcessPoolExecutor(max_workers=_workers(g.settings, len(tasks)), mp_context=ctx) as pool:
-            for i, result in enumerate(pool.map(_stage_at, [(h, c, g) for h, c in tasks])):
-                results.append(result)
-                if progress:
-                    progress("profile partitions", i + 1, len(tasks))
+            scratch = tempfile.mkdtemp(prefix="listwise-stages-", dir=os.environ.get("LISTWISE_SCRATCH") or None)
+            try:
+                for i, paths in enumerate(pool.map(_stage_at, [(h, c, g, scratch) for h, c in tasks])):
+                    results.append(_read_stage(paths))
+                    if progress:
+                        progress("profile partitions", i + 1, len(tasks))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
     except BrokenProcessPool:
         raise StateError(
             f"a partition's process died (killed, or out of memory) after {len(results)} of {len(tasks)} partitions; "
@@ -372,7 +392,9 @@ def run_partitioned(
     tasks = list(zip(sources, parts))
     run: Callable[..., list[tuple[pl.DataFrame, pl.DataFrame]]] = _run_dask if executor == "dask" else _run_local
     results = run(tasks, g, progress)
-    profile = pl.concat([r[0] for r in results]).sort("customer_key", "category")
+    # each partition's rows are sorted by customer_key, category and a customer is in one partition
+    # only: a stable sort on the integer key gives the same order as sorting on both (a third of the CPU)
+    profile = pl.concat([r[0] for r in results]).sort("customer_key", maintain_order=True)
     if not with_value:
         return profile, None
     value = score_value(pl.concat([r[1] for r in results], how="vertical_relaxed"), as_of, settings.value)
