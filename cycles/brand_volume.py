@@ -209,10 +209,10 @@ def usual_products(history: pl.DataFrame) -> pl.DataFrame:
     require_columns(
         history, {"customer_key", "category", "product_key", "brand_type", "quantity", "regular_price_cents"}, "history"
     )
-    # a product's category, brand type and price are its own: one row per product key
+    # a product's category, brand type and price are its own: one row per product key (its first line, as before)
     products = (
         history.select("product_key", "category", "brand_type", "regular_price_cents")
-        .unique(subset="product_key", keep="any")
+        .unique(subset="product_key", keep="first")
         .sort("product_key")
     )
     names = products["category"].unique().sort()
