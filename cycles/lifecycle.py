@@ -80,11 +80,11 @@ def monthly_activity(
     # distinct categories bought a month: distinct packed (customer, month, category code) keys
     if "product_key" in history.columns:  # through the product's integer key: no string hashed per line
         codes = category_codes(history)
-        cat = product_lookup(codes["product_key"], codes["cat_code"].cast(pl.Int64))
+        n_cat, cat = codes.height, product_lookup(codes["product_key"], codes["cat_code"].cast(pl.Int64))
     else:
         names = history["category"].unique()
-        codes, cat = names, pl.col("category").replace_strict(names, pl.int_range(names.len(), eager=True))
-    cat_bits = max(1, codes.len().bit_length() if isinstance(codes, pl.Series) else codes.height.bit_length())
+        n_cat, cat = names.len(), pl.col("category").replace_strict(names, pl.int_range(names.len(), eager=True))
+    cat_bits = max(1, n_cat.bit_length())
     m_bits = max(1, int(months).bit_length())
     age = (pl.lit(as_of) - pl.col("day")).dt.total_days()
     cats = (
