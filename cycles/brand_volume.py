@@ -14,9 +14,10 @@ the manufacturer extract describes a period's buyers.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
-from cycles.occasions import require_columns
+from cycles.occasions import product_lookup, require_columns
 from cycles.params import ProfileParams as _P
 
 __all__ = [
@@ -197,31 +198,91 @@ def usual_products(history: pl.DataFrame) -> pl.DataFrame:
         returns excluded), store_units (Float64, store brand, returns excluded),
         usual_product_key (Int64, most units bought; ties to the lowest key),
         usual_price_cents (Int64, its regular price). Sorted by customer_key, category.
+
+    Notes
+    -----
+    One hash group-by of the lines on a packed integer key (customer | category code | product
+    rank), then segment sums over its sorted rows: no string is hashed or sorted per line or per
+    customer x product. Sums run in product order within a pair (float sums of fractional
+    quantities may differ from another order in the last bits).
     """
     require_columns(
         history, {"customer_key", "category", "product_key", "brand_type", "quantity", "regular_price_cents"}, "history"
     )
-    bought = pl.col("quantity").clip(lower_bound=0)
-    # group on integer keys only; a product's category, brand type and price are its own
-    attrs = history.group_by("product_key").agg(
-        pl.col("category").first(), pl.col("brand_type").first(), pl.col("regular_price_cents").first().alias("price")
+    # a product's category, brand type and price are its own: one row per product key (its first line, as before)
+    products = (
+        history.select("product_key", "category", "brand_type", "regular_price_cents")
+        .unique(subset="product_key", keep="first")
+        .sort("product_key")
     )
-    per_product = (
-        history.group_by("customer_key", "product_key")
-        .agg(net=pl.col("quantity").sum(), bought=bought.sum())
-        .join(attrs, on="product_key", how="left")
-        .with_columns(pl.when(pl.col("brand_type") == "store").then(pl.col("bought")).otherwise(0.0).alias("store"))
+    names = products["category"].unique().sort()
+    products = products.with_columns(
+        pl.col("category").replace_strict(names, pl.int_range(names.len(), eager=True), return_dtype=pl.Int64).alias("cat"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("rank"),
     )
-    return (
-        per_product.sort("customer_key", "category", "bought", "product_key", descending=[False, False, True, False])
-        .group_by("customer_key", "category", maintain_order=True)
-        .agg(
-            units=pl.col("net").sum(),
-            bought_units=pl.col("bought").sum(),
-            store_units=pl.col("store").sum(),
-            usual_product_key=pl.col("product_key").first(),
-            usual_price_cents=pl.col("price").first().cast(pl.Int64),
-        )
+    p_bits = max(1, products.height.bit_length())
+    c_bits = max(1, names.len().bit_length())
+    keys = history["customer_key"]
+    if keys.len() == 0:
+        return _empty_units()
+    recode = keys.min() < 0 or keys.max() >= 1 << (62 - p_bits - c_bits)
+    cust = pl.col("customer_key")
+    customer_keys = None
+    if recode:  # keys that do not pack: their rank (sorted, so the order is the keys')
+        customer_keys = keys.unique().sort()
+        cust = cust.replace_strict(customer_keys, pl.int_range(customer_keys.len(), eager=True), return_dtype=pl.Int64)
+    code = (
+        cust * (1 << (c_bits + p_bits))
+        + product_lookup(products["product_key"], products["cat"]) * (1 << p_bits)
+        + product_lookup(products["product_key"], products["rank"])
+    )
+    q = pl.col("quantity")
+    per = (
+        history.lazy()
+        .group_by(code.alias("key"))
+        .agg(net=q.sum(), bought=q.clip(lower_bound=0).sum())
+        .sort("key")
+        .collect()
+    )
+    key = per["key"].to_numpy()
+    net, bought = per["net"].to_numpy(), per["bought"].to_numpy()
+    rank = key % (1 << p_bits)
+    pair = key >> p_bits
+    starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+    run = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, pair.size]))
+    is_store = (products["brand_type"] == "store").fill_null(False).to_numpy()
+    store = np.where(is_store[rank], bought, 0.0)
+    # the usual product: most units bought, ties to the lowest rank (= key); rows are in rank order
+    top = np.maximum.reduceat(bought, starts)
+    best = np.flatnonzero(bought == top[run])
+    best = best[np.r_[True, run[best[1:]] != run[best[:-1]]]]
+    usual = rank[best]
+    pair = pair[starts]
+    cust_code = pair >> c_bits
+    return pl.DataFrame(
+        {
+            "customer_key": cust_code if customer_keys is None else customer_keys.to_numpy()[cust_code],
+            "category": names.gather(pl.Series(pair % (1 << c_bits))),
+            "units": np.add.reduceat(net, starts),
+            "bought_units": np.add.reduceat(bought, starts),
+            "store_units": np.add.reduceat(store, starts),
+            "usual_product_key": products["product_key"].gather(pl.Series(usual)).cast(pl.Int64),
+            "usual_price_cents": products["regular_price_cents"].gather(pl.Series(usual)).cast(pl.Int64),
+        }
+    )
+
+
+def _empty_units() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "customer_key": pl.Int64,
+            "category": pl.String,
+            "units": pl.Float64,
+            "bought_units": pl.Float64,
+            "store_units": pl.Float64,
+            "usual_product_key": pl.Int64,
+            "usual_price_cents": pl.Int64,
+        }
     )
 
 

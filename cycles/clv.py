@@ -94,18 +94,25 @@ class BetaGeoModel:
 
     def expected_visits(self, t: float, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
         """E[visits in (T, T + t] | x, t_x, T], Fader, Hardie & Lee (2005), eq. 10."""
-        r, alpha, a, b = self._p()
         x, tx, T = (np.asarray(v, dtype=float) for v in (x, tx, T))
         if t <= 0:
             return np.zeros_like(x)
+        return self._conditional(t, self._unconditional(t, x, T), self.p_alive(x, tx, T), x, T)
+
+    def _unconditional(self, t: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """The factor of eq. 10 before P(alive): a function of (x, T) alone."""
+        r, alpha, a, b = self._p()
         z = t / (alpha + T + t)
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
         ln_pow = (r + x) * (np.log(alpha + T) - np.log(alpha + T + t))
-        num = (a + b + x - 1) / max(a - 1, 1e-9) * (1 - np.exp(ln_pow) * hyp)
-        out = num * self.p_alive(x, tx, T)
+        return (a + b + x - 1) / max(a - 1, 1e-9) * (1 - np.exp(ln_pow) * hyp)
+
+    def _conditional(self, t: float, num: np.ndarray, alive: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        r, alpha, a, b = self._p()
+        out = num * alive
         # hyp2f1 can fail for very frequent visitors: fall back to alive x posterior rate x t
         rate = (r + x) / (alpha + T)
-        fallback = self.p_alive(x, tx, T) * rate * t
+        fallback = alive * rate * t
         bad = ~np.isfinite(out) | (out < 0) | (a <= 1)
         return np.where(bad, fallback, out)
 
@@ -181,10 +188,17 @@ def discounted_clv(
     """
     months = max(1, int(round(years * 12)))
     weeks_per_month = 52.0 / 12.0
+    x, tx, T = (np.asarray(v, dtype=float) for v in (x, tx, T))
     total = np.zeros(np.shape(x), dtype=float)
     previous = np.zeros_like(total)
+    # `bg.expected_visits` month by month, with P(alive) once and the hypergeometric factor (most of
+    # the time) once per distinct (x, T): whole weeks of visits repeat across customers
+    alive = bg.p_alive(x, tx, T)
+    xT, inverse = np.unique(np.column_stack([x, T]).reshape(-1, 2), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
     for m in range(1, months + 1):
-        cum = bg.expected_visits(m * weeks_per_month, x, tx, T)
+        t = m * weeks_per_month
+        cum = bg._conditional(t, bg._unconditional(t, xT[:, 0], xT[:, 1])[inverse], alive, x, T)
         total += (cum - previous) / (1 + annual_rate) ** (m / 12)
         previous = cum
     return total * np.asarray(spend, dtype=float) * np.asarray(margin, dtype=float)

@@ -21,16 +21,45 @@ import datetime as dt
 
 import polars as pl
 
-from cycles.occasions import require_columns
+from cycles.occasions import DAY_BITS, category_codes, product_lookup, require_columns
 from cycles.params import ValueParams as _V
 
-__all__ = ["monthly_activity", "lifecycle"]
+__all__ = ["customer_days", "monthly_activity", "lifecycle"]
 
 _MONTH = 28
 
 
-def monthly_activity(history: pl.DataFrame, as_of: dt.date, months: int) -> pl.DataFrame:
+def customer_days(history: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
+    """Per customer and day with a line before `as_of`: customer_key, age (Int64, days before
+    `as_of`, >= 1), amount_cents (Int64, net), bought (Bool, a line of positive quantity).
+
+    One group-by of the lines on a packed integer key; the visits, spend and lifecycle months of
+    `cycles.value` are read off this much smaller frame.
+    """
+    require_columns(history, {"customer_key", "day", "quantity", "amount_cents"}, "history")
+    age = (pl.lit(as_of) - pl.col("day")).dt.total_days()
+    key = pl.col("customer_key") * (1 << DAY_BITS) + age
+    return (
+        history.lazy()
+        .filter(pl.col("day") < as_of)
+        .group_by(key.alias("_k"))
+        .agg(amount_cents=pl.col("amount_cents").sum(), bought=(pl.col("quantity") > 0).any())
+        .select(
+            (pl.col("_k") // (1 << DAY_BITS)).alias("customer_key"),
+            (pl.col("_k") % (1 << DAY_BITS)).alias("age"),
+            "amount_cents",
+            "bought",
+        )
+        .collect()
+    )
+
+
+def monthly_activity(
+    history: pl.DataFrame, as_of: dt.date, months: int, days: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per customer and 28-day month (0 = latest): visits, spend_cents, categories.
+
+    `days`: `customer_days(history, as_of)` when the caller has it.
 
     Returns
     -------
@@ -39,20 +68,48 @@ def monthly_activity(history: pl.DataFrame, as_of: dt.date, months: int) -> pl.D
         (Int64, net of returns), categories (UInt32); only months with activity.
     """
     require_columns(history, {"customer_key", "day", "category", "quantity", "amount_cents"}, "history")
+    if days is None:
+        days = customer_days(history, as_of)
+    month = ((pl.col("age") - 1) // _MONTH).cast(pl.Int32)
+    per = (
+        days.lazy()
+        .filter(pl.col("age") <= months * _MONTH)
+        .group_by("customer_key", month.alias("month"))
+        .agg(visits=pl.col("bought").sum().cast(pl.UInt32), spend_cents=pl.col("amount_cents").sum())
+    )
+    # distinct categories bought a month: distinct packed (customer, month, category code) keys
+    if "product_key" in history.columns:  # through the product's integer key: no string hashed per line
+        codes = category_codes(history)
+        n_cat, cat = codes.height, product_lookup(codes["product_key"], codes["cat_code"].cast(pl.Int64))
+    else:
+        names = history["category"].unique()
+        n_cat, cat = names.len(), pl.col("category").replace_strict(names, pl.int_range(names.len(), eager=True))
+    cat_bits = max(1, n_cat.bit_length())
+    m_bits = max(1, int(months).bit_length())
     age = (pl.lit(as_of) - pl.col("day")).dt.total_days()
-    month = ((age - 1) // _MONTH).cast(pl.Int32)
-    bought = pl.col("quantity") > 0
-    return (
+    cats = (
         history.lazy()
-        .filter(pl.col("day") < as_of)
-        .with_columns(month.alias("month"))
-        .filter(pl.col("month") < months)
-        .group_by("customer_key", "month")
-        .agg(
-            visits=pl.col("day").filter(bought).n_unique().cast(pl.UInt32),
-            spend_cents=pl.col("amount_cents").sum(),
-            categories=pl.col("category").filter(bought).n_unique().cast(pl.UInt32),
+        .filter((pl.col("day") < as_of) & (age <= months * _MONTH) & (pl.col("quantity") > 0))
+        .select(
+            (
+                pl.col("customer_key") * (1 << (m_bits + cat_bits))
+                + ((age - 1) // _MONTH) * (1 << cat_bits)
+                + cat.cast(pl.Int64)
+            ).alias("_k")
         )
+        .unique()
+        .group_by(pl.col("_k") // (1 << cat_bits))
+        .agg(pl.len().cast(pl.UInt32).alias("categories"))
+        .select(
+            (pl.col("_k") // (1 << m_bits)).alias("customer_key"),
+            (pl.col("_k") % (1 << m_bits)).cast(pl.Int32).alias("month"),
+            "categories",
+        )
+    )
+    return (
+        per.join(cats, on=["customer_key", "month"], how="left")
+        .with_columns(pl.col("categories").fill_null(0))
+        .select("customer_key", "month", "visits", "spend_cents", "categories")
         .collect()
     )
 
@@ -71,6 +128,7 @@ def lifecycle(
     category_ratio: float = 0.4,
     visit_ratio: float = 0.5,
     growing_ratio: float = 1.2,
+    days: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Stage and decline warning per customer.
 
@@ -80,6 +138,8 @@ def lifecycle(
         Line items before `as_of` (customer_key, day, category, quantity, amount_cents).
     first_visit
         customer_key, first_visit_on, last_visit_on (Date): one row per customer to classify.
+    days
+        `customer_days(history, as_of)` when the caller has it.
 
     Returns
     -------
@@ -87,7 +147,7 @@ def lifecycle(
         customer_key, lifecycle_stage, decline_warning (Bool), in `first_visit`'s order.
     """
     months = max(decline_months + 1, 6)
-    act = monthly_activity(history, as_of, months)
+    act = monthly_activity(history, as_of, months, days)
     wide = first_visit.select("customer_key", "first_visit_on", "last_visit_on")
     for m in range(months):
         one = act.filter(pl.col("month") == m).select(

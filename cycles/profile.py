@@ -50,6 +50,7 @@ def customer_profile(
     params: ProfileParams | None = None,
     estimator: PurchaseCycleEstimator | None = None,
     globals_: ProfileGlobals | None = None,
+    extra_columns: tuple[str, ...] = (),
 ) -> pl.DataFrame:
     """Purchase cycle, brand cell, volume tier and usual product per customer x category.
 
@@ -68,15 +69,19 @@ def customer_profile(
     globals_
         Priors and volume cut points fitted once for all partitions (`profile_globals`); None =
         fitted on `history` itself.
+    extra_columns
+        Columns of the purchase-cycle prediction to keep after PROFILE_COLUMNS (e.g. "p_active",
+        which `cycles.ranker.NextWindowRanker.predict` takes instead of computing it again).
 
     Returns
     -------
     polars.DataFrame
-        PROFILE_COLUMNS, one row per pair with at least one purchase occasion, sorted by
+        PROFILE_COLUMNS (+ `extra_columns`), one row per pair with at least one purchase occasion, sorted by
         customer_key, category (see DESIGN.md and the profile contract).
     """
     params = params or ProfileParams()
-    pairs = pair_occasions(history)
+    # with the globals every category has its prior: nothing is fitted, so no log-gaps are summed
+    pairs = pair_occasions(history, logsum=globals_ is None)
     if globals_ is not None:
         estimator = PurchaseCycleEstimator(priors=globals_.priors_for(pairs["category"].unique()))
     estimator = estimator or PurchaseCycleEstimator()
@@ -99,7 +104,7 @@ def customer_profile(
         cycles.join(cells, on=["customer_key", "category"], how="left")
         .join(usual, on=["customer_key", "category"], how="left")
         .with_columns(pl.col("purchase_days").cast(pl.Int64))
-        .select(PROFILE_COLUMNS)
+        .select(*PROFILE_COLUMNS, *extra_columns)
         .sort("customer_key", "category")
     )
 

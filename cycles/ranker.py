@@ -155,6 +155,34 @@ def _renewal(
     return np.clip(p_buy, 0.0, 1.0), p_active, mean_interval
 
 
+def _renewal_given(
+    given: tuple[np.ndarray, ...],
+    pair: np.ndarray,
+    k: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    pi: np.ndarray,
+    n: np.ndarray,
+    s: np.ndarray,
+    u: np.ndarray,
+    w: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_renewal` of each row, taken from `given` (pair codes sorted, p_buy, p_active, mean interval: the
+    same formulas on the same statistics, computed by the caller) where it has the pair and the row's
+    category has priors; computed for the other rows."""
+    g_pair, g_p, g_active, g_mean = given
+    at = np.minimum(np.searchsorted(g_pair, pair), max(g_pair.size - 1, 0))
+    hit = (g_pair[at] == pair) & np.isfinite(k) if g_pair.size else np.zeros(pair.size, bool)
+    p_buy, p_active, mean_interval = np.empty(pair.size), np.empty(pair.size), np.empty(pair.size)
+    p_buy[hit], p_active[hit], mean_interval[hit] = g_p[at[hit]], g_active[at[hit]], g_mean[at[hit]]
+    miss = ~hit
+    if miss.any():
+        p_buy[miss], p_active[miss], mean_interval[miss] = _renewal(
+            k[miss], a[miss], b[miss], pi[miss], n[miss], s[miss], u[miss], w
+        )
+    return p_buy, p_active, mean_interval
+
+
 def _with_new_candidates(
     pf: dict[str, np.ndarray], cat_bits: int, popularity: np.ndarray, n: int
 ) -> dict[str, np.ndarray]:
@@ -299,12 +327,15 @@ class NextWindowRanker:
         priors: list[np.ndarray],
         cat_stats: tuple[np.ndarray, np.ndarray],
         components: np.ndarray | None = None,
+        given: tuple[np.ndarray, ...] | None = None,
     ) -> dict[str, np.ndarray]:
         """Features at cutoff day c of every pair with an occasion in [c - lookback, c), in pair order:
         pair (codes), first_d (the customer's first trip in the lookback), x (float32, RANKER_FEATURES),
         p_renewal (float64); `priors` are k, a, b, pi and `cat_stats` cat_repurchase, cat_share, each
         indexed by category code; `components` those of the neighbour-blended frequency (None: fitted
-        on these pairs)."""
+        on these pairs); `given`: (pair codes sorted, p_renewal, p_active, mean_interval) the renewal
+        model already computed for some pairs (`predict`'s `renewal`), used for those of them whose
+        category has priors here."""
         L, w, R = self.lookback_days, self.window_days, self.recent_days
         pf = pair_features(occ, c, L, R, w, self.half_lives, logsum=False)
         rw = pf[f"rw_{self.half_lives[2]:g}"]
@@ -319,9 +350,14 @@ class NextWindowRanker:
         days_since = (c - pf["last_d"]).astype(np.float64)
         never = pf["n_occ"] == 0  # a new candidate
         days_since[never] = np.nan
-        p_renewal, p_active, mean_interval = _renewal(
-            k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"], days_since, w
-        )
+        if given is None:
+            p_renewal, p_active, mean_interval = _renewal(
+                k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"], days_since, w
+            )
+        else:
+            p_renewal, p_active, mean_interval = _renewal_given(
+                given, pair, k, a, b, pi, pf["n_intervals"], pf["interval_sum_days"], days_since, w
+            )
         p_renewal[never] = 0.0
         span = (c - cf["first_d"]).astype(_F)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -530,7 +566,11 @@ class NextWindowRanker:
         return self
 
     def predict(
-        self, as_of: dt.date, window_days: int | None = None, history: pl.DataFrame | None = None
+        self,
+        as_of: dt.date,
+        window_days: int | None = None,
+        history: pl.DataFrame | None = None,
+        renewal: pl.DataFrame | None = None,
     ) -> pl.DataFrame:
         """P(at least one purchase in [as_of, as_of + window)) per customer x category.
 
@@ -543,6 +583,12 @@ class NextWindowRanker:
         history
             Score these customers (e.g. one hash partition) with the fitted global model;
             None = the history fitted on.
+        renewal
+            The renewal model's figures of these customers' pairs, if the caller has them
+            (`PurchaseCycleEstimator.predict` with this ranker's `renewal_priors_`, at `as_of`, over
+            the same lookback: customer_key, category, p_buy_in_window, p_active,
+            mean_interval_days): they are the p_renewal, p_active and mean interval features of the
+            pairs whose category has priors here, so they are not computed twice. The same scores.
 
         Returns
         -------
@@ -576,9 +622,10 @@ class NextWindowRanker:
         rank = max((len(v) for v in comps if v is not None), default=0)
         comps = np.array([v if v is not None else [0.0] * rank for v in comps], _F).reshape(len(comps), rank).T
         fallback = self.fallback_
+        given = None if renewal is None else _given_renewal(occ, renewal)
 
         def score(part: Occasions) -> tuple[np.ndarray, ...]:
-            f = self._cutoff(part, c, priors, (rep, share), comps)
+            f = self._cutoff(part, c, priors, (rep, share), comps, given)
             thin = c - f["first_d"] < self.min_history_days
             if fallback:
                 return f["pair"], f["p_renewal"], f["p_renewal"], f["p_renewal"], np.ones(thin.size, bool)
@@ -629,6 +676,27 @@ class NextWindowRanker:
         return pl.DataFrame({"feature": RANKER_FEATURES, "gain": gain / max(gain.sum(), 1e-12)}).sort(
             "gain", descending=True
         )
+
+
+def _given_renewal(occ: Occasions, renewal: pl.DataFrame) -> tuple[np.ndarray, ...]:
+    """`predict`'s `renewal` frame as (pair codes of `occ`, sorted; p_renewal, p_active, mean interval)."""
+    require_columns(
+        renewal, {"customer_key", "category", "p_buy_in_window", "p_active", "mean_interval_days"}, "renewal"
+    )
+    frame = renewal.join(occ.categories, on="category", how="inner")
+    keys = frame["customer_key"].to_numpy()
+    if occ.customer_keys is not None:  # customers coded 0..n-1 by sorted key
+        at = np.minimum(np.searchsorted(occ.customer_keys, keys), max(occ.customer_keys.size - 1, 0))
+        found = occ.customer_keys[at] == keys if occ.customer_keys.size else np.zeros(keys.size, bool)
+        frame, keys = frame.filter(pl.Series(found)), at[found]
+    pair = (keys.astype(np.int64) << occ.cat_bits) | frame["cat"].to_numpy().astype(np.int64)
+    order = np.argsort(pair, kind="stable")
+    return (
+        pair[order],
+        frame["p_buy_in_window"].to_numpy()[order],
+        frame["p_active"].to_numpy()[order],
+        frame["mean_interval_days"].cast(pl.Float64).fill_null(np.nan).to_numpy()[order],
+    )
 
 
 def _map(fn, items: list, n_jobs: int) -> list:

@@ -20,7 +20,7 @@ import polars as pl
 from cycles.abc import abc_classes
 from cycles.clv import BetaGeoModel, GammaGammaModel, discounted_clv
 from cycles.exceptions import InputError
-from cycles.lifecycle import lifecycle
+from cycles.lifecycle import customer_days, lifecycle
 from cycles.occasions import require_columns
 from cycles.params import ValueParams
 from cycles.rfm import rfm_scores
@@ -60,9 +60,16 @@ def contribution_cents(margin_share: float) -> pl.Expr:
 
 
 def customer_summary(
-    history: pl.DataFrame, as_of: dt.date, qualifying_weeks: int, margin_share: float = ValueParams.margin_share
+    history: pl.DataFrame,
+    as_of: dt.date,
+    qualifying_weeks: int,
+    margin_share: float = ValueParams.margin_share,
+    days: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per customer with history before `as_of`.
+
+    `days`: `cycles.lifecycle.customer_days(history, as_of)` when the caller has it (the visits
+    and the spends are read off it; the contribution, a float, is summed over the lines).
 
     Returns
     -------
@@ -72,21 +79,37 @@ def customer_summary(
         `qualifying_weeks`), sow_spend_cents (Int64, over the last 13 weeks), sorted by customer_key.
     """
     require_columns(history, {"customer_key", "day", "quantity", "amount_cents", "unit_cost_cents"}, "history")
-    bought = pl.col("quantity") > 0
-    recent = pl.col("day") >= pl.lit(as_of - dt.timedelta(weeks=qualifying_weeks))
-    quarter = pl.col("day") >= pl.lit(as_of - dt.timedelta(weeks=13))
-    return (
+    if days is None:
+        days = customer_days(history, as_of)
+    bought, age = pl.col("bought"), pl.col("age")
+    visit_on = pl.lit(as_of) - pl.duration(days=age)
+    contribution = (
         history.lazy()
         .filter(pl.col("day") < as_of)
         .group_by("customer_key")
+        .agg(contribution_cents=contribution_cents(margin_share).sum())
+    )
+    return (
+        days.lazy()
+        .group_by("customer_key")
         .agg(
-            first_visit_on=pl.col("day").filter(bought).min(),
-            last_visit_on=pl.col("day").filter(bought).max(),
-            frequency=pl.col("day").filter(bought).n_unique().cast(pl.Int64),
+            first_visit_on=visit_on.filter(bought).min().cast(pl.Date),
+            last_visit_on=visit_on.filter(bought).max().cast(pl.Date),
+            frequency=bought.sum().cast(pl.Int64),
             monetary_cents=pl.col("amount_cents").sum(),
-            contribution_cents=contribution_cents(margin_share).sum(),
-            recent_spend_cents=pl.col("amount_cents").filter(recent).sum(),
-            sow_spend_cents=pl.col("amount_cents").filter(quarter).sum(),
+            recent_spend_cents=pl.col("amount_cents").filter(age <= 7 * qualifying_weeks).sum(),
+            sow_spend_cents=pl.col("amount_cents").filter(age <= 7 * 13).sum(),
+        )
+        .join(contribution, on="customer_key", how="left")
+        .select(
+            "customer_key",
+            "first_visit_on",
+            "last_visit_on",
+            "frequency",
+            "monetary_cents",
+            "contribution_cents",
+            "recent_spend_cents",
+            "sow_spend_cents",
         )
         .sort("customer_key")
         .collect()
@@ -150,7 +173,8 @@ def value_parts(
         decline_warning, share_of_wallet, avg_weekly_spend_cents.
     """
     params = params or ValueParams()
-    summary = customer_summary(history, as_of, qualifying_weeks, params.margin_share)
+    days = customer_days(history, as_of)
+    summary = customer_summary(history, as_of, qualifying_weeks, params.margin_share, days)
     if customers is not None:
         require_columns(customers, {"customer_key"}, "customers")
         sizes = customers.select("customer_key", *(["household_size"] if "household_size" in customers.columns else []))
@@ -174,6 +198,7 @@ def value_parts(
         params.decline_months,
         params.lapsed_days,
         params.new_days,
+        days=days,
     )
     budget = pl.Series(list(params.weekly_budget_cents), dtype=pl.Int64)
     size = pl.col("household_size").fill_null(2).clip(1, len(params.weekly_budget_cents)) - 1

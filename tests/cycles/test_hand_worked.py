@@ -63,6 +63,35 @@ def test_returns_and_same_day_repeats_are_not_new_occasions():
     assert occ.select("customer_key", "category").rows() == [(1, "BREAD"), (1, "MILK"), (2, "MILK")]
 
 
+def test_occasion_gaps_by_hand_and_the_log_sum_only_when_asked():
+    # MILK of customer 1: occasions on days 0, 7, 21, 22 (gaps 7, 14, 1); BREAD once
+    h = lines([(1, 0, "MILK", 1), (1, 7, "MILK", 1), (1, 21, "MILK", 1), (1, 22, "MILK", 2), (1, 4, "BREAD", 1)])
+    occ = pair_occasions(h)
+    milk = occ.filter(pl.col("category") == "MILK").row(0, named=True)
+    assert milk["interval_median_days"] == 7.0 and milk["interval_sum_days"] == 22.0
+    assert milk["interval_logsum"] == pytest.approx(np.log(7) + np.log(14) + np.log(1), abs=1e-12)
+    bread = occ.filter(pl.col("category") == "BREAD").row(0, named=True)
+    assert (bread["n_intervals"], bread["interval_sum_days"], bread["interval_logsum"]) == (0, 0.0, 0.0)
+    assert bread["interval_median_days"] is None
+    lean = pair_occasions(h, logsum=False)
+    assert lean["interval_logsum"].null_count() == lean.height
+    assert lean.drop("interval_logsum").equals(occ.drop("interval_logsum"))
+
+
+def test_usual_products_the_same_for_keys_that_do_not_pack():
+    rows = [(1, 0, "TEA", 2, "store", 7), (1, 3, "TEA", 2, "national", 5), (1, 5, "TEA", -1, "store", 7),
+            (2, 1, "TEA", 1, "national", 5), (2, 2, "COFFEE", 3, "store", 9)]
+    h = lines(rows)
+    out = usual_products(h)
+    # ties on units bought go to the lowest product key; returns count in units, not in bought units
+    tea1 = out.filter((pl.col("customer_key") == 1) & (pl.col("category") == "TEA")).row(0, named=True)
+    assert (tea1["usual_product_key"], tea1["units"], tea1["bought_units"], tea1["store_units"]) == (5, 3.0, 4.0, 2.0)
+    # negative and huge customer keys are coded by rank: the same rows under the same keys
+    for shift in (-10, 1 << 55):
+        moved = usual_products(h.with_columns(pl.col("customer_key") + shift))
+        assert moved.with_columns(pl.col("customer_key") - shift).equals(out)
+
+
 def test_predictive_survival_matches_numeric_integration_over_the_rate():
     k, alpha, beta, t = 2.5, 7.0, 60.0, 13.0
     reference, _ = integrate.quad(

@@ -220,6 +220,21 @@ def test_p_renewal_is_the_renewal_model_with_the_rankers_priors(fitted, split):
     assert pred["p_renewal"].to_list() == pytest.approx(renewal["p_buy_in_window"].to_list(), abs=1e-9)
 
 
+def test_given_renewal_figures_are_used_and_give_the_same_scores(fitted, split):
+    """predict(renewal=...) takes the profile's renewal figures instead of computing them: the same scores."""
+    train, as_of, _ = split
+    lookback = train.filter(pl.col("day") >= as_of - dt.timedelta(days=fitted.lookback_days))
+    renewal = (
+        PurchaseCycleEstimator(priors=fitted.renewal_priors_).fit(lookback, observed_until=as_of).predict(as_of, W)
+    )
+    own = fitted.predict(as_of, W, history=train)
+    assert fitted.predict(as_of, W, history=train, renewal=renewal).equals(own)
+    # and they are read: other figures give other scores
+    other = renewal.with_columns((1 - pl.col("p_buy_in_window")).alias("p_buy_in_window"))
+    moved = fitted.predict(as_of, W, history=train, renewal=other)
+    assert (moved["p_renewal"] - own["p_renewal"]).abs().max() > 0.1
+
+
 def test_training_on_a_sample_of_customers_still_scores_everyone(split):
     train, as_of, _ = split
     ranker = NextWindowRanker(max_train_customers=300, **SMALL).fit(train, observed_until=as_of)
