@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from coupons.prices import price_counts
+from coupons.qualify import window_spend
 from cycles.profile import ProfileGlobals, customer_profile, profile_globals, sample_customers
 from cycles.ranker import NextWindowRanker
 from cycles.value import score_value, value_parts
@@ -63,6 +65,9 @@ __all__ = [
     "StoreSource",
     "store_sources",
     "run_store",
+    "TotalsWindow",
+    "partition_totals",
+    "store_totals",
 ]
 
 
@@ -95,6 +100,18 @@ class StoreSource:
             ]
         )["customer_key"]
         return keys if self.keys is None else keys.filter(keys.is_in(self.keys.implode()))
+
+    def lines(self, start: dt.date, columns: list[str]) -> pl.DataFrame:
+        """`columns` of the partition's lines with day in [start, end) (its customers restricted by
+        `keys`), files and checkout lines together, unsorted: what a sum over lines needs."""
+        from engine.history_store import read_parts
+
+        start = max(start, self.start) if self.start else start
+        held = self.checkout.filter((pl.col("day") < self.end) & (pl.col("day") >= start))
+        if self.keys is not None:
+            held = held.filter(pl.col("customer_key").is_in(self.keys.implode()))
+        parts = read_parts(list(self.paths), self.end, start, self.keys, columns=columns)
+        return pl.concat([parts, held.select(columns)])
 
     def history(self, customers: pl.Series | None = None) -> pl.DataFrame:
         """The partition's history frame (HISTORY_COLUMNS, total order); `customers`: only theirs."""
@@ -267,7 +284,16 @@ def _run_local(
 def _run_dask(
     tasks: list[tuple[History, pl.DataFrame | None]], g: StageGlobals, progress: Progress | None
 ) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
-    address = g.settings.scale.scheduler
+    return _on_dask(g.settings, partition_stage, tasks, g, progress, "profile partitions")
+
+
+def _on_dask(
+    settings: Settings, fn: Callable[..., Any], calls: list[tuple], shared: Any, progress: Progress | None, label: str
+) -> list[Any]:
+    """`fn(*call, shared)` for every call, on the Dask scheduler of `settings.scale`; results in order.
+
+    `shared` (the globals) is scattered to every worker once; a call carries paths, not frames."""
+    address = settings.scale.scheduler
     if not address:
         raise ConfigError("executor 'dask' needs a scheduler address: --scheduler tcp://HOST:8786 or [scale] scheduler")
     try:
@@ -278,11 +304,12 @@ def _run_dask(
         client = Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise StateError(f"cannot reach the dask scheduler at {address}: {exc}") from None
+    slug = label.replace(" ", "-")
     with client:
-        shared = client.scatter(g, broadcast=True)
+        scattered = client.scatter(shared, broadcast=True)
         futures = [
-            client.submit(partition_stage, h, c, shared, pure=False, key=f"listwise-partition-{i}-{os.getpid()}")
-            for i, (h, c) in enumerate(tasks)
+            client.submit(fn, *call, scattered, pure=False, key=f"listwise-{slug}-{i}-{os.getpid()}")
+            for i, call in enumerate(calls)
         ]
         results = []
         for i, future in enumerate(futures):
@@ -292,11 +319,11 @@ def _run_dask(
                 raise
             except Exception as exc:  # noqa: BLE001 - a worker lost (KilledWorker), a cancelled future...
                 raise StateError(
-                    f"partition {i} of {len(tasks)} failed on the dask cluster ({type(exc).__name__}: "
+                    f"partition {i} of {len(calls)} failed on the dask cluster ({type(exc).__name__}: "
                     f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was written: run the command again"
                 ) from None
             if progress:
-                progress("profile partitions", i + 1, len(tasks))
+                progress(label, i + 1, len(calls))
         return results
 
 
@@ -440,3 +467,57 @@ def run_store(
     if progress:
         progress("partition files", 1, 1)
     return run_partitioned(sources, customers, settings, as_of, window_days, progress, with_value)
+
+
+@dataclass(frozen=True)
+class TotalsWindow:
+    """The windows of the batch's sums over lines: spend in the `spend_weeks` weeks before `as_of`
+    (who qualifies), per-unit prices in the `price_days` days before it (the catalogue's missing prices)."""
+
+    as_of: dt.date
+    spend_weeks: int
+    price_days: int
+
+    @property
+    def start(self) -> dt.date:
+        return min(self.as_of - dt.timedelta(weeks=self.spend_weeks), self.as_of - dt.timedelta(days=self.price_days))
+
+
+_TOTAL_COLUMNS = ["customer_key", "day", "product_key", "quantity", "amount_cents", "discount_cents"]
+
+
+def partition_totals(history: History, w: TotalsWindow) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`coupons.qualify.window_spend`, `coupons.prices.price_counts`) of one partition's lines.
+
+    Both add up: the spends of the partitions concatenated and their price counts summed are the
+    whole history's (customers do not share a partition), so the batch never holds every line.
+    """
+    if isinstance(history, StoreSource):
+        lines = history.lines(w.start, _TOTAL_COLUMNS)
+    else:
+        lines = _lazy(history).filter((pl.col("day") >= w.start) & (pl.col("day") < w.as_of)).select(_TOTAL_COLUMNS)
+        lines = lines.collect()
+    return window_spend(lines, w.as_of, w.spend_weeks), price_counts(lines, w.as_of, w.price_days)
+
+
+def store_totals(
+    db: Gateway, settings: Settings, w: TotalsWindow, progress: Progress | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The whole history's (window_spend, price_counts), summed over the store's partitions.
+
+    Each partition reads only the columns a sum needs, of its own part files: in this process one
+    after the other (polars reads a file with every core), or on the Dask cluster by path.
+    """
+    n = partitions_of(settings)
+    sources = store_sources(db, n, w.as_of, w.start)
+    if settings.scale.executor == "dask":
+        results = _on_dask(settings, partition_totals, [(s,) for s in sources], w, progress, "line totals")
+    else:
+        results = []
+        for i, source in enumerate(sources):
+            results.append(partition_totals(source, w))
+            if progress:
+                progress("line totals", i + 1, n)
+    spend = pl.concat([r[0] for r in results]).sort("customer_key")
+    counts = pl.concat([r[1] for r in results])
+    return spend, counts
