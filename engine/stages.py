@@ -68,6 +68,8 @@ __all__ = [
     "TotalsWindow",
     "partition_totals",
     "store_totals",
+    "partition_value",
+    "store_value",
 ]
 
 
@@ -521,3 +523,36 @@ def store_totals(
     spend = pl.concat([r[0] for r in results]).sort("customer_key")
     counts = pl.concat([r[1] for r in results])
     return spend, counts
+
+
+def partition_value(history: History, customers: pl.DataFrame | None, job: tuple[Settings, dt.date]) -> pl.DataFrame:
+    """`cycles.value.value_parts` of one partition: its lines in the value's lookback, its customers."""
+    settings, as_of = job
+    start = as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)
+    frame = _lazy(history).filter((pl.col("day") < as_of) & (pl.col("day") >= start)).collect()
+    return value_parts(frame, as_of, customers, qualifying_weeks=settings.batch.qualifying_weeks, params=settings.value)
+
+
+def store_value(
+    db: Gateway, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date, progress: Progress | None = None
+) -> pl.DataFrame:
+    """The customer value frame of the store's history (`cycles.value.customer_value`), partition by
+    partition: no global of the profile is needed, so no sample; each partition's `value_parts` (one
+    small row a customer) in this process one after the other, or on Dask by path, then `score_value`
+    compares every customer (RFM, ABC, CLV). `customers`: every one gets a row (None: those with lines)."""
+    n = partitions_of(settings)
+    start = as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)
+    sources = store_sources(db, n, as_of, start)
+    if not any(s.paths or s.checkout.height for s in sources):
+        raise StateError(f"no purchase history before {as_of} (import transactions first)")
+    parts = [None] * n if customers is None else [customers.filter(pl.col("customer_key") % n == p) for p in range(n)]
+    calls = list(zip(sources, parts))
+    if settings.scale.executor == "dask":
+        results = _on_dask(settings, partition_value, calls, (settings, as_of), progress, "customer value partitions")
+    else:
+        results = []
+        for i, (source, part) in enumerate(calls):
+            results.append(partition_value(source, part, (settings, as_of)))
+            if progress:
+                progress("customer value partitions", i + 1, n)
+    return score_value(pl.concat(results, how="vertical_relaxed"), as_of, settings.value)

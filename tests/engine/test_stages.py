@@ -213,6 +213,28 @@ def test_the_profile_command_takes_the_partitions(chain_url, tmp_path):
     assert_frame_equal(pl.read_parquet(tmp_path / "four.parquet"), pl.read_parquet(tmp_path / "one.parquet"))
 
 
+def test_the_customers_command_reads_the_store_in_partitions(chain_url, cluster, tmp_path):
+    """`listwise customers` in 1 or 16 local partitions or 4 on Dask writes `cycles.value.customer_value` of
+    `Gateway.history`'s whole frame (the independent truth: one pass, no partitions), to the bit."""
+    from cycles.value import customer_value
+
+    s = Settings()
+    with Gateway.using(chain_url) as db, db.reading():
+        customers = db.customers()
+        history = db.history(end=AS_OF, start=AS_OF - dt.timedelta(weeks=s.value.rfm_lookback_weeks))
+    truth = customer_value(history, AS_OF, customers, qualifying_weeks=s.batch.qualifying_weeks, params=s.value)
+    truth = truth.join(
+        customers.select("customer_key", "customer_id"), on="customer_key", maintain_order="left"
+    ).select("customer_id", *[c for c in truth.columns if c != "customer_key"])
+    assert truth.height == 300 and truth["rfm_segment"].n_unique() > 3
+    runs = [[], ["--partitions", "16"], ["--partitions", "4", "--executor", "dask", "--scheduler", cluster]]
+    for i, extra in enumerate(runs):
+        out = tmp_path / f"{i}.parquet"
+        code = main(["-q", "--database", chain_url, "customers", "--as-of", str(AS_OF), "--out", str(out), *extra])
+        assert code == 0
+        assert_frame_equal(pl.read_parquet(out), truth, check_exact=True)
+
+
 def test_settings_scale_section_is_validated():
     from engine.config import validate_settings
     from engine.errors import ConfigError
