@@ -230,11 +230,19 @@ def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - 
     without a basket has no row.
     """
     within = f" AND customer_key IN ({customers_sql})" if customers_sql else ""
-    counts = db.read(
-        "SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
-        f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
-        {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64},
-    )
+    if db.sqlite:  # SQLite groups by sorting (a temporary b-tree): reading the pairs and counting them here
+        # is 7x faster (2M baskets: 1.6 s against 10.9 s; 77M at a million households: minutes saved)
+        pairs = db.read(
+            f"SELECT customer_key, store_id FROM baskets WHERE customer_key IS NOT NULL{within}",
+            {"customer_key": pl.Int64, "store_id": pl.String},
+        )
+        counts = pairs.group_by("customer_key", "store_id").agg(pl.len().cast(pl.Int64).alias("n"))
+    else:
+        counts = db.read(
+            "SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
+            f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
+            {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64},
+        )
     return (
         counts.sort(["customer_key", "n", "store_id"], descending=[False, True, False])
         .group_by("customer_key", maintain_order=True)
