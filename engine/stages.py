@@ -73,6 +73,20 @@ __all__ = [
 ]
 
 
+class HistoryMoved(StateError):
+    """A part file a partition was sent is gone: a compaction swapped it after it was listed. The
+    driver lists the store again and reruns (`_fresh`); the files are never read half-swapped."""
+
+
+def _read_parts(paths: tuple[str, ...], *args: Any, **kwargs: Any) -> pl.DataFrame:
+    from engine.history_store import read_parts
+
+    try:
+        return read_parts(list(paths), *args, **kwargs)
+    except FileNotFoundError as exc:
+        raise HistoryMoved(f"a history part file was replaced while it was read ({exc.filename or exc})") from None
+
+
 @dataclass(frozen=True)
 class StoreSource:
     """One partition's history as the history store holds it, for a worker to read by path.
@@ -92,12 +106,10 @@ class StoreSource:
 
     def customer_keys(self, end: dt.date, start: dt.date) -> pl.Series:
         """The customers with a line in [start, end) (only customer_key is read of the files)."""
-        from engine.history_store import read_parts
-
         end, start = min(end, self.end), max(start, self.start) if self.start else start
         keys = pl.concat(
             [
-                read_parts(list(self.paths), end, start, self.keys, columns=["customer_key"]),
+                _read_parts(self.paths, end, start, self.keys, columns=["customer_key"]),
                 self.checkout.filter((pl.col("day") < end) & (pl.col("day") >= start)).select("customer_key"),
             ]
         )["customer_key"]
@@ -106,23 +118,21 @@ class StoreSource:
     def lines(self, start: dt.date, columns: list[str]) -> pl.DataFrame:
         """`columns` of the partition's lines with day in [start, end) (its customers restricted by
         `keys`), files and checkout lines together, unsorted: what a sum over lines needs."""
-        from engine.history_store import read_parts
-
         start = max(start, self.start) if self.start else start
         held = self.checkout.filter((pl.col("day") < self.end) & (pl.col("day") >= start))
         if self.keys is not None:
             held = held.filter(pl.col("customer_key").is_in(self.keys.implode()))
-        parts = read_parts(list(self.paths), self.end, start, self.keys, columns=columns)
+        parts = _read_parts(self.paths, self.end, start, self.keys, columns=columns)
         return pl.concat([parts, held.select(columns)])
 
     def history(self, customers: pl.Series | None = None) -> pl.DataFrame:
         """The partition's history frame (HISTORY_COLUMNS, total order); `customers`: only theirs."""
-        from engine.history_store import read_parts, to_history
+        from engine.history_store import to_history
 
         keys = self.keys if customers is None else customers
         if customers is not None and self.keys is not None:
             keys = customers.filter(customers.is_in(self.keys.implode()))
-        parts = read_parts(list(self.paths), self.end, self.start, keys)
+        parts = _read_parts(self.paths, self.end, self.start, keys)
         held = self.checkout if keys is None else self.checkout.filter(pl.col("customer_key").is_in(keys.implode()))
         return to_history(pl.concat([parts, held]) if held.height else parts, self.products)
 
@@ -415,6 +425,18 @@ def partition_sources(history: pl.DataFrame, n: int, on_disk: bool) -> Iterator[
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _fresh(run: Callable[[], Any], tries: int = 3) -> Any:
+    """`run()` (which lists the store's part files itself), again when a compaction replaced a file
+    it had listed (`HistoryMoved`): at most `tries` times."""
+    for attempt in range(tries):
+        try:
+            return run()
+        except HistoryMoved:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def store_sources(
     db: Gateway, n: int, end: dt.date, start: dt.date | None, keys: pl.Series | None = None
 ) -> list[StoreSource]:
@@ -463,12 +485,31 @@ def run_store(
     n = partitions_of(settings)
     if settings.scale.executor not in EXECUTORS:
         raise ConfigError(f"scale.executor must be 'local' or 'dask', got {settings.scale.executor!r}")
-    sources = store_sources(db, n, as_of, start, keys)
-    if not any(s.paths or s.checkout.height for s in sources):
-        raise StateError(f"no purchase history before {as_of} (import transactions first)")
-    if progress:
-        progress("partition files", 1, 1)
-    return run_partitioned(sources, customers, settings, as_of, window_days, progress, with_value)
+
+    def run() -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        sources = store_sources(db, n, as_of, start, keys)
+        if not any(s.paths or s.checkout.height for s in sources):
+            raise StateError(f"no purchase history before {as_of} (import transactions first)")
+        if progress:
+            progress("partition files", 1, 1)
+        return run_partitioned(sources, customers, settings, as_of, window_days, progress, with_value)
+
+    return _fresh(run)
+
+
+def _in_turn(
+    settings: Settings, fn: Callable[..., Any], calls: list[tuple], shared: Any, progress: Progress | None, label: str
+) -> list[Any]:
+    """`fn(*call, shared)` for every call: on the Dask cluster (`_on_dask`), or here one after the other
+    (a light stage: polars reads and sums a partition with every core; no process pool to start)."""
+    if settings.scale.executor == "dask":
+        return _on_dask(settings, fn, calls, shared, progress, label)
+    results = []
+    for i, call in enumerate(calls):
+        results.append(fn(*call, shared))
+        if progress:
+            progress(label, i + 1, len(calls))
+    return results
 
 
 @dataclass(frozen=True)
@@ -511,15 +552,12 @@ def store_totals(
     after the other (polars reads a file with every core), or on the Dask cluster by path.
     """
     n = partitions_of(settings)
-    sources = store_sources(db, n, w.as_of, w.start)
-    if settings.scale.executor == "dask":
-        results = _on_dask(settings, partition_totals, [(s,) for s in sources], w, progress, "line totals")
-    else:
-        results = []
-        for i, source in enumerate(sources):
-            results.append(partition_totals(source, w))
-            if progress:
-                progress("line totals", i + 1, n)
+
+    def run() -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+        calls = [(source,) for source in store_sources(db, n, w.as_of, w.start)]
+        return _in_turn(settings, partition_totals, calls, w, progress, "line totals")
+
+    results = _fresh(run)
     spend = pl.concat([r[0] for r in results]).sort("customer_key")
     counts = pl.concat([r[1] for r in results])
     return spend, counts
@@ -542,17 +580,14 @@ def store_value(
     compares every customer (RFM, ABC, CLV). `customers`: every one gets a row (None: those with lines)."""
     n = partitions_of(settings)
     start = as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)
-    sources = store_sources(db, n, as_of, start)
-    if not any(s.paths or s.checkout.height for s in sources):
-        raise StateError(f"no purchase history before {as_of} (import transactions first)")
     parts = [None] * n if customers is None else [customers.filter(pl.col("customer_key") % n == p) for p in range(n)]
-    calls = list(zip(sources, parts))
-    if settings.scale.executor == "dask":
-        results = _on_dask(settings, partition_value, calls, (settings, as_of), progress, "customer value partitions")
-    else:
-        results = []
-        for i, (source, part) in enumerate(calls):
-            results.append(partition_value(source, part, (settings, as_of)))
-            if progress:
-                progress("customer value partitions", i + 1, n)
+
+    def run() -> list[pl.DataFrame]:
+        sources = store_sources(db, n, as_of, start)
+        if not any(s.paths or s.checkout.height for s in sources):
+            raise StateError(f"no purchase history before {as_of} (import transactions first)")
+        calls = list(zip(sources, parts))
+        return _in_turn(settings, partition_value, calls, (settings, as_of), progress, "customer value partitions")
+
+    results = _fresh(run)
     return score_value(pl.concat(results, how="vertical_relaxed"), as_of, settings.value)
