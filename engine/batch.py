@@ -252,7 +252,7 @@ def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - 
 
 
 def _read_inputs(
-    db: Gateway, settings: Settings, batch_id: int, period_start: dt.date, streamed: bool
+    db: Gateway, settings: Settings, batch_id: int, period_start: dt.date, streamed: bool, progress: Progress | None
 ) -> dict[str, pl.DataFrame | None]:
     """What the batch reads of the database; `streamed`: not the history (None): its partitions are
     read where they are used (`engine.stages`), and the sums the batch needs of it added up here."""
@@ -318,7 +318,7 @@ def _read_inputs(
         home = home_stores(db)
     if streamed:
         window = TotalsWindow(period_start, settings.batch.qualifying_weeks, o.price_lookback_days)
-        spend, counts = store_totals(db, settings, window)
+        spend, counts = store_totals(db, settings, window, progress)
         seen = prices_from_counts(counts)
     else:
         spend = window_spend(history, period_start, settings.batch.qualifying_weeks)
@@ -782,7 +782,7 @@ def _compute_and_write(
     # the history store's partitions, each read where its stage runs (on a Dask worker too): the
     # batch holds no copy of the history, only the sums it needs (spend, prices) and the results
     streamed = from_store and (partitions_of(settings) > 1 or settings.scale.executor == "dask")
-    data = _read_inputs(db, settings, batch_id, start, streamed)
+    data = _read_inputs(db, settings, batch_id, start, streamed, progress)
     settings, matches = resolve_categories(settings, data["products"])  # patterns -> the catalogue's names
     for line in format_matches(matches):
         if line.startswith("warning:"):
@@ -800,7 +800,7 @@ def _compute_and_write(
         from engine.profiles import store_profile_frames
 
         keys = qualifying["customer_key"]
-        profile, value = store_profile_frames(db, customers, settings, start, b.period_days, keys=keys)
+        profile, value = store_profile_frames(db, customers, settings, start, b.period_days, progress, keys=keys)
     else:  # one partition in this process: the history already read
         history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
         profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
