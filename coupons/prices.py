@@ -25,9 +25,68 @@ import datetime as dt
 
 import polars as pl
 
-__all__ = ["history_prices", "complete_prices", "PRICE_SOURCES"]
+__all__ = ["history_prices", "price_counts", "prices_from_counts", "complete_prices", "fill_prices", "PRICE_SOURCES"]
 
 PRICE_SOURCES = ("catalogue", "history", "none")
+
+
+def price_counts(history: pl.DataFrame, period_start: dt.date, lookback_days: int) -> pl.DataFrame:
+    """How many lines of each product show each per-unit price in the lookback window.
+
+    The part of `history_prices` that adds up: the counts of parts of history (customer
+    partitions) summed per (product_key, unit_price) are the counts of the whole, and
+    `prices_from_counts` gives the same medians from them.
+
+    Returns
+    -------
+    pl.DataFrame
+        product_key, unit_price (Float64), lines (Int64); one row per product and price.
+    """
+    start = period_start - dt.timedelta(days=lookback_days)
+    unit = (pl.col("amount_cents") + pl.col("discount_cents").fill_null(0)) / pl.col("quantity")
+    return (
+        history.lazy()
+        .filter(pl.col("day") >= start, pl.col("day") < period_start, pl.col("quantity") > 0)
+        .select("product_key", unit.cast(pl.Float64).alias("unit_price"))
+        .filter(pl.col("unit_price") > 0)
+        .group_by("product_key", "unit_price")
+        .agg(pl.len().cast(pl.Int64).alias("lines"))
+        .collect()
+    )
+
+
+def prices_from_counts(counts: pl.DataFrame) -> pl.DataFrame:
+    """`history_prices`' frame from `price_counts` (of the whole history, or summed over its parts).
+
+    The median of n sorted values is the middle one (n odd) or polars' median of the two middle
+    ones (n even): each product's one or two middle prices are picked from the cumulative counts
+    and polars takes their median, so the figure is bit for bit the median of every line.
+    """
+    ranked = (
+        counts.group_by("product_key", "unit_price")
+        .agg(pl.col("lines").sum())
+        .sort("product_key", "unit_price")
+        .with_columns(
+            pl.col("lines").cum_sum().over("product_key").alias("_to"),
+            pl.col("lines").sum().over("product_key").alias("_n"),
+        )
+        .with_columns((pl.col("_to") - pl.col("lines")).alias("_from"))
+    )
+    # 0-based ranks of the middle values: (n - 1) // 2 and n // 2 (the same one when n is odd)
+    middle = [((pl.col("_n") - 1) // 2), (pl.col("_n") // 2)]
+    picks = pl.concat(
+        [
+            ranked.filter((pl.col("_from") <= m) & (m < pl.col("_to"))).select("product_key", "unit_price")
+            for m in middle
+        ]
+    )
+    lines = ranked.group_by("product_key").agg(pl.col("_n").first().cast(pl.UInt32).alias("price_lines"))
+    return (
+        picks.group_by("product_key")
+        .agg(pl.col("unit_price").median().round().cast(pl.Int64).alias("history_price_cents"))
+        .join(lines, on="product_key")
+        .sort("product_key")
+    )
 
 
 def history_prices(history: pl.DataFrame, period_start: dt.date, lookback_days: int) -> pl.DataFrame:
@@ -44,18 +103,7 @@ def history_prices(history: pl.DataFrame, period_start: dt.date, lookback_days: 
         product_key, history_price_cents (Int64), price_lines (UInt32, the lines it is the
         median of); only products with at least one such line, sorted by product_key.
     """
-    start = period_start - dt.timedelta(days=lookback_days)
-    unit = (pl.col("amount_cents") + pl.col("discount_cents").fill_null(0)) / pl.col("quantity")
-    return (
-        history.filter(pl.col("day") >= start, pl.col("day") < period_start, pl.col("quantity") > 0)
-        .with_columns(unit.alias("_unit"))
-        .filter(pl.col("_unit") > 0)
-        .group_by("product_key")
-        .agg(
-            pl.col("_unit").median().round().cast(pl.Int64).alias("history_price_cents"), pl.len().alias("price_lines")
-        )
-        .sort("product_key")
-    )
+    return prices_from_counts(price_counts(history, period_start, lookback_days))
 
 
 def complete_prices(
@@ -86,6 +134,14 @@ def complete_prices(
         (String: 'catalogue', 'history' or 'none'); same rows, same order.
     """
     seen = history_prices(history, period_start, lookback_days)
+    return fill_prices(products, seen, margin_share_national, margin_share_store)
+
+
+def fill_prices(
+    products: pl.DataFrame, seen: pl.DataFrame, margin_share_national: float, margin_share_store: float
+) -> pl.DataFrame:
+    """`complete_prices` given the history's prices already (`history_prices`, or
+    `prices_from_counts` of counts summed over partitions)."""
     share = (
         pl.when(pl.col("brand_type") == "store")
         .then(pl.lit(margin_share_store))

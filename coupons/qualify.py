@@ -6,7 +6,7 @@ import datetime as dt
 
 import polars as pl
 
-__all__ = ["qualifying_customers"]
+__all__ = ["qualifying_customers", "window_spend", "qualifying_from_spend"]
 
 
 def qualifying_customers(
@@ -29,16 +29,30 @@ def qualifying_customers(
     pl.DataFrame
         customer_key, avg_weekly_spend_cents (Int64), sorted by customer_key.
     """
+    return qualifying_from_spend(customers, window_spend(history, as_of, weeks), threshold_cents, weeks)
+
+
+def window_spend(history: pl.DataFrame, as_of: dt.date, weeks: int) -> pl.DataFrame:
+    """Each customer's net amount paid in the `weeks` weeks before `as_of`: customer_key, spend_cents
+    (Int64); customers without a line there have no row. Of customer partitions, the concatenation."""
     start = as_of - dt.timedelta(weeks=weeks)
-    spend = (
-        history.filter(pl.col("day") >= start, pl.col("day") < as_of)
+    return (
+        history.lazy()
+        .filter(pl.col("day") >= start, pl.col("day") < as_of)
         .group_by("customer_key")
-        .agg(pl.col("amount_cents").sum().alias("_spend"))
+        .agg(pl.col("amount_cents").sum().cast(pl.Int64).alias("spend_cents"))
+        .collect()
     )
+
+
+def qualifying_from_spend(
+    customers: pl.DataFrame, spend: pl.DataFrame, threshold_cents: int, weeks: int
+) -> pl.DataFrame:
+    """`qualifying_customers` given `window_spend` (customer_key, spend_cents)."""
     eligible = customers.filter(pl.col("has_card"), ~pl.col("opted_out").fill_null(False)).select("customer_key")
     return (
         eligible.join(spend, on="customer_key", how="inner")
-        .select("customer_key", (pl.col("_spend") // weeks).cast(pl.Int64).alias("avg_weekly_spend_cents"))
+        .select("customer_key", (pl.col("spend_cents") // weeks).cast(pl.Int64).alias("avg_weekly_spend_cents"))
         .filter(pl.col("avg_weekly_spend_cents") >= threshold_cents)
         .sort("customer_key")
     )

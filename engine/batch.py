@@ -64,8 +64,8 @@ from coupons.funnel import funnel_dict
 from coupons.holdout import assign_groups
 from coupons.needs import select_needs
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
-from coupons.prices import PRICE_SOURCES, complete_prices
-from coupons.qualify import qualifying_customers
+from coupons.prices import PRICE_SOURCES, fill_prices, history_prices, prices_from_counts
+from coupons.qualify import qualifying_from_spend, window_spend
 from coupons.rules import Campaign
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
@@ -77,6 +77,7 @@ from engine.errors import ConfigError, NothingToDo, StateError
 from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
 from engine.history import history_start
 from engine.progress import Progress
+from engine.stages import TotalsWindow, store_totals
 from engine.values import as_date, dollars
 
 __all__ = [
@@ -229,11 +230,19 @@ def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - 
     without a basket has no row.
     """
     within = f" AND customer_key IN ({customers_sql})" if customers_sql else ""
-    counts = db.read(
-        "SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
-        f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
-        {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64},
-    )
+    if db.sqlite:  # SQLite groups by sorting (a temporary b-tree): reading the pairs and counting them here
+        # is 7x faster (2M baskets: 1.6 s against 10.9 s; 77M at a million households: minutes saved)
+        pairs = db.read(
+            f"SELECT customer_key, store_id FROM baskets WHERE customer_key IS NOT NULL{within}",
+            {"customer_key": pl.Int64, "store_id": pl.String},
+        )
+        counts = pairs.group_by("customer_key", "store_id").agg(pl.len().cast(pl.Int64).alias("n"))
+    else:
+        counts = db.read(
+            "SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
+            f"WHERE customer_key IS NOT NULL{within} GROUP BY customer_key, store_id",
+            {"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64},
+        )
     return (
         counts.sort(["customer_key", "n", "store_id"], descending=[False, True, False])
         .group_by("customer_key", maintain_order=True)
@@ -242,12 +251,18 @@ def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - 
     )
 
 
-def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: dt.date) -> dict[str, pl.DataFrame]:
+def _read_inputs(
+    db: Gateway, settings: Settings, batch_id: int, period_start: dt.date, streamed: bool, progress: Progress | None
+) -> dict[str, pl.DataFrame | None]:
+    """What the batch reads of the database; `streamed`: not the history (None): its partitions are
+    read where they are used (`engine.stages`), and the sums the batch needs of it added up here."""
     o = settings.offers
     with db.reading():
         products = db.products()
         customers = db.customers()
-        history = db.history(period_start, history_start(settings, period_start), products=products)
+        history = (
+            None if streamed else db.history(period_start, history_start(settings, period_start), products=products)
+        )
         deals = db.deals()
         # what earlier batches hold of each deal (coupons.budgets.deal_commitments): offers whose list
         # expired hold what they redeemed, live ones their expected cost plus margin.
@@ -301,11 +316,17 @@ def _read_inputs(db: Gateway, settings: Settings, batch_id: int, period_start: d
         )
         tips = db.read("SELECT tip_id, category, title, body FROM tips", TIP_SCHEMA)
         home = home_stores(db)
+    if streamed:
+        window = TotalsWindow(period_start, settings.batch.qualifying_weeks, o.price_lookback_days)
+        spend, counts = store_totals(db, settings, window, progress)
+        seen = prices_from_counts(counts)
+    else:
+        spend = window_spend(history, period_start, settings.batch.qualifying_weeks)
+        seen = history_prices(history, period_start, o.price_lookback_days)
     # the profile reads the catalogue's own prices through history; offers the completed catalogue
-    products = complete_prices(
-        products, history, period_start, o.price_lookback_days, o.margin_share_national, o.margin_share_store
-    )
+    products = fill_prices(products, seen, o.margin_share_national, o.margin_share_store)
     return {
+        "spend": spend,
         "products": products,
         "customers": customers,
         "history": history,
@@ -753,33 +774,35 @@ def _compute_and_write(
             progress("batch", _STEPS.index(name) + 1, len(_STEPS))
 
     secret = resolve_secret(settings)
-    data = _read_inputs(db, settings, batch_id, start)
+    if profiler is None:
+        profiler, profiler_name = _default_profiler()
+        from_store = profiler_name == "engine.profiles"
+    else:
+        from_store, profiler_name = False, getattr(profiler, "__name__", "custom")
+    # the history store's partitions, each read where its stage runs (on a Dask worker too): the
+    # batch holds no copy of the history, only the sums it needs (spend, prices) and the results
+    streamed = from_store and (partitions_of(settings) > 1 or settings.scale.executor == "dask")
+    data = _read_inputs(db, settings, batch_id, start, streamed, progress)
     settings, matches = resolve_categories(settings, data["products"])  # patterns -> the catalogue's names
     for line in format_matches(matches):
         if line.startswith("warning:"):
             print(line, file=sys.stderr)
     step("read")
     b = settings.batch
-    qualifying = qualifying_customers(data["customers"], data["history"], start, b.threshold_cents, b.qualifying_weeks)
+    qualifying = qualifying_from_spend(data["customers"], data["spend"], b.threshold_cents, b.qualifying_weeks)
     groups = assign_groups(qualifying, start, b.holdout_share)
     treated = groups.filter(pl.col("grp") == "treated")["customer_key"]
     step("qualify")
-    from_store = profiler is None
-    if profiler is None:
-        profiler, profiler_name = _default_profiler()
-        from_store = profiler_name == "engine.profiles"
-    else:
-        profiler_name = getattr(profiler, "__name__", "custom")
-    history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
-    if from_store and (partitions_of(settings) > 1 or settings.scale.executor == "dask"):
+    if streamed:
         # each partition's stage reads the history store's own part files (by path: on a Dask worker
         # too), restricted to the qualifying customers: no scratch copy of history is written
         from engine.profiles import store_profile_frames
 
         keys = qualifying["customer_key"]
-        profile, value = store_profile_frames(db, customers, settings, start, b.period_days, keys=keys)
+        profile, value = store_profile_frames(db, customers, settings, start, b.period_days, progress, keys=keys)
     else:  # one partition in this process: the history already read
+        history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
         profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
     step("profile")
     fault_point("batch-after-profile")

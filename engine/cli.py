@@ -265,6 +265,7 @@ def _add_cycles(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--as-of", type=_date, required=True, help="reads only history before this day")
     p.add_argument("--out", type=Path, required=True, help="Parquet or CSV, by extension")
+    _add_scale(p)
     p.set_defaults(run=_run_customers)
 
 
@@ -281,7 +282,9 @@ def _run_profile(args: argparse.Namespace) -> int:
 def _run_customers(args: argparse.Namespace) -> int:
     from engine.profiles import write_customers
 
-    rows = write_customers(_settings(args), args.as_of, args.out, progress=stderr_progress(not args.quiet))
+    rows = write_customers(
+        _scaled(_settings(args), args), args.as_of, args.out, progress=stderr_progress(not args.quiet)
+    )
     print(f"{rows:,} customers written to {args.out}")
     return 0
 

@@ -28,7 +28,7 @@ from engine.db import Gateway, shown
 from engine.errors import InputError, StateError, cycles_errors
 from engine.history import history_start
 from engine.progress import Progress
-from engine.stages import run_stages, run_store
+from engine.stages import run_stages, run_store, store_value
 
 __all__ = [
     "profile_frames",
@@ -138,7 +138,7 @@ def _write(frame: pl.DataFrame, out: Path) -> None:
 
 def _with_ids(frame: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
     ids = customers.select("customer_key", "customer_id")
-    return frame.join(ids, on="customer_key", how="left").select(
+    return frame.join(ids, on="customer_key", how="left", maintain_order="left").select(
         "customer_id", *[c for c in frame.columns if c != "customer_key"]
     )
 
@@ -200,7 +200,10 @@ def write_customers(
     """
     out = Path(out)
     _check_out(out)
-    history, customers = _read(settings, as_of, progress, gateway)
-    value = value_frame(history, customers, settings, as_of, progress)
+    with Gateway.using(gateway or settings.database_url) as db:
+        db.require()  # before reading: an uninitialised database is a one-line error
+        customers = db.customers()
+        # partition by partition (settings' scale): history is never loaded whole here
+        value = store_value(db, customers, settings, as_of, progress)
     _write(_with_ids(value, customers), out)
     return value.height

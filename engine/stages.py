@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from coupons.prices import price_counts
+from coupons.qualify import window_spend
 from cycles.profile import ProfileGlobals, customer_profile, profile_globals, sample_customers
 from cycles.ranker import NextWindowRanker
 from cycles.value import score_value, value_parts
@@ -64,7 +66,26 @@ __all__ = [
     "StoreSource",
     "store_sources",
     "run_store",
+    "TotalsWindow",
+    "partition_totals",
+    "store_totals",
+    "partition_value",
+    "store_value",
 ]
+
+
+class HistoryMoved(StateError):
+    """A part file a partition was sent is gone: a compaction swapped it after it was listed. The
+    driver lists the store again and reruns (`_fresh`); the files are never read half-swapped."""
+
+
+def _read_parts(paths: tuple[str, ...], *args: Any, **kwargs: Any) -> pl.DataFrame:
+    from engine.history_store import read_parts
+
+    try:
+        return read_parts(list(paths), *args, **kwargs)
+    except FileNotFoundError as exc:
+        raise HistoryMoved(f"a history part file was replaced while it was read ({exc.filename or exc})") from None
 
 
 @dataclass(frozen=True)
@@ -86,25 +107,33 @@ class StoreSource:
 
     def customer_keys(self, end: dt.date, start: dt.date) -> pl.Series:
         """The customers with a line in [start, end) (only customer_key is read of the files)."""
-        from engine.history_store import read_parts
-
         end, start = min(end, self.end), max(start, self.start) if self.start else start
         keys = pl.concat(
             [
-                read_parts(list(self.paths), end, start, self.keys, columns=["customer_key"]),
+                _read_parts(self.paths, end, start, self.keys, columns=["customer_key"]),
                 self.checkout.filter((pl.col("day") < end) & (pl.col("day") >= start)).select("customer_key"),
             ]
         )["customer_key"]
         return keys if self.keys is None else keys.filter(keys.is_in(self.keys.implode()))
 
+    def lines(self, start: dt.date, columns: list[str]) -> pl.DataFrame:
+        """`columns` of the partition's lines with day in [start, end) (its customers restricted by
+        `keys`), files and checkout lines together, unsorted: what a sum over lines needs."""
+        start = max(start, self.start) if self.start else start
+        held = self.checkout.filter((pl.col("day") < self.end) & (pl.col("day") >= start))
+        if self.keys is not None:
+            held = held.filter(pl.col("customer_key").is_in(self.keys.implode()))
+        parts = _read_parts(self.paths, self.end, start, self.keys, columns=columns)
+        return pl.concat([parts, held.select(columns)])
+
     def history(self, customers: pl.Series | None = None) -> pl.DataFrame:
         """The partition's history frame (HISTORY_COLUMNS, total order); `customers`: only theirs."""
-        from engine.history_store import read_parts, to_history
+        from engine.history_store import to_history
 
         keys = self.keys if customers is None else customers
         if customers is not None and self.keys is not None:
             keys = customers.filter(customers.is_in(self.keys.implode()))
-        parts = read_parts(list(self.paths), self.end, self.start, keys)
+        parts = _read_parts(self.paths, self.end, self.start, keys)
         held = self.checkout if keys is None else self.checkout.filter(pl.col("customer_key").is_in(keys.implode()))
         return to_history(pl.concat([parts, held]) if held.height else parts, self.products)
 
@@ -309,7 +338,16 @@ def _run_local(
 def _run_dask(
     tasks: list[tuple[History, pl.DataFrame | None]], g: StageGlobals, progress: Progress | None
 ) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
-    address = g.settings.scale.scheduler
+    return _on_dask(g.settings, partition_stage, tasks, g, progress, "profile partitions")
+
+
+def _on_dask(
+    settings: Settings, fn: Callable[..., Any], calls: list[tuple], shared: Any, progress: Progress | None, label: str
+) -> list[Any]:
+    """`fn(*call, shared)` for every call, on the Dask scheduler of `settings.scale`; results in order.
+
+    `shared` (the globals) is scattered to every worker once; a call carries paths, not frames."""
+    address = settings.scale.scheduler
     if not address:
         raise ConfigError("executor 'dask' needs a scheduler address: --scheduler tcp://HOST:8786 or [scale] scheduler")
     try:
@@ -320,11 +358,12 @@ def _run_dask(
         client = Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise StateError(f"cannot reach the dask scheduler at {address}: {exc}") from None
+    slug = label.replace(" ", "-")
     with client:
-        shared = client.scatter(g, broadcast=True)
+        scattered = client.scatter(shared, broadcast=True)
         futures = [
-            client.submit(partition_stage, h, c, shared, pure=False, key=f"listwise-partition-{i}-{os.getpid()}")
-            for i, (h, c) in enumerate(tasks)
+            client.submit(fn, *call, scattered, pure=False, key=f"listwise-{slug}-{i}-{os.getpid()}")
+            for i, call in enumerate(calls)
         ]
         results = []
         for i, future in enumerate(futures):
@@ -334,11 +373,11 @@ def _run_dask(
                 raise
             except Exception as exc:  # noqa: BLE001 - a worker lost (KilledWorker), a cancelled future...
                 raise StateError(
-                    f"partition {i} of {len(tasks)} failed on the dask cluster ({type(exc).__name__}: "
+                    f"partition {i} of {len(calls)} failed on the dask cluster ({type(exc).__name__}: "
                     f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was written: run the command again"
                 ) from None
             if progress:
-                progress("profile partitions", i + 1, len(tasks))
+                progress(label, i + 1, len(calls))
         return results
 
 
@@ -430,6 +469,18 @@ def partition_sources(history: pl.DataFrame, n: int, on_disk: bool) -> Iterator[
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _fresh(run: Callable[[], Any], tries: int = 3) -> Any:
+    """`run()` (which lists the store's part files itself), again when a compaction replaced a file
+    it had listed (`HistoryMoved`): at most `tries` times."""
+    for attempt in range(tries):
+        try:
+            return run()
+        except HistoryMoved:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def store_sources(
     db: Gateway, n: int, end: dt.date, start: dt.date | None, keys: pl.Series | None = None
 ) -> list[StoreSource]:
@@ -478,9 +529,109 @@ def run_store(
     n = partitions_of(settings)
     if settings.scale.executor not in EXECUTORS:
         raise ConfigError(f"scale.executor must be 'local' or 'dask', got {settings.scale.executor!r}")
-    sources = store_sources(db, n, as_of, start, keys)
-    if not any(s.paths or s.checkout.height for s in sources):
-        raise StateError(f"no purchase history before {as_of} (import transactions first)")
-    if progress:
-        progress("partition files", 1, 1)
-    return run_partitioned(sources, customers, settings, as_of, window_days, progress, with_value)
+
+    def run() -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        sources = store_sources(db, n, as_of, start, keys)
+        if not any(s.paths or s.checkout.height for s in sources):
+            raise StateError(f"no purchase history before {as_of} (import transactions first)")
+        if progress:
+            progress("partition files", 1, 1)
+        return run_partitioned(sources, customers, settings, as_of, window_days, progress, with_value)
+
+    return _fresh(run)
+
+
+def _in_turn(
+    settings: Settings, fn: Callable[..., Any], calls: list[tuple], shared: Any, progress: Progress | None, label: str
+) -> list[Any]:
+    """`fn(*call, shared)` for every call: on the Dask cluster (`_on_dask`), or here one after the other
+    (a light stage: polars reads and sums a partition with every core; no process pool to start)."""
+    if settings.scale.executor == "dask":
+        return _on_dask(settings, fn, calls, shared, progress, label)
+    results = []
+    for i, call in enumerate(calls):
+        results.append(fn(*call, shared))
+        if progress:
+            progress(label, i + 1, len(calls))
+    return results
+
+
+@dataclass(frozen=True)
+class TotalsWindow:
+    """The windows of the batch's sums over lines: spend in the `spend_weeks` weeks before `as_of`
+    (who qualifies), per-unit prices in the `price_days` days before it (the catalogue's missing prices)."""
+
+    as_of: dt.date
+    spend_weeks: int
+    price_days: int
+
+    @property
+    def start(self) -> dt.date:
+        return min(self.as_of - dt.timedelta(weeks=self.spend_weeks), self.as_of - dt.timedelta(days=self.price_days))
+
+
+_TOTAL_COLUMNS = ["customer_key", "day", "product_key", "quantity", "amount_cents", "discount_cents"]
+
+
+def partition_totals(history: History, w: TotalsWindow) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`coupons.qualify.window_spend`, `coupons.prices.price_counts`) of one partition's lines.
+
+    Both add up: the spends of the partitions concatenated and their price counts summed are the
+    whole history's (customers do not share a partition), so the batch never holds every line.
+    """
+    if isinstance(history, StoreSource):
+        lines = history.lines(w.start, _TOTAL_COLUMNS)
+    else:
+        lines = _lazy(history).filter((pl.col("day") >= w.start) & (pl.col("day") < w.as_of)).select(_TOTAL_COLUMNS)
+        lines = lines.collect()
+    return window_spend(lines, w.as_of, w.spend_weeks), price_counts(lines, w.as_of, w.price_days)
+
+
+def store_totals(
+    db: Gateway, settings: Settings, w: TotalsWindow, progress: Progress | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The whole history's (window_spend, price_counts), summed over the store's partitions.
+
+    Each partition reads only the columns a sum needs, of its own part files: in this process one
+    after the other (polars reads a file with every core), or on the Dask cluster by path.
+    """
+    n = partitions_of(settings)
+
+    def run() -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+        calls = [(source,) for source in store_sources(db, n, w.as_of, w.start)]
+        return _in_turn(settings, partition_totals, calls, w, progress, "line totals")
+
+    results = _fresh(run)
+    spend = pl.concat([r[0] for r in results]).sort("customer_key")
+    counts = pl.concat([r[1] for r in results])
+    return spend, counts
+
+
+def partition_value(history: History, customers: pl.DataFrame | None, job: tuple[Settings, dt.date]) -> pl.DataFrame:
+    """`cycles.value.value_parts` of one partition: its lines in the value's lookback, its customers."""
+    settings, as_of = job
+    start = as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)
+    frame = _lazy(history).filter((pl.col("day") < as_of) & (pl.col("day") >= start)).collect()
+    return value_parts(frame, as_of, customers, qualifying_weeks=settings.batch.qualifying_weeks, params=settings.value)
+
+
+def store_value(
+    db: Gateway, customers: pl.DataFrame | None, settings: Settings, as_of: dt.date, progress: Progress | None = None
+) -> pl.DataFrame:
+    """The customer value frame of the store's history (`cycles.value.customer_value`), partition by
+    partition: no global of the profile is needed, so no sample; each partition's `value_parts` (one
+    small row a customer) in this process one after the other, or on Dask by path, then `score_value`
+    compares every customer (RFM, ABC, CLV). `customers`: every one gets a row (None: those with lines)."""
+    n = partitions_of(settings)
+    start = as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)
+    parts = [None] * n if customers is None else [customers.filter(pl.col("customer_key") % n == p) for p in range(n)]
+
+    def run() -> list[pl.DataFrame]:
+        sources = store_sources(db, n, as_of, start)
+        if not any(s.paths or s.checkout.height for s in sources):
+            raise StateError(f"no purchase history before {as_of} (import transactions first)")
+        calls = list(zip(sources, parts))
+        return _in_turn(settings, partition_value, calls, (settings, as_of), progress, "customer value partitions")
+
+    results = _fresh(run)
+    return score_value(pl.concat(results, how="vertical_relaxed"), as_of, settings.value)

@@ -2,9 +2,11 @@
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
+from polars.testing import assert_frame_equal
 
-from coupons.prices import complete_prices, history_prices
+from coupons.prices import complete_prices, history_prices, price_counts, prices_from_counts
 
 START = dt.date(2025, 7, 7)
 
@@ -101,3 +103,41 @@ def test_a_shorter_window_forgets_older_lines():
     prices = history_prices(lines(), START, 10)
     assert dict(zip(prices["product_key"], prices["history_price_cents"]))[1] == 200  # 120, 200, 330 only
     assert history_prices(lines(), START, 2).height == 0
+
+
+def test_prices_from_counts_summed_over_parts_are_the_medians_of_every_line():
+    """Counts of any split of the lines, summed, give the medians of the whole, to the bit: odd and
+    even line counts, weighed quantities (prices that are not whole cents), a median between two prices."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    history = pl.DataFrame(
+        {
+            "product_key": rng.integers(0, 300, n),
+            "day": [START - dt.timedelta(days=1)] * n,
+            "quantity": rng.choice([1.0, 2.0, 3.0, 0.37, 1.25, 0.0, -1.0], n),
+            "amount_cents": rng.integers(-50, 900, n),
+            "discount_cents": rng.integers(0, 100, n),
+        }
+    )
+    whole = history_prices(history, START, 30)
+    unit = (pl.col("amount_cents") + pl.col("discount_cents")) / pl.col("quantity")
+    direct = (
+        history.filter(pl.col("quantity") > 0, unit > 0)
+        .group_by("product_key")
+        .agg(unit.median().round().cast(pl.Int64).alias("history_price_cents"), pl.len().alias("price_lines"))
+        .sort("product_key")
+    )
+    assert_frame_equal(whole, direct, check_exact=True)
+    assert (whole["price_lines"] % 2 == 0).any() and (whole["price_lines"] % 2 == 1).any()
+    parts = [history[i::3] for i in range(3)]
+    summed = prices_from_counts(pl.concat([price_counts(p, START, 30) for p in parts]))
+    assert_frame_equal(summed, whole, check_exact=True)
+
+
+def test_median_of_an_even_count_is_between_the_two_middle_prices():
+    """Hand-worked: product 9 has lines at 100, 100, 300, 500 cents a unit -> median 200; a lone line is its price."""
+    counts = pl.DataFrame(
+        {"product_key": [9, 9, 9, 7], "unit_price": [100.0, 300.0, 500.0, 250.0], "lines": [2, 1, 1, 1]}
+    )
+    got = prices_from_counts(counts)
+    assert got.rows() == [(7, 250, 1), (9, 200, 4)]

@@ -213,6 +213,28 @@ def test_the_profile_command_takes_the_partitions(chain_url, tmp_path):
     assert_frame_equal(pl.read_parquet(tmp_path / "four.parquet"), pl.read_parquet(tmp_path / "one.parquet"))
 
 
+def test_the_customers_command_reads_the_store_in_partitions(chain_url, cluster, tmp_path):
+    """`listwise customers` in 1 or 16 local partitions or 4 on Dask writes `cycles.value.customer_value` of
+    `Gateway.history`'s whole frame (the independent truth: one pass, no partitions), to the bit."""
+    from cycles.value import customer_value
+
+    s = Settings()
+    with Gateway.using(chain_url) as db, db.reading():
+        customers = db.customers()
+        history = db.history(end=AS_OF, start=AS_OF - dt.timedelta(weeks=s.value.rfm_lookback_weeks))
+    truth = customer_value(history, AS_OF, customers, qualifying_weeks=s.batch.qualifying_weeks, params=s.value)
+    truth = truth.join(
+        customers.select("customer_key", "customer_id"), on="customer_key", maintain_order="left"
+    ).select("customer_id", *[c for c in truth.columns if c != "customer_key"])
+    assert truth.height == 300 and truth["rfm_segment"].n_unique() > 3
+    runs = [[], ["--partitions", "16"], ["--partitions", "4", "--executor", "dask", "--scheduler", cluster]]
+    for i, extra in enumerate(runs):
+        out = tmp_path / f"{i}.parquet"
+        code = main(["-q", "--database", chain_url, "customers", "--as-of", str(AS_OF), "--out", str(out), *extra])
+        assert code == 0
+        assert_frame_equal(pl.read_parquet(out), truth, check_exact=True)
+
+
 def test_settings_scale_section_is_validated():
     from engine.config import validate_settings
     from engine.errors import ConfigError
@@ -224,3 +246,46 @@ def test_settings_scale_section_is_validated():
     ]:
         with pytest.raises(ConfigError, match=key):
             validate_settings(dataclasses.replace(Settings(), scale=bad))
+
+
+def test_the_batchs_sums_over_lines_add_up_over_the_stores_partitions(chain_url, cluster):
+    """Who qualifies and the catalogue's missing prices, summed over 4 local or 16 Dask partitions of the
+    store, are what they are of `Gateway.history`'s whole frame; a partition's checkout lines count too."""
+    from coupons.prices import history_prices, prices_from_counts
+    from coupons.qualify import window_spend
+    from engine.stages import TotalsWindow, partition_totals, store_sources, store_totals
+
+    w = TotalsWindow(AS_OF, 8, 60)
+    with Gateway.using(chain_url) as db:
+        with db.reading():
+            history = db.history(end=AS_OF, start=w.start)
+        spend, prices = window_spend(history, AS_OF, 8).sort("customer_key"), history_prices(history, AS_OF, 60)
+        assert spend.height > 250 and prices.height > 100
+        scales = [ScaleSettings(partitions=4), ScaleSettings(partitions=16, executor="dask", scheduler=cluster)]
+        for scale in scales[: 2 if db.sqlite else 1]:
+            got_spend, counts = store_totals(db, Settings(scale=scale), w)
+            assert_frame_equal(got_spend, spend, check_exact=True)
+            assert_frame_equal(prices_from_counts(counts), prices, check_exact=True)
+        # a partition with checkout lines (basket_lines' rows): the sums see them as its history does
+        source = store_sources(db, 4, AS_OF, w.start)[1]
+    keys = source.customer_keys(AS_OF, w.start).unique().sort()[:2]
+    extra = pl.DataFrame(
+        {
+            "basket_key": [10**9, 10**9, 10**9 + 1],
+            "line_no": [1, 2, 1],
+            "customer_key": [keys[0], keys[0], keys[1]],
+            "day": [AS_OF - dt.timedelta(days=1)] * 2 + [AS_OF - dt.timedelta(days=90)],  # the last: too old
+            "product_key": history["product_key"][:3],
+            "quantity": [1.0, 2.0, 1.0],
+            "amount_cents": [12_345, 500, 999],
+            "discount_cents": [0, 100, 0],
+        },
+        schema=source.checkout.schema,
+    )
+    held = dataclasses.replace(source, checkout=pl.concat([source.checkout, extra]))
+    got_spend, counts = partition_totals(held, w)
+    lines = held.history()
+    assert_frame_equal(got_spend.sort("customer_key"), window_spend(lines, AS_OF, 8).sort("customer_key"))
+    assert_frame_equal(prices_from_counts(counts), history_prices(lines, AS_OF, 60))
+    before = dict(partition_totals(source, w)[0].iter_rows())
+    assert dict(got_spend.iter_rows())[keys[0]] == before[keys[0]] + 12_845
