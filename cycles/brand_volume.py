@@ -217,7 +217,9 @@ def usual_products(history: pl.DataFrame) -> pl.DataFrame:
     )
     names = products["category"].unique().sort()
     products = products.with_columns(
-        pl.col("category").replace_strict(names, pl.int_range(names.len(), eager=True), return_dtype=pl.Int64).alias("cat"),
+        pl.col("category")
+        .replace_strict(names, pl.int_range(names.len(), eager=True), return_dtype=pl.Int64)
+        .alias("cat"),
         pl.int_range(pl.len(), dtype=pl.Int64).alias("rank"),
     )
     p_bits = max(1, products.height.bit_length())

@@ -792,7 +792,9 @@ def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> 
         "timestamp",
         f"outside the years {FIRST_YEAR}-{LAST_YEAR} a sale can have",
     )
-    has_offset = pl.col("__offset").is_not_null() & pl.col("__wall").is_not_null() & (pl.col("__offset").abs() <= 14 * 60)
+    has_offset = (
+        pl.col("__offset").is_not_null() & pl.col("__wall").is_not_null() & (pl.col("__offset").abs() <= 14 * 60)
+    )
     if not frame.select(has_offset.any()).item():  # store-local already: no zone needed (a join of every row)
         checked.frame = frame.with_columns(pl.col("__wall").alias("__ts"))
         return
@@ -929,12 +931,9 @@ def _number_baskets(f: pl.DataFrame) -> pl.DataFrame:
         head_at = pl.when(pl.col("__first")).then(at).forward_fill()
         return runs.with_columns((at - head_at + 1).cast(pl.Int32).alias("line_no"))
     ids = f.select("store_id", "basket_id").unique(maintain_order=True).with_row_index("__b")
-    return (
-        f.join(ids.with_columns(pl.col("__b").cast(pl.Int64)), on=["store_id", "basket_id"], how="left", maintain_order="left")
-        .with_columns(
-            (pl.int_range(pl.len()).over("__b") + 1).cast(pl.Int32).alias("line_no")
-        )
-    )
+    return f.join(
+        ids.with_columns(pl.col("__b").cast(pl.Int64)), on=["store_id", "basket_id"], how="left", maintain_order="left"
+    ).with_columns((pl.int_range(pl.len()).over("__b") + 1).cast(pl.Int32).alias("line_no"))
 
 
 def _baskets_disagree(f: pl.DataFrame) -> bool:
@@ -1254,7 +1253,7 @@ def _add_lines(
         )
         # the database inserts the baskets (its server's or SQLite's work, the GIL released) while this
         # thread orders the lines and writes the Parquet files: the transaction commits after both
-        inserting = _in_background(_append_checked, bulk, "baskets", rows, _skip_reference_triggers(bulk))
+        inserting = _in_background(bulk.append, "baskets", rows)
         try:
             if "__start" in baskets.columns and appended.height == 0:
                 new_lines = _in_part_order(store, lines, baskets)
@@ -1306,33 +1305,6 @@ def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFra
     keys = order.select(pl.col("basket_key").repeat_by("line_count").explode()).to_series()
     carried = [c for c in PART_SCHEMA if c != "basket_key"]  # not the text columns: a gather copies what it takes
     return lines.select(carried)[at].with_columns(keys.alias("basket_key")).select(list(PART_SCHEMA))
-
-
-def _skip_reference_triggers(bulk) -> bool:  # noqa: ANN001
-    """Whether this PostgreSQL session may insert baskets without their foreign keys' row triggers.
-
-    Every store and customer a file names was checked against the database before the insert
-    (`_References`, `_unknown`) and no command deletes stores or customers, so the triggers would
-    only check it again, one query a row: half the server's time for a file's baskets (226k
-    baskets: 2 s of 4). Setting session_replication_role takes a superuser (or, from PostgreSQL 15,
-    a role granted SET on it); other roles keep the triggers. SQLite's bulk session does not
-    enforce foreign keys (engine.db.BulkSession).
-    """
-    if bulk.sqlite:
-        return False
-    rows = bulk.execute("SELECT current_setting('is_superuser')")
-    return bool(rows) and rows[0][0] == "on"
-
-
-def _append_checked(bulk, table: str, frame: pl.DataFrame, skip_triggers: bool) -> None:  # noqa: ANN001
-    """`bulk.append(table, frame)` of rows whose references were validated; `skip_triggers`:
-    without the foreign keys' row triggers, for this insert only (`_skip_reference_triggers`)."""
-    if not skip_triggers:
-        bulk.append(table, frame)
-        return
-    bulk.execute("SET LOCAL session_replication_role = replica")
-    bulk.append(table, frame)
-    bulk.execute("SET LOCAL session_replication_role = DEFAULT")  # not after an error: the transaction is lost then
 
 
 def _settle(pending: Future | None) -> None:

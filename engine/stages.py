@@ -581,9 +581,9 @@ def partition_totals(history: History, w: TotalsWindow) -> tuple[pl.DataFrame, p
     """
     if isinstance(history, StoreSource):
         lines = history.lines(w.start, _TOTAL_COLUMNS)
-    else:
-        lines = _lazy(history).filter((pl.col("day") >= w.start) & (pl.col("day") < w.as_of)).select(_TOTAL_COLUMNS)
-        lines = lines.collect()
+    else:  # a frame, or Parquet paths of one (`_lazy` keeps only the profile's columns)
+        frame = history.lazy() if isinstance(history, pl.DataFrame) else pl.scan_parquet(history)
+        lines = frame.filter((pl.col("day") >= w.start) & (pl.col("day") < w.as_of)).select(_TOTAL_COLUMNS).collect()
     return window_spend(lines, w.as_of, w.spend_weeks), price_counts(lines, w.as_of, w.price_days)
 
 

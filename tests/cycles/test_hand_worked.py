@@ -79,8 +79,13 @@ def test_occasion_gaps_by_hand_and_the_log_sum_only_when_asked():
 
 
 def test_usual_products_the_same_for_keys_that_do_not_pack():
-    rows = [(1, 0, "TEA", 2, "store", 7), (1, 3, "TEA", 2, "national", 5), (1, 5, "TEA", -1, "store", 7),
-            (2, 1, "TEA", 1, "national", 5), (2, 2, "COFFEE", 3, "store", 9)]
+    rows = [
+        (1, 0, "TEA", 2, "store", 7),
+        (1, 3, "TEA", 2, "national", 5),
+        (1, 5, "TEA", -1, "store", 7),
+        (2, 1, "TEA", 1, "national", 5),
+        (2, 2, "COFFEE", 3, "store", 9),
+    ]
     h = lines(rows)
     out = usual_products(h)
     # ties on units bought go to the lowest product key; returns count in units, not in bought units

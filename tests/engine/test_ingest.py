@@ -417,7 +417,11 @@ def _many_baskets(seed: int) -> pl.DataFrame:
             qty = int(rng.choice([-1, 1, 2, 3]))
             amount = f"{qty * float(rng.choice([3.49, 5.99])):.2f}"
             rows.append((f"B{b:03d}", customer, store, ts, str(rng.choice(["P1", "P2"])), str(qty), amount, "0"))
-    return pl.DataFrame(rows, schema=["basket_id", "customer_id", "store_id", "timestamp", "sku", "quantity", "amount", "discount"], orient="row")
+    return pl.DataFrame(
+        rows,
+        schema=["basket_id", "customer_id", "store_id", "timestamp", "sku", "quantity", "amount", "discount"],
+        orient="row",
+    )
 
 
 def _imported(url: str) -> tuple[pl.DataFrame, pl.DataFrame]:

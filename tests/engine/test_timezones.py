@@ -362,7 +362,13 @@ def test_offsets_read_at_fixed_positions_as_the_general_parser_reads_them():
     assert fixed is not None and fixed.equals(general)
     assert fixed["__offset"].to_list() == [-300, -240, -240, -300, 330, 840, -720, None]
     # any value of another form (Z, a space, a fraction, letters): the general path, which names it
-    for other in ("2017-03-12T01:59:59Z", "2017-03-12 01:59:59-05:00", "2017-03-12T01:59:59.5-05:00", "2017-03-12T0a:59:59-05:00", "2017-03-12T01:59:59-0a:00"):
+    for other in (
+        "2017-03-12T01:59:59Z",
+        "2017-03-12 01:59:59-05:00",
+        "2017-03-12T01:59:59.5-05:00",
+        "2017-03-12T0a:59:59-05:00",
+        "2017-03-12T01:59:59-0a:00",
+    ):
         assert _fixed_form(pl.DataFrame({"timestamp": [values[0], other]})) is None, other
 
 
