@@ -32,21 +32,31 @@ from engine.config import load_settings
 
 
 class _PeakMemory:
-    """The largest sum of RSS over this process and its descendants, sampled in a thread."""
+    """The largest sum of RSS over this process and its descendants, sampled in a thread; `mark(label)`
+    closes an interval, so each progress step gets its own peak, split into this process and the rest."""
 
     def __init__(self, every: float = 0.2) -> None:
         self.peak, self._every, self._stop = 0, every, threading.Event()
+        self._since = (0, 0)  # (tree, this process) peaks since the last mark
+        self.steps: list[tuple[str, int, int]] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
+            own = total = 0
             for p in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):  # a worker that ended meanwhile
-                    total += p.memory_info().rss
+                    rss = p.memory_info().rss
+                    total += rss
+                    own = rss if p.pid == me.pid else own
             self.peak = max(self.peak, total)
+            self._since = (max(self._since[0], total), max(self._since[1], own))
             self._stop.wait(self._every)
+
+    def mark(self, label: str) -> None:
+        self.steps.append((label, *self._since))
+        self._since = (0, 0)
 
     def __enter__(self) -> _PeakMemory:
         self._thread.start()
@@ -62,8 +72,16 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _progress(label: str, done: int, total: int) -> None:
-    print(f"  {time.strftime('%H:%M:%S')} {label} {done}/{total}", file=sys.stderr, flush=True)
+class _Progress:
+    """Plain progress lines with the clock, each step's peak memory noted."""
+
+    def __init__(self, peak: _PeakMemory) -> None:
+        self.peak = peak
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        print(f"  {time.strftime('%H:%M:%S')} {label} {done}/{total}", file=sys.stderr, flush=True)
+        if done == total or label == "batch":
+            self.peak.mark(f"{label} {done}/{total}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.repeat):
         t0, c0 = time.perf_counter(), _cpu()
         with _PeakMemory() as peak:
-            summary = run_batch(settings, args.period_start, out_dir=out, progress=_progress)
+            summary = run_batch(settings, args.period_start, out_dir=out, progress=_Progress(peak))
         wall, cpu = time.perf_counter() - t0, _cpu() - c0
         steps = {k: round(v, 1) for k, v in summary["seconds"].items()}
         steps["write and the rest"] = round(wall - sum(summary["seconds"].values()), 1)  # the write is not recorded
@@ -109,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             f"offers {summary['offers']:,}",
             flush=True,
         )
+        for label, tree, own in peak.steps:
+            print(f"  peak up to '{label}': {tree / 1024**3:.2f} GiB, of which this process {own / 1024**3:.2f} GiB")
         if i + 1 < args.repeat:
             print(f"  {cancel_batch(settings, summary['batch_id'])}", file=sys.stderr)
     if args.repeat > 1:
