@@ -354,10 +354,9 @@ class BulkSession:
             self._conn = driver.connect(u.database or ":memory:", autocommit=True)
             self._cur = self._conn.cursor()
             self._cur.execute("PRAGMA busy_timeout=30000")
-            # as `connect` sets it: in WAL mode a commit then writes the log without waiting for
-            # the disk; a power cut may undo the last commits, never tear one (an import's part
-            # files, synced before its commit, then lie unnamed: orphans `compact` removes)
-            self._cur.execute("PRAGMA synchronous=NORMAL")
+            # synchronous stays FULL here (not `connect`'s NORMAL): a compaction deletes the replaced
+            # part files right after its commit, so that commit must be on disk before: a commit a
+            # power cut undid would name files no longer there
             self._cur.execute("PRAGMA foreign_keys=OFF")  # validated before loading
             # a large page cache keeps the baskets' indexes in memory while a bulk load
             # inserts into them in random key order

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 from sqlalchemy.engine import make_url
 
-from engine.errors import StateError
+from engine.errors import CodeError, StateError
 from engine.faults import fault_point
 
 if TYPE_CHECKING:
@@ -209,6 +209,8 @@ def write_parts(
     if not ordered:
         frame = frame.sort(["__bucket", *_SORT], nulls_last=True)
     runs = frame.select(pl.col("__bucket").rle()).unnest("__bucket")
+    if runs["value"].n_unique() != runs.height:  # two slices of one bucket would write one file name twice
+        raise CodeError(f"write_parts: lines of a bucket are not together (ordered={ordered})")
     starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
     groups = [
         (bucket, frame.slice(start, n).drop("__bucket"))

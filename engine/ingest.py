@@ -454,7 +454,9 @@ def _fixed_form(frame: pl.DataFrame) -> pl.DataFrame | None:
     """
     t = pl.col("timestamp")
     sign = t.str.slice(19, 1)
+    digits = [t.str.slice(i, 1).is_between(pl.lit("0"), pl.lit("9")) for i in (20, 21, 23, 24)]
     form = (t.str.len_bytes() == 25) & sign.is_in(["+", "-"]) & (t.str.slice(22, 1) == ":")
+    form = form & digits[0] & digits[1] & digits[2] & digits[3]  # '+-1:00' and the like: the general path
     if not frame.select(form.fill_null(True).all()).item():
         return None
     minutes = t.str.slice(20, 2).cast(pl.Int32, strict=False) * 60 + t.str.slice(23, 2).cast(pl.Int32, strict=False)
@@ -1280,6 +1282,9 @@ def _add_lines(
             inserting.result()
         except Exception as exc:
             _explain_collision(db, name, baskets, exc)
+            raise
+        except BaseException:  # Ctrl-C while waiting: the thread must be done with the connection first
+            _settle(inserting)
             raise
     if counts is not None and inserting is not None:
         _store_checksums(bulk, counts)

@@ -166,8 +166,9 @@ def _window(settings: Settings, as_of: dt.date, window_days: int | None) -> tupl
     return window_days, profile_start, value_start
 
 
-# the history columns the stages read (cycles.profile, cycles.ranker, cycles.value): a Parquet source
-# decodes only these (the text columns sku, brand, department... were 85 % of a partition's read)
+# the history columns the stages read (cycles.profile, cycles.ranker, cycles.value): Parquet paths of a
+# frame decode only these (the text columns sku, brand, department... were 85 % of a partition's read);
+# a `StoreSource` reads its part files' eight columns and joins the catalogue, then keeps these
 _STAGE_COLUMNS = (
     "customer_key",
     "day",
@@ -298,8 +299,13 @@ def _stage_at(args: tuple[History, pl.DataFrame | None, StageGlobals, str]) -> t
 
 
 def _read_stage(paths: tuple[str, str | None]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    profile, parts = paths
-    return pl.read_ipc(profile), None if parts is None else pl.read_ipc(parts)
+    """A worker's frames, read into memory (not mapped) and their files removed at once: the scratch
+    directory never holds more than the partitions in flight."""
+    frames = [None if path is None else pl.read_ipc(path, memory_map=False) for path in paths]
+    for path in paths:
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
+    return frames[0], frames[1]
 
 
 def _workers(settings: Settings, n: int) -> int:
@@ -359,10 +365,11 @@ def _on_dask(
     except (OSError, TimeoutError) as exc:
         raise StateError(f"cannot reach the dask scheduler at {address}: {exc}") from None
     slug = label.replace(" ", "-")
+    run = uuid.uuid4().hex  # a rerun (`_fresh`) must not meet the failed tasks' keys the scheduler still holds
     with client:
         scattered = client.scatter(shared, broadcast=True)
         futures = [
-            client.submit(fn, *call, scattered, pure=False, key=f"listwise-{slug}-{i}-{os.getpid()}")
+            client.submit(fn, *call, scattered, pure=False, key=f"listwise-{slug}-{i}-{run}")
             for i, call in enumerate(calls)
         ]
         results = []

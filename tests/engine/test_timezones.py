@@ -368,6 +368,9 @@ def test_offsets_read_at_fixed_positions_as_the_general_parser_reads_them():
         "2017-03-12T01:59:59.5-05:00",
         "2017-03-12T0a:59:59-05:00",
         "2017-03-12T01:59:59-0a:00",
+        "2017-03-12T01:59:59+-1:00",  # a sign where a digit belongs: int casts would read these as -60, +60, 299
+        "2017-03-12T01:59:59++1:00",
+        "2017-03-12T01:59:59+05:-1",
     ):
         assert _fixed_form(pl.DataFrame({"timestamp": [values[0], other]})) is None, other
 
