@@ -299,9 +299,9 @@ def _stage_at(args: tuple[History, pl.DataFrame | None, StageGlobals, str]) -> t
 
 
 def _read_stage(paths: tuple[str, str | None]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """A worker's frames, read into memory (not mapped) and their files removed at once: the scratch
-    directory never holds more than the partitions in flight."""
-    frames = [None if path is None else pl.read_ipc(path, memory_map=False) for path in paths]
+    """A worker's frames, read and their files removed at once (a mapped file lives on until its frame
+    is dropped): the scratch directory never holds more than the partitions in flight."""
+    frames = [None if path is None else pl.read_ipc(path) for path in paths]
     for path in paths:
         if path is not None:
             Path(path).unlink(missing_ok=True)

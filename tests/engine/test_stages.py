@@ -228,6 +228,8 @@ def test_the_customers_command_reads_the_store_in_partitions(chain_url, cluster,
     ).select("customer_id", *[c for c in truth.columns if c != "customer_key"])
     assert truth.height == 300 and truth["rfm_segment"].n_unique() > 3
     runs = [[], ["--partitions", "16"], ["--partitions", "4", "--executor", "dask", "--scheduler", cluster]]
+    if "postgres" in chain_url:  # CI time: the partition logic runs on SQLite; here the reads by path on Dask
+        runs = runs[-1:]
     for i, extra in enumerate(runs):
         out = tmp_path / f"{i}.parquet"
         code = main(["-q", "--database", chain_url, "customers", "--as-of", str(AS_OF), "--out", str(out), *extra])

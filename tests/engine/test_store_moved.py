@@ -29,6 +29,8 @@ def test_a_partition_sent_replaced_files_says_so_and_the_stages_list_the_store_a
 ):
     settings = Settings(scale=ScaleSettings(partitions=4))
     with Gateway(chain) as db:
+        if not db.sqlite:  # CI time: the listing and the rerun are the stages', whichever database holds the manifest
+            pytest.skip("the rerun logic is the same on PostgreSQL (tests/engine/test_history_store.py reads it there)")
         stale = store_sources(db, 4, END, WINDOW.start)
         assert compact(db, max_parts=1).buckets > 0  # three files a bucket become one, the old ones deleted
         with pytest.raises(HistoryMoved, match="replaced while it was read"):
