@@ -22,10 +22,9 @@ from pathlib import Path
 
 import polars as pl
 
-from cycles.value import customer_value
 from engine.config import Settings
-from engine.db import Gateway, shown
-from engine.errors import InputError, StateError, cycles_errors
+from engine.db import Gateway
+from engine.errors import InputError, cycles_errors
 from engine.history import history_start
 from engine.progress import Progress
 from engine.stages import run_stages, run_store, store_value
@@ -34,7 +33,6 @@ __all__ = [
     "profile_frames",
     "profile_frame",
     "store_profile_frames",
-    "value_frame",
     "write_profile",
     "write_customers",
     "history_start",
@@ -105,26 +103,6 @@ def profile_frame(
     return run_stages(history, None, settings, as_of, window_days, progress, with_value=False)[0]
 
 
-@cycles_errors()
-def value_frame(
-    history: pl.DataFrame,
-    customers: pl.DataFrame | None,
-    settings: Settings,
-    as_of: dt.date,
-    progress: Progress | None = None,
-) -> pl.DataFrame:
-    """The customer value frame alone (see `profile_frames`), in one pass: no partition needs a global of the profile."""
-    history = history.filter(
-        (pl.col("day") < as_of) & (pl.col("day") >= as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks))
-    )
-    value = customer_value(
-        history, as_of, customers, qualifying_weeks=settings.batch.qualifying_weeks, params=settings.value
-    )
-    if progress:
-        progress("customer value", 1, 1)
-    return value
-
-
 def _check_out(out: Path) -> None:
     if out.suffix.lower() not in {".parquet", ".csv"}:
         raise InputError(f"{out}: output file must end in .parquet or .csv")
@@ -141,25 +119,6 @@ def _with_ids(frame: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
     return frame.join(ids, on="customer_key", how="left", maintain_order="left").select(
         "customer_id", *[c for c in frame.columns if c != "customer_key"]
     )
-
-
-def _read(
-    settings: Settings, as_of: dt.date, progress: Progress | None, gateway: Gateway | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    with Gateway.using(gateway or settings.database_url) as db:
-        db.require()  # before reading: an uninitialised database is a one-line error
-        if progress:
-            progress("reading history", 0, 1)
-        with db.reading():
-            customers = db.customers()
-            history = db.history(end=as_of, start=history_start(settings, as_of))
-    if progress:
-        progress("reading history", 1, 1)
-    if history.height == 0:
-        raise StateError(
-            f"{shown(settings.database_url)}: no purchase history before {as_of} (import transactions first)"
-        )
-    return history, customers
 
 
 @cycles_errors()

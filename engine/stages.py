@@ -479,13 +479,12 @@ def partition_sources(history: pl.DataFrame, n: int, on_disk: bool) -> Iterator[
 def _fresh(run: Callable[[], Any], tries: int = 3) -> Any:
     """`run()` (which lists the store's part files itself), again when a compaction replaced a file
     it had listed (`HistoryMoved`): at most `tries` times."""
-    for attempt in range(tries):
+    for _ in range(tries - 1):
         try:
             return run()
         except HistoryMoved:
-            if attempt == tries - 1:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return run()
 
 
 def store_sources(
