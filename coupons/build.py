@@ -3,6 +3,12 @@
 `plan_offers` returns the selected offers with what was dropped and why, and the funnel per
 kind (`coupons.funnel`); `build_offers` only the selected offers. Both read their parameters
 from a `coupons.rules.PlanRules` (offer rules, campaigns, the batch's list rules, margin share).
+
+At scale the plan is made in two steps: `shortlist_offers` per group of customers (a batch's
+partition: candidates, dedupe, list caps and lengths compare one customer's offers only; what it
+dropped is kept as tallies, not rows), then `coupons.select.finish_lists` on every shortlist
+together (the deal and chain budgets compare customers). The result is `plan_offers`'s offers,
+and its funnel from the tallies (tests/coupons/test_build.py).
 """
 
 from __future__ import annotations
@@ -15,14 +21,23 @@ import polars as pl
 from coupons.campaigns import conversion_candidates
 from coupons.cycle_offers import cycle_candidates
 from coupons.deals import deal_candidates
-from coupons.funnel import offer_funnel
+from coupons.funnel import TALLY_KEYS, candidate_tally, drop_tally, offer_funnel
 from coupons.household import household_candidates
 from coupons.offers import CANDIDATE_SCHEMA, conform_candidates, viable
 from coupons.rewards import reward_offers
 from coupons.rules import PlanRules
-from coupons.select import DROPPED_COLUMNS, selection
+from coupons.select import DROPPED_COLUMNS, selection, shortlist
 
-__all__ = ["all_candidates", "candidate_offers", "build_offers", "plan_offers", "OfferPlan"]
+__all__ = [
+    "all_candidates",
+    "candidate_offers",
+    "build_offers",
+    "plan_offers",
+    "OfferPlan",
+    "Shortlisted",
+    "shortlist_offers",
+    "combine_shortlists",
+]
 
 
 class OfferPlan(NamedTuple):
@@ -133,3 +148,54 @@ def build_offers(
 ) -> pl.DataFrame:
     """The selected offers of the treated customers (`coupons.select.SELECTED_COLUMNS`; see `plan_offers`)."""
     return plan_offers(profile, value, products, deals, deal_budgets, treated, rules, period_start, period_end).offers
+
+
+class Shortlisted(NamedTuple):
+    """One group of customers' part of the plan (`shortlist_offers`).
+
+    offers: `coupons.select.shortlist`'s offers (OFFER_SCHEMA + _reserved); candidates: kind, n
+    (`coupons.funnel.candidate_tally`); dropped: `coupons.funnel.TALLY_KEYS`, n (every candidate
+    dropped while making candidates or shortlisting, counted)."""
+
+    offers: pl.DataFrame
+    candidates: pl.DataFrame
+    dropped: pl.DataFrame
+
+
+def shortlist_offers(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    treated: pl.Series,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> Shortlisted:
+    """Candidates of the treated customers in `profile` / `value` and their shortlists (steps 1-4 of
+    `coupons.select.selection`): a pure function of these customers' rows and the catalogue, so any
+    grouping of customers gives the same rows (`combine_shortlists`). See `plan_offers`."""
+    treated = treated.cast(pl.Int64)
+    profile = profile.filter(pl.col("customer_key").is_in(treated.implode()))
+    value = value.filter(pl.col("customer_key").is_in(treated.implode()))
+    candidates = all_candidates(profile, value, products, deals, rules, period_start, period_end)
+    o, b = rules.offers, rules.batch
+    short = shortlist(
+        viable(candidates),
+        value.select("customer_key", "value_tier"),
+        o.list_cap_cents,
+        b.max_offers,
+        o.budget_refill_rounds,
+        o.campaign_share,
+    )
+    dropped = pl.concat([drop_tally(candidates.filter(pl.col("drop_reason").is_not_null())), drop_tally(short.dropped)])
+    return Shortlisted(short.offers, candidate_tally(candidates), dropped)
+
+
+def combine_shortlists(parts: list[Shortlisted]) -> Shortlisted:
+    """The shortlist of every customer from those of disjoint groups: offers in customer order (each
+    customer's rows in their order), tallies summed."""
+    offers = pl.concat([p.offers for p in parts]).sort("customer_key", maintain_order=True)
+    candidates = pl.concat([p.candidates for p in parts]).group_by("kind").agg(pl.col("n").sum())
+    dropped = pl.concat([p.dropped for p in parts]).group_by(list(TALLY_KEYS)).agg(pl.col("n").sum())
+    return Shortlisted(offers, candidates, dropped)

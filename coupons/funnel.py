@@ -11,11 +11,24 @@ import polars as pl
 
 from coupons.offers import DROP_REASONS, OFFER_KINDS
 
-__all__ = ["offer_funnel", "funnel_dict"]
+__all__ = ["offer_funnel", "tally_funnel", "candidate_tally", "drop_tally", "TALLY_KEYS", "funnel_dict"]
+
+# what a tally of dropped candidates keeps of each: enough for the funnel and the campaigns' grids
+TALLY_KEYS = ("kind", "category", "brand_cell", "volume_tier", "drop_reason")
+
+
+def candidate_tally(candidates: pl.DataFrame) -> pl.DataFrame:
+    """kind, n: candidates made per kind (tallies of groups of customers add up)."""
+    return candidates.group_by("kind").agg(pl.len().cast(pl.Int64).alias("n"))
+
+
+def drop_tally(dropped: pl.DataFrame) -> pl.DataFrame:
+    """`TALLY_KEYS`, n: dropped candidates counted per kind, category, cell, tier and reason."""
+    return dropped.group_by(list(TALLY_KEYS)).agg(pl.len().cast(pl.Int64).alias("n"))
 
 
 def offer_funnel(candidates: pl.DataFrame, selected: pl.DataFrame, dropped: pl.DataFrame) -> pl.DataFrame:
-    """Counts per kind, each from its own frame.
+    """Counts per kind, each from its own frame (`tally_funnel` of their tallies).
 
     Parameters
     ----------
@@ -26,6 +39,13 @@ def offer_funnel(candidates: pl.DataFrame, selected: pl.DataFrame, dropped: pl.D
     dropped
         Every candidate not selected (kind, drop_reason): those dropped while making candidates
         and those the selection removed.
+    """
+    return tally_funnel(candidate_tally(candidates), selected, drop_tally(dropped))
+
+
+def tally_funnel(candidates: pl.DataFrame, selected: pl.DataFrame, dropped: pl.DataFrame) -> pl.DataFrame:
+    """Counts per kind from tallies: `candidates` (kind, n), `selected` (the offers: kind), `dropped`
+    (kind, drop_reason, n); tallies of groups of customers may repeat a key (they are summed).
 
     Returns
     -------
@@ -38,20 +58,20 @@ def offer_funnel(candidates: pl.DataFrame, selected: pl.DataFrame, dropped: pl.D
     if unknown:
         raise ValueError(f"unknown drop reasons: {sorted(unknown, key=str)}")
 
-    def count(frame: pl.DataFrame, name: str) -> pl.DataFrame:
-        return frame.group_by("kind").agg(pl.len().cast(pl.Int64).alias(name))
+    def total(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+        return frame.group_by("kind").agg(pl.col("n").sum().cast(pl.Int64).alias(name))
 
     by_reason = (
         dropped.group_by("kind", "drop_reason")
-        .agg(pl.len().cast(pl.Int64).alias("n"))
+        .agg(pl.col("n").sum().cast(pl.Int64))
         .pivot("drop_reason", index="kind", values="n", on_columns=list(DROP_REASONS))
         if dropped.height
         else pl.DataFrame(schema={"kind": pl.String})
     )
     f = (
-        kinds.join(count(candidates, "candidates"), on="kind", how="left")
-        .join(count(selected, "selected"), on="kind", how="left")
-        .join(count(dropped, "dropped"), on="kind", how="left")
+        kinds.join(total(candidates, "candidates"), on="kind", how="left")
+        .join(selected.group_by("kind").agg(pl.len().cast(pl.Int64).alias("selected")), on="kind", how="left")
+        .join(total(dropped, "dropped"), on="kind", how="left")
         .join(by_reason, on="kind", how="left")
     )
     return f.select(

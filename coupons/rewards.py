@@ -18,7 +18,7 @@ import polars as pl
 from coupons.offers import conform
 from coupons.rules import OfferRules
 
-__all__ = ["reward_offers"]
+__all__ = ["reward_offers", "with_reward_uses"]
 
 
 def reward_offers(
@@ -29,7 +29,8 @@ def reward_offers(
     Parameters
     ----------
     value
-        The customer value frame (customer_key, value_tier, share_of_wallet, clv_cents, p_alive).
+        The customer value frame (customer_key, value_tier, share_of_wallet, clv_cents, p_alive),
+        with ``reward_uses`` (`with_reward_uses` of every customer's frame) when it is a part of it.
 
     Returns
     -------
@@ -37,14 +38,10 @@ def reward_offers(
         Columns of `coupons.offers.OFFER_SCHEMA`, kind 'reward', product_key and category null.
     """
     coupon = rules.reward_coupon_cents
-    lo = -(-rules.reward_min_cents // coupon)  # whole coupons, at least the minimum
-    hi = max(lo, rules.reward_max_cents // coupon)
-    eligible = value.filter(
-        pl.col("value_tier").is_in(list(rules.reward_value_tiers)),
-        pl.col("share_of_wallet") >= rules.reward_min_share_of_wallet,
-    )
-    rank = (pl.col("clv_cents").rank("ordinal") - 1) / pl.max_horizontal(pl.len() - 1, pl.lit(1))
-    uses = (pl.lit(lo) + (rank * (hi - lo)).round()).cast(pl.Int32)
+    if "reward_uses" not in value.columns:
+        value = with_reward_uses(value, rules)
+    eligible = value.filter(pl.col("reward_uses").is_not_null())
+    uses = pl.col("reward_uses")
     p_alive = pl.col("p_alive").fill_null(1.0)
     offers = eligible.select(
         "customer_key",
@@ -66,3 +63,21 @@ def reward_offers(
         ).alias("reason"),
     )
     return conform(offers)
+
+
+def with_reward_uses(value: pl.DataFrame, rules: OfferRules) -> pl.DataFrame:
+    """`value` with ``reward_uses`` (Int32): the coupons of an eligible customer, null for the others.
+
+    The count ranks a customer's CLV among every eligible customer of the frame, so it is computed
+    on the whole value frame; a part of it then keeps its customers' counts (a batch's partitions).
+    """
+    coupon = rules.reward_coupon_cents
+    lo = -(-rules.reward_min_cents // coupon)  # whole coupons, at least the minimum
+    hi = max(lo, rules.reward_max_cents // coupon)
+    eligible = pl.col("value_tier").is_in(list(rules.reward_value_tiers)) & (
+        pl.col("share_of_wallet") >= rules.reward_min_share_of_wallet
+    )
+    ranked = value.filter(eligible)
+    rank = (pl.col("clv_cents").rank("ordinal") - 1) / pl.max_horizontal(pl.len() - 1, pl.lit(1))
+    uses = ranked.select("customer_key", (pl.lit(lo) + (rank * (hi - lo)).round()).cast(pl.Int32).alias("reward_uses"))
+    return value.join(uses, on="customer_key", how="left", maintain_order="left")

@@ -43,6 +43,8 @@ __all__ = [
     "top_lines",
     "select_offers",
     "selection",
+    "shortlist",
+    "finish_lists",
     "campaign_lines",
     "Selection",
     "SELECTED_COLUMNS",
@@ -161,6 +163,31 @@ def selection(
         customer_key, line_no. dropped: `DROPPED_COLUMNS`, one row per candidate not selected,
         drop_reason one of 'duplicate', 'list cap', 'list length', 'deal budget', 'chain budget';
         offers + dropped are the candidates, row for row.
+
+    It is `finish_lists` of `shortlist`: the steps 1-4 compare only one customer's offers, so
+    customers may be shortlisted in any groups (a batch's partitions) and finished together.
+    """
+    short = shortlist(candidates, tiers, list_caps, max_offers, rounds, campaign_share)
+    done = finish_lists(short.offers, deal_budgets, chain_budget_cents, rounds, factors)
+    dropped = pl.concat([short.dropped, done.dropped]).sort("customer_key", "kind", "product_key", nulls_last=True)
+    return Selection(done.offers, dropped)
+
+
+def shortlist(
+    candidates: pl.DataFrame,
+    tiers: pl.DataFrame,
+    list_caps: dict[str, int],
+    max_offers: int,
+    rounds: int = OfferRules.budget_refill_rounds,
+    campaign_share: float = OfferRules.campaign_share,
+) -> Selection:
+    """Steps 1-4 of `selection` (duplicate, reserved campaign lines, list cap, list length): each
+    compares one customer's offers only.
+
+    offers: `OFFER_SCHEMA` plus ``_reserved`` (the campaign's reserved lines), at most `max_offers`
+    a customer, sorted by customer_key, reserved first, then expected value (best first),
+    product_key; dropped: `DROPPED_COLUMNS`. The shortlists of groups of customers, concatenated
+    and sorted by customer_key (stable), are the shortlist of them all.
     """
     reserved = campaign_lines(max_offers, campaign_share)
     frame = candidates.select(list(OFFER_SCHEMA)).with_row_index("_row")
@@ -177,6 +204,22 @@ def selection(
     drops.append(_removed(offers, step, "list cap"))
     offers = top_lines(step, max_offers, "_reserved")
     drops.append(_removed(step, offers, "list length"))
+    dropped = pl.concat([d.select(DROPPED_COLUMNS) for d in drops])
+    return Selection(offers.drop("_row"), dropped)
+
+
+def finish_lists(
+    shortlisted: pl.DataFrame,
+    deal_budgets: pl.DataFrame,
+    chain_budget_cents: int = BatchRules.chain_budget_cents,
+    rounds: int = OfferRules.budget_refill_rounds,
+    factors: pl.DataFrame | None = None,
+) -> Selection:
+    """Steps 5-7 of `selection` on every customer's `shortlist` together (the budgets compare
+    customers): deal budgets, the chain budget, line numbers. offers: `SELECTED_COLUMNS`;
+    dropped: `DROPPED_COLUMNS` ('deal budget', 'chain budget')."""
+    offers = shortlisted.with_row_index("_row")
+    drops = []
     step = apply_deal_budgets(offers, deal_budgets, rounds, factors)
     drops.append(_removed(offers, step, "deal budget"))
     offers = apply_chain_budget(step, chain_budget_cents, rounds, "_reserved", factors)
@@ -187,7 +230,4 @@ def selection(
     offers = offers.with_columns(
         (pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int32).alias("line_no")
     ).select(SELECTED_COLUMNS)
-    dropped = pl.concat([d.select(DROPPED_COLUMNS) for d in drops]).sort(
-        "customer_key", "kind", "product_key", nulls_last=True
-    )
-    return Selection(offers, dropped)
+    return Selection(offers, pl.concat([d.select(DROPPED_COLUMNS) for d in drops]))

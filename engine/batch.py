@@ -16,7 +16,8 @@
    price or unit cost (`coupons.prices`, from the history just read), qualifying customers, the
    hold-out draw, profile and customer value (`engine.profiles.profile_frames`; the
    most-frequent baseline of `coupons.baseline` when the cycles package is not installed, said
-   in the summary), offers with what was dropped and why (`coupons.build.plan_offers`), tips.
+   in the summary), offers with what was dropped and why (`coupons.build.plan_offers`, made as
+   `partition_offers` per customer partition and `coupons.select.finish_lists` over them all), tips.
 5. **Write**, in ONE transaction: delete whatever the batch had (nothing, unless a database
    was written by hand), batch_members (treated and holdout), lists (with their codes and the
    customer's home store, `home_stores`: the list is printed for that store), offers,
@@ -44,7 +45,9 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 import sqlalchemy as sa
@@ -58,15 +61,17 @@ from coupons.budgets import (
     deal_commitments,
     use_factors,
 )
-from coupons.build import plan_offers
+from coupons.build import Shortlisted, combine_shortlists, shortlist_offers
 from coupons.campaigns import campaign_name
-from coupons.funnel import funnel_dict
+from coupons.funnel import drop_tally, funnel_dict, tally_funnel
 from coupons.holdout import assign_groups
 from coupons.needs import select_needs
 from coupons.offers import OFFER_KINDS, face_value, retailer_cost
 from coupons.prices import PRICE_SOURCES, fill_prices, history_prices, prices_from_counts
 from coupons.qualify import qualifying_from_spend, window_spend
-from coupons.rules import Campaign
+from coupons.rewards import with_reward_uses
+from coupons.rules import Campaign, PlanRules
+from coupons.select import finish_lists
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
 from engine.chain_key import fingerprint, verify_secret
@@ -77,7 +82,7 @@ from engine.errors import ConfigError, NothingToDo, StateError
 from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
 from engine.history import history_start
 from engine.progress import Progress
-from engine.stages import TotalsWindow, store_totals
+from engine.stages import TotalsWindow, run_store_then, store_totals
 from engine.values import as_date, dollars
 
 __all__ = [
@@ -393,7 +398,7 @@ def _summary(
     profiler_name: str,
     groups: pl.DataFrame,
     offers: pl.DataFrame,
-    profile: pl.DataFrame,
+    cells: pl.DataFrame,
     budgets: pl.DataFrame,
     settings: Settings,
     seconds: dict[str, float],
@@ -416,29 +421,27 @@ def _summary(
     by_funder["retailer"] += int(costs.filter(pl.col("funder") == "retailer")["funder_cost_cents"].sum())
     by_funder = {k: v for k, v in by_funder.items() if v or k == "retailer"}
     deals = _deal_budget_block(budgets, offers, factors)
-    qualifying = profile.join(groups.select("customer_key"), on="customer_key", how="semi")
     campaigns = {}
     for campaign in settings.campaigns:
 
         def grid(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
             counts = {
-                (r["brand_cell"], r["volume_tier"]): r["len"]
-                for r in frame.group_by("brand_cell", "volume_tier").len().iter_rows(named=True)
+                (r["brand_cell"], r["volume_tier"]): r["n"]
+                for r in frame.group_by("brand_cell", "volume_tier").agg(pl.col("n").sum()).iter_rows(named=True)
             }
             return {c: {t: int(counts.get((c, t), 0)) for t in _TIERS} for c in _CELLS}
 
         conv = _campaign_rows(offers, campaign)
-        lost = _campaign_rows(dropped, campaign) if dropped is not None else conv.clear()
+        made = conv.group_by("brand_cell", "volume_tier").agg(pl.len().cast(pl.Int64).alias("n"))
+        lost = _campaign_rows(dropped, campaign) if dropped is not None else made.clear()
         campaigns[campaign_name(campaign)] = {
             "category": campaign.category,
-            "qualifying_customers": grid(qualifying.filter(pl.col("category") == campaign.category)),
-            "candidates": grid(
-                pl.concat([conv.select("brand_cell", "volume_tier"), lost.select("brand_cell", "volume_tier")])
-            ),
-            "offers": grid(conv),
+            "qualifying_customers": grid(cells.filter(pl.col("category") == campaign.category)),
+            "candidates": grid(pl.concat([made, lost.select("brand_cell", "volume_tier", "n")])),
+            "offers": grid(made),
             "dropped": {
-                r["drop_reason"]: int(r["len"])
-                for r in lost.group_by("drop_reason").len().sort("drop_reason").iter_rows(named=True)
+                r["drop_reason"]: int(r["n"])
+                for r in lost.group_by("drop_reason").agg(pl.col("n").sum()).sort("drop_reason").iter_rows(named=True)
             },
             "discount_by_tier_cents": {
                 r["volume_tier"]: int(r["discount_cents"])
@@ -794,32 +797,58 @@ def _compute_and_write(
     treated = groups.filter(pl.col("grp") == "treated")["customer_key"]
     step("qualify")
     customers = data["customers"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
-    if streamed:
-        # each partition's stage reads the history store's own part files (by path: on a Dask worker
-        # too), restricted to the qualifying customers: no scratch copy of history is written
-        from engine.profiles import store_profile_frames
-
-        keys = qualifying["customer_key"]
-        profile, value = store_profile_frames(db, customers, settings, start, b.period_days, progress, keys=keys)
-    else:  # one partition in this process: the history already read
-        history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
-        profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
-    step("profile")
-    fault_point("batch-after-profile")
-    budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
-    plan = plan_offers(
-        profile,
-        value,
+    job = OfferJob(
         data["products"],
         data["deals"],
-        budgets,
-        treated,
         settings.plan_rules(),
         start,
         end,
-        data["factors"],
+        tuple(c.category for c in settings.campaigns),
+        settings.printing.needs_min_p_buy,
+        settings.printing.needs_max_lines,
     )
-    offers = plan.offers
+    if streamed:
+        # each partition's stage reads the history store's own part files (by path: on a Dask worker
+        # too), restricted to the qualifying customers, and turns its profile into its customers'
+        # shortlisted offers where it runs: neither history nor the profile comes to this process
+        n = partitions_of(settings)
+        extra = [
+            (treated.filter(treated % n == p), groups["customer_key"].filter(groups["customer_key"] % n == p))
+            for p in range(n)
+        ]
+        value, parts = run_store_then(
+            db,
+            customers,
+            settings,
+            start,
+            history_start(settings, start),
+            partition_offers,
+            job,
+            extra,
+            window_days=b.period_days,
+            progress=progress,
+            keys=qualifying["customer_key"],
+            prepare=lambda v: with_reward_uses(v, settings.offers),  # the reward's count ranks every customer
+        )
+        parts = [OfferPart(*part) for part in parts]
+    else:  # one partition in this process: the history already read
+        history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
+        profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
+        del history
+        parts = [partition_offers(profile, value, treated, groups["customer_key"], job)]
+    step("profile")
+    fault_point("batch-after-profile")
+    budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
+    short = combine_shortlists([Shortlisted(p.offers, p.candidates, p.dropped) for p in parts])
+    cells = pl.concat([p.cells for p in parts]).group_by("category", "brand_cell", "volume_tier").agg(pl.col("n").sum())
+    needs = pl.concat([p.needs for p in parts])
+    del parts
+    o = settings.offers
+    done = finish_lists(short.offers, budgets, b.chain_budget_cents, o.budget_refill_rounds, data["factors"])
+    offers = done.offers
+    dropped = pl.concat([short.dropped, drop_tally(done.dropped)])
+    funnel = tally_funnel(short.candidates, offers, dropped)
+    del short, done
     tips = data["tips"] if data["tips"].height else starter_tips()
     chosen = choose_tips(offers, treated, tips)
     valid_to = end - dt.timedelta(days=1)
@@ -834,17 +863,16 @@ def _compute_and_write(
         profiler_name=profiler_name,
         groups=groups,
         offers=offers,
-        profile=profile,
+        cells=cells,
         budgets=budgets,
         settings=settings,
         seconds=seconds,
-        funnel=plan.funnel,
-        dropped=plan.dropped,
+        funnel=funnel,
+        dropped=dropped,
         products=data["products"],
         factors=data["factors"],
     )
     summary["category_matches"] = [m.as_dict() for m in matches]
-    needs = _needs(profile, treated, start, end, settings)
     summary["needs"] = {
         "lines": needs.height,
         "lists_with_needs": needs["customer_key"].n_unique(),
@@ -857,13 +885,66 @@ def _compute_and_write(
     return summary
 
 
+@dataclass(frozen=True)
+class OfferJob:
+    """What every partition's offers stage (`partition_offers`) shares: the catalogue (prices
+    completed), the deals, the plan's rules, the period, the campaigns' categories and the needs
+    section's settings."""
+
+    products: pl.DataFrame
+    deals: pl.DataFrame
+    rules: PlanRules
+    start: dt.date
+    end: dt.date
+    campaign_categories: tuple[str, ...]
+    needs_min_p_buy: float
+    needs_max_lines: int
+
+
 def _needs(profile: pl.DataFrame, treated: pl.Series, start: dt.date, end: dt.date, settings: Settings) -> pl.DataFrame:
     """The needs section of each treated customer's list (`coupons.needs.select_needs`)."""
     p = settings.printing
+    return _select_needs(profile, treated, start, end, p.needs_min_p_buy, p.needs_max_lines)
+
+
+def _select_needs(
+    profile: pl.DataFrame, treated: pl.Series, start: dt.date, end: dt.date, min_p_buy: float, max_lines: int
+) -> pl.DataFrame:
     try:
-        return select_needs(profile, treated, start, end, min_p_buy=p.needs_min_p_buy, max_lines=p.needs_max_lines)
+        return select_needs(profile, treated, start, end, min_p_buy=min_p_buy, max_lines=max_lines)
     except ValueError as exc:
         raise ConfigError(f"printing: {exc}") from exc
+
+
+class OfferPart(NamedTuple):
+    """A partition's part of the batch (`partition_offers`): its shortlisted offers and tallies
+    (`coupons.build.Shortlisted`), its lists' needs sections, and ``cells``: category, brand_cell,
+    volume_tier, n of its qualifying customers' profile rows in the campaigns' categories."""
+
+    offers: pl.DataFrame
+    candidates: pl.DataFrame
+    dropped: pl.DataFrame
+    needs: pl.DataFrame
+    cells: pl.DataFrame
+
+
+def partition_offers(
+    profile: pl.DataFrame, value: pl.DataFrame, treated: pl.Series, members: pl.Series, job: OfferJob
+) -> OfferPart:
+    """One partition's offers stage, where its profile is (`engine.stages.run_store_then`): a pure
+    function of its customers' profile and value rows. `treated`: who gets a list; `members`: the
+    qualifying customers (treated and hold-out) the campaigns' grids count."""
+    short = shortlist_offers(profile, value, job.products, job.deals, treated, job.rules, job.start, job.end)
+    needs = _select_needs(profile, treated, job.start, job.end, job.needs_min_p_buy, job.needs_max_lines)
+    cells = (
+        profile.filter(
+            pl.col("category").is_in(list(job.campaign_categories)),
+            pl.col("customer_key").is_in(members.cast(pl.Int64).implode()),
+        )
+        .group_by("category", "brand_cell", "volume_tier")
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+    )
+    return OfferPart(short.offers, short.candidates, short.dropped, needs, cells)
 
 
 def _write_summary(target: Path, summary: dict) -> None:

@@ -71,6 +71,7 @@ __all__ = [
     "store_totals",
     "partition_value",
     "store_value",
+    "run_store_then",
 ]
 
 
@@ -347,12 +348,8 @@ def _run_dask(
     return _on_dask(g.settings, partition_stage, tasks, g, progress, "profile partitions")
 
 
-def _on_dask(
-    settings: Settings, fn: Callable[..., Any], calls: list[tuple], shared: Any, progress: Progress | None, label: str
-) -> list[Any]:
-    """`fn(*call, shared)` for every call, on the Dask scheduler of `settings.scale`; results in order.
-
-    `shared` (the globals) is scattered to every worker once; a call carries paths, not frames."""
+def _client(settings: Settings) -> Any:
+    """A dask.distributed Client of `settings.scale.scheduler` (a one-line error when there is none)."""
     address = settings.scale.scheduler
     if not address:
         raise ConfigError("executor 'dask' needs a scheduler address: --scheduler tcp://HOST:8786 or [scale] scheduler")
@@ -361,31 +358,44 @@ def _on_dask(
     except ImportError:
         raise ConfigError("executor 'dask' needs dask.distributed: pip install 'listwise[dask]'") from None
     try:
-        client = Client(address, timeout="10s", set_as_default=False)
+        return Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise StateError(f"cannot reach the dask scheduler at {address}: {exc}") from None
+
+
+def _gather(futures: list[Any], progress: Progress | None, label: str) -> list[Any]:
+    """The futures' results in order; a lost worker or a failed task is a one-line `StateError`."""
+    results = []
+    for i, future in enumerate(futures):
+        try:
+            results.append(future.result())
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a worker lost (KilledWorker), a cancelled future...
+            raise StateError(
+                f"partition {i} of {len(futures)} failed on the dask cluster ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was written: run the command again"
+            ) from None
+        if progress:
+            progress(label, i + 1, len(futures))
+    return results
+
+
+def _on_dask(
+    settings: Settings, fn: Callable[..., Any], calls: list[tuple], shared: Any, progress: Progress | None, label: str
+) -> list[Any]:
+    """`fn(*call, shared)` for every call, on the Dask scheduler of `settings.scale`; results in order.
+
+    `shared` (the globals) is scattered to every worker once; a call carries paths, not frames."""
     slug = label.replace(" ", "-")
     run = uuid.uuid4().hex  # a rerun (`_fresh`) must not meet the failed tasks' keys the scheduler still holds
-    with client:
+    with _client(settings) as client:
         scattered = client.scatter(shared, broadcast=True)
         futures = [
             client.submit(fn, *call, scattered, pure=False, key=f"listwise-{slug}-{i}-{run}")
             for i, call in enumerate(calls)
         ]
-        results = []
-        for i, future in enumerate(futures):
-            try:
-                results.append(future.result())
-            except EngineError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a worker lost (KilledWorker), a cancelled future...
-                raise StateError(
-                    f"partition {i} of {len(calls)} failed on the dask cluster ({type(exc).__name__}: "
-                    f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was written: run the command again"
-                ) from None
-            if progress:
-                progress(label, i + 1, len(calls))
-        return results
+        return _gather(futures, progress, label)
 
 
 def run_stages(
@@ -641,3 +651,185 @@ def store_value(
 
     results = _fresh(run)
     return score_value(pl.concat(results, how="vertical_relaxed"), as_of, settings.value)
+
+
+# A second stage after the profile (`run_store_then`): then(profile rows, value rows, *args, job) of one
+# partition, returning a tuple of frames. It runs where the partition's profile is (a local worker
+# reads it from its scratch file, a Dask worker holds it in memory), so the profile never comes back.
+Then = Callable[..., tuple[pl.DataFrame, ...]]
+
+
+def _to_files(frames: tuple[pl.DataFrame, ...], out: str) -> tuple[str, ...]:
+    stem = Path(out) / uuid.uuid4().hex
+    paths = []
+    for i, frame in enumerate(frames):
+        frame.write_ipc(f"{stem}.{i}.arrow", compression="uncompressed")
+        paths.append(f"{stem}.{i}.arrow")
+    return tuple(paths)
+
+
+def _from_files(paths: tuple[str, ...]) -> tuple[pl.DataFrame, ...]:
+    frames = tuple(pl.read_ipc(path) for path in paths)
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+    return frames
+
+
+def _then_at(args: tuple[str, pl.DataFrame, Then, tuple, Any, str]) -> tuple[str, ...]:
+    """A local worker's second stage: the partition's profile from the scratch file phase one wrote
+    (removed once read), its customers' value rows, `then`; the frames go back as files."""
+    profile_path, value, then, extra, job, out = args
+    (profile,) = _from_files((profile_path,))
+    return _to_files(then(profile, value, *extra, job), out)
+
+
+def _then_of(stage: tuple[pl.DataFrame, pl.DataFrame | None], value: pl.DataFrame, then: Then, *rest: Any) -> Any:
+    """A Dask worker's second stage on the profile its first stage holds (`stage`: a future's result)."""
+    return then(stage[0], value, *rest)
+
+
+def _value_of(stage: tuple[pl.DataFrame, pl.DataFrame | None]) -> pl.DataFrame | None:
+    return stage[1]
+
+
+def _slice(value: pl.DataFrame, n: int, p: int) -> pl.DataFrame:
+    return value.filter(pl.col("customer_key") % n == p)
+
+
+def _then_local(
+    tasks: list[tuple[History, pl.DataFrame | None]],
+    g: StageGlobals,
+    then: Then,
+    extra: list[tuple],
+    job: Any,
+    progress: Progress | None,
+    label: str,
+    prepare: Callable[[pl.DataFrame], pl.DataFrame],
+) -> tuple[pl.DataFrame, list[tuple[pl.DataFrame, ...]]]:
+    n, s = len(tasks), g.settings
+    if n == 1:
+        profile, parts = partition_stage(tasks[0][0], tasks[0][1], g)
+        if progress:
+            progress("profile partitions", 1, 1)
+        value = score_value(parts, g.as_of, s.value)
+        out = then(profile, prepare(value), *extra[0], job)
+        if progress:
+            progress(label, 1, 1)
+        return value, [out]
+    ctx = multiprocessing.get_context("spawn")
+    results: list[tuple[pl.DataFrame, ...]] = []
+    step = "profile"
+    try:
+        with ProcessPoolExecutor(max_workers=_workers(s, n), mp_context=ctx) as pool:
+            scratch = tempfile.mkdtemp(prefix="listwise-stages-", dir=os.environ.get("LISTWISE_SCRATCH") or None)
+            try:
+                profiles, parts = [], []
+                for i, (profile_path, value_path) in enumerate(pool.map(_stage_at, [(*t, g, scratch) for t in tasks])):
+                    profiles.append(profile_path)
+                    parts.append(_from_files((value_path,))[0])
+                    if progress:
+                        progress("profile partitions", i + 1, n)
+                value = score_value(pl.concat(parts, how="vertical_relaxed"), g.as_of, s.value)
+                del parts
+                if progress:
+                    progress("customer value", 1, 1)
+                step = label
+                ready = prepare(value)
+                calls = [(path, _slice(ready, n, p), then, extra[p], job, scratch) for p, path in enumerate(profiles)]
+                del ready
+                for i, paths in enumerate(pool.map(_then_at, calls)):
+                    results.append(_from_files(paths))
+                    if progress:
+                        progress(label, i + 1, n)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+    except BrokenProcessPool:
+        raise StateError(
+            f"a partition's process died (killed, or out of memory) in the {step} step; "
+            "nothing was written: run the command again (more --partitions need less memory each)"
+        ) from None
+    return value, results
+
+
+def _then_dask(
+    tasks: list[tuple[History, pl.DataFrame | None]],
+    g: StageGlobals,
+    then: Then,
+    extra: list[tuple],
+    job: Any,
+    progress: Progress | None,
+    label: str,
+    prepare: Callable[[pl.DataFrame], pl.DataFrame],
+) -> tuple[pl.DataFrame, list[Any]]:
+    n, run = len(tasks), uuid.uuid4().hex
+    slug = label.replace(" ", "-")
+    with _client(g.settings) as client:
+        shared = client.scatter(g, broadcast=True)
+        stages = [
+            client.submit(partition_stage, h, c, shared, pure=False, key=f"listwise-profile-{i}-{run}")
+            for i, (h, c) in enumerate(tasks)
+        ]
+        parts = _gather(
+            [client.submit(_value_of, f, pure=False, key=f"listwise-value-{i}-{run}") for i, f in enumerate(stages)],
+            progress,
+            "profile partitions",
+        )
+        value = score_value(pl.concat(parts, how="vertical_relaxed"), g.as_of, g.settings.value)
+        if progress:
+            progress("customer value", 1, 1)
+        job_ = client.scatter(job, broadcast=True)
+        ready = prepare(value)
+        # each second stage depends on its partition's first: the scheduler runs it where that profile is
+        seconds = [
+            client.submit(
+                _then_of, f, _slice(ready, n, p), then, *extra[p], job_, pure=False, key=f"listwise-{slug}-{p}-{run}"
+            )
+            for p, f in enumerate(stages)
+        ]
+        return value, _gather(seconds, progress, label)
+
+
+def run_store_then(
+    db: Gateway,
+    customers: pl.DataFrame | None,
+    settings: Settings,
+    as_of: dt.date,
+    start: dt.date | None,
+    then: Then,
+    job: Any,
+    extra: list[tuple] | None = None,
+    window_days: int | None = None,
+    progress: Progress | None = None,
+    keys: pl.Series | None = None,
+    label: str = "offers partitions",
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+) -> tuple[pl.DataFrame, list[tuple[pl.DataFrame, ...]]]:
+    """The customer value frame, and ``then(profile_p, value_p, *extra[p], job)`` of every partition p.
+
+    `run_store`'s stages, but the profile rows stay with their partition: a second stage `then`
+    (importable, pure) turns each partition's profile and value rows into what the caller keeps
+    (the batch: its shortlisted offers, needs and tallies), so no process holds the whole profile.
+    `extra[p]`: partition p's own arguments (small); `job`: shared by all (sent once to Dask);
+    `prepare`: what the value frame needs of every customer before it is split (here: a rank among
+    all customers), applied to the whole frame; `value_p` are its rows.
+    """
+    n = partitions_of(settings)
+    if settings.scale.executor not in EXECUTORS:
+        raise ConfigError(f"scale.executor must be 'local' or 'dask', got {settings.scale.executor!r}")
+    extra = extra or [()] * n
+
+    def run() -> tuple[pl.DataFrame, list[tuple[pl.DataFrame, ...]]]:
+        sources = store_sources(db, n, as_of, start, keys)
+        if not any(s.paths or s.checkout.height for s in sources):
+            raise StateError(f"no purchase history before {as_of} (import transactions first)")
+        if progress:
+            progress("partition files", 1, 1)
+        g = fit_globals(sources, settings, as_of, window_days, True)
+        if progress:
+            progress("profile globals", 1, 1)
+        parts = [None] * n if customers is None else [_slice(customers, n, p) for p in range(n)]
+        tasks = list(zip(sources, parts))
+        two = _then_dask if settings.scale.executor == "dask" else _then_local
+        return two(tasks, g, then, extra, job, progress, label, prepare or (lambda v: v))
+
+    return _fresh(run)

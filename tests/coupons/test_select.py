@@ -1,5 +1,7 @@
 """Selection by hand: reserved campaign lines, the list cap they are exempt from, and the offer funnel."""
 
+import datetime as dt
+
 import polars as pl
 
 from coupons.funnel import funnel_dict, offer_funnel
@@ -126,3 +128,81 @@ def test_the_funnel_reconciles_per_kind_and_counts_every_reason():
     reasons = funnel.select(list(DROP_REASONS)).sum_horizontal()
     assert (funnel["candidates"] == funnel["selected"] + reasons).all()
     assert (funnel["dropped"] == reasons).all()
+
+
+def _random_candidates(seed: int, customers: int = 300) -> pl.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = customers * 12
+    kinds = np.array(["cycle", "conversion", "deal", "household", "reward"])
+    kind = kinds[rng.choice(5, n, p=[0.55, 0.1, 0.15, 0.1, 0.1])]
+    f = pl.DataFrame(
+        {
+            "customer_key": rng.integers(1, customers + 1, n),
+            "kind": kind,
+            "product_key": rng.integers(1, 60, n),
+            "category": np.array([f"C{i}" for i in range(15)])[rng.integers(0, 15, n)],
+            "deal_id": np.array(["D1", "D2", "D3"])[rng.integers(0, 3, n)],
+            "funded_share": np.where(kind == "deal", 1.0, 0.0),
+            "discount_cents": rng.integers(10, 400, n),
+            "max_uses": rng.integers(1, 3, n),
+            "p_buy": rng.uniform(0.05, 1.0, n),
+            "expected_value_cents": rng.integers(-50, 300, n),  # many ties: the order must not matter
+        },
+        strict=False,
+    ).with_columns(
+        pl.when(pl.col("kind") == "deal").then(pl.lit("M1")).otherwise(pl.lit("retailer")).alias("funder"),
+        pl.when(pl.col("kind") != "reward").then(pl.col("product_key", "category")),
+        pl.when(pl.col("kind") == "deal").then(pl.col("deal_id")),
+    )
+    return conform(f)
+
+
+def test_shortlists_of_any_customer_groups_finished_together_are_the_selection():
+    """Steps 1-4 compare one customer's offers: shortlisting customers in groups (a batch's partitions)
+    and finishing them together gives the selection of them all, offers and drops, to the row."""
+    from coupons.select import finish_lists, shortlist
+
+    offers = _random_candidates(7)
+    tiers = offers.select("customer_key").unique().with_columns(pl.lit("small").alias("value_tier"))
+    deals = pl.DataFrame({"deal_id": ["D1", "D2", "D3"], "budget_left_cents": [2_000, 500, None]})
+    args = dict(list_caps={"small": 400}, max_offers=5)
+    whole = selection(offers, tiers, deals, **args, chain_budget_cents=20_000)
+    assert whole.dropped["drop_reason"].n_unique() >= 5  # every step removed something: a real check
+    for n in (3, 7):
+        shorts = [shortlist(offers.filter(pl.col("customer_key") % n == p), tiers, **args) for p in range(n)]
+        merged = pl.concat([s.offers for s in shorts]).sort("customer_key", maintain_order=True)
+        done = finish_lists(merged, deals, chain_budget_cents=20_000)
+        assert done.offers.equals(whole.offers)
+        dropped = pl.concat([*[s.dropped for s in shorts], done.dropped])
+        key = list(dropped.columns)
+        assert dropped.sort(key, nulls_last=True).equals(whole.dropped.sort(key, nulls_last=True))
+
+
+def test_reward_counts_rank_every_customer_before_the_frame_is_split():
+    from coupons.rewards import reward_offers, with_reward_uses
+    from coupons.rules import OfferRules
+
+    rules = OfferRules()
+    value = pl.DataFrame(
+        {
+            "customer_key": list(range(1, 41)),
+            "value_tier": ["VIP"] * 40,
+            "share_of_wallet": [0.9] * 40,
+            "clv_cents": [(k * 7919) % 1000 for k in range(1, 41)],
+            "p_alive": [0.9] * 40,
+        }
+    )
+    start, end = dt.date(2025, 1, 6), dt.date(2025, 1, 20)
+    whole = reward_offers(value, start, end, rules, 0.25)
+    assert whole["max_uses"].n_unique() == 2  # $30-40 in $10 coupons: 3 or 4 by the CLV rank
+    ready = with_reward_uses(value, rules)
+    parts = pl.concat(
+        [reward_offers(ready.filter(pl.col("customer_key") % 4 == p), start, end, rules, 0.25) for p in range(4)]
+    )
+    assert parts.sort("customer_key").equals(whole.sort("customer_key"))
+    alone = pl.concat(
+        [reward_offers(value.filter(pl.col("customer_key") % 4 == p), start, end, rules, 0.25) for p in range(4)]
+    )
+    assert not alone.sort("customer_key").equals(whole.sort("customer_key"))  # ranked within a part: wrong
