@@ -45,6 +45,8 @@ __all__ = [
     "selection",
     "shortlist",
     "finish_lists",
+    "finish_order",
+    "FINISH_COLUMNS",
     "campaign_lines",
     "Selection",
     "SELECTED_COLUMNS",
@@ -217,17 +219,66 @@ def finish_lists(
 ) -> Selection:
     """Steps 5-7 of `selection` on every customer's `shortlist` together (the budgets compare
     customers): deal budgets, the chain budget, line numbers. offers: `SELECTED_COLUMNS`;
-    dropped: `DROPPED_COLUMNS` ('deal budget', 'chain budget')."""
-    offers = shortlisted.with_row_index("_row")
-    drops = []
-    step = apply_deal_budgets(offers, deal_budgets, rounds, factors)
-    drops.append(_removed(offers, step, "deal budget"))
-    offers = apply_chain_budget(step, chain_budget_cents, rounds, "_reserved", factors)
-    drops.append(_removed(step, offers, "chain budget"))
-    offers = offers.sort(
-        "customer_key", "expected_value_cents", "product_key", descending=[False, True, False], nulls_last=True
+    dropped: `DROPPED_COLUMNS` ('deal budget', 'chain budget'). See `finish_order`."""
+    full = shortlisted.with_row_index("_row")
+    kept, dropped = finish_order(
+        full.select("_row", *FINISH_COLUMNS), deal_budgets, chain_budget_cents, rounds, factors
     )
-    offers = offers.with_columns(
+    offers = full[kept["_row"]].with_columns(kept["line_no"]).select(SELECTED_COLUMNS)
+    return Selection(offers, full[dropped["_row"]].with_columns(dropped["drop_reason"]).select(DROPPED_COLUMNS))
+
+
+def finish_order(
+    shortlisted: pl.DataFrame,
+    deal_budgets: pl.DataFrame,
+    chain_budget_cents: int = BatchRules.chain_budget_cents,
+    rounds: int = OfferRules.budget_refill_rounds,
+    factors: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`finish_lists` on the columns it reads (`FINISH_COLUMNS`, in shortlist order; any other
+    columns ride along): (kept, dropped). kept: the selected rows in list order (customer_key,
+    line_no) with ``line_no`` (Int32); dropped: the others with ``drop_reason``, in their order.
+
+    A batch runs it on its shortlists' few columns (and row ids) and gathers each partition's
+    whole rows by them when it writes: the budgets never hold every offer's text.
+    """
+    f = shortlisted.with_row_index("_fin")
+    narrow = f.select("_fin", *FINISH_COLUMNS)
+    step = apply_deal_budgets(narrow, deal_budgets, rounds, factors)
+    kept = apply_chain_budget(step, chain_budget_cents, rounds, "_reserved", factors)
+    order = kept.select("_fin", "customer_key", "expected_value_cents", "product_key").sort(
+        "customer_key",
+        "expected_value_cents",
+        "product_key",
+        descending=[False, True, False],
+        nulls_last=True,
+        maintain_order=True,
+    )
+    selected = f[order["_fin"]].with_columns(
         (pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int32).alias("line_no")
-    ).select(SELECTED_COLUMNS)
-    return Selection(offers, pl.concat([d.select(DROPPED_COLUMNS) for d in drops]))
+    )
+    reasons = pl.concat(
+        [
+            narrow.join(step.select("_fin"), on="_fin", how="anti").select(
+                "_fin", pl.lit("deal budget").alias("drop_reason")
+            ),
+            step.join(kept.select("_fin"), on="_fin", how="anti").select("_fin", pl.lit("chain budget").alias("drop_reason")),
+        ]
+    ).sort("_fin")
+    dropped = f[reasons["_fin"]].with_columns(reasons["drop_reason"])
+    return selected.drop("_fin"), dropped.drop("_fin")
+
+
+# what the budgets and the list order read of an offer (`finish_order`)
+FINISH_COLUMNS = [
+    "customer_key",
+    "kind",
+    "product_key",
+    "deal_id",
+    "funded_share",
+    "discount_cents",
+    "max_uses",
+    "p_buy",
+    "expected_value_cents",
+    "_reserved",
+]

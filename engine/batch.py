@@ -17,7 +17,7 @@
    hold-out draw, profile and customer value (`engine.profiles.profile_frames`; the
    most-frequent baseline of `coupons.baseline` when the cycles package is not installed, said
    in the summary), offers with what was dropped and why (`coupons.build.plan_offers`, made as
-   `partition_offers` per customer partition and `coupons.select.finish_lists` over them all), tips.
+   `partition_offers` per customer partition and `coupons.select.finish_order` over them all), tips.
 5. **Write**, in ONE transaction: delete whatever the batch had (nothing, unless a database
    was written by hand), batch_members (treated and holdout), lists (with their codes and the
    customer's home store, `home_stores`: the list is printed for that store), offers,
@@ -39,12 +39,15 @@ took their shelf price from the catalogue, from history, or have none.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import secrets
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -61,17 +64,17 @@ from coupons.budgets import (
     deal_commitments,
     use_factors,
 )
-from coupons.build import Shortlisted, combine_shortlists, shortlist_offers
+from coupons.build import shortlist_offers
 from coupons.campaigns import campaign_name
 from coupons.funnel import drop_tally, funnel_dict, tally_funnel
 from coupons.holdout import assign_groups
 from coupons.needs import select_needs
-from coupons.offers import OFFER_KINDS, face_value, retailer_cost
+from coupons.offers import OFFER_KINDS, OFFER_SCHEMA, face_value, retailer_cost
 from coupons.prices import PRICE_SOURCES, fill_prices, history_prices, prices_from_counts
 from coupons.qualify import qualifying_from_spend, window_spend
 from coupons.rewards import with_reward_uses
 from coupons.rules import Campaign, PlanRules
-from coupons.select import finish_lists
+from coupons.select import finish_order
 from coupons.tips import TIP_SCHEMA, choose_tips, starter_tips
 from engine.categories import format_matches, resolve_categories
 from engine.chain_key import fingerprint, verify_secret
@@ -227,21 +230,25 @@ def _stale_history_warning(db: Gateway, period_start: dt.date, period_days: int)
     )
 
 
-def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - an engine.db bulk session
+def home_stores(db, customers_sql: str = "", chunk_rows: int = 1 << 20) -> pl.DataFrame:  # noqa: ANN001 - a bulk session
     """Each customer's home store: the store of most of their baskets (a tie: the lowest store_id).
 
     Every basket counts, whenever it was made. `customers_sql`, a subquery of customer_keys,
-    limits the customers read (default: all). Columns: customer_key, store_id; a customer
-    without a basket has no row.
+    limits the customers read (default: all); `chunk_rows`: SQLite's pairs are counted this many at
+    a time. Columns: customer_key, store_id; a customer without a basket has no row.
     """
     within = f" AND customer_key IN ({customers_sql})" if customers_sql else ""
     if db.sqlite:  # SQLite groups by sorting (a temporary b-tree): reading the pairs and counting them here
-        # is 7x faster (2M baskets: 1.6 s against 10.9 s; 77M at a million households: minutes saved)
-        pairs = db.read(
-            f"SELECT customer_key, store_id FROM baskets WHERE customer_key IS NOT NULL{within}",
-            {"customer_key": pl.Int64, "store_id": pl.String},
+        # is 7x faster (2M baskets: 1.6 s against 10.9 s; 77M at a million households: minutes saved).
+        # The pairs are counted chunk by chunk as they are read: all of them at once were 3.8 GiB at
+        # 28M baskets; the counts (a row per customer and store) are a few per customer
+        counts = _fold_counts(
+            db.read_chunks(
+                f"SELECT customer_key, store_id FROM baskets WHERE customer_key IS NOT NULL{within}",
+                {"customer_key": pl.Int64, "store_id": pl.String},
+                chunk_rows,
+            )
         )
-        counts = pairs.group_by("customer_key", "store_id").agg(pl.len().cast(pl.Int64).alias("n"))
     else:
         counts = db.read(
             "SELECT customer_key, store_id, COUNT(*) AS n FROM baskets "
@@ -254,6 +261,18 @@ def home_stores(db, customers_sql: str = "") -> pl.DataFrame:  # noqa: ANN001 - 
         .first()
         .select("customer_key", "store_id")
     )
+
+
+def _fold_counts(chunks: Iterator[pl.DataFrame], every: int = 16) -> pl.DataFrame:
+    """customer_key, store_id, n: the pairs of every chunk counted, the partial counts summed every
+    `every` chunks (so memory holds the counts, not the pairs)."""
+    keys = ["customer_key", "store_id"]
+    parts: list[pl.DataFrame] = [pl.DataFrame(schema={"customer_key": pl.Int64, "store_id": pl.String, "n": pl.Int64})]
+    for chunk in chunks:
+        parts.append(chunk.group_by(keys).agg(pl.len().cast(pl.Int64).alias("n")))
+        if len(parts) > every:
+            parts = [pl.concat(parts).group_by(keys).agg(pl.col("n").sum())]
+    return pl.concat(parts).group_by(keys).agg(pl.col("n").sum())
 
 
 def _read_inputs(
@@ -522,9 +541,13 @@ def _write(
     starter: pl.DataFrame | None,
     summary: dict,
     secret: bytes,
-    needs: pl.DataFrame | None = None,
+    parts: list[OfferPart],
 ) -> None:
-    """Everything the batch writes, in one transaction (see the module docstring)."""
+    """Everything the batch writes, in one transaction (see the module docstring).
+
+    `offers`: the selected offers' driver columns in list order (`finish_order` of `_shortlists`:
+    ``_part``, ``_row`` name each one's row in its partition's shortlist); `parts`: the partitions,
+    whose whole offer rows and needs are read and written one partition at a time."""
     sqlite = gateway.sqlite
     with gateway.bulk() as db:
         b = int(batch_id)
@@ -569,57 +592,73 @@ def _write(
         )
         fault_point("batch-mid-write")  # lists written, their offers not
         first_offer = allocate_keys(db, "offers", max(offers.height, 1))
-        rows = (
-            offers.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
-            .sort("list_id", "line_no")
-            .with_columns(pl.int_range(first_offer, first_offer + pl.len(), dtype=pl.Int64).alias("offer_id"))
+        # offers are in list order (customer_key, line_no; list ids rise with customer_key): the offer
+        # ids follow it. Each partition's whole rows are gathered from its shortlist and written in turn
+        ids = lists.select("customer_key", "list_id")
+        chosen = offers.select(
+            "_part",
+            "_row",
+            "line_no",
+            pl.int_range(first_offer, first_offer + pl.len(), dtype=pl.Int64).alias("offer_id"),
         )
-        db.append(
-            "offers",
-            rows.select(
-                "offer_id",
-                "list_id",
-                "line_no",
-                "kind",
-                "product_key",
-                "category",
-                "deal_id",
-                "funder",
-                "funded_share",
-                "discount_cents",
-                "min_spend_cents",
-                "max_uses",
-                "valid_from",
-                "valid_to",
-                "expected_on",
-                "p_buy",
-                "expected_value_cents",
-                "brand_cell",
-                "volume_tier",
-                "reason",
-            ),
-        )
-        if needs is not None and needs.height:  # the needs section (coupons.needs), keyed by the list
-            db.append(
-                "list_needs",
-                needs.join(lists.select("customer_key", "list_id"), on="customer_key", how="inner")
-                .sort("list_id", "line_no")
-                .select(  # INTEGER columns: Int32 (PostgreSQL's COPY)
-                    "list_id",
-                    pl.col("line_no").cast(pl.Int32),
-                    "category",
-                    "product_key",
-                    "p_buy",
-                    "expected_on",
-                    pl.col("interval_days").cast(pl.Int32),
-                ),
+        for i, part in enumerate(parts):
+            mine = chosen.filter(pl.col("_part") == i)
+            if mine.height == 0:
+                continue
+            rows = (
+                part.offers.select(list(OFFER_SCHEMA))
+                .collect()[mine["_row"]]
+                .with_columns(mine["line_no"], mine["offer_id"])
             )
+            rows = rows.join(ids, on="customer_key", how="inner", maintain_order="left")
+            db.append("offers", rows.select(_OFFER_TABLE))
+        for part in parts:  # the needs section (coupons.needs), keyed by the list
+            needs = part.needs.collect()
+            if needs.height:
+                db.append(
+                    "list_needs",
+                    needs.join(ids, on="customer_key", how="inner")
+                    .sort("list_id", "line_no")
+                    .select(  # INTEGER columns: Int32 (PostgreSQL's COPY)
+                        "list_id",
+                        pl.col("line_no").cast(pl.Int32),
+                        "category",
+                        "product_key",
+                        "p_buy",
+                        "expected_on",
+                        pl.col("interval_days").cast(pl.Int32),
+                    ),
+                )
         finished = utc_now().isoformat(sep=" ") if sqlite else utc_now().isoformat()
         db.execute(
             f"UPDATE batches SET status = 'done', finished_at = {_sql_text(finished)}, "
             f"summary_json = {_sql_text(json.dumps(summary))} WHERE batch_id = {b}"
         )
         fault_point("batch-before-commit")
+
+
+_OFFER_TABLE = [
+    "offer_id",
+    "list_id",
+    "line_no",
+    "kind",
+    "product_key",
+    "category",
+    "deal_id",
+    "funder",
+    "funded_share",
+    "discount_cents",
+    "min_spend_cents",
+    "max_uses",
+    "valid_from",
+    "valid_to",
+    "expected_on",
+    "p_buy",
+    "expected_value_cents",
+    "brand_cell",
+    "volume_tier",
+    "reason",
+]
 
 
 def run_batch(
@@ -807,82 +846,117 @@ def _compute_and_write(
         settings.printing.needs_min_p_buy,
         settings.printing.needs_max_lines,
     )
-    if streamed:
-        # each partition's stage reads the history store's own part files (by path: on a Dask worker
-        # too), restricted to the qualifying customers, and turns its profile into its customers'
-        # shortlisted offers where it runs: neither history nor the profile comes to this process
-        n = partitions_of(settings)
-        extra = [
-            (treated.filter(treated % n == p), groups["customer_key"].filter(groups["customer_key"] % n == p))
-            for p in range(n)
-        ]
-        value, parts = run_store_then(
-            db,
-            customers,
-            settings,
-            start,
-            history_start(settings, start),
-            partition_offers,
-            job,
-            extra,
-            window_days=b.period_days,
-            progress=progress,
-            keys=qualifying["customer_key"],
-            prepare=lambda v: with_reward_uses(v, settings.offers),  # the reward's count ranks every customer
+    with contextlib.ExitStack() as stack:
+        if streamed:
+            # each partition's stage reads the history store's own part files (by path: on a Dask worker
+            # too), restricted to the qualifying customers, and turns its profile into its customers'
+            # shortlisted offers where it runs: neither history nor the profile comes to this process,
+            # and of the shortlists (scratch files) only the columns the budgets and the summary read
+            scratch = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="listwise-batch-", dir=os.environ.get("LISTWISE_SCRATCH") or None)
+            )
+            n = partitions_of(settings)
+            keys = groups["customer_key"]
+            extra = [(treated.filter(treated % n == p), keys.filter(keys % n == p)) for p in range(n)]
+            _, handles = run_store_then(
+                db,
+                customers,
+                settings,
+                start,
+                history_start(settings, start),
+                partition_offers,
+                job,
+                extra,
+                window_days=b.period_days,
+                progress=progress,
+                keys=qualifying["customer_key"],
+                prepare=lambda v: with_reward_uses(v, settings.offers),  # the reward's count ranks every customer
+                scratch=scratch,
+            )
+            parts = [OfferPart(*h) for h in handles]
+        else:  # one partition in this process: the history already read
+            history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
+            profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
+            del history
+            part = partition_offers(profile, value, treated, groups["customer_key"], job)
+            del profile, value
+            parts = [OfferPart(*(frame.lazy() for frame in part))]
+        step("profile")
+        fault_point("batch-after-profile")
+        budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
+        o = settings.offers
+        offers, lost = finish_order(
+            _shortlists(parts), budgets, b.chain_budget_cents, o.budget_refill_rounds, data["factors"]
         )
-        parts = [OfferPart(*part) for part in parts]
-    else:  # one partition in this process: the history already read
-        history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
-        profile, value = profiler(history, data["products"], customers, settings, start, b.period_days)
-        del history
-        parts = [partition_offers(profile, value, treated, groups["customer_key"], job)]
-    step("profile")
-    fault_point("batch-after-profile")
-    budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
-    short = combine_shortlists([Shortlisted(p.offers, p.candidates, p.dropped) for p in parts])
-    cells = pl.concat([p.cells for p in parts]).group_by("category", "brand_cell", "volume_tier").agg(pl.col("n").sum())
-    needs = pl.concat([p.needs for p in parts])
-    del parts
-    o = settings.offers
-    done = finish_lists(short.offers, budgets, b.chain_budget_cents, o.budget_refill_rounds, data["factors"])
-    offers = done.offers
-    dropped = pl.concat([short.dropped, drop_tally(done.dropped)])
-    funnel = tally_funnel(short.candidates, offers, dropped)
-    del short, done
-    tips = data["tips"] if data["tips"].height else starter_tips()
-    chosen = choose_tips(offers, treated, tips)
-    valid_to = end - dt.timedelta(days=1)
-    lists = chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to")).join(
-        data["home"], on="customer_key", how="left", maintain_order="left"
-    )
-    step("offers")
-    summary = _summary(
-        batch_id=batch_id,
-        period_start=start,
-        period_end=end,
-        profiler_name=profiler_name,
-        groups=groups,
-        offers=offers,
-        cells=cells,
-        budgets=budgets,
-        settings=settings,
-        seconds=seconds,
-        funnel=funnel,
-        dropped=dropped,
-        products=data["products"],
-        factors=data["factors"],
-    )
-    summary["category_matches"] = [m.as_dict() for m in matches]
-    summary["needs"] = {
-        "lines": needs.height,
-        "lists_with_needs": needs["customer_key"].n_unique(),
-        "lists": int(treated.len()),
-        "min_p_buy": settings.printing.needs_min_p_buy,
-        "max_lines": settings.printing.needs_max_lines,
-    }
-    _write(db, batch_id, token, groups, lists, offers, None if data["tips"].height else tips, summary, secret, needs)
+        dropped = pl.concat([*(p.dropped.collect() for p in parts), drop_tally(lost)])
+        candidates = pl.concat([p.candidates.collect() for p in parts])
+        funnel = tally_funnel(candidates, offers, dropped)
+        cells = (
+            pl.concat([p.cells.collect() for p in parts])
+            .group_by("category", "brand_cell", "volume_tier")
+            .agg(pl.col("n").sum())
+        )
+        tips = data["tips"] if data["tips"].height else starter_tips()
+        chosen = choose_tips(offers, treated, tips)
+        valid_to = end - dt.timedelta(days=1)
+        lists = chosen.with_columns(pl.lit(start).alias("valid_from"), pl.lit(valid_to).alias("valid_to")).join(
+            data["home"], on="customer_key", how="left", maintain_order="left"
+        )
+        step("offers")
+        summary = _summary(
+            batch_id=batch_id,
+            period_start=start,
+            period_end=end,
+            profiler_name=profiler_name,
+            groups=groups,
+            offers=offers,
+            cells=cells,
+            budgets=budgets,
+            settings=settings,
+            seconds=seconds,
+            funnel=funnel,
+            dropped=dropped,
+            products=data["products"],
+            factors=data["factors"],
+        )
+        summary["category_matches"] = [m.as_dict() for m in matches]
+        counts = pl.concat(
+            [
+                p.needs.select(pl.len().alias("lines"), pl.col("customer_key").n_unique().alias("lists")).collect()
+                for p in parts
+            ]
+        ).sum()
+        summary["needs"] = {
+            "lines": int(counts["lines"][0]),
+            "lists_with_needs": int(counts["lists"][0]),
+            "lists": int(treated.len()),
+            "min_p_buy": settings.printing.needs_min_p_buy,
+            "max_lines": settings.printing.needs_max_lines,
+        }
+        _write(
+            db, batch_id, token, groups, lists, offers, None if data["tips"].height else tips, summary, secret, parts
+        )
     step("write")  # the stored summary's seconds end before the write, so a re-run returns it unchanged
     return summary
+
+
+def _shortlists(parts: list[OfferPart]) -> pl.DataFrame:
+    """Every partition's shortlisted offers, the columns the budgets, tips and summary read (not the
+    texts and dates the write gathers per partition), with their partition and row (``_part``,
+    ``_row``), in customer order (a customer's rows are in one partition, in their order)."""
+    frames = [
+        p.offers.select(_SLIM).with_row_index("_row").with_columns(pl.lit(i, pl.Int32).alias("_part")).collect()
+        for i, p in enumerate(parts)
+    ]
+    merged = pl.concat(frames, rechunk=False)
+    del frames
+    return merged[merged.select(pl.arg_sort_by("customer_key", "_row"))[:, 0]]
+
+
+# the shortlist's columns the driver holds for every offer (`_shortlists`); the write gathers the rest
+_SLIM = [c for c in OFFER_SCHEMA if c not in ("min_spend_cents", "valid_from", "valid_to", "expected_on", "reason")] + [
+    "_reserved"
+]
 
 
 @dataclass(frozen=True)
@@ -934,6 +1008,7 @@ def partition_offers(
     """One partition's offers stage, where its profile is (`engine.stages.run_store_then`): a pure
     function of its customers' profile and value rows. `treated`: who gets a list; `members`: the
     qualifying customers (treated and hold-out) the campaigns' grids count."""
+    fault_point("stage-offers")
     short = shortlist_offers(profile, value, job.products, job.deals, treated, job.rules, job.start, job.end)
     needs = _select_needs(profile, treated, job.start, job.end, job.needs_min_p_buy, job.needs_max_lines)
     cells = (

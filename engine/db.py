@@ -321,6 +321,12 @@ def _what(sql: str) -> str:
     return f"reading '{text[:90]}{'...' if len(text) > 90 else ''}'"
 
 
+def _one_table(batch):  # noqa: ANN001, ANN202 - a pyarrow RecordBatch
+    import pyarrow as pa
+
+    return pa.Table.from_batches([batch])
+
+
 def _arrow_storage(table):  # noqa: ANN001, ANN202 - a pyarrow Table
     """Extension columns (PostgreSQL's numeric comes as an opaque text extension) as their storage."""
     import pyarrow as pa
@@ -408,6 +414,20 @@ class BulkSession:
         self._cur.execute(sql)
         frame = pl.from_arrow(_arrow_storage(self._cur.fetch_arrow_table()))
         return frame if schema is None else typed(frame, schema, _what(sql))
+
+    def read_chunks(self, sql: str, schema: Schema, rows: int = 1 << 20) -> Iterator[pl.DataFrame]:
+        """The result of `sql` in frames of about `rows` rows (each of exactly `schema`): for a large
+        result its reader folds chunk by chunk (`engine.batch.home_stores`), never holding it whole."""
+        if self.sqlite:
+            self._cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(rows)})
+        self._cur.execute(sql)
+        what = _what(sql)
+        try:
+            for batch in self._cur.fetch_record_batch():
+                yield typed(pl.from_arrow(_arrow_storage(_one_table(batch))), schema, what)
+        finally:
+            if self.sqlite:
+                self._cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_SQLITE_BATCH_ROWS)})
 
     def commit(self) -> None:
         if self.sqlite:
@@ -692,6 +712,14 @@ class Gateway:
             return self._reader.read(sql, schema)
         with self.bulk(write=False) as session:
             return session.read(sql, schema)
+
+    def read_chunks(self, sql: str, schema: Schema, rows: int = 1 << 20) -> Iterator[pl.DataFrame]:
+        """A large result in frames of about `rows` rows (`BulkSession.read_chunks`)."""
+        if self._reader is not None:
+            yield from self._reader.read_chunks(sql, schema, rows)
+            return
+        with self.bulk(write=False) as session:
+            yield from session.read_chunks(sql, schema, rows)
 
     def read_small(self, sql: str, schema: Schema) -> pl.DataFrame:
         """A small result (a row, a few) as a frame of exactly `schema` (see `typed`).

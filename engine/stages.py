@@ -363,12 +363,17 @@ def _client(settings: Settings) -> Any:
         raise StateError(f"cannot reach the dask scheduler at {address}: {exc}") from None
 
 
-def _gather(futures: list[Any], progress: Progress | None, label: str) -> list[Any]:
-    """The futures' results in order; a lost worker or a failed task is a one-line `StateError`."""
-    results = []
+def _gather(futures: list[Any], progress: Progress | None, label: str, keep: bool = True) -> Any:
+    """The futures' results in order (a list; `keep` False: an iterator, each released once taken);
+    a lost worker or a failed task is a one-line `StateError`."""
+    results = _each(futures, progress, label)
+    return list(results) if keep else results
+
+
+def _each(futures: list[Any], progress: Progress | None, label: str) -> Iterator[Any]:
     for i, future in enumerate(futures):
         try:
-            results.append(future.result())
+            result = future.result()
         except EngineError:
             raise
         except Exception as exc:  # noqa: BLE001 - a worker lost (KilledWorker), a cancelled future...
@@ -376,9 +381,10 @@ def _gather(futures: list[Any], progress: Progress | None, label: str) -> list[A
                 f"partition {i} of {len(futures)} failed on the dask cluster ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); nothing was written: run the command again"
             ) from None
+        futures[i] = None  # the cluster may release it once taken
         if progress:
             progress(label, i + 1, len(futures))
-    return results
+        yield result
 
 
 def _on_dask(
@@ -705,7 +711,8 @@ def _then_local(
     progress: Progress | None,
     label: str,
     prepare: Callable[[pl.DataFrame], pl.DataFrame],
-) -> tuple[pl.DataFrame, list[tuple[pl.DataFrame, ...]]]:
+    scratch: str,
+) -> tuple[pl.DataFrame, list[tuple[pl.LazyFrame, ...]]]:
     n, s = len(tasks), g.settings
     if n == 1:
         profile, parts = partition_stage(tasks[0][0], tasks[0][1], g)
@@ -715,34 +722,30 @@ def _then_local(
         out = then(profile, prepare(value), *extra[0], job)
         if progress:
             progress(label, 1, 1)
-        return value, [out]
+        return value, [tuple(frame.lazy() for frame in out)]
     ctx = multiprocessing.get_context("spawn")
-    results: list[tuple[pl.DataFrame, ...]] = []
+    results: list[tuple[pl.LazyFrame, ...]] = []
     step = "profile"
     try:
         with ProcessPoolExecutor(max_workers=_workers(s, n), mp_context=ctx) as pool:
-            scratch = tempfile.mkdtemp(prefix="listwise-stages-", dir=os.environ.get("LISTWISE_SCRATCH") or None)
-            try:
-                profiles, parts = [], []
-                for i, (profile_path, value_path) in enumerate(pool.map(_stage_at, [(*t, g, scratch) for t in tasks])):
-                    profiles.append(profile_path)
-                    parts.append(_from_files((value_path,))[0])
-                    if progress:
-                        progress("profile partitions", i + 1, n)
-                value = score_value(pl.concat(parts, how="vertical_relaxed"), g.as_of, s.value)
-                del parts
+            profiles, parts = [], []
+            for i, (profile_path, value_path) in enumerate(pool.map(_stage_at, [(*t, g, scratch) for t in tasks])):
+                profiles.append(profile_path)
+                parts.append(_from_files((value_path,))[0])
                 if progress:
-                    progress("customer value", 1, 1)
-                step = label
-                ready = prepare(value)
-                calls = [(path, _slice(ready, n, p), then, extra[p], job, scratch) for p, path in enumerate(profiles)]
-                del ready
-                for i, paths in enumerate(pool.map(_then_at, calls)):
-                    results.append(_from_files(paths))
-                    if progress:
-                        progress(label, i + 1, n)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+                    progress("profile partitions", i + 1, n)
+            value = score_value(pl.concat(parts, how="vertical_relaxed"), g.as_of, s.value)
+            del parts
+            if progress:
+                progress("customer value", 1, 1)
+            step = label
+            ready = prepare(value)
+            calls = [(path, _slice(ready, n, p), then, extra[p], job, scratch) for p, path in enumerate(profiles)]
+            del ready
+            for i, paths in enumerate(pool.map(_then_at, calls)):
+                results.append(tuple(pl.scan_ipc(path) for path in paths))
+                if progress:
+                    progress(label, i + 1, n)
     except BrokenProcessPool:
         raise StateError(
             f"a partition's process died (killed, or out of memory) in the {step} step; "
@@ -760,7 +763,8 @@ def _then_dask(
     progress: Progress | None,
     label: str,
     prepare: Callable[[pl.DataFrame], pl.DataFrame],
-) -> tuple[pl.DataFrame, list[Any]]:
+    scratch: str,
+) -> tuple[pl.DataFrame, list[tuple[pl.LazyFrame, ...]]]:
     n, run = len(tasks), uuid.uuid4().hex
     slug = label.replace(" ", "-")
     with _client(g.settings) as client:
@@ -786,7 +790,12 @@ def _then_dask(
             )
             for p, f in enumerate(stages)
         ]
-        return value, _gather(seconds, progress, label)
+        # each partition's frames, as they come, to this machine's scratch files: only what the caller
+        # reads of them is ever in memory (the batch: a few columns of the offers, then one partition)
+        results = []
+        for frames in _gather(seconds, progress, label, keep=False):
+            results.append(tuple(pl.scan_ipc(path) for path in _to_files(frames, scratch)))
+        return value, results
 
 
 def run_store_then(
@@ -803,7 +812,8 @@ def run_store_then(
     keys: pl.Series | None = None,
     label: str = "offers partitions",
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-) -> tuple[pl.DataFrame, list[tuple[pl.DataFrame, ...]]]:
+    scratch: str | Path | None = None,
+) -> tuple[pl.DataFrame, list[tuple[pl.LazyFrame, ...]]]:
     """The customer value frame, and ``then(profile_p, value_p, *extra[p], job)`` of every partition p.
 
     `run_store`'s stages, but the profile rows stay with their partition: a second stage `then`
@@ -812,13 +822,20 @@ def run_store_then(
     `extra[p]`: partition p's own arguments (small); `job`: shared by all (sent once to Dask);
     `prepare`: what the value frame needs of every customer before it is split (here: a rank among
     all customers), applied to the whole frame; `value_p` are its rows.
+
+    Each partition's frames come back as lazy scans of Arrow IPC files in `scratch` (a directory the
+    caller removes when it has read them; required unless one partition runs here, in memory): the
+    caller reads the columns it needs of all of them, and the rest one partition at a time.
     """
     n = partitions_of(settings)
     if settings.scale.executor not in EXECUTORS:
         raise ConfigError(f"scale.executor must be 'local' or 'dask', got {settings.scale.executor!r}")
     extra = extra or [()] * n
 
-    def run() -> tuple[pl.DataFrame, list[tuple[pl.DataFrame, ...]]]:
+    if scratch is None and (n > 1 or settings.scale.executor == "dask"):
+        raise ValueError("run_store_then needs a scratch directory for more than one partition")
+
+    def run() -> tuple[pl.DataFrame, list[tuple[pl.LazyFrame, ...]]]:
         sources = store_sources(db, n, as_of, start, keys)
         if not any(s.paths or s.checkout.height for s in sources):
             raise StateError(f"no purchase history before {as_of} (import transactions first)")
@@ -830,6 +847,6 @@ def run_store_then(
         parts = [None] * n if customers is None else [_slice(customers, n, p) for p in range(n)]
         tasks = list(zip(sources, parts))
         two = _then_dask if settings.scale.executor == "dask" else _then_local
-        return two(tasks, g, then, extra, job, progress, label, prepare or (lambda v: v))
+        return two(tasks, g, then, extra, job, progress, label, prepare or (lambda v: v), str(scratch))
 
     return _fresh(run)

@@ -195,9 +195,11 @@ def test_the_home_store_has_most_baskets_and_a_tie_goes_to_the_lowest_store_id(d
     with bulk_session(db_url, write=False) as db:
         everyone = home_stores(db)
         one = home_stores(db, "SELECT customer_key FROM customers WHERE customer_id = 'C1'")
+        in_pairs = home_stores(db, chunk_rows=2)  # SQLite: counted 2 baskets at a time, summed as it goes
     # 1: three baskets in S2, one in S1; 2: two each, S1 first; 3: no basket, no row
     assert everyone.sort("customer_key").rows() == [(1, "S2"), (2, "S1")]
     assert one.rows() == [(1, "S2")]
+    assert in_pairs.sort("customer_key").rows() == [(1, "S2"), (2, "S1")]
 
 
 def _cycle_hit_shares(url: str) -> tuple[float, float, int]:
@@ -470,3 +472,18 @@ def test_a_needs_setting_out_of_range_is_a_config_error_not_a_name_error():
     settings = Settings(database_url="sqlite://", printing=PrintSettings(needs_min_p_buy=2.0))
     with pytest.raises(ConfigError, match=r"printing: needs min_p_buy must be in \[0, 1\], got 2.0"):
         batch_module._needs(pl.DataFrame(), pl.Series([1]), PERIOD, PERIOD + dt.timedelta(days=14), settings)
+
+
+def test_pair_counts_folded_chunk_by_chunk_are_the_counts_of_all_pairs():
+    import numpy as np
+
+    from engine.batch import _fold_counts
+
+    rng = np.random.default_rng(3)
+    pairs = pl.DataFrame(
+        {"customer_key": rng.integers(0, 50, 5_000), "store_id": rng.choice(["S1", "S2", "S3"], 5_000)}
+    )
+    whole = pairs.group_by("customer_key", "store_id").len("n").cast({"n": pl.Int64})
+    folded = _fold_counts(iter(pairs.iter_slices(97)), every=3)  # 52 chunks: folded 17 times on the way
+    key = ["customer_key", "store_id"]
+    assert folded.sort(key).equals(whole.sort(key))

@@ -86,7 +86,7 @@ def test_run_without_a_date_redoes_a_killed_period_before_moving_on(url, tmp_pat
 @pytest.mark.slow
 def test_a_racing_run_never_rewrites_the_batch_another_run_finished(url, tmp_path, monkeypatch):
     """Run A computes while run B, started later, completes the period: A writes nothing."""
-    real_plan = batch_module.finish_lists
+    real_plan = batch_module.finish_order
     state = {"inside": False, "b": None}
 
     def plan_while_b_finishes(*args, **kwargs):
@@ -95,12 +95,12 @@ def test_a_racing_run_never_rewrites_the_batch_another_run_finished(url, tmp_pat
             state["b"] = run_batch(settings(url), PERIOD, out_dir=tmp_path / "b")  # B takes over, finishes
         return real_plan(*args, **kwargs)
 
-    monkeypatch.setattr(batch_module, "finish_lists", plan_while_b_finishes)
+    monkeypatch.setattr(batch_module, "finish_order", plan_while_b_finishes)
     a = run_batch(settings(url), PERIOD, out_dir=tmp_path / "a")
     assert a == state["b"]  # A returns what B wrote, and wrote nothing itself
     written = lists(url)
     assert written.height == a["lists"] and written["batch_id"].unique().to_list() == [a["batch_id"]]
-    monkeypatch.setattr(batch_module, "finish_lists", real_plan)
+    monkeypatch.setattr(batch_module, "finish_order", real_plan)
     assert run_batch(settings(url), PERIOD, out_dir=tmp_path) == a
     assert lists(url).equals(written)  # same list ids, same codes
     assert batches(url) == [(PERIOD, "done")]

@@ -206,7 +206,7 @@ def test_a_batch_computed_under_a_key_rotated_meanwhile_writes_nothing_and_rerun
 
     _, base = batched_chain
     url = copy_database(request, base, tmp_path)
-    real_plan = batch_module.finish_lists
+    real_plan = batch_module.finish_order
 
     def plan_while_the_key_rotates(*args, **kwargs):
         engine = connect(url)
@@ -214,10 +214,10 @@ def test_a_batch_computed_under_a_key_rotated_meanwhile_writes_nothing_and_rerun
         engine.dispose()
         return real_plan(*args, **kwargs)
 
-    monkeypatch.setattr(batch_module, "finish_lists", plan_while_the_key_rotates)
+    monkeypatch.setattr(batch_module, "finish_order", plan_while_the_key_rotates)
     with pytest.raises(StateError, match="the list-code key was rotated while this batch ran"):
         run_batch(Settings(database_url=url, secret=OLD), out_dir=tmp_path)
-    monkeypatch.setattr(batch_module, "finish_lists", real_plan)
+    monkeypatch.setattr(batch_module, "finish_order", real_plan)
     with pytest.raises(ConfigError):  # the old key is refused before anything is computed
         run_batch(Settings(database_url=url, secret=OLD), out_dir=tmp_path)
     summary = run_batch(Settings(database_url=url, secret=NEW.decode()), out_dir=tmp_path)

@@ -1,4 +1,5 @@
-"""kill -9 during a partition's stage (engine.stages, LISTWISE_FAULT=stage-partition): the database keeps
+"""kill -9 during a partition's stage (engine.stages, LISTWISE_FAULT=stage-partition; its offers stage,
+engine.batch.partition_offers: stage-offers): the database keeps
 nothing of the killed batch but its claimed row, and a plain re-run completes the uninterrupted batch.
 
 With one partition the stage runs in the command's own process, so the command itself dies; with four
@@ -16,15 +17,17 @@ from tests.faults.conftest import RUN, SECOND_PERIOD, cli, copy_database, dump_b
 
 
 @pytest.mark.slow  # two CLI batch runs each
-@pytest.mark.parametrize("partitions", ["1", "4"])
+@pytest.mark.parametrize(
+    ("partitions", "fault"), [("1", "stage-partition"), ("4", "stage-partition"), ("4", "stage-offers")]
+)
 def test_a_kill_in_a_partition_stage_then_a_rerun_gives_the_uninterrupted_batch(
-    request, second_batch, tmp_path, partitions
+    request, second_batch, tmp_path, partitions, fault
 ):
     kind, base, expected = second_batch
     url = copy_database(request, base, tmp_path)
     before = dump_batches(url)
     scale = ("--partitions", partitions, "--executor", "local")
-    killed = cli(url, *RUN, *scale, "--out", str(tmp_path / "out"), cwd=tmp_path, fault="stage-partition")
+    killed = cli(url, *RUN, *scale, "--out", str(tmp_path / "out"), cwd=tmp_path, fault=fault)
     after_kill = dump_batches(url)
     if partitions == "1":
         assert killed.returncode == -signal.SIGKILL, killed.stderr
