@@ -192,10 +192,21 @@ def _lazy(history: History) -> pl.LazyFrame:
     return frame.select([c for c in _STAGE_COLUMNS if c in names])
 
 
+def _compact(result: Any) -> Any:
+    """`result` (a frame, a series, or a tuple of them) without the spare capacity polars' unique and
+    group-by leave in their output: a partition's 6,500 unique keys held the buffer of the 4.5M it
+    was taken from, 2 GiB over 64 partitions kept in the driver (measured at 420k card holders)."""
+    if isinstance(result, tuple):
+        return tuple(_compact(r) for r in result)
+    if isinstance(result, (pl.DataFrame, pl.Series)):
+        return result.shrink_to_fit()
+    return result
+
+
 def _keys_in(history: History, in_window: pl.Expr, as_of: dt.date, start: dt.date) -> pl.DataFrame:
     if isinstance(history, StoreSource):
-        return history.customer_keys(as_of, start).unique().to_frame()
-    return _lazy(history).filter(in_window).select("customer_key").unique().collect()
+        return _compact(history.customer_keys(as_of, start).unique().to_frame())
+    return _compact(_lazy(history).filter(in_window).select("customer_key").unique().collect())
 
 
 def _lines_of(history: History, keys: pl.Series, in_window: pl.Expr) -> pl.DataFrame:
@@ -572,7 +583,7 @@ def _in_turn(
         return _on_dask(settings, fn, calls, shared, progress, label)
     results = []
     for i, call in enumerate(calls):
-        results.append(fn(*call, shared))
+        results.append(_compact(fn(*call, shared)))
         if progress:
             progress(label, i + 1, len(calls))
     return results
