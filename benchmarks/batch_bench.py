@@ -90,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         help="profile + customer value of every card holder from per-partition Parquet files (written once, "
         "a transactions part at a time, as the history store holds them): no whole history in this process",
     )
+    parser.add_argument(
+        "--stage-cpu",
+        type=int,
+        default=0,
+        help="with --from-files: fit the globals once, then time partition_stage of the first N partitions "
+        "one after the other in this process (CPU seconds: the work, not the pool's scheduling)",
+    )
     parser.add_argument("--p-buy-model", choices=["ranker", "renewal"], default="ranker", help="[cycles] p_buy_model")
     args = parser.parse_args(argv)
 
@@ -214,6 +221,17 @@ def _from_files(args: argparse.Namespace, data: Path, settings) -> int:  # noqa:
     last = pl.scan_parquet([f for s in sources for f in s]).select(pl.col("day").max()).collect().item()
     start = last + dt.timedelta(days=7 - last.weekday())
     lines = pl.scan_parquet([f for s in sources for f in s]).select(pl.len()).collect().item()
+    if args.stage_cpu:
+        from engine.stages import fit_globals, partition_stage
+
+        g = fit_globals(sources, settings, start, settings.batch.period_days)
+        cpu = time.process_time()
+        for p in range(min(args.stage_cpu, n)):
+            partition_stage(sources[p], None, g)
+        print(
+            f"partition_stage of {min(args.stage_cpu, n)} partitions: {time.process_time() - cpu:.1f} CPU s", flush=True
+        )
+        return 0
     runs = []
     for _ in range(max(1, args.repeat)):
         marks = _Marks()

@@ -29,6 +29,7 @@ __all__ = [
     "brand_volume",
     "observed_cells",
     "usual_products",
+    "product_attributes",
 ]
 
 
@@ -188,8 +189,24 @@ def observed_cells(
     )
 
 
-def usual_products(history: pl.DataFrame) -> pl.DataFrame:
+def product_attributes(history: pl.DataFrame) -> pl.DataFrame:
+    """product_key, category, brand_type, regular_price_cents: one row per product key of `history`
+    (its first line's: a product's attributes are its own), sorted by product_key.
+
+    A pass over every line: `cycles.profile.customer_profile` makes it once for `usual_products` and
+    `cycles.occasions.category_codes` (whose table from it equals the one from the lines).
+    """
+    return (
+        history.select("product_key", "category", "brand_type", "regular_price_cents")
+        .unique(subset="product_key", keep="first")
+        .sort("product_key")
+    )
+
+
+def usual_products(history: pl.DataFrame, products: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per customer x category: the units, store-brand units and the usual product.
+
+    `products`: `product_attributes(history)` when the caller has it.
 
     Returns
     -------
@@ -210,11 +227,8 @@ def usual_products(history: pl.DataFrame) -> pl.DataFrame:
         history, {"customer_key", "category", "product_key", "brand_type", "quantity", "regular_price_cents"}, "history"
     )
     # a product's category, brand type and price are its own: one row per product key (its first line, as before)
-    products = (
-        history.select("product_key", "category", "brand_type", "regular_price_cents")
-        .unique(subset="product_key", keep="first")
-        .sort("product_key")
-    )
+    if products is None:
+        products = product_attributes(history)
     names = products["category"].unique().sort()
     products = products.with_columns(
         pl.col("category")

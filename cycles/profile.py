@@ -14,8 +14,14 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from cycles.brand_volume import brand_volume, pair_units_per_week, usual_products, volume_cut_points
-from cycles.occasions import pair_occasions
+from cycles.brand_volume import (
+    brand_volume,
+    pair_units_per_week,
+    product_attributes,
+    usual_products,
+    volume_cut_points,
+)
+from cycles.occasions import category_codes, pair_occasions
 from cycles.params import ProfileParams
 from cycles.purchase_cycle import PurchaseCycleEstimator
 
@@ -81,13 +87,15 @@ def customer_profile(
     """
     params = params or ProfileParams()
     # with the globals every category has its prior: nothing is fitted, so no log-gaps are summed
-    pairs = pair_occasions(history, logsum=globals_ is None)
+    # one pass over the lines for the products' attributes, read by the occasions and the usual products
+    products = product_attributes(history)
+    pairs = pair_occasions(history, category_codes(products), logsum=globals_ is None)
     if globals_ is not None:
         estimator = PurchaseCycleEstimator(priors=globals_.priors_for(pairs["category"].unique()))
     estimator = estimator or PurchaseCycleEstimator()
     window_days = window_days or params.window_days
     cycles = estimator.fit(history, observed_until=as_of, pairs=pairs).predict(as_of, window_days)
-    units = usual_products(history)
+    units = usual_products(history, products)
     cells = brand_volume(
         units,
         cycles,
@@ -189,7 +197,8 @@ def profile_globals(
     """
     params = params or ProfileParams()
     window_days = window_days or params.window_days
-    pairs = pair_occasions(sample)
+    products = product_attributes(sample)
+    pairs = pair_occasions(sample, category_codes(products))
     estimator = PurchaseCycleEstimator(priors=priors).fit(sample, observed_until=as_of, pairs=pairs)
     if pairs.height:
         pooled_fit = PurchaseCycleEstimator().fit(
@@ -200,7 +209,7 @@ def profile_globals(
     else:
         pooled = (1.0, 2.0, 30.0, 0.5)  # nothing to learn from: a 30-day exponential guess
     cycles = estimator.predict(as_of, window_days)
-    rates = pair_units_per_week(usual_products(sample), cycles, params.brand_prior_occasions)
+    rates = pair_units_per_week(usual_products(sample, products), cycles, params.brand_prior_occasions)
     cuts = volume_cut_points(rates, tuple(params.volume_cuts))
     pooled_cuts = volume_cut_points(rates.with_columns(pl.lit(_POOLED).alias("category")), tuple(params.volume_cuts))
     lo_hi = (float(pooled_cuts["lo"][0]), float(pooled_cuts["hi"][0])) if pooled_cuts.height else (0.0, float("inf"))

@@ -145,8 +145,7 @@ def _renewal(
     (k, a, b, pi); the formulas of `PurchaseCycleEstimator.predict`."""
     alpha = a + n * k
     beta = b + s
-    s_now = predictive_survival(u - 0.5, k, alpha, beta)
-    s_end = predictive_survival(u + w - 0.5, k, alpha, beta)
+    s_now, s_end = predictive_survival(u[:, None] + np.array([0.0, w]) - 0.5, k, alpha, beta).T
     active = (1 - pi) * s_now
     with np.errstate(invalid="ignore", divide="ignore"):
         p_active = active / (active + pi)
