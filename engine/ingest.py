@@ -844,11 +844,16 @@ def _prepare_transactions(
     rows, __start (the run's first index in lines); by ts, store_id, basket_id.
     """
     _check_timestamps(checked, refs, chain_zone)
+    checked.frame = _with_keys(_number_baskets(checked.frame), refs)
     f = checked.frame
     checked.require_values("basket_id", "store_id", "timestamp", "sku", "quantity", "amount")
     _unknown(checked, "store_id", refs.stores["store_id"], "store (import stores first)")
-    _unknown(checked, "sku", refs.products["sku"], "sku (import products first)")
-    _unknown(checked, "customer_id", refs.customers["customer_id"], "customer (import customers first)")
+    # a value the join found no key for is unknown: the join is the check (no second pass of is_in)
+    for column, key, what in (
+        ("sku", "product_key", "sku (import products first)"),
+        ("customer_id", "customer_key", "customer (import customers first)"),
+    ):
+        checked.flag(pl.col(column).is_not_null() & pl.col(key).is_null(), column, f"unknown {what}")
     qty = _number("quantity")
     checked.flag(
         pl.col("quantity").is_not_null() & (qty.is_null() | qty.is_nan() | (qty == 0) | (qty.abs() > 10_000)),
@@ -865,7 +870,6 @@ def _prepare_transactions(
     )
     checked.raise_if_any()
     basket = ["store_id", "basket_id"]
-    f = _number_baskets(f)
     # compared as store-local times: one line with an offset and one without may agree
     if _baskets_disagree(f):  # the windows name the rows (only when some basket disagrees)
         conflict = pl.any_horizontal(
@@ -882,8 +886,6 @@ def _prepare_transactions(
             cents("amount"),
             cents("discount").fill_null(0).alias("discount_cents"),
         )
-        .join(refs.products.lazy(), on="sku", how="left", maintain_order="left")
-        .join(refs.customers.lazy(), on="customer_id", how="left", maintain_order="left")
         .with_columns(pl.col("ts").dt.date().alias("day"))
         .select(
             "store_id",
@@ -936,6 +938,23 @@ def _number_baskets(f: pl.DataFrame) -> pl.DataFrame:
     return f.join(
         ids.with_columns(pl.col("__b").cast(pl.Int64)), on=["store_id", "basket_id"], how="left", maintain_order="left"
     ).with_columns((pl.int_range(pl.len()).over("__b") + 1).cast(pl.Int32).alias("line_no"))
+
+
+def _with_keys(f: pl.DataFrame, refs: _References) -> pl.DataFrame:
+    """`f` (numbered, `_number_baskets`) with product_key and customer_key, null where unknown.
+
+    When every basket is a run of rows agreeing on customer_id, only the runs' first rows are
+    looked up among the customers and their keys copied to the run: a lookup per basket, not per
+    line (13.9M lines against 1M customers: the join was ~3 s of CPU). Else a join of every line.
+    """
+    f = f.join(refs.products, on="sku", how="left", maintain_order="left")
+    if "__first" in f.columns:
+        differs = ~pl.col("__first") & pl.col("customer_id").ne_missing(pl.col("customer_id").shift(1))
+        if not f.select(differs.any()).item():
+            heads = f.filter("__first").select("customer_id")  # in basket order: row i is basket i
+            keys = heads.join(refs.customers, on="customer_id", how="left", maintain_order="left")["customer_key"]
+            return f.with_columns(keys.gather(f["__b"]).alias("customer_key"))
+    return f.join(refs.customers, on="customer_id", how="left", maintain_order="left")
 
 
 def _baskets_disagree(f: pl.DataFrame) -> bool:
@@ -1234,8 +1253,13 @@ def _add_lines(
     inserting = None
     ordered = False
     if baskets.height:
+        # keys in the order of the unique (store_id, basket_id): the inserts then meet the primary key's
+        # index and the unique one each at one end (1.5M baskets on SQLite: 8.9 s instead of 12.9 s)
+        baskets = baskets.sort(basket)
         first = bulk.allocate_keys("baskets", baskets.height)
         baskets = baskets.with_columns(pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("basket_key"))
+        # about as many baskets as the table holds (`first - 1` keys given out before): the indexes are built again
+        rebuild = baskets.height >= first - 1
         rows = baskets
         if bulk.sqlite:  # as the ADBC driver writes them, as text: its own conversion was 40 % of this insert
             rows = baskets.with_columns(
@@ -1255,7 +1279,7 @@ def _add_lines(
         )
         # the database inserts the baskets (its server's or SQLite's work, the GIL released) while this
         # thread orders the lines and writes the Parquet files: the transaction commits after both
-        inserting = _in_background(bulk.append, "baskets", rows)
+        inserting = _in_background(bulk.append, "baskets", rows, False, rebuild)
         try:
             if "__start" in baskets.columns and appended.height == 0:
                 new_lines = _in_part_order(store, lines, baskets)
