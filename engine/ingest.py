@@ -746,18 +746,15 @@ class _References:
 
     @classmethod
     def read(cls, db: Gateway) -> _References:
-        with db.connect() as conn:  # closed before any bulk session opens (engine.db.Gateway)
+        # through ADBC, as Arrow (one session, one snapshot): 1M customers through SQLAlchemy's rows were
+        # ~3 s before the first line could be read
+        with db.reading():
             return cls(
-                read_frame(
-                    conn, "SELECT store_id, timezone FROM stores", schema={"store_id": pl.String, "timezone": pl.String}
-                ),
-                read_frame(
-                    conn, "SELECT sku, product_key FROM products", schema={"sku": pl.String, "product_key": pl.Int64}
-                ),
-                read_frame(
-                    conn,
+                db.read("SELECT store_id, timezone FROM stores", {"store_id": pl.String, "timezone": pl.String}),
+                db.read("SELECT sku, product_key FROM products", {"sku": pl.String, "product_key": pl.Int64}),
+                db.read(
                     "SELECT customer_id, customer_key FROM customers",
-                    schema={"customer_id": pl.String, "customer_key": pl.Int64},
+                    {"customer_id": pl.String, "customer_key": pl.Int64},
                 ),
             )
 
@@ -947,14 +944,20 @@ def _with_keys(f: pl.DataFrame, refs: _References) -> pl.DataFrame:
     looked up among the customers and their keys copied to the run: a lookup per basket, not per
     line (13.9M lines against 1M customers: the join was ~3 s of CPU). Else a join of every line.
     """
-    f = f.join(refs.products, on="sku", how="left", maintain_order="left")
+    # joins of the one key column, not of `f`: a join gathers every column of its left side (a copy of the file)
+    products = _lookup(f.select("sku"), refs.products, "sku", "product_key")
     if "__first" in f.columns:
         differs = ~pl.col("__first") & pl.col("customer_id").ne_missing(pl.col("customer_id").shift(1))
         if not f.select(differs.any()).item():
             heads = f.filter("__first").select("customer_id")  # in basket order: row i is basket i
-            keys = heads.join(refs.customers, on="customer_id", how="left", maintain_order="left")["customer_key"]
-            return f.with_columns(keys.gather(f["__b"]).alias("customer_key"))
-    return f.join(refs.customers, on="customer_id", how="left", maintain_order="left")
+            keys = _lookup(heads, refs.customers, "customer_id", "customer_key")
+            return f.with_columns(products, keys.gather(f["__b"]))
+    return f.with_columns(products, _lookup(f.select("customer_id"), refs.customers, "customer_id", "customer_key"))
+
+
+def _lookup(values: pl.DataFrame, table: pl.DataFrame, on: str, key: str) -> pl.Series:
+    """`table`'s `key` for each row of `values` (one column, `on`), null where not found; in `values`' order."""
+    return values.join(table.select(on, key), on=on, how="left", maintain_order="left")[key]
 
 
 def _baskets_disagree(f: pl.DataFrame) -> bool:
