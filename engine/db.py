@@ -396,12 +396,36 @@ class BulkSession:
         """`allocate_keys` inside this bulk transaction."""
         return allocate_keys(self, name, n)
 
-    def append(self, table: str, frame: pl.DataFrame, temporary: bool = False) -> None:
-        """Append `frame`'s rows to `table`; `temporary`: a temporary table of this session, made on first use."""
-        if frame.height:
-            self._cur.adbc_ingest(
-                table, frame.rechunk().to_arrow(), mode="create_append" if temporary else "append", temporary=temporary
-            )
+    def append(self, table: str, frame: pl.DataFrame, temporary: bool = False, rebuild_indexes: bool = False) -> None:
+        """Append `frame`'s rows to `table`; `temporary`: a temporary table of this session, made on first use.
+
+        `rebuild_indexes` (SQLite; ignored on PostgreSQL): the table's secondary indexes (those
+        schema.sql creates by name; not the primary key's nor a UNIQUE constraint's) are dropped
+        before the append and created again after it, in this transaction: for an append as large
+        as the table, where creating an index (one sort) costs far less than inserting each row
+        into it at a random place (1.5M baskets into two indexes: 1.6 s instead of ~6 s). A reader
+        sees the indexes all the while (its snapshot predates the drop). On PostgreSQL a dropped
+        index would lock the table against the checkout's readers until the commit: never done.
+        """
+        if not frame.height:
+            return
+        indexes = self._secondary_indexes(table) if rebuild_indexes and self.sqlite and not temporary else []
+        for name, _ in indexes:
+            self._cur.execute(f'DROP INDEX "{name}"')
+        self._cur.adbc_ingest(
+            table, frame.rechunk().to_arrow(), mode="create_append" if temporary else "append", temporary=temporary
+        )
+        for _, sql in indexes:
+            self._cur.execute(sql)
+
+    def _secondary_indexes(self, table: str) -> list[tuple[str, str]]:
+        """(name, CREATE statement) of `table`'s named, non-unique indexes (SQLite)."""
+        rows = self.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
+            "AND sql NOT LIKE 'CREATE UNIQUE%' ORDER BY name",
+            (table,),
+        )
+        return [(str(name), str(sql)) for name, sql in rows]
 
     def read(self, sql: str, schema: Schema | None = None) -> pl.DataFrame:
         """The result of `sql` as a polars frame of exactly `schema` (see `typed`).

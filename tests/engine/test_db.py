@@ -44,6 +44,39 @@ def test_bulk_session_rolls_back_on_error(db_url):
         assert conn.execute(sa.text("SELECT name FROM stores")).scalar() == "One"
 
 
+def _baskets(keys: range, ids: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "basket_key": list(keys),
+            "store_id": ["S1"] * len(ids),
+            "basket_id": ids,
+            "customer_key": [None] * len(ids),
+            "ts": ["2025-01-06T10:00:00.000000"] * len(ids),
+            "day": ["2025-01-06"] * len(ids),
+            "source": ["import"] * len(ids),
+        },
+        schema_overrides={"customer_key": pl.Int64},
+    )
+
+
+def test_an_append_that_rebuilds_the_indexes_leaves_them_as_they_were_and_keeps_the_unique_key(sqlite_url):
+    indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'baskets' ORDER BY name"
+    with bulk_session(sqlite_url) as bulk:
+        bulk.append("stores", pl.DataFrame({"store_id": ["S1"], "name": ["One"]}))
+        before = bulk.execute(indexes)
+        bulk.append("baskets", _baskets(range(1, 4), ["B1", "B2", "B3"]), rebuild_indexes=True)
+        assert bulk.execute(indexes) == before
+        assert {n for n, _ in before} >= {"ix_baskets_day", "ix_baskets_customer"}  # what was rebuilt
+        # the query planner uses the rebuilt index: it holds the rows appended
+        assert bulk.execute("SELECT COUNT(*) FROM baskets INDEXED BY ix_baskets_day WHERE day = '2025-01-06'") == [(3,)]
+    with pytest.raises(Exception, match="UNIQUE"):  # (store_id, basket_id) is still refused twice
+        with bulk_session(sqlite_url) as bulk:
+            bulk.append("baskets", _baskets(range(10, 12), ["B4", "B2"]), rebuild_indexes=True)
+    with connect(sqlite_url).connect() as conn:  # the failed append left nothing, indexes included
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM baskets")).scalar() == 3
+        assert [tuple(r) for r in conn.execute(sa.text(indexes))] == before
+
+
 # ------------------------------------------------------------------ one key allocation, one gateway
 
 
