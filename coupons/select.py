@@ -262,7 +262,9 @@ def finish_order(
             narrow.join(step.select("_fin"), on="_fin", how="anti").select(
                 "_fin", pl.lit("deal budget").alias("drop_reason")
             ),
-            step.join(kept.select("_fin"), on="_fin", how="anti").select("_fin", pl.lit("chain budget").alias("drop_reason")),
+            step.join(kept.select("_fin"), on="_fin", how="anti").select(
+                "_fin", pl.lit("chain budget").alias("drop_reason")
+            ),
         ]
     ).sort("_fin")
     dropped = f[reasons["_fin"]].with_columns(reasons["drop_reason"])
