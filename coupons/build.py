@@ -6,9 +6,9 @@ from a `coupons.rules.PlanRules` (offer rules, campaigns, the batch's list rules
 
 At scale the plan is made in two steps: `shortlist_offers` per group of customers (a batch's
 partition: candidates, dedupe, list caps and lengths compare one customer's offers only; what it
-dropped is kept as tallies, not rows), then `coupons.select.finish_lists` on every shortlist
-together (the deal and chain budgets compare customers). The result is `plan_offers`'s offers,
-and its funnel from the tallies (tests/coupons/test_build.py).
+dropped is kept as tallies, not rows), then `coupons.select.finish_order` on every shortlist
+together (the deal and chain budgets compare customers). The result is `plan_offers`'s offers
+(tests/coupons/test_select.py; the batch's partitions in tests/engine/test_stages.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import polars as pl
 from coupons.campaigns import conversion_candidates
 from coupons.cycle_offers import cycle_candidates
 from coupons.deals import deal_candidates
-from coupons.funnel import TALLY_KEYS, candidate_tally, drop_tally, offer_funnel
+from coupons.funnel import candidate_tally, drop_tally, offer_funnel
 from coupons.household import household_candidates
 from coupons.offers import CANDIDATE_SCHEMA, conform_candidates, viable
 from coupons.rewards import reward_offers
@@ -36,7 +36,6 @@ __all__ = [
     "OfferPlan",
     "Shortlisted",
     "shortlist_offers",
-    "combine_shortlists",
 ]
 
 
@@ -83,6 +82,23 @@ def candidate_offers(
     return viable(all_candidates(profile, value, products, deals, rules, period_start, period_end))
 
 
+def _treated_candidates(
+    profile: pl.DataFrame,
+    value: pl.DataFrame,
+    products: pl.DataFrame,
+    deals: pl.DataFrame,
+    treated: pl.Series,
+    rules: PlanRules,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(every candidate of the treated customers, their value rows)."""
+    keys = treated.cast(pl.Int64).implode()
+    profile = profile.filter(pl.col("customer_key").is_in(keys))
+    value = value.filter(pl.col("customer_key").is_in(keys))
+    return all_candidates(profile, value, products, deals, rules, period_start, period_end), value
+
+
 def plan_offers(
     profile: pl.DataFrame,
     value: pl.DataFrame,
@@ -113,10 +129,7 @@ def plan_offers(
         kind, band, use_factor for the deal and chain budgets (`coupons.budgets.use_factors`;
         None or absent: face value).
     """
-    treated = treated.cast(pl.Int64)
-    profile = profile.filter(pl.col("customer_key").is_in(treated.implode()))
-    value = value.filter(pl.col("customer_key").is_in(treated.implode()))
-    candidates = all_candidates(profile, value, products, deals, rules, period_start, period_end)
+    candidates, value = _treated_candidates(profile, value, products, deals, treated, rules, period_start, period_end)
     o, b = rules.offers, rules.batch
     chosen = selection(
         viable(candidates),
@@ -174,11 +187,8 @@ def shortlist_offers(
 ) -> Shortlisted:
     """Candidates of the treated customers in `profile` / `value` and their shortlists (steps 1-4 of
     `coupons.select.selection`): a pure function of these customers' rows and the catalogue, so any
-    grouping of customers gives the same rows (`combine_shortlists`). See `plan_offers`."""
-    treated = treated.cast(pl.Int64)
-    profile = profile.filter(pl.col("customer_key").is_in(treated.implode()))
-    value = value.filter(pl.col("customer_key").is_in(treated.implode()))
-    candidates = all_candidates(profile, value, products, deals, rules, period_start, period_end)
+    grouping of customers gives the same rows (a batch's partitions). See `plan_offers`."""
+    candidates, value = _treated_candidates(profile, value, products, deals, treated, rules, period_start, period_end)
     o, b = rules.offers, rules.batch
     short = shortlist(
         viable(candidates),
@@ -190,12 +200,3 @@ def shortlist_offers(
     )
     dropped = pl.concat([drop_tally(candidates.filter(pl.col("drop_reason").is_not_null())), drop_tally(short.dropped)])
     return Shortlisted(short.offers, candidate_tally(candidates), dropped)
-
-
-def combine_shortlists(parts: list[Shortlisted]) -> Shortlisted:
-    """The shortlist of every customer from those of disjoint groups: offers in customer order (each
-    customer's rows in their order), tallies summed."""
-    offers = pl.concat([p.offers for p in parts]).sort("customer_key", maintain_order=True)
-    candidates = pl.concat([p.candidates for p in parts]).group_by("kind").agg(pl.col("n").sum())
-    dropped = pl.concat([p.dropped for p in parts]).group_by(list(TALLY_KEYS)).agg(pl.col("n").sum())
-    return Shortlisted(offers, candidates, dropped)

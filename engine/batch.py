@@ -992,7 +992,7 @@ def _select_needs(
 
 class OfferPart(NamedTuple):
     """A partition's part of the batch (`partition_offers`): its shortlisted offers and tallies
-    (`coupons.build.Shortlisted`), its lists' needs sections, and ``cells``: category, brand_cell,
+    (`coupons.build.Shortlisted`: offers, candidates, dropped), its lists' needs sections, and ``cells``: category, brand_cell,
     volume_tier, n of its qualifying customers' profile rows in the campaigns' categories."""
 
     offers: pl.DataFrame
