@@ -183,6 +183,16 @@ _STAGE_COLUMNS = (
 )
 
 
+def _slice(frame: pl.DataFrame, n: int, p: int) -> pl.DataFrame:
+    """The rows of partition p of n (customer_key % n == p)."""
+    return frame.filter(pl.col("customer_key") % n == p)
+
+
+def _customer_parts(customers: pl.DataFrame | None, n: int) -> list[pl.DataFrame | None]:
+    """Each partition's customers (every one gets a value row); None: those its history holds."""
+    return [None] * n if customers is None else [_slice(customers, n, p) for p in range(n)]
+
+
 def _lazy(history: History) -> pl.LazyFrame:
     if isinstance(history, StoreSource):
         frame = history.history().lazy()
@@ -461,7 +471,7 @@ def run_partitioned(
     g = fit_globals(sources, settings, as_of, window_days, with_value)
     if progress:
         progress("profile globals", 1, 1)
-    parts = [None] * n if customers is None else [customers.filter(pl.col("customer_key") % n == p) for p in range(n)]
+    parts = _customer_parts(customers, n)
     tasks = list(zip(sources, parts))
     run: Callable[..., list[tuple[pl.DataFrame, pl.DataFrame]]] = _run_dask if executor == "dask" else _run_local
     results = run(tasks, g, progress)
@@ -657,7 +667,7 @@ def store_value(
     compares every customer (RFM, ABC, CLV). `customers`: every one gets a row (None: those with lines)."""
     n = partitions_of(settings)
     start = as_of - dt.timedelta(weeks=settings.value.rfm_lookback_weeks)
-    parts = [None] * n if customers is None else [customers.filter(pl.col("customer_key") % n == p) for p in range(n)]
+    parts = _customer_parts(customers, n)
 
     def run() -> list[pl.DataFrame]:
         sources = store_sources(db, n, as_of, start)
@@ -707,10 +717,6 @@ def _then_of(stage: tuple[pl.DataFrame, pl.DataFrame | None], value: pl.DataFram
 
 def _value_of(stage: tuple[pl.DataFrame, pl.DataFrame | None]) -> pl.DataFrame | None:
     return stage[1]
-
-
-def _slice(value: pl.DataFrame, n: int, p: int) -> pl.DataFrame:
-    return value.filter(pl.col("customer_key") % n == p)
 
 
 def _then_local(
@@ -855,7 +861,7 @@ def run_store_then(
         g = fit_globals(sources, settings, as_of, window_days, True)
         if progress:
             progress("profile globals", 1, 1)
-        parts = [None] * n if customers is None else [_slice(customers, n, p) for p in range(n)]
+        parts = _customer_parts(customers, n)
         tasks = list(zip(sources, parts))
         two = _then_dask if settings.scale.executor == "dask" else _then_local
         return two(tasks, g, then, extra, job, progress, label, prepare or (lambda v: v), str(scratch))
