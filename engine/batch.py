@@ -110,12 +110,17 @@ def _monday_after(day: dt.date) -> dt.date:
     return day + dt.timedelta(days=7 - day.weekday())
 
 
-def _unfinished_period(db: Gateway) -> dt.date | None:
-    """The earliest period whose batch was killed, failed or cancelled: it is redone first."""
+def _claimed_periods(db: Gateway) -> tuple[dt.date | None, dt.date | None]:
+    """(the earliest period whose batch was killed, failed or cancelled — it is redone first —, the
+    latest period of any batch), read in one statement: one snapshot. Read apart, a racing run's claim
+    landing between the two reads made its 'running' period look done, and this run took the next one
+    (a second batch where the two runs should have shared one)."""
     found = db.read_small(
-        "SELECT MIN(period_start) AS p FROM batches WHERE status IN ('running', 'failed', 'cancelled')", {"p": pl.Date}
+        "SELECT (SELECT MIN(period_start) FROM batches WHERE status IN ('running', 'failed', 'cancelled')) AS u, "
+        "(SELECT MAX(period_start) FROM batches) AS p",
+        {"u": pl.Date, "p": pl.Date},
     )
-    return found["p"][0]
+    return found["u"][0], found["p"][0]
 
 
 def default_period_start(db: Gateway | sa.Engine, settings: Settings) -> dt.date:
@@ -127,8 +132,7 @@ def default_period_start(db: Gateway | sa.Engine, settings: Settings) -> dt.date
     the Monday after the last purchase.
     """
     db = Gateway.of(db)
-    unfinished = _unfinished_period(db)
-    last = db.read_small("SELECT MAX(period_start) AS p FROM batches", {"p": pl.Date})["p"][0]
+    unfinished, last = _claimed_periods(db)
     last_day = db.last_purchase_day()
     if unfinished is not None:
         return unfinished

@@ -107,6 +107,33 @@ def test_a_racing_run_never_rewrites_the_batch_another_run_finished(url, tmp_pat
 
 
 @pytest.mark.slow
+def test_a_claim_landing_while_the_default_period_is_read_is_taken_over_not_skipped(url, tmp_path, monkeypatch):
+    """Run B reads which period comes next while run A claims it (`_start_batch`, a 'running' row).
+    B must take A's period over, never move on to the one after it: read in two statements, a claim
+    landing between them made A's period look done and B wrote a second batch (tests/faults' race)."""
+    run_batch(settings(url), PERIOD, out_dir=tmp_path)
+    second = PERIOD + dt.timedelta(days=14)
+    real_read = batch_module.Gateway.read_small
+    claimed = []
+
+    def read_then_a_claims(self, sql, schema):
+        found = real_read(self, sql, schema)
+        if "FROM batches" in sql and not claimed:  # run A's claim commits right after B's first read
+            engine = connect(url)
+            claimed.append(_start_batch(engine, settings(url), second, second + dt.timedelta(days=14)))
+            engine.dispose()
+        return found
+
+    monkeypatch.setattr(batch_module.Gateway, "read_small", read_then_a_claims)
+    engine = connect(url)
+    try:
+        assert batch_module.default_period_start(engine, settings(url)) == second
+    finally:
+        engine.dispose()
+    assert claimed and batches(url) == [(PERIOD, "done"), (second, "running")]
+
+
+@pytest.mark.slow
 def test_nothing_to_do_when_no_purchase_came_since_the_last_batch(url, tmp_path, capsys, monkeypatch):
     after = last_day(url) + dt.timedelta(days=1)
     run_batch(settings(url), after, out_dir=tmp_path)
