@@ -216,7 +216,8 @@ def budget_charges(
         One row per group present (by None: one row, zeros when `offers` is empty).
     """
     by = list(by or [])
-    f, factor = _factor_expr(offers, factors)
+    read = [*by, "kind", "p_buy", "discount_cents", "max_uses", "funded_share"]  # the join below copies: not all
+    f, factor = _factor_expr(offers.select(c for c in dict.fromkeys(read) if c in offers.columns), factors)
     share = (1.0 - pl.col("funded_share").cast(pl.Float64)) if retailer else None
     face = retailer_cost() if retailer else face_value()
     f = f.with_columns(use_probability(factor), face.alias("_face")).with_columns(cost_moments(pl.col("use_q"), share))

@@ -220,12 +220,9 @@ def finish_lists(
     """Steps 5-7 of `selection` on every customer's `shortlist` together (the budgets compare
     customers): deal budgets, the chain budget, line numbers. offers: `SELECTED_COLUMNS`;
     dropped: `DROPPED_COLUMNS` ('deal budget', 'chain budget'). See `finish_order`."""
-    full = shortlisted.with_row_index("_row")
-    kept, dropped = finish_order(
-        full.select("_row", *FINISH_COLUMNS), deal_budgets, chain_budget_cents, rounds, factors
-    )
-    offers = full[kept["_row"]].with_columns(kept["line_no"]).select(SELECTED_COLUMNS)
-    return Selection(offers, full[dropped["_row"]].with_columns(dropped["drop_reason"]).select(DROPPED_COLUMNS))
+    kept, dropped = finish_order(shortlisted, deal_budgets, chain_budget_cents, rounds, factors)
+    offers = shortlisted[kept["_at"]].with_columns(kept["line_no"]).select(SELECTED_COLUMNS)
+    return Selection(offers, shortlisted[dropped["_at"]].with_columns(dropped["drop_reason"]).select(DROPPED_COLUMNS))
 
 
 def finish_order(
@@ -235,18 +232,28 @@ def finish_order(
     rounds: int = OfferRules.budget_refill_rounds,
     factors: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`finish_lists` on the columns it reads (`FINISH_COLUMNS`, in shortlist order; any other
-    columns ride along): (kept, dropped). kept: the selected rows in list order (customer_key,
-    line_no) with ``line_no`` (Int32); dropped: the others with ``drop_reason``, in their order.
+    """`finish_lists` as row positions: it reads only `FINISH_COLUMNS` of `shortlisted` (in
+    shortlist order; other columns are ignored) and returns (kept, dropped). kept: ``_at`` (the
+    row's position in `shortlisted`, UInt32) and ``line_no`` (Int32), in list order
+    (customer_key, line_no); dropped: ``_at`` and ``drop_reason``, in shortlist order.
 
-    A batch runs it on its shortlists' few columns (and row ids) and gathers each partition's
-    whole rows by them when it writes: the budgets never hold every offer's text.
+    Only offers of a deal meet the deal budgets (each deal's greedy fill sees its own offers
+    alone), so only those rows are copied for them; with no chain budget nothing else is. A
+    batch gathers what it needs of the kept rows itself: the budgets never copy every offer.
     """
-    f = shortlisted.with_row_index("_fin")
-    narrow = f.select("_fin", *FINISH_COLUMNS)
-    step = apply_deal_budgets(narrow, deal_budgets, rounds, factors)
+    narrow = shortlisted.select(FINISH_COLUMNS).with_row_index("_at")
+    of_deals = narrow.filter(pl.col("deal_id").is_not_null())
+    held = apply_deal_budgets(of_deals, deal_budgets, rounds, factors)
+    over_deals = of_deals.select("_at").filter(~pl.col("_at").is_in(held["_at"].implode()))
+    del of_deals, held
+    step = narrow.filter(~pl.col("_at").is_in(over_deals["_at"].implode())) if over_deals.height else narrow
     kept = apply_chain_budget(step, chain_budget_cents, rounds, "_reserved", factors)
-    order = kept.select("_fin", "customer_key", "expected_value_cents", "product_key").sort(
+    over_chain = (
+        step.select("_at").filter(~pl.col("_at").is_in(kept["_at"].implode()))
+        if kept.height < step.height
+        else step.select("_at").clear()
+    )
+    order = kept.select("_at", "customer_key", "expected_value_cents", "product_key").sort(
         "customer_key",
         "expected_value_cents",
         "product_key",
@@ -254,21 +261,14 @@ def finish_order(
         nulls_last=True,
         maintain_order=True,
     )
-    selected = f[order["_fin"]].with_columns(
-        (pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int32).alias("line_no")
-    )
-    reasons = pl.concat(
+    selected = order.select("_at", (pl.int_range(pl.len()).over("customer_key") + 1).cast(pl.Int32).alias("line_no"))
+    dropped = pl.concat(
         [
-            narrow.join(step.select("_fin"), on="_fin", how="anti").select(
-                "_fin", pl.lit("deal budget").alias("drop_reason")
-            ),
-            step.join(kept.select("_fin"), on="_fin", how="anti").select(
-                "_fin", pl.lit("chain budget").alias("drop_reason")
-            ),
+            over_deals.with_columns(pl.lit("deal budget").alias("drop_reason")),
+            over_chain.with_columns(pl.lit("chain budget").alias("drop_reason")),
         ]
-    ).sort("_fin")
-    dropped = f[reasons["_fin"]].with_columns(reasons["drop_reason"])
-    return selected.drop("_fin"), dropped.drop("_fin")
+    ).sort("_at")
+    return selected, dropped
 
 
 # what the budgets and the list order read of an offer (`finish_order`)

@@ -55,16 +55,16 @@ def choose_tips(offers: pl.DataFrame, customer_keys: pl.Series, tips: pl.DataFra
     everyone = pl.DataFrame({"customer_key": customer_keys.cast(pl.Int64)}).unique().sort("customer_key")
     if tips.height == 0:
         return everyone.with_columns(pl.lit(None, pl.Int64).alias("tip_id"))
+    topical = tips.filter(pl.col("category").is_not_null()).select("tip_id", "category")
+    # only the offers of a category with a tip can choose one: the rest are never sorted (a batch's
+    # millions of offers), and the ranks keep their order (the best offer first, list order on ties)
     ranked = (
-        offers.filter(pl.col("category").is_not_null())
-        .sort("customer_key", "expected_value_cents", descending=[False, True])
+        offers.select("customer_key", "category", "expected_value_cents")
+        .filter(pl.col("category").is_in(topical["category"].implode()))
+        .sort("customer_key", "expected_value_cents", descending=[False, True], maintain_order=True)
         .select("customer_key", "category", pl.int_range(pl.len()).over("customer_key").alias("_rank"))
     )
-    matched = _pick(
-        ranked.join(
-            tips.filter(pl.col("category").is_not_null()).select("tip_id", "category"), on="category", how="inner"
-        )
-    )
+    matched = _pick(ranked.join(topical, on="category", how="inner"))
     general = tips.filter(pl.col("category").is_null()).select("tip_id")
     rest = everyone.join(matched, on="customer_key", how="anti")
     fallback = (

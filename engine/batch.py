@@ -66,7 +66,7 @@ from coupons.budgets import (
 )
 from coupons.build import shortlist_offers
 from coupons.campaigns import campaign_name
-from coupons.funnel import drop_tally, funnel_dict, tally_funnel
+from coupons.funnel import TALLY_KEYS, drop_tally, funnel_dict, tally_funnel
 from coupons.holdout import assign_groups
 from coupons.needs import select_needs
 from coupons.offers import OFFER_KINDS, OFFER_SCHEMA, face_value, retailer_cost
@@ -388,7 +388,11 @@ def _deal_budget_block(budgets: pl.DataFrame, offers: pl.DataFrame, factors: pl.
     offers, face_value_cents, expected_cents, this_batch_cents (the charge: expected plus the
     safety margin, `coupons.budgets`); left_cents = budget - committed before - this batch.
     """
-    mine = budget_charges(offers.filter(pl.col("deal_id").is_not_null()), ["deal_id"], factors)
+    mine = budget_charges(
+        offers.select("deal_id", "kind", "p_buy", "discount_cents", "max_uses").filter(pl.col("deal_id").is_not_null()),
+        ["deal_id"],
+        factors,
+    )
     deals = {}
     for row in budgets.join(mine, on="deal_id", how="left").sort("deal_id").iter_rows(named=True):
         this = int(row["committed_cents"] or 0)
@@ -430,7 +434,8 @@ def _summary(
     products: pl.DataFrame | None = None,
     factors: pl.DataFrame | None = None,
 ) -> dict:
-    costs = _cost_columns(offers)
+    # only the columns the sums read: each filter below copies what it is given
+    costs = _cost_columns(offers.select("kind", "funder", "discount_cents", "max_uses", "funded_share"))
     by_funder: dict[str, int] = {"retailer": int(costs["retailer_cost_cents"].sum())}
     for row in (
         costs.filter(pl.col("funder") != "retailer")
@@ -502,7 +507,8 @@ def _summary(
                 .items()
             },
             "retailer_cost_by_kind_cents": {
-                k: int(costs.filter(pl.col("kind") == k)["retailer_cost_cents"].sum()) for k in OFFER_KINDS
+                k: int(costs.select(pl.col("retailer_cost_cents").filter(pl.col("kind") == k).sum()).item())
+                for k in OFFER_KINDS
             },
         },
         "budget_model": {
@@ -862,7 +868,7 @@ def _compute_and_write(
             n = partitions_of(settings)
             keys = groups["customer_key"]
             extra = [(treated.filter(treated % n == p), keys.filter(keys % n == p)) for p in range(n)]
-            _, handles = run_store_then(
+            value, handles = run_store_then(
                 db,
                 customers,
                 settings,
@@ -877,6 +883,7 @@ def _compute_and_write(
                 prepare=lambda v: with_reward_uses(v, settings.offers),  # the reward's count ranks every customer
                 scratch=scratch,
             )
+            del value  # every customer's value rows: the partitions made their offers from their own
             parts = [OfferPart(*h) for h in handles]
         else:  # one partition in this process: the history already read
             history = data["history"].filter(pl.col("customer_key").is_in(qualifying["customer_key"].implode()))
@@ -889,9 +896,11 @@ def _compute_and_write(
         fault_point("batch-after-profile")
         budgets = deal_budgets(data["deals"], data["expired"], data["live"], data["factors"])
         o = settings.offers
-        offers, lost = finish_order(
-            _shortlists(parts), budgets, b.chain_budget_cents, o.budget_refill_rounds, data["factors"]
-        )
+        short = _shortlists(parts)
+        kept, lost = finish_order(short, budgets, b.chain_budget_cents, o.budget_refill_rounds, data["factors"])
+        lost = short.select(k for k in TALLY_KEYS if k != "drop_reason")[lost["_at"]].with_columns(lost["drop_reason"])
+        offers = _take(short, kept["_at"]).with_columns(kept["line_no"])  # empties `short`
+        del short, kept
         dropped = pl.concat([*(p.dropped.collect() for p in parts), drop_tally(lost)])
         candidates = pl.concat([p.candidates.collect() for p in parts])
         funnel = tally_funnel(candidates, offers, dropped)
@@ -954,7 +963,17 @@ def _shortlists(parts: list[OfferPart]) -> pl.DataFrame:
     ]
     merged = pl.concat(frames, rechunk=False)
     del frames
-    return merged[merged.select(pl.arg_sort_by("customer_key", "_row"))[:, 0]]
+    return _take(merged, merged.select(pl.arg_sort_by("customer_key", "_row")).to_series())
+
+
+def _take(frame: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
+    """``frame[rows]`` a column at a time, each of `frame`'s columns released (`drop_in_place`) once
+    gathered: `frame` is left empty, and the peak is one copy and a column, not two copies (at a
+    million customers, 12M shortlisted offers are ~2 GB a copy)."""
+    out = []
+    for name in frame.columns:
+        out.append(frame.drop_in_place(name).gather(rows))
+    return pl.DataFrame(out)
 
 
 # the shortlist's columns the driver holds for every offer (`_shortlists`); the write gathers the rest

@@ -487,3 +487,23 @@ def test_pair_counts_folded_chunk_by_chunk_are_the_counts_of_all_pairs():
     folded = _fold_counts(iter(pairs.iter_slices(97)), every=3)  # 52 chunks: folded 17 times on the way
     key = ["customer_key", "store_id"]
     assert folded.sort(key).equals(whole.sort(key))
+
+
+def test_take_gathers_column_by_column_and_releases_the_source():
+    import numpy as np
+
+    from engine.batch import _take
+
+    rng = np.random.default_rng(5)
+    frame = pl.DataFrame(
+        {
+            "customer_key": rng.integers(0, 100, 1_000),
+            "kind": rng.choice(["cycle", "deal", None], 1_000),
+            "p_buy": rng.random(1_000),
+        }
+    )
+    rows = pl.Series(rng.permutation(1_000)[:400], dtype=pl.UInt32)
+    expected = frame[rows]
+    taken = _take(frame, rows)
+    assert taken.equals(expected) and taken.schema == expected.schema
+    assert frame.width == 0  # every source column was handed over, none kept alive beside the copy
