@@ -41,6 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
@@ -1354,15 +1355,21 @@ def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFra
     in `lines`, line_count its length): one gather of whole runs, the baskets sorted, instead of a
     sort of every line (2M lines: 0.3 s of CPU, not 0.9 s).
     """
-    order = baskets.with_columns(bucket_of(store.buckets)).sort(
-        "__bucket", "customer_key", "day", "basket_key", nulls_last=True
+    order = (
+        baskets.select("__start", "line_count", "basket_key", "customer_key", "day")
+        .with_columns(bucket_of(store.buckets))
+        .sort("__bucket", "customer_key", "day", "basket_key", nulls_last=True)
     )
-    at = order.select(
-        pl.int_ranges("__start", pl.col("__start") + pl.col("line_count"), dtype=pl.Int64).explode()
-    ).to_series()
-    keys = order.select(pl.col("basket_key").repeat_by("line_count").explode()).to_series()
+    counts = order["line_count"].cast(pl.Int64).to_numpy()
+    ends = np.cumsum(counts)
+    # each line's index in `lines`: its run's start plus its place in the run; numpy's repeat, not
+    # polars' int_ranges and repeat_by exploded (lists of 2M values: a third more CPU)
+    at = np.arange(ends[-1] if ends.size else 0, dtype=np.int64) + np.repeat(
+        order["__start"].to_numpy() - (ends - counts), counts
+    )
+    keys = pl.Series("basket_key", np.repeat(order["basket_key"].to_numpy(), counts))
     carried = [c for c in PART_SCHEMA if c != "basket_key"]  # not the text columns: a gather copies what it takes
-    return lines.select(carried)[at].with_columns(keys.alias("basket_key")).select(list(PART_SCHEMA))
+    return lines.select(carried)[pl.Series(at)].with_columns(keys).select(list(PART_SCHEMA))
 
 
 def _settle(pending: Future | None) -> None:
