@@ -829,12 +829,24 @@ def _check_timestamps(checked: _Checked, refs: _References, chain_zone: str) -> 
     checked.frame = frame
 
 
-def _prepare_transactions(
-    checked: _Checked, refs: _References, chain_zone: str = "UTC"
-) -> tuple[pl.LazyFrame, pl.DataFrame]:
+class _Lines:
+    """A file's validated lines (`_prepare_transactions`), collected when first asked for; the file's
+    frame they are computed from is let go then (for a large file, the largest thing held)."""
+
+    def __init__(self, plan: pl.LazyFrame):
+        self._plan: pl.LazyFrame | None = plan
+        self._frame: pl.DataFrame | None = None
+
+    def collect(self) -> pl.DataFrame:
+        if self._frame is None:
+            self._frame, self._plan = self._plan.collect(), None
+        return self._frame
+
+
+def _prepare_transactions(checked: _Checked, refs: _References, chain_zone: str = "UTC") -> tuple[_Lines, pl.DataFrame]:
     """Validate a transactions file; (lines, baskets) ready to write. Pure: no database.
 
-    lines (a LazyFrame, validated: the writer collects it once the baskets' insert has started):
+    lines (`_Lines`, validated: the writer collects them once the baskets' insert has started):
     store_id, basket_id, customer_key, ts (store-local), day, product_key, quantity, amount_cents,
     discount_cents, __row (the file's row, for errors found while writing), __b (the line's basket
     as a number, `_number_baskets`), line_no (its number in the basket, file order); in the file's
@@ -924,7 +936,7 @@ def _prepare_transactions(
         )
         sums = _checksums(lines.select("__b", *_LINE), ["__b"])
     baskets = baskets.collect().join(sums, on="__b", how="left", maintain_order="left")
-    return lines, baskets.sort(basket)
+    return _Lines(lines), baskets.sort(basket)
 
 
 def _number_baskets(f: pl.DataFrame) -> pl.DataFrame:
@@ -1225,7 +1237,7 @@ class _Source:
     rows_read: int
 
 
-def _write_transactions(db: Gateway, source: _Source, lines: pl.LazyFrame, baskets: pl.DataFrame) -> _Written:
+def _write_transactions(db: Gateway, source: _Source, lines: _Lines, baskets: pl.DataFrame) -> _Written:
     """Add the baskets not yet present and the lines present baskets lack, in one bulk transaction.
 
     A present basket (same store_id and basket_id) must have the file's customer and
@@ -1250,7 +1262,7 @@ def _write_transactions(db: Gateway, source: _Source, lines: pl.LazyFrame, baske
 
 
 def _add_lines(
-    db: Gateway, bulk, store: HistoryStore, import_id: int, name: str, lines: pl.LazyFrame, baskets: pl.DataFrame
+    db: Gateway, bulk, store: HistoryStore, import_id: int, name: str, lines: _Lines, baskets: pl.DataFrame
 ) -> _Written:
     """`_write_transactions`' work inside its transaction (the baskets of a non-empty file).
 
@@ -1271,10 +1283,8 @@ def _add_lines(
     counts = None
     left_out = 0
     n_baskets = baskets.height
-    collected = None
     if present.height:
-        collected = lines.collect()
-        extra, counts = _lines_to_append(bulk, store, collected, present)
+        extra, counts = _lines_to_append(bulk, store, lines.collect(), present)
         appended = extra.filter(pl.col("source") == "import").select(columns)
         left_out = extra.height - appended.height
         baskets = baskets.join(present, on=basket, how="anti", maintain_order="left")
@@ -1310,16 +1320,16 @@ def _add_lines(
         # thread orders the lines and writes the Parquet files: the transaction commits after both
         inserting = _in_background(bulk.append, "baskets", rows, False, rebuild)
         try:
-            lines = collected if collected is not None else lines.collect()
+            frame = lines.collect()
             if "__start" in baskets.columns and appended.height == 0:
-                new_lines = _in_part_order(store, lines, baskets)
+                new_lines = _in_part_order(store, frame, baskets)
                 ordered = True
             else:
                 # each line's basket_key by its basket's number (`__b`): a gather, not a join on two text columns
                 key_of = pl.Series("basket_key", [None] * n_baskets, dtype=pl.Int64).scatter(
                     baskets["__b"], baskets["basket_key"]
                 )
-                new_lines = lines.with_columns(key_of.gather(lines["__b"]))
+                new_lines = frame.with_columns(key_of.gather(frame["__b"]))
                 new_lines = new_lines.filter(pl.col("basket_key").is_not_null()).select(columns)
         except BaseException:
             _settle(inserting)
