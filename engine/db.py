@@ -341,6 +341,11 @@ def _arrow_storage(table):  # noqa: ANN001, ANN202 - a pyarrow Table
     return pa.table(columns, names=table.column_names) if changed else table
 
 
+# the bulk session's SQLite page cache (KiB, as PRAGMA cache_size takes a negative number), and the
+# small one of an append that rebuilds the indexes (`BulkSession.append`)
+_BULK_CACHE_KIB = -524288
+_SPILL_CACHE_KIB = -4096
+
 # a :name placeholder (not PostgreSQL's ::type cast)
 _PLACEHOLDER = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -366,7 +371,7 @@ class BulkSession:
             self._cur.execute("PRAGMA foreign_keys=OFF")  # validated before loading
             # a large page cache keeps the baskets' indexes in memory while a bulk load
             # inserts into them in random key order
-            self._cur.execute("PRAGMA cache_size=-524288")
+            self._cur.execute(f"PRAGMA cache_size={_BULK_CACHE_KIB}")
             self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         else:
             import adbc_driver_postgresql.dbapi as driver
@@ -412,9 +417,16 @@ class BulkSession:
         indexes = self._secondary_indexes(table) if rebuild_indexes and self.sqlite and not temporary else []
         for name, _ in indexes:
             self._cur.execute(f'DROP INDEX "{name}"')
+        if indexes:
+            # rows given in key order (as the import gives baskets) into a table without its secondary
+            # indexes meet each page once: with a small cache SQLite writes the full pages to the WAL
+            # as it inserts, in this (the inserting) thread, instead of all of them at the commit
+            self._cur.execute(f"PRAGMA cache_size={_SPILL_CACHE_KIB}")
         self._cur.adbc_ingest(
             table, frame.rechunk().to_arrow(), mode="create_append" if temporary else "append", temporary=temporary
         )
+        if indexes:  # the large cache again: CREATE INDEX's sort holds as much in memory as the cache
+            self._cur.execute(f"PRAGMA cache_size={_BULK_CACHE_KIB}")
         for _, sql in indexes:
             self._cur.execute(sql)
 

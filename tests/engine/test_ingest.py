@@ -484,6 +484,44 @@ def test_interleaved_baskets_import_as_the_same_lines_grouped_by_basket(request,
     assert lines_a.filter(pl.col("basket_id") == "B000")["line_no"].to_list() == list(range(1, first.height + 1))
 
 
+@pytest.mark.parametrize("layout", ["grouped", "interleaved"])
+def test_new_baskets_carry_their_lines_checksum_timestamp_and_keys_in_unique_key_order(
+    request, db_url, tmp_path, layout
+):
+    """The baskets' rows (made from the file's frame while its lines are still being collected) agree
+    with the lines history holds: line_count and line_sum are `line_checksum` of them, ts is the
+    file's; keys are given in (store_id, basket_id) order, whatever order the file has."""
+    from engine.ingest import line_checksum
+
+    frame = _many_baskets(0)
+    if layout == "interleaved":  # the join path: no basket is one run of rows
+        frame = frame.with_columns(pl.int_range(pl.len()).over("basket_id").alias("i")).sort("i", maintain_order=True)
+    frame = frame.drop("i", strict=False).reverse() if layout == "grouped" else frame.drop("i")
+    more_customers = CUSTOMERS + "".join(f"C{i},,,,,,\n" for i in (3, 4, 5))
+    for kind, text in (("stores", STORES), ("customers", more_customers), ("products", PRODUCTS)):
+        import_file(db_url, kind, write(tmp_path, f"{kind}.csv", text))
+    frame.write_csv(tmp_path / "tx.csv")
+    import_file(db_url, "transactions", tmp_path / "tx.csv")
+    with connect(db_url).connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT basket_key, store_id, basket_id, CAST(ts AS TEXT), line_count, line_sum FROM baskets")
+        ).all()
+    baskets = pl.DataFrame(
+        rows, schema=["basket_key", "store_id", "basket_id", "ts", "line_count", "line_sum"], orient="row"
+    ).sort("basket_key")
+    assert baskets.height == 60
+    assert baskets.select("store_id", "basket_id").equals(baskets.select("store_id", "basket_id").sort(pl.all()))
+    held = lines(db_url)
+    for key, n, total in baskets.select("basket_key", "line_count", "line_sum").iter_rows():
+        mine = held.filter(pl.col("basket_key") == key)
+        assert (n, total) == line_checksum(
+            mine.select("product_key", "quantity", "amount_cents", "discount_cents").iter_rows()
+        )
+    stamps = frame.group_by("basket_id").agg(pl.col("timestamp").first())
+    got = baskets.select("basket_id", pl.col("ts").str.slice(0, 19).str.replace(" ", "T")).join(stamps, on="basket_id")
+    assert got.height == 60 and (got["ts"] == got["timestamp"]).all()
+
+
 def test_a_disagreeing_line_inside_its_basket_run_is_named(loaded, tmp_path):
     text = TRANSACTIONS.replace(
         "B1,C1,S01,2025-01-06T10:00:00,P2,2,6.98,\n", "B1,C1,S01,2025-01-06T10:00:01,P2,2,6.98,\n"
