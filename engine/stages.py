@@ -337,14 +337,16 @@ def _workers(settings: Settings, n: int) -> int:
     return max(1, min(n, settings.scale.workers or os.cpu_count() or 1))
 
 
-def _warm() -> None:
+def _warm() -> int:
     """A local worker's first task, sent as the pool starts: its imports, and the compiled renewal
-    survival loaded (numba: ~0.5 CPU s a process), while the driver fits the globals."""
+    survival loaded (numba: ~0.5 CPU s a process), while the driver fits the globals. Returns the
+    size of the worker's polars thread pool."""
     import numpy as np
 
     from cycles._betaprime import survivals
 
     survivals(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones(1))
+    return pl.thread_pool_size()
 
 
 @contextmanager
@@ -358,9 +360,24 @@ def _local_pool(settings: Settings, n: int) -> Iterator[ProcessPoolExecutor | No
     # spawn: a forked polars (its thread pool) can deadlock; each process reads its own Parquet files
     workers = _workers(settings, n)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for _ in range(workers):  # a process is spawned for each task no idle worker takes: all of them now
-            pool.submit(_warm)
+        # each worker's polars gets its share of the cores (read by polars at import, from the
+        # environment the process is spawned with): threads beyond it only wait and spin
+        with _environ(POLARS_MAX_THREADS=str(max(1, (os.cpu_count() or 1) // workers))):
+            for _ in range(workers):  # submit spawns a process for each task no idle worker takes: all now
+                pool.submit(_warm)
         yield pool
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """`values` set in this process's environment (those it does not set already), then removed."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def _run_local(
