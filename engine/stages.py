@@ -32,7 +32,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -232,12 +232,18 @@ def fit_globals(
     as_of: dt.date,
     window_days: int | None = None,
     with_value: bool = True,
+    pool: ProcessPoolExecutor | None = None,
 ) -> StageGlobals:
     """The ranker, purchase-cycle priors and volume cut points, fitted on the customer sample.
 
     `histories`: every partition's history (frames or Parquet paths); only the sample's lines are
-    read whole, of the others only customer_key.
+    read whole, of the others only customer_key. `pool`: the local workers (`_local_pool`), idle
+    until the partitions: the categories' prior fits go to them (the same fits, so the same priors).
     """
+    # the compiled survival (numba, ~0.5 CPU s to load) loads in a thread while polars reads the files
+    loading = ThreadPoolExecutor(max_workers=1)
+    loading.submit(_load_survival)
+    loading.shutdown(wait=False)
     model = settings.cycles.p_buy_model
     if model not in {"ranker", "renewal"}:
         raise ConfigError(f"cycles.p_buy_model must be 'ranker' or 'renewal', got {model!r}")
@@ -268,6 +274,7 @@ def fit_globals(
         window_days,
         params=settings.cycles,
         priors=None if ranker is None else ranker.renewal_priors_,
+        map_fn=None if pool is None else _pool_map(pool, _workers(settings, len(histories))),
     )
     return StageGlobals(globals_, ranker, settings, as_of, window_days, profile_start, value_start, with_value)
 
@@ -337,15 +344,30 @@ def _workers(settings: Settings, n: int) -> int:
     return max(1, min(n, settings.scale.workers or os.cpu_count() or 1))
 
 
-def _warm() -> int:
-    """A local worker's first task, sent as the pool starts: its imports, and the compiled renewal
-    survival loaded (numba: ~0.5 CPU s a process), while the driver fits the globals. Returns the
-    size of the worker's polars thread pool."""
+def _load_survival() -> None:
     import numpy as np
 
     from cycles._betaprime import survivals
 
     survivals(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones(1))
+
+
+def _pool_map(pool: ProcessPoolExecutor, workers: int) -> Callable[..., Iterator[Any]]:
+    """`pool.map` in a few chunks a worker (hundreds of small fits: one task each would cost more
+    in pickling than they take)."""
+
+    def map_fn(fn: Callable[..., Any], items: Iterable[Any]) -> Iterator[Any]:
+        items = list(items)
+        return pool.map(fn, items, chunksize=max(1, len(items) // (4 * workers)))
+
+    return map_fn
+
+
+def _warm() -> int:
+    """A local worker's first task, sent as the pool starts: its imports, and the compiled renewal
+    survival loaded (numba: ~0.5 CPU s a process), while the driver fits the globals. Returns the
+    size of the worker's polars thread pool."""
+    _load_survival()
     return pl.thread_pool_size()
 
 
@@ -515,7 +537,7 @@ def run_partitioned(
     parts = _customer_parts(customers, n)
     tasks = list(zip(sources, parts))
     with _local_pool(settings, n) as pool:
-        g = fit_globals(sources, settings, as_of, window_days, with_value)
+        g = fit_globals(sources, settings, as_of, window_days, with_value, pool)
         if progress:
             progress("profile globals", 1, 1)
         if settings.scale.executor == "dask":
@@ -908,7 +930,7 @@ def run_store_then(
             progress("partition files", 1, 1)
         tasks = list(zip(sources, _customer_parts(customers, n)))
         with _local_pool(settings, n) as pool:
-            g = fit_globals(sources, settings, as_of, window_days, True)
+            g = fit_globals(sources, settings, as_of, window_days, True, pool)
             if progress:
                 progress("profile globals", 1, 1)
             args = (tasks, g, then, extra, job, progress, label, prepare or (lambda v: v), str(scratch))
