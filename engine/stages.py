@@ -387,7 +387,13 @@ def _local_pool(settings: Settings, n: int) -> Iterator[ProcessPoolExecutor | No
         with _environ(POLARS_MAX_THREADS=str(max(1, (os.cpu_count() or 1) // workers))):
             for _ in range(workers):  # submit spawns a process for each task no idle worker takes: all now
                 pool.submit(_warm)
-        yield pool
+        try:
+            yield pool
+        except BrokenProcessPool:  # the stages say in which step; here: a worker lost during the globals' fits
+            raise StateError(
+                "a partition's process died (killed, or out of memory) while the globals were fitted; "
+                "nothing was written: run the command again"
+            ) from None
 
 
 @contextmanager
