@@ -352,13 +352,32 @@ def _load_survival() -> None:
     survivals(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones(1))
 
 
+def _map_chunk(fn: Callable[..., Any], items: list[Any]) -> list[Any]:
+    return [fn(item) for item in items]
+
+
 def _pool_map(pool: ProcessPoolExecutor, workers: int) -> Callable[..., Iterator[Any]]:
-    """`pool.map` in a few chunks a worker (hundreds of small fits: one task each would cost more
-    in pickling than they take)."""
+    """A ``map`` shared by the pool's workers and this process, results in order: the items go out in
+    a few chunks a worker (hundreds of small fits: one task each would cost more in pickling than they
+    take), and this process takes back, from the end, the chunks no worker has started (a worker
+    still starting, or a machine busy with other work, leaves this process fitting alone as before)."""
 
     def map_fn(fn: Callable[..., Any], items: Iterable[Any]) -> Iterator[Any]:
         items = list(items)
-        return pool.map(fn, items, chunksize=max(1, len(items) // (4 * workers)))
+        size = max(1, len(items) // (4 * workers))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        futures = [pool.submit(_map_chunk, fn, chunk) for chunk in chunks]
+
+        def results() -> Iterator[Any]:  # runs at the first result asked for
+            done: dict[int, list[Any]] = {}
+            for i in reversed(range(len(chunks))):
+                if not futures[i].cancel():  # chunks go to the workers in order: the earlier ones have too
+                    break
+                done[i] = _map_chunk(fn, chunks[i])
+            for i, future in enumerate(futures):
+                yield from done[i] if i in done else future.result()
+
+        return results()
 
     return map_fn
 
