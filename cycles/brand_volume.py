@@ -196,10 +196,10 @@ def product_attributes(history: pl.DataFrame) -> pl.DataFrame:
     A pass over every line: `cycles.profile.customer_profile` makes it once for `usual_products` and
     `cycles.occasions.category_codes` (whose table from it equals the one from the lines).
     """
+    # the first line of each product by index (one integer hash pass), not a unique carrying four columns
+    first = history["product_key"].arg_unique()
     return (
-        history.select("product_key", "category", "brand_type", "regular_price_cents")
-        .unique(subset="product_key", keep="first")
-        .sort("product_key")
+        history.select("product_key", "category", "brand_type", "regular_price_cents").gather(first).sort("product_key")
     )
 
 

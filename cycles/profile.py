@@ -10,7 +10,9 @@ history and the globals: 1, 4 or 64 partitions give the same frame.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -177,6 +179,7 @@ def profile_globals(
     *,
     params: ProfileParams | None = None,
     priors: pl.DataFrame | None = None,
+    map_fn: Callable[..., Iterable[Any]] | None = None,
 ) -> ProfileGlobals:
     """Fit the profile's global quantities on the line items of a customer sample.
 
@@ -188,6 +191,9 @@ def profile_globals(
     priors
         Category priors fitted elsewhere (the ranker's renewal priors); categories they lack
         are fitted on `sample`.
+    map_fn
+        The ``map`` the categories' prior fits go through (`PurchaseCycleEstimator`'s; e.g. a
+        process pool's); None = the builtin one. The priors are the same either way.
 
     Returns
     -------
@@ -199,7 +205,7 @@ def profile_globals(
     window_days = window_days or params.window_days
     products = product_attributes(sample)
     pairs = pair_occasions(sample, category_codes(products))
-    estimator = PurchaseCycleEstimator(priors=priors).fit(sample, observed_until=as_of, pairs=pairs)
+    estimator = PurchaseCycleEstimator(priors=priors, map_fn=map_fn).fit(sample, observed_until=as_of, pairs=pairs)
     if pairs.height:
         pooled_fit = PurchaseCycleEstimator().fit(
             sample, observed_until=as_of, pairs=pairs.with_columns(pl.lit(_POOLED).alias("category"))

@@ -26,6 +26,8 @@ Days are discrete: S is evaluated half a day early (a continuity correction).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -110,6 +112,18 @@ def _fit_dropout(n: np.ndarray, surv_open: np.ndarray) -> float:
     return float(res.x)
 
 
+def _fit_category(
+    task: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[float, float, float] | None],
+) -> tuple[float, float, float, float]:
+    """(k, a, b, pi) of one category from its pairs' (n_intervals, interval_sum_days, interval_logsum,
+    open days): (k, a, b) its own gamma-gamma fit (`kab` None) or `kab`; pi its drop-out fit."""
+    n, s_, lsum, u, kab = task
+    comp = n > 0
+    k, a, b = _fit_gamma_gamma(n[comp], s_[comp], lsum[comp]) if kab is None else kab
+    surv = predictive_survival(u - 0.5, k, a + n * k, b + s_)
+    return k, a, b, _fit_dropout(n, surv)
+
+
 class PurchaseCycleEstimator:
     """Next purchase of each customer x category, and its probability within a window.
 
@@ -124,6 +138,9 @@ class PurchaseCycleEstimator:
     priors
         Hyper-parameters fitted elsewhere (the `priors_` of another fit, e.g. on the first
         customer partition), used instead of fitting; categories missing from it are fitted.
+    map_fn
+        A ``map(function, items)`` the categories' fits go through (e.g. a process pool's: each
+        fit is the same function of the same arrays anywhere); None = the builtin ``map``.
 
     Attributes
     ----------
@@ -140,10 +157,17 @@ class PurchaseCycleEstimator:
     >>> est.predict(dt.date(2025, 7, 7), window_days=14).sort("p_buy_in_window")  # doctest: +SKIP
     """
 
-    def __init__(self, min_category_pairs: int = 30, max_fit_pairs: int = 5_000, priors: pl.DataFrame | None = None):
+    def __init__(
+        self,
+        min_category_pairs: int = 30,
+        max_fit_pairs: int = 5_000,
+        priors: pl.DataFrame | None = None,
+        map_fn: Callable[..., Iterable[Any]] | None = None,
+    ):
         self.min_category_pairs = min_category_pairs
         self.max_fit_pairs = max_fit_pairs
         self.priors = priors
+        self.map_fn = map_fn
 
     def fit(
         self, history: pl.DataFrame, observed_until: dt.date | None = None, pairs: pl.DataFrame | None = None
@@ -200,23 +224,22 @@ class PurchaseCycleEstimator:
         l_all = sample["interval_logsum"].to_numpy()
         u_all = sample["u"].to_numpy()
         has = n_all > 0
-        pooled = _fit_gamma_gamma(n_all[has], s_all[has], l_all[has]) if has.any() else None
         # the sample is sorted by category: slice numpy arrays per category, no frame per group
         cats = sample["category"]
         bounds = np.flatnonzero(np.r_[True, (cats[1:] != cats[:-1]).to_numpy(), True]) if len(cats) else np.array([0])
+        tasks = [(n_all[lo:hi], s_all[lo:hi], l_all[lo:hi], u_all[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        # a category with enough pairs fits its own (k, a, b) (through `map_fn`: a pool's processes may
+        # fit them while the pooled fit runs here); the others take the pooled fit's
+        counts = [int((t[0] > 0).sum()) for t in tasks]  # pairs with a complete interval
+        own = [c >= self.min_category_pairs or (c > 0 and not has.any()) for c in counts]
+        fits = iter((self.map_fn or map)(_fit_category, [(*t, None) for t, o in zip(tasks, own) if o]))
+        pooled = _fit_gamma_gamma(n_all[has], s_all[has], l_all[has]) if has.any() else None
+        # nothing to learn from anywhere: a 30-day exponential guess
+        fallback = pooled if pooled is not None else (1.0, 2.0, 30.0)
         rows = []
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            n, s_, lsum, u = n_all[lo:hi], s_all[lo:hi], l_all[lo:hi], u_all[lo:hi]
-            comp = n > 0
-            if comp.sum() >= self.min_category_pairs or (pooled is None and comp.any()):
-                k, a, b = _fit_gamma_gamma(n[comp], s_[comp], lsum[comp])
-            elif pooled is not None:
-                k, a, b = pooled
-            else:
-                k, a, b = 1.0, 2.0, 30.0  # nothing to learn from anywhere: a 30-day exponential guess
-            surv = predictive_survival(u - 0.5, k, a + n * k, b + s_)
-            pi = _fit_dropout(n, surv)
-            rows.append({"category": cats[int(lo)], "k": k, "a": a, "b": b, "pi": pi, "fit_pairs": int(comp.sum())})
+        for lo, t, o, c in zip(bounds[:-1], tasks, own, counts):
+            k, a, b, pi = next(fits) if o else _fit_category((*t, fallback))
+            rows.append({"category": cats[int(lo)], "k": k, "a": a, "b": b, "pi": pi, "fit_pairs": c})
         fitted = pl.DataFrame(rows, schema=given.schema) if rows else given.clear()
         return pl.concat([given.select(fitted.columns), fitted]).sort("category")
 

@@ -32,8 +32,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -213,17 +213,17 @@ def _compact(result: Any) -> Any:
     return result
 
 
-def _keys_in(history: History, in_window: pl.Expr, as_of: dt.date, start: dt.date) -> pl.DataFrame:
+def _keys_in(history: History, in_window: pl.Expr, as_of: dt.date, start: dt.date) -> pl.LazyFrame:
     if isinstance(history, StoreSource):
-        return _compact(history.customer_keys(as_of, start).unique().to_frame())
-    return _compact(_lazy(history).filter(in_window).select("customer_key").unique().collect())
+        return _compact(history.customer_keys(as_of, start).unique().to_frame()).lazy()
+    return _lazy(history).filter(in_window).select("customer_key").unique()
 
 
-def _lines_of(history: History, keys: pl.Series, in_window: pl.Expr) -> pl.DataFrame:
+def _lines_of(history: History, keys: pl.Series, in_window: pl.Expr) -> pl.LazyFrame:
     """The lines of customers `keys` in the window: of a store partition, only theirs are read."""
     if isinstance(history, StoreSource):
-        return history.history(keys).filter(in_window)
-    return _lazy(history).filter(in_window & pl.col("customer_key").is_in(keys.implode())).collect()
+        return history.history(keys).filter(in_window).lazy()
+    return _lazy(history).filter(in_window & pl.col("customer_key").is_in(keys.implode()))
 
 
 def fit_globals(
@@ -232,22 +232,31 @@ def fit_globals(
     as_of: dt.date,
     window_days: int | None = None,
     with_value: bool = True,
+    pool: ProcessPoolExecutor | None = None,
 ) -> StageGlobals:
     """The ranker, purchase-cycle priors and volume cut points, fitted on the customer sample.
 
     `histories`: every partition's history (frames or Parquet paths); only the sample's lines are
-    read whole, of the others only customer_key.
+    read whole, of the others only customer_key. `pool`: the local workers (`_local_pool`), idle
+    until the partitions: the categories' prior fits go to them (the same fits, so the same priors).
     """
+    # the compiled survival (numba, ~0.5 CPU s to load) loads in a thread while polars reads the files
+    loading = ThreadPoolExecutor(max_workers=1)
+    loading.submit(_load_survival)
+    loading.shutdown(wait=False)
     model = settings.cycles.p_buy_model
     if model not in {"ranker", "renewal"}:
         raise ConfigError(f"cycles.p_buy_model must be 'ranker' or 'renewal', got {model!r}")
     window_days, profile_start, value_start = _window(settings, as_of, window_days)
     in_window = (pl.col("day") < as_of) & (pl.col("day") >= profile_start)
-    keys = pl.concat([_keys_in(h, in_window, as_of, profile_start) for h in histories]).to_series()
+    # every partition's files at once (`pl.collect_all`: one query after the other left cores idle)
+    keys = pl.concat(
+        [_compact(k) for k in pl.collect_all([_keys_in(h, in_window, as_of, profile_start) for h in histories])]
+    ).to_series()
     sample_keys = sample_customers(keys, settings.scale.sample_customers)
-    sample = pl.concat([_lines_of(h, sample_keys, in_window) for h in histories], how="vertical_relaxed").sort(
-        "customer_key", "day", maintain_order=True
-    )
+    sample = pl.concat(
+        pl.collect_all([_lines_of(h, sample_keys, in_window) for h in histories]), how="vertical_relaxed"
+    ).sort("customer_key", "day", maintain_order=True)
     ranker = None
     if model == "ranker" and sample.height:
         cpus = os.cpu_count() or 1
@@ -265,6 +274,7 @@ def fit_globals(
         window_days,
         params=settings.cycles,
         priors=None if ranker is None else ranker.renewal_priors_,
+        map_fn=None if pool is None else _pool_map(pool, _workers(settings, len(histories))),
     )
     return StageGlobals(globals_, ranker, settings, as_of, window_days, profile_start, value_start, with_value)
 
@@ -334,32 +344,114 @@ def _workers(settings: Settings, n: int) -> int:
     return max(1, min(n, settings.scale.workers or os.cpu_count() or 1))
 
 
-def _run_local(
-    tasks: list[tuple[History, pl.DataFrame | None]], g: StageGlobals, progress: Progress | None
-) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
-    if len(tasks) == 1:
-        out = [partition_stage(tasks[0][0], tasks[0][1], g)]
-        if progress:
-            progress("profile partitions", 1, 1)
-        return out
+def _load_survival() -> None:
+    import numpy as np
+
+    from cycles._betaprime import survivals
+
+    survivals(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones(1))
+
+
+def _map_chunk(fn: Callable[..., Any], items: list[Any]) -> list[Any]:
+    return [fn(item) for item in items]
+
+
+def _pool_map(pool: ProcessPoolExecutor, workers: int) -> Callable[..., Iterator[Any]]:
+    """A ``map`` shared by the pool's workers and this process, results in order: the items go out in
+    a few chunks a worker (hundreds of small fits: one task each would cost more in pickling than they
+    take), and this process takes back, from the end, the chunks no worker has started (a worker
+    still starting, or a machine busy with other work, leaves this process fitting alone as before)."""
+
+    def map_fn(fn: Callable[..., Any], items: Iterable[Any]) -> Iterator[Any]:
+        items = list(items)
+        size = max(1, len(items) // (4 * workers))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        futures = [pool.submit(_map_chunk, fn, chunk) for chunk in chunks]
+
+        def results() -> Iterator[Any]:  # runs at the first result asked for
+            done: dict[int, list[Any]] = {}
+            for i in reversed(range(len(chunks))):
+                if not futures[i].cancel():  # chunks go to the workers in order: the earlier ones have too
+                    break
+                done[i] = _map_chunk(fn, chunks[i])
+            for i, future in enumerate(futures):
+                yield from done[i] if i in done else future.result()
+
+        return results()
+
+    return map_fn
+
+
+def _warm() -> int:
+    """A local worker's first task, sent as the pool starts: its imports, and the compiled renewal
+    survival loaded (numba: ~0.5 CPU s a process), while the driver fits the globals. Returns the
+    size of the worker's polars thread pool."""
+    _load_survival()
+    return pl.thread_pool_size()
+
+
+@contextmanager
+def _local_pool(settings: Settings, n: int) -> Iterator[ProcessPoolExecutor | None]:
+    """The local executor's process pool for n partitions, its workers started at once (`_warm`: each
+    imports while this process fits the globals, ~1.4 CPU s a worker that was serial before the
+    partitions); None for one partition (it runs here) or the dask executor."""
+    if settings.scale.executor == "dask" or n == 1:
+        yield None
+        return
     # spawn: a forked polars (its thread pool) can deadlock; each process reads its own Parquet files
-    ctx = multiprocessing.get_context("spawn")
-    results: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    workers = _workers(settings, n)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # each worker's polars gets its share of the cores (read by polars at import, from the
+        # environment the process is spawned with): threads beyond it only wait and spin
+        with _environ(POLARS_MAX_THREADS=str(max(1, (os.cpu_count() or 1) // workers))):
+            for _ in range(workers):  # submit spawns a process for each task no idle worker takes: all now
+                pool.submit(_warm)
+        try:
+            yield pool
+        except BrokenProcessPool:  # the stages say in which step; here: a worker lost during the globals' fits
+            raise StateError(
+                "a partition's process died (killed, or out of memory) while the globals were fitted; "
+                "nothing was written: run the command again"
+            ) from None
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """`values` set in this process's environment (those it does not set already), then removed."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
     try:
-        with ProcessPoolExecutor(max_workers=_workers(g.settings, len(tasks)), mp_context=ctx) as pool:
-            scratch = tempfile.mkdtemp(prefix="listwise-stages-", dir=os.environ.get("LISTWISE_SCRATCH") or None)
-            try:
-                for i, paths in enumerate(pool.map(_stage_at, [(h, c, g, scratch) for h, c in tasks])):
-                    results.append(_read_stage(paths))
-                    if progress:
-                        progress("profile partitions", i + 1, len(tasks))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _run_local(
+    tasks: list[tuple[History, pl.DataFrame | None]],
+    g: StageGlobals,
+    progress: Progress | None,
+    pool: ProcessPoolExecutor | None = None,
+) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+    if len(tasks) == 1 or pool is None:
+        out = [partition_stage(h, c, g) for h, c in tasks]
+        if progress:
+            progress("profile partitions", len(tasks), len(tasks))
+        return out
+    results: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    scratch = tempfile.mkdtemp(prefix="listwise-stages-", dir=os.environ.get("LISTWISE_SCRATCH") or None)
+    try:
+        for i, paths in enumerate(pool.map(_stage_at, [(h, c, g, scratch) for h, c in tasks])):
+            results.append(_read_stage(paths))
+            if progress:
+                progress("profile partitions", i + 1, len(tasks))
     except BrokenProcessPool:
         raise StateError(
             f"a partition's process died (killed, or out of memory) after {len(results)} of {len(tasks)} partitions; "
             "nothing was written: run the command again (more --partitions need less memory each)"
         ) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return results
 
 
@@ -467,23 +559,27 @@ def run_partitioned(
     nothing but the sample's lines and the results pass through this process.
     """
     n = len(sources)
-    executor = settings.scale.executor
-    g = fit_globals(sources, settings, as_of, window_days, with_value)
-    if progress:
-        progress("profile globals", 1, 1)
     parts = _customer_parts(customers, n)
     tasks = list(zip(sources, parts))
-    run: Callable[..., list[tuple[pl.DataFrame, pl.DataFrame]]] = _run_dask if executor == "dask" else _run_local
-    results = run(tasks, g, progress)
+    with _local_pool(settings, n) as pool:
+        g = fit_globals(sources, settings, as_of, window_days, with_value, pool)
+        if progress:
+            progress("profile globals", 1, 1)
+        if settings.scale.executor == "dask":
+            results = _run_dask(tasks, g, progress)
+        else:
+            results = _run_local(tasks, g, progress, pool)
     # each partition's rows are sorted by customer_key, category and a customer is in one partition
-    # only: a stable sort on the integer key gives the same order as sorting on both (a third of the CPU)
-    profile = pl.concat([r[0] for r in results]).sort("customer_key", maintain_order=True)
-    if not with_value:
-        return profile, None
-    value = score_value(pl.concat([r[1] for r in results], how="vertical_relaxed"), as_of, settings.value)
-    if progress:
-        progress("customer value", 1, 1)
-    return profile, value
+    # only: a stable sort on the integer key gives the same order as sorting on both (a third of the CPU);
+    # in a thread (polars lets go of the GIL) while the value's models are fitted here
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        profile = thread.submit(lambda: pl.concat([r[0] for r in results]).sort("customer_key", maintain_order=True))
+        if not with_value:
+            return profile.result(), None
+        value = score_value(pl.concat([r[1] for r in results], how="vertical_relaxed"), as_of, settings.value)
+        if progress:
+            progress("customer value", 1, 1)
+        return profile.result(), value
 
 
 @contextmanager
@@ -729,6 +825,7 @@ def _then_local(
     label: str,
     prepare: Callable[[pl.DataFrame], pl.DataFrame],
     scratch: str,
+    pool: ProcessPoolExecutor | None = None,
 ) -> tuple[pl.DataFrame, list[tuple[pl.LazyFrame, ...]]]:
     n, s = len(tasks), g.settings
     if n == 1:
@@ -740,29 +837,27 @@ def _then_local(
         if progress:
             progress(label, 1, 1)
         return value, [tuple(frame.lazy() for frame in out)]
-    ctx = multiprocessing.get_context("spawn")
     results: list[tuple[pl.LazyFrame, ...]] = []
     step = "profile"
     try:
-        with ProcessPoolExecutor(max_workers=_workers(s, n), mp_context=ctx) as pool:
-            profiles, parts = [], []
-            for i, (profile_path, value_path) in enumerate(pool.map(_stage_at, [(*t, g, scratch) for t in tasks])):
-                profiles.append(profile_path)
-                parts.append(_from_files((value_path,))[0])
-                if progress:
-                    progress("profile partitions", i + 1, n)
-            value = score_value(pl.concat(parts, how="vertical_relaxed"), g.as_of, s.value)
-            del parts
+        profiles, parts = [], []
+        for i, (profile_path, value_path) in enumerate(pool.map(_stage_at, [(*t, g, scratch) for t in tasks])):
+            profiles.append(profile_path)
+            parts.append(_from_files((value_path,))[0])
             if progress:
-                progress("customer value", 1, 1)
-            step = label
-            ready = prepare(value)
-            calls = [(path, _slice(ready, n, p), then, extra[p], job, scratch) for p, path in enumerate(profiles)]
-            del ready
-            for i, paths in enumerate(pool.map(_then_at, calls)):
-                results.append(tuple(pl.scan_ipc(path) for path in paths))
-                if progress:
-                    progress(label, i + 1, n)
+                progress("profile partitions", i + 1, n)
+        value = score_value(pl.concat(parts, how="vertical_relaxed"), g.as_of, s.value)
+        del parts
+        if progress:
+            progress("customer value", 1, 1)
+        step = label
+        ready = prepare(value)
+        calls = [(path, _slice(ready, n, p), then, extra[p], job, scratch) for p, path in enumerate(profiles)]
+        del ready
+        for i, paths in enumerate(pool.map(_then_at, calls)):
+            results.append(tuple(pl.scan_ipc(path) for path in paths))
+            if progress:
+                progress(label, i + 1, n)
     except BrokenProcessPool:
         raise StateError(
             f"a partition's process died (killed, or out of memory) in the {step} step; "
@@ -858,12 +953,14 @@ def run_store_then(
             raise StateError(f"no purchase history before {as_of} (import transactions first)")
         if progress:
             progress("partition files", 1, 1)
-        g = fit_globals(sources, settings, as_of, window_days, True)
-        if progress:
-            progress("profile globals", 1, 1)
-        parts = _customer_parts(customers, n)
-        tasks = list(zip(sources, parts))
-        two = _then_dask if settings.scale.executor == "dask" else _then_local
-        return two(tasks, g, then, extra, job, progress, label, prepare or (lambda v: v), str(scratch))
+        tasks = list(zip(sources, _customer_parts(customers, n)))
+        with _local_pool(settings, n) as pool:
+            g = fit_globals(sources, settings, as_of, window_days, True, pool)
+            if progress:
+                progress("profile globals", 1, 1)
+            args = (tasks, g, then, extra, job, progress, label, prepare or (lambda v: v), str(scratch))
+            if settings.scale.executor == "dask":
+                return _then_dask(*args)
+            return _then_local(*args, pool)
 
     return _fresh(run)

@@ -104,3 +104,27 @@ def test_value_scored_over_partitions_is_the_one_pass_value(planted_history):
     ]
     assert_frame_equal(score_value(pl.concat(parts), as_of), whole, check_exact=True)
     assert whole["abc_class"].n_unique() == 3 and whole["r_score"].n_unique() == 5
+
+
+def test_priors_fitted_through_a_process_pool_are_the_priors_fitted_here(planted_history):
+    """`map_fn`: the categories' fits in other processes (as the batch's local workers fit them) give
+    the same priors, bit for bit, and every category with enough pairs went through it."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from cycles.purchase_cycle import PurchaseCycleEstimator
+
+    as_of = planted_history["day"].max() + dt.timedelta(days=1)
+    here = PurchaseCycleEstimator().fit(planted_history, observed_until=as_of).priors_
+    sent = []
+
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+
+        def map_fn(fn, items):
+            items = list(items)
+            sent.extend(items)
+            return pool.map(fn, items, chunksize=3)
+
+        there = PurchaseCycleEstimator(map_fn=map_fn).fit(planted_history, observed_until=as_of).priors_
+    assert_frame_equal(there, here, check_exact=True)
+    assert len(sent) == here.filter(pl.col("fit_pairs") >= 30).height > 5

@@ -291,3 +291,20 @@ def test_the_batchs_sums_over_lines_add_up_over_the_stores_partitions(chain_url,
     assert_frame_equal(prices_from_counts(counts), history_prices(lines, AS_OF, 60))
     before = dict(partition_totals(source, w)[0].iter_rows())
     assert dict(got_spend.iter_rows())[keys[0]] == before[keys[0]] + 12_845
+
+
+def test_the_globals_map_gives_every_result_in_order_whoever_computes_it():
+    """`engine.stages._pool_map` (the priors' category fits): chunks the workers have not started come
+    back to this process; the results are in item order either way."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from engine.stages import _pool_map
+
+    items, expected = list(range(-40, 0)), list(range(40, 0, -1))
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        busy = pool.submit(time.sleep, 2)  # the one worker busy: this process takes back what it can
+        assert list(_pool_map(pool, 1)(abs, items)) == expected
+        busy.result()
+        assert list(_pool_map(pool, 1)(abs, items)) == expected  # an idle worker takes its share
