@@ -30,7 +30,10 @@ import datetime as dt
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -370,12 +373,16 @@ def _pool_map(pool: ProcessPoolExecutor, workers: int) -> Callable[..., Iterator
 
         def results() -> Iterator[Any]:  # runs at the first result asked for
             done: dict[int, list[Any]] = {}
-            for i in reversed(range(len(chunks))):
-                if not futures[i].cancel():  # chunks go to the workers in order: the earlier ones have too
-                    break
-                done[i] = _map_chunk(fn, chunks[i])
-            for i, future in enumerate(futures):
-                yield from done[i] if i in done else future.result()
+            try:
+                for i in reversed(range(len(chunks))):
+                    if not futures[i].cancel():  # chunks go to the workers in order: the earlier ones have too
+                        break
+                    done[i] = _map_chunk(fn, chunks[i])
+                for i, future in enumerate(futures):
+                    yield from done[i] if i in done else future.result()
+            finally:  # a fit that failed here or there: the chunks no worker has started are not fitted
+                for future in futures:
+                    future.cancel()
 
         return results()
 
@@ -400,19 +407,61 @@ def _local_pool(settings: Settings, n: int) -> Iterator[ProcessPoolExecutor | No
         return
     # spawn: a forked polars (its thread pool) can deadlock; each process reads its own Parquet files
     workers = _workers(settings, n)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_start,
+        initargs=(os.getpid(),),
+    )
+    try:
         # each worker's polars gets its share of the cores (read by polars at import, from the
         # environment the process is spawned with): threads beyond it only wait and spin
         with _environ(POLARS_MAX_THREADS=str(max(1, (os.cpu_count() or 1) // workers))):
             for _ in range(workers):  # submit spawns a process for each task no idle worker takes: all now
                 pool.submit(_warm)
-        try:
-            yield pool
-        except BrokenProcessPool:  # the stages say in which step; here: a worker lost during the globals' fits
-            raise StateError(
-                "a partition's process died (killed, or out of memory) while the globals were fitted; "
-                "nothing was written: run the command again"
-            ) from None
+        yield pool
+    except BrokenProcessPool:  # the stages say in which step; here: a worker lost during the globals' fits
+        _stop(pool)
+        raise StateError(
+            "a partition's process died (killed, or out of memory) while the globals were fitted; "
+            "nothing was written: run the command again"
+        ) from None
+    except BaseException:
+        # an error, Ctrl-C: the workers' tasks are of no use now (the pool's shutdown would wait for
+        # the running ones to end)
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """The pool's workers ended now, their queued tasks dropped."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # not public: None = nothing to kill
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(10)
+
+
+_PARENT_POLL_S = 0.5
+
+
+def _worker_start(parent: int) -> None:
+    """A local worker's start: Ctrl-C (a terminal sends it to the whole process group) ends the
+    worker at once and quietly, as the signal's default (Python's KeyboardInterrupt printed a
+    traceback from each idle worker; ignoring it left the command waiting for a running stage, its
+    main thread woken only by a result), and the command reports it in one line; and the worker ends
+    when the command's process is gone (kill -9, the OOM killer: idle workers waited on the pool's
+    queue for ever)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="listwise-parent-watch", daemon=True).start()
 
 
 @contextmanager
