@@ -425,7 +425,9 @@ def compact(db: Gateway, max_parts: int = 1, imports: list[int] | None = None) -
             old = files.filter(pl.col("bucket").eq_missing(bucket))
             paths = [store.path(f) for f in old["file_name"]]
             lines = pl.scan_parquet([str(p) for p in paths], hive_partitioning=False).collect()
-            part = lines.select(list(PART_SCHEMA)).sort(_SORT)
+            # in file_name order, an import's files are its imports' order: for imports in time order a
+            # stable sort by customer is the order (checked; else the full sort)
+            part = _in_history_order(lines.select(list(PART_SCHEMA)))
             name = f"{_directory(bucket)}/c{secrets.token_hex(6)}.parquet"
             _write_file(store.path(name), part)
             _sync_dirs([store.path(name)])
