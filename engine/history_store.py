@@ -218,8 +218,9 @@ def write_parts(
     if runs["value"].n_unique() != runs.height:  # two slices of one bucket would write one file name twice
         raise CodeError(f"write_parts: lines of a bucket are not together (ordered={ordered})")
     starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
+    body = frame.drop("__bucket")  # once: a drop of each slice was 0.25 ms (an 11-file import: 704 slices)
     groups = [
-        (bucket, frame.slice(start, n).drop("__bucket"))
+        (bucket, body.slice(start, n))
         for bucket, start, n in zip(runs["value"].to_list(), starts, runs["len"].to_list())
     ]
 
@@ -433,9 +434,11 @@ def compact(
         if imports is not None:
             files = files.filter(pl.col("import_id").is_in(imports))
         crowded = files.group_by("bucket").agg(pl.len().alias("n")).filter(pl.col("n") > max_parts)
+        # each bucket's files (in file_name order) by one split, not a filter of the manifest a bucket
+        of_bucket = {key[0]: group for key, group in files.partition_by("bucket", as_dict=True).items()}
 
         def merge(bucket: int | None) -> tuple[pl.DataFrame, list[Path], dict]:
-            old = files.filter(pl.col("bucket").eq_missing(bucket))
+            old = of_bucket[bucket]
             paths = [store.path(f) for f in old["file_name"]]
             if held is not None and all(f in held for f in old["file_name"]):
                 lines = pl.concat([held[f] for f in old["file_name"]])  # the files' lines, in file order
