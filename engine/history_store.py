@@ -190,7 +190,12 @@ def _sync_dirs(paths: list[Path]) -> None:
 
 
 def write_parts(
-    store: HistoryStore, lines: pl.DataFrame, prefix: str, import_id: int | None, ordered: bool = False
+    store: HistoryStore,
+    lines: pl.DataFrame,
+    prefix: str,
+    import_id: int | None,
+    ordered: bool = False,
+    written: dict[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Write `lines` (PART_SCHEMA's columns) as one part file per bucket; their manifest rows.
 
@@ -200,6 +205,7 @@ def write_parts(
 
     Named ``bucket=NN/<prefix>-<random tag>.parquet``: unique, so a re-run after a kill never
     meets its predecessor's orphans. Returns MANIFEST_SCHEMA rows (not yet recorded: `record_parts`).
+    `written`: each file's lines are put in it by file_name too (for `compact`'s `held`).
     """
     if lines.height == 0:
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
@@ -212,8 +218,9 @@ def write_parts(
     if runs["value"].n_unique() != runs.height:  # two slices of one bucket would write one file name twice
         raise CodeError(f"write_parts: lines of a bucket are not together (ordered={ordered})")
     starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
+    body = frame.drop("__bucket")  # once: a drop of each slice was 0.25 ms (an 11-file import: 704 slices)
     groups = [
-        (bucket, frame.slice(start, n).drop("__bucket"))
+        (bucket, body.slice(start, n))
         for bucket, start, n in zip(runs["value"].to_list(), starts, runs["len"].to_list())
     ]
 
@@ -237,6 +244,8 @@ def write_parts(
     # polars' writer releases the GIL: a few files at once
     with ThreadPoolExecutor(max_workers=4) as pool:
         rows = list(pool.map(write, groups))
+    if written is not None:
+        written.update((row["file_name"], part) for row, (_, part) in zip(rows, groups))
     fault_point("after-parquet")
     return pl.DataFrame(rows, schema=MANIFEST_SCHEMA)
 
@@ -398,11 +407,16 @@ def crowded(db: Gateway, max_parts: int) -> bool:
     return bool(found["n"][0])
 
 
-def compact(db: Gateway, max_parts: int = 1, imports: list[int] | None = None) -> Compacted:
+def compact(
+    db: Gateway, max_parts: int = 1, imports: list[int] | None = None, held: dict[str, pl.DataFrame] | None = None
+) -> Compacted:
     """Rewrite each bucket with more than `max_parts` part files as one file, in one transaction.
 
     `imports`: only the part files these imports wrote are merged (an import of many files
-    leaves one file a bucket, not one per file, without rewriting older history).
+    leaves one file a bucket, not one per file, without rewriting older history). `held`: the
+    lines of part files the caller still holds (`write_parts`' `written`), by file_name: a bucket
+    whose files are all there is merged from them, not read back (an import of 11 files: 704
+    small files, ~0.25 s of CPU).
 
     The new files are written under the store's lock, then one transaction swaps the manifest
     rows (old out, new in); the old files are deleted after it commits. Files no manifest row
@@ -420,12 +434,19 @@ def compact(db: Gateway, max_parts: int = 1, imports: list[int] | None = None) -
         if imports is not None:
             files = files.filter(pl.col("import_id").is_in(imports))
         crowded = files.group_by("bucket").agg(pl.len().alias("n")).filter(pl.col("n") > max_parts)
+        # each bucket's files (in file_name order) by one split, not a filter of the manifest a bucket
+        of_bucket = {key[0]: group for key, group in files.partition_by("bucket", as_dict=True).items()}
 
         def merge(bucket: int | None) -> tuple[pl.DataFrame, list[Path], dict]:
-            old = files.filter(pl.col("bucket").eq_missing(bucket))
+            old = of_bucket[bucket]
             paths = [store.path(f) for f in old["file_name"]]
-            lines = pl.scan_parquet([str(p) for p in paths], hive_partitioning=False).collect()
-            part = lines.select(list(PART_SCHEMA)).sort(_SORT)
+            if held is not None and all(f in held for f in old["file_name"]):
+                lines = pl.concat([held[f] for f in old["file_name"]])  # the files' lines, in file order
+            else:
+                lines = pl.scan_parquet([str(p) for p in paths], hive_partitioning=False).collect()
+            # in file_name order, an import's files are its imports' order: for imports in time order a
+            # stable sort by customer is the order (checked; else the full sort)
+            part = _in_history_order(lines.select(list(PART_SCHEMA)))
             name = f"{_directory(bucket)}/c{secrets.token_hex(6)}.parquet"
             _write_file(store.path(name), part)
             _sync_dirs([store.path(name)])

@@ -122,6 +122,57 @@ def test_an_import_compacts_a_bucket_with_more_parts_than_the_setting(chain, tmp
         assert every_line(db).equals(lines)
 
 
+def test_an_import_of_several_files_merges_the_lines_it_holds_as_those_it_reads_back(
+    request, db_url, tmp_path, monkeypatch
+):
+    """`import_files` keeps its part files' lines for its compaction (`compact`'s `held`): the same
+    files' contents as a compaction that reads them back (`_KEPT_LINES` 0), the split basket too."""
+    import engine.ingest as ingest
+    from tests.conftest import fresh_database
+
+    def imported(url, directory):
+        for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
+            import_file(url, kind, write(directory, f"{kind}.csv", text))
+        files = [
+            write(directory, "a.csv", _tx(0, 60, 6)),
+            write(directory, "b.csv", _tx(60, 120, 7) + "B59,C20,S01,2025-01-06T10:59:00,P1,3,17.97,0\n"),
+            write(directory, "c.csv", _tx(120, 180, 8)),
+        ]
+        import_files(url, "transactions", files)
+        with Gateway(url) as db:
+            files = manifest(db, anon=True)
+            assert files.group_by("bucket").len()["len"].max() == 1
+            parts = {
+                b: read_parts([str(db.history_store().path(f))]) for b, f in files.select("bucket", "file_name").rows()
+            }
+            return parts, every_line(db)
+
+    held = imported(db_url, tmp_path)
+    monkeypatch.setattr(ingest, "_KEPT_LINES", 0)
+    other_dir = tmp_path / "read_back"
+    other_dir.mkdir()
+    read_back = imported(
+        fresh_database(request, other_dir, "sqlite" if db_url.startswith("sqlite") else "postgres"), other_dir
+    )
+    assert held[0].keys() == read_back[0].keys()
+    assert all(held[0][b].equals(read_back[0][b]) for b in held[0])
+    assert held[1].equals(read_back[1])
+
+
+def test_compaction_merges_held_lines_without_opening_their_files(chain):
+    from engine.history_store import compact
+
+    with Gateway(chain) as db:
+        lines, files = every_line(db), manifest(db, anon=True)
+        root = db.history_store().root
+        held = {f: read_parts([str(root / f)]) for f in files["file_name"]}
+        for f in files["file_name"]:
+            (root / f).unlink()  # only the held lines can give them now
+        done = compact(db, max_parts=1, held=held)
+        assert done.files_before == files.height and done.files_after == files["bucket"].n_unique()
+        assert every_line(db).equals(lines)
+
+
 def test_the_buckets_are_fixed_when_the_database_is_created(tmp_path):
     engine = connect(f"sqlite:///{tmp_path / 'b.db'}")
     init_schema(engine, buckets=16)

@@ -83,6 +83,38 @@ def test_reimporting_the_same_transactions_changes_nothing(loaded, tmp_path):
     assert counts(loaded) == before
 
 
+def test_padded_values_import_as_the_clean_ones(request, loaded, tmp_path):
+    """Spaces, a tab and a no-break space around values are stripped; text without any is taken as
+    it is (`engine.ingest._text_bytes` decides per column, from the bytes)."""
+    padded = TRANSACTIONS.replace("B1,C1,S01", " B1,C1 ,S01\t").replace("P2,-1", "\u00a0P2,-1 ")
+    import_file(loaded, "transactions", write(tmp_path, "padded.csv", padded))
+    other_dir = tmp_path / "clean"
+    other_dir.mkdir()
+    other = fresh_database(request, other_dir, "sqlite" if loaded.startswith("sqlite") else "postgres")
+    for kind, text in (("stores", STORES), ("customers", CUSTOMERS), ("products", PRODUCTS)):
+        import_file(other, kind, write(other_dir, f"{kind}.csv", text))
+    import_file(other, "transactions", write(other_dir, "clean.csv", TRANSACTIONS))
+    assert lines(loaded).equals(lines(other))
+    sql = "SELECT store_id, basket_id, customer_key, line_count, line_sum FROM baskets ORDER BY basket_key"
+    with connect(loaded).connect() as a, connect(other).connect() as b:
+        assert a.execute(sa.text(sql)).all() == b.execute(sa.text(sql)).all()
+
+
+def test_text_bytes_says_where_a_strip_or_a_nul_check_is_needed():
+    from engine.ingest import _text_bytes
+
+    def facts(values):
+        return _text_bytes(pl.Series(values, dtype=pl.String))
+
+    assert facts(["B1", None, "", "a longer value than twelve bytes"]) == (False, False)
+    assert facts([]) == facts([None]) == (False, False)
+    for padded in (" B1", "B1 ", "\tB1", "B1\r", "\u00a0B1", "B1\u3000", "x" * 30 + " "):
+        assert facts(["B2", padded]) == (True, False), padded
+    assert facts(["B2", "a\x00b"]) == (False, True)
+    assert facts(pl.Series([" a", "b", "c"]).slice(1)) == (False, False)  # a slice: its own values only
+    assert _text_bytes(pl.concat([pl.Series(["a"]), pl.Series([" b"])], rechunk=False)) == (True, False)
+
+
 def test_parquet_imports_like_csv(loaded, tmp_path):
     frame = pl.read_csv(write(tmp_path, "tx.csv", TRANSACTIONS), infer_schema=False)
     frame.write_parquet(tmp_path / "tx.parquet")
