@@ -32,17 +32,22 @@ def _tx(first: int, last: int, day: int) -> str:
     return HEADER + "".join(rows)
 
 
+def _import_sample(url: str, directory, **options) -> None:
+    """The dimensions and three transactions files (one basket split across two of them), `import_files(**options)`."""
+    for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
+        import_file(url, kind, write(directory, f"{kind}.csv", text))
+    files = [
+        write(directory, "a.csv", _tx(0, 60, 6)),
+        write(directory, "b.csv", _tx(60, 120, 7) + "B59,C20,S01,2025-01-06T10:59:00,P1,3,17.97,0\n"),
+        write(directory, "c.csv", _tx(120, 180, 8)),
+    ]
+    import_files(url, "transactions", files, **options)
+
+
 @pytest.fixture
 def chain(db_url, tmp_path):
     """20 customers, three transactions files imported (one basket split across two of them)."""
-    for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
-        import_file(db_url, kind, write(tmp_path, f"{kind}.csv", text))
-    files = [
-        write(tmp_path, "a.csv", _tx(0, 60, 6)),
-        write(tmp_path, "b.csv", _tx(60, 120, 7) + "B59,C20,S01,2025-01-06T10:59:00,P1,3,17.97,0\n"),
-        write(tmp_path, "c.csv", _tx(120, 180, 8)),
-    ]
-    import_files(db_url, "transactions", files, max_parts=0)
+    _import_sample(db_url, tmp_path, max_parts=0)
     return db_url
 
 
@@ -131,14 +136,7 @@ def test_an_import_of_several_files_merges_the_lines_it_holds_as_those_it_reads_
     from tests.conftest import fresh_database
 
     def imported(url, directory):
-        for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
-            import_file(url, kind, write(directory, f"{kind}.csv", text))
-        files = [
-            write(directory, "a.csv", _tx(0, 60, 6)),
-            write(directory, "b.csv", _tx(60, 120, 7) + "B59,C20,S01,2025-01-06T10:59:00,P1,3,17.97,0\n"),
-            write(directory, "c.csv", _tx(120, 180, 8)),
-        ]
-        import_files(url, "transactions", files)
+        _import_sample(url, directory)
         with Gateway(url) as db:
             files = manifest(db, anon=True)
             assert files.group_by("bucket").len()["len"].max() == 1

@@ -111,17 +111,22 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _held(proc: subprocess.Popen, tmp: Path) -> list[int]:
-    """Wait until the command holds in its globals with its pool's workers started; their pids."""
+def _held(proc: subprocess.Popen, tmp: Path, settle: float = 0) -> list[int]:
+    """Wait until the hook holds (its marker written), then `settle` seconds; the pool's workers' pids."""
     deadline = time.monotonic() + 120
     while not (tmp / "marker").exists():
         assert proc.poll() is None, _finish(proc)
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    time.sleep(3)  # the workers' start (spawn, imports)
+    time.sleep(settle)
     workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
     assert len(workers) >= 2, workers
     return workers
+
+
+# where the command is held: its globals (the workers idle; 3 s for them to start: spawn, imports), or a
+# worker's partition stage (the other worker idle or in its own)
+PHASES = {"globals": ("hold", 3.0), "partitions": ("hold-part", 0.0)}
 
 
 @pytest.mark.slow  # three CLI batch runs
@@ -149,28 +154,36 @@ def test_a_worker_killed_in_the_globals_prior_fits_then_a_rerun_gives_the_uninte
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_the_globals_is_one_line_and_leaves_no_process(request, batched_chain, tmp_path):
-    """FAILS at 85b2a3e: the idle workers, in the command's process group, each print a traceback."""
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_ctrl_c_ends_the_command_at_once_in_one_line_and_leaves_no_process(request, batched_chain, tmp_path, phase):
+    """FAILS at 85b2a3e during the globals: the idle workers, in the command's process group, each print a
+    traceback. During the partitions the command must not wait for the held stage (120 s)."""
     _, base = batched_chain
     url = copy_database(request, base, tmp_path)
-    proc = _start(url, tmp_path, "hold", *RUN, "--partitions", "4", "--executor", "local", "--out", str(tmp_path))
-    workers = _held(proc, tmp_path)
+    hook, settle = PHASES[phase]
+    proc = _start(url, tmp_path, hook, *RUN, "--partitions", "4", "--executor", "local", "--out", str(tmp_path))
+    workers = _held(proc, tmp_path, settle)
+    started = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
-    err = _finish(proc, 60)
-    time.sleep(2)
+    err = _finish(proc, 100)
+    assert time.monotonic() - started < 30
+    time.sleep(1)
     assert not [w for w in workers if _alive(w)]
     assert proc.returncode == 130
     assert err.strip() == "interrupted", err
+    assert dump_batches(url)["batches"][-1][-1] != "done"
 
 
 @pytest.mark.slow
-def test_the_command_killed_during_the_globals_leaves_no_worker_behind(request, batched_chain, tmp_path):
-    """FAILS at 85b2a3e: kill -9 (or the OOM killer) of the command while it fits the globals leaves its
-    pool's idle workers (polars, numba loaded) orphaned and waiting on the call queue for ever."""
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_the_command_killed_leaves_no_worker_behind(request, batched_chain, tmp_path, phase):
+    """FAILS at 85b2a3e during the globals: kill -9 (or the OOM killer) of the command leaves its pool's idle
+    workers (polars, numba loaded) orphaned and waiting on the call queue for ever."""
     _, base = batched_chain
     url = copy_database(request, base, tmp_path)
-    proc = _start(url, tmp_path, "hold", *RUN, "--partitions", "4", "--executor", "local", "--out", str(tmp_path))
-    workers = _held(proc, tmp_path)
+    hook, settle = PHASES[phase]
+    proc = _start(url, tmp_path, hook, *RUN, "--partitions", "4", "--executor", "local", "--out", str(tmp_path))
+    workers = _held(proc, tmp_path, settle)
     proc.kill()
     _finish(proc, 60)
     deadline = time.monotonic() + 20
@@ -178,52 +191,5 @@ def test_the_command_killed_during_the_globals_leaves_no_worker_behind(request, 
         time.sleep(0.5)
     left = [w for w in workers if _alive(w)]
     for w in left:  # this test's own orphans, by pid
-        os.kill(w, signal.SIGKILL)
-    assert not left, f"{len(left)} pool workers outlived the killed command"
-
-
-def _held_in_partitions(proc: subprocess.Popen, tmp: Path) -> list[int]:
-    """Wait until a worker holds in its partition stage; the pool's workers' pids."""
-    deadline = time.monotonic() + 120
-    while not (tmp / "marker").exists():
-        assert proc.poll() is None, _finish(proc)
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
-    assert len(workers) >= 2, workers
-    return workers
-
-
-@pytest.mark.slow
-def test_ctrl_c_during_the_partitions_ends_the_command_at_once_in_one_line(request, batched_chain, tmp_path):
-    _, base = batched_chain
-    url = copy_database(request, base, tmp_path)
-    proc = _start(url, tmp_path, "hold-part", *RUN, "--partitions", "4", "--executor", "local", "--out", str(tmp_path))
-    workers = _held_in_partitions(proc, tmp_path)
-    started = time.monotonic()
-    os.killpg(proc.pid, signal.SIGINT)
-    err = _finish(proc, 100)
-    assert time.monotonic() - started < 30  # not the held stage's 120 s
-    assert proc.returncode == 130
-    assert err.strip() == "interrupted", err
-    time.sleep(1)
-    assert not [w for w in workers if _alive(w)]
-    assert dump_batches(url)["batches"][-1][-1] != "done"
-
-
-@pytest.mark.slow
-def test_the_command_killed_during_the_partitions_leaves_no_worker_behind(request, batched_chain, tmp_path):
-    _, base = batched_chain
-    url = copy_database(request, base, tmp_path)
-    proc = _start(url, tmp_path, "hold-part", *RUN, "--partitions", "4", "--executor", "local", "--out", str(tmp_path))
-    workers = _held_in_partitions(proc, tmp_path)
-    proc.kill()
-    _finish(proc, 60)
-    # the idle worker at its next poll; the held one when its stage returns (a thread cannot interrupt it)
-    deadline = time.monotonic() + 20
-    while [w for w in workers if _alive(w)] and time.monotonic() < deadline:
-        time.sleep(0.5)
-    left = [w for w in workers if _alive(w)]
-    for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, f"{len(left)} pool workers outlived the killed command"
