@@ -36,10 +36,10 @@ are slices of one array and prediction is one pass over every customer's lookbac
 priors of the training cutoffs are fitted once (before the first cutoff) from those pair
 statistics, the renewal probabilities are the closed form of `PurchaseCycleEstimator.predict`
 over all rows at once, and the features are float32. With `n_jobs` > 1 the training cutoffs are
-built in threads, LightGBM grows the trees in as many (the same trees), and prediction splits the customers into parts (runs of whole customers, a pair's
-features read only its customer's occasions) whose features, renewal probabilities and trees' scores
-run in threads (numpy, scipy's ufuncs and LightGBM release the GIL): the same rows as one pass, in
-less memory.
+built in threads, LightGBM grows the trees in as many (the same trees), and prediction splits the
+customers into parts (runs of whole customers, a pair's features read only its customer's
+occasions) whose features, renewal probabilities and trees' scores run in threads (numpy, scipy's
+ufuncs and LightGBM release the GIL): the same rows as one pass, in less memory.
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ def write_parts(
     prefix: str,
     import_id: int | None,
     ordered: bool = False,
-    written: dict[str, pl.DataFrame] | None = None,
+    held: dict[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Write `lines` (PART_SCHEMA's columns) as one part file per bucket; their manifest rows.
 
@@ -205,7 +205,7 @@ def write_parts(
 
     Named ``bucket=NN/<prefix>-<random tag>.parquet``: unique, so a re-run after a kill never
     meets its predecessor's orphans. Returns MANIFEST_SCHEMA rows (not yet recorded: `record_parts`).
-    `written`: each file's lines are put in it by file_name too (for `compact`'s `held`).
+    `held`: each file's lines are put in it by file_name too (for `compact`'s `held`).
     """
     if lines.height == 0:
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
@@ -244,8 +244,8 @@ def write_parts(
     # polars' writer releases the GIL: a few files at once
     with ThreadPoolExecutor(max_workers=4) as pool:
         rows = list(pool.map(write, groups))
-    if written is not None:
-        written.update((row["file_name"], part) for row, (_, part) in zip(rows, groups))
+    if held is not None:
+        held.update((row["file_name"], part) for row, (_, part) in zip(rows, groups))
     fault_point("after-parquet")
     return pl.DataFrame(rows, schema=MANIFEST_SCHEMA)
 
@@ -414,7 +414,7 @@ def compact(
 
     `imports`: only the part files these imports wrote are merged (an import of many files
     leaves one file a bucket, not one per file, without rewriting older history). `held`: the
-    lines of part files the caller still holds (`write_parts`' `written`), by file_name: a bucket
+    lines of part files the caller still holds (`write_parts`' `held`), by file_name: a bucket
     whose files are all there is merged from them, not read back (an import of 11 files: 704
     small files, ~0.25 s of CPU).
 
@@ -433,9 +433,9 @@ def compact(
         orphans = _orphans(store, named)
         if imports is not None:
             files = files.filter(pl.col("import_id").is_in(imports))
-        crowded = files.group_by("bucket").agg(pl.len().alias("n")).filter(pl.col("n") > max_parts)
         # each bucket's files (in file_name order) by one split, not a filter of the manifest a bucket
         of_bucket = {key[0]: group for key, group in files.partition_by("bucket", as_dict=True).items()}
+        crowded = sorted((b for b, old in of_bucket.items() if old.height > max_parts), key=lambda b: (b is None, b))
 
         def merge(bucket: int | None) -> tuple[pl.DataFrame, list[Path], dict]:
             old = of_bucket[bucket]
@@ -465,7 +465,7 @@ def compact(
         # buckets at once, as `write_parts` writes them (polars releases the GIL): 65 buckets one after
         # another were 2.4 s of an 11-file import
         with ThreadPoolExecutor(max_workers=4) as pool:
-            merged = list(pool.map(merge, crowded.sort("bucket", nulls_last=True)["bucket"].to_list()))
+            merged = list(pool.map(merge, crowded))
         new_rows = [row for _, _, row in merged]
         replaced = [f for old, _, _ in merged for f in old["file_name"]]
         for old, paths, _ in merged:

@@ -1282,7 +1282,7 @@ class _Source:
 
 
 def _write_transactions(
-    db: Gateway, source: _Source, lines: _Lines, baskets: pl.DataFrame, kept: dict[str, pl.DataFrame] | None = None
+    db: Gateway, source: _Source, lines: _Lines, baskets: pl.DataFrame, held: dict[str, pl.DataFrame] | None = None
 ) -> _Written:
     """Add the baskets not yet present and the lines present baskets lack, in one bulk transaction.
 
@@ -1293,8 +1293,8 @@ def _write_transactions(
 
     The lines go to the history store's Parquet part files (`engine.history_store`), written
     before the commit; the transaction adds the baskets, the files' manifest rows and the
-    `imports` row together, so its commit is the one commit point of the import. `kept`: the part
-    files' lines are put in it by file name (`engine.history_store.write_parts`' `written`).
+    `imports` row together, so its commit is the one commit point of the import. `held`: the part
+    files' lines are put in it by file name (`engine.history_store.write_parts`' `held`).
     """
     store = db.history_store()  # before the bulk session: on SQLite the two must not overlap
     with db.bulk() as bulk:
@@ -1302,7 +1302,7 @@ def _write_transactions(
         import_id = bulk.allocate_keys("imports", 1)
         written = _Written()
         if baskets.height:  # else a header-only file: nothing to look up (the day range would be empty)
-            written = _add_lines(db, bulk, store, import_id, source.path.name, lines, baskets, kept)
+            written = _add_lines(db, bulk, store, import_id, source.path.name, lines, baskets, held)
         _record_import(bulk, import_id, source, written)
         fault_point("before-commit")
     return dataclasses.replace(written, import_id=import_id)
@@ -1316,7 +1316,7 @@ def _add_lines(
     name: str,
     lines: _Lines,
     baskets: pl.DataFrame,
-    kept: dict[str, pl.DataFrame] | None = None,
+    held: dict[str, pl.DataFrame] | None = None,
 ) -> _Written:
     """`_write_transactions`' work inside its transaction (the baskets of a non-empty file).
 
@@ -1391,7 +1391,7 @@ def _add_lines(
     if counts is not None and inserting is None:
         _store_checksums(bulk, counts)
     try:
-        parts = write_parts(store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id, ordered, kept)
+        parts = write_parts(store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id, ordered, held)
     except BaseException:
         _settle(inserting)
         raise
@@ -1486,7 +1486,7 @@ def _explain_collision(db: Gateway, name: str, baskets: pl.DataFrame, exc: Excep
 
 # ---------------------------------------------------------------- entry points
 
-_KEPT_LINES = 2_000_000  # `import_files`: lines of part files held for the compaction (~110 MB)
+_HELD_LINES = 2_000_000  # `import_files`: lines of part files held for the compaction (~110 MB)
 
 _DIMENSIONS = {
     "stores": _load_stores,
@@ -1561,8 +1561,8 @@ def import_files(
 
             imports = []
             # the lines of this import's part files, for its compaction to merge without reading them back
-            # (while they are few: at most _KEPT_LINES, ~56 bytes a line)
-            kept: dict[str, pl.DataFrame] | None = {} if max_parts and len(files) > 1 else None
+            # (while they are few: at most _HELD_LINES, ~56 bytes a line)
+            held: dict[str, pl.DataFrame] | None = {} if max_parts and len(files) > 1 else None
             with ThreadPoolExecutor(max_workers=2) as pool:
                 # the references (1M customers: ~0.5 s) are read while the first file is read; nothing else
                 # uses `db` until the first file is prepared
@@ -1572,16 +1572,16 @@ def import_files(
                     source, (lines, baskets) = pending.result()
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
-                    written = _write_transactions(db, source, lines, baskets, kept)
-                    if kept is not None and sum(part.height for part in kept.values()) > _KEPT_LINES:
-                        kept = None  # the compaction reads the files
+                    written = _write_transactions(db, source, lines, baskets, held)
+                    if held is not None and sum(part.height for part in held.values()) > _HELD_LINES:
+                        held = None  # the compaction reads the files
                     imports.append(written.import_id)
                     fault_point("after-commit")
                     report.append(f"{path}: {source.rows_read:,} rows read, {written.describe()}")
                     if progress:
                         progress(f"import {kind}", i + 1, len(files))
             if max_parts and len(imports) > 1:  # one file a bucket for the files of this import, not one each
-                compact(db, max_parts=1, imports=imports, held=kept)
+                compact(db, max_parts=1, imports=imports, held=held)
             if max_parts and crowded(db, max_parts):
                 compact(db, max_parts=max_parts)
         else:

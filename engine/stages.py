@@ -420,16 +420,15 @@ def _local_pool(settings: Settings, n: int) -> Iterator[ProcessPoolExecutor | No
             for _ in range(workers):  # submit spawns a process for each task no idle worker takes: all now
                 pool.submit(_warm)
         yield pool
-    except BrokenProcessPool:  # the stages say in which step; here: a worker lost during the globals' fits
-        _stop(pool)
-        raise StateError(
-            "a partition's process died (killed, or out of memory) while the globals were fitted; "
-            "nothing was written: run the command again"
-        ) from None
-    except BaseException:
+    except BaseException as exc:
         # an error, Ctrl-C: the workers' tasks are of no use now (the pool's shutdown would wait for
         # the running ones to end)
         _stop(pool)
+        if isinstance(exc, BrokenProcessPool):  # the stages say in which step; here: during the globals' fits
+            raise StateError(
+                "a partition's process died (killed, or out of memory) while the globals were fitted; "
+                "nothing was written: run the command again"
+            ) from None
         raise
     pool.shutdown()
 

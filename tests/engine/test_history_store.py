@@ -131,7 +131,7 @@ def test_an_import_of_several_files_merges_the_lines_it_holds_as_those_it_reads_
     request, db_url, tmp_path, monkeypatch
 ):
     """`import_files` keeps its part files' lines for its compaction (`compact`'s `held`): the same
-    files' contents as a compaction that reads them back (`_KEPT_LINES` 0), the split basket too."""
+    files' contents as a compaction that reads them back (`_HELD_LINES` 0), the split basket too."""
     import engine.ingest as ingest
     from tests.conftest import fresh_database
 
@@ -146,7 +146,7 @@ def test_an_import_of_several_files_merges_the_lines_it_holds_as_those_it_reads_
             return parts, every_line(db)
 
     held = imported(db_url, tmp_path)
-    monkeypatch.setattr(ingest, "_KEPT_LINES", 0)
+    monkeypatch.setattr(ingest, "_HELD_LINES", 0)
     other_dir = tmp_path / "read_back"
     other_dir.mkdir()
     read_back = imported(
