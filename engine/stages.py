@@ -261,10 +261,13 @@ def fit_globals(
         pl.collect_all([_lines_of(h, sample_keys, in_window) for h in histories]), how="vertical_relaxed"
     ).sort("customer_key", "day", maintain_order=True)
     ranker = None
+    map_fn = None if pool is None else _pool_map(pool, _workers(settings, len(histories)))
     if model == "ranker" and sample.height:
         cpus = os.cpu_count() or 1
+        # the renewal priors' category fits (twice: at the first training cutoff and at the end) go
+        # to the idle workers too
         ranker = NextWindowRanker(
-            window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks, n_jobs=cpus
+            window_days=window_days, lookback_days=7 * settings.cycles.lookback_weeks, n_jobs=cpus, map_fn=map_fn
         ).fit(sample, observed_until=as_of)
         # every partition passes its own lines, so the globals travel without the sample's (~100 MB at
         # 5,000 customers); each partition's predict gets this machine's cores shared among the local
@@ -277,7 +280,7 @@ def fit_globals(
         window_days,
         params=settings.cycles,
         priors=None if ranker is None else ranker.renewal_priors_,
-        map_fn=None if pool is None else _pool_map(pool, _workers(settings, len(histories))),
+        map_fn=map_fn,
     )
     return StageGlobals(globals_, ranker, settings, as_of, window_days, profile_start, value_start, with_value)
 

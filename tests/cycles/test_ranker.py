@@ -8,6 +8,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from cycles.exceptions import InputError, NotFittedError
 from cycles.purchase_cycle import PurchaseCycleEstimator
@@ -273,3 +274,32 @@ def test_a_copy_without_history_scores_a_given_history_as_the_original(fitted, s
     twin = fitted.without_history(n_jobs=1)
     assert twin._history.height == 0 and fitted._history.height > 0
     assert twin.predict(as_of, W, history=train).equals(fitted.predict(as_of, W))
+
+
+def test_prior_fits_through_a_process_pool_give_the_same_model_and_scores(fitted, split):
+    """`map_fn` (the batch's idle local workers): the renewal priors' category fits, at the first
+    training cutoff and at the end, in other processes give the same priors, trees and scores, and
+    a copy for the partitions does not carry the map (a pool cannot travel)."""
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    train, as_of, _ = split
+    sent = []
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+
+        def map_fn(fn, items):
+            items = list(items)
+            sent.append(len(items))
+            return pool.map(fn, items, chunksize=4)
+
+        there = NextWindowRanker(**SMALL, map_fn=map_fn).fit(train, observed_until=as_of)
+    assert len(sent) == 2 and min(sent) > 5  # both fits went through it
+    assert_frame_equal(there.renewal_priors_, fitted.renewal_priors_, check_exact=True)
+    assert (
+        there.model_.model_to_string().split("parameters:")[0]
+        == fitted.model_.model_to_string().split("parameters:")[0]
+    )
+    assert there.predict(as_of, W).equals(fitted.predict(as_of, W))
+    twin = pickle.loads(pickle.dumps(there.without_history()))
+    assert twin.map_fn is None and there.map_fn is map_fn
