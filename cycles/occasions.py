@@ -10,12 +10,23 @@ followed by a diff: about ten times faster than per-group ``unique().sort().diff
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
 from cycles.exceptions import InputError
 
-__all__ = ["require_columns", "category_codes", "product_lookup", "pair_occasions", "DAY_BITS"]
+__all__ = [
+    "require_columns",
+    "category_codes",
+    "product_lookup",
+    "OccasionKeys",
+    "occasion_keys",
+    "pair_occasions",
+    "DAY_BITS",
+]
 
 DAY_BITS = 16  # days since the first day of history: up to 179 years
 
@@ -57,7 +68,53 @@ def _cat_bits(n_categories: int) -> int:
     return max(1, int(n_categories).bit_length())
 
 
-def pair_occasions(history: pl.DataFrame, codes: pl.DataFrame | None = None, logsum: bool = True) -> pl.DataFrame:
+@dataclass(frozen=True)
+class OccasionKeys:
+    """The purchase occasions of some line items, sorted: one packed integer key per occasion.
+
+    key: int64, unique and ascending, ``customer_key << (cat_bits + DAY_BITS) | cat_code << DAY_BITS
+    | days after first_day`` (so in customer_key, category, day order); first_day: the lines' first
+    day (None: no lines); codes: the `category_codes` the keys use. What `pair_occasions` counts and
+    `cycles.ranker` reads its features from: a profile and a ranker of the same lines sort them once.
+    """
+
+    key: np.ndarray
+    first_day: dt.date | None
+    cat_bits: int
+    codes: pl.DataFrame
+
+
+def occasion_keys(history: pl.DataFrame, codes: pl.DataFrame | None = None) -> OccasionKeys:
+    """The occasions of `history` (customer_key, day, product_key, category, quantity) as `OccasionKeys`.
+
+    `codes`: `category_codes(history)` when the caller has it."""
+    require_columns(history, {"customer_key", "day", "product_key", "category", "quantity"}, "history")
+    if codes is None:
+        codes = category_codes(history)
+    cat_bits = _cat_bits(codes.height)
+    shift_pair = DAY_BITS + cat_bits
+    first_day = history.select(pl.col("day").min()).item()
+    if first_day is None:
+        return OccasionKeys(np.zeros(0, np.int64), None, cat_bits, codes)
+    cat = product_lookup(codes["product_key"], codes["cat_code"].cast(pl.Int64))
+    day_num = (pl.col("day").cast(pl.Int32) - pl.lit(first_day).cast(pl.Date).cast(pl.Int32)).cast(pl.Int64)
+    key = (
+        history.lazy()
+        .filter(pl.col("quantity") > 0)
+        .select((pl.col("customer_key") * (1 << shift_pair) + cat * (1 << DAY_BITS) + day_num).alias("key"))
+        .collect()["key"]
+        .sort()  # the one global sort; equal keys are same-day repeats of one occasion
+    )
+    key = key.filter(key.diff().fill_null(1) != 0).to_numpy()
+    return OccasionKeys(key, first_day, cat_bits, codes)
+
+
+def pair_occasions(
+    history: pl.DataFrame,
+    codes: pl.DataFrame | None = None,
+    logsum: bool = True,
+    occasions: OccasionKeys | None = None,
+) -> pl.DataFrame:
     """Per customer x category: occasion counts and the gaps between occasions.
 
     Parameters
@@ -69,6 +126,8 @@ def pair_occasions(history: pl.DataFrame, codes: pl.DataFrame | None = None, log
     logsum
         False: interval_logsum is left null (only a fit of the category priors reads it; a
         profile with given priors does not, and it is a fifth of the time).
+    occasions
+        `occasion_keys(history)` when the caller has them (`codes` is then theirs).
 
     Returns
     -------
@@ -79,24 +138,9 @@ def pair_occasions(history: pl.DataFrame, codes: pl.DataFrame | None = None, log
         interval_sum_days (Float64), interval_logsum (Float64, sum of log gaps),
         interval_median_days (Float64, null with fewer than two occasions).
     """
-    require_columns(history, {"customer_key", "day", "product_key", "category", "quantity"}, "history")
-    if codes is None:
-        codes = category_codes(history)
-    cat_bits = _cat_bits(codes.height)
-    shift_pair = DAY_BITS + cat_bits
-    first_day = history.select(pl.col("day").min()).item()
-    if first_day is None:
-        return _empty()
-    cat = product_lookup(codes["product_key"], codes["cat_code"].cast(pl.Int64))
-    day_num = (pl.col("day").cast(pl.Int32) - pl.lit(first_day).cast(pl.Date).cast(pl.Int32)).cast(pl.Int64)
-    key = (
-        history.lazy()
-        .filter(pl.col("quantity") > 0)
-        .select((pl.col("customer_key") * (1 << shift_pair) + cat * (1 << DAY_BITS) + day_num).alias("key"))
-        .collect()["key"]
-        .sort()  # the one global sort; equal keys are same-day repeats of one occasion
-    )
-    key = key.filter(key.diff().fill_null(1) != 0).to_numpy()
+    if occasions is None:
+        occasions = occasion_keys(history, codes)
+    key, first_day, cat_bits, codes = occasions.key, occasions.first_day, occasions.cat_bits, occasions.codes
     if key.size == 0:
         return _empty()
     stats = _run_stats(key // (1 << DAY_BITS), key % (1 << DAY_BITS), logsum)

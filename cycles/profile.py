@@ -23,7 +23,7 @@ from cycles.brand_volume import (
     usual_products,
     volume_cut_points,
 )
-from cycles.occasions import category_codes, pair_occasions
+from cycles.occasions import OccasionKeys, category_codes, occasion_keys, pair_occasions
 from cycles.params import ProfileParams
 from cycles.purchase_cycle import PurchaseCycleEstimator
 
@@ -59,6 +59,7 @@ def customer_profile(
     estimator: PurchaseCycleEstimator | None = None,
     globals_: ProfileGlobals | None = None,
     extra_columns: tuple[str, ...] = (),
+    occasions: OccasionKeys | None = None,
 ) -> pl.DataFrame:
     """Purchase cycle, brand cell, volume tier and usual product per customer x category.
 
@@ -80,6 +81,9 @@ def customer_profile(
     extra_columns
         Columns of the purchase-cycle prediction to keep after PROFILE_COLUMNS (e.g. "p_active",
         which `cycles.ranker.NextWindowRanker.predict` takes instead of computing it again).
+    occasions
+        `cycles.occasions.occasion_keys(history)` when the caller has them (the ranker scores the
+        same occasions: one sort of the lines for both).
 
     Returns
     -------
@@ -91,7 +95,9 @@ def customer_profile(
     # with the globals every category has its prior: nothing is fitted, so no log-gaps are summed
     # one pass over the lines for the products' attributes, read by the occasions and the usual products
     products = product_attributes(history)
-    pairs = pair_occasions(history, category_codes(products), logsum=globals_ is None)
+    if occasions is None:
+        occasions = occasion_keys(history, category_codes(products))
+    pairs = pair_occasions(history, logsum=globals_ is None, occasions=occasions)
     if globals_ is not None:
         estimator = PurchaseCycleEstimator(priors=globals_.priors_for(pairs["category"].unique()))
     estimator = estimator or PurchaseCycleEstimator()

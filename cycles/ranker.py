@@ -55,7 +55,7 @@ import polars as pl
 from scipy import optimize
 
 from cycles.exceptions import InputError
-from cycles.occasions import require_columns
+from cycles.occasions import OccasionKeys, require_columns
 from cycles.purchase_cycle import (
     PurchaseCycleEstimator,
     check_fitted,
@@ -67,6 +67,7 @@ from cycles.ranker_features import (
     customer_features,
     neighbour_components,
     neighbour_scores,
+    occasions_of,
     pair_features,
 )
 
@@ -589,6 +590,7 @@ class NextWindowRanker:
         window_days: int | None = None,
         history: pl.DataFrame | None = None,
         renewal: pl.DataFrame | None = None,
+        occasions: OccasionKeys | None = None,
     ) -> pl.DataFrame:
         """P(at least one purchase in [as_of, as_of + window)) per customer x category.
 
@@ -607,6 +609,10 @@ class NextWindowRanker:
             the same lookback: customer_key, category, p_buy_in_window, p_active,
             mean_interval_days): they are the p_renewal, p_active and mean interval features of the
             pairs whose category has priors here, so they are not computed twice. The same scores.
+        occasions
+            `cycles.occasions.occasion_keys(history)` if the caller has them (the profile of the
+            same lines sorts them too): read instead of sorting `history`'s lines again; those
+            outside the lookback are left out here. The same scores.
 
         Returns
         -------
@@ -625,9 +631,12 @@ class NextWindowRanker:
             history = self._history
         require_columns(history, _REQUIRED, "history")
         c = _day(as_of)
-        occ = code_occasions(
-            history.lazy().select(sorted(_REQUIRED)), c - self.lookback_days, _day(self.observed_until_)
-        )
+        if occasions is None:
+            occ = code_occasions(
+                history.lazy().select(sorted(_REQUIRED)), c - self.lookback_days, _day(self.observed_until_)
+            )
+        else:
+            occ = occasions_of(occasions).between(c - self.lookback_days, _day(self.observed_until_))
         priors = _by_code(occ.categories, self.renewal_priors_, ["k", "a", "b", "pi"])
         rep, share = (
             np.nan_to_num(v) for v in _by_code(occ.categories, self.category_stats_, ["cat_repurchase", "cat_share"])

@@ -13,14 +13,15 @@ bitmap and its running sum: any window's count is a difference of two columns.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-__all__ = ["DAY_BITS", "Occasions", "code_occasions", "customer_features", "pair_features"]
+from cycles.occasions import DAY_BITS, OccasionKeys
 
-DAY_BITS = 16  # days after the first day read: up to 179 years
+__all__ = ["DAY_BITS", "Occasions", "code_occasions", "occasions_of", "customer_features", "pair_features"]
 _F = np.float32
 
 
@@ -133,6 +134,18 @@ def code_occasions(lines: pl.LazyFrame, lo: int | None, hi: int) -> Occasions:
         .collect()
     )
     return Occasions(occ["pair"].to_numpy(), occ["day"].to_numpy(), cat_bits, categories, customer_keys)
+
+
+def occasions_of(keys: OccasionKeys) -> Occasions:
+    """`cycles.occasions.occasion_keys` as Occasions, without sorting the lines again: the keys are
+    already in pair, day order (customer_key << cat_bits | category code, the codes in sorted name
+    order as `code_occasions`' are; categories with no occasion keep their code)."""
+    categories = keys.codes.select(pl.col("cat_code").cast(pl.UInt32).alias("cat"), "category").unique().sort("cat")
+    if keys.first_day is None or keys.key.size == 0:
+        return Occasions(np.zeros(0, np.int64), np.zeros(0, np.int32), keys.cat_bits, categories, None)
+    d0 = (keys.first_day - dt.date(1970, 1, 1)).days
+    day = (keys.key & ((1 << DAY_BITS) - 1)).astype(np.int32) + np.int32(d0)
+    return Occasions(keys.key >> DAY_BITS, day, keys.cat_bits, categories, None)
 
 
 def _starts(sorted_ids: np.ndarray) -> np.ndarray:

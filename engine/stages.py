@@ -47,6 +47,7 @@ import polars as pl
 
 from coupons.prices import price_counts
 from coupons.qualify import window_spend
+from cycles.occasions import occasion_keys
 from cycles.profile import ProfileGlobals, customer_profile, profile_globals, sample_customers
 from cycles.ranker import NextWindowRanker
 from cycles.value import score_value, value_parts
@@ -298,12 +299,20 @@ def partition_stage(
     s = g.settings
     part = frame.filter(pl.col("day") >= g.profile_start)
     ranker = g.ranker is not None and part.height > 0
+    # the profile and the ranker read the same occasions: the lines are sorted once for both
+    occasions = occasion_keys(part) if ranker else None
     profile = customer_profile(
-        part, g.as_of, g.window_days, params=s.cycles, globals_=g.profile, extra_columns=("p_active",) if ranker else ()
+        part,
+        g.as_of,
+        g.window_days,
+        params=s.cycles,
+        globals_=g.profile,
+        extra_columns=("p_active",) if ranker else (),
+        occasions=occasions,
     )
     if ranker:
         # the profile's renewal figures are the ranker's renewal features (same priors and lookback)
-        ranked = g.ranker.predict(g.as_of, g.window_days, history=part, renewal=profile)
+        ranked = g.ranker.predict(g.as_of, g.window_days, history=part, renewal=profile, occasions=occasions)
         p = ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("_p_ranker"))
         profile = (
             profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")

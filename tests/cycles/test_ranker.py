@@ -303,3 +303,24 @@ def test_prior_fits_through_a_process_pool_give_the_same_model_and_scores(fitted
     assert there.predict(as_of, W).equals(fitted.predict(as_of, W))
     twin = pickle.loads(pickle.dumps(there.without_history()))
     assert twin.map_fn is None and there.map_fn is map_fn
+
+
+def test_the_profiles_occasions_give_the_same_scores(fitted, split):
+    """`predict(occasions=...)` and the profile's: the occasions sorted once (`occasion_keys`, of the whole
+    history: those before the lookback are left out) score as the ranker's own coding, even with a
+    category bought only as a return (a code of its own there, none in `code_occasions`)."""
+    from cycles.occasions import occasion_keys
+    from cycles.profile import customer_profile
+
+    train, as_of, _ = split
+    ret = train.head(1).with_columns(
+        pl.lit("AAA returned only").alias("category"),
+        pl.lit(-1.0).cast(train["quantity"].dtype).alias("quantity"),
+        (pl.col("product_key").max() + 10_000).alias("product_key"),
+    )
+    for lines in (train, pl.concat([train, ret])):
+        keys = occasion_keys(lines)
+        assert keys.first_day == lines["day"].min() and keys.key.size > 0
+        assert fitted.predict(as_of, W, history=lines, occasions=keys).equals(fitted.predict(as_of, W, history=lines))
+        assert customer_profile(lines, as_of, W, occasions=keys).equals(customer_profile(lines, as_of, W))
+    assert "AAA returned only" in occasion_keys(pl.concat([train, ret])).codes["category"].to_list()
