@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -826,6 +827,20 @@ def _hoist_globals(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def _raised_at(exc: BaseException) -> str:
+    """' at file:line' where `exc` was raised. An exception a local worker raised comes back re-raised
+    by concurrent.futures, whose own line would be named: the worker's traceback, which it attaches
+    as the cause's text, names the line that raised."""
+    remote = getattr(exc.__cause__, "tb", None)
+    found = re.findall(r'File "([^"]+)", line (\d+)', remote) if isinstance(remote, str) else []
+    if found:
+        return f" at {Path(found[-1][0]).name}:{found[-1][1]}"
+    where = exc.__traceback__
+    while where is not None and where.tb_next is not None:
+        where = where.tb_next
+    return f" at {Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno}" if where else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_hoist_globals(list(sys.argv[1:] if argv is None else argv)))
     try:
@@ -844,10 +859,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("LISTWISE_DEBUG"):
             raise
-        where = exc.__traceback__
-        while where is not None and where.tb_next is not None:
-            where = where.tb_next
-        place = f" at {Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno}" if where else ""
+        place = _raised_at(exc)
         print(
             f"error: internal error ({type(exc).__name__}{place}): {str(exc).splitlines()[0] if str(exc) else ''}"
             f" — please report it; LISTWISE_DEBUG=1 shows the traceback",

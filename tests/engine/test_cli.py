@@ -117,6 +117,25 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path, capsys, monke
     assert err.count("\n") == 1 and err.startswith("error: internal error (ValueError at ") and "boom" in err
 
 
+def test_an_error_raised_in_a_local_worker_names_the_workers_line():
+    """An exception from a process pool's worker (the batch's local workers) comes back re-raised by
+    concurrent.futures: the one line names where the worker raised it, not concurrent.futures."""
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from engine.cli import _raised_at
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        with pytest.raises(ValueError) as info:
+            pool.submit(json.loads, "{").result()
+    place = _raised_at(info.value)
+    assert place.startswith(" at decoder.py:") and int(place.rsplit(":", 1)[1]) > 0, place
+    with pytest.raises(ValueError) as here:  # raised in this process: its own last frame
+        json.loads("{")
+    assert _raised_at(here.value).startswith(" at decoder.py:")
+
+
 def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     import subprocess
     import sys
