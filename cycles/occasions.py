@@ -73,7 +73,9 @@ class OccasionKeys:
     """The purchase occasions of some line items, sorted: one packed integer key per occasion.
 
     key: int64, unique and ascending, ``customer_key << (cat_bits + DAY_BITS) | cat_code << DAY_BITS
-    | days after first_day`` (so in customer_key, category, day order); first_day: the lines' first
+    | days after first_day`` (so in customer_key, category, day order; `occasion_keys` refuses a
+    customer_key that does not fit, |key| >= 2^(62 - DAY_BITS - cat_bits), cat_bits the bits of the
+    number of categories); first_day: the lines' first
     day (None: no lines); codes: the `category_codes` the keys use. What `pair_occasions` counts and
     `cycles.ranker` reads its features from: a profile and a ranker of the same lines sort them once.
     """
@@ -91,11 +93,20 @@ def occasion_keys(history: pl.DataFrame, codes: pl.DataFrame | None = None) -> O
     require_columns(history, {"customer_key", "day", "product_key", "category", "quantity"}, "history")
     if codes is None:
         codes = category_codes(history)
-    cat_bits = _cat_bits(codes.height)
+    cat_bits = _cat_bits(codes["category"].n_unique())
     shift_pair = DAY_BITS + cat_bits
-    first_day = history.select(pl.col("day").min()).item()
+    first_day, k_min, k_max = history.select(
+        pl.col("day").min(), pl.col("customer_key").min().alias("k_min"), pl.col("customer_key").max().alias("k_max")
+    ).row(0)
     if first_day is None:
         return OccasionKeys(np.zeros(0, np.int64), None, cat_bits, codes)
+    room = 1 << (62 - shift_pair)  # customer_key << shift_pair stays inside an int64
+    if k_min < -room or k_max >= room:
+        bad = k_max if k_max >= room else k_min
+        raise InputError(
+            f"history: customer_key {bad} does not fit the occasions' packed key (|customer_key| < 2^{62 - shift_pair} "
+            f"with {codes['category'].n_unique()} categories)"
+        )
     cat = product_lookup(codes["product_key"], codes["cat_code"].cast(pl.Int64))
     day_num = (pl.col("day").cast(pl.Int32) - pl.lit(first_day).cast(pl.Date).cast(pl.Int32)).cast(pl.Int64)
     key = (
@@ -138,6 +149,7 @@ def pair_occasions(
         interval_sum_days (Float64), interval_logsum (Float64, sum of log gaps),
         interval_median_days (Float64, null with fewer than two occasions).
     """
+    require_columns(history, {"customer_key", "day", "product_key", "category", "quantity"}, "history")
     if occasions is None:
         occasions = occasion_keys(history, codes)
     key, first_day, cat_bits, codes = occasions.key, occasions.first_day, occasions.cat_bits, occasions.codes

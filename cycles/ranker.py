@@ -194,7 +194,8 @@ def _with_new_candidates(
     if pair.size == 0:
         return pf
     cust = np.unique(pair >> cat_bits)
-    top = np.argsort(-popularity, kind="stable")[: n + 64].astype(np.int64)
+    top = np.argsort(-popularity, kind="stable")
+    top = top[np.isfinite(popularity[top])][: n + 64].astype(np.int64)  # -inf: not a candidate here
     cand = (cust[:, None] << cat_bits) | top[None, :]  # customers x popular, popularity order
     have = np.isin(cand, pair)
     rank = np.cumsum(~have, axis=1)
@@ -641,6 +642,12 @@ class NextWindowRanker:
         rep, share = (
             np.nan_to_num(v) for v in _by_code(occ.categories, self.category_stats_, ["cat_repurchase", "cat_share"])
         )
+        if occasions is not None:
+            # the profile's codes keep categories with no occasion in the lookback (returns only, older
+            # or later purchases): never a new candidate, as they are absent from code_occasions' codes
+            present = np.zeros(occ.categories.height, bool)
+            present[occ.cat(occ.pair)] = True
+            share = np.where(present, share, -np.inf)
         comps = (
             occ.categories.join(self.neighbour_components_, on="category", how="left")
             .sort("cat")["component"]

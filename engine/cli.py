@@ -832,7 +832,8 @@ def _raised_at(exc: BaseException) -> str:
     by concurrent.futures, whose own line would be named: the worker's traceback, which it attaches
     as the cause's text, names the line that raised."""
     remote = getattr(exc.__cause__, "tb", None)
-    found = re.findall(r'File "([^"]+)", line (\d+)', remote) if isinstance(remote, str) else []
+    # frame lines only (a message may quote a file and line of its own)
+    found = re.findall(r'^  File "([^"]+)", line (\d+), in ', remote, re.MULTILINE) if isinstance(remote, str) else []
     if found:
         return f" at {Path(found[-1][0]).name}:{found[-1][1]}"
     where = exc.__traceback__

@@ -324,3 +324,21 @@ def test_the_profiles_occasions_give_the_same_scores(fitted, split):
         assert fitted.predict(as_of, W, history=lines, occasions=keys).equals(fitted.predict(as_of, W, history=lines))
         assert customer_profile(lines, as_of, W, occasions=keys).equals(customer_profile(lines, as_of, W))
     assert "AAA returned only" in occasion_keys(pl.concat([train, ret])).codes["category"].to_list()
+
+
+def test_the_profiles_occasions_make_no_candidate_of_a_category_without_occasions(split):
+    """With never-bought candidates: a popular category the scored lines hold only as a return has a
+    code in the profile's coding but no occasion, and is no candidate (as in the ranker's own coding);
+    a customer_key that does not fit the packed key is refused, not wrapped."""
+    from cycles.occasions import occasion_keys
+
+    train, as_of, _ = split
+    ranker = NextWindowRanker(**{**SMALL, "new_candidates": 3}).fit(train, observed_until=as_of)
+    top = ranker.category_stats_.sort("cat_share", descending=True, maintain_order=True)["category"][0]
+    returned = train.filter(pl.col("category") == top).head(1).with_columns(-pl.col("quantity").abs())
+    lines = pl.concat([train.filter(pl.col("category") != top), returned])
+    with_keys = ranker.predict(as_of, W, history=lines, occasions=occasion_keys(lines))
+    assert with_keys.equals(ranker.predict(as_of, W, history=lines))
+    assert top not in with_keys["category"].to_list() and with_keys.height > 0
+    with pytest.raises(InputError, match="customer_key .* does not fit"):
+        occasion_keys(train.with_columns(pl.col("customer_key") + 2**45))

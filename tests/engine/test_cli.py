@@ -131,6 +131,10 @@ def test_an_error_raised_in_a_local_worker_names_the_workers_line():
             pool.submit(json.loads, "{").result()
     place = _raised_at(info.value)
     assert place.startswith(" at decoder.py:") and int(place.rsplit(":", 1)[1]) > 0, place
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:  # a message quoting a file and line
+        with pytest.raises(ValueError) as quoted:
+            pool.submit(int, 'File "a.csv", line 7, in rows').result()
+    assert "a.csv" not in _raised_at(quoted.value) and _raised_at(quoted.value).startswith(" at process.py:")
     with pytest.raises(ValueError) as here:  # raised in this process: its own last frame
         json.loads("{")
     assert _raised_at(here.value).startswith(" at decoder.py:")
