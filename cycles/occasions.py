@@ -93,7 +93,8 @@ def occasion_keys(history: pl.DataFrame, codes: pl.DataFrame | None = None) -> O
     require_columns(history, {"customer_key", "day", "product_key", "category", "quantity"}, "history")
     if codes is None:
         codes = category_codes(history)
-    cat_bits = _cat_bits(codes["category"].n_unique())
+    n_categories = codes["category"].n_unique()
+    cat_bits = _cat_bits(n_categories)
     shift_pair = DAY_BITS + cat_bits
     first_day, k_min, k_max = history.select(
         pl.col("day").min(), pl.col("customer_key").min().alias("k_min"), pl.col("customer_key").max().alias("k_max")
@@ -105,7 +106,7 @@ def occasion_keys(history: pl.DataFrame, codes: pl.DataFrame | None = None) -> O
         bad = k_max if k_max >= room else k_min
         raise InputError(
             f"history: customer_key {bad} does not fit the occasions' packed key (|customer_key| < 2^{62 - shift_pair} "
-            f"with {codes['category'].n_unique()} categories)"
+            f"with {n_categories} categories)"
         )
     cat = product_lookup(codes["product_key"], codes["cat_code"].cast(pl.Int64))
     day_num = (pl.col("day").cast(pl.Int32) - pl.lit(first_day).cast(pl.Date).cast(pl.Int32)).cast(pl.Int64)

@@ -642,9 +642,10 @@ class NextWindowRanker:
         rep, share = (
             np.nan_to_num(v) for v in _by_code(occ.categories, self.category_stats_, ["cat_repurchase", "cat_share"])
         )
-        if occasions is not None:
+        if occasions is not None and self.new_candidates > 0:
             # the profile's codes keep categories with no occasion in the lookback (returns only, older
             # or later purchases): never a new candidate, as they are absent from code_occasions' codes
+            # (only the candidates read the share of a category no pair has)
             present = np.zeros(occ.categories.height, bool)
             present[occ.cat(occ.pair)] = True
             share = np.where(present, share, -np.inf)
