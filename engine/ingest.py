@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import re
@@ -1372,7 +1373,10 @@ def _add_lines(
         )
         # the database inserts the baskets (its server's or SQLite's work, the GIL released) while this
         # thread orders the lines and writes the Parquet files: the transaction commits after both
-        inserting = _in_background(bulk.append, "baskets", rows, False, rebuild)
+        # the file's stores and customers were checked against the references (`_prepare_transactions`)
+        inserting = _in_background(
+            functools.partial(bulk.append, rebuild_indexes=rebuild, references_checked=True), "baskets", rows
+        )
         try:
             frame = lines.collect()
             if "__start" in baskets.columns and appended.height == 0:
