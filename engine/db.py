@@ -45,6 +45,7 @@ __all__ = [
     "allocate_keys",
     "bulk_session",
     "BulkSession",
+    "MissingReference",
     "Gateway",
     "read_frame",
     "typed",
@@ -346,6 +347,25 @@ def _arrow_storage(table):  # noqa: ANN001, ANN202 - a pyarrow Table
 _BULK_CACHE_KIB = -524288
 _SPILL_CACHE_KIB = -4096
 
+
+def _ident(name: str) -> str:
+    """`name` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    """`text` as a quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+class MissingReference(StateError):
+    """A row appended with `references_checked` names a row its foreign key's table does not hold."""
+
+    def __init__(self, table: str, column: str, value: object, referenced: str):
+        super().__init__(f"{table}.{column} {value}: no such row in {referenced.strip(chr(34))}")
+        self.table, self.column, self.value = table, column, value
+
+
 # a :name placeholder (not PostgreSQL's ::type cast)
 _PLACEHOLDER = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -380,7 +400,8 @@ class BulkSession:
             self._conn = driver.connect(libpq)
             self._cur = self._conn.cursor()
         self.sqlite = u.get_backend_name() == "sqlite"
-        self._skip_triggers: bool | None = None  # PostgreSQL: `_may_skip_triggers`, asked on first use
+        self._skip_triggers: dict[str, bool] = {}  # PostgreSQL: `_may_skip_triggers` by table, asked once
+        self._scratch: set[str] = set()  # `_check_references`' temporary tables made in this session
 
     def execute(self, sql: str, params: tuple | None = None) -> list[tuple]:
         """Run one statement (``?`` placeholders on SQLite, ``$1`` on PostgreSQL)."""
@@ -421,19 +442,22 @@ class BulkSession:
         index would lock the table against the checkout's readers until the commit: never done.
 
         `references_checked`: the caller has checked that every foreign key of `frame` names an
-        existing row (as the import validates its files). SQLite's bulk session never checks them
-        per row (``foreign_keys=OFF``; its write lock keeps a referenced row from going away).
-        PostgreSQL checks each inserted row with a trigger (226k baskets: ~2 s of the import's 4);
-        with this flag, when the session may set ``session_replication_role`` (a superuser, or
-        PostgreSQL 15+ with ``GRANT SET ON PARAMETER session_replication_role``), the referenced rows
-        are instead locked as the triggers lock them (FOR KEY SHARE, one statement a foreign key:
-        nothing can delete them until the commit) and counted — a missing one is a `StateError` —
-        and the rows go in with the triggers off. Without that privilege, the triggers check them.
+        existing row (as the import checks its files against the stores and customers it read).
+        Since those were read before this transaction, the rows are checked again here, one
+        statement per foreign key over its distinct values (`_check_references`; a missing one is a
+        `MissingReference`): SQLite's bulk session has ``foreign_keys=OFF`` and holds the database's
+        write lock, so the check holds until the commit. On PostgreSQL, which checks each inserted row
+        with a trigger (226k baskets: ~2 s of the import's 4), the check locks the referenced rows as
+        those triggers do (FOR KEY SHARE: nothing can remove them until the commit) and the rows go
+        in with ``session_replication_role = replica`` (the triggers off for this append only), when
+        the session may (`_may_skip_triggers`: the parameter's privilege, UPDATE on the referenced
+        tables as the lock needs, TEMP, no trigger of the table's own, no row security on the
+        referenced tables); else nothing is locked and the triggers check every row as always.
         """
         if not frame.height:
             return
-        trusted = references_checked and not self.sqlite and not temporary and self._lock_references(table, frame)
-        if trusted:
+        skip = references_checked and not temporary and self._check_references(table, frame)
+        if skip:
             self._cur.execute("SET LOCAL session_replication_role = replica")
         indexes = self._secondary_indexes(table) if rebuild_indexes and self.sqlite and not temporary else []
         for name, _ in indexes:
@@ -443,64 +467,109 @@ class BulkSession:
             # indexes meet each page once: with a small cache SQLite writes the full pages to the WAL
             # as it inserts, in this (the inserting) thread, instead of all of them at the commit
             self._cur.execute(f"PRAGMA cache_size={_SPILL_CACHE_KIB}")
-        self._cur.adbc_ingest(
-            table, frame.rechunk().to_arrow(), mode="create_append" if temporary else "append", temporary=temporary
-        )
-        if trusted:
+        try:
+            self._cur.adbc_ingest(
+                table, frame.rechunk().to_arrow(), mode="create_append" if temporary else "append", temporary=temporary
+            )
+        except BaseException:
+            if skip:  # a failure before the COPY reached the server leaves the transaction alive: triggers back on
+                with contextlib.suppress(Exception):
+                    self._cur.execute("SET LOCAL session_replication_role = DEFAULT")
+            raise
+        if skip:
             self._cur.execute("SET LOCAL session_replication_role = DEFAULT")
         if indexes:  # the large cache again: CREATE INDEX's sort holds as much in memory as the cache
             self._cur.execute(f"PRAGMA cache_size={_BULK_CACHE_KIB}")
         for _, sql in indexes:
             self._cur.execute(sql)
 
-    def _may_skip_triggers(self) -> bool:
-        """Whether this PostgreSQL session may set session_replication_role (asked once a session)."""
-        if self._skip_triggers is None:
-            ((superuser, version),) = self.execute(
-                "SELECT current_setting('is_superuser'), current_setting('server_version_num')::int"
-            )
-            allowed = superuser == "on"
-            if not allowed and version >= 150000:
-                ((allowed,),) = self.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')")
-            self._skip_triggers = bool(allowed)
-        return self._skip_triggers
-
-    def _lock_references(self, table: str, frame: pl.DataFrame) -> bool:
-        """Lock (FOR KEY SHARE) the rows `frame`'s foreign keys name, as PostgreSQL's own checks do;
-        False (nothing locked) when the session may not skip those checks or a key spans columns.
-
-        `StateError` when a referenced row is missing (removed since the caller checked it).
-        """
-        if not self._may_skip_triggers():
-            return False
-        keys = self.execute(
+    def _foreign_keys(self, table: str) -> list[tuple[str, str, str]] | None:
+        """(column, referenced table as SQL, referenced column) of each foreign key of `table`; None
+        when one spans several columns or names no column (not checked here: the database's own)."""
+        if self.sqlite:
+            rows = self.execute(f"PRAGMA foreign_key_list({_ident(table)})")  # id, seq, table, from, to, ...
+            if any(seq for _, seq, *_ in rows) or any(to is None for *_, to, _u, _d, _m in rows):
+                return None
+            return [(column, _ident(referenced), to) for _, _, referenced, column, to, *_ in rows]
+        rows = self.execute(
             "SELECT a.attname, c.confrelid::regclass::text, r.attname, cardinality(c.conkey) "
             "FROM pg_constraint c "
             "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
             "JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = c.confkey[1] "
-            f"WHERE c.contype = 'f' AND c.conrelid = '{table}'::regclass ORDER BY a.attname"
+            f"WHERE c.contype = 'f' AND c.conrelid = {_literal(table)}::regclass ORDER BY a.attname"
         )
-        if any(n != 1 for *_, n in keys) or any(column not in frame.columns for column, *_ in keys):
+        if any(n != 1 for *_, n in rows):
+            return None
+        return [(column, referenced, key) for column, referenced, key, _ in rows]
+
+    def _may_skip_triggers(self, table: str) -> bool:
+        """Whether this PostgreSQL session may append to `table` with its triggers off, having locked
+        what its foreign keys name: it may set session_replication_role (a superuser, or PostgreSQL
+        15+ with the parameter's SET privilege), make temporary tables, take FOR KEY SHARE locks on
+        the referenced tables (UPDATE on a column of each), and `table` has no trigger but its keys'
+        (replica mode would silence any other) nor references a table with row security (which the
+        lock's count obeys and the triggers do not)."""
+        ((superuser, version),) = self.execute(
+            "SELECT current_setting('is_superuser'), current_setting('server_version_num')::int"
+        )
+        if superuser != "on":
+            if version < 150000:
+                return False
+            ((allowed,),) = self.execute(
+                "SELECT has_parameter_privilege('session_replication_role', 'SET') "
+                "AND has_database_privilege(current_database(), 'TEMP')"
+            )
+            if not allowed:
+                return False
+        ((others, refused),) = self.execute(
+            "SELECT (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), "
+            "(SELECT count(*) FROM pg_constraint k JOIN pg_class r ON r.oid = k.confrelid "
+            "WHERE k.conrelid = c.oid AND k.contype = 'f' "
+            "AND (r.relrowsecurity OR NOT has_any_column_privilege(r.oid, 'UPDATE'))) "
+            f"FROM pg_class c WHERE c.oid = {_literal(table)}::regclass"
+        )
+        return others == 0 and refused == 0
+
+    def _check_references(self, table: str, frame: pl.DataFrame) -> bool:
+        """Check that every foreign key value of `frame` names an existing row (`MissingReference`
+        otherwise), one statement per key over its distinct values; on PostgreSQL lock those rows
+        (FOR KEY SHARE) when the triggers may be skipped (`_may_skip_triggers`). Whether they may:
+        False and nothing checked on PostgreSQL when not (the triggers check), or when a key spans
+        columns or is not among `frame`'s columns."""
+        if not self.sqlite:
+            if self._skip_triggers.get(table) is None:
+                self._skip_triggers[table] = self._may_skip_triggers(table)
+            if not self._skip_triggers[table]:
+                return False
+        keys = self._foreign_keys(table)
+        if keys is None or any(column not in frame.columns for column, *_ in keys):
             return False
-        for column, referenced, key, _ in keys:
+        for column, referenced, key in keys:
             values = frame.select(pl.col(column).drop_nulls().unique().alias("key"))
             if not values.height:
                 continue
             scratch = f"lw_refs_{column}"
-            self.append(scratch, values, temporary=True)
-            ((found,),) = self.execute(
-                f'SELECT count(*) FROM (SELECT 1 FROM {referenced} r WHERE r."{key}" IN (SELECT key FROM {scratch}) '
-                "FOR KEY SHARE OF r) AS locked"
+            if scratch in self._scratch:  # a check before (maybe one that failed) left its values
+                self.execute(f"DELETE FROM {_ident(scratch)}")
+            self.append(scratch, values, temporary=True)  # made on first use
+            self._scratch.add(scratch)
+            found = f"SELECT 1 FROM {referenced} r WHERE r.{_ident(key)} IN (SELECT key FROM {_ident(scratch)})"
+            missing = (
+                f"SELECT s.key FROM {_ident(scratch)} s WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {referenced} r WHERE r.{_ident(key)} = s.key) LIMIT 1"
             )
-            if found != values.height:
-                ((missing,),) = self.execute(
-                    f'SELECT min(key) FROM {scratch} s WHERE NOT EXISTS (SELECT 1 FROM {referenced} r WHERE r."{key}" = s.key)'
+            for _ in range(3):  # a row removed and added again while the lock waited: lock it again
+                ((count,),) = self.execute(
+                    f"SELECT count(*) FROM ({found}{'' if self.sqlite else ' FOR KEY SHARE OF r'}) AS checked"
                 )
-                raise StateError(
-                    f"{table}.{column} {missing}: no such row in {referenced} (removed while this was written?)"
-                )
-            self.execute(f"DELETE FROM {scratch}")
-        return True
+                if count == values.height:
+                    break
+                gone = self.execute(missing)
+                if gone:
+                    raise MissingReference(table, column, gone[0][0], referenced)
+            else:
+                raise StateError(f"{table}.{column}: the rows it names in {referenced} kept changing; try again")
+        return not self.sqlite
 
     def _secondary_indexes(self, table: str) -> list[tuple[str, str]]:
         """(name, CREATE statement) of `table`'s named, non-unique indexes (SQLite)."""

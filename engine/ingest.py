@@ -48,7 +48,7 @@ import polars as pl
 import pyarrow as pa
 import sqlalchemy as sa
 
-from engine.db import Gateway, allocate_keys, read_frame, utc_now
+from engine.db import Gateway, MissingReference, allocate_keys, read_frame, utc_now
 from engine.errors import InputError
 from engine.faults import fault_point
 from engine.history_store import (
@@ -1402,6 +1402,8 @@ def _add_lines(
     if inserting is not None:
         try:
             inserting.result()
+        except MissingReference as exc:  # removed since the references were read: the file names it
+            raise _removed(name, baskets, exc) from exc
         except Exception as exc:
             _explain_collision(db, name, baskets, exc)
             raise
@@ -1469,6 +1471,15 @@ def _record_import(bulk, import_id: int, source: _Source, written: _Written) -> 
         a=written.added,
         t=at,
     )
+
+
+def _removed(name: str, baskets: pl.DataFrame, exc: MissingReference) -> InputError:
+    """The file's first row naming the store or customer that left the database during the import."""
+    column = {"customer_key": "customer_id", "store_id": "store_id"}.get(exc.column, exc.column)
+    what = "customer" if exc.column == "customer_key" else exc.column.removesuffix("_id")
+    rows = baskets.filter(pl.col(exc.column) == exc.value)["__row"] if exc.column in baskets.columns else None
+    row = int(rows.min()) if rows is not None and rows.len() else 1
+    return _refuse(name, row, column, f"unknown {what} (removed from the database while this file was imported)")
 
 
 def _explain_collision(db: Gateway, name: str, baskets: pl.DataFrame, exc: Exception) -> None:

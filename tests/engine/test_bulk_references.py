@@ -1,8 +1,9 @@
 """An append whose foreign keys the caller checked (`BulkSession.append(references_checked=True)`, as the
-import appends its baskets): on PostgreSQL the referenced rows are locked as the keys' own triggers lock
-them, and the per-row triggers are skipped only when the role may set session_replication_role.
-Whichever way, the keys hold: a missing row is refused, nothing can remove a referenced row before the
-commit, and the rows appended afterwards in the same transaction are checked again."""
+import appends its baskets): the references are checked again inside the write transaction, one
+statement per key; on PostgreSQL the referenced rows are locked as the keys' own triggers lock them, and
+the per-row triggers are skipped only when the role may and nothing else would be silenced. Whichever
+way, the keys hold: a missing row is refused, nothing can remove a referenced row before the commit, and
+the rows appended afterwards in the same transaction are checked by the database again."""
 
 import datetime as dt
 import uuid
@@ -11,23 +12,31 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from engine.db import bulk_session, connect
-from engine.errors import StateError
+from engine.db import MissingReference, bulk_session, connect
+from engine.errors import InputError
 from engine.ingest import import_file
 from tests.conftest import fresh_database
 from tests.engine.test_ingest import CUSTOMERS, PRODUCTS, STORES, TRANSACTIONS, write
 
-pytestmark = pytest.mark.postgres
+postgres = pytest.mark.postgres
 
 
-@pytest.fixture
-def pg_url(request, tmp_path) -> str:
-    """A fresh PostgreSQL database with one store and two customers (keys 1 and 2)."""
-    url = fresh_database(request, tmp_path, "postgres")
+def with_references(url: str) -> str:
+    """`url` once it holds one store (S1) and two customers (keys 1 and 2)."""
     with connect(url).begin() as conn:
         conn.exec_driver_sql("INSERT INTO stores (store_id, name) VALUES ('S1', 'One')")
         conn.exec_driver_sql("INSERT INTO customers (customer_key, customer_id) VALUES (1, 'C1'), (2, 'C2')")
     return url
+
+
+@pytest.fixture
+def pg_url(request, tmp_path) -> str:
+    return with_references(fresh_database(request, tmp_path, "postgres"))
+
+
+@pytest.fixture
+def any_url(db_url) -> str:
+    return with_references(db_url)
 
 
 def baskets(customers: list[int | None], first_key: int = 1) -> pl.DataFrame:
@@ -51,7 +60,7 @@ def scalar(url: str, sql: str):  # noqa: ANN201
         return conn.execute(sa.text(sql)).scalar()
 
 
-def as_role(request, url: str, grant_set: bool) -> str:
+def as_role(url: str, grant_set: bool) -> str:
     """`url` for a new login role (not a superuser) that may read and write every table; with
     `grant_set`, also ``GRANT SET ON PARAMETER session_replication_role`` (PostgreSQL 15+)."""
     role = f"lw_role_{uuid.uuid4().hex[:8]}"
@@ -59,18 +68,47 @@ def as_role(request, url: str, grant_set: bool) -> str:
         conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
         conn.exec_driver_sql(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
         if grant_set:
-            if conn.exec_driver_sql("SHOW server_version_num").scalar() < "150000":
+            if int(conn.exec_driver_sql("SHOW server_version_num").scalar()) < 150000:
                 pytest.skip("GRANT SET ON PARAMETER needs PostgreSQL 15")
             conn.exec_driver_sql(f"GRANT SET ON PARAMETER session_replication_role TO {role}")
     return sa.engine.make_url(url).set(username=role).render_as_string(hide_password=False)
 
 
+def key_lookups(bulk) -> int:  # noqa: ANN001
+    """Scans of customers' primary key in this transaction so far: a key trigger makes one per row."""
+    ((n,),) = bulk.execute(
+        "SELECT coalesce(sum(idx_scan), 0)::bigint FROM pg_stat_xact_user_tables WHERE relname = 'customers'"
+    )
+    return int(n)
+
+
+def test_a_missing_referenced_row_is_refused_on_either_database(any_url):
+    with pytest.raises(MissingReference, match=r"^baskets.customer_key 7: no such row in customers$"):
+        with bulk_session(any_url) as bulk:
+            bulk.append("baskets", baskets([1, 7]), references_checked=True)
+    frame = baskets([1]).with_columns(pl.lit("S9").alias("store_id"))
+    with pytest.raises(MissingReference, match=r"^baskets.store_id S9: no such row in stores$"):
+        with bulk_session(any_url) as bulk:
+            bulk.append("baskets", frame, references_checked=True)
+    assert scalar(any_url, "SELECT count(*) FROM baskets") == 0
+
+
+def test_a_check_after_a_refused_one_in_the_same_session_starts_afresh(any_url):
+    with bulk_session(any_url) as bulk:
+        with pytest.raises(MissingReference, match="customer_key 9"):
+            bulk.append("baskets", baskets([2, 9]), references_checked=True)
+        # the first check's keys (2, 9) must not count for the second's (1, 7): 7 is missing
+        with pytest.raises(MissingReference, match="customer_key 7"):
+            bulk.append("baskets", baskets([1, 7], first_key=5), references_checked=True)
+        bulk.append("baskets", baskets([1, 2, None], first_key=10), references_checked=True)
+    assert scalar(any_url, "SELECT count(*) FROM baskets") == 3
+
+
+@postgres
 def test_checked_rows_lock_what_they_reference_until_the_commit(pg_url):
     with bulk_session(pg_url) as bulk:
         bulk.append("baskets", baskets([1, None, 1]), references_checked=True)
-        assert bulk.execute("SELECT current_setting('session_replication_role')") == [
-            ("origin",)
-        ]  # the triggers are back on
+        assert bulk.execute("SELECT current_setting('session_replication_role')") == [("origin",)]
         with connect(pg_url).connect() as other:
             other.exec_driver_sql("SET lock_timeout = '300ms'")
             # the checkout reads and updates a customer as ever (a key share lock blocks neither)...
@@ -86,15 +124,41 @@ def test_checked_rows_lock_what_they_reference_until_the_commit(pg_url):
     assert scalar(pg_url, "SELECT count(*) FROM baskets WHERE customer_key = 1") == 2
 
 
-def test_a_missing_referenced_row_is_refused_and_nothing_lands(pg_url):
-    with pytest.raises(StateError, match=r"^baskets.customer_key 7: no such row in customers"):
-        with bulk_session(pg_url) as bulk:
-            bulk.append("baskets", baskets([1, 7]), references_checked=True)
-    frame = baskets([1]).with_columns(pl.lit("S9").alias("store_id"))
-    with pytest.raises(StateError, match=r"^baskets.store_id S9: no such row in stores"):
-        with bulk_session(pg_url) as bulk:
-            bulk.append("baskets", frame, references_checked=True)
-    assert scalar(pg_url, "SELECT count(*) FROM baskets") == 0
+@postgres
+def test_the_key_triggers_are_skipped_only_when_the_role_may(pg_url):
+    many = baskets([1, 2] * 100)
+    with bulk_session(pg_url) as bulk:  # a superuser: one lookup of the two keys, not 200
+        before = key_lookups(bulk)
+        bulk.append("baskets", many, references_checked=True)
+        assert key_lookups(bulk) - before < 10
+    plain = as_role(pg_url, grant_set=False)
+    with bulk_session(plain) as bulk:  # no privilege: the triggers check each row, as without the flag
+        before = key_lookups(bulk)
+        bulk.append("baskets", baskets([1, 2] * 100, first_key=1000), references_checked=True)
+        assert key_lookups(bulk) - before >= 200
+    with pytest.raises(Exception, match="foreign key"):  # the trigger's refusal, not MissingReference
+        with bulk_session(plain) as bulk:
+            bulk.append("baskets", baskets([1, 7], first_key=2000), references_checked=True)
+    granted = as_role(pg_url, grant_set=True)
+    with pytest.raises(MissingReference, match="customer_key 7"):
+        with bulk_session(granted) as bulk:
+            bulk.append("baskets", baskets([1, 7], first_key=2000), references_checked=True)
+
+
+@postgres
+def test_a_table_with_a_trigger_of_its_own_keeps_every_trigger(pg_url):
+    with connect(pg_url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE audit (basket_key BIGINT)")
+        conn.exec_driver_sql(
+            "CREATE FUNCTION audit_basket() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN INSERT INTO audit VALUES (NEW.basket_key); RETURN NEW; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER audit_baskets AFTER INSERT ON baskets FOR EACH ROW EXECUTE FUNCTION audit_basket()"
+        )
+    with bulk_session(pg_url) as bulk:
+        bulk.append("baskets", baskets([1, 2]), references_checked=True)
+    assert scalar(pg_url, "SELECT count(*) FROM audit") == 2
 
 
 def checked_then_not(url: str) -> None:
@@ -103,26 +167,23 @@ def checked_then_not(url: str) -> None:
         bulk.append("baskets", baskets([7], first_key=5))  # not checked by the caller: the trigger refuses
 
 
+@postgres
 def test_rows_appended_after_a_checked_append_are_checked_by_the_database(pg_url):
     with pytest.raises(Exception, match="foreign key"):
         checked_then_not(pg_url)
     assert scalar(pg_url, "SELECT count(*) FROM baskets") == 0
 
 
-def test_a_role_without_the_privilege_keeps_the_databases_own_checks(request, pg_url):
-    plain = as_role(request, pg_url, grant_set=False)
-    with bulk_session(plain) as bulk:
-        assert not bulk._may_skip_triggers()
-    with pytest.raises(Exception, match="foreign key"):  # the trigger's refusal, not the session's StateError
-        with bulk_session(plain) as bulk:
-            bulk.append("baskets", baskets([1, 7]), references_checked=True)
-    granted = as_role(request, pg_url, grant_set=True)
-    with bulk_session(granted) as bulk:
-        assert bulk._may_skip_triggers()
-        with pytest.raises(StateError, match="customer_key 7"):
-            bulk.append("baskets", baskets([1, 7]), references_checked=True)
+@postgres
+def test_a_checked_append_failing_in_the_client_turns_the_triggers_back_on(pg_url):
+    with bulk_session(pg_url) as bulk:
+        unsendable = baskets([1]).with_columns(pl.Series("lane", [{"a": 1}]))  # no PostgreSQL type for a struct
+        with pytest.raises(Exception, match="(?i)struct"):
+            bulk.append("baskets", unsendable, references_checked=True)
+        assert bulk.execute("SELECT current_setting('session_replication_role')") == [("origin",)]
 
 
+@postgres
 @pytest.mark.parametrize("grant_set", [False, True])
 def test_an_import_by_a_role_with_or_without_the_privilege_lands_the_same(request, tmp_path, grant_set):
     urls = [fresh_database(request, tmp_path, "postgres") for _ in range(2)]
@@ -131,10 +192,30 @@ def test_an_import_by_a_role_with_or_without_the_privilege_lands_the_same(reques
             import_file(url, kind, write(tmp_path, f"{kind}.csv", text))
     path = write(tmp_path, "transactions.csv", TRANSACTIONS)
     import_file(urls[0], "transactions", path)  # the superuser: triggers skipped
-    import_file(as_role(request, urls[1], grant_set), "transactions", path)
+    import_file(as_role(urls[1], grant_set), "transactions", path)
     read = "SELECT store_id, basket_id, customer_key, ts, line_count, line_sum FROM baskets ORDER BY basket_id"
     got = []
     for url in urls:
         with connect(url).connect() as conn:
             got.append(conn.execute(sa.text(read)).fetchall())
     assert got[0] == got[1] and len(got[0]) == 3
+
+
+def test_a_customer_removed_during_an_import_is_named_by_the_files_row(db_url, tmp_path, monkeypatch):
+    """The references are read before the import's write transaction: a customer deleted in between
+    (here, by a hook at that point) is caught inside it and the file refused whole, on either database."""
+    import engine.ingest
+
+    for kind, text in (("stores", STORES), ("customers", CUSTOMERS), ("products", PRODUCTS)):
+        import_file(db_url, kind, write(tmp_path, f"{kind}.csv", text))
+    real = engine.ingest._write_transactions
+
+    def delete_then_write(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        with connect(db_url).begin() as conn:  # another session's delete, before the write transaction
+            conn.exec_driver_sql("DELETE FROM customers WHERE customer_id = 'C2'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.ingest, "_write_transactions", delete_then_write)
+    with pytest.raises(InputError, match=r"^transactions.csv:5: column 'customer_id': unknown customer \(removed"):
+        import_file(db_url, "transactions", write(tmp_path, "transactions.csv", TRANSACTIONS))
+    assert scalar(db_url, "SELECT count(*) FROM baskets") == 0
