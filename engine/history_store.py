@@ -304,11 +304,13 @@ def read_parts(
     start: dt.date | None = None,
     customers: pl.Series | None = None,
     columns: list[str] | None = None,
+    distinct: bool = False,
 ) -> pl.DataFrame:
     """The lines with day in [start, end) of the part files `paths` (PART_SCHEMA, in file order).
 
     `customers`: only these customer_keys' lines (files are sorted by customer: row groups that
-    cannot hold them are skipped). `columns`: only these columns.
+    cannot hold them are skipped). `columns`: only these columns. `distinct`: each distinct row
+    of them once (in no particular order), made as the files are read.
     """
     columns = columns or list(PART_SCHEMA)
     if not paths:
@@ -320,7 +322,8 @@ def read_parts(
         scan = scan.filter(pl.col("day") >= start)
     if customers is not None:
         scan = scan.filter(pl.col("customer_key").is_in(customers.implode()))
-    return scan.select(columns).collect()
+    scan = scan.select(columns)
+    return (scan.unique() if distinct else scan).collect()
 
 
 def to_history(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:

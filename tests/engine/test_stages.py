@@ -293,6 +293,38 @@ def test_the_batchs_sums_over_lines_add_up_over_the_stores_partitions(chain_url,
     assert dict(got_spend.iter_rows())[keys[0]] == before[keys[0]] + 12_845
 
 
+def test_a_store_partitions_customer_keys_are_those_its_lines_have_in_the_window(chain_url):
+    """`StoreSource.customer_keys` (the globals' sample is drawn from them): each customer with a line
+    in [start, end) once, files and checkout lines alike, only among `keys` when the source has them."""
+    from engine.stages import store_sources
+
+    start = AS_OF - dt.timedelta(days=4)  # a short window: not every customer has a line in it
+    with Gateway.using(chain_url) as db:
+        source = store_sources(db, 4, AS_OF, None)[2]
+    lines = source.history()
+    newcomer = pl.DataFrame(  # a customer the files do not have, bought at the checkout
+        {
+            "basket_key": [10**9],
+            "line_no": [1],
+            "customer_key": [987_654_321],
+            "day": [AS_OF - dt.timedelta(days=3)],
+            "product_key": lines["product_key"][:1],
+            "quantity": [1.0],
+            "amount_cents": [500],
+            "discount_cents": [0],
+        },
+        schema=source.checkout.schema,
+    )
+    source = dataclasses.replace(source, checkout=pl.concat([source.checkout, newcomer]))
+    lines = source.history()
+    in_window = lines.filter((pl.col("day") < AS_OF) & (pl.col("day") >= start))["customer_key"].unique().sort()
+    assert 987_654_321 in in_window.to_list() and in_window.len() < lines["customer_key"].n_unique()  # the window tells
+    got = source.customer_keys(AS_OF, start)
+    assert got.len() == got.n_unique() and got.sort().to_list() == in_window.to_list()
+    some = in_window.gather([0, 5, in_window.len() - 1]).append(pl.Series([-1]))
+    assert dataclasses.replace(source, keys=some).customer_keys(AS_OF, start).sort().to_list() == some[:3].to_list()
+
+
 def test_the_globals_map_gives_every_result_in_order_whoever_computes_it():
     """`engine.stages._pool_map` (the priors' category fits): chunks the workers have not started come
     back to this process; the results are in item order either way."""
