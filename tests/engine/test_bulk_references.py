@@ -146,6 +146,26 @@ def test_the_key_triggers_are_skipped_only_when_the_role_may(pg_url):
 
 
 @postgres
+def test_without_update_on_the_referenced_tables_or_with_row_security_the_triggers_check(pg_url):
+    """The lock needs UPDATE on stores and customers; row security would hide rows from its count
+    (not from the triggers'): either way the triggers keep checking, and the append still lands."""
+    granted = as_role(pg_url, grant_set=True)
+    role = sa.engine.make_url(granted).username
+    with connect(pg_url).begin() as conn:
+        conn.exec_driver_sql(f"REVOKE UPDATE ON customers, stores FROM {role}")
+    with bulk_session(granted) as bulk:
+        assert not bulk._may_skip_triggers("baskets")
+        before = key_lookups(bulk)
+        bulk.append("baskets", baskets([1, 2] * 50), references_checked=True)
+        assert key_lookups(bulk) - before >= 100
+    with connect(pg_url).begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE customers ENABLE ROW LEVEL SECURITY")
+    with bulk_session(pg_url) as bulk:  # even a superuser's (whom row security does not bind)
+        assert not bulk._may_skip_triggers("baskets")
+    assert scalar(pg_url, "SELECT count(*) FROM baskets") == 100
+
+
+@postgres
 def test_a_table_with_a_trigger_of_its_own_keeps_every_trigger(pg_url):
     with connect(pg_url).begin() as conn:
         conn.exec_driver_sql("CREATE TABLE audit (basket_key BIGINT)")
