@@ -278,3 +278,30 @@ def test_group_clv_is_yearly_contribution_over_churn():
     out = group_clv(frame, "tier")
     assert out.row(0, named=True) == {"tier": "A", "customers": 2, "p_cents": 2000, "r": 0.5, "clv_cents": 4000}
     assert out.row(1, named=True)["r"] == 0.01 and out.row(1, named=True)["clv_cents"] == 50_000
+
+
+def test_abc_classes_keep_the_rows_order_and_break_ties_by_customer_key():
+    """Against a plain loop over the customers by value (highest first, ties by key), rows shuffled."""
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pl.DataFrame(
+        {"customer_key": rng.permutation(n) + 1, "monetary_cents": rng.integers(-3, 12, n) * 1000, "other": ["x"] * n}
+    )
+    out = abc_classes(frame, cuts=(0.75, 0.95), vip_share=0.30)
+    assert out["customer_key"].to_list() == frame["customer_key"].to_list()  # the frame's row order
+    total = sum(max(v, 0) for v in frame["monetary_cents"])
+    expected, ahead = {}, 0
+    for key, value in sorted(zip(frame["customer_key"], frame["monetary_cents"]), key=lambda kv: (-kv[1], kv[0])):
+        share = ahead / total
+        if value <= 0:
+            expected[key] = ("C", "small")
+        elif share < 0.30:
+            expected[key] = ("A", "VIP")
+        elif share < 0.75:
+            expected[key] = ("A", "major")
+        elif share < 0.95:
+            expected[key] = ("B", "ordinary")
+        else:
+            expected[key] = ("C", "small")
+        ahead += max(value, 0)
+    assert {k: (a, t) for k, a, t in out.select("customer_key", "abc_class", "value_tier").iter_rows()} == expected
