@@ -32,11 +32,11 @@ def abc_classes(
     v = frame[value].cast(pl.Float64).clip(lower_bound=0)
     total = v.sum()
     # the value order by two columns' arg sort, the shares scattered back to the frame's rows: not two
-    # sorts of the whole frame (100k customers' RFM frame: 0.6 -> 0.05 CPU s); the same sums in the same order
+    # sorts of the whole frame (100k customers' RFM frame: 0.6 -> 0.15 CPU s); the same sums in the same order
     order = frame.select(pl.arg_sort_by([value, "customer_key"], descending=[True, False])).to_series()
     ahead = v.gather(order)
     shares = (ahead.cum_sum() - ahead) / total if total > 0 else pl.repeat(1.0, frame.height, eager=True)
-    before = pl.Series("_before", [0.0] * frame.height, pl.Float64).scatter(order, shares)
+    before = pl.zeros(frame.height, pl.Float64, eager=True).alias("_before").scatter(order, shares)
     positive = pl.col(value) > 0
     return (
         frame.with_columns(before)

@@ -32,7 +32,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from engine.errors import StateError
+from engine.errors import CodeError, StateError
 from engine.values import iso_date
 
 if TYPE_CHECKING:
@@ -359,11 +359,16 @@ def _literal(text: str) -> str:
 
 
 class MissingReference(StateError):
-    """A row appended with `references_checked` names a row its foreign key's table does not hold."""
+    """Rows appended with `references_checked` name rows their foreign key's table does not hold:
+    `values`, the missing keys (at most `_MISSING_SHOWN` of them are looked up)."""
 
-    def __init__(self, table: str, column: str, value: object, referenced: str):
-        super().__init__(f"{table}.{column} {value}: no such row in {referenced.strip(chr(34))}")
-        self.table, self.column, self.value = table, column, value
+    def __init__(self, table: str, column: str, values: list, referenced: str):
+        shown = ", ".join(str(v) for v in values[:3]) + (f" and {len(values) - 3:,} more" if len(values) > 3 else "")
+        super().__init__(f"{table}.{column} {shown}: no such row in {referenced.strip(chr(34))}")
+        self.table, self.column, self.values = table, column, values
+
+
+_MISSING_SHOWN = 1000
 
 
 # a :name placeholder (not PostgreSQL's ::type cast)
@@ -400,7 +405,7 @@ class BulkSession:
             self._conn = driver.connect(libpq)
             self._cur = self._conn.cursor()
         self.sqlite = u.get_backend_name() == "sqlite"
-        self._skip_triggers: dict[str, bool] = {}  # PostgreSQL: `_may_skip_triggers` by table, asked once
+        self._rights: dict[str, tuple[bool, bool]] = {}  # PostgreSQL: `_reference_rights` by table, asked once
         self._scratch: set[str] = set()  # `_check_references`' temporary tables made in this session
 
     def execute(self, sql: str, params: tuple | None = None) -> list[tuple]:
@@ -450,9 +455,10 @@ class BulkSession:
         with a trigger (226k baskets: ~2 s of the import's 4), the check locks the referenced rows as
         those triggers do (FOR KEY SHARE: nothing can remove them until the commit) and the rows go
         in with ``session_replication_role = replica`` (the triggers off for this append only), when
-        the session may (`_may_skip_triggers`: the parameter's privilege, UPDATE on the referenced
+        the session may (`_reference_rights`: the parameter's privilege, UPDATE on the referenced
         tables as the lock needs, TEMP, no trigger of the table's own, no row security on the
-        referenced tables); else nothing is locked and the triggers check every row as always.
+        referenced tables); else the check locks nothing (it still names a missing row) and the
+        triggers check every row as always.
         """
         if not frame.height:
             return
@@ -488,7 +494,9 @@ class BulkSession:
         when one spans several columns or names no column (not checked here: the database's own)."""
         if self.sqlite:
             rows = self.execute(f"PRAGMA foreign_key_list({_ident(table)})")  # id, seq, table, from, to, ...
-            if any(seq for _, seq, *_ in rows) or any(to is None for *_, to, _u, _d, _m in rows):
+            if any(to is None for *_, to, _u, _d, _m in rows):  # schema.sql names every key's column
+                raise CodeError(f"a foreign key of {table} names no column: it would go unchecked")
+            if any(seq for _, seq, *_ in rows):
                 return None
             return [(column, _ident(referenced), to) for _, _, referenced, column, to, *_ in rows]
         rows = self.execute(
@@ -496,59 +504,63 @@ class BulkSession:
             "FROM pg_constraint c "
             "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
             "JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = c.confkey[1] "
-            f"WHERE c.contype = 'f' AND c.conrelid = {_literal(table)}::regclass ORDER BY a.attname"
+            f"WHERE c.contype = 'f' AND c.conrelid = {_literal(_ident(table))}::regclass ORDER BY a.attname"
         )
         if any(n != 1 for *_, n in rows):
             return None
         return [(column, referenced, key) for column, referenced, key, _ in rows]
 
-    def _may_skip_triggers(self, table: str) -> bool:
-        """Whether this PostgreSQL session may append to `table` with its triggers off, having locked
-        what its foreign keys name: it may set session_replication_role (a superuser, or PostgreSQL
-        15+ with the parameter's SET privilege), make temporary tables, take FOR KEY SHARE locks on
-        the referenced tables (UPDATE on a column of each), and `table` has no trigger but its keys'
-        (replica mode would silence any other) nor references a table with row security (which the
-        lock's count obeys and the triggers do not)."""
-        ((superuser, version),) = self.execute(
-            "SELECT current_setting('is_superuser'), current_setting('server_version_num')::int"
+    def _reference_rights(self, table: str) -> tuple[bool, bool]:
+        """(may check, may skip the triggers) of this PostgreSQL session appending to `table`.
+
+        It may check the references when it may make temporary tables (TEMP) and no referenced table
+        has row security (which the check's count would obey and the triggers do not). It may append with
+        the triggers off, having locked what the foreign keys name, when it may also set
+        session_replication_role (a superuser, or PostgreSQL 15+ with the parameter's SET
+        privilege) and take FOR KEY SHARE locks on the referenced tables (UPDATE on a column of
+        each), and `table` has no trigger but its keys' (replica mode would silence any other).
+        """
+        ((superuser, version, temp),) = self.execute(
+            "SELECT current_setting('is_superuser') = 'on', current_setting('server_version_num')::int, "
+            "has_database_privilege(current_database(), 'TEMP')"
         )
-        if superuser != "on":
-            if version < 150000:
-                return False
-            ((allowed,),) = self.execute(
-                "SELECT has_parameter_privilege('session_replication_role', 'SET') "
-                "AND has_database_privilege(current_database(), 'TEMP')"
-            )
-            if not allowed:
-                return False
-        ((others, refused),) = self.execute(
+        ((others, hidden, unlockable),) = self.execute(
             "SELECT (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), "
             "(SELECT count(*) FROM pg_constraint k JOIN pg_class r ON r.oid = k.confrelid "
-            "WHERE k.conrelid = c.oid AND k.contype = 'f' "
-            "AND (r.relrowsecurity OR NOT has_any_column_privilege(r.oid, 'UPDATE'))) "
-            f"FROM pg_class c WHERE c.oid = {_literal(table)}::regclass"
+            "WHERE k.conrelid = c.oid AND k.contype = 'f' AND r.relrowsecurity), "
+            "(SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'f' "
+            "AND NOT has_any_column_privilege(k.confrelid, 'UPDATE')) "
+            f"FROM pg_class c WHERE c.oid = {_literal(_ident(table))}::regclass"
         )
-        return others == 0 and refused == 0
+        check = bool(temp or superuser) and hidden == 0
+        if not check or others or unlockable:
+            return check, False
+        if superuser:
+            return True, True
+        if version < 150000:
+            return True, False
+        ((allowed,),) = self.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')")
+        return True, bool(allowed)
 
     def _check_references(self, table: str, frame: pl.DataFrame) -> bool:
         """Check that every foreign key value of `frame` names an existing row (`MissingReference`
-        otherwise), one statement per key over its distinct values; on PostgreSQL lock those rows
-        (FOR KEY SHARE) when the triggers may be skipped (`_may_skip_triggers`). Whether they may:
-        False and nothing checked on PostgreSQL when not (the triggers check), or when a key spans
-        columns or is not among `frame`'s columns."""
+        otherwise), one query per key over its distinct values (copied to a temporary table); on
+        PostgreSQL lock those rows (FOR KEY SHARE) when the triggers may be skipped
+        (`_reference_rights`). Returns whether they may. Nothing is checked when a key spans
+        columns or is not among `frame`'s columns, or on PostgreSQL without TEMP (the triggers do)."""
+        check, skip = True, False
         if not self.sqlite:
-            if self._skip_triggers.get(table) is None:
-                self._skip_triggers[table] = self._may_skip_triggers(table)
-            if not self._skip_triggers[table]:
-                return False
-        keys = self._foreign_keys(table)
+            if table not in self._rights:
+                self._rights[table] = self._reference_rights(table)
+            check, skip = self._rights[table]
+        keys = self._foreign_keys(table) if check else None
         if keys is None or any(column not in frame.columns for column, *_ in keys):
             return False
         for column, referenced, key in keys:
             values = frame.select(pl.col(column).drop_nulls().unique().alias("key"))
             if not values.height:
                 continue
-            scratch = f"lw_refs_{column}"
+            scratch = f"lw_refs_{table}_{column}"
             if scratch in self._scratch:  # a check before (maybe one that failed) left its values
                 self.execute(f"DELETE FROM {_ident(scratch)}")
             self.append(scratch, values, temporary=True)  # made on first use
@@ -556,20 +568,20 @@ class BulkSession:
             found = f"SELECT 1 FROM {referenced} r WHERE r.{_ident(key)} IN (SELECT key FROM {_ident(scratch)})"
             missing = (
                 f"SELECT s.key FROM {_ident(scratch)} s WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {referenced} r WHERE r.{_ident(key)} = s.key) LIMIT 1"
+                f"(SELECT 1 FROM {referenced} r WHERE r.{_ident(key)} = s.key) LIMIT {_MISSING_SHOWN}"
             )
             for _ in range(3):  # a row removed and added again while the lock waited: lock it again
                 ((count,),) = self.execute(
-                    f"SELECT count(*) FROM ({found}{'' if self.sqlite else ' FOR KEY SHARE OF r'}) AS checked"
+                    f"SELECT count(*) FROM ({found}{' FOR KEY SHARE OF r' if skip else ''}) AS checked"
                 )
                 if count == values.height:
                     break
                 gone = self.execute(missing)
                 if gone:
-                    raise MissingReference(table, column, gone[0][0], referenced)
+                    raise MissingReference(table, column, sorted(v for (v,) in gone), referenced)
             else:
                 raise StateError(f"{table}.{column}: the rows it names in {referenced} kept changing; try again")
-        return not self.sqlite
+        return skip
 
     def _secondary_indexes(self, table: str) -> list[tuple[str, str]]:
         """(name, CREATE statement) of `table`'s named, non-unique indexes (SQLite)."""

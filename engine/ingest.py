@@ -1474,12 +1474,15 @@ def _record_import(bulk, import_id: int, source: _Source, written: _Written) -> 
 
 
 def _removed(name: str, baskets: pl.DataFrame, exc: MissingReference) -> InputError:
-    """The file's first row naming the store or customer that left the database during the import."""
+    """The file's first row naming a store or customer that left the database during the import."""
     column = {"customer_key": "customer_id", "store_id": "store_id"}.get(exc.column, exc.column)
     what = "customer" if exc.column == "customer_key" else exc.column.removesuffix("_id")
-    rows = baskets.filter(pl.col(exc.column) == exc.value)["__row"] if exc.column in baskets.columns else None
-    row = int(rows.min()) if rows is not None and rows.len() else 1
-    return _refuse(name, row, column, f"unknown {what} (removed from the database while this file was imported)")
+    rows = baskets.filter(pl.col(exc.column).is_in(pl.Series(exc.values).implode()))["__row"]
+    if rows.len() == 0:  # not a key of this file's baskets: say what the database said
+        return InputError(f"{name}: {exc}; nothing was imported from this file")
+    return _refuse(
+        name, int(rows.min()), column, f"unknown {what} (removed from the database while this file was imported)"
+    )
 
 
 def _explain_collision(db: Gateway, name: str, baskets: pl.DataFrame, exc: Exception) -> None:

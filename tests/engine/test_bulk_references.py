@@ -136,7 +136,7 @@ def test_the_key_triggers_are_skipped_only_when_the_role_may(pg_url):
         before = key_lookups(bulk)
         bulk.append("baskets", baskets([1, 2] * 100, first_key=1000), references_checked=True)
         assert key_lookups(bulk) - before >= 200
-    with pytest.raises(Exception, match="foreign key"):  # the trigger's refusal, not MissingReference
+    with pytest.raises(MissingReference, match="customer_key 7"):  # checked all the same, nothing locked
         with bulk_session(plain) as bulk:
             bulk.append("baskets", baskets([1, 7], first_key=2000), references_checked=True)
     granted = as_role(pg_url, grant_set=True)
@@ -154,14 +154,17 @@ def test_without_update_on_the_referenced_tables_or_with_row_security_the_trigge
     with connect(pg_url).begin() as conn:
         conn.exec_driver_sql(f"REVOKE UPDATE ON customers, stores FROM {role}")
     with bulk_session(granted) as bulk:
-        assert not bulk._may_skip_triggers("baskets")
+        assert not bulk._reference_rights("baskets")[1]
         before = key_lookups(bulk)
         bulk.append("baskets", baskets([1, 2] * 50), references_checked=True)
         assert key_lookups(bulk) - before >= 100
     with connect(pg_url).begin() as conn:
         conn.exec_driver_sql("ALTER TABLE customers ENABLE ROW LEVEL SECURITY")
-    with bulk_session(pg_url) as bulk:  # even a superuser's (whom row security does not bind)
-        assert not bulk._may_skip_triggers("baskets")
+    with bulk_session(pg_url) as bulk:  # even a superuser's (whom row security does not bind)...
+        assert bulk._reference_rights("baskets") == (False, False)  # ...nor checks: a count would obey it
+    with pytest.raises(Exception, match="foreign key"):  # so the trigger refuses a missing customer
+        with bulk_session(pg_url) as bulk:
+            bulk.append("baskets", baskets([1, 7], first_key=500), references_checked=True)
     assert scalar(pg_url, "SELECT count(*) FROM baskets") == 100
 
 
@@ -221,13 +224,24 @@ def test_an_import_by_a_role_with_or_without_the_privilege_lands_the_same(reques
     assert got[0] == got[1] and len(got[0]) == 3
 
 
-def test_a_customer_removed_during_an_import_is_named_by_the_files_row(db_url, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "database, role",
+    [
+        ("sqlite", "owner"),
+        pytest.param("postgres", "owner", marks=postgres),
+        pytest.param("postgres", "without the privilege", marks=postgres),
+    ],
+)
+def test_a_customer_removed_during_an_import_is_named_by_the_files_row(request, tmp_path, monkeypatch, database, role):
     """The references are read before the import's write transaction: a customer deleted in between
-    (here, by a hook at that point) is caught inside it and the file refused whole, on either database."""
+    (here, by a hook at that point) is caught inside it and the file refused whole, on either database,
+    whether the import's role may skip PostgreSQL's key triggers or not."""
     import engine.ingest
 
+    db_url = fresh_database(request, tmp_path, database)
     for kind, text in (("stores", STORES), ("customers", CUSTOMERS), ("products", PRODUCTS)):
         import_file(db_url, kind, write(tmp_path, f"{kind}.csv", text))
+    importer = db_url if role == "owner" else as_role(db_url, grant_set=False)
     real = engine.ingest._write_transactions
 
     def delete_then_write(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -237,5 +251,5 @@ def test_a_customer_removed_during_an_import_is_named_by_the_files_row(db_url, t
 
     monkeypatch.setattr(engine.ingest, "_write_transactions", delete_then_write)
     with pytest.raises(InputError, match=r"^transactions.csv:5: column 'customer_id': unknown customer \(removed"):
-        import_file(db_url, "transactions", write(tmp_path, "transactions.csv", TRANSACTIONS))
+        import_file(importer, "transactions", write(tmp_path, "transactions.csv", TRANSACTIONS))
     assert scalar(db_url, "SELECT count(*) FROM baskets") == 0

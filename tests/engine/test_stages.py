@@ -302,16 +302,17 @@ def test_a_store_partitions_customer_keys_are_those_its_lines_have_in_the_window
     with Gateway.using(chain_url) as db:
         source = store_sources(db, 4, AS_OF, None)[2]
     lines = source.history()
-    newcomer = pl.DataFrame(  # a customer the files do not have, bought at the checkout
+    known = lines.filter(pl.col("day") >= start)["customer_key"][0]
+    newcomer = pl.DataFrame(  # at the checkout: a customer the files do not have, and one they have
         {
-            "basket_key": [10**9],
-            "line_no": [1],
-            "customer_key": [987_654_321],
-            "day": [AS_OF - dt.timedelta(days=3)],
-            "product_key": lines["product_key"][:1],
-            "quantity": [1.0],
-            "amount_cents": [500],
-            "discount_cents": [0],
+            "basket_key": [10**9, 10**9 + 1],
+            "line_no": [1, 1],
+            "customer_key": [987_654_321, known],
+            "day": [AS_OF - dt.timedelta(days=3)] * 2,
+            "product_key": lines["product_key"][:2],
+            "quantity": [1.0, 1.0],
+            "amount_cents": [500, 500],
+            "discount_cents": [0, 0],
         },
         schema=source.checkout.schema,
     )
