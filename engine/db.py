@@ -353,11 +353,6 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
-    """`text` as a quoted SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 class MissingReference(StateError):
     """Rows appended with `references_checked` name rows their foreign key's table does not hold:
     `values`, the missing keys (at most `_MISSING_SHOWN` of them are looked up)."""
@@ -504,7 +499,7 @@ class BulkSession:
             "FROM pg_constraint c "
             "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
             "JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = c.confkey[1] "
-            f"WHERE c.contype = 'f' AND c.conrelid = {_literal(_ident(table))}::regclass ORDER BY a.attname"
+            f"WHERE c.contype = 'f' AND c.conrelid = {_quoted(_ident(table))}::regclass ORDER BY a.attname"
         )
         if any(n != 1 for *_, n in rows):
             return None
@@ -530,7 +525,7 @@ class BulkSession:
             "WHERE k.conrelid = c.oid AND k.contype = 'f' AND r.relrowsecurity), "
             "(SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'f' "
             "AND NOT has_any_column_privilege(k.confrelid, 'UPDATE')) "
-            f"FROM pg_class c WHERE c.oid = {_literal(_ident(table))}::regclass"
+            f"FROM pg_class c WHERE c.oid = {_quoted(_ident(table))}::regclass"
         )
         check = bool(temp or superuser) and hidden == 0
         if not check or others or unlockable:

@@ -1475,8 +1475,9 @@ def _record_import(bulk, import_id: int, source: _Source, written: _Written) -> 
 
 def _removed(name: str, baskets: pl.DataFrame, exc: MissingReference) -> InputError:
     """The file's first row naming a store or customer that left the database during the import."""
-    column = {"customer_key": "customer_id", "store_id": "store_id"}.get(exc.column, exc.column)
-    what = "customer" if exc.column == "customer_key" else exc.column.removesuffix("_id")
+    column, what = {"customer_key": ("customer_id", "customer"), "store_id": ("store_id", "store")}.get(
+        exc.column, (exc.column, exc.column)
+    )
     rows = baskets.filter(pl.col(exc.column).is_in(pl.Series(exc.values).implode()))["__row"]
     if rows.len() == 0:  # not a key of this file's baskets: say what the database said
         return InputError(f"{name}: {exc}; nothing was imported from this file")

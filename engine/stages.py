@@ -221,7 +221,7 @@ def _compact(result: Any) -> Any:
 
 def _keys_in(history: History, in_window: pl.Expr, as_of: dt.date, start: dt.date) -> pl.LazyFrame:
     if isinstance(history, StoreSource):
-        return _compact(history.customer_keys(as_of, start).unique().to_frame()).lazy()
+        return _compact(history.customer_keys(as_of, start).to_frame()).lazy()  # each key once
     return _lazy(history).filter(in_window).select("customer_key").unique()
 
 
