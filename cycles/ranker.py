@@ -54,6 +54,7 @@ import numpy as np
 import polars as pl
 from scipy import optimize
 
+from cycles._forest import raw_scores
 from cycles.exceptions import InputError
 from cycles.occasions import OccasionKeys, require_columns
 from cycles.purchase_cycle import (
@@ -484,7 +485,8 @@ class NextWindowRanker:
 
     def _score(self, x: np.ndarray, n_jobs: int | None = None) -> np.ndarray:
         if self.backend == "lightgbm":
-            return self.model_.predict(x, raw_score=True, num_threads=n_jobs or self.n_jobs)
+            # the trees compiled (cycles._forest): LightGBM's raw scores to the bit, ~4x less CPU
+            return raw_scores(self.model_, x, n_jobs or self.n_jobs)
         return self.model_.decision_function(x)
 
     def _fit_globals(self, occ: Occasions, tr_lines: pl.DataFrame, observed_until: dt.date) -> None:
