@@ -295,8 +295,8 @@ def fit_globals(
     """The ranker, purchase-cycle priors and volume cut points, fitted on the customer sample.
 
     `histories`: every partition's history in partition order (frames, Parquet paths or the store's
-    `StoreSource`); only the lines of the first key strata are read (`sample_customers`: the sample
-    is whole strata in order), and of a history only if its partition can hold them. `pool`: the local workers (`_local_pool`), idle
+    `StoreSource`); only the lines of the first key strata are read (`_sample_lines`), and of a
+    history only if its partition can hold them. `pool`: the local workers (`_local_pool`), idle
     until the partitions: the categories' prior fits go to them (the same fits, so the same priors).
     """
     # the compiled survival (numba, ~0.5 CPU s to load) loads in a thread while polars reads the files
