@@ -27,9 +27,19 @@ from cycles.occasions import OccasionKeys, category_codes, occasion_keys, pair_o
 from cycles.params import ProfileParams
 from cycles.purchase_cycle import PurchaseCycleEstimator
 
-__all__ = ["customer_profile", "profile_globals", "sample_customers", "ProfileGlobals", "PROFILE_COLUMNS"]
+__all__ = [
+    "customer_profile",
+    "profile_globals",
+    "sample_customers",
+    "SAMPLE_STRATA",
+    "ProfileGlobals",
+    "PROFILE_COLUMNS",
+]
 
 _SAMPLE_SEED = 23
+# `sample_customers` takes whole strata of customers, stratum s the keys with key % SAMPLE_STRATA == s:
+# the history store's default bucket count, so that with it a stratum is one bucket's files
+SAMPLE_STRATA = 64
 _POOLED = "\x00pooled"  # the category name the pooled prior is fitted under (no catalogue category)
 
 PROFILE_COLUMNS = [
@@ -162,20 +172,53 @@ class ProfileGlobals:
 def sample_customers(keys: pl.Series, size: int, seed: int = _SAMPLE_SEED) -> pl.Series:
     """A deterministic sample of customer keys, defined by the key alone (never by a partition).
 
-    All of `keys` when there are at most `size`; else the `size` keys of smallest hash. A key is
-    in the sample of a chain or not whatever partition it lands in, so the sample and anything
-    fitted on it are the same for 1 or 64 partitions.
+    All of `keys` when there are at most `size`. Else whole strata — stratum s is the keys with
+    key % SAMPLE_STRATA == s — in the order 0, 1, 2, ... until `size` keys are taken; of the stratum
+    that completes it, its keys of smallest (seeded) hash, so the sample holds exactly `size`.
+    A key is in the sample of a chain or not whatever partition it lands in, so the sample and
+    anything fitted on it are the same for 1 or 64 partitions.
+
+    Why strata and not the smallest hashes of all keys: the sample of the keys of strata 0..j,
+    once they hold `size` or more, is the sample of all keys, so a reader of history bucketed by
+    customer_key finds the sample's lines in the first few strata alone (`engine.stages.fit_globals`)
+    instead of reading every customer's key first. A stratum is a fair sample of the chain, as a
+    hash's is: customer keys are numbered in the order the customers file lists them, which has no
+    reason to repeat with a period of 64.
+
+    Parameters
+    ----------
+    keys
+        Customer keys, in any order, repeated or not.
+    size
+        The sample's size.
+    seed
+        The hash's seed (the stratum that completes the sample).
+
+    Returns
+    -------
+    polars.Series
+        The sample's keys, each once, sorted.
 
     Examples
     --------
     >>> sample_customers(pl.Series([5, 3, 9]), 10).to_list()
     [3, 5, 9]
+
+    Of keys 1..200, stratum 0 is 64, 128, 192 and stratum 1 is 1, 65, 129, 193: a sample of 3 is
+    stratum 0, one of 5 adds the two keys of stratum 1 of smallest hash.
+
+    >>> sample_customers(pl.Series(range(1, 201)), 3).to_list()
+    [64, 128, 192]
+    >>> sample_customers(pl.Series(range(1, 201)), 5).to_list()
+    [1, 64, 65, 128, 192]
     """
-    keys = keys.unique().sort()
+    keys = keys.unique()
     if keys.len() <= size:
-        return keys
-    h = keys.hash(seed=seed)
-    return pl.DataFrame({"k": keys, "h": h}).sort("h", "k").head(size)["k"].sort()
+        return keys.sort()
+    k = pl.col("k")
+    # (stratum, hash, key) order: the whole strata first, then the completing one's smallest hashes
+    ordered = pl.DataFrame({"k": keys}).sort(k % SAMPLE_STRATA, k.hash(seed=seed), k)
+    return ordered.head(size)["k"].sort().rename(keys.name)
 
 
 def profile_globals(

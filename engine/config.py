@@ -113,7 +113,9 @@ class ScaleSettings:
     scheduler: str = ""  # the dask scheduler's address, e.g. 'tcp://10.0.0.5:8786' (needed by executor 'dask')
     partitions: int = 1  # customer partitions (customer_key % n); n divides 64, the history's buckets
     workers: int = 0  # 'local': processes at once (0 = one per CPU core, at most `partitions`)
-    sample_customers: int = 5_000  # customers the global quantities are fitted on (a key hash; all when fewer)
+    # customers the global quantities are fitted on: whole strata of customer_key % 64 in order, the last one
+    # trimmed by a key hash (so the globals read only the first strata's lines); all when fewer
+    sample_customers: int = 5_000
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ Writers of the store (imports, `compact`) hold the store's lock (`lock`: SQLite'
 PostgreSQL's row lock on history_store) from before they write a file until they commit, so a
 file not named by the manifest while one holds the lock belongs to a writer that died.
 
-Reads. `part_paths` lists a partition's committed files (a Dask worker reads them by path);
+Reads. `part_paths` lists a partition's committed files (a Dask worker reads them by path; `part_files`
+with each file's bucket);
 `read_parts` scans them with polars (day predicate pushed down). The checkout's baskets are not
 here: they stay in the database table basket_lines (OLTP: one small transaction per basket),
 and `engine.db.Gateway.history` reads them alongside the parts.
@@ -57,6 +58,7 @@ __all__ = [
     "write_parts",
     "record_parts",
     "manifest",
+    "part_files",
     "part_paths",
     "read_parts",
     "held_lines",
@@ -282,6 +284,22 @@ def manifest(
     return reader.read(sql, MANIFEST_SCHEMA)
 
 
+def part_files(
+    db: Gateway,
+    partition: tuple[int, int] | None = None,
+    end: dt.date | None = None,
+    start: dt.date | None = None,
+) -> list[tuple[str, int]]:
+    """`part_paths`' files with the bucket of each: (absolute path, bucket), by file_name.
+
+    A reader of some customers only (those with customer_key % m == s) skips the files of buckets
+    that cannot hold them (`engine.stages.StoreSource.strata_history`).
+    """
+    store = db.history_store()
+    files = manifest(db, partition_buckets(store.buckets, partition), end, start)
+    return [(str(store.path(f)), int(b)) for f, b in files.select("file_name", "bucket").iter_rows()]
+
+
 def part_paths(
     db: Gateway,
     partition: tuple[int, int] | None = None,
@@ -293,9 +311,7 @@ def part_paths(
 
     The partition's checkout lines are not in them: `engine.db.Gateway.db_lines` reads those.
     """
-    store = db.history_store()
-    files = manifest(db, partition_buckets(store.buckets, partition), end, start)
-    return [str(store.path(f)) for f in files["file_name"]] if files.height else []
+    return [path for path, _ in part_files(db, partition, end, start)]
 
 
 def read_parts(
@@ -304,13 +320,13 @@ def read_parts(
     start: dt.date | None = None,
     customers: pl.Series | None = None,
     columns: list[str] | None = None,
-    distinct: bool = False,
+    where: pl.Expr | None = None,
 ) -> pl.DataFrame:
     """The lines with day in [start, end) of the part files `paths` (PART_SCHEMA, in file order).
 
     `customers`: only these customer_keys' lines (files are sorted by customer: row groups that
-    cannot hold them are skipped). `columns`: only these columns. `distinct`: each distinct row
-    of them once (in no particular order), made as the files are read.
+    cannot hold them are skipped). `columns`: only these columns. `where`: only the lines it holds
+    for (an expression of PART_SCHEMA's columns, applied as the files are read).
     """
     columns = columns or list(PART_SCHEMA)
     if not paths:
@@ -322,8 +338,9 @@ def read_parts(
         scan = scan.filter(pl.col("day") >= start)
     if customers is not None:
         scan = scan.filter(pl.col("customer_key").is_in(customers.implode()))
-    scan = scan.select(columns)
-    return (scan.unique() if distinct else scan).collect()
+    if where is not None:
+        scan = scan.filter(where)
+    return scan.select(columns).collect()
 
 
 def to_history(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:

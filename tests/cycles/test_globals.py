@@ -10,7 +10,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from cycles.brand_volume import brand_volume, tier_against, volume_cut_points
-from cycles.profile import ProfileGlobals, customer_profile, profile_globals, sample_customers
+from cycles.profile import SAMPLE_STRATA, ProfileGlobals, customer_profile, profile_globals, sample_customers
 from cycles.value import customer_value, score_value, value_parts
 
 
@@ -81,17 +81,34 @@ def test_priors_for_fills_missing_categories_with_the_pooled_prior():
 
 
 def test_the_sample_is_defined_by_the_key_alone():
+    """Whole strata (key % 64) in order, then the completing stratum's smallest hashes: by hand for 1..1000."""
     keys = pl.Series(range(1, 1001))
     assert sample_customers(keys, 2000).to_list() == list(range(1, 1001))  # a small chain: everyone
+    assert SAMPLE_STRATA == 64
+    # 1000 = 15 * 64 + 40: stratum 0 is 64, 128, ..., 960 (15 keys), strata 1..40 hold 16 keys, 41..63 15;
+    # strata 0..5 hold 15 + 5 * 16 = 95 keys, so a sample of 100 is they and 5 of stratum 6's 16
+    stratum = {s: [k for k in range(1, 1001) if k % 64 == s] for s in range(7)}
+    assert len(stratum[0]) == 15 and stratum[0][:2] == [64, 128] and len(stratum[1]) == 16
+    whole = sorted(k for s in range(6) for k in stratum[s])
+    assert sample_customers(keys, 95).to_list() == whole  # strata 0..5 exactly: no hash needed
+    six = pl.Series(stratum[6])
+    smallest = [k for _, k in sorted(zip(six.hash(seed=23).to_list(), stratum[6]))[:5]]
     sample = sample_customers(keys, 100)
     assert sample.len() == 100 and sample.is_sorted()
+    assert sample.to_list() == sorted(whole + smallest)
+    assert smallest != stratum[6][:5] and smallest != stratum[6][-5:]  # the hash, not the key order, chose
     # shuffled, duplicated, split in partitions and put back: the same customers
     parts = [keys.filter(keys % 4 == p) for p in (3, 1, 0, 2)]
     assert sample_customers(pl.concat([*parts, parts[0]]), 100).to_list() == sample.to_list()
-    # the smallest hashes: a customer of a bigger chain's sample is in the sample of any part of it holding him
-    bigger = set(sample_customers(pl.Series(range(1, 2001)), 100).to_list())
-    assert bigger & set(range(1, 1001)) <= set(sample.to_list())
-    assert 20 < len(bigger & set(range(1, 1001))) < 80  # about half: the test can fail
+    # what a reader of the first strata relies on: the keys of strata 0..6 alone give the same sample
+    # (strata 0..5 alone, fewer than 100 keys, are all taken)
+    first = keys.filter(keys % 64 <= 6)
+    assert sample_customers(first, 100).to_list() == sample.to_list()
+    assert sample_customers(keys.filter(keys % 64 <= 5), 100).to_list() == whole
+    # a bigger chain (1..2000: 31 keys in stratum 0, 32 in strata 1 and 2) is sampled from its own first strata
+    bigger = sample_customers(pl.Series(range(1, 2001)), 100).to_list()
+    assert [k for k in bigger if k % 64 <= 2] == [k for k in range(1, 2001) if k % 64 <= 2]
+    assert sum(k % 64 == 3 for k in bigger) == 5 and max(k % 64 for k in bigger) == 3
 
 
 def test_value_scored_over_partitions_is_the_one_pass_value(planted_history):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 
 import polars as pl
@@ -270,7 +271,7 @@ def test_the_batchs_sums_over_lines_add_up_over_the_stores_partitions(chain_url,
             assert_frame_equal(prices_from_counts(counts), prices, check_exact=True)
         # a partition with checkout lines (basket_lines' rows): the sums see them as its history does
         source = store_sources(db, 4, AS_OF, w.start)[1]
-    keys = source.customer_keys(AS_OF, w.start).unique().sort()[:2]
+    keys = source.history().filter(pl.col("day") >= w.start)["customer_key"].unique().sort()[:2]
     extra = pl.DataFrame(
         {
             "basket_key": [10**9, 10**9, 10**9 + 1],
@@ -293,37 +294,173 @@ def test_the_batchs_sums_over_lines_add_up_over_the_stores_partitions(chain_url,
     assert dict(got_spend.iter_rows())[keys[0]] == before[keys[0]] + 12_845
 
 
-def test_a_store_partitions_customer_keys_are_those_its_lines_have_in_the_window(chain_url):
-    """`StoreSource.customer_keys` (the globals' sample is drawn from them): each customer with a line
-    in [start, end) once, files and checkout lines alike, only among `keys` when the source has them."""
+def _recording_reads(monkeypatch) -> list[str]:
+    """The paths every `engine.history_store.read_parts` call is given from now on (in call order)."""
+    import engine.history_store as history_store
+
+    real, seen = history_store.read_parts, []
+
+    def recording(paths, *args, **kwargs):
+        seen.extend(paths)
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(history_store, "read_parts", recording)
+    return seen
+
+
+def _bucket(path: str) -> int:
+    return int(re.search(r"bucket=(\d+)", path)[1])
+
+
+def test_a_store_partitions_strata_history_is_its_history_of_those_customers_in_the_window(chain_url, monkeypatch):
+    """`StoreSource.strata_history` (the globals' sample reads it): the partition's history of the customers
+    with customer_key % 64 in the strata and a day in the window, files and checkout lines alike, only
+    among `keys` when the source has them; of the part files only those of the strata's buckets are read."""
     from engine.stages import store_sources
 
-    start = AS_OF - dt.timedelta(days=4)  # a short window: not every customer has a line in it
+    start = AS_OF - dt.timedelta(weeks=3)  # a short window: not every line is in it
     with Gateway.using(chain_url) as db:
-        source = store_sources(db, 4, AS_OF, None)[2]
+        source = store_sources(db, 4, AS_OF + dt.timedelta(days=7), None)[2]  # partition 2: strata 2, 6, 10...
     lines = source.history()
-    known = lines.filter(pl.col("day") >= start)["customer_key"][0]
-    newcomer = pl.DataFrame(  # at the checkout: a customer the files do not have, and one they have
+    known = lines.filter((pl.col("day") >= start) & (pl.col("customer_key") % 64 == 6))["customer_key"][0]
+    other = lines.filter(pl.col("customer_key") % 64 == 10)["customer_key"][0]  # partition 2, another stratum
+    newcomer = 64 * 10**7 + 6  # stratum 6, partition 2 of 4: a customer the files do not have
+    at_checkout = pl.DataFrame(
         {
-            "basket_key": [10**9, 10**9 + 1],
-            "line_no": [1, 1],
-            "customer_key": [987_654_321, known],
-            "day": [AS_OF - dt.timedelta(days=3)] * 2,
-            "product_key": lines["product_key"][:2],
-            "quantity": [1.0, 1.0],
-            "amount_cents": [500, 500],
-            "discount_cents": [0, 0],
+            "basket_key": [10**9, 10**9 + 1, 10**9 + 2, 10**9 + 3],
+            "line_no": [1, 1, 1, 1],
+            "customer_key": [newcomer, known, known, other],
+            "day": [AS_OF - dt.timedelta(days=3)] * 2 + [AS_OF, AS_OF - dt.timedelta(days=3)],  # the third: too late
+            "product_key": lines["product_key"][:4],
+            "quantity": [1.0] * 4,
+            "amount_cents": [500] * 4,
+            "discount_cents": [0] * 4,
         },
         schema=source.checkout.schema,
     )
-    source = dataclasses.replace(source, checkout=pl.concat([source.checkout, newcomer]))
+    source = dataclasses.replace(source, checkout=pl.concat([source.checkout, at_checkout]))
     lines = source.history()
-    in_window = lines.filter((pl.col("day") < AS_OF) & (pl.col("day") >= start))["customer_key"].unique().sort()
-    assert 987_654_321 in in_window.to_list() and in_window.len() < lines["customer_key"].n_unique()  # the window tells
-    got = source.customer_keys(AS_OF, start)
-    assert got.len() == got.n_unique() and got.sort().to_list() == in_window.to_list()
-    some = in_window.gather([0, 5, in_window.len() - 1]).append(pl.Series([-1]))
-    assert dataclasses.replace(source, keys=some).customer_keys(AS_OF, start).sort().to_list() == some[:3].to_list()
+    of_strata = (pl.col("customer_key") % 64).is_in([2, 6]) & (pl.col("day") < AS_OF) & (pl.col("day") >= start)
+    truth = lines.filter(of_strata)
+    assert newcomer in truth["customer_key"] and truth.filter(pl.col("basket_key") == 10**9 + 1).height == 1
+    assert set((lines["customer_key"] % 64).unique()) > {2, 6} and lines["day"].min() < start  # the filters tell
+    seen = _recording_reads(monkeypatch)
+    assert_frame_equal(source.strata_history([2, 6], AS_OF, start), truth, check_exact=True)
+    assert sorted(seen) == sorted(p for p in source.paths if _bucket(p) in (2, 6)) and seen  # 64 buckets: s is b
+    some = truth["customer_key"].unique().sort().gather([0, 2]).append(pl.Series([-1]))
+    assert_frame_equal(
+        dataclasses.replace(source, keys=some).strata_history([2, 6], AS_OF, start),
+        truth.filter(pl.col("customer_key").is_in(some.implode())),
+        check_exact=True,
+    )
+
+
+def _old_sample(history: pl.DataFrame, size: int, start: dt.date, keys: pl.Series | None = None) -> pl.DataFrame:
+    """The globals' sample read the old way: every customer with a line in [start, AS_OF) (among `keys`),
+    `sample_customers` of them all, their lines in the window."""
+    from cycles.profile import sample_customers
+    from engine.stages import _STAGE_COLUMNS
+
+    window = history.filter((pl.col("day") < AS_OF) & (pl.col("day") >= start))
+    if keys is not None:
+        window = window.filter(pl.col("customer_key").is_in(keys.implode()))
+    chosen = sample_customers(window["customer_key"], size)
+    return window.filter(pl.col("customer_key").is_in(chosen.implode())).select(_STAGE_COLUMNS)
+
+
+@pytest.mark.parametrize("n", [1, 4, 16])
+def test_the_samples_lines_are_those_of_the_sample_of_every_customer(chain_url, n, monkeypatch):
+    """`_sample_lines` reads the first key strata only, yet gives the lines `sample_customers` of every
+    customer gives, to the bit and in order: of frames, of Parquet files and of the store (with `keys`
+    too), for 1, 4 and 16 partitions; of the store's part files only the first strata's buckets are read."""
+    from engine.stages import _sample_lines, partition_sources, store_sources
+
+    start, later = AS_OF - dt.timedelta(weeks=8), AS_OF + dt.timedelta(days=7)  # the chain goes on after AS_OF
+    with Gateway.using(chain_url) as db:
+        with db.reading():
+            history = db.history(end=later)
+        truth = _old_sample(history, 100, start)
+        assert truth["customer_key"].n_unique() == 100 and history["customer_key"].n_unique() == 300
+        assert history["day"].min() < start and history["day"].max() >= AS_OF  # the window tells
+        completing = (truth["customer_key"] % 64).max()  # the stratum the sample ends in
+        assert 5 < completing < 40
+        keys = history["customer_key"].unique().filter(history["customer_key"].unique() % 3 != 0)
+        seen = _recording_reads(monkeypatch)
+        stores = store_sources(db, n, later, None)
+        assert_frame_equal(_sample_lines(stores, 100, AS_OF, start), truth, check_exact=True)
+        read = {_bucket(p) for p in seen}
+        # whole strata from 0, the completing one and at most a round's margin more, each file once
+        assert read == set(range(max(read) + 1)) and completing <= max(read) < 63 and len(seen) == len(set(seen))
+        assert sorted(seen) == sorted(p for s in stores for p in s.paths if _bucket(p) in read)
+        subset = store_sources(db, n, later, None, keys)
+        assert_frame_equal(_sample_lines(subset, 100, AS_OF, start), _old_sample(history, 100, start, keys))
+    for on_disk in (False, True):
+        with partition_sources(history, n, on_disk=on_disk) as sources:
+            assert_frame_equal(_sample_lines(sources, 100, AS_OF, start), truth, check_exact=True)
+
+
+@pytest.mark.parametrize(("buckets", "size"), [(16, 40), (16, 100), (128, 40)])
+def test_the_sample_reads_the_buckets_that_hold_its_strata_whatever_the_stores_bucket_count(
+    chain_dir, tmp_path, buckets, size, monkeypatch
+):
+    """A store of 16 buckets holds stratum s in bucket s % 16, one of 128 in buckets s and s + 64: the sample
+    is the same, and only those buckets' files are read (40 customers: strata 0..8 or so; 100: 0..21, so
+    strata 16.. are in buckets 0.. again)."""
+    from engine.db import connect, init_schema
+    from engine.stages import _sample_lines, store_sources
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = connect(url)
+    init_schema(engine, buckets=buckets)
+    engine.dispose()
+    _load(url, chain_dir)
+    start = AS_OF - dt.timedelta(weeks=8)
+    with Gateway.using(url) as db:
+        with db.reading():
+            truth = _old_sample(db.history(end=AS_OF), size, start)
+        seen = _recording_reads(monkeypatch)
+        stores = store_sources(db, 4, AS_OF, None)
+        assert_frame_equal(_sample_lines(stores, size, AS_OF, start), truth, check_exact=True)
+    read = sorted({_bucket(p) for p in seen})
+    if size == 100:
+        assert read == list(range(16)) and (truth["customer_key"] % 64).max() > 16
+        return
+    strata = sorted({b % 64 for b in read}) if buckets > 64 else read
+    assert strata == list(range(strata[-1] + 1)) and (truth["customer_key"] % 64).max() <= strata[-1] < 15
+    assert read == (strata if buckets == 16 else sorted([*strata, *(s + 64 for s in strata)]))
+    assert len(seen) == len(set(seen))
+
+
+def test_the_sample_is_read_in_as_many_rounds_as_the_strata_need(monkeypatch):
+    """A dense stratum 0 (50 customers) and sparse others (2 each) mislead each round's estimate: the rounds
+    go on until 100 customers are held, and the lines are those of the sample of every customer."""
+    import engine.stages as stages
+    from cycles.profile import sample_customers
+
+    keys = [64 * i for i in range(1, 51)] + [64 * i + s for s in range(1, 64) for i in (1, 2)]
+    days = [AS_OF - dt.timedelta(days=d) for d in (1, 5, 400)]  # the last: before the window
+    lines = pl.DataFrame(
+        {
+            "customer_key": [k for k in keys for _ in days],
+            "day": days * len(keys),
+            "quantity": [float(i) for i in range(3 * len(keys))],
+        }
+    )
+    start = AS_OF - dt.timedelta(weeks=52)
+    window = lines.filter(pl.col("day") >= start)
+    chosen = sample_customers(window["customer_key"], 100)
+    truth = window.filter(pl.col("customer_key").is_in(chosen.implode())).sort(
+        "customer_key", "day", maintain_order=True
+    )
+    assert truth["customer_key"].n_unique() == 100 and (truth["customer_key"] % 64).max() == 25
+    rounds, real = [], stages._strata_lines
+    monkeypatch.setattr(stages, "_strata_lines", lambda h, strata, *a: rounds.append(strata) or real(h, strata, *a))
+    for n in (1, 4):
+        rounds.clear()
+        with stages.partition_sources(lines, n, on_disk=n > 1) as sources:
+            assert_frame_equal(stages._sample_lines(sources, 100, AS_OF, start), truth, check_exact=True)
+        assert len(rounds) >= 3 and rounds[0] == range(1) and rounds[-1].stop < 64
+        assert [r.start for r in rounds[1:]] == [r.stop for r in rounds[:-1]]  # strata in order, each once
 
 
 def test_the_globals_map_gives_every_result_in_order_whoever_computes_it():
