@@ -163,3 +163,31 @@ def test_a_fitted_rankers_scores_are_lightgbms(tmp_path):
     assert np.array_equal(raw_scores(ranker.model_, x), ranker.model_.predict(x, raw_score=True))
     assert np.array_equal(out["score"].to_numpy(), ranker.model_.predict(x, raw_score=True))
     assert out.filter(pl.col("score").is_nan()).height == 0
+
+
+def test_models_compiled_in_threads_beside_a_numba_compile_score_alike():
+    """Each model in its own LLVM context: compiled in threads at once, while numba compiles a function
+    in another (numba uses LLVM's global context), every score is still LightGBM's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numba import njit
+
+    x, y = _data()
+    boosters = [_train(x, y, rounds=10 + i, seed=i) for i in range(4)]
+
+    def numba_compile() -> float:
+        @njit
+        def total(v):
+            s = 0.0
+            for e in v:
+                s += e
+            return s
+
+        return total(np.arange(10.0))
+
+    with ThreadPoolExecutor(5) as pool:
+        numba_done = pool.submit(numba_compile)
+        scores = list(pool.map(lambda b: raw_scores(b, x), boosters))
+    assert numba_done.result() == 45.0
+    for booster, got in zip(boosters, scores, strict=True):
+        assert np.array_equal(got, booster.predict(x, raw_score=True))
