@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -720,22 +720,33 @@ _BATCH_SCHEMA: Schema = {
 }
 
 
-def with_products(lines: pl.DataFrame, products: pl.DataFrame, sort: bool = True) -> pl.DataFrame:
+_PRODUCT_ATTRIBUTES = (
+    "sku",
+    "category",
+    "department",
+    "brand",
+    "brand_type",
+    "manufacturer_id",
+    "regular_price_cents",
+    "unit_cost_cents",
+)
+
+
+def with_products(
+    lines: pl.DataFrame, products: pl.DataFrame, sort: bool = True, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
     """Line items (LINE_SCHEMA) with their product's attributes: HISTORY_COLUMNS, sorted by
-    customer_key, day, basket_key (`sort`; else in the order of `lines`)."""
-    attrs = products.select(
-        "product_key",
-        "sku",
-        "category",
-        "department",
-        "brand",
-        "brand_type",
-        "manufacturer_id",
-        "regular_price_cents",
-        "unit_cost_cents",
-    )
-    joined = lines.join(attrs, on="product_key", how="left", maintain_order="left").select(HISTORY_COLUMNS)
-    return joined.sort("customer_key", "day", "basket_key") if sort else joined
+    customer_key, day, basket_key (`sort`; else in the order of `lines`).
+
+    `columns`: only these of HISTORY_COLUMNS, in this order (only their attributes are joined: a
+    partition's stage needs two of the six text columns, and each is gathered for every line).
+    """
+    columns = list(HISTORY_COLUMNS if columns is None else columns)
+    attrs = products.select("product_key", *(c for c in _PRODUCT_ATTRIBUTES if c in columns))
+    joined = lines.join(attrs, on="product_key", how="left", maintain_order="left")
+    if sort:
+        joined = joined.sort("customer_key", "day", "basket_key")
+    return joined.select(columns)
 
 
 class Gateway:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,13 +344,21 @@ def read_parts(
     return scan.select(columns).collect()
 
 
-def to_history(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
+def to_history(lines: pl.DataFrame, products: pl.DataFrame, columns: Sequence[str] | None = None) -> pl.DataFrame:
     """History's frame of `lines` (PART_SCHEMA: `read_parts`' and `Gateway.db_lines`' together):
-    HISTORY_COLUMNS, sorted by customer_key, day, basket_key, line_no (a total order: the same
-    frame whichever files and partitions the lines came from)."""
+    HISTORY_COLUMNS (`columns`: only these), sorted by customer_key, day, basket_key, line_no (a
+    total order: the same frame whichever files and partitions the lines came from). `lines` need
+    only the order's columns and those of `columns` that are not the product's."""
     from engine.db import with_products
 
-    return with_products(_in_history_order(lines), products, sort=False)
+    return with_products(_in_history_order(lines), products, sort=False, columns=columns)
+
+
+def line_columns(columns: Sequence[str]) -> list[str]:
+    """The PART_SCHEMA columns `to_history(..., columns=columns)` reads of the lines: the order's, the
+    lines' own among `columns`, and product_key when a product's attribute is among them."""
+    joined = any(c not in PART_SCHEMA for c in columns)
+    return [c for c in PART_SCHEMA if c in _SORT or c in columns or (joined and c == "product_key")]
 
 
 def _in_history_order(lines: pl.DataFrame) -> pl.DataFrame:

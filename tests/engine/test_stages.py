@@ -353,6 +353,22 @@ def test_a_store_partitions_strata_history_is_its_history_of_those_customers_in_
         truth.filter(pl.col("customer_key").is_in(some.implode())),
         check_exact=True,
     )
+    # only some columns (the stage's): the same lines in the same order, only those columns read and joined
+    from engine.stages import _STAGE_COLUMNS
+
+    assert_frame_equal(
+        source.strata_history([2, 6], AS_OF, start, _STAGE_COLUMNS), truth.select(_STAGE_COLUMNS), check_exact=True
+    )
+    assert_frame_equal(source.history(columns=_STAGE_COLUMNS), lines.select(_STAGE_COLUMNS), check_exact=True)
+    kept = ["day", "customer_key", "category", "amount_cents"]
+    assert_frame_equal(source.history(some, columns=kept), source.history(some).select(kept), check_exact=True)
+    import engine.history_store as history_store
+
+    real, asked = history_store.read_parts, []
+    monkeypatch.setattr(history_store, "read_parts", lambda *a, **k: asked.append(k.get("columns")) or real(*a, **k))
+    source.history(columns=_STAGE_COLUMNS)
+    of_lines = {"basket_key", "line_no", "customer_key", "day", "product_key", "quantity", "amount_cents"}
+    assert asked and all(cols is not None and set(cols) <= of_lines for cols in asked)  # not discount_cents
 
 
 def _old_sample(history: pl.DataFrame, size: int, start: dt.date, keys: pl.Series | None = None) -> pl.DataFrame:
