@@ -742,8 +742,13 @@ def with_products(
     partition's stage needs two of the six text columns, and each is gathered for every line).
     """
     columns = list(HISTORY_COLUMNS if columns is None else columns)
-    attrs = products.select("product_key", *(c for c in _PRODUCT_ATTRIBUTES if c in columns))
-    joined = lines.join(attrs, on="product_key", how="left", maintain_order="left")
+    wanted = [c for c in _PRODUCT_ATTRIBUTES if c in columns]
+    # no attribute asked for: no join (the lines need not even hold product_key: `line_columns`)
+    joined = (
+        lines.join(products.select("product_key", *wanted), on="product_key", how="left", maintain_order="left")
+        if wanted
+        else lines
+    )
     if sort:
         joined = joined.sort("customer_key", "day", "basket_key")
     return joined.select(columns)

@@ -227,3 +227,26 @@ def test_history_order_is_the_full_sort_whatever_order_the_lines_come_in(seed):
     assert _in_history_order(pl.concat(files)).equals(expected)  # the cheap path
     late = pl.concat([*files, expected.head(3)])  # a customer's lines in two places
     assert _in_history_order(late).equals(late.sort(_SORT))
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        ["customer_key", "day", "amount_cents"],  # the lines' own: no product attribute to join
+        ["quantity", "product_key"],
+        ["category"],  # a product attribute alone
+        ["day", "brand", "customer_key", "unit_cost_cents", "discount_cents"],
+    ],
+    ids=["lines-only", "product-key-no-attribute", "attribute-only", "mixed"],
+)
+def test_only_some_columns_of_history_read_only_what_they_need_give_the_whole_frames(chain, columns):
+    """`to_history(lines of line_columns(columns), products, columns)` is the whole history frame's
+    `columns`, in their order and the frame's row order: with or without a product attribute among them."""
+    from engine.history_store import line_columns, to_history
+
+    with Gateway(chain) as db:
+        lines, products = read_parts(part_paths(db, None, END), END), db.products()
+    whole = to_history(lines, products)
+    assert whole.height > 100
+    got = to_history(lines.select(line_columns(columns)), products, columns)
+    assert got.equals(whole.select(columns))
