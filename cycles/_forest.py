@@ -31,6 +31,9 @@ __all__ = ["raw_scores"]
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float constant, widened)
 _CACHE: dict[str, _Forest | None] = {}  # model text -> compiled forest (None: LightGBM scores it)
 _CACHE_SIZE = 4
+# beyond this many nodes LightGBM scores the model: compiling grows with it (300 trees of 255 leaves:
+# 13 CPU s and ~730 MB in every process that scores); the ranker's 60 x 15 are ~900
+_MAX_NODES = 50_000
 _LOCK = threading.Lock()
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
 
@@ -52,7 +55,8 @@ class _Forest:
 def raw_scores(booster: Any, x: np.ndarray, n_jobs: int = 1) -> np.ndarray:
     """`booster.predict(x, raw_score=True)`, the same float64 values, compiled when the model allows.
 
-    `x`: rows x features; float32 C-contiguous rows take the compiled path, anything else LightGBM's.
+    `x`: rows x features; float32 rows take the compiled path (copied when not C-contiguous), anything
+    else LightGBM's.
     `n_jobs`: threads, each a run of rows (the scores do not depend on it).
     """
     forest = _compiled(booster) if x.dtype == np.float32 and x.ndim == 2 else None
@@ -100,6 +104,7 @@ def _compile(text: str) -> _Forest | None:
         or "average_output" in head
         or any(t.get("is_linear", "0") != "0" or t.get("num_cat", "0") != "0" for t in trees)
         or any(int(d) & 1 for t in trees for d in t.get("decision_type", "").split())
+        or sum(2 * int(t["num_leaves"]) - 1 for t in trees) > _MAX_NODES
     ):
         return None
     n_features = int(head["max_feature_idx"]) + 1

@@ -98,7 +98,7 @@ def test_single_leaf_trees_and_a_constant_model():
     assert np.array_equal(raw_scores(booster, x[:0]), booster.predict(x[:0], raw_score=True))
 
 
-def test_models_and_inputs_it_does_not_cover_are_scored_by_lightgbm():
+def test_models_and_inputs_it_does_not_cover_are_scored_by_lightgbm(monkeypatch):
     x, y = _data()
     cat = x.copy()
     cat[:, 4] = np.abs(cat[:, 4])
@@ -113,6 +113,12 @@ def test_models_and_inputs_it_does_not_cover_are_scored_by_lightgbm():
     multi = _train(x, (x[:, 4]).astype(int), rounds=5, objective="multiclass", num_class=5)
     assert _forest._compiled(multi) is None
     assert np.array_equal(raw_scores(multi, x), multi.predict(x, raw_score=True))
+    # a model too big to compile quickly: LightGBM's
+    monkeypatch.setattr(_forest, "_MAX_NODES", 100)
+    big = _train(x, y, rounds=10, seed=7)
+    assert _forest._compiled(big) is None
+    assert np.array_equal(raw_scores(big, x), big.predict(x, raw_score=True))
+    monkeypatch.undo()
     # float64 rows are LightGBM's to read (the compiled trees take float32)
     booster = _train(x, y)
     x64 = x.astype(np.float64) + 1e-9
