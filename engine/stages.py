@@ -267,7 +267,8 @@ def _strata_lines(histories: Sequence[History], strata: range, end: dt.date, sta
             queries.append(history.strata_history(mine, end, start, _STAGE_COLUMNS).lazy())
         else:
             queries.append(_lazy(history).filter(in_window & (pl.col("customer_key") % SAMPLE_STRATA).is_in(mine)))
-    # every history's files at once (`pl.collect_all`: one query after the other left cores idle)
+    # every history's files at once (`pl.collect_all`: one query after the other left cores idle); a store
+    # partition's few bucket files are read as its query is made (`strata_history` is eager)
     return pl.collect_all(queries)
 
 
