@@ -264,19 +264,10 @@ def _lean_history(data: Path, max_customers: int | None = None) -> tuple[pl.Data
 
 def _lean_lines(files: list[Path], products: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
     """The history columns of the card holders' lines in `files` (generator Parquet parts)."""
+    from engine.db import PRODUCT_ATTRIBUTES
     from engine.history import HISTORY_COLUMNS
 
-    attrs = products.select(
-        "product_key",
-        "sku",
-        "category",
-        "department",
-        "brand",
-        "brand_type",
-        "manufacturer_id",
-        "regular_price_cents",
-        "unit_cost_cents",
-    )
+    attrs = products.select("product_key", *PRODUCT_ATTRIBUTES)
     text = ["sku", "category", "department", "brand", "brand_type", "manufacturer_id"]
     return (
         pl.scan_parquet(files)

@@ -56,6 +56,7 @@ __all__ = [
     "require_database",
     "shown",
     "PRODUCT_SCHEMA",
+    "PRODUCT_ATTRIBUTES",
     "CUSTOMER_SCHEMA",
     "LINE_SCHEMA",
     "DEAL_SCHEMA",
@@ -720,7 +721,8 @@ _BATCH_SCHEMA: Schema = {
 }
 
 
-_PRODUCT_ATTRIBUTES = (
+# a line's product attributes in history (HISTORY_COLUMNS' order): what `with_products` joins
+PRODUCT_ATTRIBUTES = (
     "sku",
     "category",
     "department",
@@ -742,7 +744,7 @@ def with_products(
     partition's stage needs two of the six text columns, and each is gathered for every line).
     """
     columns = list(HISTORY_COLUMNS if columns is None else columns)
-    wanted = [c for c in _PRODUCT_ATTRIBUTES if c in columns]
+    wanted = [c for c in PRODUCT_ATTRIBUTES if c in columns]
     # no attribute asked for: no join (the lines need not even hold product_key: `line_columns`)
     joined = (
         lines.join(products.select("product_key", *wanted), on="product_key", how="left", maintain_order="left")
