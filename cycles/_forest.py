@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -76,7 +77,15 @@ def _compiled(booster: Any) -> _Forest | None:
     with _LOCK:
         if text in _CACHE:
             return _CACHE[text]
-        forest = _compile(text)
+        try:
+            forest = _compile(text)
+        except Exception as exc:  # noqa: BLE001 - an LLVM that refuses the IR: LightGBM scores, said once
+            warnings.warn(
+                f"the ranker's trees could not be compiled ({type(exc).__name__}: {exc}); LightGBM scores them",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            forest = None
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[text] = forest
@@ -135,17 +144,17 @@ def _ir(trees: list[dict[str, str]]) -> str:
     used = sorted({int(f) for t in trees if int(t["num_leaves"]) > 1 for f in t["split_feature"].split()})
     ir = [
         "declare double @llvm.fabs.f64(double)",
-        "define void @forest(float* noalias %x, i64 %n, i64 %stride, double* noalias %out) {",
+        "define void @forest(ptr noalias %x, i64 %n, i64 %stride, ptr noalias %out) {",
         "entry:\n  br label %loop",
         "loop:\n  %i = phi i64 [0, %entry], [%next, %tail]\n  %more = icmp slt i64 %i, %n",
         "  br i1 %more, label %row, label %done",
-        "row:\n  %at = mul i64 %i, %stride\n  %r = getelementptr inbounds float, float* %x, i64 %at",
+        "row:\n  %at = mul i64 %i, %stride\n  %r = getelementptr inbounds float, ptr %x, i64 %at",
     ]
     for f in used:
         # once a row, per feature: a = the value (|v| <= 1e-35 -> 0), z = a with NaN -> 0, zz = z counts as zero
         ir += [
-            f"  %p{f} = getelementptr inbounds float, float* %r, i64 {f}",
-            f"  %f{f} = load float, float* %p{f}",
+            f"  %p{f} = getelementptr inbounds float, ptr %r, i64 {f}",
+            f"  %f{f} = load float, ptr %p{f}",
             f"  %d{f} = fpext float %f{f} to double",
             f"  %m{f} = call double @llvm.fabs.f64(double %d{f})",
             f"  %t{f} = fcmp ole double %m{f}, {_c(_ZERO)}",
@@ -194,8 +203,8 @@ def _ir(trees: list[dict[str, str]]) -> str:
         total = f"%s{t}"
     ir += [
         "tail:",
-        "  %o = getelementptr inbounds double, double* %out, i64 %i",
-        f"  store double {total}, double* %o",
+        "  %o = getelementptr inbounds double, ptr %out, i64 %i",
+        f"  store double {total}, ptr %o",
         "  %next = add i64 %i, 1",
         "  br label %loop",
         "done:\n  ret void\n}",

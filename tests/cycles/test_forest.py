@@ -197,3 +197,13 @@ def test_models_compiled_in_threads_beside_a_numba_compile_score_alike():
     assert numba_done.result() == 45.0
     for booster, got in zip(boosters, scores, strict=True):
         assert np.array_equal(got, booster.predict(x, raw_score=True))
+
+
+def test_an_llvm_that_refuses_the_code_leaves_the_scores_to_lightgbm_with_a_warning(monkeypatch):
+    x, y = _data()
+    booster = _train(x, y, rounds=7, seed=11)
+    monkeypatch.setattr(_forest, "_ir", lambda trees: "define void @forest( {")  # not IR
+    with pytest.warns(RuntimeWarning, match="could not be compiled"):
+        got = raw_scores(booster, x)
+    assert np.array_equal(got, booster.predict(x, raw_score=True))
+    assert _forest._compiled(booster) is None  # remembered: not compiled (nor warned) again
