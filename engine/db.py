@@ -722,16 +722,7 @@ _BATCH_SCHEMA: Schema = {
 
 
 # a line's product attributes in history (HISTORY_COLUMNS' order): what `with_products` joins
-PRODUCT_ATTRIBUTES = (
-    "sku",
-    "category",
-    "department",
-    "brand",
-    "brand_type",
-    "manufacturer_id",
-    "regular_price_cents",
-    "unit_cost_cents",
-)
+PRODUCT_ATTRIBUTES = tuple(c for c in HISTORY_COLUMNS if c in PRODUCT_SCHEMA and c != "product_key")
 
 
 def with_products(

@@ -357,7 +357,9 @@ def to_history(lines: pl.DataFrame, products: pl.DataFrame, columns: Sequence[st
 def line_columns(columns: Sequence[str]) -> list[str]:
     """The PART_SCHEMA columns `to_history(..., columns=columns)` reads of the lines: the order's, the
     lines' own among `columns`, and product_key when a product's attribute is among them."""
-    joined = any(c not in PART_SCHEMA for c in columns)
+    from engine.db import PRODUCT_ATTRIBUTES
+
+    joined = any(c in PRODUCT_ATTRIBUTES for c in columns)
     return [c for c in PART_SCHEMA if c in _SORT or c in columns or (joined and c == "product_key")]
 
 

@@ -126,21 +126,13 @@ class StoreSource:
         Only the part files that can hold them are read: bucket b of B holds customers of stratum s
         only if b ≡ s (mod gcd(B, SAMPLE_STRATA)); with the default 64 buckets, stratum s is bucket s.
         """
-        from engine.history_store import line_columns, to_history
-
         end, start = min(end, self.end), max(start, self.start) if self.start else start
         step = math.gcd(self.buckets, SAMPLE_STRATA)
         residues = {s % step for s in strata}
         paths = tuple(path for path, b in zip(self.paths, self.path_buckets) if b % step in residues)
         of_strata = (pl.col("customer_key") % SAMPLE_STRATA).is_in(list(strata))
-        read = None if columns is None else line_columns(columns)
-        parts = _read_parts(paths, end, start, self.keys, columns=read, where=of_strata)
         held = self.checkout.filter((pl.col("day") < end) & (pl.col("day") >= start) & of_strata)
-        if self.keys is not None:
-            held = held.filter(pl.col("customer_key").is_in(self.keys.implode()))
-        if read is not None:
-            held = held.select(read)
-        return to_history(pl.concat([parts, held]) if held.height else parts, self.products, columns)
+        return self._frame(paths, end, start, self.keys, held, columns, where=of_strata)
 
     def lines(self, start: dt.date, columns: list[str]) -> pl.DataFrame:
         """`columns` of the partition's lines with day in [start, end) (its customers restricted by
@@ -155,14 +147,29 @@ class StoreSource:
     def history(self, customers: pl.Series | None = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """The partition's history frame (HISTORY_COLUMNS, total order); `customers`: only theirs;
         `columns`: only these of HISTORY_COLUMNS (only what they need is read and joined)."""
-        from engine.history_store import line_columns, to_history
-
         keys = self.keys if customers is None else customers
         if customers is not None and self.keys is not None:
             keys = customers.filter(customers.is_in(self.keys.implode()))
+        return self._frame(self.paths, self.end, self.start, keys, self.checkout, columns)
+
+    def _frame(
+        self,
+        paths: tuple[str, ...],
+        end: dt.date,
+        start: dt.date | None,
+        keys: pl.Series | None,
+        held: pl.DataFrame,
+        columns: Sequence[str] | None,
+        where: pl.Expr | None = None,
+    ) -> pl.DataFrame:
+        """The history frame of `paths`' lines and the checkout lines `held` (of `keys` only, when
+        given; the files read for days in [start, end) and `where`), in `columns` (None: all)."""
+        from engine.history_store import line_columns, to_history
+
         read = None if columns is None else line_columns(columns)
-        parts = _read_parts(self.paths, self.end, self.start, keys, columns=read)
-        held = self.checkout if keys is None else self.checkout.filter(pl.col("customer_key").is_in(keys.implode()))
+        parts = _read_parts(paths, end, start, keys, columns=read, where=where)
+        if keys is not None:
+            held = held.filter(pl.col("customer_key").is_in(keys.implode()))
         if read is not None:
             held = held.select(read)
         return to_history(pl.concat([parts, held]) if held.height else parts, self.products, columns)
@@ -229,10 +236,6 @@ def _lazy(history: History) -> pl.LazyFrame:
         frame = history.history(columns=_STAGE_COLUMNS).lazy()
     else:
         frame = history.lazy() if isinstance(history, pl.DataFrame) else pl.scan_parquet(history)
-    return _stage_columns(frame)
-
-
-def _stage_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
     names = frame.collect_schema().names()
     return frame.select([c for c in _STAGE_COLUMNS if c in names])
 
