@@ -969,13 +969,15 @@ class Gateway:
         buckets). The imported lines come from the Parquet part files the manifest names, the
         checkout's from basket_lines (`db_lines`), in one read transaction.
         """
-        from engine.history_store import part_paths, read_parts, to_history
+        from engine.history_store import MIXED, card_holders, part_files, read_parts, to_history
 
         with self.reading():
             for attempt in range(3):
-                paths = part_paths(self, partition, end, start)
+                files = part_files(self, partition, end, start)
+                # a file of every bucket holds other partitions' lines, and the anonymous ones
+                where = card_holders(partition) if any(b == MIXED for _, b in files) else None
                 try:
-                    parts = read_parts(paths, end, start)
+                    parts = read_parts([path for path, _ in files], end, start, where=where)
                     break
                 except FileNotFoundError:  # a compaction swapped the files after they were listed
                     if attempt == 2:

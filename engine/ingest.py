@@ -1283,7 +1283,12 @@ class _Source:
 
 
 def _write_transactions(
-    db: Gateway, source: _Source, lines: _Lines, baskets: pl.DataFrame, held: dict[str, pl.DataFrame] | None = None
+    db: Gateway,
+    source: _Source,
+    lines: _Lines,
+    baskets: pl.DataFrame,
+    held: dict[str, pl.DataFrame] | None = None,
+    mixed: bool = False,
 ) -> _Written:
     """Add the baskets not yet present and the lines present baskets lack, in one bulk transaction.
 
@@ -1295,7 +1300,8 @@ def _write_transactions(
     The lines go to the history store's Parquet part files (`engine.history_store`), written
     before the commit; the transaction adds the baskets, the files' manifest rows and the
     `imports` row together, so its commit is the one commit point of the import. `held`: the part
-    files' lines are put in it by file name (`engine.history_store.write_parts`' `held`).
+    files' lines are put in it by file name (`engine.history_store.write_parts`' `held`); `mixed`:
+    one part file of every bucket, for the import's compaction to split (`write_parts`' `mixed`).
     """
     store = db.history_store()  # before the bulk session: on SQLite the two must not overlap
     with db.bulk() as bulk:
@@ -1303,7 +1309,7 @@ def _write_transactions(
         import_id = bulk.allocate_keys("imports", 1)
         written = _Written()
         if baskets.height:  # else a header-only file: nothing to look up (the day range would be empty)
-            written = _add_lines(db, bulk, store, import_id, source.path.name, lines, baskets, held)
+            written = _add_lines(db, bulk, store, import_id, source.path.name, lines, baskets, held, mixed)
         _record_import(bulk, import_id, source, written)
         fault_point("before-commit")
     return dataclasses.replace(written, import_id=import_id)
@@ -1318,6 +1324,7 @@ def _add_lines(
     lines: _Lines,
     baskets: pl.DataFrame,
     held: dict[str, pl.DataFrame] | None = None,
+    mixed: bool = False,
 ) -> _Written:
     """`_write_transactions`' work inside its transaction (the baskets of a non-empty file).
 
@@ -1395,7 +1402,9 @@ def _add_lines(
     if counts is not None and inserting is None:
         _store_checksums(bulk, counts)
     try:
-        parts = write_parts(store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id, ordered, held)
+        parts = write_parts(
+            store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id, ordered, held, mixed
+        )
     except BaseException:
         _settle(inserting)
         raise
@@ -1580,7 +1589,8 @@ def import_files(
 
             imports = []
             # the lines of this import's part files, for its compaction to merge without reading them back
-            # (while they are few: at most _HELD_LINES, ~56 bytes a line)
+            # (while they are few: at most _HELD_LINES, ~56 bytes a line); while they are, each file's
+            # lines go to one part file of every bucket (`write_parts`' `mixed`), which the compaction splits
             held: dict[str, pl.DataFrame] | None = {} if max_parts and len(files) > 1 else None
             with ThreadPoolExecutor(max_workers=2) as pool:
                 # the references (1M customers: ~0.5 s) are read while the first file is read; nothing else
@@ -1591,7 +1601,12 @@ def import_files(
                     source, (lines, baskets) = pending.result()
                     if i + 1 < len(files):
                         pending = pool.submit(prepare, files[i + 1])
-                    written = _write_transactions(db, source, lines, baskets, held)
+                    # the MIXED files' lines stay at most _HELD_LINES: the compaction holds them all at once
+                    mixed = (
+                        held is not None
+                        and sum(part.height for part in held.values()) + source.rows_read <= _HELD_LINES
+                    )
+                    written = _write_transactions(db, source, lines, baskets, held, mixed)
                     if held is not None and sum(part.height for part in held.values()) > _HELD_LINES:
                         held = None  # the compaction reads the files
                     imports.append(written.import_id)

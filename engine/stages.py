@@ -104,7 +104,7 @@ class StoreSource:
     `path_buckets` the bucket of each, `buckets` the store's bucket count; `checkout`: its checkout
     lines (`Gateway.db_lines`, PART_SCHEMA: small, they travel pickled); `products`: the catalogue
     `to_history` joins; days in [start, end); `keys`: only these customers (the batch's qualifying
-    ones), None = all.
+    ones), None = all; `partition`: (p, n), whose customers a file of every bucket (MIXED) is read for.
     """
 
     paths: tuple[str, ...]
@@ -115,6 +115,7 @@ class StoreSource:
     end: dt.date
     start: dt.date | None
     keys: pl.Series | None = None
+    partition: tuple[int, int] | None = None
 
     def strata_history(
         self, strata: Sequence[int], end: dt.date, start: dt.date, columns: Sequence[str] | None = None
@@ -125,11 +126,14 @@ class StoreSource:
 
         Only the part files that can hold them are read: bucket b of B holds customers of stratum s
         only if b ≡ s (mod gcd(B, SAMPLE_STRATA)); with the default 64 buckets, stratum s is bucket s.
+        A file of every bucket (MIXED) may hold them.
         """
+        from engine.history_store import MIXED
+
         end, start = min(end, self.end), max(start, self.start) if self.start else start
         step = math.gcd(self.buckets, SAMPLE_STRATA)
         residues = {s % step for s in strata}
-        paths = tuple(path for path, b in zip(self.paths, self.path_buckets) if b % step in residues)
+        paths = tuple(path for path, b in zip(self.paths, self.path_buckets) if b == MIXED or b % step in residues)
         of_strata = (pl.col("customer_key") % SAMPLE_STRATA).is_in(list(strata))
         held = self.checkout.filter((pl.col("day") < end) & (pl.col("day") >= start) & of_strata)
         return self._frame(paths, end, start, self.keys, held, columns, where=of_strata)
@@ -141,7 +145,7 @@ class StoreSource:
         held = self.checkout.filter((pl.col("day") < self.end) & (pl.col("day") >= start))
         if self.keys is not None:
             held = held.filter(pl.col("customer_key").is_in(self.keys.implode()))
-        parts = _read_parts(self.paths, self.end, start, self.keys, columns=columns)
+        parts = _read_parts(self.paths, self.end, start, self.keys, columns=columns, where=self._mixed(self.paths))
         return pl.concat([parts, held.select(columns)])
 
     def history(self, customers: pl.Series | None = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
@@ -167,12 +171,23 @@ class StoreSource:
         from engine.history_store import line_columns, to_history
 
         read = None if columns is None else line_columns(columns)
+        mixed = self._mixed(paths)
+        if mixed is not None:
+            where = mixed if where is None else where & mixed
         parts = _read_parts(paths, end, start, keys, columns=read, where=where)
         if keys is not None:
             held = held.filter(pl.col("customer_key").is_in(keys.implode()))
         if read is not None:
             held = held.select(read)
         return to_history(pl.concat([parts, held]) if held.height else parts, self.products, columns)
+
+    def _mixed(self, paths: tuple[str, ...]) -> pl.Expr | None:
+        """The filter a read of `paths` needs when one is a file of every bucket (MIXED): the partition's
+        card holders (it holds other partitions' lines and the anonymous ones); None when none is."""
+        from engine.history_store import MIXED, card_holders
+
+        mixed = {path for path, b in zip(self.paths, self.path_buckets) if b == MIXED}
+        return card_holders(self.partition) if mixed.intersection(paths) else None
 
 
 # A partition's history: the frame itself (in this process), the Parquet files holding it (by path:
@@ -770,6 +785,7 @@ def store_sources(
                     end,
                     start,
                     None if keys is None else keys.filter(keys % n == p),
+                    (p, n),
                 )
             )
         return sources

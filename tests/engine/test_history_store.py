@@ -250,3 +250,78 @@ def test_only_some_columns_of_history_read_only_what_they_need_give_the_whole_fr
     assert whole.height > 100
     got = to_history(lines.select(line_columns(columns)), products, columns)
     assert got.equals(whole.select(columns))
+
+
+@pytest.fixture
+def unsplit(request, db_url, tmp_path, monkeypatch):
+    """(a database holding the sample as its import wrote it, one file of every bucket a transactions
+    file, its compaction not run: as a kill between the files leaves them; the same sample imported
+    as one file a bucket and file, max_parts 0, on the same kind of database)."""
+    import engine.ingest as ingest
+    from tests.conftest import fresh_database
+
+    other = tmp_path / "unsplit"
+    other.mkdir()
+    url = fresh_database(request, other, "sqlite" if db_url.startswith("sqlite") else "postgres")
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "compact", lambda *args, **kwargs: None)
+        _import_sample(url, other)
+    _import_sample(db_url, tmp_path, max_parts=0)
+    return url, db_url
+
+
+def test_files_of_every_bucket_are_read_as_the_buckets_own_files(unsplit, tmp_path):
+    from engine.history_store import MIXED, card_holders, crowded
+    from engine.stages import store_sources
+
+    url, reference = unsplit
+    with Gateway(url) as db, Gateway(reference) as ref:
+        assert manifest(db, anon=True)["bucket"].to_list() == [MIXED] * 3
+        assert manifest(ref, anon=True)["bucket"].n_unique() > 20
+        assert crowded(db, 16) and not crowded(ref, 16)
+        assert every_line(db).equals(every_line(ref))
+        assert db.history(END).equals(ref.history(END))
+        for n in (1, 4, 64):
+            for p in range(n):
+                assert db.history(END, partition=(p, n)).equals(ref.history(END, partition=(p, n)))
+        for p in range(4):  # a worker reading by path keeps the partition's card holders
+            got = read_parts(part_paths(db, (p, 4), END), END, where=card_holders((p, 4)))
+            want = read_parts(part_paths(ref, (p, 4), END), END)
+            assert got.sort(got.columns).equals(want.sort(want.columns))
+        start = dt.date(2024, 1, 1)
+        for ours, theirs in zip(store_sources(db, 4, END, start), store_sources(ref, 4, END, start)):
+            assert ours.history().equals(theirs.history())
+            assert ours.strata_history([0, 5, 7], END, start).equals(theirs.strata_history([0, 5, 7], END, start))
+            lines, want = (
+                ours.lines(start, ["customer_key", "amount_cents"]),
+                theirs.lines(start, ["customer_key", "amount_cents"]),
+            )
+            assert lines.sort(lines.columns).equals(want.sort(want.columns))
+        lines = every_line(db)
+    # a re-import of a file whose basket the next file completed: the held lines are read from them
+    import_files(url, "transactions", [write(tmp_path, "again.csv", _tx(0, 60, 6))], max_parts=0)
+    with Gateway(url) as db:
+        assert every_line(db).equals(lines)
+
+
+def test_compaction_splits_files_of_every_bucket_into_the_buckets_own(unsplit):
+    from engine.history_store import MIXED, compact
+
+    url, reference = unsplit
+    with Gateway(url) as db:
+        mixed = [db.history_store().root / f for f in manifest(db, anon=True)["file_name"]]
+        done = compact(db, max_parts=16)  # split however few files the buckets hold
+        after = manifest(db, anon=True)
+        assert done.files_before == 3 and done.files_after == after.height
+        assert MIXED not in after["bucket"].to_list() and not any(p.exists() for p in mixed)
+        assert after.group_by("bucket").len()["len"].max() == 1
+        got = {b: read_parts([str(db.history_store().path(f))]) for b, f in after.select("bucket", "file_name").rows()}
+        lines = every_line(db)
+    with Gateway(reference) as ref:
+        compact(ref, max_parts=1)
+        files = manifest(ref, anon=True)
+        want = {
+            b: read_parts([str(ref.history_store().path(f))]) for b, f in files.select("bucket", "file_name").rows()
+        }
+        assert got.keys() == want.keys() and all(got[b].equals(want[b]) for b in got)  # the same files, line for line
+        assert lines.equals(every_line(ref))

@@ -123,6 +123,39 @@ def test_a_killed_import_rerun_gives_the_uninterrupted_database(request, referen
 
 
 @pytest.mark.slow
+def test_a_kill_between_the_files_leaves_a_file_of_every_bucket_that_reads_as_its_buckets_and_the_rerun_splits(
+    request, reference, tmp_path
+):
+    """An import of several files writes one part file of every bucket a file (MIXED) and splits them at
+    its end: killed between the files, the first file's is history, read as its buckets' files."""
+    import datetime as dt
+
+    from engine.history_store import MIXED, manifest
+
+    kind, expected = reference
+    url = fresh_database(request, tmp_path, kind)
+    _load_dimensions(url, tmp_path)
+    files = _files(tmp_path)
+    (tmp_path / "single").mkdir()
+    single = fresh_database(request, tmp_path / "single", kind)  # the first file alone, one file a bucket
+    _load_dimensions(single, tmp_path / "single")
+    import_files(single, "transactions", files[:1])
+    killed = _cli(url, files, "after-commit#1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    end = dt.date(2026, 1, 1)
+    with Gateway(url) as db, Gateway(single) as one:
+        assert manifest(db, anon=True)["bucket"].to_list() == [MIXED]
+        assert every_line(db).equals(every_line(one))
+        for p in range(4):
+            assert db.history(end, partition=(p, 4)).equals(one.history(end, partition=(p, 4)))
+    again = _cli(url, files, None)
+    assert again.returncode == 0, again.stderr
+    assert dump(url) == expected
+    with Gateway(url) as db:
+        assert MIXED not in manifest(db, anon=True)["bucket"].to_list()
+
+
+@pytest.mark.slow
 def test_a_kill_after_the_parquet_write_leaves_orphans_no_read_sees_and_compaction_removes(
     request, reference, tmp_path
 ):
@@ -168,7 +201,10 @@ def test_a_kill_during_the_compaction_of_an_import_loses_nothing(request, refere
     assert _cli(url, files, None).returncode == 0  # a re-run adds nothing, and sweeps them
     assert dump(url) == expected
     assert not any(p.exists() for p in orphans)
-    with Gateway(url) as db:  # the merge the kill stopped, done by hand
-        assert compact(db).files_after > 0
+    with Gateway(url) as db:  # the split the kill stopped: the re-run did it (a file of every bucket is crowded)
+        from engine.history_store import MIXED
+
+        assert MIXED not in manifest(db, anon=True)["bucket"].to_list()
         assert manifest(db, anon=True).group_by("bucket").len()["len"].max() == 1
+        assert compact(db).files_after == 0  # nothing left to merge
     assert dump(url) == expected
