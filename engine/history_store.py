@@ -571,9 +571,17 @@ def _split_mixed(
             lines = held[name]
         else:
             lines = pl.read_parquet(store.path(name), hive_partitioning=False)
-        lines = lines.select(list(PART_SCHEMA)).with_columns(bucket_of(store.buckets))
-        for (bucket,), part in lines.partition_by("__bucket", as_dict=True, maintain_order=True).items():
-            spread.setdefault(bucket, []).append(part.drop("__bucket"))
+        lines = lines.select(list(PART_SCHEMA))
+        runs = lines.select(bucket_of(store.buckets).rle()).unnest("__bucket")
+        if runs["value"].n_unique() == runs.height:  # by bucket, as `write_parts` writes them: slices
+            starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
+            parts = zip(runs["value"].to_list(), (lines.slice(at, n) for at, n in zip(starts, runs["len"].to_list())))
+        else:
+            keyed = lines.with_columns(bucket_of(store.buckets))
+            split = keyed.partition_by("__bucket", as_dict=True, maintain_order=True).items()
+            parts = ((bucket, part.drop("__bucket")) for (bucket,), part in split)
+        for bucket, part in parts:
+            spread.setdefault(bucket, []).append(part)
     return spread
 
 

@@ -325,3 +325,22 @@ def test_compaction_splits_files_of_every_bucket_into_the_buckets_own(unsplit):
         }
         assert got.keys() == want.keys() and all(got[b].equals(want[b]) for b in got)  # the same files, line for line
         assert lines.equals(every_line(ref))
+
+
+def test_a_file_of_every_bucket_not_in_bucket_order_is_split_all_the_same(unsplit):
+    """`_split_mixed` slices a file written by bucket, and groups one that is not (rows shuffled)."""
+    from engine.history_store import _split_mixed
+
+    url, _ = unsplit
+    with Gateway(url) as db:
+        store, files = db.history_store(), manifest(db, anon=True)
+        held = {f: read_parts([str(store.path(f))]) for f in files["file_name"]}
+    shuffled = {f: lines.sample(fraction=1.0, shuffle=True, seed=1) for f, lines in held.items()}
+    ordered, mixed_up = _split_mixed(store, files, held), _split_mixed(store, files, shuffled)
+    assert ordered.keys() == mixed_up.keys() and None in ordered and len(ordered) > 20
+    for bucket, slices in ordered.items():
+        lines, other = pl.concat(slices), pl.concat(mixed_up[bucket])
+        assert len(slices) == len(mixed_up[bucket]) <= files.height
+        assert lines.sort(lines.columns).equals(other.sort(other.columns))
+        keys = lines["customer_key"]
+        assert keys.is_null().all() if bucket is None else (keys % 64 == bucket).all()
