@@ -344,3 +344,19 @@ def test_a_file_of_every_bucket_not_in_bucket_order_is_split_all_the_same(unspli
         assert lines.sort(lines.columns).equals(other.sort(other.columns))
         keys = lines["customer_key"]
         assert keys.is_null().all() if bucket is None else (keys % 64 == bucket).all()
+
+
+def test_an_import_stopped_by_a_refused_file_splits_the_files_of_every_bucket_it_committed(db_url, tmp_path):
+    from engine.errors import InputError
+    from engine.history_store import MIXED
+
+    for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
+        import_file(db_url, kind, write(tmp_path, f"{kind}.csv", text))
+    good = [write(tmp_path, "a.csv", _tx(0, 60, 6)), write(tmp_path, "b.csv", _tx(60, 120, 7))]
+    bad = write(tmp_path, "c.csv", HEADER + "B900,C1,S01,2025-01-08T10:00:00,NOPE,1,5.99,0\n")
+    with pytest.raises(InputError, match="c.csv:2: column 'sku'"):
+        import_files(db_url, "transactions", [*good, bad])
+    with Gateway(db_url) as db:
+        files = manifest(db, anon=True)
+        assert MIXED not in files["bucket"].to_list() and files.group_by("bucket").len()["len"].max() == 1
+        assert every_line(db)["basket_key"].n_unique() == 120  # the two files before the refused one
