@@ -407,7 +407,8 @@ def _in_history_order(lines: pl.DataFrame) -> pl.DataFrame:
     prev = [pl.col(c).shift(1) for c in _SORT]
     col = [pl.col(c) for c in _SORT]
     # row i comes after row i-1: a later customer, or the same one and (day, basket, line) not smaller
-    after = (col[0] != prev[0]) | (
+    # (ne_missing: two anonymous lines are the same "customer"; `!=` of nulls is null, which `all` skipped)
+    after = col[0].ne_missing(prev[0]) | (
         (col[1] > prev[1]) | ((col[1] == prev[1]) & ((col[2] > prev[2]) | ((col[2] == prev[2]) & (col[3] > prev[3]))))
     )
     if by_customer.height < 2 or by_customer.select(after.slice(1).all()).item():
@@ -511,7 +512,12 @@ def compact(
         files = files.filter(pl.col("bucket").ne_missing(MIXED))
         # each bucket's files by one split, not a filter of the manifest a bucket
         of_bucket = {key[0]: group for key, group in files.partition_by("bucket", as_dict=True).items()}
-        spread = _split_mixed(store, mixed, held)
+        # each MIXED slice with its file's place in that order: merged where it was written, not after the
+        # bucket's own files (an import whose held lines ran out has its first files MIXED, its later ones not)
+        spread: dict[int | None, list[tuple[tuple, pl.DataFrame]]] = {}
+        for i, row in enumerate(mixed.iter_rows(named=True)):
+            for bucket, parts in _split_mixed(store, mixed.slice(i, 1), held).items():
+                spread.setdefault(bucket, []).extend((_written(row), part) for part in parts)
         crowded = sorted(
             (b for b in {*of_bucket, *spread} if b in spread or of_bucket[b].height > max_parts),
             key=lambda b: (b is None, b),
@@ -520,11 +526,17 @@ def compact(
         def merge(bucket: int | None) -> tuple[list[str], dict]:
             old = of_bucket.get(bucket, pl.DataFrame(schema=MANIFEST_SCHEMA))
             paths = [store.path(f) for f in old["file_name"]]
+            rows = list(old.iter_rows(named=True))
             if held is not None and all(f in held for f in old["file_name"]):
-                lines = [held[f] for f in old["file_name"]]  # the files' lines, in file order
-            else:
-                lines = [pl.scan_parquet([str(p) for p in paths], hive_partitioning=False).collect()] if paths else []
-            lines = pl.concat([*lines, *spread.get(bucket, [])]).select(list(PART_SCHEMA))
+                blocks = [(_written(row), held[row["file_name"]]) for row in rows]  # the files' lines, in file order
+            else:  # read back at once: one block, in file order
+                blocks = (
+                    [(_written(rows[0]), pl.scan_parquet([str(p) for p in paths], hive_partitioning=False).collect())]
+                    if paths
+                    else []
+                )
+            blocks = sorted([*blocks, *spread.get(bucket, [])], key=lambda block: block[0])
+            lines = pl.concat([frame for _, frame in blocks]).select(list(PART_SCHEMA))
             # an import's files in the order written are its lines in time order: a stable sort by customer
             # is usually the order (checked; else the full sort)
             part = _in_history_order(lines)
@@ -558,6 +570,11 @@ def compact(
     with ThreadPoolExecutor(max_workers=8) as pool:  # ~1.5 ms each here: 715 files one by one were 1 s
         list(pool.map(lambda path: path.unlink(missing_ok=True), [*map(store.path, replaced), *orphans]))
     return Compacted(len(crowded), len(replaced), len(new_rows), len(orphans))
+
+
+def _written(row: dict) -> tuple:
+    """A manifest row's place in the order files were written (`compact`'s sort: a compaction's first)."""
+    return (row["import_id"] is not None, row["import_id"] or 0, row["file_name"])
 
 
 def _split_mixed(
