@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import polars as pl
 import pytest
 
 import engine.ingest as ingest
 from engine.db import Gateway, connect, init_schema
+from engine.errors import InputError
 from engine.history_store import MIXED, compact, every_line, manifest, read_parts
 from engine.ingest import import_file, import_files
 from tests.engine.test_history_store import CUSTOMERS, END, MORE_CUSTOMERS, PRODUCTS, STORES, _tx
@@ -92,7 +92,7 @@ def test_a_failed_multi_file_import_leaves_mixed_files_split_by_the_next_import(
     url = _sqlite(tmp_path / "db")
     files = _files(tmp_path)
     bad = write(tmp_path, "bad.csv", "nonsense\n1\n")
-    with pytest.raises(Exception):
+    with pytest.raises(InputError):
         import_files(url, "transactions", [*files[:2], bad])
     with Gateway(url) as db:
         left = manifest(db, anon=True)["bucket"].to_list()
@@ -113,8 +113,48 @@ def test_the_compaction_merges_mixed_slices_in_the_order_written(tmp_path, monke
     monkeypatch.setattr(
         hs,
         "_in_history_order",
-        lambda lines: merged.append(lines.sort("customer_key", maintain_order=True).equals(lines.sort(_ORDER)))
-        or real(lines),
+        lambda lines: (
+            merged.append(lines.sort("customer_key", maintain_order=True).equals(lines.sort(_ORDER))) or real(lines)
+        ),
     )
     import_files(url, "transactions", _files(tmp_path))
     assert len(merged) > 20 and all(merged)
+
+
+@pytest.mark.xfail(strict=True, reason="not fixed: a kill-left MIXED file of anonymous lines counts as history")
+def test_only_anonymous_lines_in_an_unsplit_file_are_no_purchase_history(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    from tests.engine.test_history_store import HEADER
+
+    url = _sqlite(tmp_path / "db")
+    anon = [
+        write(tmp_path, f"{n}.csv", HEADER + "".join(f"B{b},,S01,2025-01-0{day}T10:00:00,P1,1,5.99,0\n" for b in keys))
+        for n, keys, day in (("x", range(10), 6), ("y", range(10, 20), 7))
+    ]
+    monkeypatch.setattr(ingest, "compact", lambda *a, **k: None)  # as a kill before the split leaves it
+    import_files(url, "transactions", anon)
+    out = tmp_path / "c.csv"
+    assert main(["-q", "--database", url, "customers", "--as-of", "2025-02-01", "--out", str(out)]) == 1
+    assert "no purchase history" in capsys.readouterr().err
+
+
+@pytest.mark.xfail(strict=True, reason="pre-existing, not fixed: SQLite's retry re-lists in the same snapshot")
+def test_a_history_read_retries_after_a_compaction_split_the_files_it_listed(tmp_path, monkeypatch):
+    import engine.history_store as hs
+
+    url = _sqlite(tmp_path / "db")
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "compact", lambda *a, **k: None)
+        import_files(url, "transactions", _files(tmp_path))
+    real, calls = hs.read_parts, []
+
+    def racing(paths, *args, **kwargs):
+        if not calls:
+            calls.append(1)
+            with Gateway(url) as other:
+                compact(other, max_parts=16)  # commits between the listing and the read
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(hs, "read_parts", racing)
+    with Gateway(url) as db:
+        assert db.history(END).height > 0
