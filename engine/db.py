@@ -971,20 +971,24 @@ class Gateway:
         """
         from engine.history_store import MIXED, card_holders, part_files, read_parts, to_history
 
-        with self.reading():
-            for attempt in range(3):
+        outer = self._reader is not None  # the caller's snapshot: a retry would list the same files
+        for attempt in range(3):
+            # the files listed and the checkout's lines in one snapshot; a retry takes a new one (an
+            # SQLite snapshot still names the files a compaction swapped since)
+            with self.reading():
                 files = part_files(self, partition, end, start)
-                # a file of every bucket holds other partitions' lines, and the anonymous ones
+                # a file of every bucket holds other partitions' lines
                 where = card_holders(partition) if any(b == MIXED for _, b in files) else None
                 try:
                     parts = read_parts([path for path, _ in files], end, start, where=where)
-                    break
                 except FileNotFoundError:  # a compaction swapped the files after they were listed
-                    if attempt == 2:
+                    if attempt == 2 or outer:
                         raise
-            held = self.db_lines(end, start, partition)
-            catalogue = products if products is not None else self.products()
-        return to_history(pl.concat([parts, held]) if held.height else parts, catalogue)
+                    continue
+                held = self.db_lines(end, start, partition)
+                catalogue = products if products is not None else self.products()
+            return to_history(pl.concat([parts, held]) if held.height else parts, catalogue)
+        raise CodeError("unreachable")
 
     def db_lines(
         self, end: dt.date, start: dt.date | None = None, partition: tuple[int, int] | None = None

@@ -6,8 +6,8 @@ Layout. ``<root>/bucket=NN/<name>.parquet`` holds card holders' lines with custo
 columns sorted by customer_key, day, basket_key, line_no (history's order: a read is a cheap stable
 sort; a customer predicate prunes row groups, the manifest's day range prunes files).
 ``<root>/bucket=mixed/`` holds an import's files of every bucket (manifest bucket MIXED, -1): an
-import of several files writes one file a transaction, sorted by bucket (the anonymous last), then
-history's order, and its compaction splits them into the buckets' own files (`compact`); one a
+import of several files writes one file of its card holders' lines a transaction (the anonymous
+ones go to bucket=anon as ever), sorted by bucket, then history's order, and its compaction splits them into the buckets' own files (`compact`); one a
 kill left is split by the next import or ``listwise history compact``. Readers of some buckets
 read such a file too and keep only their customers' lines (`card_holders`).
 root: the `[history] path` recorded at ``listwise init``, else a directory beside the SQLite
@@ -214,8 +214,10 @@ def write_parts(
 ) -> pl.DataFrame:
     """Write `lines` (PART_SCHEMA's columns) as one part file per bucket; their manifest rows.
 
-    `mixed`: as one file of every bucket instead (``bucket=mixed/``, manifest bucket MIXED), in
-    the same order (by bucket, then history's): for an import whose compaction splits it (`compact`).
+    `mixed`: the card holders' lines as one file of every bucket instead (``bucket=mixed/``, manifest
+    bucket MIXED), in the same order (by bucket, then history's), the anonymous ones in their bucket's
+    file as ever (so a MIXED file always holds card holders' lines): for an import whose compaction
+    splits it (`compact`).
     An import of 11 files of 120k lines: 11 files written instead of 715 (each `write_parquet` of a
     small file costs ~0.8 ms of CPU whatever its size).
 
@@ -239,8 +241,14 @@ def write_parts(
         raise CodeError(f"write_parts: lines of a bucket are not together (ordered={ordered})")
     starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
     body = frame.drop("__bucket")  # once: a drop of each slice was 0.25 ms (an 11-file import: 704 slices)
-    if mixed:
-        groups = [(MIXED, body)]
+    if mixed:  # the card holders' lines in one file; the anonymous ones (the last run) in their own bucket's
+        anon = runs.filter(pl.col("value").is_null())["len"].sum()
+        if anon and runs["value"][-1] is not None:
+            raise CodeError("write_parts: the anonymous lines are not last")
+        cards = body.height - anon
+        groups = [(MIXED, body.slice(0, cards))] if cards else []
+        if anon:
+            groups.append((None, body.slice(cards)))
     else:
         groups = [
             (bucket, body.slice(start, n))
