@@ -491,7 +491,8 @@ def compact(
     db: Gateway, max_parts: int = 1, imports: list[int] | None = None, held: dict[str, pl.DataFrame] | None = None
 ) -> Compacted:
     """Rewrite each bucket with more than `max_parts` part files as one file, in one transaction; split
-    the files of every bucket (MIXED) into their buckets' files, merged with those buckets' own.
+    the files of every bucket (MIXED) into their buckets' files: one new file a bucket, merged with
+    the bucket's own files only when those and it would be more than `max_parts`.
 
     `imports`: only the part files these imports wrote are merged (an import of many files
     leaves one file a bucket, not one per file, without rewriting older history). `held`: the
@@ -533,6 +534,10 @@ def compact(
 
         def merge(bucket: int | None) -> tuple[list[str], dict]:
             old = of_bucket.get(bucket, pl.DataFrame(schema=MANIFEST_SCHEMA))
+            if bucket in spread and old.height + 1 <= max_parts:
+                # the MIXED files' slices fit beside the bucket's files: written as one more file, the
+                # bucket's history not rewritten (a file a kill left is split in time of its own size)
+                old = old.clear()
             paths = [store.path(f) for f in old["file_name"]]
             rows = list(old.iter_rows(named=True))
             if held is not None and all(f in held for f in old["file_name"]):

@@ -362,3 +362,32 @@ def test_an_import_stopped_by_a_refused_file_splits_the_files_of_every_bucket_it
         files = manifest(db, anon=True)
         assert MIXED not in files["bucket"].to_list() and files.group_by("bucket").len()["len"].max() == 1
         assert every_line(db)["basket_key"].n_unique() == 120  # the two files before the refused one
+
+
+def test_splitting_a_file_of_every_bucket_rewrites_no_bucket_that_has_room_for_one_more(unsplit, tmp_path, monkeypatch):
+    """A compacted history, then a file of every bucket (as a kill leaves it): `compact(max_parts=16)`
+    writes each bucket's slice as one more file and keeps the bucket's own; with max_parts 1 it merges."""
+    from engine.history_store import MIXED, compact
+
+    url, _ = unsplit
+    with Gateway(url) as db:
+        compact(db, max_parts=1)
+        kept = set(manifest(db)["file_name"])  # one file a card holders' bucket
+    import engine.ingest as ingest
+
+    with monkeypatch.context() as patched:  # as a kill before the import's own split leaves them
+        patched.setattr(ingest, "compact", lambda *args, **kwargs: None)
+        more = [write(tmp_path, "d.csv", _tx(180, 240, 9)), write(tmp_path, "e.csv", _tx(240, 300, 10))]
+        import_files(url, "transactions", more)
+    with Gateway(url) as db:
+        lines, history = every_line(db), db.history(END)
+        assert MIXED in manifest(db)["bucket"].to_list()
+        done = compact(db, max_parts=16)
+        after = manifest(db)
+        assert kept <= set(after["file_name"])  # no bucket's history rewritten
+        assert done.files_before == 2 and MIXED not in after["bucket"].to_list()
+        assert after.group_by("bucket").len()["len"].max() == 2
+        assert every_line(db).equals(lines) and db.history(END).equals(history)
+        compact(db, max_parts=1)
+        assert manifest(db).group_by("bucket").len()["len"].max() == 1
+        assert every_line(db).equals(lines) and db.history(END).equals(history)
