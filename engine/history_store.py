@@ -7,9 +7,10 @@ columns sorted by customer_key, day, basket_key, line_no (history's order: a rea
 sort; a customer predicate prunes row groups, the manifest's day range prunes files).
 ``<root>/bucket=mixed/`` holds an import's files of every bucket (manifest bucket MIXED, -1): an
 import of several files writes one file of its card holders' lines a transaction (the anonymous
-ones go to bucket=anon as ever), sorted by bucket, then history's order, and its compaction splits them into the buckets' own files (`compact`); one a
-kill left is split by the next import or ``listwise history compact``. Readers of some buckets
-read such a file too and keep only their customers' lines (`card_holders`).
+ones go to bucket=anon as ever), sorted by bucket, then history's order, and its compaction splits
+them into the buckets' own files (`compact`); one a kill left is split by the next import or
+``listwise history compact``. Readers of some buckets read such a file too and keep only their
+customers' lines (`card_holders`).
 root: the `[history] path` recorded at ``listwise init``, else a directory beside the SQLite
 file (``listwise.db`` -> ``listwise.history/``); a relative path is relative to the SQLite file's
 directory.
