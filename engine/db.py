@@ -23,10 +23,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import sqlalchemy as sa
@@ -377,7 +379,7 @@ class BulkSession:
     With `write=False` nothing is locked up front: a reader's consistent snapshot.
     """
 
-    def __init__(self, url: str, write: bool = True):
+    def __init__(self, url: str, write: bool = True, idle: _IdleConnection | None = None):
         self.url = url
         u = make_url(url)
         if u.get_backend_name() == "sqlite":
@@ -397,12 +399,15 @@ class BulkSession:
         else:
             import adbc_driver_postgresql.dbapi as driver
 
-            libpq = u.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._conn = driver.connect(libpq)
+            if idle is None:
+                libpq = u.set(drivername="postgresql").render_as_string(hide_password=False)
+                idle = _IdleConnection(driver.connect(libpq))
+            self._conn = idle.conn
             self._cur = self._conn.cursor()
         self.sqlite = u.get_backend_name() == "sqlite"
         self._rights: dict[str, tuple[bool, bool]] = {}  # PostgreSQL: `_reference_rights` by table, asked once
-        self._scratch: set[str] = set()  # `_check_references`' temporary tables made in this session
+        # `_check_references`' temporary tables made on this connection (they outlive a committed session)
+        self._scratch: set[str] = set() if idle is None else idle.scratch
 
     def execute(self, sql: str, params: tuple | None = None) -> list[tuple]:
         """Run one statement (``?`` placeholders on SQLite, ``$1`` on PostgreSQL)."""
@@ -632,19 +637,44 @@ class BulkSession:
             self._cur.close()
         self._conn.close()
 
+    def detach(self) -> _IdleConnection:
+        """This committed session's PostgreSQL connection, for the next session (`Gateway.bulk`)."""
+        with contextlib.suppress(Exception):
+            self._cur.close()
+        return _IdleConnection(self._conn, self._scratch)
+
+
+@dataclass
+class _IdleConnection:
+    """A PostgreSQL ADBC connection between two bulk sessions of one `Gateway` (a connection is
+    ~60 ms: SCRAM's key derivation), with the temporary tables made on it (`BulkSession._scratch`)."""
+
+    conn: Any
+    scratch: set[str] = field(default_factory=set)
+
 
 @contextlib.contextmanager
-def bulk_session(url: str, write: bool = True) -> Iterator[BulkSession]:
-    """A `BulkSession` that commits on success and rolls back on any error."""
-    session = BulkSession(url, write)
+def bulk_session(url: str, write: bool = True, idle: list[_IdleConnection] | None = None) -> Iterator[BulkSession]:
+    """A `BulkSession` that commits on success and rolls back on any error.
+
+    `idle` (PostgreSQL): connections to take one from, and to give it back to once committed (a
+    session that rolled back closes its own: its temporary tables went with the transaction).
+    """
+    session = BulkSession(url, write, idle.pop() if idle else None)
     try:
         yield session
         session.commit()
     except BaseException:
         session.rollback()
-        raise
-    finally:
         session.close()
+        raise
+    if idle is None or session.sqlite:
+        session.close()
+    else:
+        idle.append(session.detach())
+
+
+_IDLE_CONNECTIONS = 2  # a Gateway's PostgreSQL connections kept between bulk sessions
 
 
 # ---------------------------------------------------------------- the tables commands read as frames
@@ -780,6 +810,8 @@ class Gateway:
         self._open_bulk = 0
         self._reader: BulkSession | None = None
         self._store: HistoryStore | None = None
+        self._idle: list[_IdleConnection] = []  # PostgreSQL: bulk sessions' connections between sessions
+        self._idle_lock = threading.Lock()
 
     @classmethod
     def of(cls, source: Gateway | sa.Engine | str) -> Gateway:
@@ -866,11 +898,22 @@ class Gateway:
             if self._engine is not None:
                 self._engine.dispose()
         self._open_bulk += 1
+        idle = None
+        if not self.sqlite:  # one idle connection to this session: another thread's session has its own
+            with self._idle_lock:
+                idle = [self._idle.pop()] if self._idle else []
         try:
-            with bulk_session(self.url, write) as session:
+            with bulk_session(self.url, write, idle) as session:
                 yield session
         finally:
             self._open_bulk -= 1
+            if idle:
+                with self._idle_lock:
+                    self._idle.extend(idle)
+                    idle, self._idle = self._idle[_IDLE_CONNECTIONS:], self._idle[:_IDLE_CONNECTIONS]
+                for connection in idle:  # more than are kept (sessions of several threads at once)
+                    with contextlib.suppress(Exception):
+                        connection.conn.close()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Gateway]:
@@ -886,7 +929,12 @@ class Gateway:
                 self._reader = None
 
     def close(self) -> None:
-        """Dispose of the engine (unless `wrap`ped: its owner does)."""
+        """Dispose of the engine (unless `wrap`ped: its owner does) and close the idle bulk connections."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                connection.conn.close()
         if self._engine is not None and self._owned:
             self._engine.dispose()
             self._engine = None

@@ -253,3 +253,37 @@ def test_a_customer_removed_during_an_import_is_named_by_the_files_row(request, 
     with pytest.raises(InputError, match=r"^transactions.csv:5: column 'customer_id': unknown customer \(removed"):
         import_file(importer, "transactions", write(tmp_path, "transactions.csv", TRANSACTIONS))
     assert scalar(db_url, "SELECT count(*) FROM baskets") == 0
+
+
+@postgres
+def test_a_gateways_sessions_reuse_a_connection_and_its_checked_values_start_afresh(pg_url):
+    """A Gateway's bulk sessions on PostgreSQL take the connection the last committed one left (a new
+    one costs ~60 ms): the reference check's temporary table holds only the new session's values; a
+    session that rolled back closes its connection (its temporary tables went with it)."""
+    from engine.db import Gateway
+
+    def pid(db) -> int:  # noqa: ANN001
+        with db.bulk(write=False) as bulk:
+            return bulk.execute("SELECT pg_backend_pid()")[0][0]
+
+    with Gateway(pg_url) as db:
+        first = pid(db)
+        with db.bulk() as bulk:
+            assert bulk.execute("SELECT pg_backend_pid()")[0][0] == first
+            bulk.append("baskets", baskets([1, 2]), references_checked=True)
+            with pytest.raises(MissingReference, match="customer_key 9"):  # refused, the session goes on
+                bulk.append("baskets", baskets([9], first_key=3), references_checked=True)
+        with db.bulk() as bulk:  # the same connection: the scratch table's 9 must not count now
+            assert bulk.execute("SELECT pg_backend_pid()")[0][0] == first
+            bulk.append("baskets", baskets([2], first_key=20), references_checked=True)
+        with pytest.raises(MissingReference, match="customer_key 7"), db.bulk() as bulk:
+            # the same connection: its scratch table of keys (1, 2) is emptied first
+            assert bulk.execute("SELECT pg_backend_pid()")[0][0] == first
+            bulk.append("baskets", baskets([7], first_key=5), references_checked=True)
+        second = pid(db)
+        assert second != first  # the session that failed closed its connection
+        with db.bulk() as bulk:
+            bulk.append("baskets", baskets([2, 1], first_key=8), references_checked=True)
+        assert pid(db) == second
+    assert scalar(pg_url, "SELECT count(*) FROM baskets") == 5
+    assert scalar(pg_url, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {second}") == 0  # closed with it
