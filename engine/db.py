@@ -665,8 +665,10 @@ def bulk_session(url: str, write: bool = True, idle: list[_IdleConnection] | Non
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
-        session.close()
+        try:
+            session.rollback()
+        finally:  # closed even when the rollback fails (a connection the server dropped)
+            session.close()
         raise
     if idle is None or session.sqlite:
         session.close()
