@@ -1593,6 +1593,7 @@ def import_files(
             # lines go to one part file of every bucket (`write_parts`' `mixed`), which the compaction splits
             held: dict[str, pl.DataFrame] | None = {} if max_parts and len(files) > 1 else None
             split = False  # whether a committed file of this import is a file of every bucket
+            in_held = 0  # lines in `held`
             try:
                 with ThreadPoolExecutor(max_workers=2) as pool:
                     # the references (1M customers: ~0.5 s) are read while the first file is read; nothing else
@@ -1604,12 +1605,10 @@ def import_files(
                         if i + 1 < len(files):
                             pending = pool.submit(prepare, files[i + 1])
                         # the MIXED files' lines stay at most _HELD_LINES: the compaction holds them all at once
-                        mixed = (
-                            held is not None
-                            and sum(part.height for part in held.values()) + source.rows_read <= _HELD_LINES
-                        )
+                        mixed = held is not None and in_held + source.rows_read <= _HELD_LINES
                         written = _write_transactions(db, source, lines, baskets, held, mixed)
-                        if held is not None and sum(part.height for part in held.values()) > _HELD_LINES:
+                        in_held = sum(part.height for part in held.values()) if held is not None else 0
+                        if in_held > _HELD_LINES:
                             held = None  # the compaction reads the files
                         imports.append(written.import_id)
                         split = split or mixed

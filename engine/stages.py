@@ -183,7 +183,7 @@ class StoreSource:
 
     def _mixed(self, paths: tuple[str, ...]) -> pl.Expr | None:
         """The filter a read of `paths` needs when one is a file of every bucket (MIXED): the partition's
-        card holders (it holds other partitions' lines and the anonymous ones); None when none is."""
+        card holders (it holds other partitions' lines too); None when none is."""
         from engine.history_store import MIXED, card_holders
 
         mixed = {path for path, b in zip(self.paths, self.path_buckets) if b == MIXED}
