@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from engine.db import Gateway, connect
 from engine.errors import InputError
 from engine.history_store import every_line
-from engine.ingest import import_file, import_files
+from engine.ingest import _timestamps_by_basket, import_file, import_files
 from tests.conftest import fresh_database
 
 STORES = (
@@ -383,3 +383,86 @@ def test_offsets_in_the_one_fixed_form_give_the_database_of_the_naive_export(req
         import_file(url, "transactions", write(tmp_path, f"tx-{offsets}.csv", text), timezone="America/New_York")
     assert "Z" not in _export(True, fixed=True) and "-04:00" in _export(True, fixed=True)
     assert dump(db_url) == dump(other)
+
+
+# ------------------------------------------------------------------ a timestamp judged once a basket
+
+
+def _references():
+    from engine.ingest import _References
+
+    return _References(
+        pl.DataFrame({"store_id": ["NY", "LA", "HQ"], "timezone": ["America/New_York", "America/Los_Angeles", None]}),
+        pl.DataFrame({"sku": ["P1", "P2", "P3"], "product_key": [1, 2, 3]}),
+        pl.DataFrame({"customer_id": ["C1", "C2"], "customer_key": [10, 20]}),
+    )
+
+
+def _prepare(path: Path, monkeypatch, per_basket: bool):
+    """`_prepare_transactions` of `path`, its timestamps judged once a basket or (per_basket False) once a line;
+    (lines, baskets, whether the per-basket path was taken)."""
+    import engine.ingest as ingest
+
+    taken = []
+
+    def spy(*args):  # noqa: ANN002
+        taken.append(_timestamps_by_basket(*args) if per_basket else False)
+        return taken[-1]
+
+    monkeypatch.setattr(ingest, "_timestamps_by_basket", spy)
+    lines, heads = ingest._prepare_transactions(
+        ingest.read_table(path, "transactions"), _references(), "America/Chicago"
+    )
+    return lines, heads, taken == [True]
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_timestamps_judged_once_a_basket_land_as_when_judged_once_a_line(tmp_path, monkeypatch, fixed):
+    """Baskets written as runs of rows with one timestamp each take the per-basket path: the same
+    lines and baskets (store-local ts, day) as the per-line path, across both 2025 DST changes,
+    three zones (one the chain's) and every form of offset."""
+    stamps = (
+        ["2025-03-09T01:59:59-05:00", "2025-03-09T03:00:00-04:00", "2025-11-02T01:30:00-04:00"]
+        + ["2025-11-02T01:30:00-05:00", "2025-01-06T18:00:00-08:00", "2025-06-30T23:30:00-05:00"]
+        + ([] if fixed else ["2025-11-02T05:30:00Z", "2025-03-09 03:30", "2025-11-02T02:30:00-05", "2025-01-06T10:00"])
+    )
+    stores = ["NY", "NY", "NY", "NY", "LA", "HQ", "NY", "LA", "HQ", "NY"]
+    rows = [
+        f"B{b},{'C1' if b % 3 else ''},{stores[b]},{stamp},P{1 + (b + i) % 3},{1 + i},{(1 + i) * 1.25:.2f},0"
+        for b, stamp in enumerate(stamps)
+        for i in range(1 + b % 4)
+    ]
+    path = write(tmp_path, "tx.csv", HEADER + "\n".join(rows) + "\n")
+    by_line = _prepare(path, monkeypatch, per_basket=False)
+    by_basket = _prepare(path, monkeypatch, per_basket=True)
+    assert by_basket[2] and not by_line[2]
+    assert by_basket[0].equals(by_line[0]) and by_basket[1].equals(by_line[1])
+    assert by_basket[0].height == len(rows)
+    # hand-worked: 01:30 EDT and 01:30 EST on 2 November are both 01:30 in New York; Chicago's zone for HQ
+    ts = dict(by_basket[1].select("basket_id", pl.col("ts").dt.to_string("%Y-%m-%dT%H:%M:%S")).iter_rows())
+    assert ts["B2"] == ts["B3"] == "2025-11-02T01:30:00"
+    assert ts["B4"] == "2025-01-06T18:00:00" and ts["B5"] == "2025-06-30T23:30:00"
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("2025-13-01T10:00:00", "not an ISO timestamp"),
+        ("2025-01-06T10:00:00+02:00", "offset disagrees with the store's time zone America/New_York"),
+        ("1969-12-31T10:00:00", "outside the years"),
+    ],
+)
+def test_a_bad_timestamp_of_a_basket_run_names_every_row_of_it(tmp_path, monkeypatch, bad, reason):
+    """A basket's bad timestamp is named on each of its rows, as the per-line path names them."""
+    good = "2025-01-06T10:00:00-05:00"
+    rows = [f"B1,C1,NY,{good},P1,1,1.00,0", *[f"B2,C2,NY,{bad},P{i},1,1.00,0" for i in (1, 2, 3)]]
+    rows.append(f"B3,C1,NY,{good},P2,1,1.00,0")
+    path = write(tmp_path, "tx.csv", HEADER + "\n".join(rows) + "\n")
+    messages = []
+    for per_basket in (False, True):
+        with pytest.raises(InputError) as err:
+            _prepare(path, monkeypatch, per_basket)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert [line.split(":")[1] for line in messages[1].splitlines()[:3]] == ["3", "4", "5"]
+    assert reason in messages[1]
