@@ -119,6 +119,50 @@ def test_the_gateway_never_has_sqlalchemy_and_adbc_on_one_sqlite_file_at_once(sq
             assert conn.execute(sa.text("SELECT COUNT(*) FROM stores")).scalar() == 0
 
 
+def _temporary_table_seen(db) -> bool:  # noqa: ANN001
+    """Whether this bulk session's connection is the one that made `lw_probe` (temporary tables are a connection's)."""
+    with db.bulk(write=False) as bulk:
+        return bool(bulk.execute("SELECT COUNT(*) FROM sqlite_temp_master WHERE name = 'lw_probe'")[0][0])
+
+
+def test_inside_keeping_sqlite_bulk_sessions_share_one_connection_and_outside_each_has_its_own(sqlite_url):
+    from engine.db import Gateway
+
+    with Gateway(sqlite_url) as db:
+        with db.keeping():
+            with db.bulk() as bulk:
+                bulk.execute("CREATE TEMP TABLE lw_probe (x INTEGER)")
+            assert _temporary_table_seen(db)  # the same connection: its temporary table is there
+            with db.connect():  # a SQLAlchemy connection closes the kept one first
+                pass
+            assert not _temporary_table_seen(db)
+            with db.bulk() as bulk:
+                bulk.execute("CREATE TEMP TABLE lw_probe (x INTEGER)")
+        assert not _temporary_table_seen(db)  # closed at the end of `keeping`
+        with db.bulk() as bulk:
+            bulk.execute("CREATE TEMP TABLE lw_probe (x INTEGER)")
+        assert not _temporary_table_seen(db)  # outside: a connection a session
+
+
+def test_sqlalchemy_writes_between_kept_bulk_sessions_are_all_kept(sqlite_url):
+    """The two copies of SQLite never have the file open at once (engine/db.py): with the kept ADBC
+    connection left open while SQLAlchemy's opened and closed the file, about half of these rows were
+    lost (31 of 60 here)."""
+    from engine.db import Gateway
+
+    with Gateway(sqlite_url) as db, db.keeping():
+        for i in range(30):
+            with db.bulk() as bulk:
+                bulk.execute("INSERT INTO stores (store_id, name) VALUES (?, 'bulk')", (f"A{i}",))
+            with db.begin() as conn:
+                conn.execute(sa.text("INSERT INTO stores (store_id, name) VALUES (:s, 'sqlalchemy')"), {"s": f"B{i}"})
+        with db.bulk(write=False) as bulk:
+            assert bulk.execute("SELECT COUNT(*) FROM stores") == [(60,)]
+            assert bulk.execute("PRAGMA integrity_check") == [("ok",)]
+    with connect(sqlite_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM stores")).scalar() == 60
+
+
 def test_readers_inside_one_reading_share_one_bulk_session(db_url, monkeypatch):
     import engine.db
     from engine.db import CUSTOMER_SCHEMA, HISTORY_COLUMNS, PRODUCT_SCHEMA, Gateway
