@@ -1101,13 +1101,13 @@ def _refuse_disagreeing(name: str, clash: pl.DataFrame) -> None:
         raise InputError("\n".join([*shown, f"{name}: {more}nothing was imported from this file"]))
 
 
-def _present(bulk, baskets: pl.DataFrame, where: str) -> pl.DataFrame:
-    """Baskets of `baskets` already in the database among those `where` selects."""
+def _present(bulk, baskets: pl.DataFrame, where: str, source: str = "baskets b") -> pl.DataFrame:
+    """Baskets of `baskets` already in the database among those `where` selects (`b`: baskets)."""
     # ts is read as text (SQLite's ISO text, PostgreSQL's timestamp cast) and parsed as store-local below
-    ts = "CAST(ts AS TEXT)" if bulk.sqlite else "to_char(ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    ts = "CAST(b.ts AS TEXT)" if bulk.sqlite else "to_char(b.ts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
     present = bulk.read(
-        "SELECT store_id, basket_id, basket_key, customer_key AS old_customer_key, "
-        f"{ts} AS old_ts, source, line_count, line_sum FROM baskets WHERE {where}",
+        "SELECT b.store_id, b.basket_id, b.basket_key, b.customer_key AS old_customer_key, "
+        f"{ts} AS old_ts, b.source, b.line_count, b.line_sum FROM {source} WHERE {where}",
         {
             "store_id": pl.String,
             "basket_id": pl.String,
@@ -1121,6 +1121,38 @@ def _present(bulk, baskets: pl.DataFrame, where: str) -> pl.DataFrame:
     )
     present = present.with_columns(store_local(present["old_ts"]).alias("old_ts"))
     return present.join(baskets.select("store_id", "basket_id"), on=["store_id", "basket_id"], how="semi")
+
+
+# `_present_in_days`: the baskets of the file's days are read whole while they are at most this many times
+# the file's baskets (and this many at the least), else the file's keys are looked up
+_PRESENT_READ = 4
+_PRESENT_FLOOR = 10_000
+
+
+def _present_in_days(bulk, baskets: pl.DataFrame) -> pl.DataFrame:
+    """`_present` for a file's `baskets`: among the baskets of its days when those are few (a daily or
+    monthly export: one read, no key sent), else by the file's keys (store_id, basket_id) sent to a
+    temporary table and joined on the unique key. Exports split by household or store span every
+    day: reading every basket of those days made each file of an import slower than the one before
+    (the 1M chain's 50 files of 1.5M baskets: the eighth read 11M baskets, ~40 s)."""
+    days = "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max())
+    cap = max(_PRESENT_READ * baskets.height, _PRESENT_FLOOR)
+    ((n,),) = bulk.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM baskets WHERE {days} LIMIT {cap + 1}) c")
+    if n <= cap:
+        return _present(bulk, baskets, days)
+    bulk.append("lw_file_baskets", baskets.select("store_id", "basket_id"), temporary=True)
+    if not bulk.sqlite:  # the planner's row count of the temporary table: index lookups, not a scan of baskets
+        bulk.execute("ANALYZE lw_file_baskets")
+    try:
+        # CROSS JOIN: SQLite loops over the keys (its planner keeps that order), each looked up in the unique index
+        return _present(
+            bulk,
+            baskets,
+            "b.store_id = k.store_id AND b.basket_id = k.basket_id",
+            "lw_file_baskets k CROSS JOIN baskets b",
+        )
+    finally:
+        bulk.execute("DELETE FROM lw_file_baskets")
 
 
 # ---------------------------------------------------------------- a basket's line checksum
@@ -1337,7 +1369,7 @@ def _add_lines(
     """
     basket = ["store_id", "basket_id"]
     columns = list(PART_SCHEMA)
-    present = _present(bulk, baskets, "day >= '%s' AND day <= '%s'" % (baskets["day"].min(), baskets["day"].max()))
+    present = _present_in_days(bulk, baskets)
     _refuse_disagreeing(
         name,
         baskets.join(present, on=basket, how="inner").filter(

@@ -391,3 +391,51 @@ def test_splitting_a_file_of_every_bucket_rewrites_no_bucket_that_has_room_for_o
         compact(db, max_parts=1)
         assert manifest(db).group_by("bucket").len()["len"].max() == 1
         assert every_line(db).equals(lines) and db.history(END).equals(history)
+
+
+def _database_rows(url: str) -> list[tuple]:
+    with connect(url).connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text(
+                    "SELECT basket_key, store_id, basket_id, customer_key, CAST(day AS TEXT), line_count, line_sum "
+                    "FROM baskets ORDER BY basket_key"
+                )
+            )
+        ]
+
+
+def test_present_baskets_are_found_by_their_days_or_by_their_keys_alike(request, db_url, tmp_path, monkeypatch):
+    """A file's baskets already in the database are read among the baskets of its days while those
+    are few, else looked up by key (a temporary table of the file's keys joined on the unique key):
+    the same database either way, for a first import, a split basket and a re-import of every file."""
+    import engine.ingest as ingest
+    from tests.conftest import fresh_database
+
+    (tmp_path / "keys").mkdir()
+    by_keys = fresh_database(request, tmp_path / "keys", "sqlite" if db_url.startswith("sqlite") else "postgres")
+    sources = []
+    present = ingest._present
+
+    def spy(bulk, baskets, where, source="baskets b"):  # noqa: ANN001
+        sources.append(source)
+        return present(bulk, baskets, where, source)
+
+    monkeypatch.setattr(ingest, "_present", spy)
+    files = [tmp_path / name for name in ("a.csv", "b.csv", "c.csv")]
+    _import_sample(db_url, tmp_path)
+    import_files(db_url, "transactions", files)  # a re-import of every file adds nothing
+    assert sources and all(s == "baskets b" for s in sources)  # few baskets on those days: read whole
+    monkeypatch.setattr(ingest, "_PRESENT_READ", 0)
+    monkeypatch.setattr(ingest, "_PRESENT_FLOOR", 0)  # any basket on the file's days: by key
+    sources.clear()
+    _import_sample(by_keys, tmp_path / "keys")
+    # b.csv meets a.csv's day (its line of B59); c.csv's day has no basket yet: nothing to look up
+    assert ["CROSS JOIN" in s for s in sources] == [False, True, False]
+    import_files(by_keys, "transactions", files)
+    assert ["CROSS JOIN" in s for s in sources[3:]] == [True] * 3
+    assert _database_rows(db_url) == _database_rows(by_keys)
+    with Gateway(db_url) as db, Gateway(by_keys) as keys:
+        assert every_line(db).equals(every_line(keys))
+        assert every_line(db).height == 361  # 3 files of 60 baskets of 1, 2, 3 lines, and B59's added line
