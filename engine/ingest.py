@@ -1646,6 +1646,11 @@ def import_files(
                             # the MIXED files' lines stay at most _HELD_LINES: the compaction holds them all at once
                             mixed = held is not None and in_held + source.rows_read <= _HELD_LINES
                             written = _write_transactions(db, source, lines, baskets, held, mixed)
+                            # the file's frames let go now (13.9M lines: ~2 GB), not when the next file's
+                            # replace them or, for the last, after the compaction; its Future holds them too
+                            lines = baskets = None
+                            if i + 1 == len(files):
+                                pending = None
                             in_held = sum(part.height for part in held.values()) if held is not None else 0
                             if in_held > _HELD_LINES:
                                 held = None  # the compaction reads the files
