@@ -685,6 +685,12 @@ def bulk_session(url: str, write: bool = True, idle: list[_IdleConnection] | Non
 _IDLE_CONNECTIONS = 2  # a Gateway's connections kept between bulk sessions
 
 
+def _close_all(connections: list[_IdleConnection]) -> None:
+    for connection in connections:
+        with contextlib.suppress(Exception):
+            connection.conn.close()
+
+
 # ---------------------------------------------------------------- the tables commands read as frames
 
 PRODUCT_SCHEMA: Schema = {
@@ -922,9 +928,7 @@ class Gateway:
                 with self._idle_lock:
                     self._idle.extend(idle)
                     idle, self._idle = self._idle[_IDLE_CONNECTIONS:], self._idle[:_IDLE_CONNECTIONS]
-                for connection in idle:  # more than are kept (sessions of several threads at once)
-                    with contextlib.suppress(Exception):
-                        connection.conn.close()
+                _close_all(idle)  # more than are kept (sessions of several threads at once)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Gateway]:
@@ -956,9 +960,7 @@ class Gateway:
     def _close_idle(self) -> None:
         with self._idle_lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
-            with contextlib.suppress(Exception):
-                connection.conn.close()
+        _close_all(idle)
 
     def close(self) -> None:
         """Dispose of the engine (unless `wrap`ped: its owner does) and close the idle bulk connections."""

@@ -1612,7 +1612,8 @@ def import_files(
         raise InputError(f"setting 'timezone': not an IANA time zone name (got {timezone!r})")
     files = _expand(paths)
     report = []
-    with Gateway.using(url) as db:
+    # a transactions import's bulk sessions (its files', its compaction's) keep one SQLite connection (`Gateway.keeping`)
+    with Gateway.using(url) as db, db.keeping():
         db.require()
         if kind == "transactions":
             db.history_store().require_root()  # before any file is read: the lines need a directory
@@ -1631,46 +1632,44 @@ def import_files(
             held: dict[str, pl.DataFrame] | None = {} if max_parts and len(files) > 1 else None
             split = False  # whether a committed file of this import is a file of every bucket
             in_held = 0  # lines in `held`
-            # the files' bulk sessions and the compaction's keep one SQLite connection (`Gateway.keeping`)
-            with db.keeping():
-                try:
-                    with ThreadPoolExecutor(max_workers=2) as pool:
-                        # the references (1M customers: ~0.5 s) are read while the first file is read; nothing else
-                        # uses `db` until the first file is prepared
-                        references = pool.submit(_References.read, db)
-                        pending = pool.submit(prepare, files[0])
-                        for i, path in enumerate(files):
-                            source, (lines, baskets) = pending.result()
-                            if i + 1 < len(files):
-                                pending = pool.submit(prepare, files[i + 1])
-                            # the MIXED files' lines stay at most _HELD_LINES: the compaction holds them all at once
-                            mixed = held is not None and in_held + source.rows_read <= _HELD_LINES
-                            written = _write_transactions(db, source, lines, baskets, held, mixed)
-                            # the file's frames let go now (13.9M lines: ~2 GB), not when the next file's
-                            # replace them or, for the last, after the compaction; its Future holds them too
-                            lines = baskets = None
-                            if i + 1 == len(files):
-                                pending = None
-                            in_held = sum(part.height for part in held.values()) if held is not None else 0
-                            if in_held > _HELD_LINES:
-                                held = None  # the compaction reads the files
-                            imports.append(written.import_id)
-                            split = split or mixed
-                            fault_point("after-commit")
-                            report.append(f"{path}: {source.rows_read:,} rows read, {written.describe()}")
-                            if progress:
-                                progress(f"import {kind}", i + 1, len(files))
-                except Exception:
-                    # the files committed before the one refused stay imported: their files of every bucket are
-                    # split now (readers would read each of them whole, for every partition, until the next import)
-                    if split:
-                        with contextlib.suppress(Exception):
-                            compact(db, max_parts=1, imports=imports, held=held)
-                    raise
-                if max_parts and len(imports) > 1:  # one file a bucket for the files of this import, not one each
-                    compact(db, max_parts=1, imports=imports, held=held)
-                if max_parts and crowded(db, max_parts):
-                    compact(db, max_parts=max_parts)
+            try:
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    # the references (1M customers: ~0.5 s) are read while the first file is read; nothing else
+                    # uses `db` until the first file is prepared
+                    references = pool.submit(_References.read, db)
+                    pending = pool.submit(prepare, files[0])
+                    for i, path in enumerate(files):
+                        source, (lines, baskets) = pending.result()
+                        if i + 1 < len(files):
+                            pending = pool.submit(prepare, files[i + 1])
+                        # the MIXED files' lines stay at most _HELD_LINES: the compaction holds them all at once
+                        mixed = held is not None and in_held + source.rows_read <= _HELD_LINES
+                        written = _write_transactions(db, source, lines, baskets, held, mixed)
+                        # the file's frames let go now (13.9M lines: ~2 GB), not when the next file's
+                        # replace them or, for the last, after the compaction; its Future holds them too
+                        lines = baskets = None
+                        if i + 1 == len(files):
+                            pending = None
+                        in_held = sum(part.height for part in held.values()) if held is not None else 0
+                        if in_held > _HELD_LINES:
+                            held = None  # the compaction reads the files
+                        imports.append(written.import_id)
+                        split = split or mixed
+                        fault_point("after-commit")
+                        report.append(f"{path}: {source.rows_read:,} rows read, {written.describe()}")
+                        if progress:
+                            progress(f"import {kind}", i + 1, len(files))
+            except Exception:
+                # the files committed before the one refused stay imported: their files of every bucket are
+                # split now (readers would read each of them whole, for every partition, until the next import)
+                if split:
+                    with contextlib.suppress(Exception):
+                        compact(db, max_parts=1, imports=imports, held=held)
+                raise
+            if max_parts and len(imports) > 1:  # one file a bucket for the files of this import, not one each
+                compact(db, max_parts=1, imports=imports, held=held)
+            if max_parts and crowded(db, max_parts):
+                compact(db, max_parts=max_parts)
         else:
             for i, path in enumerate(files):
                 checked = read_table(path, kind)
