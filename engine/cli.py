@@ -96,10 +96,19 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     hsub = p.add_subparsers(required=True)
     h = hsub.add_parser(
         "compact",
-        help="Rewrite each bucket's part files as one file and delete orphan files (a killed import's)",
+        help="Merge each bucket's open part files (the smallest first) and delete orphan files (a killed import's)",
+        description="Merge the part files of each bucket holding more than --max-parts open files, the smallest "
+        "first. A file of at least half of --merge-lines lines is settled and kept: no merge reads more than "
+        "--merge-lines lines, so memory stays bounded however long the history.",
         epilog="example: listwise history compact",
     )
-    h.add_argument("--max-parts", type=int, default=1, help="compact a bucket holding more part files than this")
+    h.add_argument("--max-parts", type=int, default=1, help="merge a bucket holding more open part files than this")
+    h.add_argument(
+        "--merge-lines",
+        type=int,
+        default=None,
+        help="the most lines one merge reads (default: the setting history.merge_lines, 4194304)",
+    )
     h.set_defaults(run=_run_history_compact)
 
     p = sub.add_parser("fixtures", help="Generate a synthetic chain (demo and test data)")
@@ -165,8 +174,12 @@ def _run_history_compact(args: argparse.Namespace) -> int:
 
     if args.max_parts < 1:
         raise ConfigError(f"--max-parts must be >= 1 (got {args.max_parts})")
-    with _database(_settings(args)) as db:
-        print(compact(db, max_parts=args.max_parts).describe())
+    if args.merge_lines is not None and args.merge_lines < 2:
+        raise ConfigError(f"--merge-lines must be >= 2 (got {args.merge_lines})")
+    settings = _settings(args)
+    merge_lines = settings.history.merge_lines if args.merge_lines is None else args.merge_lines
+    with _database(settings) as db:
+        print(compact(db, max_parts=args.max_parts, merge_lines=merge_lines).describe())
     return 0
 
 
@@ -181,6 +194,7 @@ def _run_import(args: argparse.Namespace) -> int:
         progress=stderr_progress(not args.quiet),
         timezone=settings.timezone,
         max_parts=settings.history.max_parts,
+        merge_lines=settings.history.merge_lines,
     )
     for line in report:
         print(line)

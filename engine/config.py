@@ -184,7 +184,10 @@ class HistorySettings:
     # the SQLite file's directory. Set it and run `listwise init` again after moving the directory.
     path: str = ""
     buckets: int = 64  # customer_key % buckets names a customer's bucket; fixed when the database is created
-    max_parts: int = 16  # an import compacts a bucket holding more part files than this into one
+    max_parts: int = 16  # an import compacts a bucket holding more open part files than this
+    # the most lines one merge of the compaction reads (~190 bytes a line at its peak, four at once); a file
+    # of half as many is settled, never merged again (`engine.history_store._merge_plan`)
+    merge_lines: int = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -389,6 +392,7 @@ def validate_settings(settings: Settings, where: str = "settings") -> Settings:
             ("checkout.lock_wait_seconds", k.lock_wait_seconds, lambda n: 0 < n <= 600, "in (0, 600] (seconds)"),
             ("history.buckets", settings.history.buckets, lambda n: 1 <= n <= 4096, "in [1, 4096]"),
             ("history.max_parts", settings.history.max_parts, lambda n: n >= 1, ">= 1"),
+            ("history.merge_lines", settings.history.merge_lines, lambda n: n >= 2, ">= 2"),
         ],
     )
     for i, campaign in enumerate(settings.campaigns):

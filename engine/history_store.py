@@ -75,12 +75,16 @@ __all__ = [
     "crowded",
     "Compacted",
     "DEFAULT_MAX_PARTS",
+    "DEFAULT_MERGE_LINES",
     "every_line",
     "to_history",
 ]
 
 DEFAULT_BUCKETS = 64
 DEFAULT_MAX_PARTS = 16
+# the most lines one merge of `compact` reads (~0.8 GiB at its peak; four merge at once); a file of half
+# as many is settled (`_merge_plan`)
+DEFAULT_MERGE_LINES = 1 << 22
 ANON = "anon"
 # history_parts.bucket of a file holding lines of every bucket (an import transaction's, `write_parts`' `mixed`)
 MIXED = -1
@@ -477,28 +481,66 @@ class Compacted:
         )
 
 
-def crowded(db: Gateway, max_parts: int) -> bool:
-    """Whether a bucket holds more than `max_parts` part files, or a file of every bucket (MIXED) is
-    still to be split."""
+def crowded(db: Gateway, max_parts: int, merge_lines: int = DEFAULT_MERGE_LINES) -> bool:
+    """Whether a bucket holds more than `max_parts` open part files (`_merge_plan`: under `merge_lines` // 2
+    lines), or a file of every bucket (MIXED) is still to be split."""
     found = db.read_small(
         "SELECT COUNT(*) AS n FROM (SELECT bucket FROM history_parts GROUP BY bucket "
-        f"HAVING COUNT(*) > {int(max_parts)} OR bucket = {MIXED}) c",
+        f"HAVING SUM(CASE WHEN line_count < {int(merge_lines) // 2} THEN 1 ELSE 0 END) > {int(max_parts)} "
+        f"OR bucket = {MIXED}) c",
         {"n": pl.Int64},
     )
     return bool(found["n"][0])
 
 
+def _merge_plan(sizes: Sequence[int], max_parts: int, merge_lines: int) -> list[list[int]]:
+    """Which of a bucket's files to merge: groups of indices into `sizes` (the files' line counts, in the
+    order written), each to become one file; [] when no more than `max_parts` of them are open.
+
+    Size tiers. A file of at least `merge_lines` // 2 lines is settled: never merged again, so no merge
+    reads more than `merge_lines` lines (~190 bytes a line at the merge's peak) and a bucket's history
+    is not rewritten whole as it grows (the 1M chain's 49th file rewrote every bucket's 10.6M lines:
+    19.7 GB). The others are open; when more than `max_parts` are, the smallest are merged, as few as
+    bring the open ones down to half of `max_parts` (at least 1), in groups of at most `merge_lines`
+    lines (a group is closed when the next file does not fit: it is settled then, each open file being
+    under half). A line is rewritten about log(merge_lines / its file's lines) / log(max_parts / 2) times.
+    """
+    settled = merge_lines // 2
+    open_ = sorted((i for i, n in enumerate(sizes) if n < settled), key=lambda i: sizes[i])  # ties: as written
+    if len(open_) <= max_parts:
+        return []
+    target = max(1, max_parts // 2)
+    groups: list[list[int]] = []
+    group: list[int] = []
+    for i in open_:
+        if sum(sizes[j] for j in group) + sizes[i] > merge_lines:
+            groups.append(group)
+            group = []
+        group.append(i)
+        merged = [*groups, group] if len(group) > 1 else groups
+        left = len(open_) - sum(len(g) for g in merged) + sum(sum(sizes[j] for j in g) < settled for g in merged)
+        if left <= target:
+            break
+    return [sorted(g) for g in merged]
+
+
 def compact(
-    db: Gateway, max_parts: int = 1, imports: list[int] | None = None, held: dict[str, pl.DataFrame] | None = None
+    db: Gateway,
+    max_parts: int = 1,
+    imports: list[int] | None = None,
+    held: dict[str, pl.DataFrame] | None = None,
+    merge_lines: int = DEFAULT_MERGE_LINES,
 ) -> Compacted:
-    """Rewrite each bucket with more than `max_parts` part files as one file, in one transaction; split
-    the files of every bucket (MIXED) into their buckets' files: one new file a bucket, merged with
-    the bucket's own files only when those and it would be more than `max_parts`.
+    """Merge the open part files of each bucket holding more than `max_parts` of them, the smallest first
+    (`_merge_plan`: size tiers; files of `merge_lines` // 2 lines or more are settled and kept), in one
+    transaction; split the files of every bucket (MIXED) into their buckets' files: one new file a
+    bucket, merged with some of the bucket's own files only when those and it would be more than
+    `max_parts` open files.
 
     `imports`: only the part files these imports wrote are merged (an import of many files
     leaves one file a bucket, not one per file, without rewriting older history). `held`: the
-    lines of part files the caller still holds (`write_parts`' `held`), by file_name: a bucket
-    whose files are all there is merged from them, not read back (an import of 11 files: 704
+    lines of part files the caller still holds (`write_parts`' `held`), by file_name: a merge
+    whose files are all there is made from them, not read back (an import of 11 files: 704
     small files, ~0.25 s of CPU). A MIXED file is read (or taken from `held`) once, whatever the
     number of buckets it holds.
 
@@ -528,36 +570,41 @@ def compact(
         for i, row in enumerate(mixed.iter_rows(named=True)):
             for bucket, parts in _split_mixed(store, mixed.slice(i, 1), held).items():
                 spread.setdefault(bucket, []).extend((_written(row), part) for part in parts)
-        crowded = sorted(
-            (b for b in {*of_bucket, *spread} if b in spread or of_bucket[b].height > max_parts),
-            key=lambda b: (b is None, b),
-        )
+        # the merges: (bucket, the bucket's files to merge, whether the MIXED files' slices go in it); a
+        # bucket's slices are one more file of it, merged like the others (`_merge_plan`) or written alone
+        jobs: list[tuple[int | None, list[dict], bool]] = []
+        for bucket in sorted({*of_bucket, *spread}, key=lambda b: (b is None, b)):
+            rows = list(of_bucket[bucket].iter_rows(named=True)) if bucket in of_bucket else []
+            sizes = [row["line_count"] for row in rows]
+            if bucket in spread:
+                sizes.append(sum(part.height for _, part in spread[bucket]))
+            groups = _merge_plan(sizes, max_parts, merge_lines)
+            jobs.extend((bucket, [rows[i] for i in g if i < len(rows)], len(rows) in g) for g in groups)
+            if bucket in spread and not any(len(rows) in g for g in groups):
+                jobs.append((bucket, [], True))
 
-        def merge(bucket: int | None) -> tuple[list[str], dict]:
-            old = of_bucket.get(bucket, pl.DataFrame(schema=MANIFEST_SCHEMA))
-            if bucket in spread and old.height + 1 <= max_parts:
-                # the MIXED files' slices fit beside the bucket's files: written as one more file, the
-                # bucket's history not rewritten (a file a kill left is split in time of its own size)
-                old = old.clear()
-            paths = [store.path(f) for f in old["file_name"]]
-            rows = list(old.iter_rows(named=True))
-            if held is not None and all(f in held for f in old["file_name"]):
+        def merge(job: tuple[int | None, list[dict], bool]) -> dict:
+            bucket, rows, with_spread = job
+            names = [row["file_name"] for row in rows]
+            if held is not None and all(f in held for f in names):
                 blocks = [(_written(row), held[row["file_name"]]) for row in rows]  # the files' lines, in file order
             else:  # read back at once: one block, in file order
+                paths = [str(store.path(f)) for f in names]
                 blocks = (
-                    [(_written(rows[0]), pl.scan_parquet([str(p) for p in paths], hive_partitioning=False).collect())]
-                    if paths
-                    else []
+                    [(_written(rows[0]), pl.scan_parquet(paths, hive_partitioning=False).collect())] if rows else []
                 )
-            blocks = sorted([*blocks, *spread.get(bucket, [])], key=lambda block: block[0])
+            blocks = sorted([*blocks, *(spread[bucket] if with_spread else [])], key=lambda block: block[0])
             lines = pl.concat([frame for _, frame in blocks]).select(list(PART_SCHEMA))
+            # the lines read let go once sorted (`blocks` and `lines` share them): the write holds one copy
+            blocks = None  # type: ignore[assignment]
             # an import's files in the order written are its lines in time order: a stable sort by customer
             # is usually the order (checked; else the full sort)
             part = _in_history_order(lines)
+            lines = None  # type: ignore[assignment]
             name = f"{_directory(bucket)}/c{secrets.token_hex(6)}.parquet"
             _write_file(store.path(name), part)
             _sync_dirs([store.path(name)])
-            row = {
+            return {
                 "file_name": name,
                 "bucket": bucket,
                 "import_id": None,
@@ -567,14 +614,12 @@ def compact(
                 "first_basket": part["basket_key"].min(),
                 "last_basket": part["basket_key"].max(),
             }
-            return old["file_name"].to_list(), row
 
-        # buckets at once, as `write_parts` writes them (polars releases the GIL): 65 buckets one after
-        # another were 2.4 s of an 11-file import
+        # merges at once, as `write_parts` writes them (polars releases the GIL): 65 buckets one after
+        # another were 2.4 s of an 11-file import; each reads at most `merge_lines` lines (and the slices)
         with ThreadPoolExecutor(max_workers=4) as pool:
-            merged = list(pool.map(merge, crowded))
-        new_rows = [row for _, row in merged]
-        replaced = [f for old, _ in merged for f in old] + mixed["file_name"].to_list()
+            new_rows = list(pool.map(merge, jobs))
+        replaced = [row["file_name"] for _, rows, _ in jobs for row in rows] + mixed["file_name"].to_list()
         for i in range(0, len(replaced), 1000):  # one statement, not one a bucket
             quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in replaced[i : i + 1000])
             bulk.execute(f"DELETE FROM history_parts WHERE file_name IN ({quoted})")
@@ -583,7 +628,7 @@ def compact(
         fault_point("before-compact-commit")
     with ThreadPoolExecutor(max_workers=8) as pool:  # ~1.5 ms each here: 715 files one by one were 1 s
         list(pool.map(lambda path: path.unlink(missing_ok=True), [*map(store.path, replaced), *orphans]))
-    return Compacted(len(crowded), len(replaced), len(new_rows), len(orphans))
+    return Compacted(len({bucket for bucket, _, _ in jobs}), len(replaced), len(new_rows), len(orphans))
 
 
 def _written(row: dict) -> tuple:

@@ -53,6 +53,7 @@ from engine.errors import InputError
 from engine.faults import fault_point
 from engine.history_store import (
     DEFAULT_MAX_PARTS,
+    DEFAULT_MERGE_LINES,
     PART_SCHEMA,
     HistoryStore,
     bucket_of,
@@ -1594,6 +1595,7 @@ def import_files(
     progress: Progress | None = None,
     timezone: str = "UTC",
     max_parts: int = DEFAULT_MAX_PARTS,
+    merge_lines: int = DEFAULT_MERGE_LINES,
 ) -> list[str]:
     """Import each file (directories are searched for CSV and Parquet files) in turn.
 
@@ -1604,7 +1606,8 @@ def import_files(
 
     `timezone` is the chain's zone (`Settings.timezone`): the zone of stores without their own.
     `url`: the database, or the command's `engine.db.Gateway` to it. Transactions: a bucket of the
-    history holding more than `max_parts` part files afterwards is compacted (`engine.history_store.compact`).
+    history holding more than `max_parts` open part files afterwards is compacted, no merge reading more than
+    `merge_lines` lines (`engine.history_store.compact`).
     """
     if kind not in KINDS:
         raise InputError(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
@@ -1664,12 +1667,12 @@ def import_files(
                 # split now (readers would read each of them whole, for every partition, until the next import)
                 if split:
                     with contextlib.suppress(Exception):
-                        compact(db, max_parts=1, imports=imports, held=held)
+                        compact(db, max_parts=1, imports=imports, held=held, merge_lines=merge_lines)
                 raise
             if max_parts and len(imports) > 1:  # one file a bucket for the files of this import, not one each
-                compact(db, max_parts=1, imports=imports, held=held)
-            if max_parts and crowded(db, max_parts):
-                compact(db, max_parts=max_parts)
+                compact(db, max_parts=1, imports=imports, held=held, merge_lines=merge_lines)
+            if max_parts and crowded(db, max_parts, merge_lines):
+                compact(db, max_parts=max_parts, merge_lines=merge_lines)
         else:
             for i, path in enumerate(files):
                 checked = read_table(path, kind)

@@ -439,3 +439,90 @@ def test_present_baskets_are_found_by_their_days_or_by_their_keys_alike(request,
     with Gateway(db_url) as db, Gateway(by_keys) as keys:
         assert every_line(db).equals(every_line(keys))
         assert every_line(db).height == 361  # 3 files of 60 baskets of 1, 2, 3 lines, and B59's added line
+
+
+# ---------------------------------------------------------------- size tiers
+
+
+@pytest.mark.parametrize(
+    ("sizes", "max_parts", "merge_lines", "want"),
+    [
+        ([5, 5, 5], 3, 100, []),  # not crowded
+        ([217] * 17, 16, 4194, [list(range(10))]),  # the 1M chain's 17th file: ten of 217 make 2,170, settled
+        ([2] * 17, 16, 4000, [list(range(10))]),  # ten smallest: 7 left open + the merged one = 8
+        ([2170] + [217] * 16, 16, 4194, []),  # the settled file does not count
+        ([5, 1, 1, 1], 1, 100, [[0, 1, 2, 3]]),  # by hand: everything into one
+        ([40, 45, 48, 30], 1, 100, [[0, 3], [1, 2]]),  # 30+40 then 45 does not fit (settled at 70), 45+48
+        ([9, 1, 8, 2, 7, 3], 4, 100, [[1, 2, 3, 4, 5]]),  # smallest first: 1, 2, 3, 7, 8; the 9 and the 21 open
+        ([60, 10, 10, 10], 1, 100, [[1, 2, 3]]),  # the 60 is settled (>= 50): the three 10s into one
+    ],
+)
+def test_the_merge_plan_merges_the_smallest_open_files_by_hand(sizes, max_parts, merge_lines, want):
+    from engine.history_store import _merge_plan
+
+    assert _merge_plan(sizes, max_parts, merge_lines) == want
+
+
+def test_the_merge_plan_bounds_every_merge_and_leaves_few_open_files():
+    """Invariants over many plans: groups of two or more distinct open files, each at most merge_lines
+    lines; the merged files the smallest open ones; afterwards no more open files than half of
+    max_parts (at least 1); and no plan at all unless more than max_parts were open."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from engine.history_store import _merge_plan
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(st.integers(1, 300), max_size=60), st.integers(1, 20), st.integers(2, 400))
+    def check(sizes, max_parts, merge_lines):
+        groups = _merge_plan(sizes, max_parts, merge_lines)
+        settled = merge_lines // 2
+        open_ = [i for i, n in enumerate(sizes) if n < settled]
+        if len(open_) <= max_parts:
+            assert groups == []
+            return
+        merged = [i for g in groups for i in g]
+        assert len(merged) == len(set(merged)) and all(len(g) > 1 for g in groups)
+        assert all(i in open_ for i in merged) and all(g == sorted(g) for g in groups)
+        assert all(sum(sizes[i] for i in g) <= merge_lines for g in groups)
+        rest = [sizes[i] for i in open_ if i not in merged]
+        assert not rest or max(sizes[i] for i in merged) <= min(rest)
+        left = len(rest) + sum(sum(sizes[i] for i in g) < settled for g in groups)
+        assert left <= max(1, max_parts // 2)
+
+    check()
+
+
+def test_imports_keep_settled_files_and_merge_within_the_bound(request, db_url, tmp_path):
+    """Twelve imports, one file each (as the 1M chain is imported), with max_parts 3 and merges of at
+    most 24 lines: after each no bucket holds more than 3 open files, no compacted file holds more
+    than 24 lines, a settled file once written stays, and history is line for line that of the same
+    files imported without compaction. A second run of the twelve imports changes nothing."""
+    from tests.conftest import fresh_database
+
+    reference = fresh_database(request, tmp_path, "sqlite" if db_url.startswith("sqlite") else "postgres", "ref.db")
+    for url in (db_url, reference):
+        for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
+            import_file(url, kind, write(tmp_path, f"{kind}.csv", text))
+    files = [write(tmp_path, f"t{d:02d}.csv", _tx(40 * d, 40 * d + 40, d)) for d in range(1, 13)]
+    settled: set[str] = set()
+    for run in range(2):
+        for path in files:
+            if run == 0:
+                import_files(reference, "transactions", [path], max_parts=0)
+            with Gateway(db_url) as db:
+                before = manifest(db, anon=True)
+            import_files(db_url, "transactions", [path], max_parts=3, merge_lines=24)
+            with Gateway(db_url) as db:
+                after = manifest(db, anon=True)
+            if run == 1:
+                assert after.equals(before)  # a re-import: nothing written, nothing merged
+            assert settled <= set(after["file_name"])  # settled files are never merged again
+            settled |= set(after.filter(pl.col("line_count") >= 12)["file_name"])
+            open_files = after.filter(pl.col("line_count") < 12).group_by("bucket").len()
+            assert open_files["len"].max() <= 3
+            assert (after.filter(pl.col("import_id").is_null())["line_count"].max() or 0) <= 24
+    with Gateway(db_url) as db, Gateway(reference) as ref:
+        compacted = manifest(db, anon=True).filter(pl.col("import_id").is_null())
+        assert compacted.height > 20 and len(settled) > 10  # merges happened, and settled files too
+        assert every_line(db).equals(every_line(ref)) and db.history(END).equals(ref.history(END))
