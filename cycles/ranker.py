@@ -108,6 +108,7 @@ _REQUIRED = {"customer_key", "day", "product_key", "category", "quantity"}
 _RW_NAMES = ("rw_7", "rw_28", "rw_91", "rw_273")
 _SVD_RANK = 16  # components of the neighbour-blended frequency
 _F = np.float32
+_FILL_ROWS = 16_384  # `_cutoff` fills its feature matrix this many rows at a time (~1.6 MB: in cache)
 _PART_OCCASIONS = 2_000_000  # predict's parts: at least this many occasions each (below, one pass)
 
 
@@ -398,8 +399,12 @@ class NextWindowRanker:
             "neighbour_rw": neighbour_scores(pair, occ.cat_bits, components, pf[f"rw_{self.half_lives[2]:g}"]),
         }
         x = np.empty((pair.size, len(RANKER_FEATURES)), _F)
-        for j, name in enumerate(RANKER_FEATURES):
-            x[:, j] = columns[name]
+        # filled in blocks of rows: a whole column's strided writes into the row-major matrix miss the cache
+        # on every row (385k pairs x 25 features: 30-38 ms; in blocks of 16k rows 15 ms, /work/s14/fill.py)
+        for lo in range(0, pair.size, _FILL_ROWS):
+            block = x[lo : lo + _FILL_ROWS]
+            for j, name in enumerate(RANKER_FEATURES):
+                block[:, j] = columns[name][lo : lo + _FILL_ROWS]
         return {"pair": pair, "first_d": cf["first_d"], "x": x, "p_renewal": p_renewal}
 
     def _refit_priors(self, occ: Occasions, c: int, no_lines: pl.DataFrame) -> pl.DataFrame:
