@@ -183,7 +183,7 @@ def test_the_buckets_are_fixed_when_the_database_is_created(tmp_path):
         assert db.history_store().root == (tmp_path / "b.history").resolve()
 
 
-@pytest.mark.parametrize(("key", "value"), [("buckets", 0), ("buckets", 5000), ("max_parts", 0)])
+@pytest.mark.parametrize(("key", "value"), [("buckets", 0), ("buckets", 5000), ("max_parts", 0), ("merge_lines", 1)])
 def test_history_settings_out_of_range_are_named(key, value):
     with pytest.raises(ConfigError, match=f"history.{key}"):
         validate_settings(Settings(history=HistorySettings(**{key: value})))
@@ -491,6 +491,23 @@ def test_the_merge_plan_bounds_every_merge_and_leaves_few_open_files():
         assert left <= max(1, max_parts // 2)
 
     check()
+
+
+def test_compact_by_hand_takes_the_bound_and_refuses_one_out_of_range(chain, capsys):
+    """`listwise history compact --merge-lines N`: with N = 2 every file is settled (nothing merged);
+    N = 1 is refused in one line on stderr."""
+    with Gateway(chain) as db:
+        files = manifest(db, anon=True)
+    assert main(["--database", chain, "history", "compact", "--merge-lines", "2"]) == 0
+    assert "0 buckets, 0 part files into 0" in capsys.readouterr().out
+    with Gateway(chain) as db:
+        assert manifest(db, anon=True).equals(files)
+    assert main(["--database", chain, "history", "compact", "--merge-lines", "1"]) != 0
+    err = capsys.readouterr().err
+    assert err.strip() == "error: --merge-lines must be >= 2 (got 1)"
+    assert main(["--database", chain, "history", "compact"]) == 0  # the setting's bound: one file a bucket
+    with Gateway(chain) as db:
+        assert manifest(db, anon=True).group_by("bucket").len()["len"].max() == 1
 
 
 def test_imports_keep_settled_files_and_merge_within_the_bound(request, db_url, tmp_path):
