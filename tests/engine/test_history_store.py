@@ -449,15 +449,17 @@ def test_present_baskets_are_found_by_their_days_or_by_their_keys_alike(request,
     [
         ([5, 5, 5], 3, 100, []),  # not crowded
         ([217] * 17, 16, 4194, [list(range(10))]),  # the 1M chain's 17th file: ten of 217 make 2,170, settled
-        ([2] * 17, 16, 4000, [list(range(10))]),  # ten smallest: 7 left open + the merged one = 8
+        ([2] * 17, 16, 4000, [list(range(10))]),  # the ten oldest: 7 left open + the merged one = 8
+        ([20] + [2] * 16, 16, 4000, [list(range(1, 11))]),  # the larger older file not rewritten
         ([2170] + [217] * 16, 16, 4194, []),  # the settled file does not count
         ([5, 1, 1, 1], 1, 100, [[0, 1, 2, 3]]),  # by hand: everything into one
-        ([40, 45, 48, 30], 1, 100, [[0, 3], [1, 2]]),  # 30+40 then 45 does not fit (settled at 70), 45+48
-        ([9, 1, 8, 2, 7, 3], 4, 100, [[1, 2, 3, 4, 5]]),  # smallest first: 1, 2, 3, 7, 8; the 9 and the 21 open
+        ([40, 45, 48, 30], 1, 100, [[0, 1], [2, 3]]),  # no three fit: 48+30 (39 lines a file) then 40+45
+        ([9, 1, 8, 2, 7, 3], 4, 100, [[1, 2, 3, 4, 5]]),  # 1..3: 21 lines for 4 files, not 9..7's 27
         ([60, 10, 10, 10], 1, 100, [[1, 2, 3]]),  # the 60 is settled (>= 50): the three 10s into one
+        ([2, 2, 40, 2, 2, 2], 2, 100, [[0, 1, 2, 3, 4, 5]]),  # 2+2+2, then 2+2, then all: settled at 50
     ],
 )
-def test_the_merge_plan_merges_the_smallest_open_files_by_hand(sizes, max_parts, merge_lines, want):
+def test_the_merge_plan_merges_neighbouring_open_files_by_hand(sizes, max_parts, merge_lines, want):
     from engine.history_store import _merge_plan
 
     assert _merge_plan(sizes, max_parts, merge_lines) == want
@@ -465,15 +467,16 @@ def test_the_merge_plan_merges_the_smallest_open_files_by_hand(sizes, max_parts,
 
 def test_the_merge_plan_bounds_every_merge_and_leaves_few_open_files():
     """Invariants over many plans: groups of two or more distinct open files, each at most merge_lines
-    lines; the merged files the smallest open ones; afterwards no more open files than half of
-    max_parts (at least 1); and no plan at all unless more than max_parts were open."""
+    lines; no file left alone between two files of one group (a group is a stretch of the order
+    written); afterwards no more open files than half of max_parts (at least 1); and no plan at all
+    unless more than max_parts were open."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
     from engine.history_store import _merge_plan
 
-    @settings(max_examples=400, deadline=None)
-    @given(st.lists(st.integers(1, 300), max_size=60), st.integers(1, 20), st.integers(2, 400))
+    @settings(max_examples=600, deadline=None)
+    @given(st.lists(st.integers(1, 300), max_size=80), st.integers(1, 20), st.integers(2, 400))
     def check(sizes, max_parts, merge_lines):
         groups = _merge_plan(sizes, max_parts, merge_lines)
         settled = merge_lines // 2
@@ -485,9 +488,9 @@ def test_the_merge_plan_bounds_every_merge_and_leaves_few_open_files():
         assert len(merged) == len(set(merged)) and all(len(g) > 1 for g in groups)
         assert all(i in open_ for i in merged) and all(g == sorted(g) for g in groups)
         assert all(sum(sizes[i] for i in g) <= merge_lines for g in groups)
-        rest = [sizes[i] for i in open_ if i not in merged]
-        assert not rest or max(sizes[i] for i in merged) <= min(rest)
-        left = len(rest) + sum(sum(sizes[i] for i in g) < settled for g in groups)
+        alone = [i for i in open_ if i not in merged]
+        assert not any(g[0] < i < g[-1] for g in groups for i in alone)
+        left = len(alone) + sum(sum(sizes[i] for i in g) < settled for g in groups)
         assert left <= max(1, max_parts // 2)
 
     check()
@@ -511,9 +514,10 @@ def test_compact_by_hand_takes_the_bound_and_refuses_one_out_of_range(chain, cap
 
 
 def test_imports_keep_settled_files_and_merge_within_the_bound(request, db_url, tmp_path):
-    """Twelve imports, one file each (as the 1M chain is imported), with max_parts 3 and merges of at
-    most 24 lines: after each no bucket holds more than 3 open files, no compacted file holds more
-    than 24 lines, a settled file once written stays, and history is line for line that of the same
+    """Twelve imports, one file (one day) each, with max_parts 4 and merges of at most 24 lines: after
+    each no bucket holds more than 4 open files, no compacted file holds more than 24 lines, a
+    settled file once written stays, a bucket's files hold days one after another, and history is
+    line for line that of the same
     files imported without compaction. A second run of the twelve imports changes nothing."""
     from tests.conftest import fresh_database
 
@@ -521,7 +525,9 @@ def test_imports_keep_settled_files_and_merge_within_the_bound(request, db_url, 
     for url in (db_url, reference):
         for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
             import_file(url, kind, write(tmp_path, f"{kind}.csv", text))
-    files = [write(tmp_path, f"t{d:02d}.csv", _tx(40 * d, 40 * d + 40, d)) for d in range(1, 13)]
+    # days of different sizes (a merge of the smallest files wherever they lay would leave days between them)
+    sizes = (10, 40, 25, 10, 40, 15, 30, 10, 45, 20, 10, 35)
+    files = [write(tmp_path, f"t{d:02d}.csv", _tx(50 * d, 50 * d + sizes[d - 1], d)) for d in range(1, 13)]
     settled: set[str] = set()
     for run in range(2):
         for path in files:
@@ -529,7 +535,7 @@ def test_imports_keep_settled_files_and_merge_within_the_bound(request, db_url, 
                 import_files(reference, "transactions", [path], max_parts=0)
             with Gateway(db_url) as db:
                 before = manifest(db, anon=True)
-            import_files(db_url, "transactions", [path], max_parts=3, merge_lines=24)
+            import_files(db_url, "transactions", [path], max_parts=4, merge_lines=24)
             with Gateway(db_url) as db:
                 after = manifest(db, anon=True)
             if run == 1:
@@ -537,7 +543,12 @@ def test_imports_keep_settled_files_and_merge_within_the_bound(request, db_url, 
             assert settled <= set(after["file_name"])  # settled files are never merged again
             settled |= set(after.filter(pl.col("line_count") >= 12)["file_name"])
             open_files = after.filter(pl.col("line_count") < 12).group_by("bucket").len()
-            assert open_files["len"].max() <= 3
+            assert open_files["len"].max() <= 4
+            # merges are stretches of time: a bucket's files, by first day, hold days one after another
+            # (its readers' cheap path to history's order, `_in_history_order`)
+            by_day = after.sort("first_day").group_by("bucket", maintain_order=True)
+            overlaps = by_day.agg((pl.col("first_day").slice(1) <= pl.col("last_day").slice(0, pl.len() - 1)).any())
+            assert not overlaps["first_day"].any()
             assert (after.filter(pl.col("import_id").is_null())["line_count"].max() or 0) <= 24
     with Gateway(db_url) as db, Gateway(reference) as ref:
         compacted = manifest(db, anon=True).filter(pl.col("import_id").is_null())
