@@ -96,9 +96,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     hsub = p.add_subparsers(required=True)
     h = hsub.add_parser(
         "compact",
-        help="Merge each bucket's open part files (the smallest first) and delete orphan files (a killed import's)",
-        description="Merge the part files of each bucket holding more than --max-parts open files, the smallest "
-        "first. A file of at least half of --merge-lines lines is settled and kept: no merge reads more than "
+        help="Merge each bucket's open part files and delete orphan files (a killed import's)",
+        description="Merge runs of neighbouring part files (in time) of each bucket holding more than --max-parts "
+        "open files. A file of at least half of --merge-lines lines is settled and kept: no merge reads more than "
         "--merge-lines lines, so memory stays bounded however long the history.",
         epilog="example: listwise history compact",
     )
