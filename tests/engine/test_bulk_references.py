@@ -291,3 +291,52 @@ def test_a_gateways_sessions_reuse_a_connection_and_its_checked_values_start_afr
         assert pid(db) == second
     assert scalar(pg_url, "SELECT count(*) FROM baskets") == 5
     assert scalar(pg_url, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {second}") == 0  # closed with it
+
+
+@postgres
+@pytest.mark.parametrize("through", ["array parameter", "temporary table"])
+def test_either_way_of_sending_the_values_refuses_the_missing_and_locks_the_named(pg_url, monkeypatch, through):
+    """Up to `_ARRAY_VALUES` distinct values go as one array parameter, more through a temporary table
+    (a file of every customer of a large chain): the same refusal, the same locks, the same rows."""
+    import engine.db
+
+    monkeypatch.setattr(engine.db, "_ARRAY_VALUES", 10_000 if through == "array parameter" else 0)
+    with bulk_session(pg_url) as bulk:
+        with pytest.raises(MissingReference, match=r"^baskets.customer_key 7, 9: no such rows? in customers$"):
+            bulk.append("baskets", baskets([1, 9, 7, 9]), references_checked=True)
+        bulk.append("baskets", baskets([2, None, 2], first_key=10), references_checked=True)
+        temporary = bulk.execute(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'lw_refs_%' AND relpersistence = 't'"
+        )
+        assert temporary == [(0 if through == "array parameter" else 2,)]
+        with connect(pg_url).connect() as other:
+            other.exec_driver_sql("SET lock_timeout = '300ms'")
+            other.commit()
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                other.exec_driver_sql("DELETE FROM customers WHERE customer_key = 2")
+            other.rollback()
+    assert scalar(pg_url, "SELECT count(*) FROM baskets WHERE customer_key = 2") == 2
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=postgres)])
+def test_a_gateways_sessions_ask_for_the_keys_and_rights_once(request, tmp_path, monkeypatch, database):
+    """An import's files are a session each on one connection: the foreign keys (and on PostgreSQL the
+    role's rights) are asked by the first, not again by every file; each file's values are checked."""
+    from engine.db import BulkSession, Gateway
+
+    url = with_references(fresh_database(request, tmp_path, database))
+    asked = []
+    for name in ("_foreign_keys", "_reference_rights"):
+        real = getattr(BulkSession, name)
+        monkeypatch.setattr(
+            BulkSession, name, lambda self, table, real=real, name=name: asked.append(name) or real(self, table)
+        )
+    with Gateway(url) as db, db.keeping():
+        for first in (1, 10, 20):
+            with db.bulk() as bulk:
+                bulk.append("baskets", baskets([1, 2], first_key=first), references_checked=True)
+        with pytest.raises(MissingReference, match="customer_key 7"):
+            with db.bulk() as bulk:
+                bulk.append("baskets", baskets([7], first_key=30), references_checked=True)
+    assert sorted(asked) == (["_foreign_keys"] if database == "sqlite" else ["_foreign_keys", "_reference_rights"])
+    assert scalar(url, "SELECT count(*) FROM baskets") == 6
