@@ -613,13 +613,6 @@ def compact(
         orphans = _orphans(store, named)
         if imports is not None:
             files = files.filter(pl.col("import_id").is_in(imports))
-        # in time order (`_in_time`: by first day, then as written): the merges' stretches (`_merge_plan`) and
-        # the order their lines are put together in, so that a bucket's lines are usually in history's
-        # order already (`_in_history_order`). Not the order written: a compaction's file (no import) is
-        # written after the imports it merged but before those after them hold days after its own
-        files = files.sort(
-            "first_day", "last_day", pl.col("import_id").is_not_null(), "import_id", "file_name", nulls_last=False
-        )
         mixed = files.filter(pl.col("bucket") == MIXED)
         files = files.filter(pl.col("bucket").ne_missing(MIXED))
         # each bucket's files by one split, not a filter of the manifest a bucket
@@ -635,12 +628,14 @@ def compact(
         jobs: list[tuple[int | None, list[dict], bool]] = []
         for bucket in sorted({*of_bucket, *spread}, key=lambda b: (b is None, b)):
             rows = list(of_bucket[bucket].iter_rows(named=True)) if bucket in of_bucket else []
-            # (place in time, lines, manifest row; None: the MIXED files' slices, one candidate file)
+            # (place in time, lines, manifest row; None: the MIXED files' slices, one candidate file), in time
+            # order (`_in_time`): the merges' stretches (`_merge_plan`) and the order their lines are put
+            # together in, so that a bucket's lines are usually in history's order already (`_in_history_order`)
             items = [(_in_time(row), row["line_count"], row) for row in rows]
             if bucket in spread:
                 slices = spread[bucket]
                 items.append((min(key for key, _ in slices), sum(part.height for _, part in slices), None))
-                items.sort(key=lambda item: item[0])
+            items.sort(key=lambda item: item[0])
             groups = _merge_plan([n for _, n, _ in items], max_parts, merge_lines)
             for group in groups:
                 members = [items[i][2] for i in group]
@@ -697,7 +692,9 @@ def compact(
 
 
 def _in_time(row: dict) -> tuple:
-    """A manifest row's place in time (`compact`'s sort): by first and last day, then as written."""
+    """A manifest row's place in time (`compact`'s order): by first and last day, then as written. Not
+    the order written alone: a compaction's file (no import) is written after the imports it merged but
+    before those after them, which hold days after its own."""
     return (row["first_day"], row["last_day"], row["import_id"] is not None, row["import_id"] or 0, row["file_name"])
 
 
