@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "--postgres", default=None, help="also PostgreSQL: a server URL (databases are created on it) or 'auto'"
     )
     args = parser.parse_args(argv)
+    own_work = args.work is None  # a temporary one: removed at the end (the databases and histories: ~60 MB)
     args.work = args.work or Path(tempfile.mkdtemp(prefix="listwise-import-bench-"))
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -180,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cluster is not None:
             cluster.stop()
+        if own_work:
+            shutil.rmtree(args.work, ignore_errors=True)
     print(f"peak RSS {_peak_rss_mib():,.0f} MiB")
     return 0
 

@@ -42,10 +42,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,6 +83,7 @@ from engine.errors import ConfigError, NothingToDo, StateError
 from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=batch-...[#n] kills here
 from engine.history import history_start
 from engine.progress import Progress
+from engine.scratch import scratch as scratch_dir
 from engine.stages import TotalsWindow, run_store_then, store_totals
 from engine.values import as_date, dollars
 
@@ -862,9 +861,7 @@ def _compute_and_write(
             # too), restricted to the qualifying customers, and turns its profile into its customers'
             # shortlisted offers where it runs: neither history nor the profile comes to this process,
             # and of the shortlists (scratch files) only the columns the budgets and the summary read
-            scratch = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="listwise-batch-", dir=os.environ.get("LISTWISE_SCRATCH") or None)
-            )
+            scratch = stack.enter_context(scratch_dir("batch"))
             n = partitions_of(settings)
             keys = groups["customer_key"]
             extra = [(treated.filter(treated % n == p), keys.filter(keys % n == p)) for p in range(n)]

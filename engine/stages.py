@@ -32,9 +32,7 @@ import datetime as dt
 import math
 import multiprocessing
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -58,6 +56,7 @@ from engine.config import EXECUTORS, HISTORY_BUCKETS, Settings, partitions_of
 from engine.errors import ConfigError, EngineError, InputError, StateError
 from engine.faults import fault_point  # tests/faults: LISTWISE_FAULT=stage-partition kills a partition's stage
 from engine.progress import Progress
+from engine.scratch import scratch as scratch_dir
 
 if TYPE_CHECKING:
     from engine.db import Gateway
@@ -576,19 +575,17 @@ def _run_local(
             progress("profile partitions", len(tasks), len(tasks))
         return out
     results: list[tuple[pl.DataFrame, pl.DataFrame]] = []
-    scratch = tempfile.mkdtemp(prefix="listwise-stages-", dir=os.environ.get("LISTWISE_SCRATCH") or None)
-    try:
-        for i, paths in enumerate(pool.map(_stage_at, [(h, c, g, scratch) for h, c in tasks])):
-            results.append(_read_stage(paths))
-            if progress:
-                progress("profile partitions", i + 1, len(tasks))
-    except BrokenProcessPool:
-        raise StateError(
-            f"a partition's process died (killed, or out of memory) after {len(results)} of {len(tasks)} partitions; "
-            "nothing was written: run the command again (more --partitions need less memory each)"
-        ) from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with scratch_dir("stages") as scratch:
+        try:
+            for i, paths in enumerate(pool.map(_stage_at, [(h, c, g, str(scratch)) for h, c in tasks])):
+                results.append(_read_stage(paths))
+                if progress:
+                    progress("profile partitions", i + 1, len(tasks))
+        except BrokenProcessPool:
+            raise StateError(
+                f"a partition's process died (killed, or out of memory) after {len(results)} of {len(tasks)} "
+                "partitions; nothing was written: run the command again (more --partitions need less memory each)"
+            ) from None
     return results
 
 
@@ -723,15 +720,14 @@ def run_partitioned(
 def partition_sources(history: pl.DataFrame, n: int, on_disk: bool) -> Iterator[list[Any]]:
     """Each partition's history: the frames themselves, or (`on_disk`) Parquet paths a worker reads.
 
-    Until the history store lands, the partitions are written to a scratch directory (removed on
-    exit; ``LISTWISE_SCRATCH`` or the system's temporary directory: on a cluster, a directory every
-    worker mounts) — this is the one place to hand the store's committed part files instead.
+    For a frame without a database (benchmarks): the partitions are written to a scratch directory
+    (`engine.scratch`: ``LISTWISE_SCRATCH`` or the system's temporary directory; on a cluster, a
+    directory every worker mounts), removed on exit (or by the next run, when this one is killed).
     """
     if not on_disk:
         yield [history] if n == 1 else [history.filter(pl.col("customer_key") % n == p) for p in range(n)]
         return
-    root = Path(tempfile.mkdtemp(prefix="listwise-partitions-", dir=os.environ.get("LISTWISE_SCRATCH") or None))
-    try:
+    with scratch_dir("partitions") as root:
         parts = history.with_columns((pl.col("customer_key") % n).alias("_p")).partition_by(
             "_p", as_dict=True, include_key=False, maintain_order=True
         )
@@ -742,8 +738,6 @@ def partition_sources(history: pl.DataFrame, n: int, on_disk: bool) -> Iterator[
             parts.get((p,), history.clear()).write_parquet(path, compression="lz4", statistics=False)
             paths.append([str(path)])
         yield paths
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _fresh(run: Callable[[], Any], tries: int = 3) -> Any:

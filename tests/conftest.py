@@ -69,6 +69,19 @@ class _Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scratch(tmp_path_factory):
+    """The commands' scratch directories (engine.scratch) under this session's temporary directory, the CLI's
+    child processes' too: a killed run's (tests/faults) goes with the session's, not into /tmp for good."""
+    old = os.environ.get("LISTWISE_SCRATCH")
+    os.environ["LISTWISE_SCRATCH"] = str(tmp_path_factory.mktemp("scratch"))
+    yield
+    if old is None:
+        os.environ.pop("LISTWISE_SCRATCH", None)
+    else:
+        os.environ["LISTWISE_SCRATCH"] = old
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """URL of a PostgreSQL server's maintenance database, or skip with the reason."""
