@@ -1,13 +1,14 @@
 """Scratch directories: the files a command's stages hand each other (partition files, profiles, shortlists).
 
 Each is made under ``LISTWISE_SCRATCH`` (default: the system's temporary directory; on a cluster, a
-directory every worker mounts) as ``listwise-<kind>-<random>``, with an ``owner`` file naming the host,
-the process and the process's start time, and removed when its step ends. A process killed (kill -9,
-the out-of-memory killer, a power cut) cannot remove its own: the next `scratch` made on that host
-removes every directory whose owner was a process of this host that is gone, and says on stderr how
-many and how large (a 1M-customer batch's shortlists are gigabytes). A live process's directories,
-another host's (a shared scratch on a cluster) and those without an owner file (made by an older
-version, or killed between the directory and its file) are left alone.
+directory every worker mounts) as ``listwise-<kind>-<random>`` and removed when its step ends. A
+process killed (kill -9, the out-of-memory killer, a power cut) cannot remove its own, so each holds an
+exclusive lock (flock) on the directory's ``owner`` file while it lives — the kernel lets go of it when
+the process dies, in whatever container or PID namespace it ran — and the next `scratch` made on the
+host removes every directory whose lock it can take, saying on stderr how many and how large (a
+1M-customer batch's shortlists are gigabytes). Left alone: directories of a live process, of another
+host (the owner file names it: a shared scratch's locks are that host's to judge), of another user,
+and those without an owner file (an older version's). A sweep never fails the command that makes it.
 """
 
 from __future__ import annotations
@@ -16,15 +17,22 @@ import contextlib
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, so no sweep (a killed run's directory stays)
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["scratch", "scratch_root", "sweep"]
 
 _PREFIX = "listwise-"
 _OWNER = "owner"
+_OWNER_MAX = 4096  # bytes of an owner file read: anyone may put a file of that name in /tmp
 
 
 def scratch_root() -> Path:
@@ -32,39 +40,7 @@ def scratch_root() -> Path:
     return Path(os.environ.get("LISTWISE_SCRATCH") or tempfile.gettempdir())
 
 
-def _started(pid: int) -> str:
-    """The process's start time as the kernel counts it (Linux: /proc; elsewhere "", the pid alone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]  # field 22, starttime; the name may hold ")"
-    except (OSError, IndexError):
-        return ""
-
-
-def _identity() -> str:
-    pid = os.getpid()
-    return f"{socket.gethostname()}\n{pid}\n{_started(pid)}\n"
-
-
-def _gone(owner: str) -> bool:
-    """Whether the process an owner file names ran on this host and no longer runs (a pid now another
-    process's, told by its start time, counts as gone)."""
-    host, pid_text, started = ([*owner.splitlines(), "", "", ""])[:3]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's live process
-        pass
-    except OSError:
-        return False
-    return bool(started) and _started(pid) not in ("", started)
-
-
-def _size(path: Path) -> int:
+def _size(path: str) -> int:
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
@@ -73,36 +49,73 @@ def _size(path: Path) -> int:
     return total
 
 
+def _remove_if_abandoned(entry: os.DirEntry) -> int | None:
+    """Remove `entry`, a ``listwise-*`` directory, when its owner file says this host and its lock is
+    free (the process that held it is gone); its bytes, or None when it stays."""
+    if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+        return None
+    try:
+        fd = os.open(os.path.join(entry.path, _OWNER), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None  # no owner file: not ours to judge
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        host = os.read(fd, _OWNER_MAX).decode("utf-8", "replace").split("\n", 1)[0]
+        if host != socket.gethostname():
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # its process lives
+        size = _size(entry.path)
+        shutil.rmtree(entry.path, ignore_errors=True)
+        return None if os.path.lexists(entry.path) else size
+    finally:
+        os.close(fd)
+
+
 def sweep(root: Path | None = None) -> tuple[int, int]:
-    """Remove the scratch directories under `root` (default `scratch_root()`) left by processes of this
-    host that are gone; (directories removed, their bytes)."""
-    root = root or scratch_root()
+    """Remove the scratch directories under `root` (default `scratch_root()`) that processes of this host
+    left when they died; (directories removed, their bytes). Whatever it meets, it raises nothing."""
+    if fcntl is None:
+        return 0, 0
     removed = size = 0
     try:
-        entries = list(os.scandir(root))
+        entries = [e for e in os.scandir(root or scratch_root()) if e.name.startswith(_PREFIX)]
     except OSError:
         return 0, 0
     for entry in entries:
-        if not entry.name.startswith(_PREFIX) or not entry.is_dir(follow_symlinks=False):
-            continue
         try:
-            owner = Path(entry.path, _OWNER).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            freed = _remove_if_abandoned(entry)
+        except Exception:  # noqa: BLE001 - a stranger's file must not fail the command
             continue
-        if not _gone(owner):
-            continue
-        bytes_ = _size(Path(entry.path))
-        shutil.rmtree(entry.path, ignore_errors=True)
-        if not os.path.exists(entry.path):
+        if freed is not None:
             removed += 1
-            size += bytes_
+            size += freed
     return removed, size
+
+
+def _own(path: Path) -> int | None:
+    """The owner file of the new directory `path`, locked, written, then put in place (a sweep never sees
+    it unlocked or empty); its descriptor, held until the directory is removed."""
+    if fcntl is None:
+        return None
+    fd = os.open(path / f".{_OWNER}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{socket.gethostname()}\n{os.getpid()}\n".encode())
+        os.rename(path / f".{_OWNER}", path / _OWNER)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextlib.contextmanager
 def scratch(kind: str) -> Iterator[Path]:
-    """A new scratch directory ``listwise-<kind>-*`` for the block, removed after it; first, those of
-    killed processes (`sweep`), with a line on stderr when there were any."""
+    """A new scratch directory ``listwise-<kind>-*`` for the block, removed after it; first, those that
+    killed processes left (`sweep`), with a line on stderr when there were any."""
     root = scratch_root()
     removed, size = sweep(root)
     if removed:
@@ -112,8 +125,11 @@ def scratch(kind: str) -> Iterator[Path]:
             file=sys.stderr,
         )
     path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{kind}-", dir=root))
+    fd = None
     try:
-        (path / _OWNER).write_text(_identity(), encoding="utf-8")
+        fd = _own(path)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)  # the lock goes after the directory

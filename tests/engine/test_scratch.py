@@ -1,101 +1,130 @@
 """engine.scratch: a stage's scratch directory goes when its step ends, and the next one made on the
-host removes those of killed processes — never a live process's, another host's or one it cannot
-attribute (the kill itself: tests/faults/test_kill_batch.py's scratch test)."""
+host removes those killed processes left — never a live process's (in this PID namespace or another),
+another host's or one it cannot attribute, and nothing a stranger puts in /tmp fails or hangs the
+command (a killed `batch run`: tests/faults/test_kill_globals.py)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from engine.scratch import _started, scratch, sweep
+from engine.scratch import scratch, sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="the sweep needs POSIX locks")
 
 
-def _left(root: Path, name: str, host: str, pid: int, started: str, size: int = 0) -> Path:
-    d = root / name
-    d.mkdir()
-    (d / "owner").write_text(f"{host}\n{pid}\n{started}\n", encoding="utf-8")
-    if size:
-        (d / "shortlist-00.arrow").write_bytes(b"x" * size)
-    return d
+def _holder(root: Path, *, kill: bool, payload: int = 0, namespace: bool = False) -> subprocess.Popen:
+    """A process that makes a scratch directory under `root` (`payload` bytes in it) and then is SIGKILLed
+    (`kill`) or sleeps holding it; `namespace`: in a PID namespace of its own (unshare), where it is pid 1."""
+    code = (
+        "import os, signal, sys, time, engine.scratch as s\n"
+        "with s.scratch('batch') as d:\n"
+        f"    (d / 'shortlist.arrow').write_bytes(b'x' * {payload})\n"
+        "    print(d, flush=True)\n"
+        f"    os.kill(os.getpid(), signal.SIGKILL) if {kill} else time.sleep(60)\n"
+    )
+    cmd = [sys.executable, "-c", code]
+    if namespace:
+        cmd = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount-proc", *cmd]
+    env = {**os.environ, "LISTWISE_SCRATCH": str(root), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()  # the directory is made and locked once it is printed
+    assert line, "the holder made no directory"
+    proc.made = Path(line)
+    return proc
 
 
-@pytest.fixture
-def dead_pid() -> int:
-    """The pid of a process that ran on this host and has exited (reaped)."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+def _unshare_works() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "true"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
 
 
 def test_a_scratch_directory_is_removed_when_its_block_ends_even_on_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("LISTWISE_SCRATCH", str(tmp_path))
     with scratch("batch") as d:
         assert d.parent == tmp_path and d.name.startswith("listwise-batch-")
-        owner = (d / "owner").read_text().splitlines()
-        assert owner[:2] == [socket.gethostname(), str(os.getpid())]
+        assert (d / "owner").read_text().splitlines() == [socket.gethostname(), str(os.getpid())]
         (d / "part.arrow").write_bytes(b"1234")
+        assert sweep(tmp_path) == (0, 0)  # its own live directory: locked
+        assert d.exists()
     assert not d.exists()
     with pytest.raises(RuntimeError), scratch("stages") as d:
         raise RuntimeError("a stage failed")
     assert not d.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_the_next_scratch_removes_a_dead_processs_directories_and_says_so(tmp_path, monkeypatch, capsys, dead_pid):
+def test_the_next_scratch_removes_a_killed_processs_directory_and_keeps_a_live_ones(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LISTWISE_SCRATCH", str(tmp_path))
+    live = _holder(tmp_path, kill=False)  # first: a holder's own scratch() sweeps too
+    try:
+        killed = _holder(tmp_path, kill=True, payload=2_500_000)
+        assert killed.wait(30) == -signal.SIGKILL and killed.made.is_dir()  # it could not remove its own
+        other_host = tmp_path / "listwise-batch-other-host"  # a shared scratch: that host's to judge
+        other_host.mkdir()
+        (other_host / "owner").write_text(f"{socket.gethostname()}-elsewhere\n123\n")
+        unowned = tmp_path / "listwise-batch-old"  # an older version's
+        unowned.mkdir()
+        unrelated = tmp_path / "somebody-else"
+        unrelated.mkdir()
+        (unrelated / "owner").write_text(f"{socket.gethostname()}\n1\n")
+        with scratch("batch") as d:
+            assert not killed.made.exists()
+            assert live.made.is_dir() and other_host.exists() and unowned.exists() and unrelated.exists()
+        size = 2_500_000 + len(f"{socket.gethostname()}\n{killed.pid}\n")
+        err = capsys.readouterr().err
+        assert err == f"removed 1 scratch directory ({size / 1e6:,.1f} MB) that killed runs left in {tmp_path}\n"
+        assert not d.exists()
+        with scratch("batch"):  # nothing more to remove: nothing said
+            pass
+        assert capsys.readouterr().err == ""
+        assert live.made.is_dir()
+    finally:
+        live.kill()
+        live.wait()
+    assert sweep(tmp_path) == (1, len(f"{socket.gethostname()}\n{live.pid}\n"))  # now that it is gone
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="no unprivileged PID namespaces here")
+def test_a_live_process_in_another_pid_namespace_keeps_its_directory(tmp_path):
+    """Its pid (1 in its namespace) means nothing here: the lock does (FAILED with pid liveness checks)."""
+    inside = _holder(tmp_path, kill=False, namespace=True)
+    try:
+        assert (inside.made / "owner").read_text().splitlines()[1] == "1"
+        assert sweep(tmp_path) == (0, 0) and inside.made.is_dir()
+    finally:
+        inside.kill()
+        inside.wait()
+    deadline = time.monotonic() + 10  # the namespace's process dies with its init
+    while sweep(tmp_path) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not inside.made.exists()
+
+
+def test_what_a_stranger_puts_in_the_scratch_neither_fails_nor_hangs_a_sweep(tmp_path):
     host = socket.gethostname()
-    dead = _left(tmp_path, "listwise-batch-dead1", host, dead_pid, "", size=2_500_000)
-    dead_too = _left(tmp_path, "listwise-stages-dead2", host, dead_pid, "12345")
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as live:
-        try:
-            keep = [
-                _left(tmp_path, "listwise-batch-live", host, live.pid, _started(live.pid)),
-                _left(tmp_path, "listwise-batch-mine", host, os.getpid(), _started(os.getpid())),
-                _left(tmp_path, "listwise-batch-other-host", host + "-not", dead_pid, ""),  # a shared scratch's
-            ]
-            unowned = tmp_path / "listwise-batch-old"  # an older version's, or killed before its owner file
-            unowned.mkdir()
-            unrelated = _left(tmp_path, "somebody-else", host, dead_pid, "")
-            with scratch("batch") as d:
-                assert not dead.exists() and not dead_too.exists()
-                assert all(k.exists() for k in keep) and unowned.exists() and unrelated.exists()
-            err = capsys.readouterr().err
-            assert err == f"removed 2 scratch directories (2.5 MB) that killed runs left in {tmp_path}\n"
-            assert not d.exists()
-            with scratch("batch"):  # nothing more to remove: nothing said
-                pass
-            assert capsys.readouterr().err == ""
-        finally:
-            live.kill()
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="start times from /proc (Linux)")
-def test_a_pid_now_another_processs_counts_as_gone(tmp_path):
-    reused = _left(tmp_path, "listwise-batch-reused", socket.gethostname(), os.getpid(), "1")  # not our start
-    ours = _left(tmp_path, "listwise-batch-ours", socket.gethostname(), os.getpid(), _started(os.getpid()))
-    size = (reused / "owner").stat().st_size
-    assert sweep(tmp_path) == (1, size)
-    assert not reused.exists() and ours.exists()
-
-
-def test_a_killed_process_leaves_its_directory_for_the_next_to_remove(tmp_path):
-    env = {**os.environ, "LISTWISE_SCRATCH": str(tmp_path)}
-    code = (
-        "import os, signal, engine.scratch as s\n"
-        "with s.scratch('batch') as d:\n"
-        "    (d / 'shortlist.arrow').write_bytes(b'x' * 1000)\n"
-        "    os.kill(os.getpid(), signal.SIGKILL)\n"
-    )
-    root = Path(__file__).resolve().parents[2]
-    killed = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(root)}, cwd=root)
-    assert killed.returncode == -signal.SIGKILL
-    (left,) = tmp_path.iterdir()
-    assert (left / "shortlist.arrow").stat().st_size == 1000
-    size = sum(f.stat().st_size for f in left.iterdir())  # the shortlist and the owner file
-    assert sweep(tmp_path) == (1, size)
-    assert list(tmp_path.iterdir()) == []
+    fifo = tmp_path / "listwise-batch-fifo"  # reading it would wait for a writer for ever
+    fifo.mkdir()
+    os.mkfifo(fifo / "owner")
+    link = tmp_path / "listwise-batch-link"  # an endless file behind a symlink
+    link.mkdir()
+    (link / "owner").symlink_to("/dev/zero")
+    odd = tmp_path / "listwise-batch-odd"  # no lock held, but garbage for a host line
+    odd.mkdir()
+    (odd / "owner").write_bytes(b"\xff\xfe\x00" * 5000)
+    (tmp_path / "listwise-batch-file").write_text(f"{host}\n1\n")  # a file, not a directory
+    (tmp_path / "listwise-batch-dirlink").symlink_to(odd)
+    started = time.monotonic()
+    assert sweep(tmp_path) == (0, 0)
+    assert time.monotonic() - started < 5
+    assert all(p.exists() for p in (fifo, link, odd, tmp_path / "listwise-batch-file"))

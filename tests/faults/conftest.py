@@ -35,7 +35,14 @@ def cli(
     url: str, *args: str, cwd: Path, fault: str | None = None, wait: bool = True, env: dict | None = None
 ) -> subprocess.CompletedProcess | subprocess.Popen:
     """``listwise -q --database URL ARGS`` in a new process (this tree's code); LISTWISE_FAULT=`fault`."""
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), "LISTWISE_SECRET": SECRET, **(env or {})}
+    (cwd / ".scratch").mkdir(exist_ok=True)  # the test's own: another test's killed run is not this one's to sweep
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LISTWISE_SECRET": SECRET,
+        "LISTWISE_SCRATCH": str(cwd / ".scratch"),
+        **(env or {}),
+    }
     environ.pop("LISTWISE_FAULT", None)
     if fault:
         environ["LISTWISE_FAULT"] = fault
