@@ -181,14 +181,17 @@ def _render_stores(
         load_fonts(font_path)  # parse the fonts once, before forking
         ctx = mp.get_context("fork")
         counter = ctx.Value("q", 0)
+        reported = 0  # each count once: a poll that finds no new list says nothing (a log's lines repeated)
         with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(counter,)) as pool:
             pending = pool.map_async(_render_job, jobs, chunksize=1)
             while not pending.ready():
                 pending.wait(0.5)
-                if progress:
-                    progress("print", min(counter.value, total), total)
+                done = min(counter.value, total)
+                if progress and done > reported:
+                    progress("print", done, total)
+                    reported = done
             results = pending.get()
-        if progress:
+        if progress and reported < total:
             progress("print", total, total)
     return sorted(results, key=lambda r: r["store_id"])
 

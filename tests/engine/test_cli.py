@@ -85,10 +85,14 @@ def test_progress_off_a_terminal_is_plain_lines_without_carriage_returns(capsys)
     from engine.cli import _progress
 
     report = _progress(True)
-    for done in range(1, 4):
+    for done in (0, 1, 1, 2, 3, 3):  # a job that reports a count twice (a poll): one line for it
         report("import transactions", done, 3)
+    report("print", 3, 3)
     err = capsys.readouterr().err
-    assert "\r" not in err and err.splitlines() == [f"import transactions: {d}/3 done" for d in (1, 2, 3)]
+    assert "\r" not in err and err.splitlines() == [
+        *(f"import transactions: {d}/3 done" for d in (1, 2, 3)),
+        "print: 3/3 done",
+    ]
 
 
 def test_a_read_only_command_never_creates_a_database(tmp_path, capsys):

@@ -79,13 +79,19 @@ def test_web_pages_for_every_list_and_a_message_only_with_an_address(rendered):
 def test_two_processes_write_the_same_bytes_as_one(rendered, tmp_path, monkeypatch):
     _, done = rendered
     monkeypatch.setattr(printing.render, "_MIN_PARALLEL", 0)
+    calls = []
     again = render_documents(
         _docs(),
         tmp_path,
         LayoutOptions(html_files=True, email_files=True, email_from="Fresh Fields <lists@example.org>"),
         workers=2,
+        progress=lambda *call: calls.append(call),
     )
     assert [s["sha256"] for s in again["stores"]] == [s["sha256"] for s in done["stores"]]
+    # each count reported once, rising, ending at the total (a poll finding nothing new says nothing)
+    counts = [d for _, d, _ in calls]
+    assert counts and counts == sorted(set(counts)) and counts[-1] == len(_docs())
+    assert {(label, total) for label, _, total in calls} == {("print", len(_docs()))}
 
 
 def test_no_documents_write_no_file(tmp_path, monkeypatch):
