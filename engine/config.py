@@ -183,7 +183,8 @@ class HistorySettings:
     # on PostgreSQL (a directory every process that reads history sees, e.g. a shared mount). Relative: to
     # the SQLite file's directory. Set it and run `listwise init` again after moving the directory.
     path: str = ""
-    buckets: int = 64  # customer_key % buckets names a customer's bucket; fixed when the database is created
+    # customer_key % buckets names a customer's bucket; fixed when the database is created
+    buckets: int = HISTORY_BUCKETS
     max_parts: int = 16  # an import compacts a bucket holding more open part files than this
     # the most lines one merge of the compaction reads (~190 bytes a line at its peak, four at once); a file
     # of half as many is settled, never merged again (`engine.history_store._merge_plan`)

@@ -48,6 +48,7 @@ import numpy as np
 import polars as pl
 from sqlalchemy.engine import make_url
 
+from engine.config import HistorySettings
 from engine.errors import CodeError, StateError
 from engine.faults import fault_point
 
@@ -81,11 +82,11 @@ __all__ = [
     "to_history",
 ]
 
-DEFAULT_BUCKETS = 64
-DEFAULT_MAX_PARTS = 16
-# the most lines one merge of `compact` reads (~0.8 GiB at its peak; four merge at once); a file of half
-# as many is settled (`_merge_plan`)
-DEFAULT_MERGE_LINES = 1 << 22
+# the settings' defaults ([history]: buckets, max_parts, and merge_lines, the most lines one merge of
+# `compact` reads, ~0.8 GiB at its peak with four merging at once; a file of half as many is settled, `_merge_plan`)
+DEFAULT_BUCKETS = HistorySettings.buckets
+DEFAULT_MAX_PARTS = HistorySettings.max_parts
+DEFAULT_MERGE_LINES = HistorySettings.merge_lines
 ANON = "anon"
 # history_parts.bucket of a file holding lines of every bucket (an import transaction's, `write_parts`' `mixed`)
 MIXED = -1
