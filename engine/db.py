@@ -412,12 +412,9 @@ class BulkSession:
             self._conn = idle.conn
             self._cur = self._conn.cursor()
         self.sqlite = u.get_backend_name() == "sqlite"
-        # `_check_references`' temporary tables made on this connection (they outlive a committed session)
-        self._scratch: set[str] = idle.scratch
-        # by table, asked once a connection (a command's Gateway keeps it for its sessions: an import's
-        # files ask once, not once a file): `_reference_rights` (PostgreSQL) and `_foreign_keys`
-        self._rights: dict[str, tuple[bool, bool]] = idle.rights
-        self._keys: dict[str, list[tuple[str, str, str]] | None] = idle.keys
+        # the connection with what its sessions keep (`_check_references`' temporary tables, and the rights
+        # and foreign keys asked once a connection: an import's files ask once, not once a file)
+        self._idle = idle
 
     def execute(self, sql: str, params: tuple | None = None) -> list[tuple]:
         """Run one statement (``?`` placeholders on SQLite, ``$1`` on PostgreSQL)."""
@@ -562,12 +559,14 @@ class BulkSession:
         columns or is not among `frame`'s columns, or on PostgreSQL without TEMP (the triggers do)."""
         check, skip = True, False
         if not self.sqlite:
-            if table not in self._rights:
-                self._rights[table] = self._reference_rights(table)
-            check, skip = self._rights[table]
-        if check and table not in self._keys:
-            self._keys[table] = self._foreign_keys(table)
-        keys = self._keys[table] if check else None
+            rights = self._idle.rights
+            if table not in rights:
+                rights[table] = self._reference_rights(table)
+            check, skip = rights[table]
+        known = self._idle.keys
+        if check and table not in known:
+            known[table] = self._foreign_keys(table)
+        keys = known[table] if check else None
         if keys is None or any(column not in frame.columns for column, *_ in keys):
             return False
         for column, referenced, key in keys:
@@ -581,10 +580,10 @@ class BulkSession:
                 params, source = (values["key"].to_list(),), "unnest($1) AS s(key)"
             else:
                 scratch = f"lw_refs_{table}_{column}"
-                if scratch in self._scratch:  # a check before (maybe one that failed) left its values
+                if scratch in self._idle.scratch:  # a check before (maybe one that failed) left its values
                     self.execute(f"DELETE FROM {_ident(scratch)}")
                 self.append(scratch, values, temporary=True)  # made on first use
-                self._scratch.add(scratch)
+                self._idle.scratch.add(scratch)
                 source = f"{_ident(scratch)} s"
             found = f"SELECT 1 FROM {referenced} r WHERE r.{_ident(key)} IN (SELECT s.key FROM {source})"
             missing = (
@@ -661,7 +660,7 @@ class BulkSession:
         """This committed session's connection, for the next session (`Gateway.bulk`)."""
         with contextlib.suppress(Exception):
             self._cur.close()
-        return _IdleConnection(self._conn, self._scratch, self._rights, self._keys)
+        return self._idle
 
 
 @dataclass

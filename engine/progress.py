@@ -24,15 +24,16 @@ def stderr_progress(enabled: bool) -> Progress | None:
     if not enabled:
         return None
     live = sys.stderr.isatty()
-    last: list[tuple[str, int, int]] = []  # the line a log was last given
+    last = None  # the line a log was last given
 
     def report(label: str, done: int, total: int) -> None:
+        nonlocal last
         if live:
             end = "\n" if done >= total else "\r"
             print(f"{label}: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
-        elif done and last[-1:] != [(label, done, total)]:  # a start (0 done) is not a milestone, nor a repeat
+        elif done and (label, done, total) != last:  # a start (0 done) is not a milestone, nor a repeat
             print(f"{label}: {done:,}/{total:,} done", file=sys.stderr, flush=True)
-            last[:] = [(label, done, total)]
+            last = (label, done, total)
 
     return report
 

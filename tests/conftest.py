@@ -73,13 +73,9 @@ class _Cluster:
 def _scratch(tmp_path_factory):
     """The commands' scratch directories (engine.scratch) under this session's temporary directory, the CLI's
     child processes' too: a killed run's (tests/faults) goes with the session's, not into /tmp for good."""
-    old = os.environ.get("LISTWISE_SCRATCH")
-    os.environ["LISTWISE_SCRATCH"] = str(tmp_path_factory.mktemp("scratch"))
-    yield
-    if old is None:
-        os.environ.pop("LISTWISE_SCRATCH", None)
-    else:
-        os.environ["LISTWISE_SCRATCH"] = old
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LISTWISE_SCRATCH", str(tmp_path_factory.mktemp("scratch")))
+        yield
 
 
 @pytest.fixture(scope="session")
