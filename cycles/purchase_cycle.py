@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import optimize, special
+from scipy import optimize
 
 from cycles.exceptions import InputError, NotFittedError
 from cycles.occasions import pair_occasions, require_columns
@@ -65,41 +65,12 @@ def predictive_survival(t: np.ndarray, k: np.ndarray, alpha: np.ndarray, beta: n
     return survivals(args[0][:, None], *args[1:])[:, 0].reshape(shape)
 
 
-def _neg_marginal(theta: np.ndarray, n: np.ndarray, s: np.ndarray, logsum: np.ndarray) -> tuple[float, np.ndarray]:
-    """Minus the log marginal likelihood of complete intervals, and its gradient in log-params."""
-    k, a, b = np.exp(theta)
-    ank = a + n * k
-    bs = b + s
-    ll = (
-        (k - 1) * logsum
-        - n * special.gammaln(k)
-        + a * np.log(b)
-        - special.gammaln(a)
-        + special.gammaln(ank)
-        - ank * np.log(bs)
-    )
-    dk = logsum - n * special.digamma(k) + n * special.digamma(ank) - n * np.log(bs)
-    da = np.log(b) - special.digamma(a) + special.digamma(ank) - np.log(bs)
-    db = a / b - ank / bs
-    # per pair, so that BFGS's gradient tolerance means the same for 50 pairs or 50,000
-    grad = np.array([dk.mean() * k, da.mean() * a, db.mean() * b])
-    return -float(ll.mean()), -grad
-
-
 def _fit_gamma_gamma(n: np.ndarray, s: np.ndarray, logsum: np.ndarray) -> tuple[float, float, float]:
-    """(k, a, b) maximising the marginal likelihood of the pairs' complete intervals."""
-    mean = s.sum() / n.sum()
-    theta0 = np.log([2.0, 3.0, 2.0 * mean / 2.0])
-    lo, hi = np.log([0.2, 0.3, 1e-3]), np.log([60.0, 1e4, 1e7])
+    """(k, a, b) maximising the marginal likelihood of the pairs' complete intervals (compiled:
+    `cycles._gammagamma`, Newton's method within k in [0.2, 60], a in [0.3, 1e4], b in [1e-3, 1e7])."""
+    from cycles._gammagamma import fit_gamma_gamma  # numba: loaded by the first fit, not by import cycles
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        return _neg_marginal(np.clip(theta, lo, hi), n, s, logsum)
-
-    # BFGS, not L-BFGS-B: the latter's LAPACK calls on 3x3 matrices spin up every OpenBLAS
-    # thread and ran 10x slower on a loaded 2-core machine (measured)
-    res = optimize.minimize(objective, theta0, jac=True, method="BFGS", options={"gtol": 1e-6})
-    k, a, b = np.exp(np.clip(res.x, lo, hi))
-    return float(k), float(a), float(b)
+    return fit_gamma_gamma(n, s, logsum)
 
 
 def _fit_dropout(n: np.ndarray, surv_open: np.ndarray) -> float:

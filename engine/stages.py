@@ -328,9 +328,9 @@ def fit_globals(
     history only if its partition can hold them. `pool`: the local workers (`_local_pool`), idle
     until the partitions: the categories' prior fits go to them (the same fits, so the same priors).
     """
-    # the compiled survival (numba, ~0.5 CPU s to load) loads in a thread while polars reads the files
+    # the compiled survival and prior fit (numba, ~0.5 CPU s to load) load in a thread while polars reads the files
     loading = ThreadPoolExecutor(max_workers=1)
-    loading.submit(_load_survival)
+    loading.submit(_load_compiled)
     loading.shutdown(wait=False)
     model = settings.cycles.p_buy_model
     if model not in {"ranker", "renewal"}:
@@ -435,12 +435,14 @@ def _workers(settings: Settings, n: int) -> int:
     return max(1, min(n, settings.scale.workers or os.cpu_count() or 1))
 
 
-def _load_survival() -> None:
+def _load_compiled() -> None:
     import numpy as np
 
     from cycles._betaprime import survivals
+    from cycles._gammagamma import fit_gamma_gamma
 
     survivals(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones(1))
+    fit_gamma_gamma(np.ones(1), np.ones(1), np.zeros(1))
 
 
 def _map_chunk(fn: Callable[..., Any], items: list[Any]) -> list[Any]:
@@ -478,10 +480,10 @@ def _pool_map(pool: ProcessPoolExecutor, workers: int) -> Callable[..., Iterator
 
 
 def _warm() -> int:
-    """A local worker's first task, sent as the pool starts: its imports, and the compiled renewal
-    survival loaded (numba: ~0.5 CPU s a process), while the driver fits the globals. Returns the
+    """A local worker's first task, sent as the pool starts: its imports, and the renewal model's
+    compiled survival and prior fit loaded (numba: ~0.5 CPU s a process), while the driver fits the globals. Returns the
     size of the worker's polars thread pool."""
-    _load_survival()
+    _load_compiled()
     return pl.thread_pool_size()
 
 
