@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from cycles.occasions import product_lookup, require_columns
+from cycles.occasions import left_join, product_lookup, require_columns
 from cycles.params import ProfileParams as _P
 
 __all__ = [
@@ -370,8 +370,11 @@ def pair_units_per_week(
     per_purchase = pl.col("units").clip(lower_bound=0) / pl.col("purchase_days").cast(pl.Float64)
     upw = per_purchase * 7.0 / pl.col("mean_interval_days")
     return (
-        cycles.select("customer_key", "category", "purchase_days", "mean_interval_days")
-        .join(units, on=["customer_key", "category"], how="left")
+        left_join(
+            cycles.select("customer_key", "category", "purchase_days", "mean_interval_days"),
+            units,
+            ["customer_key", "category"],
+        )
         .with_columns(share.alias("store_share"), upw.fill_null(0.0).alias("units_per_week"))
         .select("customer_key", "category", "purchase_days", "store_share", "units_per_week")
     )

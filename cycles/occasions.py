@@ -20,6 +20,7 @@ from cycles.exceptions import InputError
 
 __all__ = [
     "require_columns",
+    "left_join",
     "category_codes",
     "product_lookup",
     "OccasionKeys",
@@ -36,6 +37,24 @@ def require_columns(frame: pl.DataFrame, columns: set[str], name: str) -> None:
     missing = sorted(columns - set(frame.columns))
     if missing:
         raise InputError(f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(frame.columns)})")
+
+
+def left_join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.DataFrame:
+    """`left.join(right, on=on, how="left", maintain_order="left")` for a `right` unique on `on`.
+
+    The profile's frames are one row per pair, sorted by customer_key, category, and mostly the
+    same pairs: when `right`'s keys are `left`'s row for row (no nulls), its other columns are put
+    beside `left`'s as they are (~3 ms to compare against ~80 ms to hash string keys at 380k
+    pairs); otherwise the join.
+    """
+    aligned = (
+        left.height == right.height
+        and all(left[c].null_count() == 0 and left[c].dtype == right[c].dtype for c in on)
+        and all(left[c].equals(right[c]) for c in on)
+    )
+    if aligned:
+        return pl.concat([left, right.drop(on)], how="horizontal")
+    return left.join(right, on=on, how="left", maintain_order="left")
 
 
 def category_codes(history: pl.DataFrame) -> pl.DataFrame:

@@ -23,7 +23,7 @@ from cycles.brand_volume import (
     usual_products,
     volume_cut_points,
 )
-from cycles.occasions import OccasionKeys, category_codes, occasion_keys, pair_occasions
+from cycles.occasions import OccasionKeys, category_codes, left_join, occasion_keys, pair_occasions
 from cycles.params import ProfileParams
 from cycles.purchase_cycle import PurchaseCycleEstimator
 
@@ -127,8 +127,7 @@ def customer_profile(
     )
     usual = units.select("customer_key", "category", "usual_product_key", "usual_price_cents")
     return (
-        cycles.join(cells, on=["customer_key", "category"], how="left")
-        .join(usual, on=["customer_key", "category"], how="left")
+        left_join(left_join(cycles, cells, ["customer_key", "category"]), usual, ["customer_key", "category"])
         .with_columns(pl.col("purchase_days").cast(pl.Int64))
         .select(*PROFILE_COLUMNS, *extra_columns)
         .sort("customer_key", "category")

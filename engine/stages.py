@@ -48,7 +48,7 @@ import polars as pl
 
 from coupons.prices import price_counts
 from coupons.qualify import window_spend
-from cycles.occasions import occasion_keys
+from cycles.occasions import left_join, occasion_keys
 from cycles.profile import SAMPLE_STRATA, ProfileGlobals, customer_profile, profile_globals, sample_customers
 from cycles.ranker import NextWindowRanker
 from cycles.value import score_value, value_parts
@@ -391,7 +391,7 @@ def partition_stage(
         ranked = g.ranker.predict(g.as_of, g.window_days, history=part, renewal=profile, occasions=occasions)
         p = ranked.select("customer_key", "category", pl.col("p_buy_in_window").alias("_p_ranker"))
         profile = (
-            profile.join(p, on=["customer_key", "category"], how="left", maintain_order="left")
+            left_join(profile, p, ["customer_key", "category"])
             .with_columns(pl.coalesce("_p_ranker", "p_buy_in_window").alias("p_buy_in_window"))
             .drop("_p_ranker", "p_active")
         )
