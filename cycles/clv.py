@@ -7,7 +7,7 @@
   Poisson(lambda), lambda ~ Gamma(r, alpha); after each visit the customer drops out with
   probability p ~ Beta(a, b). The spend of a visit follows the gamma-gamma model (Fader,
   Hardie & Lee 2005, "RFM and CLV: using iso-value curves", JMR 42; Fader & Hardie 2013 note).
-  Both are fitted by maximum likelihood with scipy (BFGS on log-parameters; not L-BFGS-B,
+  Both are fitted by maximum likelihood with scipy (BFGS on log-parameters, analytic gradients; not L-BFGS-B,
   whose LAPACK calls on tiny matrices wake every OpenBLAS thread) on vectorised
   log-likelihoods: seconds for a million customers.
 
@@ -30,18 +30,78 @@ from cycles.purchase_cycle import check_fitted
 __all__ = ["BetaGeoModel", "GammaGammaModel", "discounted_clv", "group_clv"]
 
 
-def _bgnbd_loglik(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """Per-customer log-likelihood, Fader, Hardie & Lee (2005), eq. 6."""
+def _bgnbd_loglik(
+    params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Per-customer log-likelihood (Fader, Hardie & Lee 2005, eq. 6) and its derivatives in r, alpha, a, b."""
     r, alpha, a, b = params
+    c = np.maximum(b + x - 1, 1e-12)
     ln_a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
     ln_a2 = special.betaln(a, b + x) - special.betaln(a, b) - (r + x) * np.log(alpha + T)
     has = x > 0
-    ln_a3 = np.where(
-        has,
-        special.betaln(a + 1, np.maximum(b + x - 1, 1e-12)) - special.betaln(a, b) - (r + x) * np.log(alpha + tx),
-        -np.inf,
+    ln_a3 = np.where(has, special.betaln(a + 1, c) - special.betaln(a, b) - (r + x) * np.log(alpha + tx), -np.inf)
+    tail = np.logaddexp(ln_a2, ln_a3)
+    ll = ln_a1 + tail
+    w3 = np.exp(ln_a3 - tail)  # the weights of the two terms in the sum (0 without a repeat visit)
+    w2 = 1.0 - w3
+    psi_ab, psi_abx = special.digamma(a + b), special.digamma(a + b + x)
+    d_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w2 * np.log(alpha + T) - w3 * np.log(alpha + tx)
+    d_alpha = r / alpha - (r + x) * (w2 / (alpha + T) + w3 / (alpha + tx))
+    psi_a = special.digamma(a)
+    d_a = (
+        psi_ab
+        - psi_a
+        + w2 * (psi_a - psi_abx)
+        + np.where(has, w3 * (special.digamma(a + 1) - special.digamma(a + 1 + c)), 0.0)
     )
-    return ln_a1 + np.logaddexp(ln_a2, ln_a3)
+    d_b = (
+        psi_ab
+        - special.digamma(b)
+        + w2 * (special.digamma(b + x) - psi_abx)
+        + np.where(has & (b + x - 1 > 1e-12), w3 * (special.digamma(c) - special.digamma(a + 1 + c)), 0.0)
+    )
+    return ll, (d_r, d_alpha, d_a, d_b)
+
+
+def _bgnbd_neg(
+    theta: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray, weight: np.ndarray, penalizer: float
+) -> tuple[float, np.ndarray]:
+    """Minus the weighted mean BG/NBD log-likelihood plus the L2 penalty, and its gradient, in ln(r, alpha, a, b)."""
+    params = np.exp(theta)
+    ll, d = _bgnbd_loglik(params, x, tx, T)
+    n = weight.sum()
+    gradient = np.array([float((weight * v).sum()) for v in d]) / n * params
+    return -float((weight * ll).sum()) / n + penalizer * float((theta**2).sum()), -gradient + 2 * penalizer * theta
+
+
+def _spend_neg(theta: np.ndarray, x: np.ndarray, m: np.ndarray, penalizer: float) -> tuple[float, np.ndarray]:
+    """Minus the mean gamma-gamma spend log-likelihood (visits x, mean spend m) plus the L2 penalty, and its
+    gradient, in ln(p, q, gamma)."""
+    p, q, g = np.exp(theta)
+    px = p * x
+    log_m, log_x, log_gmx = np.log(m), np.log(x), np.log(g + m * x)
+    psi_pxq = special.digamma(px + q)
+    ll = (
+        special.gammaln(px + q)
+        - special.gammaln(px)
+        - special.gammaln(q)
+        + q * np.log(g)
+        + (px - 1) * log_m
+        + px * log_x
+        - (px + q) * log_gmx
+    )
+    d_p = float((x * (psi_pxq - special.digamma(px) + log_m + log_x - log_gmx)).mean())
+    d_q = float((psi_pxq - log_gmx).mean()) - float(special.digamma(q)) + float(np.log(g))
+    d_g = q / g - float(((px + q) / (g + m * x)).mean())
+    gradient = np.array([d_p * p, d_q * q, d_g * g])
+    return -float(ll.mean()) + penalizer * float((theta**2).sum()), -gradient + 2 * penalizer * theta
+
+
+def _clipped(theta: np.ndarray, fn, *args: object, bound: float = 9.0) -> tuple[float, np.ndarray]:  # noqa: ANN001
+    """`fn(theta, *args)` (value, gradient) at theta clipped to +-bound: flat, gradient 0, beyond it.
+    With the analytic gradient BFGS needs a fifth of the likelihood evaluations of its finite differences."""
+    value, gradient = fn(np.clip(theta, -bound, bound), *args)
+    return value, np.where(np.abs(theta) > bound, 0.0, gradient)
 
 
 class BetaGeoModel:
@@ -69,14 +129,15 @@ class BetaGeoModel:
         # identical (x, t_x, T) rows share one likelihood term: fit on the distinct rows, weighted
         rows, weight = np.unique(np.column_stack([x, tx, T]), axis=0, return_counts=True)
         xs, txs, Ts = rows.T
-        n = weight.sum()
-
-        def neg(theta: np.ndarray) -> float:
-            ll = _bgnbd_loglik(np.exp(theta), xs, txs, Ts)
-            return -float((weight * ll).sum()) / n + self.penalizer * float((theta**2).sum())
-
         theta0 = np.log([1.0, max(float(T.mean()), 1.0), 1.0, 3.0])
-        res = optimize.minimize(lambda th: neg(np.clip(th, -9, 9)), theta0, method="BFGS")
+        res = optimize.minimize(
+            _clipped,
+            theta0,
+            args=(_bgnbd_neg, xs, txs, Ts, weight, self.penalizer),
+            jac=True,
+            method="BFGS",
+            options={"gtol": 1e-9},
+        )
         self.params_ = dict(zip(("r", "alpha", "a", "b"), np.exp(np.clip(res.x, -9, 9)).tolist()))
         return self
 
@@ -140,20 +201,14 @@ class GammaGammaModel:
         scale = float(np.median(m))  # fit in units of the median spend: well-conditioned
         m = m / scale
 
-        def neg(theta: np.ndarray) -> float:
-            p, q, g = np.exp(theta)
-            ll = (
-                special.gammaln(p * x + q)
-                - special.gammaln(p * x)
-                - special.gammaln(q)
-                + q * np.log(g)
-                + (p * x - 1) * np.log(m)
-                + p * x * np.log(x)
-                - (p * x + q) * np.log(g + m * x)
-            )
-            return -float(ll.mean()) + self.penalizer * float((theta**2).sum())
-
-        res = optimize.minimize(lambda th: neg(np.clip(th, -9, 9)), np.log([2.0, 3.0, 1.0]), method="BFGS")
+        res = optimize.minimize(
+            _clipped,
+            np.log([2.0, 3.0, 1.0]),
+            args=(_spend_neg, x, m, self.penalizer),
+            jac=True,
+            method="BFGS",
+            options={"gtol": 1e-9},
+        )
         p, q, g = np.exp(np.clip(res.x, -9, 9))
         self.params_ = {"p": float(p), "q": float(q), "gamma": float(g * scale)}
         return self
