@@ -264,6 +264,11 @@ def speed(args: argparse.Namespace) -> None:
 
 def _ranking(name: str):
     def run(args: argparse.Namespace) -> None:
+        # `python benchmarks/cycles_bench.py real` puts benchmarks/ first on the path, not the checkout
+        # that holds it (ranker_bench imports this module as benchmarks.cycles_bench)
+        root = str(Path(__file__).resolve().parents[1])
+        if root not in sys.path:
+            sys.path.insert(0, root)
         from benchmarks import ranker_bench
 
         if name == "real" and args.seed == 11:
