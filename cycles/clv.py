@@ -18,6 +18,8 @@ mean spend per visit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 from scipy import optimize, special
@@ -97,7 +99,9 @@ def _spend_neg(theta: np.ndarray, x: np.ndarray, m: np.ndarray, penalizer: float
     return -float(ll.mean()) + penalizer * float((theta**2).sum()), -gradient + 2 * penalizer * theta
 
 
-def _clipped(theta: np.ndarray, fn, *args: object, bound: float = 9.0) -> tuple[float, np.ndarray]:  # noqa: ANN001
+def _clipped(
+    theta: np.ndarray, fn: Callable[..., tuple[float, np.ndarray]], *args: object, bound: float = 9.0
+) -> tuple[float, np.ndarray]:
     """`fn(theta, *args)` (value, gradient) at theta clipped to +-bound: flat, gradient 0, beyond it.
     With the analytic gradient BFGS needs a fifth of the likelihood evaluations of its finite differences."""
     value, gradient = fn(np.clip(theta, -bound, bound), *args)

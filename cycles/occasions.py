@@ -49,6 +49,7 @@ def left_join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.Data
     """
     aligned = (
         left.height == right.height
+        and not (set(left.columns) & set(right.columns)) - set(on)  # a shared column: the join's `_right`
         and all(left[c].null_count() == 0 and left[c].dtype == right[c].dtype for c in on)
         and all(left[c].equals(right[c]) for c in on)
     )

@@ -328,7 +328,8 @@ def fit_globals(
     history only if its partition can hold them. `pool`: the local workers (`_local_pool`), idle
     until the partitions: the categories' prior fits go to them (the same fits, so the same priors).
     """
-    # the compiled survival and prior fit (numba, ~0.5 CPU s to load) load in a thread while polars reads the files
+    # the compiled survival and prior fit (numba, ~0.5 CPU s to load) load in a thread while polars
+    # reads the files
     loading = ThreadPoolExecutor(max_workers=1)
     loading.submit(_load_compiled)
     loading.shutdown(wait=False)
@@ -481,8 +482,8 @@ def _pool_map(pool: ProcessPoolExecutor, workers: int) -> Callable[..., Iterator
 
 def _warm() -> int:
     """A local worker's first task, sent as the pool starts: its imports, and the renewal model's
-    compiled survival and prior fit loaded (numba: ~0.5 CPU s a process), while the driver fits the globals. Returns the
-    size of the worker's polars thread pool."""
+    compiled survival and prior fit loaded (numba: ~0.5 CPU s a process), while the driver fits the
+    globals. Returns the size of the worker's polars thread pool."""
     _load_compiled()
     return pl.thread_pool_size()
 

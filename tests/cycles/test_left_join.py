@@ -47,3 +47,10 @@ def test_keys_of_another_type_are_joined():
     got = left_join(LEFT, right, ON)
     assert got.schema["customer_key"] == pl.Int64
     assert_frame_equal(got, _join(LEFT, right))
+
+
+def test_a_column_both_frames_have_is_the_joins_right_copy():
+    right = LEFT.select(ON).with_columns(pl.Series("x", [10.0, 20.0, 30.0, 40.0]))
+    got = left_join(LEFT, right, ON)
+    assert got.columns == ["customer_key", "category", "x", "x_right"]
+    assert_frame_equal(got, _join(LEFT, right))
