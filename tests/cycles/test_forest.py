@@ -98,7 +98,7 @@ def test_single_leaf_trees_and_a_constant_model():
     assert np.array_equal(raw_scores(booster, x[:0]), booster.predict(x[:0], raw_score=True))
 
 
-def test_models_and_inputs_it_does_not_cover_are_scored_by_lightgbm(monkeypatch):
+def test_models_and_inputs_it_does_not_cover_are_scored_by_lightgbm():
     x, y = _data()
     cat = x.copy()
     cat[:, 4] = np.abs(cat[:, 4])
@@ -113,12 +113,16 @@ def test_models_and_inputs_it_does_not_cover_are_scored_by_lightgbm(monkeypatch)
     multi = _train(x, (x[:, 4]).astype(int), rounds=5, objective="multiclass", num_class=5)
     assert _forest._compiled(multi) is None
     assert np.array_equal(raw_scores(multi, x), multi.predict(x, raw_score=True))
-    # a model too big to compile quickly: LightGBM's
-    monkeypatch.setattr(_forest, "_MAX_NODES", 100)
-    big = _train(x, y, rounds=10, seed=7)
+    # a tree of more leaves than an int64 has bits: LightGBM's
+    big = _train(x, y, rounds=3, seed=7, num_leaves=65, min_child_samples=2)
+    assert max(t["num_leaves"] for t in big.dump_model()["tree_info"]) == 65
     assert _forest._compiled(big) is None
     assert np.array_equal(raw_scores(big, x), big.predict(x, raw_score=True))
-    monkeypatch.undo()
+    # a threshold that is not finite (a model written by hand): LightGBM's
+    booster = _train(x, y, rounds=2)
+    text = booster.model_to_string()
+    first = text.split("threshold=", 1)[1].split()[0]
+    assert _forest._forest(text.replace(f"threshold={first}", "threshold=inf", 1)) is None
     # float64 rows are LightGBM's to read (the compiled trees take float32)
     booster = _train(x, y)
     x64 = x.astype(np.float64) + 1e-9
@@ -171,39 +175,60 @@ def test_a_fitted_rankers_scores_are_lightgbms(tmp_path):
     assert out.filter(pl.col("score").is_nan()).height == 0
 
 
-def test_models_compiled_in_threads_beside_a_numba_compile_score_alike():
-    """Each model in its own LLVM context: compiled in threads at once, while numba compiles a function
-    in another (numba uses LLVM's global context), every score is still LightGBM's."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from numba import njit
-
+def test_threads_score_their_runs_of_rows_alike():
+    """n_jobs > 1 splits rows >= 100k into runs scored in threads at once: the same scores."""
     x, y = _data()
-    boosters = [_train(x, y, rounds=10 + i, seed=i) for i in range(4)]
-
-    def numba_compile() -> float:
-        @njit
-        def total(v):
-            s = 0.0
-            for e in v:
-                s += e
-            return s
-
-        return total(np.arange(10.0))
-
-    with ThreadPoolExecutor(5) as pool:
-        numba_done = pool.submit(numba_compile)
-        scores = list(pool.map(lambda b: raw_scores(b, x), boosters))
-    assert numba_done.result() == 45.0
-    for booster, got in zip(boosters, scores, strict=True):
-        assert np.array_equal(got, booster.predict(x, raw_score=True))
+    booster = _train(x, y)
+    rows = np.vstack([_data(seed=s, n=40_000)[0] for s in range(3)])
+    expected = booster.predict(rows, raw_score=True)
+    assert np.array_equal(raw_scores(booster, rows, n_jobs=2), expected)
+    assert np.array_equal(raw_scores(booster, rows[1:][::2], n_jobs=3), expected[1:][::2])  # not contiguous
 
 
-def test_an_llvm_that_refuses_the_code_leaves_the_scores_to_lightgbm_with_a_warning(monkeypatch):
-    x, y = _data()
-    booster = _train(x, y, rounds=7, seed=11)
-    monkeypatch.setattr(_forest, "_ir", lambda trees: "define void @forest( {")  # not IR
-    with pytest.warns(RuntimeWarning, match="could not be compiled"):
-        got = raw_scores(booster, x)
-    assert np.array_equal(got, booster.predict(x, raw_score=True))
-    assert _forest._compiled(booster) is None  # remembered: not compiled (nor warned) again
+@pytest.mark.parametrize("leaves", [64, 2])
+def test_trees_of_two_and_sixty_four_leaves(leaves):
+    """A tree's leaves are the bits of an int64: 64 leaves use every bit (the last is never cleared)."""
+    x, y = _data(n=20_000)
+    booster = _train(x, y, rounds=4, num_leaves=leaves, min_child_samples=2)
+    assert max(t["num_leaves"] for t in booster.dump_model()["tree_info"]) == leaves
+    assert _forest._compiled(booster) is not None
+    rows = np.vstack([_data(seed=5)[0], _probes(booster, x)])
+    assert np.array_equal(raw_scores(booster, rows), booster.predict(rows, raw_score=True))
+
+
+def test_hand_made_tree_whose_leaf_numbers_are_not_left_to_right():
+    """The mask's bits follow the leaves left to right, whatever LightGBM numbers them: a tree written
+    by hand, its leaves numbered 3, 0, 2, 1 from left to right, scored on a hand-worked grid."""
+    x, y = _data(n=300)
+    text = _train(x, y, rounds=1, num_leaves=4).model_to_string()
+    head, tail = text.split("\nTree=0\n", 1)
+    tree = (
+        "Tree=0\n"
+        "num_leaves=4\n"
+        "num_cat=0\n"
+        "split_feature=0 1 0\n"
+        "split_gain=1 1 1\n"
+        "threshold=0.5 -1.5 2.5\n"
+        "decision_type=2 2 2\n"
+        "left_child=1 -4 -3\n"
+        "right_child=2 -1 -2\n"
+        "leaf_value=10 1000 100 1\n"
+        "leaf_weight=1 1 1 1\n"
+        "leaf_count=1 1 1 1\n"
+        "internal_value=0 0 0\n"
+        "internal_weight=0 0 0\n"
+        "internal_count=4 2 2\n"
+        "is_linear=0\n"
+        "shrinkage=1\n"
+        "\n"
+        "\n"
+    )
+    booster = lgb.Booster(model_str=head + "\n" + tree + "end of trees" + tail.split("end of trees", 1)[1])
+    grid = np.array([[a, b] + [0.0] * 4 for a in (0.0, 0.5, 1.0, 2.5, 3.0) for b in (-2.0, -1.5, 0.0)], np.float32)
+    # x0 <= 0.5: x1 <= -1.5 -> leaf 3 (1.0), else leaf 0 (10.0); x0 > 0.5: x0 <= 2.5 -> leaf 2 (100.0), else leaf 1 (1000.0)
+    worked = [
+        1.0 if a <= 0.5 and b <= -1.5 else 10.0 if a <= 0.5 else 100.0 if a <= 2.5 else 1000.0 for a, b in grid[:, :2]
+    ]
+    assert _forest._compiled(booster) is not None
+    assert raw_scores(booster, grid).tolist() == worked
+    assert booster.predict(grid, raw_score=True).tolist() == worked
