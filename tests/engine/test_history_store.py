@@ -4,6 +4,7 @@ imported ones, compaction changes no line, and the settings that place it are ch
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import polars as pl
 import pytest
@@ -362,6 +363,52 @@ def test_an_import_stopped_by_a_refused_file_splits_the_files_of_every_bucket_it
         files = manifest(db, anon=True)
         assert MIXED not in files["bucket"].to_list() and files.group_by("bucket").len()["len"].max() == 1
         assert every_line(db)["basket_key"].n_unique() == 120  # the two files before the refused one
+
+
+def test_files_prepared_ahead_of_a_refused_one_are_not_imported(db_url, tmp_path, monkeypatch):
+    """Small files are read and checked two ahead of the one written: a refused file still stops the
+    import there, the files before it stay imported and none after it lands, whatever was prepared."""
+    import engine.ingest as ingest
+    from engine.errors import InputError
+
+    for kind, text in (("stores", STORES), ("customers", CUSTOMERS + MORE_CUSTOMERS), ("products", PRODUCTS)):
+        import_file(db_url, kind, write(tmp_path, f"{kind}.csv", text))
+    prepared, c_started, together = [], threading.Event(), []
+    read = ingest.read_table
+
+    def reading(path, kind):
+        prepared.append(path.name)
+        if path.name == "c.csv":
+            c_started.set()
+        if path.name == "a.csv":  # c.csv is read before a.csv is written: a.csv's read waits for it
+            together.append(c_started.wait(timeout=10))
+        return read(path, kind)
+
+    monkeypatch.setattr(ingest, "read_table", reading)
+    bad = write(tmp_path, "b.csv", HEADER + "B900,C1,S01,2025-01-08T10:00:00,NOPE,1,5.99,0\n")
+    files = [write(tmp_path, "a.csv", _tx(0, 60, 6)), bad, write(tmp_path, "c.csv", _tx(60, 120, 7))]
+    files.append(write(tmp_path, "d.csv", _tx(120, 180, 8)))
+    with pytest.raises(InputError, match="b.csv:2: column 'sku'"):
+        import_files(db_url, "transactions", files)
+    assert together == [True]  # c.csv was read before a.csv was written
+    with Gateway(db_url) as db:
+        assert every_line(db)["basket_key"].n_unique() == 60
+        assert db.read("SELECT file_name FROM imports WHERE kind = 'transactions'", {"file_name": pl.String})[
+            "file_name"
+        ].to_list() == [str(files[0])]
+
+
+def test_only_files_small_together_are_prepared_two_ahead(tmp_path, monkeypatch):
+    import engine.ingest as ingest
+
+    monkeypatch.setattr(ingest, "_AHEAD_LINES", 1000)
+    small, large = tmp_path / "small.parquet", tmp_path / "large.parquet"
+    pl.DataFrame({"x": range(400)}).write_parquet(small)
+    pl.DataFrame({"x": range(700)}).write_parquet(large)  # the footer's row count, not the file's bytes
+    csv = write(tmp_path, "t.csv", "x\n" + "1" * 60 + "\n")  # ~50 bytes a line: one
+    assert ingest._small([small, small]) and ingest._small([small, csv])
+    assert not ingest._small([small, large]) and not ingest._small([large, large])
+    assert not ingest._small([tmp_path / "missing.parquet"])  # its own read names the error
 
 
 def test_splitting_a_file_of_every_bucket_rewrites_no_bucket_that_has_room_for_one_more(unsplit, tmp_path, monkeypatch):
