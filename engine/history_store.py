@@ -191,11 +191,17 @@ def lock(bulk: BulkSession) -> tuple[int, str | None]:
     return int(rows[0][0]), rows[0][1]
 
 
-def _write_file(path: Path, frame: pl.DataFrame) -> None:
-    """`frame` to `path` whole or not at all: a temporary name, synced, then renamed."""
+def _write_file(path: Path, frame: pl.DataFrame, transient: bool = False) -> None:
+    """`frame` to `path` whole or not at all: a temporary name, synced, then renamed.
+
+    `transient`: a file the import's own compaction replaces (`write_parts`' MIXED), read whole by
+    it: neither compressed nor with statistics (an import of 11 files: ~0.07 s of CPU less)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    frame.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=256 * 1024)
+    if transient:
+        frame.write_parquet(tmp, compression="uncompressed", statistics=False, row_group_size=256 * 1024)
+    else:
+        frame.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=256 * 1024)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -265,7 +271,7 @@ def write_parts(
     def write(item: tuple[int | None, pl.DataFrame]) -> dict:
         bucket, part = item
         name = f"{_directory(bucket)}/{prefix}-{tag}.parquet"
-        _write_file(root / name, part)
+        _write_file(root / name, part, transient=bucket == MIXED)
         _sync_dirs([root / name])  # here, not after the pool: 65 directory syncs one after another were 0.3 s
         days, keys = part["day"], part["basket_key"]
         return {
