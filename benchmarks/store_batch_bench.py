@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from engine.batch import cancel_batch, run_batch
-from engine.config import load_settings
+from engine.config import Settings, load_settings
 
 
 class _PeakMemory:
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--secret-file", type=Path, default=None, help="the chain's key (default: listwise.secret beside a SQLite file)"
     )
-    parser.add_argument("--out", type=Path, default=None, help="batch files (default: a temporary directory)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="batch files (default: a temporary directory, removed at the end)"
+    )
     args = parser.parse_args(argv)
 
     base = load_settings()
@@ -111,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = dataclasses.replace(base, database_url=args.database, scale=scale, cycles=cycles)
     if secret_file is not None:
         settings = dataclasses.replace(settings, secret="", secret_file=str(secret_file))
-    out = args.out or Path(tempfile.mkdtemp(prefix="listwise-store-batch-"))
+    if args.out is None:  # the batch's files are not the benchmark's: removed at the end, as a failed run leaves them
+        with tempfile.TemporaryDirectory(prefix="listwise-store-batch-") as out:
+            return _measure(args, settings, Path(out))
+    return _measure(args, settings, args.out)
+
+
+def _measure(args: argparse.Namespace, settings: Settings, out: Path) -> int:
     runs: list[dict] = []
     for i in range(args.repeat):
         t0, c0 = time.perf_counter(), _cpu()
