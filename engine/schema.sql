@@ -91,6 +91,9 @@ CREATE INDEX IF NOT EXISTS ix_baskets_day ON baskets (day);
 -- Not indexed by customer: no query reads the baskets of given customers (the batch's home stores
 -- read them all), and an index on (customer_key, day) met every import's inserts in random order
 -- (the real panel's 11 files: a tenth of the import). Older databases lose it at `listwise init`.
+-- The one cost: deleting a customers row (listwise never does; a DBA might) checks the foreign key
+-- with a scan of baskets; before a purge of many, CREATE INDEX ix_purge ON baskets (customer_key),
+-- and drop it after (README, "Where history lives").
 DROP INDEX IF EXISTS ix_baskets_customer;
 
 -- Line items the database holds: the checkout's baskets (engine/checkout.py, one small
