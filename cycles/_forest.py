@@ -227,7 +227,7 @@ def _score(
                     z = 0.0 if a != a else a
                     if how == _PLAIN:
                         value[c, b] = z
-                    elif abs(z) <= _ZERO:
+                    elif z == 0.0:  # zero (tiny values were made 0.0 above, NaN here) goes the default way
                         value[c, b] = -np.inf if how == _ZERO_LEFT else np.inf
                     else:
                         value[c, b] = z

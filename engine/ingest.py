@@ -1661,12 +1661,12 @@ def import_files(
                     references = pool.submit(_References.read, db)
                     ahead: deque[Future] = deque()  # the next files' preparations, in file order
 
-                    def top_up() -> None:
-                        # while a file is written the next two are prepared when they are small (a file's
-                        # checks keep about one core busy, its write less: the real panel's 11 files were
-                        # 1.52 s on SQLite with one ahead, 1.43 s with two); a large file alone, so that no
-                        # more than two large files' frames are held at once
-                        while len(ahead) < 2 and (after := i + 1 + len(ahead)) < len(files):
+                    def top_up(current: int) -> None:
+                        # while file `current` is written the next two are prepared when they are small (a
+                        # file's checks keep about one core busy, its write less: the real panel's 11 files
+                        # were 1.52 s on SQLite with one ahead, 1.43 s with two); a large file alone, so that
+                        # no more than two large files' frames are held at once
+                        while len(ahead) < 2 and (after := current + 1 + len(ahead)) < len(files):
                             if ahead and not _small(files[after - 1 : after + 1]):
                                 return
                             ahead.append(pool.submit(prepare, files[after]))
@@ -1675,7 +1675,7 @@ def import_files(
                         if not ahead:
                             ahead.append(pool.submit(prepare, path))
                         pending = ahead.popleft()
-                        top_up()
+                        top_up(i)
                         source, (lines, baskets) = pending.result()
                         pending = None
                         # the MIXED files' lines stay at most _HELD_LINES: the compaction holds them all at once

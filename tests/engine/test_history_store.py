@@ -398,7 +398,7 @@ def test_files_prepared_ahead_of_a_refused_one_are_not_imported(db_url, tmp_path
         ].to_list() == [str(files[0])]
 
 
-def test_only_files_small_together_are_prepared_two_ahead(tmp_path, monkeypatch):
+def test_small_counts_a_parquet_footer_s_rows_and_guesses_a_csv_s_from_its_size(tmp_path, monkeypatch):
     import engine.ingest as ingest
 
     monkeypatch.setattr(ingest, "_AHEAD_LINES", 1000)
