@@ -144,11 +144,8 @@ class _Checked:
         self.checks.append((bad.fill_null(False), column, reason))
 
     def require_values(self, *columns: str) -> None:
-        for column in columns:
-            empty = pl.col(column).is_null()
-            if self.frame.schema[column] == pl.String:  # a typed column (`read_table`) has no empty text
-                empty = empty | (pl.col(column) == "")
-            self.flag(empty, column, "required value missing")
+        for column in columns:  # `read_table` made every empty text null
+            self.flag(pl.col(column).is_null(), column, "required value missing")
 
     def errors(self) -> list[tuple[int, str, str, str]]:
         """(row, column, reason, value) of every failed check, at most MAX_REPORTED_ERRORS each."""
@@ -301,8 +298,9 @@ def _is_text(checked: _Checked, column: str) -> bool:
     return checked.frame.schema[column] == pl.String
 
 
-def _text_bytes(text: pl.Series) -> tuple[bool, bool]:
-    """(whether some value of `text` may start or end with whitespace, whether some holds a NUL byte).
+def _text_bytes(text: pl.Series) -> tuple[bool, bool, bool]:
+    """(whether some value of `text` may start or end with whitespace, whether some holds a NUL byte,
+    whether some is empty: "", not null).
 
     From the values' bytes (Arrow's offsets and data): a first or last byte that is a control
     character, a space or not ASCII (a multi-byte character may be Unicode whitespace) counts as
@@ -312,14 +310,17 @@ def _text_bytes(text: pl.Series) -> tuple[bool, bool]:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     _, offsets_buffer, data_buffer = values.buffers()
-    if data_buffer is None or len(values) == 0:
-        return False, False
+    if len(values) == 0:
+        return False, False, False
     offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=len(values) + 1, offset=values.offset * 8)
-    data = np.frombuffer(data_buffer, dtype=np.uint8)
     starts, ends = offsets[:-1], offsets[1:]
     filled = ends > starts  # nulls and empty values have no bytes
+    empty = len(values) - int(np.count_nonzero(filled)) > values.null_count
+    if data_buffer is None:
+        return False, False, empty
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
     edges = np.concatenate([data[starts[filled]], data[ends[filled] - 1]])
-    return bool(((edges <= 0x20) | (edges >= 0x7F)).any()), bool((data[offsets[0] : offsets[-1]] == 0).any())
+    return bool(((edges <= 0x20) | (edges >= 0x7F)).any()), bool((data[offsets[0] : offsets[-1]] == 0).any()), empty
 
 
 def read_table(path: Path, kind: str) -> _Checked:
@@ -377,22 +378,25 @@ def read_table(path: Path, kind: str) -> _Checked:
         if isinstance(frame.schema[c], pl.Datetime) and frame.schema[c].time_zone
     )
     # a text column whose values neither start nor end with a byte that may be whitespace, nor hold a NUL
-    # byte, needs no strip and no NUL check (`_text_bytes`: its bytes, not two passes of polars)
+    # byte, needs no strip and no NUL check; one without empty values no "" -> null (`_text_bytes`: its
+    # bytes, not passes of polars)
     facts = {c: _text_bytes(frame[c]) for c in keep if c not in typed and frame.schema[c] == pl.String}
+
+    def text(c: str) -> pl.Expr:
+        space, nul, empty = facts.get(c, (True, True, True))
+        if not (space or nul or empty):
+            return pl.col(c)
+        value = pl.col(c) if not (space or nul) else _as_text(name, frame, c, first_row).str.strip_chars()
+        return value.replace("", None).alias(c)  # "" = missing: after `read_table` no text value is ""
+
     frame = frame.select(
         pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(_ROW),
         *[pl.col(c).cast(pl.Datetime("us")) if isinstance(frame.schema[c], pl.Datetime) else pl.col(c) for c in typed],
-        *[
-            (pl.col(c) if facts.get(c) == (False, False) else _as_text(name, frame, c, first_row).str.strip_chars())
-            .replace("", None)
-            .alias(c)  # "" = missing
-            for c in keep
-            if c not in typed
-        ],
+        *[text(c) for c in keep if c not in typed],
     ).with_columns([pl.lit(None, pl.String).alias(c) for c in optional if c not in frame.columns])
     checked = _Checked(name, frame)
     for column in keep:  # PostgreSQL's text cannot hold NUL; refused on every database alike
-        if column not in typed and facts.get(column, (True, True))[1]:
+        if column not in typed and facts.get(column, (True, True, True))[1]:
             checked.flag(pl.col(column).str.contains("\x00", literal=True), column, "NUL byte in text")
     checked.raise_if_any()
     return checked

@@ -106,13 +106,34 @@ def test_text_bytes_says_where_a_strip_or_a_nul_check_is_needed():
     def facts(values):
         return _text_bytes(pl.Series(values, dtype=pl.String))
 
-    assert facts(["B1", None, "", "a longer value than twelve bytes"]) == (False, False)
-    assert facts([]) == facts([None]) == (False, False)
+    assert facts(["B1", None, "", "a longer value than twelve bytes"]) == (False, False, True)
+    assert facts(["B1", None, "a longer value than twelve bytes"]) == (False, False, False)
+    assert facts([]) == facts([None]) == (False, False, False)
+    assert facts([""]) == facts(["", None]) == (False, False, True)
     for padded in (" B1", "B1 ", "\tB1", "B1\r", "\u00a0B1", "B1\u3000", "x" * 30 + " "):
-        assert facts(["B2", padded]) == (True, False), padded
-    assert facts(["B2", "a\x00b"]) == (False, True)
-    assert facts(pl.Series([" a", "b", "c"]).slice(1)) == (False, False)  # a slice: its own values only
-    assert _text_bytes(pl.concat([pl.Series(["a"]), pl.Series([" b"])], rechunk=False)) == (True, False)
+        assert facts(["B2", padded]) == (True, False, False), padded
+    assert facts(["B2", "a\x00b"]) == (False, True, False)
+    assert facts(pl.Series([" a", "b", "c"]).slice(1)) == (False, False, False)  # a slice: its own values only
+    assert facts(pl.Series(["", "b", "c"]).slice(1)) == (False, False, False)
+    assert _text_bytes(pl.concat([pl.Series(["a"]), pl.Series([" b"])], rechunk=False)) == (True, False, False)
+    assert _text_bytes(pl.concat([pl.Series(["a"]), pl.Series(["", None])], rechunk=False)) == (False, False, True)
+
+
+def test_empty_text_is_missing_whether_or_not_a_column_is_stripped(loaded, tmp_path):
+    """An empty value ("" in a Parquet file) is missing in a column that needs no strip as in one that
+    does: an optional one null, a required one refused (`read_table` makes "" null only in the
+    columns that hold one)."""
+    row = {"basket_id": "B9", "customer_id": "", "store_id": "S01", "timestamp": "2025-03-03T10:00:00"}
+    row |= {"sku": "P1", "quantity": "1", "amount": "2.00", "discount": "0"}
+    pl.DataFrame([row]).write_parquet(tmp_path / "anonymous.parquet")
+    import_file(loaded, "transactions", tmp_path / "anonymous.parquet")
+    with connect(loaded).connect() as conn:
+        assert conn.execute(sa.text("SELECT customer_key FROM baskets WHERE basket_id = 'B9'")).all() == [(None,)]
+    for skus in (["", "P1"], ["", " P1"]):  # the column needs no strip, then one
+        frame = pl.DataFrame([row | {"basket_id": "B8", "customer_id": "C1", "sku": sku} for sku in skus])
+        frame.write_parquet(tmp_path / "missing.parquet")
+        with pytest.raises(InputError, match=r"missing\.parquet:1: column 'sku': required value missing"):
+            import_file(loaded, "transactions", tmp_path / "missing.parquet")
 
 
 def test_parquet_imports_like_csv(loaded, tmp_path):

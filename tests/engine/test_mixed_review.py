@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import polars as pl
 import pytest
 
 import engine.ingest as ingest
@@ -72,7 +73,11 @@ def test_mixed_files_with_fewer_buckets_read_as_the_buckets_own(tmp_path, monkey
     import_files(ref, "transactions", _files(tmp_path), max_parts=0)
     start = dt.date(2024, 1, 1)
     with Gateway(unsplit) as db, Gateway(ref) as other:
-        assert set(manifest(db, anon=True)["bucket"].to_list()) == {MIXED, None}
+        files = manifest(db, anon=True)
+        assert set(files["bucket"].to_list()) == {MIXED, None}
+        # the files of every bucket as Arrow IPC, the anonymous bucket's as Parquet: read together
+        assert {f.rsplit(".", 1)[1] for f in files.filter(pl.col("bucket") == MIXED)["file_name"]} == {"arrow"}
+        assert {f.rsplit(".", 1)[1] for f in files.filter(pl.col("bucket").is_null())["file_name"]} == {"parquet"}
         assert every_line(db).equals(every_line(other))
         for n in (1, 2, buckets):
             for p in range(n):
