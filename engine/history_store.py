@@ -75,6 +75,11 @@ __all__ = [
     "scan_parts",
     "held_lines",
     "compact",
+    "compact_in",
+    "listed_parts",
+    "write_swap",
+    "Listed",
+    "Swap",
     "crowded",
     "Compacted",
     "DEFAULT_MAX_PARTS",
@@ -636,85 +641,156 @@ def compact(
     store = db.history_store()  # before the bulk session: on SQLite the two must not overlap
     with db.bulk() as bulk:
         lock(bulk)
-        files = manifest(bulk, None, anon=True)
-        named = {str(store.path(f)) for f in files["file_name"]}
-        orphans = _orphans(store, named)
-        if imports is not None:
-            files = files.filter(pl.col("import_id").is_in(imports))
-        mixed = files.filter(pl.col("bucket") == MIXED)
-        files = files.filter(pl.col("bucket").ne_missing(MIXED))
-        # each bucket's files by one split, not a filter of the manifest a bucket
-        of_bucket = {key[0]: group for key, group in files.partition_by("bucket", as_dict=True).items()}
-        # each MIXED slice with its file's place in that order: merged in its place in time, not after the
-        # bucket's own files (an import whose held lines ran out has its first files MIXED, its later ones not)
-        spread: dict[int | None, list[tuple[tuple, pl.DataFrame]]] = {}
-        for i, row in enumerate(mixed.iter_rows(named=True)):
-            for bucket, parts in _split_mixed(store, mixed.slice(i, 1), held).items():
-                spread.setdefault(bucket, []).extend((_in_time(row), part) for part in parts)
-        # the merges: (bucket, the bucket's files to merge, whether the MIXED files' slices go in it); a
-        # bucket's slices are one more file of it, merged like the others (`_merge_plan`) or written alone
-        jobs: list[tuple[int | None, list[dict], bool]] = []
-        for bucket in sorted({*of_bucket, *spread}, key=lambda b: (b is None, b)):
-            rows = list(of_bucket[bucket].iter_rows(named=True)) if bucket in of_bucket else []
-            # (place in time, lines, manifest row; None: the MIXED files' slices, one candidate file), in time
-            # order (`_in_time`): the merges' stretches (`_merge_plan`) and the order their lines are put
-            # together in, so that a bucket's lines are usually in history's order already (`_in_history_order`)
-            items = [(_in_time(row), row["line_count"], row) for row in rows]
-            if bucket in spread:
-                slices = spread[bucket]
-                items.append((min(key for key, _ in slices), sum(part.height for _, part in slices), None))
-            items.sort(key=lambda item: item[0])
-            groups = _merge_plan([n for _, n, _ in items], max_parts, merge_lines)
-            for group in groups:
-                members = [items[i][2] for i in group]
-                jobs.append((bucket, [row for row in members if row is not None], None in members))
-            if bucket in spread and not any(items[i][2] is None for group in groups for i in group):
-                jobs.append((bucket, [], True))
-
-        def merge(job: tuple[int | None, list[dict], bool]) -> dict:
-            bucket, rows, with_spread = job
-            names = [row["file_name"] for row in rows]
-            if held is not None and all(f in held for f in names):
-                blocks = [(_in_time(row), held[row["file_name"]]) for row in rows]  # the files' lines, in file order
-            else:  # read back at once: one block, in file order
-                paths = [str(store.path(f)) for f in names]
-                blocks = [(_in_time(rows[0]), scan_parts(paths).collect())] if rows else []
-            blocks = sorted([*blocks, *(spread[bucket] if with_spread else [])], key=lambda block: block[0])
-            lines = pl.concat([frame for _, frame in blocks]).select(list(PART_SCHEMA))
-            # the lines read let go once sorted (`blocks` and `lines` share them): the write holds one copy
-            blocks = None  # type: ignore[assignment]
-            # files (and slices) in time order: a stable sort by customer is usually history's order
-            # (checked; else the full sort)
-            part = _in_history_order(lines)
-            lines = None  # type: ignore[assignment]
-            name = f"{_directory(bucket)}/c{secrets.token_hex(6)}.parquet"
-            _write_file(store.path(name), part)
-            _sync_dirs([store.path(name)])
-            return {
-                "file_name": name,
-                "bucket": bucket,
-                "import_id": None,
-                "line_count": part.height,
-                "first_day": part["day"].min(),
-                "last_day": part["day"].max(),
-                "first_basket": part["basket_key"].min(),
-                "last_basket": part["basket_key"].max(),
-            }
-
-        # merges at once, as `write_parts` writes them (polars releases the GIL): 65 buckets one after
-        # another were 2.4 s of an 11-file import; each reads at most `merge_lines` lines (and the slices)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            new_rows = list(pool.map(merge, jobs))
-        replaced = [row["file_name"] for _, rows, _ in jobs for row in rows] + mixed["file_name"].to_list()
-        for i in range(0, len(replaced), 1000):  # one statement, not one a bucket
-            quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in replaced[i : i + 1000])
-            bulk.execute(f"DELETE FROM history_parts WHERE file_name IN ({quoted})")
-        if new_rows:
-            record_parts(bulk, pl.DataFrame(new_rows, schema=MANIFEST_SCHEMA))
+        swap = compact_in(bulk, store, max_parts, imports, held, merge_lines)
+        swap.record(bulk)
         fault_point("before-compact-commit")
-    with ThreadPoolExecutor(max_workers=8) as pool:  # ~1.5 ms each here: 715 files one by one were 1 s
-        list(pool.map(lambda path: path.unlink(missing_ok=True), [*map(store.path, replaced), *orphans]))
-    return Compacted(len({bucket for bucket, _, _ in jobs}), len(replaced), len(new_rows), len(orphans))
+    return swap.finish(store)
+
+
+@dataclass
+class Swap:
+    """A compaction's files written (`compact_in`), for its transaction to swap in (`record`) and, once it
+    has committed, the files they replace to be deleted (`finish`)."""
+
+    replaced: list[str]  # manifest file names taken out
+    new_rows: list[dict]  # MANIFEST_SCHEMA rows put in
+    orphans: list[Path]  # files no manifest row named when the lock was taken
+    buckets: int  # buckets rewritten
+
+    def record(self, bulk: BulkSession) -> None:
+        """The manifest swap, inside the transaction that holds the store's lock."""
+        for i in range(0, len(self.replaced), 1000):  # one statement, not one a bucket
+            quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in self.replaced[i : i + 1000])
+            bulk.execute(f"DELETE FROM history_parts WHERE file_name IN ({quoted})")
+        if self.new_rows:
+            record_parts(bulk, pl.DataFrame(self.new_rows, schema=MANIFEST_SCHEMA))
+
+    def finish(self, store: HistoryStore) -> Compacted:
+        """Delete the replaced files and the orphans (after the commit)."""
+        paths = [*map(store.path, self.replaced), *self.orphans]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # ~1.5 ms each here: 715 files one by one were 1 s
+            list(pool.map(lambda path: path.unlink(missing_ok=True), paths))
+        return Compacted(self.buckets, len(self.replaced), len(self.new_rows), len(self.orphans))
+
+
+def compact_in(
+    bulk: BulkSession,
+    store: HistoryStore,
+    max_parts: int = 1,
+    imports: list[int] | None = None,
+    held: dict[str, pl.DataFrame] | None = None,
+    merge_lines: int = DEFAULT_MERGE_LINES,
+    pending: tuple[dict, pl.DataFrame] | None = None,
+) -> Swap:
+    """`compact`'s files, written inside `bulk`'s transaction, which holds the store's lock (`lock`).
+
+    `pending`: (manifest row, lines) of lines not in any file yet, PART_SCHEMA, taken as one more file
+    of every bucket (MIXED) of that row's place in time: an import's last file, whose transaction
+    is then the compaction's too (`engine.ingest.import_files`): its lines go straight into the
+    buckets' new files. The swap is not recorded yet (`Swap.record`).
+    """
+    return write_swap(store, listed_parts(bulk, store, imports), max_parts, held, merge_lines, pending)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What a compaction merges (`listed_parts`): the manifest rows, and the files no row names."""
+
+    files: pl.DataFrame
+    orphans: list[Path]
+
+
+def listed_parts(bulk: BulkSession, store: HistoryStore, imports: list[int] | None = None) -> Listed:
+    """`compact_in`'s reading of the database (the transaction holds the store's lock): the part files
+    (of `imports` only, when given) and the orphans. The rest (`write_swap`) touches no connection."""
+    files = manifest(bulk, None, anon=True)
+    named = {str(store.path(f)) for f in files["file_name"]}
+    orphans = _orphans(store, named)
+    if imports is not None:
+        files = files.filter(pl.col("import_id").is_in(imports))
+    return Listed(files, orphans)
+
+
+def write_swap(
+    store: HistoryStore,
+    listed: Listed,
+    max_parts: int = 1,
+    held: dict[str, pl.DataFrame] | None = None,
+    merge_lines: int = DEFAULT_MERGE_LINES,
+    pending: tuple[dict, pl.DataFrame] | None = None,
+) -> Swap:
+    """`compact_in`'s merges of the files `listed`, written; no database (a thread may be using the
+    transaction's connection meanwhile, as the import's baskets insert does)."""
+    files, orphans = listed.files, listed.orphans
+    mixed = files.filter(pl.col("bucket") == MIXED)
+    files = files.filter(pl.col("bucket").ne_missing(MIXED))
+    # each bucket's files by one split, not a filter of the manifest a bucket
+    of_bucket = {key[0]: group for key, group in files.partition_by("bucket", as_dict=True).items()}
+    # each MIXED slice with its file's place in that order: merged in its place in time, not after the
+    # bucket's own files (an import whose held lines ran out has its first files MIXED, its later ones not)
+    spread: dict[int | None, list[tuple[tuple, pl.DataFrame]]] = {}
+    for i, row in enumerate(mixed.iter_rows(named=True)):
+        for bucket, parts in _split_mixed(store, mixed.slice(i, 1), held).items():
+            spread.setdefault(bucket, []).extend((_in_time(row), part) for part in parts)
+    if pending is not None and pending[1].height:
+        for bucket, parts in _by_bucket(store, pending[1]).items():
+            spread.setdefault(bucket, []).extend((_in_time(pending[0]), part) for part in parts)
+    # the merges: (bucket, the bucket's files to merge, whether the MIXED files' slices go in it); a
+    # bucket's slices are one more file of it, merged like the others (`_merge_plan`) or written alone
+    jobs: list[tuple[int | None, list[dict], bool]] = []
+    for bucket in sorted({*of_bucket, *spread}, key=lambda b: (b is None, b)):
+        rows = list(of_bucket[bucket].iter_rows(named=True)) if bucket in of_bucket else []
+        # (place in time, lines, manifest row; None: the MIXED files' slices, one candidate file), in time
+        # order (`_in_time`): the merges' stretches (`_merge_plan`) and the order their lines are put
+        # together in, so that a bucket's lines are usually in history's order already (`_in_history_order`)
+        items = [(_in_time(row), row["line_count"], row) for row in rows]
+        if bucket in spread:
+            slices = spread[bucket]
+            items.append((min(key for key, _ in slices), sum(part.height for _, part in slices), None))
+        items.sort(key=lambda item: item[0])
+        groups = _merge_plan([n for _, n, _ in items], max_parts, merge_lines)
+        for group in groups:
+            members = [items[i][2] for i in group]
+            jobs.append((bucket, [row for row in members if row is not None], None in members))
+        if bucket in spread and not any(items[i][2] is None for group in groups for i in group):
+            jobs.append((bucket, [], True))
+
+    def merge(job: tuple[int | None, list[dict], bool]) -> dict:
+        bucket, rows, with_spread = job
+        names = [row["file_name"] for row in rows]
+        if held is not None and all(f in held for f in names):
+            blocks = [(_in_time(row), held[row["file_name"]]) for row in rows]  # the files' lines, in file order
+        else:  # read back at once: one block, in file order
+            paths = [str(store.path(f)) for f in names]
+            blocks = [(_in_time(rows[0]), scan_parts(paths).collect())] if rows else []
+        blocks = sorted([*blocks, *(spread[bucket] if with_spread else [])], key=lambda block: block[0])
+        lines = pl.concat([frame for _, frame in blocks]).select(list(PART_SCHEMA))
+        # the lines read let go once sorted (`blocks` and `lines` share them): the write holds one copy
+        blocks = None  # type: ignore[assignment]
+        # files (and slices) in time order: a stable sort by customer is usually history's order
+        # (checked; else the full sort)
+        part = _in_history_order(lines)
+        lines = None  # type: ignore[assignment]
+        name = f"{_directory(bucket)}/c{secrets.token_hex(6)}.parquet"
+        _write_file(store.path(name), part)
+        _sync_dirs([store.path(name)])
+        return {
+            "file_name": name,
+            "bucket": bucket,
+            "import_id": None,
+            "line_count": part.height,
+            "first_day": part["day"].min(),
+            "last_day": part["day"].max(),
+            "first_basket": part["basket_key"].min(),
+            "last_basket": part["basket_key"].max(),
+        }
+
+    # merges at once, as `write_parts` writes them (polars releases the GIL): 65 buckets one after
+    # another were 2.4 s of an 11-file import; each reads at most `merge_lines` lines (and the slices)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        new_rows = list(pool.map(merge, jobs))
+    replaced = [row["file_name"] for _, rows, _ in jobs for row in rows] + mixed["file_name"].to_list()
+    return Swap(replaced, new_rows, orphans, len({bucket for bucket, _, _ in jobs}))
 
 
 def _in_time(row: dict) -> tuple:
@@ -732,17 +808,25 @@ def _split_mixed(
     spread: dict[int | None, list[pl.DataFrame]] = {}
     for name in mixed["file_name"]:
         lines = held[name] if held is not None and name in held else scan_parts([str(store.path(name))]).collect()
-        lines = lines.select(list(PART_SCHEMA))
-        runs = lines.select(bucket_of(store.buckets).rle()).unnest("__bucket")
-        if runs["value"].n_unique() == runs.height:  # by bucket, as `write_parts` writes them: slices
-            starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
-            parts = zip(runs["value"].to_list(), (lines.slice(at, n) for at, n in zip(starts, runs["len"].to_list())))
-        else:
-            keyed = lines.with_columns(bucket_of(store.buckets))
-            split = keyed.partition_by("__bucket", as_dict=True, maintain_order=True).items()
-            parts = ((bucket, part.drop("__bucket")) for (bucket,), part in split)
-        for bucket, part in parts:
-            spread.setdefault(bucket, []).append(part)
+        for bucket, part in _by_bucket(store, lines).items():
+            spread.setdefault(bucket, []).extend(part)
+    return spread
+
+
+def _by_bucket(store: HistoryStore, lines: pl.DataFrame) -> dict[int | None, list[pl.DataFrame]]:
+    """`lines` (PART_SCHEMA) by bucket (None: the anonymous one), each bucket's in their order: slices
+    when they come by bucket (as `write_parts` writes a MIXED file), else a split."""
+    lines = lines.select(list(PART_SCHEMA))
+    runs = lines.select(bucket_of(store.buckets).rle()).unnest("__bucket")
+    spread: dict[int | None, list[pl.DataFrame]] = {}
+    if runs["value"].n_unique() == runs.height:  # by bucket: slices
+        starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
+        for bucket, at, n in zip(runs["value"].to_list(), starts, runs["len"].to_list()):
+            spread.setdefault(bucket, []).append(lines.slice(at, n))
+        return spread
+    keyed = lines.with_columns(bucket_of(store.buckets))
+    for (bucket,), part in keyed.partition_by("__bucket", as_dict=True, maintain_order=True).items():
+        spread.setdefault(bucket, []).append(part.drop("__bucket"))
     return spread
 
 

@@ -56,15 +56,21 @@ from engine.faults import fault_point
 from engine.history_store import (
     DEFAULT_MAX_PARTS,
     DEFAULT_MERGE_LINES,
+    MIXED,
     PART_SCHEMA,
+    Compacted,
     HistoryStore,
+    Swap,
     bucket_of,
     compact,
+    compact_in,
     crowded,
     held_lines,
+    listed_parts,
     lock,
     record_parts,
     write_parts,
+    write_swap,
 )
 from engine.progress import Progress
 from engine.values import FALSE_TEXT, OFFSET_PATTERN, TRUE_TEXT, cents, iso_date, store_local, truthy, wall_clock
@@ -1067,6 +1073,7 @@ class _Written:
     appended: int = 0
     left_out: int = 0
     import_id: int | None = None  # the imports row's
+    compacted: Compacted | None = None  # the import's compaction, when the file's transaction did it
 
     def describe(self) -> str:
         text = f"{self.added:,} line items added ({self.appended:,} to baskets already present)"
@@ -1076,6 +1083,18 @@ class _Written:
                 "(the checkout's record of a basket is kept as it is)"
             )
         return text
+
+
+@dataclass(frozen=True)
+class _Compaction:
+    """The compaction of an import's files, done by the transaction of its last file (`import_files`):
+    the part files of `imports` (its files before) and that file's lines, one new file a bucket
+    (`engine.history_store.compact_in`). The buckets' files are written while the database inserts the
+    file's baskets, and the file's commit is the compaction's: an import of 11 files does not write
+    its last one as a file of every bucket to split it in a transaction of its own."""
+
+    imports: list[int]
+    merge_lines: int
 
 
 _LINE = ["product_key", "quantity", "amount_cents", "discount_cents"]  # a line's identity within its basket
@@ -1334,6 +1353,7 @@ def _write_transactions(
     baskets: pl.DataFrame,
     held: dict[str, pl.DataFrame] | None = None,
     mixed: bool = False,
+    compaction: _Compaction | None = None,
 ) -> _Written:
     """Add the baskets not yet present and the lines present baskets lack, in one bulk transaction.
 
@@ -1346,18 +1366,28 @@ def _write_transactions(
     before the commit; the transaction adds the baskets, the files' manifest rows and the
     `imports` row together, so its commit is the one commit point of the import. `held`: the part
     files' lines are put in it by file name (`engine.history_store.write_parts`' `held`); `mixed`:
-    one part file of every bucket, for the import's compaction to split (`write_parts`' `mixed`).
+    one part file of every bucket, for the import's compaction to split (`write_parts`' `mixed`);
+    `compaction`: the transaction compacts the import's files too, the file's lines going straight
+    into the buckets' new files (`_Compaction`).
     """
     store = db.history_store()  # before the bulk session: on SQLite the two must not overlap
+    swap = None
     with db.bulk() as bulk:
         lock(bulk)
         import_id = bulk.allocate_keys("imports", 1)
         written = _Written()
         if baskets.height:  # else a header-only file: nothing to look up (the day range would be empty)
-            written = _add_lines(db, bulk, store, import_id, source.path.name, lines, baskets, held, mixed)
+            written, swap = _add_lines(
+                db, bulk, store, import_id, source.path.name, lines, baskets, held, mixed, compaction
+            )
+        elif compaction is not None:
+            swap = compact_in(bulk, store, 1, compaction.imports, held, compaction.merge_lines)
+            swap.record(bulk)
+            fault_point("before-compact-commit")
         _record_import(bulk, import_id, source, written)
         fault_point("before-commit")
-    return dataclasses.replace(written, import_id=import_id)
+    compacted = swap.finish(store) if swap is not None else None  # the replaced files deleted, once committed
+    return dataclasses.replace(written, import_id=import_id, compacted=compacted)
 
 
 def _add_lines(
@@ -1370,8 +1400,10 @@ def _add_lines(
     baskets: pl.DataFrame,
     held: dict[str, pl.DataFrame] | None = None,
     mixed: bool = False,
-) -> _Written:
-    """`_write_transactions`' work inside its transaction (the baskets of a non-empty file).
+    compaction: _Compaction | None = None,
+) -> tuple[_Written, Swap | None]:
+    """`_write_transactions`' work inside its transaction (the baskets of a non-empty file); the
+    compaction's swap when `compaction` is given (recorded, its replaced files not yet deleted).
 
     `lines` (`_prepare_transactions`) are ordered for the part files while the baskets' insert runs;
     when some baskets are present already, their lines are compared first.
@@ -1386,6 +1418,8 @@ def _add_lines(
         ),
     )
     fault_point("before-write")
+    # the files the compaction merges, listed before the baskets' insert takes the connection
+    listed = listed_parts(bulk, store, compaction.imports) if compaction is not None else None
     appended = pl.DataFrame(schema=PART_SCHEMA)
     counts = None
     left_out = 0
@@ -1446,9 +1480,12 @@ def _add_lines(
     if counts is not None and inserting is None:
         _store_checksums(bulk, counts)
     try:
-        parts = write_parts(
-            store, pl.concat([appended, new_lines]), f"i{import_id:09d}", import_id, ordered, held, mixed
-        )
+        added = pl.concat([appended, new_lines])
+        if compaction is None:
+            parts, swap = write_parts(store, added, f"i{import_id:09d}", import_id, ordered, held, mixed), None
+        else:  # the import's files and this one's lines, one new file a bucket (written as the baskets go in)
+            pending = (_pending_row(added, import_id), added) if added.height else None
+            swap = write_swap(store, listed, 1, held, compaction.merge_lines, pending)
     except BaseException:
         _settle(inserting)
         raise
@@ -1466,8 +1503,27 @@ def _add_lines(
     if counts is not None and inserting is not None:
         _store_checksums(bulk, counts)
     fault_point("after-baskets")
-    record_parts(bulk, parts)
-    return _Written(appended.height + new_lines.height, appended.height, left_out)
+    if swap is None:
+        record_parts(bulk, parts)
+    else:
+        swap.record(bulk)
+        fault_point("before-compact-commit")
+    return _Written(appended.height + new_lines.height, appended.height, left_out), swap
+
+
+def _pending_row(lines: pl.DataFrame, import_id: int) -> dict:
+    """A manifest row for lines not written to a file (`compact_in`'s `pending`): a file of every bucket
+    of import `import_id`, named for no file."""
+    return {
+        "file_name": f"(import {import_id})",
+        "bucket": MIXED,
+        "import_id": import_id,
+        "line_count": lines.height,
+        "first_day": lines["day"].min(),
+        "last_day": lines["day"].max(),
+        "first_basket": lines["basket_key"].min(),
+        "last_basket": lines["basket_key"].max(),
+    }
 
 
 def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFrame) -> pl.DataFrame:
@@ -1684,7 +1740,11 @@ def import_files(
                         pending = None
                         # the MIXED files' lines stay at most _HELD_LINES: the compaction holds them all at once
                         mixed = held is not None and in_held + source.rows_read <= _HELD_LINES
-                        written = _write_transactions(db, source, lines, baskets, held, mixed)
+                        # the last file of an import whose files are held: its transaction compacts them all
+                        compaction = None
+                        if mixed and max_parts and imports and i == len(files) - 1:
+                            compaction = _Compaction(list(imports), merge_lines)
+                        written = _write_transactions(db, source, lines, baskets, held, mixed, compaction)
                         # the file's frames let go now (13.9M lines: ~2 GB), not when the next file's
                         # replace them or, for the last, after the compaction; its Future holds them too
                         lines = baskets = None
@@ -1704,7 +1764,8 @@ def import_files(
                     with contextlib.suppress(Exception):
                         compact(db, max_parts=1, imports=imports, held=held, merge_lines=merge_lines)
                 raise
-            if max_parts and len(imports) > 1:  # one file a bucket for the files of this import, not one each
+            # one file a bucket for the files of this import, not one each (unless the last file's transaction did it)
+            if max_parts and len(imports) > 1 and written.compacted is None:
                 compact(db, max_parts=1, imports=imports, held=held, merge_lines=merge_lines)
             if max_parts and crowded(db, max_parts, merge_lines):
                 compact(db, max_parts=max_parts, merge_lines=merge_lines)

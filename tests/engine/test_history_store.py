@@ -266,6 +266,7 @@ def unsplit(request, db_url, tmp_path, monkeypatch):
     url = fresh_database(request, other, "sqlite" if db_url.startswith("sqlite") else "postgres")
     with monkeypatch.context() as patched:
         patched.setattr(ingest, "compact", lambda *args, **kwargs: None)
+        patched.setattr(ingest, "_Compaction", lambda *a, **k: None)  # nor its last file's transaction
         _import_sample(url, other)
     _import_sample(db_url, tmp_path, max_parts=0)
     return url, db_url
@@ -424,6 +425,7 @@ def test_splitting_a_file_of_every_bucket_rewrites_no_bucket_that_has_room_for_o
 
     with monkeypatch.context() as patched:  # as a kill before the import's own split leaves them
         patched.setattr(ingest, "compact", lambda *args, **kwargs: None)
+        patched.setattr(ingest, "_Compaction", lambda *a, **k: None)  # nor its last file's transaction
         more = [write(tmp_path, "d.csv", _tx(180, 240, 9)), write(tmp_path, "e.csv", _tx(240, 300, 10))]
         import_files(url, "transactions", more)
     with Gateway(url) as db:

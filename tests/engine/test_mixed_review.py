@@ -69,6 +69,7 @@ def test_mixed_files_with_fewer_buckets_read_as_the_buckets_own(tmp_path, monkey
     unsplit, ref = _sqlite(tmp_path / "u", buckets), _sqlite(tmp_path / "r", buckets)
     with monkeypatch.context() as patched:
         patched.setattr(ingest, "compact", lambda *a, **k: None)
+        patched.setattr(ingest, "_Compaction", lambda *a, **k: None)  # nor its last file's transaction
         import_files(unsplit, "transactions", _files(tmp_path))
     import_files(ref, "transactions", _files(tmp_path), max_parts=0)
     start = dt.date(2024, 1, 1)
@@ -136,6 +137,7 @@ def test_only_anonymous_lines_in_an_unsplit_file_are_no_purchase_history(tmp_pat
         for n, keys, day in (("x", range(10), 6), ("y", range(10, 20), 7))
     ]
     monkeypatch.setattr(ingest, "compact", lambda *a, **k: None)  # as a kill before the split leaves it
+    monkeypatch.setattr(ingest, "_Compaction", lambda *a, **k: None)  # nor its last file's transaction
     import_files(url, "transactions", anon)
     out = tmp_path / "c.csv"
     assert main(["-q", "--database", url, "customers", "--as-of", "2025-02-01", "--out", str(out)]) == 1
@@ -148,6 +150,7 @@ def test_a_history_read_retries_after_a_compaction_split_the_files_it_listed(tmp
     url = _sqlite(tmp_path / "db")
     with monkeypatch.context() as patched:
         patched.setattr(ingest, "compact", lambda *a, **k: None)
+        patched.setattr(ingest, "_Compaction", lambda *a, **k: None)  # nor its last file's transaction
         import_files(url, "transactions", _files(tmp_path))
     real, calls = hs.read_parts, []
 

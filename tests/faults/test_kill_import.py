@@ -184,28 +184,70 @@ def test_a_kill_after_the_parquet_write_leaves_orphans_no_read_sees_and_compacti
 
 @pytest.mark.slow
 def test_a_kill_during_the_compaction_of_an_import_loses_nothing(request, reference, tmp_path):
+    """The import's last file commits with its compaction (one transaction): killed while the buckets'
+    files are written, the first file is history (a file of every bucket), the second not; the merged
+    files are orphans the re-run sweeps."""
+    from engine.history_store import MIXED, compact, manifest
+
     kind, expected = reference
     url = fresh_database(request, tmp_path, kind)
     _load_dimensions(url, tmp_path)
     files = _files(tmp_path)
-    killed = _cli(url, files, "before-compact-commit#1")  # both files committed, their parts being merged
+    (tmp_path / "first").mkdir()
+    first = fresh_database(request, tmp_path / "first", kind)  # the first file alone
+    _load_dimensions(first, tmp_path / "first")
+    import_files(first, "transactions", files[:1])
+    killed = _cli(url, files, "before-compact-commit#1")  # the second file's transaction, its merges written
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert dump(url) == expected
-    with Gateway(url) as db:
-        from engine.history_store import compact, manifest
-
+    with Gateway(url) as db, Gateway(first) as one:
+        assert every_line(db).equals(every_line(one))  # the first file's lines, no line of the second
+        assert MIXED in manifest(db, anon=True)["bucket"].to_list()
         root = db.history_store().root
         named = {root / f for f in manifest(db, anon=True)["file_name"]}
         orphans = [p for p in root.glob("bucket=*/*.parquet") if p not in named]
         assert orphans  # the merged files the kill left uncommitted
-    assert _cli(url, files, None).returncode == 0  # a re-run adds nothing, and sweeps them
+    assert _cli(url, files, None).returncode == 0  # the re-run imports the second file, and sweeps them
     assert dump(url) == expected
     assert not any(p.exists() for p in orphans)
-    with Gateway(url) as db:  # the split the kill stopped: the re-run did it (a file of every bucket is crowded)
-        from engine.history_store import MIXED
-
+    with Gateway(url) as db:  # the first file's file of every bucket split by the re-run (it is crowded)
         assert MIXED not in manifest(db, anon=True)["bucket"].to_list()
-        assert manifest(db).group_by("bucket").len()["len"].max() == 1  # the card holders' buckets
-        assert compact(db).files_after == 1  # the anonymous bucket's two files (one a transaction), by hand
+        # a bucket: the re-run's merge of its files and the killed run's slice, beside it
+        assert manifest(db).group_by("bucket").len()["len"].max() == 2
+        compact(db)  # by hand: one file a bucket
         assert manifest(db, anon=True).group_by("bucket").len()["len"].max() == 1
+    assert dump(url) == expected
+
+
+@pytest.mark.slow
+def test_a_killed_compaction_loses_nothing_and_a_rerun_completes_it(request, reference, tmp_path):
+    """`listwise history compact` killed before its commit: the files of every bucket the killed import
+    left are still history, read as before; the merged files are orphans the next compaction sweeps."""
+    from engine.history_store import MIXED, manifest
+
+    kind, expected = reference
+    url = fresh_database(request, tmp_path, kind)
+    _load_dimensions(url, tmp_path)
+    files = _files(tmp_path)
+    assert _cli(url, files, "after-commit#1").returncode == -signal.SIGKILL  # the first file's, unsplit
+    with Gateway(url) as db:
+        before = every_line(db)
+        assert MIXED in manifest(db, anon=True)["bucket"].to_list()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LISTWISE_FAULT": "before-compact-commit#1"}
+    command = [sys.executable, "-m", "engine.cli", "-q", "--database", url, "history", "compact"]
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with Gateway(url) as db:
+        assert every_line(db).equals(before)
+        assert MIXED in manifest(db, anon=True)["bucket"].to_list()
+        root = db.history_store().root
+        named = {root / f for f in manifest(db, anon=True)["file_name"]}
+        orphans = [p for p in root.glob("bucket=*/*.parquet") if p not in named]
+        assert orphans
+    env.pop("LISTWISE_FAULT")
+    assert subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT).returncode == 0
+    assert not any(p.exists() for p in orphans)
+    with Gateway(url) as db:
+        assert every_line(db).equals(before)
+        assert MIXED not in manifest(db, anon=True)["bucket"].to_list()
+    assert _cli(url, files, None).returncode == 0
     assert dump(url) == expected
