@@ -86,7 +86,8 @@ def history_from_files(data_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame
     """(history, products, customers) from a generator's output directory, no database.
 
     Customer and product keys are assigned as a fresh database would (file order); basket
-    keys follow (store_id, basket_id) order. History holds every card holder's line item.
+    keys follow (basket_id, store_id) order (the baskets' unique index's, in which an import of one
+    file numbers them). History holds every card holder's line item.
     """
     data_dir = Path(data_dir)
     raw_products = pl.read_csv(data_dir / "products.csv", infer_schema=False)
@@ -117,7 +118,7 @@ def history_from_files(data_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame
         parts = [data_dir / "transactions.csv"]
     tx = _read_any(parts)
     tx = tx.with_columns(
-        pl.struct("store_id", "basket_id").rank("dense").cast(pl.Int64).alias("basket_key"),
+        pl.struct("basket_id", "store_id").rank("dense").cast(pl.Int64).alias("basket_key"),
         local_timestamp("timestamp").dt.date().alias("day"),
         pl.col("quantity").cast(pl.Float64),
         cents("amount").alias("amount_cents"),

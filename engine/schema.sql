@@ -85,7 +85,12 @@ CREATE TABLE IF NOT EXISTS baskets (
     -- and reads the held lines only for the baskets that differ (split baskets). NULL: not known.
     line_count    INTEGER,
     line_sum      BIGINT,
-    UNIQUE (store_id, basket_id)
+    -- basket_id first: POS basket ids mostly grow with time, so an import of a week or a month adds
+    -- its keys at the index's right end, not at the end of every store's stretch (the real panel on
+    -- PostgreSQL: its 10 monthly inserts 482 -> 428 ms). Either order serves every lookup (both
+    -- columns by equality); an older database keeps (store_id, basket_id) and the import sorts its
+    -- baskets by whichever order the index has (engine/ingest.py: _unique_order).
+    UNIQUE (basket_id, store_id)
 );
 CREATE INDEX IF NOT EXISTS ix_baskets_day ON baskets (day);
 -- Not indexed by customer: no query reads the baskets of given customers (the batch's home stores

@@ -136,6 +136,36 @@ def test_empty_text_is_missing_whether_or_not_a_column_is_stripped(loaded, tmp_p
             import_file(loaded, "transactions", tmp_path / "missing.parquet")
 
 
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("older", [False, True])
+def test_baskets_are_numbered_in_the_order_of_their_unique_index(request, tmp_path, monkeypatch, older, kind):
+    """A file's baskets get their keys in the order of the baskets' unique index: schema.sql's
+    (basket_id, store_id), or (store_id, basket_id) in a database created before (which keeps it)."""
+    import engine.db
+    from engine.ingest import _unique_order
+
+    if older:  # the schema as it was: the index on (store_id, basket_id)
+        statements = engine.db.schema_statements()
+        assert sum("UNIQUE (basket_id, store_id)" in s for s in statements) == 1
+        monkeypatch.setattr(
+            engine.db,
+            "schema_statements",
+            lambda: [s.replace("UNIQUE (basket_id, store_id)", "UNIQUE (store_id, basket_id)") for s in statements],
+        )
+    url = fresh_database(request, tmp_path, kind)
+    monkeypatch.undo()
+    for name, text in (("stores", STORES), ("customers", CUSTOMERS), ("products", PRODUCTS)):
+        import_file(url, name, write(tmp_path, f"{name}.csv", text))
+    # by store then basket: S01/B2, S02/B1; by basket then store: B1/S02, B2/S01
+    rows = "B1,C1,S02,2025-01-06T10:00:00,P1,1,5.99,0\nB2,C2,S01,2025-01-06T11:00:00,P2,1,3.49,0\n"
+    import_file(url, "transactions", write(tmp_path, "two.csv", TRANSACTIONS.split("\n")[0] + "\n" + rows))
+    with Gateway(url) as db:
+        assert _unique_order(db) == (("store_id", "basket_id") if older else ("basket_id", "store_id"))
+    with connect(url).connect() as conn:
+        got = conn.execute(sa.text("SELECT basket_id FROM baskets ORDER BY basket_key")).scalars().all()
+    assert got == (["B2", "B1"] if older else ["B1", "B2"])
+
+
 def test_parquet_imports_like_csv(loaded, tmp_path):
     frame = pl.read_csv(write(tmp_path, "tx.csv", TRANSACTIONS), infer_schema=False)
     frame.write_parquet(tmp_path / "tx.parquet")
@@ -543,7 +573,7 @@ def test_new_baskets_carry_their_lines_checksum_timestamp_and_keys_in_unique_key
 ):
     """The baskets' rows (made from the file's frame while its lines are still being collected) agree
     with the lines history holds: line_count and line_sum are `line_checksum` of them, ts is the
-    file's; keys are given in (store_id, basket_id) order, whatever order the file has."""
+    file's; keys are given in the unique index's order (basket_id, store_id), whatever order the file has."""
     from engine.ingest import line_checksum
 
     frame = _many_baskets(0)
@@ -563,7 +593,7 @@ def test_new_baskets_carry_their_lines_checksum_timestamp_and_keys_in_unique_key
         rows, schema=["basket_key", "store_id", "basket_id", "ts", "line_count", "line_sum"], orient="row"
     ).sort("basket_key")
     assert baskets.height == 60
-    assert baskets.select("store_id", "basket_id").equals(baskets.select("store_id", "basket_id").sort(pl.all()))
+    assert baskets.select("basket_id", "store_id").equals(baskets.select("basket_id", "store_id").sort(pl.all()))
     held = lines(db_url)
     for key, n, total in baskets.select("basket_key", "line_count", "line_sum").iter_rows():
         mine = held.filter(pl.col("basket_key") == key)
