@@ -217,16 +217,18 @@ def allocate_keys(conn: sa.Connection | BulkSession, name: str, n: int, above: i
     """Reserve `n` consecutive keys of sequence `name`; returns the first.
 
     Runs inside the caller's transaction, a SQLAlchemy connection's or a `BulkSession`'s: on
-    PostgreSQL the row lock serialises concurrent writers, SQLite has one writer anyway. The
-    sequence row is created with ON CONFLICT DO NOTHING first, so two writers meeting a new
-    sequence do not collide. `above`: the first key is greater than it (a table that holds
-    rows written without the sequence); the sequence moves past the keys returned.
+    PostgreSQL the row lock serialises concurrent writers, SQLite has one writer anyway. One
+    statement when the sequence exists (an import's files: two round trips fewer each); else its
+    row is created with ON CONFLICT DO NOTHING first, so two writers meeting a new sequence do not
+    collide, and the update runs again. `above`: the first key is greater than it (a table that
+    holds rows written without the sequence); the sequence moves past the keys returned.
     """
     run = conn.run if isinstance(conn, BulkSession) else _run_named(conn)
-    run("INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING", name=name)
-    rows = run(
-        "UPDATE sequences SET next_value = next_value + :n WHERE name = :name RETURNING next_value", n=n, name=name
-    )
+    update = "UPDATE sequences SET next_value = next_value + :n WHERE name = :name RETURNING next_value"
+    rows = run(update, n=n, name=name)
+    if not rows:  # a new sequence
+        run("INSERT INTO sequences (name, next_value) VALUES (:name, 1) ON CONFLICT (name) DO NOTHING", name=name)
+        rows = run(update, n=n, name=name)
     first = int(rows[0][0]) - n
     if first <= above:
         first = int(above) + 1

@@ -38,6 +38,7 @@ import functools
 import hashlib
 import io
 import re
+import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -1211,6 +1212,8 @@ def _present(bulk, baskets: pl.DataFrame, where: str, source: str = "baskets b")
             "line_sum": pl.Int64,
         },
     )
+    if present.height == 0:  # a new week's or month's file: no polars work on the writer's path (`_in_background`)
+        return present.with_columns(pl.lit(None, pl.Datetime("us")).alias("old_ts"))
     present = present.with_columns(store_local(present["old_ts"]).alias("old_ts"))
     return present.join(baskets.select("store_id", "basket_id"), on=["store_id", "basket_id"], how="semi")
 
@@ -1477,12 +1480,13 @@ def _add_lines(
     basket = ["store_id", "basket_id"]
     columns = list(PART_SCHEMA)
     present = _present_in_days(bulk, baskets)
-    _refuse_disagreeing(
-        name,
-        baskets.join(present, on=basket, how="inner").filter(
-            pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))
-        ),
-    )
+    if present.height:
+        _refuse_disagreeing(
+            name,
+            baskets.join(present, on=basket, how="inner").filter(
+                pl.col("customer_key").ne_missing(pl.col("old_customer_key")) | (pl.col("ts") != pl.col("old_ts"))
+            ),
+        )
     fault_point("before-write")
     # the files the compaction merges, listed before the baskets' insert takes the connection
     listed = listed_parts(bulk, store, compaction.imports) if compaction is not None else None
@@ -1624,13 +1628,20 @@ def _settle(pending: Future | None) -> None:
             pending.result()
 
 
+_BACKGROUND = threading.local()  # `_in_background`'s thread, one a calling thread
+
+
 def _in_background(function, *args) -> Future:  # noqa: ANN001
-    """`function(*args)` in a thread of its own; its Future."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(function, *args)
-    finally:
-        pool.shutdown(wait=False)
+    """`function(*args)` in a thread of the calling thread's own (started once: a thread started for each
+    file of an import waited ~2-4 ms for a core while the next files were checked); its Future.
+
+    The writer's path between its statements is kept short for the same reason: its small polars
+    operations share polars' thread pool with the files being checked, and wait behind them.
+    """
+    pool = getattr(_BACKGROUND, "pool", None)
+    if pool is None:
+        pool = _BACKGROUND.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listwise-bulk")
+    return pool.submit(function, *args)
 
 
 def _record_import(bulk, import_id: int, source: _Source, written: _Written) -> None:
