@@ -67,6 +67,7 @@ __all__ = [
     "lock",
     "write_parts",
     "record_parts",
+    "manifest_row",
     "manifest",
     "part_files",
     "part_paths",
@@ -299,17 +300,7 @@ def write_parts(
         name = f"{_directory(bucket)}/{prefix}-{tag}{_TRANSIENT if bucket == MIXED else '.parquet'}"
         _write_file(root / name, part)
         _sync_dirs([root / name])  # here, not after the pool: 65 directory syncs one after another were 0.3 s
-        days, keys = part["day"], part["basket_key"]
-        return {
-            "file_name": name,
-            "bucket": bucket,
-            "import_id": import_id,
-            "line_count": part.height,
-            "first_day": days.min(),
-            "last_day": days.max(),
-            "first_basket": keys.min(),
-            "last_basket": keys.max(),
-        }
+        return manifest_row(name, bucket, import_id, part)
 
     # polars' writer releases the GIL: a few files at once
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -318,6 +309,21 @@ def write_parts(
         held.update((row["file_name"], part) for row, (_, part) in zip(rows, groups))
     fault_point("after-parquet")
     return pl.DataFrame(rows, schema=MANIFEST_SCHEMA)
+
+
+def manifest_row(file_name: str, bucket: int | None, import_id: int | None, lines: pl.DataFrame) -> dict:
+    """The MANIFEST_SCHEMA row of a part file holding `lines` (PART_SCHEMA)."""
+    days, keys = lines["day"], lines["basket_key"]
+    return {
+        "file_name": file_name,
+        "bucket": bucket,
+        "import_id": import_id,
+        "line_count": lines.height,
+        "first_day": days.min(),
+        "last_day": days.max(),
+        "first_basket": keys.min(),
+        "last_basket": keys.max(),
+    }
 
 
 def record_parts(bulk: BulkSession, parts: pl.DataFrame) -> None:
@@ -774,16 +780,7 @@ def write_swap(
         name = f"{_directory(bucket)}/c{secrets.token_hex(6)}.parquet"
         _write_file(store.path(name), part)
         _sync_dirs([store.path(name)])
-        return {
-            "file_name": name,
-            "bucket": bucket,
-            "import_id": None,
-            "line_count": part.height,
-            "first_day": part["day"].min(),
-            "last_day": part["day"].max(),
-            "first_basket": part["basket_key"].min(),
-            "last_basket": part["basket_key"].max(),
-        }
+        return manifest_row(name, bucket, None, part)
 
     # merges at once, as `write_parts` writes them (polars releases the GIL): 65 buckets one after
     # another were 2.4 s of an 11-file import; each reads at most `merge_lines` lines (and the slices)

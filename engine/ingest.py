@@ -69,6 +69,7 @@ from engine.history_store import (
     held_lines,
     listed_parts,
     lock,
+    manifest_row,
     record_parts,
     write_parts,
     write_swap,
@@ -1584,16 +1585,7 @@ def _add_lines(
 def _pending_row(lines: pl.DataFrame, import_id: int) -> dict:
     """A manifest row for lines not written to a file (`compact_in`'s `pending`): a file of every bucket
     of import `import_id`, named for no file."""
-    return {
-        "file_name": f"(import {import_id})",
-        "bucket": MIXED,
-        "import_id": import_id,
-        "line_count": lines.height,
-        "first_day": lines["day"].min(),
-        "last_day": lines["day"].max(),
-        "first_basket": lines["basket_key"].min(),
-        "last_basket": lines["basket_key"].max(),
-    }
+    return manifest_row(f"(import {import_id})", MIXED, import_id, lines)
 
 
 def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFrame) -> pl.DataFrame:
