@@ -739,8 +739,8 @@ def write_swap(
         for bucket, parts in _split_mixed(store, mixed.slice(i, 1), held).items():
             spread.setdefault(bucket, []).extend((_in_time(row), part) for part in parts)
     if pending is not None and pending[1].height:
-        for bucket, parts in _by_bucket(store, pending[1]).items():
-            spread.setdefault(bucket, []).extend((_in_time(pending[0]), part) for part in parts)
+        for bucket, part in _by_bucket(store, pending[1]).items():
+            spread.setdefault(bucket, []).append((_in_time(pending[0]), part))
     # the merges: (bucket, the bucket's files to merge, whether the MIXED files' slices go in it); a
     # bucket's slices are one more file of it, merged like the others (`_merge_plan`) or written alone
     jobs: list[tuple[int | None, list[dict], bool]] = []
@@ -806,25 +806,23 @@ def _split_mixed(
     for name in mixed["file_name"]:
         lines = held[name] if held is not None and name in held else scan_parts([str(store.path(name))]).collect()
         for bucket, part in _by_bucket(store, lines).items():
-            spread.setdefault(bucket, []).extend(part)
+            spread.setdefault(bucket, []).append(part)
     return spread
 
 
-def _by_bucket(store: HistoryStore, lines: pl.DataFrame) -> dict[int | None, list[pl.DataFrame]]:
+def _by_bucket(store: HistoryStore, lines: pl.DataFrame) -> dict[int | None, pl.DataFrame]:
     """`lines` (PART_SCHEMA) by bucket (None: the anonymous one), each bucket's in their order: slices
     when they come by bucket (as `write_parts` writes a MIXED file), else a split."""
     lines = lines.select(list(PART_SCHEMA))
     runs = lines.select(bucket_of(store.buckets).rle()).unnest("__bucket")
-    spread: dict[int | None, list[pl.DataFrame]] = {}
     if runs["value"].n_unique() == runs.height:  # by bucket: slices
         starts = [0, *runs["len"].cum_sum().to_list()[:-1]]
-        for bucket, at, n in zip(runs["value"].to_list(), starts, runs["len"].to_list()):
-            spread.setdefault(bucket, []).append(lines.slice(at, n))
-        return spread
+        return {
+            bucket: lines.slice(at, n) for bucket, at, n in zip(runs["value"].to_list(), starts, runs["len"].to_list())
+        }
     keyed = lines.with_columns(bucket_of(store.buckets))
-    for (bucket,), part in keyed.partition_by("__bucket", as_dict=True, maintain_order=True).items():
-        spread.setdefault(bucket, []).append(part.drop("__bucket"))
-    return spread
+    split = keyed.partition_by("__bucket", as_dict=True, maintain_order=True)
+    return {bucket: part.drop("__bucket") for (bucket,), part in split.items()}
 
 
 def _orphans(store: HistoryStore, named: set[str]) -> list[Path]:

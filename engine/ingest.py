@@ -64,7 +64,6 @@ from engine.history_store import (
     Swap,
     bucket_of,
     compact,
-    compact_in,
     crowded,
     held_lines,
     listed_parts,
@@ -806,12 +805,6 @@ class _References:
     customers: pl.DataFrame  # customer_id, customer_key
     basket_order: tuple[str, ...] = ("basket_id", "store_id")  # the baskets' unique index's columns (`_unique_order`)
 
-    @classmethod
-    def read(cls, db: Gateway) -> _References:
-        ahead = _ReferencesAhead()
-        ahead.read(db)
-        return cls(ahead.stores, ahead.products, ahead.customers, ahead.basket_order)
-
 
 def _unique_order(db: Gateway) -> tuple[str, ...]:
     """The columns of the baskets' unique index on (store_id, basket_id), in its order: schema.sql's
@@ -1437,8 +1430,8 @@ def _write_transactions(
     `imports` row together, so its commit is the one commit point of the import. `held`: the part
     files' lines are put in it by file name (`engine.history_store.write_parts`' `held`); `mixed`:
     one part file of every bucket, for the import's compaction to split (`write_parts`' `mixed`);
-    `compaction`: the transaction compacts the import's files too, the file's lines going straight
-    into the buckets' new files (`_Compaction`).
+    `compaction` (a file with baskets): the transaction compacts the import's files too, the file's
+    lines going straight into the buckets' new files (`_Compaction`).
     """
     store = db.history_store()  # before the bulk session: on SQLite the two must not overlap
     swap = None
@@ -1450,10 +1443,6 @@ def _write_transactions(
             written, swap = _add_lines(
                 db, bulk, store, import_id, source.path.name, lines, baskets, held, mixed, compaction
             )
-        elif compaction is not None:
-            swap = compact_in(bulk, store, 1, compaction.imports, held, compaction.merge_lines)
-            swap.record(bulk)
-            fault_point("before-compact-commit")
         _record_import(bulk, import_id, source, written)
         fault_point("before-commit")
     compacted = swap.finish(store) if swap is not None else None  # the replaced files deleted, once committed
@@ -1555,7 +1544,8 @@ def _add_lines(
         if compaction is None:
             parts, swap = write_parts(store, added, f"i{import_id:09d}", import_id, ordered, held, mixed), None
         else:  # the import's files and this one's lines, one new file a bucket (written as the baskets go in)
-            pending = (_pending_row(added, import_id), added) if added.height else None
+            # the lines as one more file of every bucket (MIXED), named for no file
+            pending = (manifest_row(f"(import {import_id})", MIXED, import_id, added), added) if added.height else None
             swap = write_swap(store, listed, 1, held, compaction.merge_lines, pending)
     except BaseException:
         _settle(inserting)
@@ -1580,12 +1570,6 @@ def _add_lines(
         swap.record(bulk)
         fault_point("before-compact-commit")
     return _Written(appended.height + new_lines.height, appended.height, left_out), swap
-
-
-def _pending_row(lines: pl.DataFrame, import_id: int) -> dict:
-    """A manifest row for lines not written to a file (`compact_in`'s `pending`): a file of every bucket
-    of import `import_id`, named for no file."""
-    return manifest_row(f"(import {import_id})", MIXED, import_id, lines)
 
 
 def _in_part_order(store: HistoryStore, lines: pl.DataFrame, baskets: pl.DataFrame) -> pl.DataFrame:
@@ -1810,9 +1794,10 @@ def import_files(
                         pending = None
                         # the MIXED files' lines stay at most _HELD_LINES: the compaction holds them all at once
                         mixed = held is not None and in_held + source.rows_read <= _HELD_LINES
-                        # the last file of an import whose files are held: its transaction compacts them all
+                        # the last file of an import whose files are held: its transaction compacts them all (a
+                        # header-only one leaves it to the compaction below)
                         compaction = None
-                        if mixed and max_parts and imports and i == len(files) - 1:
+                        if mixed and max_parts and imports and baskets.height and i == len(files) - 1:
                             compaction = _Compaction(list(imports), merge_lines)
                         written = _write_transactions(db, source, lines, baskets, held, mixed, compaction)
                         # the file's frames let go now (13.9M lines: ~2 GB), not when the next file's
